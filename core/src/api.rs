@@ -1,0 +1,809 @@
+//! The control API, in mediasoup's terms: routers, transports, producers, consumers.
+//!
+//! Each call changes state, may queue datagrams and events, and returns at once. Drain
+//! [`Sfu::poll_output`] after every call.
+
+use str0m::media::{Mid, Rid};
+use str0m::IceCreds;
+use tracing::{debug, info};
+
+use crate::error::Error;
+use crate::event::{ConsumerCloseReason, DtlsState, Event, IceState};
+use crate::forward::Rewriter;
+use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::io::Output;
+use crate::keyframe::VideoCodec;
+use crate::ortc::{
+    self, ConsumerParameters, ConsumerType, DtlsFingerprint, DtlsParameters, DtlsRole,
+    IceParameters, MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters, RtxParameters,
+    WebRtcTransportParameters,
+};
+use crate::router::{Consumer, Encoding, Producer, Router};
+use crate::sfu::{set_dtls_state, Sfu, TimerKey};
+use crate::stats::{ConsumerStats, ProducerStats, TransportStats};
+use crate::transport::webrtc::{self, WebRtcTransport};
+use crate::transport::WebRtcTransportOptions;
+
+/// Options for [`Sfu::create_router`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouterOptions {
+    /// The codecs the room uses (payload types are assigned by the router).
+    pub media_codecs: Vec<RtpCodecCapability>,
+}
+
+/// A created WebRTC transport: its id and the parameters to signal to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebRtcTransportCreated {
+    /// The transport's id.
+    pub id: TransportId,
+    /// What the client needs (`device.createSendTransport(..)` and friends).
+    pub parameters: WebRtcTransportParameters,
+}
+
+/// Options for [`Sfu::produce`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProduceOptions {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The RTP parameters the client sends with (mediasoup-client's `produce` request).
+    pub rtp_parameters: RtpParameters,
+    /// Start paused.
+    pub paused: bool,
+}
+
+/// Options for [`Sfu::consume`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumeOptions {
+    /// The producer to receive.
+    pub producer: ProducerId,
+    /// What the receiving device can decode (`device.rtpCapabilities`).
+    pub rtp_capabilities: RtpCapabilities,
+    /// Start paused (mediasoup's recommended flow: resume once the client is ready).
+    pub paused: bool,
+}
+
+/// A created consumer: its id and the parameters to signal to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumed {
+    /// The consumer's id.
+    pub id: ConsumerId,
+    /// What the client needs (`transport.consume(..)`).
+    pub parameters: ConsumerParameters,
+}
+
+impl Sfu {
+    /// Creates a router (a room) with the given media codecs.
+    pub fn create_router(&mut self, options: RouterOptions) -> Result<RouterId, Error> {
+        let caps = ortc::generate_router_rtp_capabilities(&options.media_codecs)?;
+        let id = RouterId::from_raw(self.next_u64());
+        self.routers.insert(
+            id,
+            Router {
+                caps,
+                transports: Vec::new(),
+                producers: Vec::new(),
+            },
+        );
+        info!(router = %id, "router created");
+        Ok(id)
+    }
+
+    /// A router's RTP capabilities (for `device.load({ routerRtpCapabilities })`).
+    pub fn router_rtp_capabilities(&self, router: RouterId) -> Result<&RtpCapabilities, Error> {
+        self.routers
+            .get(&router)
+            .map(|r| &r.caps)
+            .ok_or(Error::UnknownRouter(router))
+    }
+
+    /// Closes a router and everything in it.
+    pub fn close_router(&mut self, router: RouterId) -> Result<(), Error> {
+        let r = self
+            .routers
+            .get(&router)
+            .ok_or(Error::UnknownRouter(router))?;
+        for tid in r.transports.clone() {
+            self.close_transport(tid)?;
+        }
+        self.routers.remove(&router);
+        info!(router = %router, "router closed");
+        Ok(())
+    }
+
+    /// Whether a device with these capabilities can receive this producer.
+    pub fn can_consume(
+        &self,
+        producer: ProducerId,
+        rtp_capabilities: &RtpCapabilities,
+    ) -> Result<bool, Error> {
+        let p = self
+            .producers
+            .get(&producer)
+            .ok_or(Error::UnknownProducer(producer))?;
+        Ok(ortc::can_consume(&p.consumable, rtp_capabilities))
+    }
+
+    /// Creates a WebRTC transport in a router.
+    pub fn create_webrtc_transport(
+        &mut self,
+        router: RouterId,
+        options: WebRtcTransportOptions,
+    ) -> Result<WebRtcTransportCreated, Error> {
+        if !self.routers.contains_key(&router) {
+            return Err(Error::UnknownRouter(router));
+        }
+        if options.listen_infos.is_empty() {
+            return Err(Error::InvalidListenInfo("no listen addresses".into()));
+        }
+        let candidates =
+            webrtc::candidates(&options.listen_infos).map_err(Error::InvalidListenInfo)?;
+        let creds = IceCreds {
+            ufrag: self.random_token(16),
+            pass: self.random_token(32),
+        };
+        let caps = &self.routers[&router].caps;
+        let config = webrtc::rtc_config(caps, &self.cert, &self.crypto, creds.clone());
+        let mut rtc = config.build(self.now);
+        {
+            let mut api = rtc.direct_api();
+            api.set_ice_lite(true);
+            api.set_ice_controlling(false);
+            api.enable_twcc_feedback();
+        }
+        let mut signaled = Vec::with_capacity(candidates.len());
+        for (candidate, ice) in candidates {
+            rtc.add_local_candidate(candidate);
+            signaled.push(ice);
+        }
+        let fingerprint = match &self.fingerprint {
+            Some(f) => f.clone(),
+            None => {
+                let text = rtc.direct_api().local_dtls_fingerprint().to_string();
+                let (algorithm, value) = text.split_once(' ').unwrap_or(("sha-256", &text));
+                let f = (algorithm.to_owned(), value.to_owned());
+                self.fingerprint = Some(f.clone());
+                f
+            }
+        };
+        let id = TransportId::from_raw(self.next_u64());
+        let local_addrs = options
+            .listen_infos
+            .iter()
+            .map(|l| (l.protocol, l.local))
+            .collect();
+        let parameters = WebRtcTransportParameters {
+            id: id.to_string(),
+            ice_parameters: IceParameters {
+                username_fragment: creds.ufrag.clone(),
+                password: creds.pass.clone(),
+                ice_lite: Some(true),
+            },
+            ice_candidates: signaled,
+            dtls_parameters: DtlsParameters {
+                role: Some(DtlsRole::Auto),
+                fingerprints: vec![DtlsFingerprint {
+                    algorithm: fingerprint.0,
+                    value: fingerprint.1,
+                }],
+            },
+            sctp_parameters: None,
+        };
+        self.demux.insert_ufrag(creds.ufrag.clone(), id);
+        self.transports
+            .insert(id, WebRtcTransport::new(router, rtc, creds, local_addrs));
+        if let Some(r) = self.routers.get_mut(&router) {
+            r.transports.push(id);
+        }
+        self.drain(id);
+        self.run_work();
+        info!(transport = %id, router = %router, "WebRTC transport created");
+        Ok(WebRtcTransportCreated { id, parameters })
+    }
+
+    /// Gives a transport the client's DTLS parameters; the server takes the other DTLS role
+    /// (the client's `client` or `auto` makes the server the DTLS server).
+    pub fn connect_webrtc_transport(
+        &mut self,
+        transport: TransportId,
+        dtls_parameters: &DtlsParameters,
+    ) -> Result<(), Error> {
+        let t = self
+            .transports
+            .get_mut(&transport)
+            .ok_or(Error::UnknownTransport(transport))?;
+        if t.connected {
+            return Err(Error::AlreadyConnected(transport));
+        }
+        let fp = dtls_parameters
+            .fingerprints
+            .iter()
+            .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
+            .or_else(|| dtls_parameters.fingerprints.first())
+            .ok_or_else(|| Error::InvalidDtlsParameters("no fingerprint".into()))?;
+        let fingerprint = parse_fingerprint(fp)?;
+        let active = matches!(dtls_parameters.role, Some(DtlsRole::Server));
+        let mut api = t.rtc.direct_api();
+        api.set_remote_fingerprint(fingerprint);
+        api.start_dtls(active)
+            .map_err(|e| Error::Rtc(e.to_string()))?;
+        t.connected = true;
+        let mut out = std::mem::take(&mut self.out);
+        set_dtls_state(t, transport, DtlsState::Connecting, &mut out);
+        self.out = out;
+        self.kick(transport);
+        Ok(())
+    }
+
+    /// New ICE credentials for a transport (the client then calls `restartIce`).
+    pub fn restart_ice(&mut self, transport: TransportId) -> Result<IceParameters, Error> {
+        let creds = IceCreds {
+            ufrag: self.random_token(16),
+            pass: self.random_token(32),
+        };
+        let t = self
+            .transports
+            .get_mut(&transport)
+            .ok_or(Error::UnknownTransport(transport))?;
+        t.rtc.direct_api().set_local_ice_credentials(creds.clone());
+        let old = std::mem::replace(&mut t.ufrag, creds.ufrag.clone());
+        t.ice_password = creds.pass.clone();
+        self.demux.remove_ufrag(&old);
+        self.demux.insert_ufrag(creds.ufrag.clone(), transport);
+        self.kick(transport);
+        Ok(IceParameters {
+            username_fragment: creds.ufrag,
+            password: creds.pass,
+            ice_lite: Some(true),
+        })
+    }
+
+    /// Closes a transport with its producers and consumers.
+    pub fn close_transport(&mut self, transport: TransportId) -> Result<(), Error> {
+        let t = self
+            .transports
+            .get(&transport)
+            .ok_or(Error::UnknownTransport(transport))?;
+        let producers: Vec<ProducerId> = t.producers_by_mid.values().copied().collect();
+        let consumers: Vec<ConsumerId> = t.consumers_by_mid.values().copied().collect();
+        for pid in producers {
+            self.close_producer(pid)?;
+        }
+        for cid in consumers {
+            self.remove_consumer(cid, Some(ConsumerCloseReason::TransportClosed));
+        }
+        if let Some(mut t) = self.transports.remove(&transport) {
+            // Say goodbye (RTCP BYE, DTLS close_notify) before forgetting the transport.
+            if t.rtc.close().is_ok() {
+                while let Ok(str0m::Output::Transmit(tx)) = t.rtc.poll_output() {
+                    self.out.push_back(Output::Transmit(crate::io::Transmit {
+                        proto: tx.proto.into(),
+                        source: tx.source,
+                        destination: tx.destination,
+                        contents: tx.contents.into(),
+                    }));
+                }
+            }
+            for tuple in &t.tuples {
+                self.demux.remove_tuple(tuple);
+            }
+            self.demux.remove_ufrag(&t.ufrag);
+            self.timers.cancel(TimerKey::Transport(transport));
+            if let Some(r) = self.routers.get_mut(&t.router) {
+                r.transports.retain(|&x| x != transport);
+            }
+            if t.ice_state != IceState::Closed {
+                self.out.push_back(Output::Event(Event::IceStateChange {
+                    transport,
+                    state: IceState::Closed,
+                }));
+            }
+            self.out
+                .push_back(Output::Event(Event::TransportClosed { transport }));
+            info!(transport = %transport, "transport closed");
+        }
+        Ok(())
+    }
+
+    /// Starts receiving a media source on a transport.
+    pub fn produce(
+        &mut self,
+        transport: TransportId,
+        options: ProduceOptions,
+    ) -> Result<ProducerId, Error> {
+        let ProduceOptions {
+            kind,
+            rtp_parameters,
+            paused,
+        } = options;
+        let t = self
+            .transports
+            .get(&transport)
+            .ok_or(Error::UnknownTransport(transport))?;
+        let router = t.router;
+        let caps = &self
+            .routers
+            .get(&router)
+            .ok_or(Error::UnknownRouter(router))?
+            .caps;
+        let mapping = ortc::get_producer_rtp_mapping(&rtp_parameters, caps)?;
+        check_producer_fits_transport(&rtp_parameters, caps)?;
+        let mid_text = rtp_parameters
+            .mid
+            .clone()
+            .ok_or_else(|| ortc::OrtcError::InvalidParameters("missing mid".into()))?;
+        let mid = short_id::<Mid>(&mid_text, "mid")?;
+        if t.producers_by_mid.contains_key(&mid) || t.consumers_by_mid.contains_key(&mid) {
+            return Err(Error::MidInUse(mid_text));
+        }
+        let mut encodings = Vec::with_capacity(rtp_parameters.encodings.len());
+        for e in &rtp_parameters.encodings {
+            let rid = e
+                .rid
+                .as_deref()
+                .map(|r| short_id::<Rid>(r, "rid"))
+                .transpose()?;
+            for ssrc in e.ssrc.into_iter().chain(e.rtx.as_ref().map(|r| r.ssrc)) {
+                if t.producer_ssrcs.contains_key(&ssrc) {
+                    return Err(Error::SsrcInUse(ssrc));
+                }
+            }
+            encodings.push(Encoding::new(e.ssrc, rid));
+        }
+        let consumable = ortc::get_consumable_rtp_parameters(kind, &rtp_parameters, caps, &mapping);
+        let video_codec = (kind == MediaKind::Video).then(|| {
+            rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| !c.is_rtx())
+                .map_or(VideoCodec::Other, |c| VideoCodec::from_mime(&c.mime_type))
+        });
+
+        let pid = ProducerId::from_raw(self.next_u64());
+        let Some(t) = self.transports.get_mut(&transport) else {
+            return Err(Error::UnknownTransport(transport));
+        };
+        {
+            let mut api = t.rtc.direct_api();
+            let media = api.declare_media(mid, webrtc::media_kind(kind));
+            for e in &encodings {
+                if let Some(rid) = e.rid {
+                    media.expect_rid_rx(rid);
+                }
+            }
+            for (e, params) in encodings.iter().zip(&rtp_parameters.encodings) {
+                if let Some(ssrc) = e.ssrc {
+                    let rtx = params.rtx.as_ref().map(|r| r.ssrc.into());
+                    let stream = api.expect_stream_rx(ssrc.into(), rtx, mid, e.rid);
+                    stream.suppress_nack(kind == MediaKind::Audio);
+                }
+            }
+        }
+        t.producers_by_mid.insert(mid, pid);
+        for (i, e) in encodings.iter().enumerate() {
+            if let Some(ssrc) = e.ssrc {
+                t.producer_ssrcs.insert(ssrc, (pid, i));
+            }
+        }
+        let n = encodings.len();
+        self.producers.insert(
+            pid,
+            Producer {
+                router,
+                transport,
+                kind,
+                mid,
+                consumable,
+                paused,
+                consumers: Vec::new(),
+                video_codec,
+                encodings,
+                stats: ProducerStats {
+                    packets_per_encoding: vec![0; n],
+                    ..Default::default()
+                },
+            },
+        );
+        if let Some(r) = self.routers.get_mut(&router) {
+            r.producers.push(pid);
+        }
+        self.kick(transport);
+        info!(producer = %pid, transport = %transport, ?kind, "producer created");
+        Ok(pid)
+    }
+
+    /// Closes a producer; its consumers close too and report [`Event::ConsumerClosed`].
+    pub fn close_producer(&mut self, producer: ProducerId) -> Result<(), Error> {
+        let p = self
+            .producers
+            .remove(&producer)
+            .ok_or(Error::UnknownProducer(producer))?;
+        for cid in &p.consumers {
+            self.remove_consumer(*cid, Some(ConsumerCloseReason::ProducerClosed));
+        }
+        if let Some(t) = self.transports.get_mut(&p.transport) {
+            t.producers_by_mid.remove(&p.mid);
+            t.producer_ssrcs.retain(|_, (pid, _)| *pid != producer);
+            t.rtc.direct_api().remove_media(p.mid);
+        }
+        if let Some(r) = self.routers.get_mut(&p.router) {
+            r.producers.retain(|&x| x != producer);
+        }
+        for layer in 0..p.encodings.len() {
+            self.timers.cancel(TimerKey::KeyFrame(producer, layer));
+        }
+        self.out
+            .push_back(Output::Event(Event::ProducerClosed { producer }));
+        self.kick(p.transport);
+        info!(producer = %producer, "producer closed");
+        Ok(())
+    }
+
+    /// Pauses a producer: nothing is forwarded; its consumers learn of it.
+    pub fn pause_producer(&mut self, producer: ProducerId) -> Result<(), Error> {
+        self.set_producer_paused(producer, true)
+    }
+
+    /// Resumes a producer; its video consumers restart at the next key frame (requested now).
+    pub fn resume_producer(&mut self, producer: ProducerId) -> Result<(), Error> {
+        self.set_producer_paused(producer, false)
+    }
+
+    fn set_producer_paused(&mut self, producer: ProducerId, paused: bool) -> Result<(), Error> {
+        let p = self
+            .producers
+            .get_mut(&producer)
+            .ok_or(Error::UnknownProducer(producer))?;
+        if p.paused == paused {
+            return Ok(());
+        }
+        p.paused = paused;
+        let consumers = p.consumers.clone();
+        for cid in &consumers {
+            if let Some(c) = self.consumers.get_mut(cid) {
+                c.producer_paused = paused;
+                if !paused {
+                    c.rewriter.request_resync();
+                }
+                let event = if paused {
+                    Event::ConsumerProducerPaused { consumer: *cid }
+                } else {
+                    Event::ConsumerProducerResumed { consumer: *cid }
+                };
+                self.out.push_back(Output::Event(event));
+            }
+        }
+        if !paused {
+            self.request_key_frames_for(producer);
+        }
+        debug!(producer = %producer, paused, "producer paused state");
+        self.run_work();
+        Ok(())
+    }
+
+    /// Starts sending a producer to a transport's endpoint.
+    pub fn consume(
+        &mut self,
+        transport: TransportId,
+        options: ConsumeOptions,
+    ) -> Result<Consumed, Error> {
+        let ConsumeOptions {
+            producer,
+            rtp_capabilities,
+            paused,
+        } = options;
+        let t = self
+            .transports
+            .get(&transport)
+            .ok_or(Error::UnknownTransport(transport))?;
+        let p = self
+            .producers
+            .get(&producer)
+            .ok_or(Error::UnknownProducer(producer))?;
+        if p.router != t.router {
+            return Err(Error::WrongRouter(producer));
+        }
+        if !ortc::can_consume(&p.consumable, &rtp_capabilities) {
+            return Err(Error::CannotConsume(producer));
+        }
+        let mut rtp = ortc::get_consumer_rtp_parameters(&p.consumable, &rtp_capabilities)?;
+        let main = rtp
+            .codecs
+            .iter()
+            .find(|c| !c.is_rtx())
+            .ok_or(Error::CannotConsume(producer))?;
+        let (payload_type, clock_rate) = (main.payload_type, main.clock_rate);
+        let has_rtx = rtp.codecs.iter().any(|c| c.is_rtx());
+        let kind = p.kind;
+        let simulcast = p.encodings.len() > 1;
+        let preferred_layer = p.encodings.len().saturating_sub(1);
+        let producer_paused = p.paused;
+
+        let ssrc = self.random_ssrc();
+        let rtx_ssrc = has_rtx.then(|| self.random_ssrc());
+        let initial_seq = (self.next_u64() % 0x7fff) as u16;
+        let cid = ConsumerId::from_raw(self.next_u64());
+        let Some(t) = self.transports.get_mut(&transport) else {
+            return Err(Error::UnknownTransport(transport));
+        };
+        let mid = t.next_consumer_mid();
+        rtp.mid = Some(mid.to_string());
+        if let Some(e) = rtp.encodings.first_mut() {
+            e.ssrc = Some(ssrc);
+            e.rtx = rtx_ssrc.map(|ssrc| RtxParameters { ssrc });
+        }
+        {
+            let mut api = t.rtc.direct_api();
+            api.declare_media(mid, webrtc::media_kind(kind));
+            let stream = api.declare_stream_tx(ssrc.into(), rtx_ssrc.map(Into::into), mid, None);
+            stream.set_unpaced(true);
+        }
+        t.consumers_by_mid.insert(mid, cid);
+        let parameters = ConsumerParameters {
+            id: cid.to_string(),
+            producer_id: producer.to_string(),
+            kind,
+            consumer_type: if simulcast {
+                ConsumerType::Simulcast
+            } else {
+                ConsumerType::Simple
+            },
+            producer_paused,
+            rtp_parameters: rtp,
+        };
+        self.consumers.insert(
+            cid,
+            Consumer {
+                producer,
+                transport,
+                kind,
+                mid,
+                ssrc,
+                payload_type,
+                clock_rate,
+                paused,
+                producer_paused,
+                rewriter: Rewriter::new(initial_seq),
+                current_layer: None,
+                preferred_layer,
+                parameters: parameters.clone(),
+                stats: ConsumerStats::default(),
+            },
+        );
+        if let Some(p) = self.producers.get_mut(&producer) {
+            p.consumers.push(cid);
+        }
+        if !paused && !producer_paused {
+            self.request_key_frame(producer, preferred_layer);
+        }
+        self.kick(transport);
+        info!(consumer = %cid, producer = %producer, transport = %transport, "consumer created");
+        Ok(Consumed {
+            id: cid,
+            parameters,
+        })
+    }
+
+    /// The parameters a consumer was created with.
+    pub fn consumer_parameters(&self, consumer: ConsumerId) -> Result<&ConsumerParameters, Error> {
+        self.consumers
+            .get(&consumer)
+            .map(|c| &c.parameters)
+            .ok_or(Error::UnknownConsumer(consumer))
+    }
+
+    /// Pauses a consumer: nothing is sent to its endpoint.
+    pub fn pause_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        let c = self
+            .consumers
+            .get_mut(&consumer)
+            .ok_or(Error::UnknownConsumer(consumer))?;
+        c.paused = true;
+        Ok(())
+    }
+
+    /// Resumes a consumer; video restarts at a key frame, which is requested now.
+    pub fn resume_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        let c = self
+            .consumers
+            .get_mut(&consumer)
+            .ok_or(Error::UnknownConsumer(consumer))?;
+        if !c.paused {
+            return Ok(());
+        }
+        c.paused = false;
+        c.rewriter.request_resync();
+        let (pid, layer, forwarding) = (
+            c.producer,
+            c.current_layer.unwrap_or(c.preferred_layer),
+            c.is_forwarding(),
+        );
+        if forwarding {
+            self.request_key_frame(pid, layer);
+            self.run_work();
+        }
+        Ok(())
+    }
+
+    /// Closes a consumer.
+    pub fn close_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        if !self.consumers.contains_key(&consumer) {
+            return Err(Error::UnknownConsumer(consumer));
+        }
+        self.remove_consumer(consumer, None);
+        Ok(())
+    }
+
+    /// Chooses the simulcast encoding (spatial layer, 0 = lowest) a consumer should receive
+    /// when available. The switch happens at the next key frame of that layer.
+    pub fn set_consumer_preferred_layers(
+        &mut self,
+        consumer: ConsumerId,
+        spatial_layer: usize,
+    ) -> Result<(), Error> {
+        let c = self
+            .consumers
+            .get_mut(&consumer)
+            .ok_or(Error::UnknownConsumer(consumer))?;
+        c.preferred_layer = spatial_layer;
+        Ok(())
+    }
+
+    /// Asks the producer of a consumer for a key frame (throttled).
+    pub fn request_consumer_key_frame(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        let c = self
+            .consumers
+            .get(&consumer)
+            .ok_or(Error::UnknownConsumer(consumer))?;
+        let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
+        self.request_key_frame(pid, layer);
+        self.run_work();
+        Ok(())
+    }
+
+    /// A transport's state and counters.
+    pub fn transport_stats(&self, transport: TransportId) -> Result<TransportStats, Error> {
+        self.transports
+            .get(&transport)
+            .map(|t| t.stats.clone())
+            .ok_or(Error::UnknownTransport(transport))
+    }
+
+    /// A producer's counters.
+    pub fn producer_stats(&self, producer: ProducerId) -> Result<ProducerStats, Error> {
+        self.producers
+            .get(&producer)
+            .map(|p| p.stats.clone())
+            .ok_or(Error::UnknownProducer(producer))
+    }
+
+    /// A consumer's counters.
+    pub fn consumer_stats(&self, consumer: ConsumerId) -> Result<ConsumerStats, Error> {
+        self.consumers
+            .get(&consumer)
+            .map(|c| c.stats.clone())
+            .ok_or(Error::UnknownConsumer(consumer))
+    }
+
+    /// Whether a producer is paused.
+    pub fn producer_paused(&self, producer: ProducerId) -> Result<bool, Error> {
+        self.producers
+            .get(&producer)
+            .map(|p| p.paused)
+            .ok_or(Error::UnknownProducer(producer))
+    }
+
+    /// The number of routers, transports, producers and consumers alive.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.routers.len(),
+            self.transports.len(),
+            self.producers.len(),
+            self.consumers.len(),
+        )
+    }
+
+    fn remove_consumer(&mut self, consumer: ConsumerId, reason: Option<ConsumerCloseReason>) {
+        let Some(c) = self.consumers.remove(&consumer) else {
+            return;
+        };
+        if let Some(p) = self.producers.get_mut(&c.producer) {
+            p.consumers.retain(|&x| x != consumer);
+        }
+        if let Some(t) = self.transports.get_mut(&c.transport) {
+            t.consumers_by_mid.remove(&c.mid);
+            t.rtc.direct_api().remove_media(c.mid);
+        }
+        if let Some(reason) = reason {
+            self.out
+                .push_back(Output::Event(Event::ConsumerClosed { consumer, reason }));
+        }
+        self.kick(c.transport);
+        debug!(consumer = %consumer, ?reason, "consumer closed");
+    }
+
+    fn request_key_frames_for(&mut self, producer: ProducerId) {
+        let Some(p) = self.producers.get(&producer) else {
+            return;
+        };
+        let layers: Vec<usize> = p
+            .consumers
+            .iter()
+            .filter_map(|cid| self.consumers.get(cid))
+            .filter(|c| c.is_forwarding())
+            .map(|c| c.current_layer.unwrap_or(c.preferred_layer))
+            .collect();
+        for layer in layers {
+            self.request_key_frame(producer, layer);
+        }
+    }
+
+    /// Lets a transport's `Rtc` act on a change made through its API, then drains it.
+    fn kick(&mut self, transport: TransportId) {
+        let now = self.now;
+        if let Some(t) = self.transports.get_mut(&transport) {
+            if t.rtc.handle_input(str0m::Input::Timeout(now)).is_err() {
+                t.stats.rtc_errors += 1;
+            }
+            self.drain(transport);
+        }
+        self.run_work();
+    }
+
+    fn random_token(&mut self, len: usize) -> String {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        (0..len)
+            .map(|_| ALPHABET[(self.next_u64() % ALPHABET.len() as u64) as usize] as char)
+            .collect()
+    }
+
+    fn random_ssrc(&mut self) -> u32 {
+        loop {
+            let ssrc = self.next_u64() as u32;
+            if ssrc > 1 && ssrc != 1234 {
+                return ssrc;
+            }
+        }
+    }
+}
+
+fn parse_fingerprint(fp: &DtlsFingerprint) -> Result<str0m::config::Fingerprint, Error> {
+    format!("{} {}", fp.algorithm.to_ascii_lowercase(), fp.value)
+        .parse()
+        .map_err(|_| Error::InvalidDtlsParameters(format!("bad fingerprint {:?}", fp.value)))
+}
+
+/// A mid or rid, which str0m limits to 16 bytes of visible ASCII.
+fn short_id<T: for<'a> From<&'a str>>(text: &str, what: &str) -> Result<T, Error> {
+    if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ortc::OrtcError::InvalidParameters(format!("bad {what} {text:?}")).into());
+    }
+    Ok(T::from(text))
+}
+
+/// Every transport parses RTP with one payload type table and one header extension map (see
+/// `transport::webrtc`): a producer must not use a router RTX payload type for media, nor an
+/// extension id that means another extension there.
+fn check_producer_fits_transport(
+    params: &RtpParameters,
+    caps: &RtpCapabilities,
+) -> Result<(), Error> {
+    let rtx: Vec<u8> = webrtc::rtx_payload_types(caps).collect();
+    if let Some(c) = params
+        .codecs
+        .iter()
+        .find(|c| !c.is_rtx() && rtx.contains(&c.payload_type))
+    {
+        return Err(Error::PayloadTypeConflict(c.payload_type));
+    }
+    for ext in &params.header_extensions {
+        if let Some(uri) = webrtc::extension_uri(ext.id) {
+            if uri != ext.uri {
+                return Err(Error::HeaderExtensionConflict {
+                    id: ext.id,
+                    uri: ext.uri.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}

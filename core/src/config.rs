@@ -1,0 +1,40 @@
+//! Configuration of an [`Sfu`](crate::Sfu).
+
+use std::time::Duration;
+
+/// How an [`Sfu`](crate::Sfu) behaves. `Default` suits most uses.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SfuConfig {
+    /// Seed for ids, ICE credentials and SSRCs. The same seed and the same inputs give the same
+    /// run. `None` draws a seed from the operating system.
+    pub seed: Option<u64>,
+    /// Datagrams longer than this are dropped and counted.
+    pub max_datagram_size: usize,
+    /// At most one key frame request per producer stream is sent in this interval; requests in
+    /// between are merged into one sent when it ends.
+    pub key_frame_request_interval: Duration,
+    /// A transport learns at most this many network paths (a peer may try several candidates).
+    pub max_tuples_per_transport: usize,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            seed: None,
+            max_datagram_size: 1500,
+            key_frame_request_interval: Duration::from_millis(200),
+            max_tuples_per_transport: 8,
+        }
+    }
+}
+
+impl SfuConfig {
+    /// The default configuration with a fixed seed.
+    pub fn with_seed(seed: u64) -> Self {
+        Self {
+            seed: Some(seed),
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Routing a datagram to its transport without looking at any other transport.
+//!
+//! A datagram is routed by its 5-tuple once ICE has validated that path. A STUN binding request
+//! from a new path is routed by the local ufrag in its USERNAME; the transport checks the
+//! request's MESSAGE-INTEGRITY before the path is learned. Both maps use SipHash with a random
+//! key, since the peer chooses the key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use str0m::ice::StunMessage;
+
+use crate::ids::TransportId;
+use crate::io::Protocol;
+
+/// A network path, seen from the server: protocol, local address, peer address.
+pub(crate) type Tuple = (Protocol, SocketAddr, SocketAddr);
+
+/// The routing tables.
+#[derive(Debug, Default)]
+pub(crate) struct Demux {
+    by_tuple: HashMap<Tuple, TransportId>,
+    by_ufrag: HashMap<String, TransportId>,
+}
+
+impl Demux {
+    pub(crate) fn by_tuple(&self, tuple: &Tuple) -> Option<TransportId> {
+        self.by_tuple.get(tuple).copied()
+    }
+
+    pub(crate) fn by_ufrag(&self, ufrag: &str) -> Option<TransportId> {
+        self.by_ufrag.get(ufrag).copied()
+    }
+
+    pub(crate) fn insert_tuple(&mut self, tuple: Tuple, transport: TransportId) {
+        self.by_tuple.insert(tuple, transport);
+    }
+
+    pub(crate) fn remove_tuple(&mut self, tuple: &Tuple) {
+        self.by_tuple.remove(tuple);
+    }
+
+    pub(crate) fn insert_ufrag(&mut self, ufrag: String, transport: TransportId) {
+        self.by_ufrag.insert(ufrag, transport);
+    }
+
+    pub(crate) fn remove_ufrag(&mut self, ufrag: &str) {
+        self.by_ufrag.remove(ufrag);
+    }
+}
+
+/// What the first bytes of a datagram say it is (RFC 7983).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Stun,
+    Dtls,
+    RtpOrRtcp,
+    Unknown,
+}
+
+pub(crate) fn classify(buf: &[u8]) -> Kind {
+    match buf.first() {
+        Some(0..=3) if buf.len() >= 20 => Kind::Stun,
+        Some(20..=63) => Kind::Dtls,
+        Some(128..=191) if buf.len() >= 12 => Kind::RtpOrRtcp,
+        _ => Kind::Unknown,
+    }
+}
+
+/// A STUN binding request's username halves: (the server's ufrag, the client's ufrag).
+pub(crate) fn binding_request_ufrags(buf: &[u8]) -> Option<(String, String)> {
+    let msg = StunMessage::parse(buf).ok()?;
+    if !msg.is_binding_request() {
+        return None;
+    }
+    let (local, remote) = msg.split_username()?;
+    Some((local.to_owned(), remote.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_by_first_byte() {
+        assert_eq!(classify(&[0u8; 20]), Kind::Stun);
+        assert_eq!(classify(&[0u8; 19]), Kind::Unknown);
+        assert_eq!(classify(&[22u8; 30]), Kind::Dtls);
+        assert_eq!(classify(&[0x80u8; 12]), Kind::RtpOrRtcp);
+        assert_eq!(classify(&[0x80u8; 11]), Kind::Unknown);
+        assert_eq!(classify(&[]), Kind::Unknown);
+        assert_eq!(classify(&[200u8; 40]), Kind::Unknown);
+    }
+
+    #[test]
+    fn garbage_is_no_binding_request() {
+        assert_eq!(binding_request_ufrags(&[0u8; 20]), None);
+        assert_eq!(binding_request_ufrags(&[1u8; 64]), None);
+    }
+}

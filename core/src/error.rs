@@ -1,0 +1,64 @@
+//! Errors of the control API. Bad network input is never an error: it is dropped and counted.
+
+use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ortc::OrtcError;
+
+/// An API call could not be carried out. Nothing changed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such router.
+    #[error("unknown router {0}")]
+    UnknownRouter(RouterId),
+    /// No such transport (never created, or closed).
+    #[error("unknown transport {0}")]
+    UnknownTransport(TransportId),
+    /// No such producer.
+    #[error("unknown producer {0}")]
+    UnknownProducer(ProducerId),
+    /// No such consumer.
+    #[error("unknown consumer {0}")]
+    UnknownConsumer(ConsumerId),
+    /// The RTP or capability parameters were rejected.
+    #[error("invalid RTP parameters: {0}")]
+    Ortc(#[from] OrtcError),
+    /// The consumer's RTP capabilities cannot receive this producer.
+    #[error("cannot consume producer {0} with the given RTP capabilities")]
+    CannotConsume(ProducerId),
+    /// The producer lives in another router than the transport.
+    #[error("producer {0} is not in the transport's router")]
+    WrongRouter(ProducerId),
+    /// `connect` was already called on this transport.
+    #[error("transport {0} is already connected")]
+    AlreadyConnected(TransportId),
+    /// The DTLS parameters are unusable.
+    #[error("invalid DTLS parameters: {0}")]
+    InvalidDtlsParameters(String),
+    /// The listen addresses are unusable.
+    #[error("invalid listen info: {0}")]
+    InvalidListenInfo(String),
+    /// The mid is already used on this transport.
+    #[error("mid {0:?} is already in use on this transport")]
+    MidInUse(String),
+    /// An SSRC is already used by another producer on this transport.
+    #[error("SSRC {0} is already in use on this transport")]
+    SsrcInUse(u32),
+    /// A producer's payload type collides with a payload type the transport reserves for
+    /// retransmissions (RTX) of the router's codecs.
+    #[error("payload type {0} collides with the router's RTX payload type")]
+    PayloadTypeConflict(u8),
+    /// A producer's header extension id means another extension on this transport.
+    #[error("header extension id {id} for {uri} does not match the router's id")]
+    HeaderExtensionConflict {
+        /// The id.
+        id: u8,
+        /// The extension's URI.
+        uri: String,
+    },
+    /// The DTLS certificate could not be made.
+    #[error("DTLS certificate: {0}")]
+    Certificate(String),
+    /// The WebRTC stack refused the operation.
+    #[error("WebRTC stack error: {0}")]
+    Rtc(String),
+}

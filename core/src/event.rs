@@ -1,0 +1,111 @@
+//! Events the [`Sfu`](crate::Sfu) reports to the application.
+
+use std::net::SocketAddr;
+
+use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::io::Protocol;
+
+/// Something happened that the application may want to act on or tell its peers.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A transport's ICE state changed.
+    IceStateChange {
+        /// The transport.
+        transport: TransportId,
+        /// The new state.
+        state: IceState,
+    },
+    /// A transport started sending over another network path.
+    IceSelectedTupleChange {
+        /// The transport.
+        transport: TransportId,
+        /// The path now in use.
+        tuple: TransportTuple,
+    },
+    /// A transport's DTLS state changed.
+    DtlsStateChange {
+        /// The transport.
+        transport: TransportId,
+        /// The new state.
+        state: DtlsState,
+    },
+    /// A transport closed (by the API, or because its peer closed DTLS).
+    TransportClosed {
+        /// The transport.
+        transport: TransportId,
+    },
+    /// A producer closed, so did its consumers (reported as [`Event::ConsumerClosed`]).
+    ProducerClosed {
+        /// The producer.
+        producer: ProducerId,
+    },
+    /// The producer of this consumer was paused.
+    ConsumerProducerPaused {
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+    /// The producer of this consumer was resumed.
+    ConsumerProducerResumed {
+        /// The consumer.
+        consumer: ConsumerId,
+    },
+    /// A consumer closed for a reason other than its own `close_consumer` call.
+    ConsumerClosed {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// Why.
+        reason: ConsumerCloseReason,
+    },
+}
+
+/// Why a consumer closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConsumerCloseReason {
+    /// Its producer closed (mediasoup's `producerclose`).
+    ProducerClosed,
+    /// Its transport closed (mediasoup's `transportclose`).
+    TransportClosed,
+}
+
+/// ICE state of a transport (mediasoup's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceState {
+    /// No binding request seen yet.
+    New,
+    /// A path was validated.
+    Connected,
+    /// Connected and nominated.
+    Completed,
+    /// The peer stopped answering on every path.
+    Disconnected,
+    /// The transport is closed.
+    Closed,
+}
+
+/// DTLS state of a transport (mediasoup's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtlsState {
+    /// Not connected yet.
+    New,
+    /// The handshake is under way.
+    Connecting,
+    /// The handshake completed and SRTP keys are set.
+    Connected,
+    /// The handshake failed.
+    Failed,
+    /// Closed.
+    Closed,
+}
+
+/// The network path a transport uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TransportTuple {
+    /// UDP or TCP.
+    pub proto: Protocol,
+    /// The local address.
+    pub local: SocketAddr,
+    /// The peer's address.
+    pub remote: SocketAddr,
+}

@@ -1,0 +1,135 @@
+//! # sfu-core
+//!
+//! A WebRTC selective forwarding unit as a pure state machine: routers (rooms), WebRTC
+//! transports, producers and consumers in mediasoup's terms, with no sockets, threads or clock.
+//! Each endpoint sends its streams once; the Sfu relays them to every consumer without decoding.
+//!
+//! ## The run loop
+//!
+//! The Sfu is driven by two calls. [`Sfu::handle_input`] takes a datagram (with the time it was
+//! received, its protocol and both addresses) or a deadline; [`Sfu::poll_output`] hands back
+//! datagrams to send, [`Event`]s, and finally the next deadline as [`Output::Timeout`].
+//!
+//! **Every mutation is followed by a full drain**: after `handle_input` and after every control
+//! call (`create_webrtc_transport`, `produce`, `consume`, `pause_consumer`, …), call
+//! `poll_output` until it returns `Output::Timeout`, then wait for the next datagram, the
+//! deadline, or the application's next call.
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::time::{Duration, Instant};
+//! use sfu_core::ortc::{MediaKind, Protocol, RtpCodecCapability};
+//! use sfu_core::{Input, ListenInfo, Output, RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions};
+//!
+//! let start = Instant::now();
+//! let mut sfu = Sfu::new(SfuConfig::with_seed(7), start).unwrap();
+//! let opus = RtpCodecCapability {
+//!     kind: MediaKind::Audio,
+//!     mime_type: "audio/opus".into(),
+//!     preferred_payload_type: None,
+//!     clock_rate: 48_000,
+//!     channels: Some(2),
+//!     parameters: Default::default(),
+//!     rtcp_feedback: vec![],
+//! };
+//! let router = sfu.create_router(RouterOptions { media_codecs: vec![opus] }).unwrap();
+//! let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+//! let transport = sfu
+//!     .create_webrtc_transport(router, WebRtcTransportOptions {
+//!         listen_infos: vec![ListenInfo { protocol: Protocol::Udp, local, announced_address: None }],
+//!     })
+//!     .unwrap();
+//! // `transport.parameters` goes to the client over the application's signaling.
+//! assert!(transport.parameters.ice_parameters.ice_lite == Some(true));
+//!
+//! // The loop a runtime runs: feed what arrives, drain, sleep until the deadline.
+//! let garbage = [0xffu8; 40];
+//! sfu.handle_input(Input::Receive {
+//!     now: start + Duration::from_millis(1),
+//!     proto: Protocol::Udp,
+//!     source: "127.0.0.1:50000".parse().unwrap(),
+//!     destination: local,
+//!     contents: &garbage,
+//! });
+//! let deadline = loop {
+//!     match sfu.poll_output() {
+//!         Output::Transmit(t) => { /* send t.contents from t.source to t.destination */ }
+//!         Output::Event(e) => { /* tell the application */ }
+//!         Output::Timeout(at) => break at,
+//!     }
+//! };
+//! sfu.handle_input(Input::Timeout(deadline));
+//! assert_eq!(sfu.stats().dropped_malformed, 1);
+//! ```
+//!
+//! ## Time
+//!
+//! The Sfu never reads a clock: time comes only with the inputs ([`Sfu::new`] takes the start
+//! time). Randomness (ids, ICE credentials, SSRCs) comes from a generator seeded by
+//! [`SfuConfig::seed`], so a simulation with the same seed and inputs repeats exactly.
+//!
+//! ## Errors and bugs
+//!
+//! Bad network input is never an error: a datagram that is malformed, unauthenticated, from a
+//! path ICE never validated, or too long is dropped and counted ([`Sfu::stats`],
+//! [`Sfu::transport_stats`]), and no other transport notices. Misuse of the control API
+//! (unknown ids, parameters that cannot work) returns an [`Error`] and changes nothing. A panic
+//! is a bug.
+//!
+//! ## Demultiplexing and cost
+//!
+//! A datagram is routed by its 5-tuple once ICE validated the path; a binding request from a
+//! new path is routed by the server ufrag in its USERNAME and checked against that transport's
+//! password before the path is learned. Deadlines sit in a min-heap. No datagram or deadline
+//! walks all transports, so the cost of forwarding a packet depends on its consumers, not on how
+//! many transports exist.
+//!
+//! ## Payload types and header extensions
+//!
+//! Every transport's RTP stack is configured with the router's payload types (consumers are
+//! sent with those) and accepts any other dynamic payload type for producers. Header extension
+//! ids are the router's (Chrome's numbering); a producer whose parameters use an id for another
+//! extension, or a router RTX payload type for media, is refused with a typed error.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod api;
+mod config;
+mod demux;
+mod error;
+mod event;
+mod forward;
+mod ids;
+mod io;
+mod keyframe;
+pub mod ortc;
+mod router;
+mod sfu;
+mod stats;
+mod timers;
+mod transport;
+
+pub use api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
+pub use config::SfuConfig;
+pub use error::Error;
+pub use event::{ConsumerCloseReason, DtlsState, Event, IceState, TransportTuple};
+pub use ids::{ConsumerId, ParseIdError, ProducerId, RouterId, TransportId};
+pub use io::{Input, Output, Protocol, Transmit};
+pub use sfu::Sfu;
+pub use stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
+pub use transport::{ListenInfo, WebRtcTransportOptions};
+
+#[cfg(test)]
+mod type_tests {
+    use super::*;
+
+    fn is_send<T: Send>() {}
+
+    #[test]
+    fn main_types_are_send() {
+        is_send::<Sfu>();
+        is_send::<Event>();
+        is_send::<Output>();
+        is_send::<Error>();
+    }
+}

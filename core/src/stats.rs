@@ -1,0 +1,79 @@
+//! Counters the [`Sfu`](crate::Sfu) keeps, and the snapshots its `*_stats` calls return.
+
+use crate::event::{DtlsState, IceState, TransportTuple};
+
+/// Datagrams the Sfu dropped before they reached any transport, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SfuStats {
+    /// Datagrams handed to `handle_input`.
+    pub datagrams_received: u64,
+    /// Longer than `SfuConfig::max_datagram_size`.
+    pub dropped_oversized: u64,
+    /// Neither STUN, DTLS, RTP nor RTCP.
+    pub dropped_malformed: u64,
+    /// Not STUN, from a path no transport has validated.
+    pub dropped_unknown_source: u64,
+    /// STUN that is not a binding request naming a transport's ufrag.
+    pub dropped_stun_unknown_ufrag: u64,
+    /// A binding request whose MESSAGE-INTEGRITY does not verify with the transport's password,
+    /// or that arrived at an address the transport does not listen on.
+    pub dropped_stun_unauthenticated: u64,
+    /// A binding request from a new path to a transport that already knows its maximum of paths.
+    pub dropped_too_many_tuples: u64,
+}
+
+/// A transport's state and counters.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TransportStats {
+    /// ICE state.
+    pub ice_state: IceState,
+    /// DTLS state.
+    pub dtls_state: DtlsState,
+    /// The path media is sent over, once there is one.
+    pub selected_tuple: Option<TransportTuple>,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// RTP datagrams that yielded no packet: SRTP authentication failed, a replay or duplicate,
+    /// an SSRC no producer declared, or SRTP before DTLS completed.
+    pub rtp_dropped: u64,
+    /// Datagrams the WebRTC stack rejected with an error (for example a broken DTLS record).
+    pub rtc_errors: u64,
+}
+
+/// A producer's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ProducerStats {
+    /// RTP packets received (after SRTP, retransmissions included once recovered).
+    pub packets_received: u64,
+    /// RTP payload bytes received.
+    pub bytes_received: u64,
+    /// Key frame requests sent to the producer's endpoint.
+    pub key_frame_requests_sent: u64,
+    /// Per encoding (simulcast layer), packets received.
+    pub packets_per_encoding: Vec<u64>,
+}
+
+/// A consumer's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ConsumerStats {
+    /// RTP packets forwarded to the consumer's endpoint.
+    pub packets_sent: u64,
+    /// RTP payload bytes forwarded.
+    pub bytes_sent: u64,
+    /// Packets not forwarded while waiting for a key frame to start or switch the stream.
+    pub packets_waiting_for_key_frame: u64,
+    /// The producer encoding (simulcast layer index) currently forwarded.
+    pub current_layer: Option<usize>,
+    /// Key frame requests (PLI/FIR) received from the consumer's endpoint.
+    pub key_frame_requests_received: u64,
+}

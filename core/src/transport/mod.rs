@@ -1,0 +1,5 @@
+//! Transports: one network path each to one endpoint.
+
+pub(crate) mod webrtc;
+
+pub use webrtc::{ListenInfo, WebRtcTransportOptions};

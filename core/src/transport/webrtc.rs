@@ -1,0 +1,298 @@
+//! The WebRTC transport: one str0m `Rtc` (ICE-lite, DTLS, SRTP) per endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::format::Codec;
+use str0m::media::{Frequency, Mid};
+use str0m::net::TcpType;
+use str0m::rtp::ExtensionMap;
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+
+use crate::demux::Tuple;
+use crate::event::{DtlsState, IceState, TransportTuple};
+use crate::ids::{ConsumerId, ProducerId, RouterId};
+use crate::io::Protocol;
+use crate::ortc::{
+    IceCandidate, IceCandidateTcpType, IceCandidateType, MediaKind, RtpCapabilities,
+};
+use crate::stats::TransportStats;
+
+/// Where a WebRTC transport can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenInfo {
+    /// UDP or TCP (passive ICE-TCP).
+    pub protocol: Protocol,
+    /// The local address the runtime's socket is bound to (a concrete address, not a wildcard:
+    /// it is what arriving datagrams report as their destination).
+    pub local: SocketAddr,
+    /// The address to announce to the peer instead of `local.ip()` (for a host behind NAT).
+    pub announced_address: Option<String>,
+}
+
+/// Options for [`Sfu::create_webrtc_transport`](crate::Sfu::create_webrtc_transport).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebRtcTransportOptions {
+    /// The addresses to offer as ICE candidates, most preferred first. UDP candidates are
+    /// preferred over TCP ones whatever the order.
+    pub listen_infos: Vec<ListenInfo>,
+}
+
+/// Everything the Sfu keeps for one WebRTC transport.
+pub(crate) struct WebRtcTransport {
+    pub(crate) router: RouterId,
+    pub(crate) rtc: Rtc,
+    pub(crate) ice_password: String,
+    pub(crate) ufrag: String,
+    /// The client's ufrag, learned from its first authenticated binding request.
+    pub(crate) remote_ufrag: Option<String>,
+    /// Paths ICE validated; the demux routes them here.
+    pub(crate) tuples: Vec<Tuple>,
+    pub(crate) local_addrs: Vec<(Protocol, SocketAddr)>,
+    pub(crate) selected: Option<TransportTuple>,
+    pub(crate) ice_state: IceState,
+    pub(crate) dtls_state: DtlsState,
+    pub(crate) connected: bool,
+    pub(crate) producers_by_mid: HashMap<Mid, ProducerId>,
+    /// Producer SSRC to (producer, encoding index); filled as packets reveal rid-mapped SSRCs.
+    pub(crate) producer_ssrcs: HashMap<u32, (ProducerId, usize)>,
+    pub(crate) consumers_by_mid: HashMap<Mid, ConsumerId>,
+    pub(crate) next_mid: u32,
+    /// An RTP datagram went in and no packet has come out yet.
+    pub(crate) rtp_pending: bool,
+    pub(crate) stats: TransportStats,
+}
+
+impl std::fmt::Debug for WebRtcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtcTransport")
+            .field("router", &self.router)
+            .field("ufrag", &self.ufrag)
+            .field("ice_state", &self.ice_state)
+            .field("dtls_state", &self.dtls_state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The extension ids every transport uses: the router's ids (Chrome's numbering).
+pub(crate) fn extension_map() -> ExtensionMap {
+    ExtensionMap::standard()
+}
+
+/// Dynamic payload types a producer may use; each maps to a placeholder codec unless the router
+/// uses it, so that str0m accepts whatever payload types the producing endpoint chose.
+fn dynamic_payload_types() -> impl Iterator<Item = u8> {
+    (35u8..=63).chain(96..=127)
+}
+
+fn codec_of(mime: &str) -> Option<Codec> {
+    let sub = mime.rsplit('/').next()?.to_ascii_lowercase();
+    Some(match sub.as_str() {
+        "opus" => Codec::Opus,
+        "pcmu" => Codec::PCMU,
+        "pcma" => Codec::PCMA,
+        "g722" => Codec::G722,
+        "vp8" => Codec::Vp8,
+        "vp9" => Codec::Vp9,
+        "h264" => Codec::H264,
+        "h265" => Codec::H265,
+        "av1" => Codec::Av1,
+        _ => return None,
+    })
+}
+
+/// The str0m configuration for a transport of a router with these capabilities.
+pub(crate) fn rtc_config(
+    caps: &RtpCapabilities,
+    cert: &DtlsCert,
+    crypto: &Arc<CryptoProvider>,
+    creds: IceCreds,
+) -> RtcConfig {
+    let mut config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .set_dtls_cert(cert.clone())
+        .set_crypto_provider(crypto.clone())
+        .set_local_ice_credentials(creds)
+        .set_stats_interval(None)
+        .clear_codecs()
+        .set_extension_map(extension_map());
+    let codecs = config.codec_config();
+    let mut used = Vec::new();
+    // The router's codecs first: the payload types consumers are sent with, and their RTX.
+    for codec in caps.codecs.iter().filter(|c| !is_rtx(&c.mime_type)) {
+        let (Some(pt), Some(kind), Some(clock_rate)) = (
+            codec.preferred_payload_type,
+            codec_of(&codec.mime_type),
+            Frequency::new(codec.clock_rate),
+        ) else {
+            continue;
+        };
+        let rtx = caps
+            .codecs
+            .iter()
+            .filter(|c| is_rtx(&c.mime_type))
+            .find(|c| crate::ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(pt)))
+            .and_then(|c| c.preferred_payload_type);
+        codecs.add_config(
+            pt.into(),
+            rtx.map(Into::into),
+            kind,
+            clock_rate,
+            codec.channels,
+            Default::default(),
+        );
+        used.push(pt);
+        used.extend(rtx);
+    }
+    // Then a placeholder for every other dynamic payload type. Forwarding takes the codec from
+    // the producer's parameters, never from this table.
+    for pt in dynamic_payload_types().filter(|pt| !used.contains(pt)) {
+        codecs.add_config(
+            pt.into(),
+            None,
+            Codec::Null,
+            Frequency::NINETY_KHZ,
+            None,
+            Default::default(),
+        );
+    }
+    config
+}
+
+/// Payload types of the router's codecs that a transport treats as retransmissions.
+pub(crate) fn rtx_payload_types(caps: &RtpCapabilities) -> impl Iterator<Item = u8> + '_ {
+    caps.codecs
+        .iter()
+        .filter(|c| is_rtx(&c.mime_type))
+        .filter_map(|c| c.preferred_payload_type)
+}
+
+fn is_rtx(mime: &str) -> bool {
+    mime.to_ascii_lowercase().ends_with("/rtx")
+}
+
+/// The ICE candidates for `listen`: the str0m candidate and what is signaled to the peer.
+pub(crate) fn candidates(listen: &[ListenInfo]) -> Result<Vec<(Candidate, IceCandidate)>, String> {
+    let mut out = Vec::with_capacity(listen.len());
+    for (index, info) in listen.iter().enumerate() {
+        if info.local.ip().is_unspecified() || info.local.port() == 0 {
+            return Err(format!("{} is not a concrete address and port", info.local));
+        }
+        let candidate = match info.protocol {
+            Protocol::Udp => Candidate::host(info.local, "udp"),
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(info.local)
+                .tcptype(TcpType::Passive)
+                .build(),
+        }
+        .map_err(|e| e.to_string())?;
+        // Host type preference, UDP above TCP, earlier entries above later ones.
+        let local_pref: u32 = match info.protocol {
+            Protocol::Udp => 0xffff - index as u32,
+            Protocol::Tcp => 0x7fff - index as u32,
+        };
+        let priority = (64 << 24) | (local_pref << 8) | 255;
+        let address = info
+            .announced_address
+            .clone()
+            .unwrap_or_else(|| info.local.ip().to_string());
+        let (foundation, tcp_type) = match info.protocol {
+            Protocol::Udp => ("udpcandidate", None),
+            Protocol::Tcp => ("tcpcandidate", Some(IceCandidateTcpType::Passive)),
+        };
+        let signaled = IceCandidate {
+            foundation: foundation.to_owned(),
+            priority,
+            address: address.clone(),
+            ip: address,
+            protocol: info.protocol,
+            port: info.local.port(),
+            kind: IceCandidateType::Host,
+            tcp_type,
+        };
+        out.push((candidate, signaled));
+    }
+    Ok(out)
+}
+
+impl WebRtcTransport {
+    pub(crate) fn new(
+        router: RouterId,
+        rtc: Rtc,
+        creds: IceCreds,
+        local_addrs: Vec<(Protocol, SocketAddr)>,
+    ) -> Self {
+        Self {
+            router,
+            rtc,
+            ice_password: creds.pass,
+            ufrag: creds.ufrag,
+            remote_ufrag: None,
+            tuples: Vec::new(),
+            local_addrs,
+            selected: None,
+            ice_state: IceState::New,
+            dtls_state: DtlsState::New,
+            connected: false,
+            producers_by_mid: HashMap::new(),
+            producer_ssrcs: HashMap::new(),
+            consumers_by_mid: HashMap::new(),
+            next_mid: 0,
+            rtp_pending: false,
+            stats: TransportStats {
+                ice_state: IceState::New,
+                dtls_state: DtlsState::New,
+                selected_tuple: None,
+                datagrams_received: 0,
+                bytes_received: 0,
+                datagrams_sent: 0,
+                bytes_sent: 0,
+                rtp_dropped: 0,
+                rtc_errors: 0,
+            },
+        }
+    }
+
+    /// Whether `addr` is one of the addresses this transport listens on.
+    pub(crate) fn listens_on(&self, proto: Protocol, addr: SocketAddr) -> bool {
+        self.local_addrs.contains(&(proto, addr))
+    }
+
+    /// A mid for a new consumer that no producer or consumer on this transport uses.
+    pub(crate) fn next_consumer_mid(&mut self) -> Mid {
+        loop {
+            let text = self.next_mid.to_string();
+            self.next_mid += 1;
+            let mid = Mid::from(text.as_str());
+            if !self.producers_by_mid.contains_key(&mid)
+                && !self.consumers_by_mid.contains_key(&mid)
+            {
+                return mid;
+            }
+        }
+    }
+}
+
+/// str0m's media kind for ours.
+pub(crate) fn media_kind(kind: MediaKind) -> str0m::media::MediaKind {
+    match kind {
+        MediaKind::Audio => str0m::media::MediaKind::Audio,
+        MediaKind::Video => str0m::media::MediaKind::Video,
+    }
+}
+
+/// The transport's view of the extensions: which URI each id means.
+pub(crate) fn extension_uri(id: u8) -> Option<String> {
+    let map = extension_map();
+    map.lookup(id).map(|e| e.as_uri().to_owned())
+}
+
+/// When a transport's `Rtc` is due if it reported nothing else.
+pub(crate) fn fallback_deadline(now: Instant) -> Instant {
+    now + std::time::Duration::from_millis(100)
+}

@@ -1,0 +1,1 @@
+//! Runnable programs for `sfu`. The programs themselves are binaries of this package.

@@ -1,0 +1,475 @@
+//! Client peers on str0m's direct API that do what mediasoup-client does.
+//!
+//! A [`ClientTransport`] is one `RTCPeerConnection`'s worth of state: it takes the server's
+//! transport parameters (ICE credentials and candidates, DTLS fingerprint), is the ICE
+//! controlling agent and the DTLS client, produces with its own payload types and SSRCs, and
+//! consumes with the parameters the server hands it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use sfu_core::ortc::{
+    ConsumerParameters, DtlsFingerprint, DtlsParameters, DtlsRole, MediaKind, RtcpFeedback,
+    RtcpParameters, RtpCapabilities, RtpCodecCapability, RtpCodecParameters, RtpEncodingParameters,
+    RtpHeaderExtension, RtpHeaderExtensionDirection, RtpHeaderExtensionParameters, RtpParameters,
+    RtxParameters, WebRtcTransportParameters,
+};
+use str0m::format::Codec;
+use str0m::media::{Frequency, KeyframeRequestKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionMap, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
+
+use crate::media::OutPacket;
+
+/// Client-side payload types, deliberately not the router's, as a browser's would be.
+pub const CLIENT_OPUS_PT: u8 = 111;
+/// Client-side VP8 payload type.
+pub const CLIENT_VP8_PT: u8 = 96;
+/// Client-side VP8 RTX payload type.
+pub const CLIENT_VP8_RTX_PT: u8 = 97;
+
+/// One packet a client received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// When.
+    pub at: Instant,
+    /// The SSRC it arrived with (the consumer's).
+    pub ssrc: u32,
+    /// Sequence number as sent by the server (16 bits).
+    pub seq: u16,
+    /// RTP timestamp as sent by the server.
+    pub timestamp: u32,
+    /// Payload type as sent by the server.
+    pub payload_type: u8,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// A datagram a client wants sent.
+#[derive(Debug)]
+pub struct ClientTransmit {
+    /// UDP or TCP.
+    pub proto: Protocol,
+    /// From.
+    pub source: SocketAddr,
+    /// To.
+    pub destination: SocketAddr,
+    /// Bytes.
+    pub contents: Vec<u8>,
+}
+
+/// One client transport (a mediasoup-client send or receive transport).
+pub struct ClientTransport {
+    /// The server's id for it.
+    pub id: sfu_core::TransportId,
+    /// The client's local address.
+    pub local: SocketAddr,
+    /// The server's candidate address it talks to.
+    pub remote: SocketAddr,
+    rtc: Rtc,
+    /// Packets received, in arrival order.
+    pub received: Vec<Received>,
+    /// Key frame requests received for each local SSRC... by mid.
+    pub key_frame_requests: Vec<Mid>,
+    /// Whether ICE and DTLS are up.
+    pub connected: bool,
+    /// ICE state changes seen.
+    pub ice_states: Vec<IceConnectionState>,
+    next_timeout: Instant,
+    produced: HashMap<Mid, (u32, u8)>,
+    next_mid: u32,
+}
+
+impl std::fmt::Debug for ClientTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTransport")
+            .field("local", &self.local)
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The codecs a client device supports (what `device.rtpCapabilities` reports after loading
+/// the router's capabilities): the router's own, since the client loaded them.
+pub fn device_capabilities(router: &RtpCapabilities) -> RtpCapabilities {
+    let mut caps = router.clone();
+    for e in &mut caps.header_extensions {
+        e.direction = Some(RtpHeaderExtensionDirection::Sendrecv);
+    }
+    caps
+}
+
+/// A device that can only decode H264 (for capability mismatch tests).
+pub fn h264_only_capabilities() -> RtpCapabilities {
+    RtpCapabilities {
+        codecs: vec![RtpCodecCapability {
+            kind: MediaKind::Video,
+            mime_type: "video/H264".into(),
+            preferred_payload_type: Some(102),
+            clock_rate: 90_000,
+            channels: None,
+            parameters: [
+                (
+                    "packetization-mode".to_string(),
+                    sfu_core::ortc::ParameterValue::Number(1),
+                ),
+                (
+                    "profile-level-id".to_string(),
+                    sfu_core::ortc::ParameterValue::String("42e01f".into()),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            rtcp_feedback: vec![],
+        }],
+        header_extensions: vec![RtpHeaderExtension {
+            kind: MediaKind::Video,
+            uri: "urn:ietf:params:rtp-hdrext:sdes:mid".into(),
+            preferred_id: 4,
+            preferred_encrypt: false,
+            direction: Some(RtpHeaderExtensionDirection::Sendrecv),
+        }],
+    }
+}
+
+impl ClientTransport {
+    /// A client transport for the server's `params`, reaching the server candidate of `proto`.
+    pub fn new(
+        now: Instant,
+        local: SocketAddr,
+        params: &WebRtcTransportParameters,
+        router_caps: &RtpCapabilities,
+        proto: Protocol,
+    ) -> Self {
+        let mut config = RtcConfig::new()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .set_stats_interval(None)
+            .set_extension_map(ExtensionMap::standard());
+        let codecs = config.codec_config();
+        // Sending side: the client's own payload types.
+        codecs.add_config(
+            CLIENT_OPUS_PT.into(),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            Default::default(),
+        );
+        codecs.add_config(
+            CLIENT_VP8_PT.into(),
+            Some(CLIENT_VP8_RTX_PT.into()),
+            Codec::Vp8,
+            Frequency::NINETY_KHZ,
+            None,
+            Default::default(),
+        );
+        // Receiving side: the router's payload types, as consumers are sent with them.
+        for c in router_caps
+            .codecs
+            .iter()
+            .filter(|c| !c.mime_type.ends_with("/rtx"))
+        {
+            let Some(pt) = c.preferred_payload_type else {
+                continue;
+            };
+            let rtx = router_caps
+                .codecs
+                .iter()
+                .find(|r| {
+                    r.mime_type.ends_with("/rtx")
+                        && sfu_core::ortc::codec_param_u32(&r.parameters, "apt")
+                            == Some(u32::from(pt))
+                })
+                .and_then(|r| r.preferred_payload_type);
+            let codec = match c.mime_type.to_ascii_lowercase().as_str() {
+                "audio/opus" => Codec::Opus,
+                "video/vp8" => Codec::Vp8,
+                "video/h264" => Codec::H264,
+                "video/vp9" => Codec::Vp9,
+                _ => continue,
+            };
+            codecs.add_config(
+                pt.into(),
+                rtx.map(Into::into),
+                codec,
+                Frequency::new(c.clock_rate).unwrap_or(Frequency::NINETY_KHZ),
+                c.channels,
+                Default::default(),
+            );
+        }
+        let mut rtc = config.build(now);
+        let remote = params
+            .ice_candidates
+            .iter()
+            .find(|c| (proto == Protocol::Udp) == (c.protocol == sfu_core::ortc::Protocol::Udp))
+            .map(|c| SocketAddr::new(c.ip.parse().expect("server candidate ip"), c.port))
+            .expect("a server candidate of the wanted protocol");
+        {
+            let mut api = rtc.direct_api();
+            api.set_ice_controlling(true);
+            api.set_remote_ice_credentials(IceCreds {
+                ufrag: params.ice_parameters.username_fragment.clone(),
+                pass: params.ice_parameters.password.clone(),
+            });
+            let fp = &params.dtls_parameters.fingerprints[0];
+            api.set_remote_fingerprint(
+                format!("{} {}", fp.algorithm, fp.value)
+                    .parse()
+                    .expect("server fingerprint"),
+            );
+            api.enable_twcc_feedback();
+        }
+        let local_candidate = match proto {
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(local)
+                .tcptype(str0m::net::TcpType::Active)
+                .build()
+                .expect("tcp candidate"),
+            _ => Candidate::host(local, "udp").expect("udp candidate"),
+        };
+        rtc.add_local_candidate(local_candidate);
+        let remote_candidate = match proto {
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(remote)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .expect("tcp candidate"),
+            _ => Candidate::host(remote, "udp").expect("udp candidate"),
+        };
+        rtc.add_remote_candidate(remote_candidate);
+        rtc.direct_api()
+            .start_dtls(true)
+            .expect("DTLS client start");
+        let id = params.id.parse().expect("transport id");
+        Self {
+            id,
+            local,
+            remote,
+            rtc,
+            received: Vec::new(),
+            key_frame_requests: Vec::new(),
+            connected: false,
+            ice_states: Vec::new(),
+            next_timeout: now,
+            produced: HashMap::new(),
+            next_mid: 0,
+        }
+    }
+
+    /// What the client sends in `connect`: its fingerprint, DTLS role client.
+    pub fn dtls_parameters(&mut self) -> DtlsParameters {
+        let text = self.rtc.direct_api().local_dtls_fingerprint().to_string();
+        let (algorithm, value) = text.split_once(' ').expect("fingerprint text");
+        DtlsParameters {
+            role: Some(DtlsRole::Client),
+            fingerprints: vec![DtlsFingerprint {
+                algorithm: algorithm.into(),
+                value: value.into(),
+            }],
+        }
+    }
+
+    /// Declares an outgoing stream and returns the `produce` RTP parameters, as
+    /// mediasoup-client builds them: client payload types, a mid, one encoding.
+    pub fn prepare_produce(&mut self, kind: MediaKind, ssrc: u32) -> RtpParameters {
+        let mid_text = self.next_mid.to_string();
+        self.next_mid += 1;
+        let mid = Mid::from(mid_text.as_str());
+        let video = kind == MediaKind::Video;
+        let rtx_ssrc = video.then_some(ssrc.wrapping_add(1));
+        {
+            let mut api = self.rtc.direct_api();
+            api.declare_media(mid, crate::client::str0m_kind(kind));
+            api.declare_stream_tx(ssrc.into(), rtx_ssrc.map(Into::into), mid, None);
+        }
+        let pt = if video { CLIENT_VP8_PT } else { CLIENT_OPUS_PT };
+        self.produced.insert(mid, (ssrc, pt));
+        let fb = |t: &str, p: &str| RtcpFeedback::new(t, p);
+        let mut codecs = vec![if video {
+            RtpCodecParameters {
+                mime_type: "video/VP8".into(),
+                payload_type: CLIENT_VP8_PT,
+                clock_rate: 90_000,
+                channels: None,
+                parameters: Default::default(),
+                rtcp_feedback: vec![
+                    fb("nack", ""),
+                    fb("nack", "pli"),
+                    fb("ccm", "fir"),
+                    fb("transport-cc", ""),
+                ],
+            }
+        } else {
+            RtpCodecParameters {
+                mime_type: "audio/opus".into(),
+                payload_type: CLIENT_OPUS_PT,
+                clock_rate: 48_000,
+                channels: Some(2),
+                parameters: Default::default(),
+                rtcp_feedback: vec![fb("transport-cc", "")],
+            }
+        }];
+        if video {
+            codecs.push(RtpCodecParameters {
+                mime_type: "video/rtx".into(),
+                payload_type: CLIENT_VP8_RTX_PT,
+                clock_rate: 90_000,
+                channels: None,
+                parameters: [(
+                    "apt".to_string(),
+                    sfu_core::ortc::ParameterValue::Number(i64::from(CLIENT_VP8_PT)),
+                )]
+                .into_iter()
+                .collect(),
+                rtcp_feedback: vec![],
+            });
+        }
+        let ext = |uri: &str, id: u8| RtpHeaderExtensionParameters {
+            uri: uri.into(),
+            id,
+            encrypt: false,
+            parameters: Default::default(),
+        };
+        RtpParameters {
+            mid: Some(mid_text),
+            codecs,
+            header_extensions: vec![
+                ext("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
+                ext(
+                    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+                    2,
+                ),
+                ext(
+                    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+                    3,
+                ),
+            ],
+            encodings: vec![RtpEncodingParameters {
+                ssrc: Some(ssrc),
+                rtx: rtx_ssrc.map(|ssrc| RtxParameters { ssrc }),
+                ..Default::default()
+            }],
+            rtcp: RtcpParameters {
+                cname: Some(format!("client-{}", self.local)),
+                reduced_size: Some(true),
+                mux: None,
+            },
+        }
+    }
+
+    /// Prepares to receive a consumer (what `transport.consume(..)` does).
+    pub fn accept_consumer(&mut self, params: &ConsumerParameters) {
+        let mid = Mid::from(params.rtp_parameters.mid.as_deref().expect("consumer mid"));
+        let enc = &params.rtp_parameters.encodings[0];
+        let mut api = self.rtc.direct_api();
+        api.declare_media(mid, str0m_kind(params.kind));
+        api.expect_stream_rx(
+            enc.ssrc.expect("consumer ssrc").into(),
+            enc.rtx.as_ref().map(|r| r.ssrc.into()),
+            mid,
+            None,
+        );
+    }
+
+    /// Sends packets on a produced stream (identified by its mid).
+    pub fn send(&mut self, now: Instant, mid: &str, packets: Vec<OutPacket>) {
+        let mid = Mid::from(mid);
+        let Some(&(ssrc, pt)) = self.produced.get(&mid) else {
+            return;
+        };
+        let video = pt == CLIENT_VP8_PT;
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx(&ssrc.into()) else {
+            return;
+        };
+        for p in packets {
+            stream.write_rtp(
+                RtpWrite::new(pt.into(), p.seq.into(), p.timestamp, now, p.payload)
+                    .marker(p.marker)
+                    .nackable(video),
+            );
+        }
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+    }
+
+    /// Feeds a datagram from the network.
+    pub fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, contents: &[u8]) {
+        if let Ok(r) = Receive::new(proto, source, self.local, contents) {
+            let _ = self.rtc.handle_input(Input::Receive(now, r));
+        }
+    }
+
+    /// Advances time.
+    pub fn timeout(&mut self, now: Instant) {
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+    }
+
+    /// When the client needs [`timeout`](Self::timeout) next.
+    pub fn next_timeout(&self) -> Instant {
+        self.next_timeout
+    }
+
+    /// Asks the sender of a consumed stream for a key frame (a PLI from the receiving client).
+    pub fn request_key_frame(&mut self, now: Instant, ssrc: u32) {
+        if let Some(s) = self.rtc.direct_api().stream_rx(&ssrc.into()) {
+            s.request_keyframe(KeyframeRequestKind::Pli);
+        }
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+    }
+
+    /// Drains the client's output: datagrams to send are returned; events are recorded.
+    pub fn drain(&mut self, now: Instant) -> Vec<ClientTransmit> {
+        let mut out = Vec::new();
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => out.push(ClientTransmit {
+                    proto: t.proto,
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                Ok(Output::Timeout(at)) => {
+                    self.next_timeout = at;
+                    break;
+                }
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => self.connected = true,
+                    Event::IceConnectionStateChange(s) => self.ice_states.push(s),
+                    Event::RtpPacket(p) => self.received.push(Received {
+                        at: now,
+                        ssrc: *p.header.ssrc,
+                        seq: p.header.sequence_number,
+                        timestamp: p.header.timestamp,
+                        payload_type: *p.header.payload_type,
+                        payload: p.payload.to_vec(),
+                    }),
+                    Event::KeyframeRequest(r) => self.key_frame_requests.push(r.mid),
+                    _ => {}
+                },
+                Err(_) => {
+                    self.next_timeout = now + std::time::Duration::from_millis(10);
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Key frame requests received since the last call, by mid.
+    pub fn take_key_frame_requests(&mut self) -> Vec<Mid> {
+        std::mem::take(&mut self.key_frame_requests)
+    }
+}
+
+/// str0m's media kind for ours.
+pub fn str0m_kind(kind: MediaKind) -> str0m::media::MediaKind {
+    match kind {
+        MediaKind::Audio => str0m::media::MediaKind::Audio,
+        MediaKind::Video => str0m::media::MediaKind::Video,
+    }
+}

@@ -1,0 +1,462 @@
+//! A whole conference on a virtual clock: one [`Sfu`], client transports, and the virtual
+//! network between them. Time jumps to the next thing that happens, so seconds of media run in
+//! milliseconds, and the same seed gives the same run.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use sfu_core::ortc::{
+    MediaKind, ParameterValue, Protocol as OrtcProtocol, RtpCapabilities, RtpCodecCapability,
+};
+use sfu_core::{
+    ConsumeOptions, Consumed, Input, ListenInfo, Output, ProduceOptions, ProducerId, RouterId,
+    RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions,
+};
+use str0m::net::Protocol;
+
+use crate::client::{device_capabilities, ClientTransport};
+use crate::media::Source;
+use crate::netsim::{Datagram, LinkConfig, Network, Proto};
+
+/// The server's UDP address in simulations.
+pub const SERVER_UDP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 40000);
+/// The server's TCP address in simulations.
+pub const SERVER_TCP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 40001);
+
+/// The router codecs simulations use: Opus, VP8 and H264.
+pub fn media_codecs() -> Vec<RtpCodecCapability> {
+    vec![
+        RtpCodecCapability {
+            kind: MediaKind::Audio,
+            mime_type: "audio/opus".into(),
+            preferred_payload_type: None,
+            clock_rate: 48_000,
+            channels: Some(2),
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        },
+        RtpCodecCapability {
+            kind: MediaKind::Video,
+            mime_type: "video/VP8".into(),
+            preferred_payload_type: None,
+            clock_rate: 90_000,
+            channels: None,
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        },
+        RtpCodecCapability {
+            kind: MediaKind::Video,
+            mime_type: "video/H264".into(),
+            preferred_payload_type: None,
+            clock_rate: 90_000,
+            channels: None,
+            parameters: [
+                ("packetization-mode".to_string(), ParameterValue::Number(1)),
+                (
+                    "profile-level-id".to_string(),
+                    ParameterValue::String("42e01f".into()),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            rtcp_feedback: vec![],
+        },
+    ]
+}
+
+/// A media source a client publishes.
+#[derive(Debug)]
+pub struct Publication {
+    /// The client transport sending it.
+    pub client: usize,
+    /// Its mid on that transport.
+    pub mid: String,
+    /// The server's producer.
+    pub producer: ProducerId,
+    /// The generator.
+    pub source: Source,
+    /// Paused at the source (nothing is sent).
+    pub muted: bool,
+}
+
+/// The simulation.
+pub struct Sim {
+    /// Virtual now.
+    pub now: Instant,
+    /// Virtual start.
+    pub start: Instant,
+    /// The server.
+    pub sfu: Sfu,
+    /// The network.
+    pub net: Network,
+    /// Client transports by index.
+    pub clients: Vec<ClientTransport>,
+    /// What clients publish.
+    pub publications: Vec<Publication>,
+    /// Events the server reported, with their time.
+    pub events: Vec<(Instant, sfu_core::Event)>,
+    sfu_deadline: Instant,
+    by_addr: HashMap<SocketAddr, usize>,
+    next_host: u32,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("clients", &self.clients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// A simulation with this seed (for the network and the server).
+    #[allow(clippy::disallowed_methods)] // The simulation's origin; only durations are added.
+    pub fn new(seed: u64) -> Self {
+        let start = Instant::now();
+        let mut net = Network::new(seed);
+        net.set_default_link(LinkConfig::default().with_latency(Duration::from_millis(10)));
+        Self {
+            now: start,
+            start,
+            sfu: Sfu::new(SfuConfig::with_seed(seed), start).expect("sfu"),
+            net,
+            clients: Vec::new(),
+            publications: Vec::new(),
+            events: Vec::new(),
+            sfu_deadline: start,
+            by_addr: HashMap::new(),
+            next_host: 1,
+        }
+    }
+
+    /// Creates a router with [`media_codecs`].
+    pub fn create_router(&mut self) -> RouterId {
+        let r = self
+            .sfu
+            .create_router(RouterOptions {
+                media_codecs: media_codecs(),
+            })
+            .expect("router");
+        self.flush();
+        r
+    }
+
+    /// The server's listen addresses.
+    pub fn listen_infos() -> Vec<ListenInfo> {
+        vec![
+            ListenInfo {
+                protocol: OrtcProtocol::Udp,
+                local: SERVER_UDP,
+                announced_address: None,
+            },
+            ListenInfo {
+                protocol: OrtcProtocol::Tcp,
+                local: SERVER_TCP,
+                announced_address: None,
+            },
+        ]
+    }
+
+    /// A new client transport in `router`, connected like mediasoup-client does it (server
+    /// creates, client gets parameters, client `connect`s with its DTLS parameters).
+    pub fn add_transport(&mut self, router: RouterId, proto: Protocol) -> usize {
+        let created = self
+            .sfu
+            .create_webrtc_transport(
+                router,
+                WebRtcTransportOptions {
+                    listen_infos: Self::listen_infos(),
+                },
+            )
+            .expect("transport");
+        self.flush();
+        let caps = self
+            .sfu
+            .router_rtp_capabilities(router)
+            .expect("caps")
+            .clone();
+        let host = self.next_host;
+        self.next_host += 1;
+        let local = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                1 + (host / 250) as u8,
+                (host % 250) as u8 + 2,
+            )),
+            50_000,
+        );
+        let mut client = ClientTransport::new(self.now, local, &created.parameters, &caps, proto);
+        let dtls = client.dtls_parameters();
+        self.sfu
+            .connect_webrtc_transport(created.id, &dtls)
+            .expect("connect");
+        self.flush();
+        let idx = self.clients.len();
+        self.by_addr.insert(local, idx);
+        self.clients.push(client);
+        idx
+    }
+
+    /// The RTP capabilities of a device that loaded this router's capabilities.
+    pub fn device_caps(&self, router: RouterId) -> RtpCapabilities {
+        device_capabilities(self.sfu.router_rtp_capabilities(router).expect("caps"))
+    }
+
+    /// Publishes a source of `kind` from `client`.
+    pub fn produce(&mut self, client: usize, kind: MediaKind, ssrc: u32) -> ProducerId {
+        let params = self.clients[client].prepare_produce(kind, ssrc);
+        let mid = params.mid.clone().expect("mid");
+        let id = self.clients[client].id;
+        let producer = self
+            .sfu
+            .produce(
+                id,
+                ProduceOptions {
+                    kind,
+                    rtp_parameters: params,
+                    paused: false,
+                },
+            )
+            .expect("produce");
+        self.flush();
+        let source = match kind {
+            MediaKind::Audio => Source::audio(ssrc, self.now),
+            MediaKind::Video => Source::video(ssrc, self.now),
+        };
+        self.publications.push(Publication {
+            client,
+            mid,
+            producer,
+            source,
+            muted: false,
+        });
+        producer
+    }
+
+    /// Consumes `producer` on `client` (the server creates the consumer, the client accepts
+    /// it). With `paused`, the consumer starts paused as in mediasoup's recommended flow.
+    pub fn consume(
+        &mut self,
+        client: usize,
+        producer: ProducerId,
+        caps: RtpCapabilities,
+        paused: bool,
+    ) -> Consumed {
+        let id = self.clients[client].id;
+        let consumed = self
+            .sfu
+            .consume(
+                id,
+                ConsumeOptions {
+                    producer,
+                    rtp_capabilities: caps,
+                    paused,
+                },
+            )
+            .expect("consume");
+        self.clients[client].accept_consumer(&consumed.parameters);
+        self.flush();
+        consumed
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Runs until virtual time `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        let mut same_time = 0u32;
+        loop {
+            self.flush();
+            let mut next = until;
+            if let Some(t) = self.net.next_delivery() {
+                next = next.min(t);
+            }
+            next = next.min(self.sfu_deadline);
+            for c in &self.clients {
+                next = next.min(c.next_timeout());
+            }
+            for p in self.publications.iter().filter(|p| !p.muted) {
+                next = next.min(p.source.next_at());
+            }
+            if next <= self.now {
+                same_time += 1;
+                if same_time > 10_000 {
+                    next = self.now + Duration::from_millis(1);
+                    same_time = 0;
+                }
+            } else {
+                same_time = 0;
+            }
+            let next = next.max(self.now);
+            if next >= until && self.now >= until {
+                break;
+            }
+            self.now = next.min(until);
+            let now = self.now;
+            while let Some((at, d)) = self.net.poll_due(now) {
+                self.deliver(at, d);
+            }
+            for i in 0..self.publications.len() {
+                let p = &mut self.publications[i];
+                if p.source.next_at() <= now {
+                    let packets = p.source.poll(now);
+                    if !p.muted {
+                        let (client, mid) = (p.client, p.mid.clone());
+                        self.clients[client].send(now, &mid, packets);
+                        self.drain_client(client);
+                    }
+                }
+            }
+            if self.sfu_deadline <= now {
+                self.sfu.handle_input(Input::Timeout(now));
+            }
+            for i in 0..self.clients.len() {
+                if self.clients[i].next_timeout() <= now {
+                    self.clients[i].timeout(now);
+                    self.drain_client(i);
+                }
+            }
+            if self.now >= until {
+                self.flush();
+                break;
+            }
+        }
+    }
+
+    fn deliver(&mut self, at: Instant, d: Datagram) {
+        let proto = match d.proto {
+            Proto::Udp => OrtcProtocol::Udp,
+            Proto::Tcp => OrtcProtocol::Tcp,
+        };
+        if d.destination == SERVER_UDP || d.destination == SERVER_TCP {
+            self.sfu.handle_input(Input::Receive {
+                now: at,
+                proto,
+                source: d.source,
+                destination: d.destination,
+                contents: &d.contents,
+            });
+        } else if let Some(&i) = self.by_addr.get(&d.destination) {
+            // str0m's rule: every input is followed by a full drain.
+            self.clients[i].receive(at, proto.into_str0m(), d.source, &d.contents);
+            self.drain_client(i);
+        }
+    }
+
+    /// Sends a raw datagram to the server now, as if from `source` (for garbage tests).
+    pub fn inject(&mut self, proto: OrtcProtocol, source: SocketAddr, contents: &[u8]) {
+        let destination = if proto == OrtcProtocol::Udp {
+            SERVER_UDP
+        } else {
+            SERVER_TCP
+        };
+        self.sfu.handle_input(Input::Receive {
+            now: self.now,
+            proto,
+            source,
+            destination,
+            contents,
+        });
+        self.flush();
+    }
+
+    /// Moves every pending output of the server and the clients onto the network.
+    pub fn flush(&mut self) {
+        let now = self.now;
+        loop {
+            let mut moved = false;
+            loop {
+                match self.sfu.poll_output() {
+                    Output::Transmit(t) => {
+                        moved = true;
+                        self.net.send(
+                            now,
+                            Datagram {
+                                proto: match t.proto {
+                                    OrtcProtocol::Udp => Proto::Udp,
+                                    OrtcProtocol::Tcp => Proto::Tcp,
+                                },
+                                source: t.source,
+                                destination: t.destination,
+                                contents: t.contents,
+                            },
+                        );
+                    }
+                    Output::Event(e) => self.events.push((now, e)),
+                    Output::Timeout(at) => {
+                        self.sfu_deadline = at;
+                        break;
+                    }
+                }
+            }
+            for i in 0..self.clients.len() {
+                moved |= self.drain_client(i);
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Moves a client's pending output onto the network; true if it sent anything.
+    fn drain_client(&mut self, i: usize) -> bool {
+        let now = self.now;
+        let out = self.clients[i].drain(now);
+        let moved = !out.is_empty();
+        for t in out {
+            self.net.send(
+                now,
+                Datagram {
+                    proto: if t.proto == Protocol::Udp {
+                        Proto::Udp
+                    } else {
+                        Proto::Tcp
+                    },
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents,
+                },
+            );
+        }
+        for mid in self.clients[i].take_key_frame_requests() {
+            for p in &mut self.publications {
+                if p.client == i && p.mid == mid.to_string() {
+                    p.source.request_key_frame();
+                }
+            }
+        }
+        moved
+    }
+
+    /// Mutes or unmutes a publication at its source.
+    pub fn set_muted(&mut self, producer: ProducerId, muted: bool) {
+        for p in &mut self.publications {
+            if p.producer == producer {
+                p.muted = muted;
+                if !muted {
+                    p.source.request_key_frame();
+                }
+            }
+        }
+    }
+}
+
+/// Conversion to str0m's protocol.
+pub trait IntoStr0m {
+    /// str0m's protocol for ours.
+    fn into_str0m(self) -> Protocol;
+}
+
+impl IntoStr0m for OrtcProtocol {
+    fn into_str0m(self) -> Protocol {
+        match self {
+            OrtcProtocol::Udp => Protocol::Udp,
+            OrtcProtocol::Tcp => Protocol::Tcp,
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Acceptance: rooms of peers publishing and consuming each other through the Sfu.
+
+mod common_peers;
+
+use std::time::Duration;
+
+use common_peers::{allowed_sources, consume_all, join, Sub};
+use sfu_core::ortc::MediaKind;
+use sfu_core::Event;
+use sfu_tests::check::stream_report;
+use sfu_tests::media::verify_payload;
+use sfu_tests::netsim::seed_from_env;
+use sfu_tests::sim::Sim;
+use str0m::net::Protocol;
+
+fn assert_clean_stream(sim: &Sim, sub: &Sub, min_packets: usize) {
+    let r = stream_report(&sim.clients[sub.recv].received, sub.ssrc);
+    if r.packets < min_packets {
+        eprintln!("producer {:?}", sim.sfu.producer_stats(sub.producer));
+        eprintln!("consumer {:?}", sim.sfu.consumer_stats(sub.consumer));
+        eprintln!(
+            "recv transport {:?}",
+            sim.sfu.transport_stats(sim.clients[sub.recv].id)
+        );
+        eprintln!("sfu {:?}", sim.sfu.stats());
+        eprintln!("net {:?}", sim.net.stats());
+    }
+    assert!(
+        r.packets >= min_packets,
+        "{:?}: only {} packets: {r:?}",
+        sub.kind,
+        r.packets
+    );
+    assert_eq!(r.corrupt, 0, "payload bytes differ: {r:?}");
+    assert_eq!(r.sources, vec![sub.source_ssrc], "wrong source on consumer");
+    assert_eq!(r.gaps, 0, "sequence gaps: {r:?}");
+    assert_eq!(r.out_of_order, 0, "reordered: {r:?}");
+    assert_eq!(r.duplicates, 0, "duplicates: {r:?}");
+    // In order and complete relative to the source as well.
+    for w in r.source_seqs.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0].wrapping_add(1),
+            "source packets skipped or reordered"
+        );
+    }
+    if sub.kind == MediaKind::Video {
+        assert!(r.first_is_key_frame, "video must start with a key frame");
+    }
+}
+
+#[test]
+fn two_rooms_three_peers_each_forward_everything_and_nothing_crosses() {
+    let seed = seed_from_env("two_rooms");
+    let mut sim = Sim::new(seed);
+    let room_a = sim.create_router();
+    let room_b = sim.create_router();
+    let mut peers = Vec::new();
+    for n in 0..3 {
+        peers.push(join(&mut sim, room_a, n, Protocol::Udp));
+    }
+    for n in 3..6 {
+        peers.push(join(&mut sim, room_b, n, Protocol::Udp));
+    }
+    let subs = consume_all(&mut sim, &peers);
+    assert_eq!(subs.len(), 2 * 3 * 2 * 2);
+    sim.run_for(Duration::from_secs(5));
+
+    for sub in &subs {
+        let min = if sub.kind == MediaKind::Audio {
+            200
+        } else {
+            400
+        };
+        assert_clean_stream(&sim, sub, min);
+    }
+    // Nothing crosses rooms: every packet a receive transport got came from a producer it
+    // consumes, which is always in its own room.
+    let allowed = allowed_sources(&subs);
+    for (recv, sources) in &allowed {
+        for p in &sim.clients[*recv].received {
+            let info = verify_payload(&p.payload).expect("verifiable payload");
+            assert!(sources.contains(&info.ssrc), "packet from another room");
+        }
+    }
+    // Every send transport reached ICE connected and DTLS connected.
+    let connected = sim
+        .events
+        .iter()
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Event::DtlsStateChange {
+                    state: sfu_core::DtlsState::Connected,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(connected, 12);
+    // Payload types were rewritten to the router's, whatever the producer used.
+    let caps = sim.sfu.router_rtp_capabilities(room_a).unwrap().clone();
+    for sub in subs.iter().filter(|s| s.kind == MediaKind::Video) {
+        let pt = sim.clients[sub.recv]
+            .received
+            .iter()
+            .find(|p| p.ssrc == sub.ssrc)
+            .unwrap()
+            .payload_type;
+        let vp8 = caps
+            .codecs
+            .iter()
+            .find(|c| c.mime_type == "video/VP8")
+            .unwrap();
+        assert_eq!(Some(pt), vp8.preferred_payload_type);
+    }
+}
+
+#[test]
+fn conference_over_ice_tcp() {
+    let seed = seed_from_env("conference_tcp");
+    let mut sim = Sim::new(seed);
+    let room = sim.create_router();
+    let peers: Vec<_> = (0..2)
+        .map(|n| join(&mut sim, room, n, Protocol::Tcp))
+        .collect();
+    let subs = consume_all(&mut sim, &peers);
+    sim.run_for(Duration::from_secs(3));
+    for sub in &subs {
+        assert_clean_stream(&sim, sub, 100);
+    }
+    let tuple = sim
+        .sfu
+        .transport_stats(sim.clients[peers[0].send].id)
+        .unwrap()
+        .selected_tuple
+        .unwrap();
+    assert_eq!(tuple.proto, sfu_core::Protocol::Tcp);
+}
