@@ -301,6 +301,7 @@ impl Sfu {
     /// queue, events to the work queue.
     pub(crate) fn drain(&mut self, tid: TransportId) {
         let now = self.now;
+        self.stats.transport_polls += 1;
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };

@@ -21,6 +21,9 @@ pub struct SfuStats {
     pub dropped_stun_unauthenticated: u64,
     /// A binding request from a new path to a transport that already knows its maximum of paths.
     pub dropped_too_many_tuples: u64,
+    /// Times a transport's WebRTC stack was polled (a measure of work that must grow with
+    /// traffic and consumers, never with idle transports).
+    pub transport_polls: u64,
 }
 
 /// A transport's state and counters.

@@ -336,6 +336,8 @@ struct Interface {
     tsresol: u8,
     /// `if_tsoffset`, in seconds.
     tsoffset: i64,
+    /// The timestamp of the interface's latest packet, for simple packet blocks.
+    last_nanos: Option<i128>,
 }
 
 impl Interface {
@@ -368,7 +370,9 @@ const OPT_IF_TSOFFSET: u16 = 14;
 fn parse_pcapng(b: &[u8], on_frame: &mut dyn FnMut(Frame<'_>)) -> Result<(), PcapError> {
     let mut endian = Endian::Little;
     let mut interfaces: Vec<Interface> = Vec::new();
-    let mut last_nanos: i128 = 0;
+    // The latest timestamp in the file, for a simple packet block on an interface that had no
+    // timestamped packet yet.
+    let mut last_nanos: Option<i128> = None;
     let mut offset = 0;
     while offset < b.len() {
         let block_type = Endian::Little.u32(b, offset);
@@ -425,6 +429,7 @@ fn parse_pcapng(b: &[u8], on_frame: &mut dyn FnMut(Frame<'_>)) -> Result<(), Pca
                     link_type: u32::from(link_type),
                     tsresol: 6,
                     tsoffset: 0,
+                    last_nanos: None,
                 };
                 let options = body.get(8..).ok_or_else(too_short)?;
                 for (code, value) in options_iter(options, endian, body_offset + 8)? {
@@ -457,14 +462,15 @@ fn parse_pcapng(b: &[u8], on_frame: &mut dyn FnMut(Frame<'_>)) -> Result<(), Pca
                 };
                 let interface = usize::try_from(id)
                     .ok()
-                    .and_then(|id| interfaces.get(id))
+                    .and_then(|id| interfaces.get_mut(id))
                     .ok_or_else(|| malformed(offset, "packet from an undescribed interface"))?;
                 let data = usize::try_from(caplen)
                     .ok()
                     .and_then(|len| body.get(DATA_AT..DATA_AT.checked_add(len)?))
                     .ok_or_else(|| malformed(offset, "packet longer than its block"))?;
                 let nanos = interface.nanos((u64::from(high) << 32) | u64::from(low));
-                last_nanos = nanos;
+                interface.last_nanos = Some(nanos);
+                last_nanos = Some(nanos);
                 if link_type_supported(interface.link_type) {
                     on_frame(Frame {
                         nanos,
@@ -483,10 +489,10 @@ fn parse_pcapng(b: &[u8], on_frame: &mut dyn FnMut(Frame<'_>)) -> Result<(), Pca
                     .ok_or_else(too_short)?;
                 let available = body.get(4..).unwrap_or_default();
                 let data = available.get(..orig_len).unwrap_or(available);
-                // Simple packet blocks have no timestamp: use the previous packet's.
+                // Simple packet blocks have no timestamp: use the interface's previous one.
                 if link_type_supported(interface.link_type) {
                     on_frame(Frame {
-                        nanos: last_nanos,
+                        nanos: interface.last_nanos.or(last_nanos).unwrap_or(0),
                         link_type: interface.link_type,
                         data,
                     });
@@ -815,6 +821,7 @@ mod tests {
             link_type: 1,
             tsresol: 6,
             tsoffset: 0,
+            last_nanos: None,
         };
         assert_eq!(micro.nanos(1_500_000), 1_500_000_000);
         let nano = Interface {

@@ -729,9 +729,10 @@ fn inconsistent_headers_are_errors() {
         patch(12, 2),
         PcapError::UnsupportedVersion { major: 2, .. }
     ));
-    // An option running past its block.
+    // An option running past its block (the interface block's first option: after the
+    // 28-byte section header, 8 bytes of block header and 8 of interface fields).
     assert!(matches!(
-        patch(28 + 12, 0x00ff_0001),
+        patch(28 + 16, 0x00ff_0001),
         PcapError::Malformed { .. }
     ));
 }
