@@ -95,10 +95,12 @@
 
 mod api;
 mod config;
+pub mod control;
 mod demux;
 mod error;
 mod event;
 mod forward;
+pub mod framing;
 mod ids;
 mod io;
 mod keyframe;

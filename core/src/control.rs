@@ -1,0 +1,175 @@
+//! The control API as plain data, so a runtime can ferry calls from other threads.
+//!
+//! A runtime's handle sends a [`Request`] to the worker that owns the [`Sfu`]; the worker calls
+//! [`Sfu::handle_request`], drains the Sfu, and sends the [`Reply`] back. Events travel the other
+//! way as [`Event`](crate::Event)s tagged with the worker that produced them. Both bundled
+//! runtimes ferry exactly these types.
+
+use crate::api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
+use crate::error::Error;
+use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
+use crate::sfu::Sfu;
+use crate::stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
+use crate::transport::WebRtcTransportOptions;
+
+/// One call of the control API.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Request {
+    /// [`Sfu::create_router`].
+    CreateRouter(RouterOptions),
+    /// [`Sfu::close_router`].
+    CloseRouter(RouterId),
+    /// [`Sfu::router_rtp_capabilities`].
+    RouterRtpCapabilities(RouterId),
+    /// [`Sfu::can_consume`].
+    CanConsume {
+        /// The producer.
+        producer: ProducerId,
+        /// The device's capabilities.
+        rtp_capabilities: RtpCapabilities,
+    },
+    /// [`Sfu::create_webrtc_transport`]. A runtime fills in empty `listen_infos` with the
+    /// addresses of its own sockets.
+    CreateWebRtcTransport {
+        /// The router.
+        router: RouterId,
+        /// Listen addresses.
+        options: WebRtcTransportOptions,
+    },
+    /// [`Sfu::connect_webrtc_transport`].
+    ConnectWebRtcTransport {
+        /// The transport.
+        transport: TransportId,
+        /// The client's DTLS parameters.
+        dtls_parameters: DtlsParameters,
+    },
+    /// [`Sfu::restart_ice`].
+    RestartIce(TransportId),
+    /// [`Sfu::close_transport`].
+    CloseTransport(TransportId),
+    /// [`Sfu::produce`].
+    Produce {
+        /// The transport.
+        transport: TransportId,
+        /// What to produce.
+        options: ProduceOptions,
+    },
+    /// [`Sfu::close_producer`].
+    CloseProducer(ProducerId),
+    /// [`Sfu::pause_producer`].
+    PauseProducer(ProducerId),
+    /// [`Sfu::resume_producer`].
+    ResumeProducer(ProducerId),
+    /// [`Sfu::consume`].
+    Consume {
+        /// The transport.
+        transport: TransportId,
+        /// What to consume.
+        options: ConsumeOptions,
+    },
+    /// [`Sfu::close_consumer`].
+    CloseConsumer(ConsumerId),
+    /// [`Sfu::pause_consumer`].
+    PauseConsumer(ConsumerId),
+    /// [`Sfu::resume_consumer`].
+    ResumeConsumer(ConsumerId),
+    /// [`Sfu::set_consumer_preferred_layers`].
+    SetConsumerPreferredLayers {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The spatial layer.
+        spatial_layer: usize,
+    },
+    /// [`Sfu::request_consumer_key_frame`].
+    RequestConsumerKeyFrame(ConsumerId),
+    /// [`Sfu::transport_stats`].
+    TransportStats(TransportId),
+    /// [`Sfu::producer_stats`].
+    ProducerStats(ProducerId),
+    /// [`Sfu::consumer_stats`].
+    ConsumerStats(ConsumerId),
+    /// [`Sfu::stats`].
+    SfuStats,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The call succeeded and returns nothing.
+    Done,
+    /// A new router.
+    Router(RouterId),
+    /// RTP capabilities.
+    RtpCapabilities(RtpCapabilities),
+    /// A yes/no answer.
+    Bool(bool),
+    /// A new WebRTC transport.
+    WebRtcTransport(WebRtcTransportCreated),
+    /// New ICE parameters.
+    IceParameters(IceParameters),
+    /// A new producer.
+    Producer(ProducerId),
+    /// A new consumer.
+    Consumer(Consumed),
+    /// Transport stats.
+    TransportStats(TransportStats),
+    /// Producer stats.
+    ProducerStats(ProducerStats),
+    /// Consumer stats.
+    ConsumerStats(ConsumerStats),
+    /// Sfu stats.
+    SfuStats(SfuStats),
+}
+
+impl Sfu {
+    /// Carries out one [`Request`]. Drain [`Sfu::poll_output`] afterwards, as after any call.
+    pub fn handle_request(&mut self, request: Request) -> Result<Reply, Error> {
+        use Request as R;
+        Ok(match request {
+            R::CreateRouter(o) => Reply::Router(self.create_router(o)?),
+            R::CloseRouter(id) => self.close_router(id).map(|()| Reply::Done)?,
+            R::RouterRtpCapabilities(id) => {
+                Reply::RtpCapabilities(self.router_rtp_capabilities(id)?.clone())
+            }
+            R::CanConsume {
+                producer,
+                rtp_capabilities,
+            } => Reply::Bool(self.can_consume(producer, &rtp_capabilities)?),
+            R::CreateWebRtcTransport { router, options } => {
+                Reply::WebRtcTransport(self.create_webrtc_transport(router, options)?)
+            }
+            R::ConnectWebRtcTransport {
+                transport,
+                dtls_parameters,
+            } => self
+                .connect_webrtc_transport(transport, &dtls_parameters)
+                .map(|()| Reply::Done)?,
+            R::RestartIce(id) => Reply::IceParameters(self.restart_ice(id)?),
+            R::CloseTransport(id) => self.close_transport(id).map(|()| Reply::Done)?,
+            R::Produce { transport, options } => Reply::Producer(self.produce(transport, options)?),
+            R::CloseProducer(id) => self.close_producer(id).map(|()| Reply::Done)?,
+            R::PauseProducer(id) => self.pause_producer(id).map(|()| Reply::Done)?,
+            R::ResumeProducer(id) => self.resume_producer(id).map(|()| Reply::Done)?,
+            R::Consume { transport, options } => Reply::Consumer(self.consume(transport, options)?),
+            R::CloseConsumer(id) => self.close_consumer(id).map(|()| Reply::Done)?,
+            R::PauseConsumer(id) => self.pause_consumer(id).map(|()| Reply::Done)?,
+            R::ResumeConsumer(id) => self.resume_consumer(id).map(|()| Reply::Done)?,
+            R::SetConsumerPreferredLayers {
+                consumer,
+                spatial_layer,
+            } => self
+                .set_consumer_preferred_layers(consumer, spatial_layer)
+                .map(|()| Reply::Done)?,
+            R::RequestConsumerKeyFrame(id) => {
+                self.request_consumer_key_frame(id).map(|()| Reply::Done)?
+            }
+            R::TransportStats(id) => Reply::TransportStats(self.transport_stats(id)?),
+            R::ProducerStats(id) => Reply::ProducerStats(self.producer_stats(id)?),
+            R::ConsumerStats(id) => Reply::ConsumerStats(self.consumer_stats(id)?),
+            R::SfuStats => Reply::SfuStats(self.stats()),
+        })
+    }
+}
