@@ -22,7 +22,7 @@ impl Default for SfuConfig {
     fn default() -> Self {
         Self {
             seed: None,
-            max_datagram_size: 1500,
+            max_datagram_size: 2000,
             key_frame_request_interval: Duration::from_millis(200),
             max_tuples_per_transport: 8,
         }
