@@ -64,6 +64,8 @@ pub struct ClientTransmit {
 pub struct ClientTransport {
     /// The server's id for it.
     pub id: sfu_core::TransportId,
+    /// The server's ICE ufrag for it.
+    pub server_ufrag: String,
     /// The client's local address.
     pub local: SocketAddr,
     /// The server's candidate address it talks to.
@@ -248,6 +250,7 @@ impl ClientTransport {
         let id = params.id.parse().expect("transport id");
         Self {
             id,
+            server_ufrag: params.ice_parameters.username_fragment.clone(),
             local,
             remote,
             rtc,

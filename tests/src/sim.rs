@@ -96,6 +96,10 @@ pub struct Sim {
     pub publications: Vec<Publication>,
     /// Events the server reported, with their time.
     pub events: Vec<(Instant, sfu_core::Event)>,
+    /// Datagrams delivered to the server, and the transport polls they caused.
+    pub server_receives: u64,
+    /// Transport polls caused by datagrams delivered to the server.
+    pub server_receive_polls: u64,
     sfu_deadline: Instant,
     by_addr: HashMap<SocketAddr, usize>,
     next_host: u32,
@@ -124,6 +128,8 @@ impl Sim {
             clients: Vec::new(),
             publications: Vec::new(),
             events: Vec::new(),
+            server_receives: 0,
+            server_receive_polls: 0,
             sfu_deadline: start,
             by_addr: HashMap::new(),
             next_host: 1,
@@ -334,6 +340,7 @@ impl Sim {
             Proto::Tcp => OrtcProtocol::Tcp,
         };
         if d.destination == SERVER_UDP || d.destination == SERVER_TCP {
+            let polls = self.sfu.stats().transport_polls;
             self.sfu.handle_input(Input::Receive {
                 now: at,
                 proto,
@@ -341,6 +348,8 @@ impl Sim {
                 destination: d.destination,
                 contents: &d.contents,
             });
+            self.server_receives += 1;
+            self.server_receive_polls += self.sfu.stats().transport_polls - polls;
         } else if let Some(&i) = self.by_addr.get(&d.destination) {
             // str0m's rule: every input is followed by a full drain.
             self.clients[i].receive(at, proto.into_str0m(), d.source, &d.contents);

@@ -1,3 +1,5 @@
+#![allow(dead_code)] // Each test binary uses a different part.
+
 // Shared by the integration tests: a room of peers that each publish audio and video and
 // consume everyone else.
 
@@ -22,6 +24,7 @@ pub struct Peer {
 /// What a consumer is: who receives, which producer, the consumer's SSRC.
 #[derive(Debug, Clone)]
 pub struct Sub {
+    pub router: RouterId,
     pub recv: usize,
     pub producer: ProducerId,
     pub source_ssrc: u32,
@@ -67,6 +70,7 @@ pub fn consume_all(sim: &mut Sim, peers: &[Peer]) -> Vec<Sub> {
                 sim.flush();
                 let ssrc = c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
                 subs.push(Sub {
+                    router: a.router,
                     recv: a.recv,
                     producer,
                     source_ssrc,
