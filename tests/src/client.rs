@@ -77,6 +77,8 @@ pub struct ClientTransport {
     pub key_frame_requests: Vec<Mid>,
     /// Whether ICE and DTLS are up.
     pub connected: bool,
+    /// RTCP sender reports received (SenderFeedback events).
+    pub sender_reports: u64,
     /// ICE state changes seen.
     pub ice_states: Vec<IceConnectionState>,
     next_timeout: Instant,
@@ -257,6 +259,7 @@ impl ClientTransport {
             received: Vec::new(),
             key_frame_requests: Vec::new(),
             connected: false,
+            sender_reports: 0,
             ice_states: Vec::new(),
             next_timeout: now,
             produced: HashMap::new(),
@@ -452,6 +455,7 @@ impl ClientTransport {
                         payload: p.payload.to_vec(),
                     }),
                     Event::KeyframeRequest(r) => self.key_frame_requests.push(r.mid),
+                    Event::SenderFeedback(_) => self.sender_reports += 1,
                     _ => {}
                 },
                 Err(_) => {
@@ -461,6 +465,19 @@ impl ClientTransport {
             }
         }
         out
+    }
+
+    /// Takes new ICE credentials from the server after an ICE restart (what
+    /// `transport.restartIce({ iceParameters })` does): new local credentials too.
+    pub fn restart_ice(&mut self, now: Instant, params: &sfu_core::ortc::IceParameters) {
+        let mut api = self.rtc.direct_api();
+        api.set_local_ice_credentials(IceCreds::new());
+        api.set_remote_ice_credentials(IceCreds {
+            ufrag: params.username_fragment.clone(),
+            pass: params.password.clone(),
+        });
+        self.server_ufrag = params.username_fragment.clone();
+        let _ = self.rtc.handle_input(Input::Timeout(now));
     }
 
     /// Key frame requests received since the last call, by mid.

@@ -78,6 +78,8 @@ pub struct Publication {
     pub source: Source,
     /// Paused at the source (nothing is sent).
     pub muted: bool,
+    /// Key frame requests (PLI/FIR) the publishing client received for it.
+    pub key_frame_requests: u64,
 }
 
 /// The simulation.
@@ -237,6 +239,7 @@ impl Sim {
             producer,
             source,
             muted: false,
+            key_frame_requests: 0,
         });
         producer
     }
@@ -436,6 +439,7 @@ impl Sim {
             for p in &mut self.publications {
                 if p.client == i && p.mid == mid.to_string() {
                     p.source.request_key_frame();
+                    p.key_frame_requests += 1;
                 }
             }
         }
