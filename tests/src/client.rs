@@ -16,7 +16,7 @@ use sfu_core::ortc::{
     RtxParameters, WebRtcTransportParameters,
 };
 use str0m::format::Codec;
-use str0m::media::{Frequency, KeyframeRequestKind, Mid};
+use str0m::media::{Frequency, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionMap, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
@@ -74,7 +74,7 @@ pub struct ClientTransport {
     /// Packets received, in arrival order.
     pub received: Vec<Received>,
     /// Key frame requests received for each local SSRC... by mid.
-    pub key_frame_requests: Vec<Mid>,
+    pub key_frame_requests: Vec<(Mid, Option<Rid>)>,
     /// Whether ICE and DTLS are up.
     pub connected: bool,
     /// RTCP sender reports received (SenderFeedback events).
@@ -82,7 +82,7 @@ pub struct ClientTransport {
     /// ICE state changes seen.
     pub ice_states: Vec<IceConnectionState>,
     next_timeout: Instant,
-    produced: HashMap<Mid, (u32, u8)>,
+    produced: HashMap<(Mid, Option<Rid>), (u32, u8)>,
     next_mid: u32,
 }
 
@@ -294,7 +294,7 @@ impl ClientTransport {
             api.declare_stream_tx(ssrc.into(), rtx_ssrc.map(Into::into), mid, None);
         }
         let pt = if video { CLIENT_VP8_PT } else { CLIENT_OPUS_PT };
-        self.produced.insert(mid, (ssrc, pt));
+        self.produced.insert((mid, None), (ssrc, pt));
         let fb = |t: &str, p: &str| RtcpFeedback::new(t, p);
         let mut codecs = vec![if video {
             RtpCodecParameters {
@@ -382,10 +382,59 @@ impl ClientTransport {
         );
     }
 
+    /// Declares a simulcast video stream of one encoding per `(rid, ssrc)` and returns the
+    /// `produce` parameters as a browser sending simulcast makes them: encodings by rid only.
+    pub fn prepare_produce_simulcast(&mut self, layers: &[(&str, u32)]) -> RtpParameters {
+        let mut params = self.prepare_produce(MediaKind::Video, layers[0].1);
+        let mid = Mid::from(params.mid.as_deref().expect("mid"));
+        self.produced.remove(&(mid, None));
+        let mut api = self.rtc.direct_api();
+        api.remove_stream_tx(layers[0].1.into());
+        for (rid, ssrc) in layers {
+            let rid = Rid::from(*rid);
+            api.declare_stream_tx((*ssrc).into(), Some((ssrc + 1).into()), mid, Some(rid));
+            self.produced
+                .insert((mid, Some(rid)), (*ssrc, CLIENT_VP8_PT));
+        }
+        params.encodings = layers
+            .iter()
+            .map(|(rid, _)| RtpEncodingParameters {
+                rid: Some((*rid).to_string()),
+                scalability_mode: Some("L1T1".into()),
+                ..Default::default()
+            })
+            .collect();
+        params.header_extensions.push(RtpHeaderExtensionParameters {
+            uri: "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".into(),
+            id: 10,
+            encrypt: false,
+            parameters: Default::default(),
+        });
+        params.header_extensions.push(RtpHeaderExtensionParameters {
+            uri: "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id".into(),
+            id: 11,
+            encrypt: false,
+            parameters: Default::default(),
+        });
+        params
+    }
+
     /// Sends packets on a produced stream (identified by its mid).
     pub fn send(&mut self, now: Instant, mid: &str, packets: Vec<OutPacket>) {
+        self.send_layer(now, mid, None, packets);
+    }
+
+    /// Sends packets on a produced stream (identified by its mid and, for simulcast, rid).
+    pub fn send_layer(
+        &mut self,
+        now: Instant,
+        mid: &str,
+        rid: Option<&str>,
+        packets: Vec<OutPacket>,
+    ) {
         let mid = Mid::from(mid);
-        let Some(&(ssrc, pt)) = self.produced.get(&mid) else {
+        let rid = rid.map(Rid::from);
+        let Some(&(ssrc, pt)) = self.produced.get(&(mid, rid)) else {
             return;
         };
         let video = pt == CLIENT_VP8_PT;
@@ -454,7 +503,7 @@ impl ClientTransport {
                         payload_type: *p.header.payload_type,
                         payload: p.payload.to_vec(),
                     }),
-                    Event::KeyframeRequest(r) => self.key_frame_requests.push(r.mid),
+                    Event::KeyframeRequest(r) => self.key_frame_requests.push((r.mid, r.rid)),
                     Event::SenderFeedback(_) => self.sender_reports += 1,
                     _ => {}
                 },
@@ -481,7 +530,7 @@ impl ClientTransport {
     }
 
     /// Key frame requests received since the last call, by mid.
-    pub fn take_key_frame_requests(&mut self) -> Vec<Mid> {
+    pub fn take_key_frame_requests(&mut self) -> Vec<(Mid, Option<Rid>)> {
         std::mem::take(&mut self.key_frame_requests)
     }
 }

@@ -80,6 +80,8 @@ pub struct Publication {
     pub muted: bool,
     /// Key frame requests (PLI/FIR) the publishing client received for it.
     pub key_frame_requests: u64,
+    /// The simulcast layer (rid) this source feeds, if any.
+    pub rid: Option<String>,
 }
 
 /// The simulation.
@@ -240,7 +242,39 @@ impl Sim {
             source,
             muted: false,
             key_frame_requests: 0,
+            rid: None,
         });
+        producer
+    }
+
+    /// Publishes simulcast video from `client`: one source per `(rid, ssrc)` layer.
+    pub fn produce_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
+        let params = self.clients[client].prepare_produce_simulcast(layers);
+        let mid = params.mid.clone().expect("mid");
+        let id = self.clients[client].id;
+        let producer = self
+            .sfu
+            .produce(
+                id,
+                ProduceOptions {
+                    kind: MediaKind::Video,
+                    rtp_parameters: params,
+                    paused: false,
+                },
+            )
+            .expect("produce simulcast");
+        self.flush();
+        for (rid, ssrc) in layers {
+            self.publications.push(Publication {
+                client,
+                mid: mid.clone(),
+                producer,
+                source: Source::video(*ssrc, self.now),
+                muted: false,
+                key_frame_requests: 0,
+                rid: Some((*rid).to_string()),
+            });
+        }
         producer
     }
 
@@ -315,8 +349,8 @@ impl Sim {
                 if p.source.next_at() <= now {
                     let packets = p.source.poll(now);
                     if !p.muted {
-                        let (client, mid) = (p.client, p.mid.clone());
-                        self.clients[client].send(now, &mid, packets);
+                        let (client, mid, rid) = (p.client, p.mid.clone(), p.rid.clone());
+                        self.clients[client].send_layer(now, &mid, rid.as_deref(), packets);
                         self.drain_client(client);
                     }
                 }
@@ -435,9 +469,10 @@ impl Sim {
                 },
             );
         }
-        for mid in self.clients[i].take_key_frame_requests() {
+        for (mid, rid) in self.clients[i].take_key_frame_requests() {
+            let rid = rid.map(|r| r.to_string());
             for p in &mut self.publications {
-                if p.client == i && p.mid == mid.to_string() {
+                if p.client == i && p.mid == mid.to_string() && p.rid == rid {
                     p.source.request_key_frame();
                     p.key_frame_requests += 1;
                 }
