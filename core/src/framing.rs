@@ -114,11 +114,8 @@ mod tests {
             let mut d = FrameDecoder::new(1500);
             for chunk in data.chunks(cut) {
                 d.extend(chunk);
-                loop {
-                    match d.next_frame() {
-                        Ok(Some(f)) => proptest::prop_assert!(f.len() <= 1500),
-                        Ok(None) | Err(_) => break,
-                    }
+                while let Ok(Some(f)) = d.next_frame() {
+                    proptest::prop_assert!(f.len() <= 1500);
                 }
             }
         }

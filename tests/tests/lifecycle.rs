@@ -109,8 +109,7 @@ fn consumer_pause_resume_keeps_continuity_and_close_stops() {
     let before_ts = sim.clients[bob]
         .received
         .iter()
-        .filter(|p| p.ssrc == vssrc && p.at < paused_at)
-        .last()
+        .rfind(|p| p.ssrc == vssrc && p.at < paused_at)
         .unwrap()
         .timestamp;
     let gap = after[0].timestamp.wrapping_sub(before_ts);
