@@ -293,6 +293,7 @@ pub struct Network {
 impl Network {
     /// A network whose randomness is derived from `seed`, with [`LinkConfig::default`] as the
     /// default link.
+    #[must_use]
     pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -335,6 +336,7 @@ impl Network {
     }
 
     /// The link config that a datagram from `from` to `to` would use now.
+    #[must_use]
     pub fn link_config(&self, from: SocketAddr, to: SocketAddr) -> &LinkConfig {
         self.resolve(from, to).1
     }
@@ -456,11 +458,13 @@ impl Network {
     }
 
     /// The earliest scheduled arrival, or `None` if nothing is in flight.
+    #[must_use]
     pub fn next_delivery(&self) -> Option<Instant> {
         self.in_flight.peek().map(|s| s.at)
     }
 
     /// The number of datagrams in flight.
+    #[must_use]
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
@@ -489,6 +493,7 @@ impl Network {
     }
 
     /// The counters so far.
+    #[must_use]
     pub fn stats(&self) -> NetStats {
         self.stats
     }

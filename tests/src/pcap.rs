@@ -689,6 +689,7 @@ pub struct RtpPacketView {
 impl RtpPacketView {
     /// The payload of `packet`, the buffer this view was parsed from (empty if `packet` is
     /// shorter than the view says).
+    #[must_use]
     pub fn payload<'a>(&self, packet: &'a [u8]) -> &'a [u8] {
         packet
             .len()
@@ -702,6 +703,7 @@ impl RtpPacketView {
 /// accounted for. Returns `None` for anything else, including RTCP (the second byte, without
 /// its top bit, in `72..=79`, i.e. RTCP packet types 200 to 207, as RFC 5761 demultiplexes),
 /// a header longer than the packet, and invalid padding.
+#[must_use]
 pub fn parse_rtp(buf: &[u8]) -> Option<RtpPacketView> {
     let b0 = *buf.first()?;
     let b1 = *buf.get(1)?;
@@ -754,6 +756,7 @@ pub struct RtpPacketRef<'a> {
 
 impl<'a> RtpPacketRef<'a> {
     /// The RTP payload (without header and padding).
+    #[must_use]
     pub fn payload(&self) -> &'a [u8] {
         self.rtp.payload(&self.packet.payload)
     }
@@ -761,6 +764,7 @@ impl<'a> RtpPacketRef<'a> {
 
 /// Groups the RTP packets of `packets` by SSRC, each group in capture order. Datagrams that are
 /// not RTP (RTCP, STUN, DTLS, ...) are left out.
+#[must_use]
 pub fn rtp_streams(packets: &[CapturedPacket]) -> BTreeMap<u32, Vec<RtpPacketRef<'_>>> {
     let mut streams: BTreeMap<u32, Vec<RtpPacketRef<'_>>> = BTreeMap::new();
     for packet in packets {

@@ -481,6 +481,24 @@ impl Sim {
         moved
     }
 
+    /// Has `client` send `packets` on `mid` and returns the datagrams it wrote towards the
+    /// server, without delivering them (benchmarks feed them to the server themselves).
+    pub fn capture_sent(
+        &mut self,
+        client: usize,
+        mid: &str,
+        packets: Vec<crate::media::OutPacket>,
+    ) -> Vec<Vec<u8>> {
+        let now = self.now;
+        self.clients[client].send(now, mid, packets);
+        self.clients[client]
+            .drain(now)
+            .into_iter()
+            .filter(|t| t.destination == SERVER_UDP)
+            .map(|t| t.contents)
+            .collect()
+    }
+
     /// Mutes or unmutes a publication at its source.
     pub fn set_muted(&mut self, producer: ProducerId, muted: bool) {
         for p in &mut self.publications {

@@ -432,7 +432,9 @@ fn synthetic_raw_ip_and_loopback_link_types() {
     let v6_fragment = ipv6_udp(&[(44, 8)], b"fragment");
     let v4 = ipv4_udp(b"v4");
     let v6_plain = ipv6_udp(&[], b"v6");
-    let cases: Vec<(u32, Vec<Vec<u8>>, Vec<&[u8]>)> = vec![
+    // (link type, frames, the payloads expected from them)
+    type Case<'a> = (u32, Vec<Vec<u8>>, Vec<&'a [u8]>);
+    let cases: Vec<Case<'_>> = vec![
         (
             101,
             vec![v4.clone(), v6.clone(), v6_fragment.clone()],
@@ -752,8 +754,8 @@ fn full(name: &str) -> (Vec<u8>, Vec<CapturedPacket>) {
     (file, packets)
 }
 
+// 256 cases each by default (proptest's default); set PROPTEST_CASES for a longer run.
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn random_bytes_never_panic(input in prop::collection::vec(any::<u8>(), 0..2048)) {
