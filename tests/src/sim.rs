@@ -100,6 +100,10 @@ pub struct Sim {
     pub publications: Vec<Publication>,
     /// Events the server reported, with their time.
     pub events: Vec<(Instant, sfu_core::Event)>,
+    /// The server's UDP address.
+    pub server_udp: SocketAddr,
+    /// The server's TCP address.
+    pub server_tcp: SocketAddr,
     /// Datagrams delivered to the server, and the transport polls they caused.
     pub server_receives: u64,
     /// Transport polls caused by datagrams delivered to the server.
@@ -132,12 +136,22 @@ impl Sim {
             clients: Vec::new(),
             publications: Vec::new(),
             events: Vec::new(),
+            server_udp: SERVER_UDP,
+            server_tcp: SERVER_TCP,
             server_receives: 0,
             server_receive_polls: 0,
             sfu_deadline: start,
             by_addr: HashMap::new(),
             next_host: 1,
         }
+    }
+
+    /// A simulation whose server and clients use IPv6 loopback addresses.
+    pub fn new_ipv6(seed: u64) -> Self {
+        let mut sim = Self::new(seed);
+        sim.server_udp = "[::1]:40000".parse().expect("address");
+        sim.server_tcp = "[::1]:40001".parse().expect("address");
+        sim
     }
 
     /// Creates a router with [`media_codecs`].
@@ -153,16 +167,16 @@ impl Sim {
     }
 
     /// The server's listen addresses.
-    pub fn listen_infos() -> Vec<ListenInfo> {
+    pub fn listen_infos(&self) -> Vec<ListenInfo> {
         vec![
             ListenInfo {
                 protocol: OrtcProtocol::Udp,
-                local: SERVER_UDP,
+                local: self.server_udp,
                 announced_address: None,
             },
             ListenInfo {
                 protocol: OrtcProtocol::Tcp,
-                local: SERVER_TCP,
+                local: self.server_tcp,
                 announced_address: None,
             },
         ]
@@ -176,7 +190,7 @@ impl Sim {
             .create_webrtc_transport(
                 router,
                 WebRtcTransportOptions {
-                    listen_infos: Self::listen_infos(),
+                    listen_infos: self.listen_infos(),
                 },
             )
             .expect("transport");
@@ -188,15 +202,23 @@ impl Sim {
             .clone();
         let host = self.next_host;
         self.next_host += 1;
-        let local = SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(
-                127,
-                0,
-                1 + (host / 250) as u8,
-                (host % 250) as u8 + 2,
-            )),
-            50_000,
-        );
+        let local = if self.server_udp.is_ipv6() {
+            // Distinct ports on [::1] (IPv6 has one loopback address).
+            SocketAddr::new(
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+                50_000 + host as u16,
+            )
+        } else {
+            SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    0,
+                    1 + (host / 250) as u8,
+                    (host % 250) as u8 + 2,
+                )),
+                50_000,
+            )
+        };
         let mut client = ClientTransport::new(self.now, local, &created.parameters, &caps, proto);
         let dtls = client.dtls_parameters();
         self.sfu
@@ -376,7 +398,7 @@ impl Sim {
             Proto::Udp => OrtcProtocol::Udp,
             Proto::Tcp => OrtcProtocol::Tcp,
         };
-        if d.destination == SERVER_UDP || d.destination == SERVER_TCP {
+        if d.destination == self.server_udp || d.destination == self.server_tcp {
             let polls = self.sfu.stats().transport_polls;
             self.sfu.handle_input(Input::Receive {
                 now: at,
@@ -397,9 +419,9 @@ impl Sim {
     /// Sends a raw datagram to the server now, as if from `source` (for garbage tests).
     pub fn inject(&mut self, proto: OrtcProtocol, source: SocketAddr, contents: &[u8]) {
         let destination = if proto == OrtcProtocol::Udp {
-            SERVER_UDP
+            self.server_udp
         } else {
-            SERVER_TCP
+            self.server_tcp
         };
         self.sfu.handle_input(Input::Receive {
             now: self.now,
@@ -494,7 +516,7 @@ impl Sim {
         self.clients[client]
             .drain(now)
             .into_iter()
-            .filter(|t| t.destination == SERVER_UDP)
+            .filter(|t| t.destination == self.server_udp)
             .map(|t| t.contents)
             .collect()
     }

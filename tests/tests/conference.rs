@@ -137,3 +137,26 @@ fn conference_over_ice_tcp() {
         .unwrap();
     assert_eq!(tuple.proto, sfu_core::Protocol::Tcp);
 }
+
+#[test]
+fn conference_over_ipv6() {
+    let seed = seed_from_env("conference_ipv6");
+    let mut sim = Sim::new_ipv6(seed);
+    let room = sim.create_router();
+    let mut peers: Vec<_> = (0..2)
+        .map(|n| join(&mut sim, room, n, Protocol::Udp))
+        .collect();
+    peers.push(join(&mut sim, room, 2, Protocol::Tcp));
+    let subs = consume_all(&mut sim, &peers);
+    sim.run_for(Duration::from_secs(3));
+    for sub in &subs {
+        assert_clean_stream(&sim, sub, 100);
+    }
+    let tuple = sim
+        .sfu
+        .transport_stats(sim.clients[peers[0].send].id)
+        .unwrap()
+        .selected_tuple
+        .unwrap();
+    assert!(tuple.remote.is_ipv6() && tuple.local.is_ipv6());
+}

@@ -21,7 +21,7 @@ fn run(idle: usize) -> (f64, Duration, u64) {
             .create_webrtc_transport(
                 room,
                 WebRtcTransportOptions {
-                    listen_infos: Sim::listen_infos(),
+                    listen_infos: sim.listen_infos(),
                 },
             )
             .unwrap();
