@@ -509,10 +509,6 @@ impl Sfu {
                     .ext_vals(ext_vals)
                     .nackable(is_video),
             );
-            if let Err(e) = ct.rtc.handle_input(str0m::Input::Timeout(now)) {
-                ct.stats.rtc_errors += 1;
-                trace!(transport = %ctid, error = %e, "write failed");
-            }
             self.drain(ctid);
         }
         for i in 0..self.scratch_key_frames.len() {
