@@ -1,4 +1,256 @@
-//! The mio runtime for `sfu-core`.
+//! # sfu-runtime-mio
 //!
-//! Not implemented yet: this crate currently exposes nothing. Embed `sfu-core` in your own
-//! event loop until it lands.
+//! Runs [`sfu_core`] on real sockets: one worker thread per core, each with its own
+//! [`Sfu`](sfu_core::Sfu), its own [`mio::Poll`] and its own sockets (one UDP socket per UDP
+//! listen entry and one passive ICE-TCP listener per TCP entry, shared by every transport of the
+//! worker, as in mediasoup's `WebRtcServer`). The application talks to a worker through a
+//! cloneable [`WorkerHandle`] from any thread, and reads [`Event`](sfu_core::Event)s from
+//! [`Runtime::events`].
+//!
+//! ```no_run
+//! use sfu_runtime_mio::{Runtime, RuntimeConfig};
+//! use sfu_core::{RouterOptions, WebRtcTransportOptions};
+//!
+//! let runtime = Runtime::start(RuntimeConfig::default())?;
+//! let worker = runtime.least_loaded();
+//! let router = worker.create_router(RouterOptions { media_codecs: vec![] })?;
+//! // Empty listen infos: the worker offers its own sockets' addresses.
+//! let transport = worker.create_webrtc_transport(router, WebRtcTransportOptions::default())?;
+//! println!("{:?}", transport.parameters);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What a worker does
+//!
+//! - **UDP** goes through `quinn-udp`: batched receive (`recvmmsg`, GRO buffers split by their
+//!   stride), the local destination address of each datagram (pktinfo), ECN (counted), and GSO
+//!   when consecutive transmits share a destination and a size. The receive time is read right
+//!   after each read returns. IPv4-mapped IPv6 addresses are canonicalized to IPv4.
+//! - **ICE-TCP** is passive: RFC 4571 framing ([`sfu_core::framing`]) both ways, partial reads
+//!   and writes, a bounded outgoing queue per connection ([`TCP_QUEUE_LIMIT`]; a frame that does
+//!   not fit is dropped and counted). A frame longer than the Sfu's maximum datagram size, a
+//!   reset or any other read or write error drops the connection and is counted.
+//! - **Socket buffers**: each UDP socket asks for 4 MiB of receive and send buffer (capped by
+//!   the kernel's `rmem_max`/`wmem_max`), so a burst or a flood waits in the kernel rather than
+//!   being dropped while the worker is busy.
+//! - **Send errors** (a full socket buffer, `ENOBUFS`, unreachable) drop the packet and are
+//!   counted in [`RuntimeCounters`]; nothing stops a worker but [`Runtime::shutdown`].
+//! - **Timers**: mio's `epoll` backend has millisecond granularity (it rounds a timeout up to
+//!   the next millisecond), so waiting with `poll(deadline - now)` fires a deadline on average
+//!   about 0.65 ms late (measured: 620–680 µs mean over 200 sub-millisecond deadlines). A worker
+//!   instead asks mio for the whole milliseconds before the deadline and sleeps the
+//!   sub-millisecond rest with `nanosleep`, which brings the mean to the kernel's timer slack
+//!   plus scheduling (measured: 100–150 µs mean on a busy two-core machine). Deadlines are never
+//!   served early. While a worker sleeps that rest (under a millisecond) its sockets wait. The
+//!   lateness of deadlines served on a timer wake is recorded in
+//!   [`RuntimeCounters`] (`timer_fires`, `timer_late_total_us`, `timer_late_max_us`).
+//!
+//! ## Addresses
+//!
+//! The core needs the concrete address each datagram arrived at. A listen entry with a
+//! concrete ip binds that ip, and the worker reports the destination the kernel gives
+//! (pktinfo). A listen entry with an unspecified ip (`0.0.0.0` or `::`) binds the wildcard, and
+//! the worker presents every datagram to the core as arriving at the loopback address of that
+//! family with the socket's port; the candidate signaled to peers is the entry's
+//! `announced_address` (or the loopback address without one). So on a host with several
+//! interfaces, either bind a concrete ip or announce the address peers must use. IPv6 sockets
+//! are IPv6-only: list `0.0.0.0` and `::` separately to serve both families.
+//!
+//! With several workers, a fixed `port` is the port of worker 0 and worker `i` binds
+//! `port + i`; a `port_range` gives every worker the first free port of the range.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod clock;
+mod counters;
+mod handle;
+mod net;
+mod tcp;
+mod udp;
+mod worker;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::JoinHandle;
+
+pub use counters::RuntimeCounters;
+pub use handle::{RuntimeError, WorkerHandle};
+pub use sfu_core::Protocol;
+
+/// Outgoing bytes an ICE-TCP connection may have queued; a frame that would exceed it is
+/// dropped and counted (a slow reader cannot make the worker buffer without bound).
+pub const TCP_QUEUE_LIMIT: usize = 256 * 1024;
+
+/// How many events may wait in [`Runtime::events`] before new ones are dropped and counted.
+pub const EVENT_QUEUE_LIMIT: usize = 16_384;
+
+/// Where the workers listen (mediasoup's `listenInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// UDP or TCP (passive ICE-TCP).
+    pub protocol: Protocol,
+    /// The ip to bind. An unspecified ip binds the wildcard; see the crate documentation.
+    pub ip: IpAddr,
+    /// The address (ip or host name) to signal to peers instead of `ip`.
+    pub announced_address: Option<String>,
+    /// The port, `0` for any. With several workers, worker `i` binds `port + i`.
+    pub port: u16,
+    /// If set, each worker binds the first free port of this inclusive range (and `port` is
+    /// ignored).
+    pub port_range: Option<(u16, u16)>,
+}
+
+impl ListenOptions {
+    /// UDP on `ip`, any port.
+    pub fn udp(ip: IpAddr) -> Self {
+        Self {
+            protocol: Protocol::Udp,
+            ip,
+            announced_address: None,
+            port: 0,
+            port_range: None,
+        }
+    }
+
+    /// Passive ICE-TCP on `ip`, any port.
+    pub fn tcp(ip: IpAddr) -> Self {
+        Self {
+            protocol: Protocol::Tcp,
+            ..Self::udp(ip)
+        }
+    }
+
+    /// The same entry announcing `address` to peers.
+    pub fn announced(mut self, address: impl Into<String>) -> Self {
+        self.announced_address = Some(address.into());
+        self
+    }
+}
+
+/// How to start a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Worker threads (each runs one Sfu). Default: the available parallelism.
+    pub workers: usize,
+    /// Sockets every worker opens. Default: UDP and TCP on 127.0.0.1.
+    pub listen: Vec<ListenOptions>,
+    /// The configuration of each worker's Sfu. A fixed seed `s` gives worker `i` seed `s + i`.
+    pub sfu: sfu_core::SfuConfig,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Self {
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            listen: vec![ListenOptions::udp(loopback), ListenOptions::tcp(loopback)],
+            sfu: sfu_core::SfuConfig::default(),
+        }
+    }
+}
+
+/// Running workers. Dropping it shuts them down.
+#[derive(Debug)]
+pub struct Runtime {
+    workers: Vec<WorkerHandle>,
+    threads: Vec<JoinHandle<()>>,
+    events: Receiver<(usize, sfu_core::Event)>,
+}
+
+impl Runtime {
+    /// Binds every worker's sockets and starts the worker threads. Fails if a socket cannot be
+    /// bound or a worker's Sfu cannot be created; then nothing keeps running.
+    pub fn start(config: RuntimeConfig) -> io::Result<Runtime> {
+        if config.workers == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "at least one worker is needed",
+            ));
+        }
+        let (events_tx, events) = mpsc::sync_channel(EVENT_QUEUE_LIMIT);
+        let mut prepared = Vec::with_capacity(config.workers);
+        for index in 0..config.workers {
+            prepared.push(worker::Worker::new(index, &config, events_tx.clone())?);
+        }
+        let mut runtime = Runtime {
+            workers: Vec::with_capacity(prepared.len()),
+            threads: Vec::with_capacity(prepared.len()),
+            events,
+        };
+        for (worker, handle) in prepared {
+            let name = format!("sfu-mio-{}", handle.index());
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker.run())?;
+            runtime.workers.push(handle);
+            runtime.threads.push(thread);
+        }
+        tracing::info!(workers = runtime.workers.len(), "mio runtime started");
+        Ok(runtime)
+    }
+
+    /// Handles to every worker, by index.
+    pub fn workers(&self) -> &[WorkerHandle] {
+        &self.workers
+    }
+
+    /// The handle of worker `index`.
+    pub fn worker(&self, index: usize) -> Option<&WorkerHandle> {
+        self.workers.get(index)
+    }
+
+    /// The worker with the fewest transports (the first of those tied).
+    pub fn least_loaded(&self) -> WorkerHandle {
+        // `start` refuses zero workers, so there is always a minimum.
+        self.workers
+            .iter()
+            .min_by_key(|w| w.load())
+            .cloned()
+            .expect("a runtime has at least one worker")
+    }
+
+    /// Events from every worker, tagged with the worker's index. At most
+    /// [`EVENT_QUEUE_LIMIT`] wait here; beyond that they are dropped and counted
+    /// ([`RuntimeCounters::events_dropped`]).
+    pub fn events(&self) -> &Receiver<(usize, sfu_core::Event)> {
+        &self.events
+    }
+
+    /// Stops every worker, closes their sockets and joins their threads. Handles still held
+    /// elsewhere then answer [`RuntimeError::WorkerGone`].
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        for w in &self.workers {
+            w.request_shutdown();
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod type_tests {
+    use super::*;
+
+    fn is_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_cross_threads() {
+        is_send_sync::<WorkerHandle>();
+        is_send_sync::<RuntimeError>();
+        is_send_sync::<RuntimeCounters>();
+    }
+}

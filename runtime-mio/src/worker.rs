@@ -1,0 +1,321 @@
+//! One worker thread: an Sfu, a mio poll, the worker's sockets, and the loop that joins them.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use sfu_core::control::Request;
+use sfu_core::{Event, Input, ListenInfo, Output, Protocol, Sfu, Transmit};
+
+use crate::clock;
+use crate::counters::Cells;
+use crate::handle::{Command, Shared, WorkerHandle};
+use crate::net;
+use crate::tcp::{TcpSide, LISTENER_BASE};
+use crate::udp::{gso_run, UdpEndpoint};
+use crate::RuntimeConfig;
+
+const WAKER: Token = Token(0);
+/// UDP sockets' tokens start here.
+const UDP_BASE: usize = 1;
+/// Batches read from one UDP socket before the worker turns to other work.
+const UDP_BATCHES: usize = 16;
+
+/// The Sfu and what it produced but the worker has not sent yet.
+struct Core {
+    index: usize,
+    sfu: Sfu,
+    deadline: Instant,
+    out: Vec<Transmit>,
+    events: SyncSender<(usize, Event)>,
+    shared: Arc<Shared>,
+}
+
+impl Core {
+    /// Feeds one input and drains the Sfu, as the core's contract wants after every mutation.
+    fn handle(&mut self, input: Input<'_>) {
+        self.sfu.handle_input(input);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.sfu.poll_output() {
+                Output::Transmit(t) => self.out.push(t),
+                Output::Event(e) => match self.events.try_send((self.index, e)) {
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Full(_)) => {
+                        Cells::bump(&self.shared.counters.events_dropped);
+                    }
+                },
+                Output::Timeout(at) => {
+                    self.deadline = at;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A worker, built on the starting thread (so socket errors surface from `Runtime::start`)
+/// and then moved to its own.
+pub(crate) struct Worker {
+    index: usize,
+    poll: Poll,
+    commands: Receiver<Command>,
+    core: Core,
+    udp: Vec<UdpEndpoint>,
+    /// UDP sockets that may still have data (mio is edge-triggered).
+    udp_ready: Vec<bool>,
+    tcp: TcpSide,
+    shared: Arc<Shared>,
+}
+
+impl Worker {
+    /// Binds worker `index`'s sockets and creates its Sfu.
+    pub(crate) fn new(
+        index: usize,
+        config: &RuntimeConfig,
+        events: SyncSender<(usize, Event)>,
+    ) -> io::Result<(Worker, WorkerHandle)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut udp = Vec::new();
+        let mut tcp = TcpSide::new(config.sfu.max_datagram_size);
+        let mut udp_infos = Vec::new();
+        let mut tcp_infos = Vec::new();
+        for options in &config.listen {
+            let bound = net::bind(options, index)?;
+            let info = ListenInfo {
+                protocol: options.protocol,
+                local: bound.local,
+                announced_address: options.announced_address.clone(),
+            };
+            match options.protocol {
+                Protocol::Udp => {
+                    if UDP_BASE + udp.len() >= LISTENER_BASE {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "too many UDP listen entries",
+                        ));
+                    }
+                    let mut endpoint = UdpEndpoint::new(bound, config.sfu.max_datagram_size)?;
+                    poll.registry().register(
+                        &mut endpoint.socket,
+                        Token(UDP_BASE + udp.len()),
+                        Interest::READABLE,
+                    )?;
+                    udp.push(endpoint);
+                    udp_infos.push(info);
+                }
+                Protocol::Tcp => {
+                    tcp.add_listener(bound, poll.registry())?;
+                    tcp_infos.push(info);
+                }
+            }
+        }
+        udp_infos.extend(tcp_infos);
+        let shared = Arc::new(Shared {
+            counters: Cells::default(),
+            transports: Default::default(),
+            listen_infos: udp_infos,
+        });
+        let mut sfu_config = config.sfu.clone();
+        sfu_config.seed = sfu_config.seed.map(|s| s.wrapping_add(index as u64));
+        let now = clock::now();
+        let sfu = Sfu::new(sfu_config, now).map_err(io::Error::other)?;
+        let (commands_tx, commands) = mpsc::channel();
+        let mut core = Core {
+            index,
+            sfu,
+            deadline: now,
+            out: Vec::new(),
+            events,
+            shared: shared.clone(),
+        };
+        core.drain();
+        let handle = WorkerHandle::new(index, commands_tx, waker, shared.clone());
+        let worker = Worker {
+            index,
+            poll,
+            commands,
+            core,
+            udp_ready: vec![false; udp.len()],
+            udp,
+            tcp,
+            shared,
+        };
+        Ok((worker, handle))
+    }
+
+    /// The loop: wait for I/O, a command or the deadline; serve them; send what the Sfu made.
+    pub(crate) fn run(mut self) {
+        let _span = tracing::info_span!("worker", index = self.index).entered();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let io_pending = self.io_pending();
+            let timeout = if io_pending {
+                Duration::ZERO
+            } else {
+                clock::poll_timeout(clock::now(), self.core.deadline)
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!(error = %e, "poll failed");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER {
+                    continue; // Commands are looked at every round.
+                }
+                if TcpSide::owns(token) {
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    self.tcp.on_event(token, readable, event.is_writable());
+                } else if let Some(ready) = self.udp_ready.get_mut(token.0 - UDP_BASE) {
+                    *ready = true;
+                }
+            }
+            // Woken by nothing but the clock: the lateness is the timer's, not a busy worker's.
+            let timer_wake = !io_pending && events.is_empty();
+            if !self.serve_commands() {
+                break;
+            }
+            self.read_udp();
+            self.read_tcp();
+            self.serve_deadline(timer_wake);
+            self.flush();
+        }
+        tracing::info!("worker stopped");
+    }
+
+    fn io_pending(&self) -> bool {
+        self.udp_ready.iter().any(|&r| r) || self.tcp.pending()
+    }
+
+    /// Carries out queued commands. Returns false when the worker must stop.
+    fn serve_commands(&mut self) -> bool {
+        loop {
+            match self.commands.try_recv() {
+                Ok(Command::Call(mut request, reply)) => {
+                    if let Request::CreateWebRtcTransport { options, .. } = &mut request {
+                        if options.listen_infos.is_empty() {
+                            options.listen_infos = self.shared.listen_infos.clone();
+                        }
+                    }
+                    let result = self.core.sfu.handle_request(request);
+                    self.core.drain();
+                    let transports = self.core.sfu.counts().1;
+                    self.shared.transports.store(transports, Ordering::Relaxed);
+                    // The caller may have given up waiting; nothing to do then.
+                    let _ = reply.send(result);
+                }
+                Ok(Command::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    fn read_udp(&mut self) {
+        for i in 0..self.udp.len() {
+            if !self.udp_ready[i] {
+                continue;
+            }
+            let mut more = true;
+            for _ in 0..UDP_BATCHES {
+                let core = &mut self.core;
+                more = self.udp[i].read(1, &self.shared.counters, |d| {
+                    core.handle(Input::Receive {
+                        now: d.now,
+                        proto: Protocol::Udp,
+                        source: d.source,
+                        destination: d.destination,
+                        contents: d.contents,
+                    });
+                });
+                // Send after every batch, so replies do not wait for a flood to end.
+                self.flush();
+                if !more {
+                    break;
+                }
+            }
+            self.udp_ready[i] = more;
+        }
+    }
+
+    fn read_tcp(&mut self) {
+        let core = &mut self.core;
+        self.tcp
+            .service(self.poll.registry(), &self.shared.counters, |f| {
+                core.handle(Input::Receive {
+                    now: f.now,
+                    proto: Protocol::Tcp,
+                    source: f.source,
+                    destination: f.destination,
+                    contents: f.contents,
+                });
+            });
+    }
+
+    /// Serves the Sfu's deadline if it is due (sleeping out a sub-millisecond rest first when
+    /// no I/O waits; see `clock`). After a `timer_wake`, records how late it was served.
+    fn serve_deadline(&mut self, timer_wake: bool) {
+        let deadline = self.core.deadline;
+        let now = if self.io_pending() {
+            clock::now()
+        } else {
+            clock::sleep_rest(deadline)
+        };
+        if now < deadline {
+            return;
+        }
+        let counters = &self.shared.counters;
+        Cells::bump(&counters.deadlines_served);
+        if timer_wake {
+            let late = u64::try_from((now - deadline).as_micros()).unwrap_or(u64::MAX);
+            Cells::bump(&counters.timer_fires);
+            Cells::add(&counters.timer_late_total_us, late);
+            counters
+                .timer_late_max_us
+                .fetch_max(late, Ordering::Relaxed);
+        }
+        self.core.handle(Input::Timeout(now));
+    }
+
+    /// Sends everything the Sfu produced: UDP with GSO where consecutive datagrams allow it,
+    /// TCP onto its connection's queue.
+    fn flush(&mut self) {
+        let out = std::mem::take(&mut self.core.out);
+        let counters = &self.shared.counters;
+        let mut i = 0;
+        while i < out.len() {
+            let t = &out[i];
+            match t.proto {
+                Protocol::Tcp => {
+                    self.tcp.queue(t, counters);
+                    i += 1;
+                }
+                Protocol::Udp => match self.udp.iter_mut().find(|u| u.local == t.source) {
+                    Some(endpoint) => {
+                        let n = gso_run(&out[i..], endpoint.max_segments());
+                        endpoint.send(&out[i..i + n], counters);
+                        i += n;
+                    }
+                    None => {
+                        Cells::bump(&counters.udp_no_socket);
+                        i += 1;
+                    }
+                },
+            }
+        }
+        let mut out = out;
+        out.clear();
+        self.core.out = out;
+        self.tcp.flush(self.poll.registry(), counters);
+    }
+}
