@@ -1,4 +1,260 @@
-//! The smol runtime for `sfu-core`.
+//! # sfu-runtime-smol
 //!
-//! Not implemented yet: this crate currently exposes nothing. Embed `sfu-core` in your own
-//! event loop until it lands.
+//! Runs [`sfu_core`] on real sockets with [smol](https://docs.rs/smol): N worker threads (one
+//! per core by default), each a smol `LocalExecutor` with one `Sfu` and its own sockets,
+//! controlled from any thread through a cloneable [`WorkerHandle`].
+//!
+//! ```no_run
+//! use sfu_runtime_smol::{Runtime, RuntimeConfig};
+//! # fn codecs() -> Vec<sfu_core::ortc::RtpCodecCapability> { vec![] }
+//!
+//! let runtime = Runtime::start(RuntimeConfig::default())?;
+//! smol::block_on(async {
+//!     let worker = runtime.least_loaded();
+//!     let router = worker
+//!         .create_router(sfu_core::RouterOptions { media_codecs: codecs() })
+//!         .await?;
+//!     // Empty listen infos: the transport is reachable on all of the worker's sockets.
+//!     let transport = worker
+//!         .create_webrtc_transport(router, Default::default())
+//!         .await?;
+//!     // Signal `transport.parameters` to the client, then `connect`, `produce`, `consume`.
+//!     while let Ok((worker, event)) = runtime.events().recv().await {
+//!         println!("worker {worker}: {event:?}");
+//!     }
+//!     Ok::<_, sfu_runtime_smol::RuntimeError>(())
+//! })?;
+//! # Ok::<_, Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Workers and sockets
+//!
+//! Each worker opens one UDP socket per UDP [`ListenOptions`] entry and one TCP listener per TCP
+//! entry, and all its transports share them (mediasoup's `WebRtcServer`): the core tells
+//! transports apart by ICE username and 5-tuple. A request to create a WebRTC transport with
+//! empty `listen_infos` gets the worker's socket addresses. The application picks the worker
+//! for each router; [`Runtime::least_loaded`] helps. A room spread over workers is joined with
+//! pipe transports, as in mediasoup.
+//!
+//! The core needs concrete local addresses (an arriving datagram's destination must equal a
+//! candidate's address). A socket bound to a concrete address announces it; a socket bound to
+//! a wildcard announces the address of the interface that routes outward (or loopback) and
+//! reports each datagram's real destination address (pktinfo) to the core; to serve other
+//! interfaces of a wildcard socket, create transports with explicit `listen_infos` naming
+//! them (with the worker's port). IPv4-mapped IPv6 addresses are turned into IPv4 ones, so the
+//! core sees the address the peer really used.
+//!
+//! UDP sockets ask for 4 MiB buffers each way (capped by `net.core.rmem_max`/`wmem_max`), so a
+//! burst or a flood of garbage does not push good packets out while the worker is busy.
+//!
+//! ## UDP
+//!
+//! Through quinn-udp: batched receive (`recvmmsg`) with GRO segments split by their stride, the
+//! destination address and ECN bits of each datagram, the receive time taken right after the
+//! read; on the way out, consecutive datagrams with the same source, destination and size
+//! leave in one GSO send. A full send buffer or a failed send drops the datagram and counts it
+//! ([`RuntimeCounters`]); the worker keeps running.
+//!
+//! ## ICE-TCP
+//!
+//! Passive: the worker accepts connections and frames datagrams with RFC 4571 both ways
+//! ([`sfu_core::framing`]), across partial reads and writes. Each connection has a bounded write
+//! queue; when a slow reader lets it fill, further frames are dropped and counted. Broken
+//! framing or a reset drops the connection and counts it.
+//!
+//! ## Timers
+//!
+//! Each worker sleeps on one async-io [`Timer`](smol::Timer) set to the core's next deadline.
+//! async-io hands the nearest timer to the `polling` crate, which on Linux arms a `timerfd`, so
+//! the wait is not rounded to milliseconds as a plain `epoll_wait` timeout would be. Measured
+//! on a busy 2-core machine (`tests/timer_accuracy.rs`): lateness p50 about 50 µs, p90 about
+//! 120 µs, p99 about 1 ms; the worse tail is the scheduler. Each worker counts its wake-ups and
+//! their lateness ([`RuntimeCounters::timer_late_mean_us`]).
+//!
+//! ## Control and events
+//!
+//! A [`WorkerHandle`] sends [`Request`](sfu_core::control::Request)s to its worker over a
+//! channel and awaits the [`Reply`](sfu_core::control::Reply) (or blocks, with
+//! [`WorkerHandle::call_blocking`]); typed methods wrap the common calls. Events come back on
+//! [`Runtime::events`], tagged with the worker's index.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bind;
+mod clock;
+mod config;
+mod counters;
+mod handle;
+mod tcp;
+mod udp;
+mod worker;
+
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use sfu_core::{Event, Sfu};
+use smol::channel::{self, Receiver, Sender};
+use tracing::info;
+
+pub use config::{ListenOptions, RuntimeConfig};
+pub use counters::RuntimeCounters;
+pub use handle::{RuntimeError, WorkerHandle};
+
+/// Events waiting for the application at most; more are dropped and counted.
+pub const EVENT_CAPACITY: usize = 64 * 1024;
+/// Requests waiting for one worker at most; callers wait when it is full.
+const REQUEST_CAPACITY: usize = 1024;
+
+/// Running workers. Dropping it (or [`shutdown`](Runtime::shutdown)) stops every worker and
+/// releases every socket and thread.
+#[derive(Debug)]
+pub struct Runtime {
+    handles: Vec<WorkerHandle>,
+    threads: Vec<(Sender<()>, JoinHandle<()>)>,
+    events: Receiver<(usize, Event)>,
+}
+
+impl Runtime {
+    /// Binds every worker's sockets and starts the workers. Fails if a socket cannot be bound
+    /// or a worker's `Sfu` cannot be made; workers already started are stopped again.
+    pub fn start(config: RuntimeConfig) -> io::Result<Runtime> {
+        if config.workers == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no workers"));
+        }
+        let (events_tx, events) = channel::bounded(EVENT_CAPACITY);
+        let mut runtime = Runtime {
+            handles: Vec::new(),
+            threads: Vec::new(),
+            events,
+        };
+        for index in 0..config.workers {
+            runtime.start_worker(&config, index, events_tx.clone())?;
+        }
+        info!(workers = config.workers, "runtime started");
+        Ok(runtime)
+    }
+
+    fn start_worker(
+        &mut self,
+        config: &RuntimeConfig,
+        index: usize,
+        events: Sender<(usize, Event)>,
+    ) -> io::Result<()> {
+        let bound = bind::bind_all(&config.listen, index)?;
+        let udp = bound
+            .udp
+            .into_iter()
+            .map(|(socket, local)| udp::UdpEndpoint::new(socket, local))
+            .collect::<io::Result<Vec<_>>>()?;
+        let tcp = bound
+            .tcp
+            .into_iter()
+            .map(|(listener, _)| tcp::TcpAcceptor::new(listener))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut sfu_config = config.sfu.clone();
+        // Workers with one seed would draw the same ids.
+        sfu_config.seed = sfu_config
+            .seed
+            .map(|seed| seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let sfu = Sfu::new(sfu_config, clock::now()).map_err(io::Error::other)?;
+        let shared = Arc::new(handle::WorkerShared {
+            counters: Default::default(),
+            listen_infos: bound.listen_infos,
+        });
+        let (requests_tx, requests) = channel::bounded(REQUEST_CAPACITY);
+        let (stop_tx, stop) = channel::bounded(1);
+        let setup = worker::WorkerSetup {
+            index,
+            sfu,
+            max_datagram: config.sfu.max_datagram_size,
+            udp,
+            tcp,
+            requests,
+            stop,
+            events,
+            shared: shared.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("sfu-smol-{index}"))
+            .spawn(move || worker::run(setup))?;
+        self.threads.push((stop_tx, thread));
+        self.handles
+            .push(WorkerHandle::new(index, requests_tx, shared));
+        Ok(())
+    }
+
+    /// Handles to every worker, by index.
+    pub fn workers(&self) -> &[WorkerHandle] {
+        &self.handles
+    }
+
+    /// One worker's handle.
+    pub fn worker(&self, index: usize) -> Option<&WorkerHandle> {
+        self.handles.get(index)
+    }
+
+    /// The worker with the fewest transports (the first of those tied).
+    pub fn least_loaded(&self) -> &WorkerHandle {
+        self.handles
+            .iter()
+            .min_by_key(|h| h.load())
+            // `start` refuses zero workers.
+            .expect("at least one worker")
+    }
+
+    /// Events from every worker, tagged with the worker's index. Usable as a `Stream`. Read
+    /// them: when [`EVENT_CAPACITY`] are waiting, further events are dropped and counted.
+    pub fn events(&self) -> Receiver<(usize, Event)> {
+        self.events.clone()
+    }
+
+    /// The counters of all workers together.
+    pub fn counters(&self) -> RuntimeCounters {
+        let mut total = RuntimeCounters::default();
+        for h in &self.handles {
+            total.merge(&h.counters());
+        }
+        total
+    }
+
+    /// Stops every worker and waits for its thread; sockets are closed when this returns.
+    /// Calls already on their way fail with [`RuntimeError::WorkerStopped`].
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let threads = std::mem::take(&mut self.threads);
+        for (stop, _) in &threads {
+            stop.close();
+        }
+        let current = std::thread::current().id();
+        for (_, thread) in threads {
+            // A worker cannot wait for itself (the runtime dropped from inside a worker).
+            if thread.thread().id() != current {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod type_tests {
+    use super::*;
+
+    fn is_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_cross_threads() {
+        is_send_sync::<WorkerHandle>();
+        is_send_sync::<Runtime>();
+        is_send_sync::<RuntimeError>();
+    }
+}

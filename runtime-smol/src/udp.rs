@@ -1,0 +1,265 @@
+//! UDP through quinn-udp: batched receive with GRO and the destination address of each
+//! datagram, batched send with GSO.
+
+use std::cell::RefCell;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::rc::Rc;
+use std::time::Duration;
+
+use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
+use sfu_core::{Protocol, Transmit};
+use smol::{future, Async, Timer};
+use tracing::{debug, trace};
+
+use crate::bind::canonical;
+use crate::clock;
+use crate::counters::{self, Counters};
+use crate::worker::Core;
+
+/// Room for one receive: the largest UDP payload, or a GRO batch of datagrams.
+const RECV_BUFFER: usize = 64 * 1024;
+/// Receive batches handled per wake-up before other tasks get a turn (a flood cannot starve
+/// the control channel or the timer).
+const BATCHES_PER_TURN: usize = 16;
+/// The socket buffer sizes the runtime asks for, each way.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+/// The most bytes one GSO send carries.
+const MAX_GSO_BYTES: usize = 64_000;
+
+/// One UDP socket of a worker, shared by all its transports.
+#[derive(Debug)]
+pub(crate) struct UdpEndpoint {
+    socket: Async<UdpSocket>,
+    state: UdpSocketState,
+    /// The address the socket is bound to (perhaps a wildcard).
+    bound: SocketAddr,
+    /// The concrete address transports announce.
+    local: SocketAddr,
+}
+
+impl UdpEndpoint {
+    /// Configures `socket` for quinn-udp (pktinfo, ECN, GRO) and registers it with the reactor.
+    pub(crate) fn new(socket: UdpSocket, local: SocketAddr) -> io::Result<Self> {
+        let state = UdpSocketState::new((&socket).into())?;
+        // Room for bursts while the worker is busy or descheduled (a flood of garbage must not
+        // push out good packets). The kernel caps this at net.core.[rw]mem_max.
+        if let Err(e) = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER) {
+            debug!(error = %e, "cannot raise the UDP receive buffer");
+        }
+        if let Err(e) = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER) {
+            debug!(error = %e, "cannot raise the UDP send buffer");
+        }
+        let bound = socket.local_addr()?;
+        Ok(Self {
+            socket: Async::new(socket)?,
+            state,
+            bound,
+            local,
+        })
+    }
+
+    /// Whether datagrams from `source` leave through this socket.
+    fn sends_from(&self, source: SocketAddr) -> bool {
+        if source == self.local || source == self.bound {
+            return true;
+        }
+        source.port() == self.bound.port()
+            && self.bound.ip().is_unspecified()
+            && (self.bound.is_ipv6() || source.is_ipv4())
+    }
+
+    /// The local address a datagram arrived at.
+    fn destination(&self, meta: &RecvMeta) -> SocketAddr {
+        match meta.dst_ip {
+            Some(ip) if self.bound.ip().is_unspecified() => {
+                SocketAddr::new(ip.to_canonical(), self.bound.port())
+            }
+            _ => self.local,
+        }
+    }
+}
+
+/// Reads datagrams from `endpoint` and feeds them to the core, until the worker stops.
+pub(crate) async fn recv_task(core: Rc<RefCell<Core>>, endpoint: Rc<UdpEndpoint>) {
+    let mut storage = vec![0u8; BATCH_SIZE * RECV_BUFFER];
+    let mut meta = [RecvMeta::default(); BATCH_SIZE];
+    loop {
+        if endpoint.socket.readable().await.is_err() {
+            counters::inc(&core.borrow().counters().udp_recv_errors);
+            Timer::after(Duration::from_millis(1)).await;
+            continue;
+        }
+        let mut turns = 0;
+        loop {
+            let received = {
+                let mut chunks = storage.chunks_mut(RECV_BUFFER);
+                // `storage` holds exactly BATCH_SIZE chunks, so `next` cannot run out.
+                let mut bufs: [IoSliceMut<'_>; BATCH_SIZE] =
+                    std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("a chunk")));
+                endpoint
+                    .state
+                    .recv(endpoint.socket.get_ref().into(), &mut bufs, &mut meta)
+            };
+            // The receive time, taken right after the read.
+            let now = clock::now();
+            let count = match received {
+                Ok(count) => count,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    trace!(error = %e, "udp receive error");
+                    counters::inc(&core.borrow().counters().udp_recv_errors);
+                    break;
+                }
+            };
+            {
+                let mut core = core.borrow_mut();
+                for (meta, buf) in meta[..count].iter().zip(storage.chunks(RECV_BUFFER)) {
+                    receive(&mut core, &endpoint, now, meta, &buf[..meta.len]);
+                }
+                core.flush();
+            }
+            turns += 1;
+            if turns == BATCHES_PER_TURN {
+                future::yield_now().await;
+                turns = 0;
+            }
+        }
+    }
+}
+
+/// Splits one receive buffer into its datagrams (GRO) and feeds each to the core.
+fn receive(
+    core: &mut Core,
+    endpoint: &UdpEndpoint,
+    now: std::time::Instant,
+    meta: &RecvMeta,
+    buf: &[u8],
+) {
+    let counters = core.counters();
+    let stride = if meta.stride == 0 {
+        buf.len()
+    } else {
+        meta.stride
+    };
+    let segments = buf.len().div_ceil(stride.max(1)).max(1);
+    counters::add(&counters.udp_datagrams_received, segments as u64);
+    counters::add(&counters.udp_bytes_received, buf.len() as u64);
+    if segments > 1 {
+        counters::inc(&counters.udp_gro_buffers);
+    }
+    if meta.ecn == Some(EcnCodepoint::Ce) {
+        counters::add(&counters.udp_ecn_ce, segments as u64);
+    }
+    let source = canonical(meta.addr);
+    let destination = endpoint.destination(meta);
+    if buf.is_empty() {
+        core.receive(now, Protocol::Udp, source, destination, buf);
+        return;
+    }
+    for datagram in buf.chunks(stride) {
+        core.receive(now, Protocol::Udp, source, destination, datagram);
+    }
+}
+
+/// Sends `pending` in order, merging runs of datagrams with one source, destination and size
+/// into GSO sends. Failures are counted and the datagrams dropped.
+pub(crate) fn send_all(
+    endpoints: &[Rc<UdpEndpoint>],
+    pending: &mut Vec<Transmit>,
+    scratch: &mut Vec<u8>,
+    counters: &Counters,
+) {
+    let mut i = 0;
+    while i < pending.len() {
+        let first = &pending[i];
+        let Some(endpoint) = endpoints.iter().find(|e| e.sends_from(first.source)) else {
+            counters::inc(&counters.udp_no_socket);
+            i += 1;
+            continue;
+        };
+        let size = first.contents.len().max(1);
+        let max_segments = endpoint
+            .state
+            .max_gso_segments()
+            .min(MAX_GSO_BYTES / size)
+            .max(1);
+        let run = pending[i..]
+            .iter()
+            .take(max_segments)
+            .take_while(|t| {
+                t.source == first.source
+                    && t.destination == first.destination
+                    && t.contents.len() == first.contents.len()
+            })
+            .count();
+        let contents: &[u8] = if run == 1 {
+            &first.contents
+        } else {
+            scratch.clear();
+            for t in &pending[i..i + run] {
+                scratch.extend_from_slice(&t.contents);
+            }
+            scratch
+        };
+        send(
+            endpoint,
+            first.destination,
+            first.source,
+            contents,
+            run,
+            counters,
+        );
+        i += run;
+    }
+    pending.clear();
+}
+
+fn send(
+    endpoint: &UdpEndpoint,
+    destination: SocketAddr,
+    source: SocketAddr,
+    contents: &[u8],
+    segments: usize,
+    counters: &Counters,
+) {
+    let v6 = endpoint.bound.is_ipv6();
+    // A dual-stack IPv6 socket reaches IPv4 peers through IPv4-mapped addresses.
+    let family = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) if v6 => IpAddr::V6(v4.to_ipv6_mapped()),
+        ip => ip,
+    };
+    let transmit = quinn_udp::Transmit {
+        destination: SocketAddr::new(family(destination.ip()), destination.port()),
+        ecn: None,
+        contents,
+        segment_size: (segments > 1).then(|| contents.len().div_ceil(segments)),
+        // Only a wildcard socket needs to be told which address to send from.
+        src_ip: endpoint
+            .bound
+            .ip()
+            .is_unspecified()
+            .then(|| family(source.ip())),
+    };
+    let n = segments as u64;
+    match endpoint
+        .state
+        .try_send(endpoint.socket.get_ref().into(), &transmit)
+    {
+        Ok(()) => {
+            counters::add(&counters.udp_datagrams_sent, n);
+            counters::add(&counters.udp_bytes_sent, contents.len() as u64);
+            if segments > 1 {
+                counters::inc(&counters.udp_gso_batches);
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            counters::add(&counters.udp_send_errors, n);
+            counters::add(&counters.udp_send_would_block, n);
+        }
+        Err(e) => {
+            trace!(error = %e, %destination, "udp send failed");
+            counters::add(&counters.udp_send_errors, n);
+        }
+    }
+}
