@@ -1,0 +1,48 @@
+//! The demo room server: a page, WebSocket signaling and the mio runtime.
+//!
+//! One HTTP port serves `examples/web` (`index.html` and the bundle `dist/bundle.js`, built by
+//! `npm run build`) and the signaling WebSocket at `/ws?room=NAME&peer=ID`. Each room gets one
+//! router, created on the least loaded worker when its first peer connects and closed when its
+//! last peer leaves.
+//!
+//! ## The signaling protocol
+//!
+//! Every message is a JSON text frame. The browser sends requests and gets one reply each:
+//!
+//! ```text
+//! → {"id": 7, "method": "produce", "data": {…}}
+//! ← {"id": 7, "ok": true, "data": {"id": "…"}}        or  {"id": 7, "ok": false, "error": "…"}
+//! ```
+//!
+//! | method | data | reply data |
+//! |---|---|---|
+//! | `getRouterRtpCapabilities` | – | `RtpCapabilities` |
+//! | `createWebRtcTransport` | `{direction: "send"\|"recv", forceTcp?}` | `WebRtcTransportParameters` |
+//! | `connectWebRtcTransport` | `{transportId, dtlsParameters}` | `{}` |
+//! | `restartIce` | `{transportId}` | `IceParameters` |
+//! | `join` | `{rtpCapabilities}` | `{peerId, room, peers, producers: [{producerId, peerId, kind}]}` |
+//! | `produce` | `{transportId, kind, rtpParameters, paused?}` | `{id}` |
+//! | `pauseProducer`, `resumeProducer`, `closeProducer` | `{producerId}` | `{}` |
+//! | `consume` | `{producerId, transportId?}` | `ConsumerParameters` + `peerId` (created paused) |
+//! | `resumeConsumer`, `pauseConsumer`, `closeConsumer` | `{consumerId}` | `{}` |
+//! | `getTransportStats` | `{transportId}` | the server's counters for the transport |
+//!
+//! The server sends notifications `{"notification": true, "method": …, "data": …}`:
+//! `peerJoined`, `peerLeft`, `newProducer`, `producerClosed`, `consumerClosed`,
+//! `consumerPaused`, `consumerResumed`, `transportState`, `transportTuple`, `transportClosed`,
+//! and `error` (then the socket closes) when the connection itself is refused.
+//!
+//! The consume flow is mediasoup's: on `newProducer` the client asks to `consume`, the server
+//! checks `canConsume` and creates the consumer paused, the client calls
+//! `recvTransport.consume(…)`, then `resumeConsumer`, which requests a key frame.
+
+mod config;
+mod http;
+mod signaling;
+
+pub use config::{Command, DemoConfig, USAGE};
+pub use http::{query_param, serve};
+pub use signaling::{
+    default_media_codecs, PeerSession, Signaling, MAX_NAME_LEN, MAX_PRODUCERS_PER_PEER,
+    MAX_TRANSPORTS_PER_PEER,
+};

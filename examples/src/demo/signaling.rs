@@ -1,0 +1,908 @@
+//! The room logic behind the demo's WebSocket: rooms, peers, and the request/notification
+//! protocol that carries the ORTC objects mediasoup-client needs.
+//!
+//! Nothing here touches a socket: a connection calls [`Signaling::connect`] to get a
+//! [`PeerSession`], feeds it each text message with [`PeerSession::handle_text`], writes back the
+//! reply it returns, and forwards what arrives on [`PeerSession::notifications`]. Dropping the
+//! session is the peer leaving. An event thread feeds the runtime's events to
+//! [`Signaling::handle_event`]. The protocol is described in the module [`crate::demo`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sfu_core::ortc::{
+    DtlsParameters, MediaKind, Protocol, RtpCapabilities, RtpCodecCapability, RtpParameters,
+};
+use sfu_core::{
+    ConsumeOptions, ConsumerId, Event, ProduceOptions, ProducerId, RouterId, RouterOptions,
+    TransportId, WebRtcTransportOptions,
+};
+use sfu_runtime_mio::{RuntimeError, WorkerHandle};
+use tracing::{debug, info, warn};
+
+/// Transports one peer may hold at once (a send and a receive transport, plus restarts).
+pub const MAX_TRANSPORTS_PER_PEER: usize = 4;
+/// Producers one peer may hold at once.
+pub const MAX_PRODUCERS_PER_PEER: usize = 8;
+/// Longest accepted room name or peer id.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// The codecs every room uses: Opus and VP8 (payload types and RTX are added by the router).
+pub fn default_media_codecs() -> Vec<RtpCodecCapability> {
+    vec![
+        RtpCodecCapability {
+            kind: MediaKind::Audio,
+            mime_type: "audio/opus".into(),
+            preferred_payload_type: None,
+            clock_rate: 48_000,
+            channels: Some(2),
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        },
+        RtpCodecCapability {
+            kind: MediaKind::Video,
+            mime_type: "video/VP8".into(),
+            preferred_payload_type: None,
+            clock_rate: 90_000,
+            channels: None,
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        },
+    ]
+}
+
+/// The server side of every room: which worker and router each room lives on, and its peers.
+/// Cheap to clone; every clone shares the same rooms.
+#[derive(Clone)]
+pub struct Signaling {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    workers: Vec<WorkerHandle>,
+    media_codecs: Vec<RtpCodecCapability>,
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// Which room and peer own a transport or consumer, to route the runtime's events.
+    owners: Mutex<HashMap<Owned, Owner>>,
+}
+
+/// An object the runtime reports events about, keyed with its worker's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Owned {
+    Transport(usize, TransportId),
+    Consumer(usize, ConsumerId),
+    Producer(usize, ProducerId),
+}
+
+#[derive(Clone)]
+struct Owner {
+    room: Arc<Room>,
+    peer: String,
+}
+
+struct Room {
+    name: String,
+    worker: WorkerHandle,
+    router: RouterId,
+    rtp_capabilities: RtpCapabilities,
+    state: Mutex<RoomState>,
+}
+
+#[derive(Default)]
+struct RoomState {
+    peers: BTreeMap<String, PeerState>,
+}
+
+struct PeerState {
+    notify: Sender<String>,
+    rtp_capabilities: Option<RtpCapabilities>,
+    transports: BTreeMap<TransportId, TransportEntry>,
+    producers: BTreeMap<ProducerId, MediaKind>,
+    consumers: BTreeMap<ConsumerId, ProducerId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Send,
+    Recv,
+}
+
+struct TransportEntry {
+    direction: Direction,
+    connected: bool,
+    /// The RTCP cname every producer of this transport gets (mediasoup's `cnameForProducers`).
+    cname: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking request handler must not take every other peer down with it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Builds a notification message.
+fn notification(method: &str, data: Value) -> String {
+    json!({ "notification": true, "method": method, "data": data }).to_string()
+}
+
+impl RoomState {
+    /// Sends a notification to every peer but `except`.
+    fn broadcast(&self, except: &str, method: &str, data: &Value) {
+        let text = notification(method, data.clone());
+        for (id, p) in &self.peers {
+            if id != except {
+                let _ = p.notify.send(text.clone());
+            }
+        }
+    }
+
+    fn producer_owner(&self, producer: ProducerId) -> Option<&str> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.producers.contains_key(&producer))
+            .map(|(id, _)| id.as_str())
+    }
+}
+
+impl Signaling {
+    /// Rooms on these workers, each room's router configured with `media_codecs`.
+    pub fn new(workers: Vec<WorkerHandle>, media_codecs: Vec<RtpCodecCapability>) -> Self {
+        assert!(!workers.is_empty(), "at least one worker is needed");
+        Self {
+            inner: Arc::new(Inner {
+                workers,
+                media_codecs,
+                rooms: Mutex::new(HashMap::new()),
+                owners: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The names of the rooms that have peers, sorted.
+    pub fn rooms(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.inner.rooms).keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The peers in a room, sorted (empty when the room does not exist).
+    pub fn peers(&self, room: &str) -> Vec<String> {
+        let room = lock(&self.inner.rooms).get(room).cloned();
+        room.map(|r| lock(&r.state).peers.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A peer joins a room, which is created (with a router on the least loaded worker) if it
+    /// does not exist. Fails on a bad room name or peer id, or a peer id already in the room.
+    pub fn connect(&self, room: &str, peer: &str) -> Result<PeerSession, String> {
+        check_name("room", room)?;
+        check_name("peer", peer)?;
+        let (tx, rx) = mpsc::channel();
+        let mut rooms = lock(&self.inner.rooms);
+        let room = match rooms.get(room) {
+            Some(r) => r.clone(),
+            None => {
+                let worker = self
+                    .inner
+                    .workers
+                    .iter()
+                    .min_by_key(|w| w.load())
+                    .cloned()
+                    .ok_or("no worker")?;
+                let router = worker
+                    .create_router(RouterOptions {
+                        media_codecs: self.inner.media_codecs.clone(),
+                    })
+                    .map_err(|e| format!("cannot create the room's router: {e}"))?;
+                let rtp_capabilities = worker
+                    .router_rtp_capabilities(router)
+                    .map_err(|e| format!("cannot read the router's capabilities: {e}"))?;
+                info!(room, router = %router, worker = worker.index(), "room created");
+                let r = Arc::new(Room {
+                    name: room.to_owned(),
+                    worker,
+                    router,
+                    rtp_capabilities,
+                    state: Mutex::new(RoomState::default()),
+                });
+                rooms.insert(room.to_owned(), r.clone());
+                r
+            }
+        };
+        let mut state = lock(&room.state);
+        if state.peers.contains_key(peer) {
+            return Err(format!(
+                "peer {peer:?} is already in room {:?}; pick another peer id",
+                room.name
+            ));
+        }
+        state.peers.insert(
+            peer.to_owned(),
+            PeerState {
+                notify: tx,
+                rtp_capabilities: None,
+                transports: BTreeMap::new(),
+                producers: BTreeMap::new(),
+                consumers: BTreeMap::new(),
+            },
+        );
+        drop(state);
+        drop(rooms);
+        info!(room = %room.name, peer, "peer connected");
+        Ok(PeerSession {
+            signaling: self.clone(),
+            room,
+            peer: peer.to_owned(),
+            notifications: rx,
+        })
+    }
+
+    /// Routes one runtime event (from worker `worker`) to the peer it concerns.
+    pub fn handle_event(&self, worker: usize, event: &Event) {
+        let (key, remove) = match event {
+            Event::IceStateChange { transport, .. }
+            | Event::IceSelectedTupleChange { transport, .. }
+            | Event::DtlsStateChange { transport, .. } => {
+                (Owned::Transport(worker, *transport), false)
+            }
+            Event::TransportClosed { transport } => (Owned::Transport(worker, *transport), true),
+            Event::ProducerClosed { producer } => (Owned::Producer(worker, *producer), true),
+            Event::ConsumerProducerPaused { consumer }
+            | Event::ConsumerProducerResumed { consumer } => {
+                (Owned::Consumer(worker, *consumer), false)
+            }
+            Event::ConsumerClosed { consumer, .. } => (Owned::Consumer(worker, *consumer), true),
+            _ => return,
+        };
+        let owner = {
+            let mut owners = lock(&self.inner.owners);
+            if remove {
+                owners.remove(&key)
+            } else {
+                owners.get(&key).cloned()
+            }
+        };
+        let Some(Owner { room, peer }) = owner else {
+            return;
+        };
+        let mut state = lock(&room.state);
+        let Some(p) = state.peers.get_mut(&peer) else {
+            return;
+        };
+        let message = match event {
+            Event::IceStateChange { transport, state } => notification(
+                "transportState",
+                json!({ "transportId": transport.to_string(), "ice": lower(state) }),
+            ),
+            Event::DtlsStateChange { transport, state } => notification(
+                "transportState",
+                json!({ "transportId": transport.to_string(), "dtls": lower(state) }),
+            ),
+            Event::IceSelectedTupleChange { transport, tuple } => notification(
+                "transportTuple",
+                json!({
+                    "transportId": transport.to_string(),
+                    "protocol": protocol_name(tuple.proto),
+                    "local": tuple.local.to_string(),
+                    "remote": tuple.remote.to_string(),
+                }),
+            ),
+            Event::TransportClosed { transport } => {
+                p.transports.remove(transport);
+                notification(
+                    "transportClosed",
+                    json!({ "transportId": transport.to_string() }),
+                )
+            }
+            Event::ConsumerProducerPaused { consumer } => notification(
+                "consumerPaused",
+                json!({ "consumerId": consumer.to_string() }),
+            ),
+            Event::ConsumerProducerResumed { consumer } => notification(
+                "consumerResumed",
+                json!({ "consumerId": consumer.to_string() }),
+            ),
+            Event::ConsumerClosed { consumer, reason } => {
+                let producer = p.consumers.remove(consumer);
+                notification(
+                    "consumerClosed",
+                    json!({
+                        "consumerId": consumer.to_string(),
+                        "producerId": producer.map(|p| p.to_string()),
+                        "reason": lower(reason),
+                    }),
+                )
+            }
+            Event::ProducerClosed { producer } => {
+                // Closed by the Sfu itself (its transport closed); tell the others.
+                if p.producers.remove(producer).is_some() {
+                    let data = json!({ "producerId": producer.to_string(), "peerId": peer });
+                    state.broadcast(&peer, "producerClosed", &data);
+                }
+                return;
+            }
+            _ => return,
+        };
+        let _ = p.notify.send(message);
+    }
+
+    fn own(&self, room: &Arc<Room>, peer: &str, key: Owned) {
+        lock(&self.inner.owners).insert(
+            key,
+            Owner {
+                room: room.clone(),
+                peer: peer.to_owned(),
+            },
+        );
+    }
+
+    fn disown(&self, keys: impl IntoIterator<Item = Owned>) {
+        let mut owners = lock(&self.inner.owners);
+        for k in keys {
+            owners.remove(&k);
+        }
+    }
+}
+
+fn lower(value: &impl std::fmt::Debug) -> String {
+    format!("{value:?}").to_ascii_lowercase()
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Udp => "udp",
+        Protocol::Tcp => "tcp",
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("missing {what} name"));
+    }
+    if name.len() > MAX_NAME_LEN
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "bad {what} name {name:?}: use up to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// One peer's connection to its room. Dropping it closes the peer's transports, removes its
+/// producers from the room (the other peers are told) and closes the room when it was the last.
+pub struct PeerSession {
+    signaling: Signaling,
+    room: Arc<Room>,
+    peer: String,
+    notifications: Receiver<String>,
+}
+
+/// An error reply's text.
+type Failure = String;
+
+fn runtime_error(what: &str, e: RuntimeError) -> Failure {
+    format!("{what} failed: {e}")
+}
+
+fn parse_id<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, Failure>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| format!("invalid {field} {text:?}: {e}"))
+}
+
+fn data<T: for<'de> Deserialize<'de>>(method: &str, data: Value) -> Result<T, Failure> {
+    serde_json::from_value(data).map_err(|e| format!("invalid data for {method}: {e}"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateTransportData {
+    #[serde(default)]
+    direction: Option<String>,
+    #[serde(default)]
+    force_tcp: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectData {
+    transport_id: String,
+    dtls_parameters: DtlsParameters,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TransportData {
+    transport_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinData {
+    rtp_capabilities: RtpCapabilities,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProduceData {
+    transport_id: String,
+    kind: MediaKind,
+    rtp_parameters: RtpParameters,
+    #[serde(default)]
+    paused: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumeData {
+    producer_id: String,
+    #[serde(default)]
+    transport_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ProducerData {
+    producer_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumerData {
+    consumer_id: String,
+}
+
+impl PeerSession {
+    /// The peer's id.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The room's name.
+    pub fn room(&self) -> &str {
+        &self.room.name
+    }
+
+    /// Server notifications for this peer (JSON text), to be written to its socket.
+    pub fn notifications(&self) -> &Receiver<String> {
+        &self.notifications
+    }
+
+    /// Handles one request (JSON text) and returns the reply (JSON text). Never fails: bad
+    /// input is answered with `{"id": …, "ok": false, "error": "…"}`.
+    pub fn handle_text(&mut self, text: &str) -> String {
+        let request: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return json!({ "id": null, "ok": false, "error": format!("malformed JSON: {e}") })
+                    .to_string()
+            }
+        };
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let result = match (request.get("method"), request.as_object()) {
+            (_, None) => Err("a request must be a JSON object".to_owned()),
+            (Some(Value::String(method)), Some(_)) => {
+                let data = request.get("data").cloned().unwrap_or(json!({}));
+                self.handle(method, data)
+            }
+            (_, Some(_)) => Err("missing \"method\" (a string)".to_owned()),
+        };
+        match result {
+            Ok(data) => json!({ "id": id, "ok": true, "data": data }).to_string(),
+            Err(error) => {
+                debug!(room = %self.room.name, peer = %self.peer, %error, "request refused");
+                json!({ "id": id, "ok": false, "error": error }).to_string()
+            }
+        }
+    }
+
+    /// Carries out one request method.
+    fn handle(&mut self, method: &str, d: Value) -> Result<Value, Failure> {
+        match method {
+            "getRouterRtpCapabilities" => Ok(to_value(&self.room.rtp_capabilities)),
+            "createWebRtcTransport" => self.create_transport(data(method, d)?),
+            "connectWebRtcTransport" => self.connect_transport(data(method, d)?),
+            "restartIce" => self.restart_ice(data(method, d)?),
+            "join" => self.join(data(method, d)?),
+            "produce" => self.produce(data(method, d)?),
+            "closeProducer" => self.close_producer(data(method, d)?),
+            "pauseProducer" | "resumeProducer" => {
+                let d: ProducerData = data(method, d)?;
+                let id = self.own_producer(&d.producer_id)?;
+                let w = &self.room.worker;
+                let r = if method == "pauseProducer" {
+                    w.pause_producer(id)
+                } else {
+                    w.resume_producer(id)
+                };
+                r.map_err(|e| runtime_error(method, e))?;
+                Ok(json!({}))
+            }
+            "consume" => self.consume(data(method, d)?),
+            "resumeConsumer" | "pauseConsumer" | "closeConsumer" => {
+                let d: ConsumerData = data(method, d)?;
+                let id = self.own_consumer(&d.consumer_id)?;
+                let w = &self.room.worker;
+                let r = match method {
+                    "resumeConsumer" => w.resume_consumer(id),
+                    "pauseConsumer" => w.pause_consumer(id),
+                    _ => w.close_consumer(id),
+                };
+                r.map_err(|e| runtime_error(method, e))?;
+                if method == "closeConsumer" {
+                    self.with_peer(|p| p.consumers.remove(&id));
+                    self.signaling
+                        .disown([Owned::Consumer(self.room.worker.index(), id)]);
+                }
+                Ok(json!({}))
+            }
+            "getTransportStats" => {
+                let d: TransportData = data(method, d)?;
+                let (id, _) = self.own_transport(&d.transport_id)?;
+                let s = self
+                    .room
+                    .worker
+                    .transport_stats(id)
+                    .map_err(|e| runtime_error(method, e))?;
+                Ok(json!({
+                    "iceState": lower(&s.ice_state),
+                    "dtlsState": lower(&s.dtls_state),
+                    "selectedTuple": s.selected_tuple.map(|t| json!({
+                        "protocol": protocol_name(t.proto),
+                        "local": t.local.to_string(),
+                        "remote": t.remote.to_string(),
+                    })),
+                    "datagramsReceived": s.datagrams_received,
+                    "bytesReceived": s.bytes_received,
+                    "datagramsSent": s.datagrams_sent,
+                    "bytesSent": s.bytes_sent,
+                    "rtpDropped": s.rtp_dropped,
+                    "rtcErrors": s.rtc_errors,
+                }))
+            }
+            other => Err(format!("unknown method {other:?}")),
+        }
+    }
+
+    fn with_peer<R>(&self, f: impl FnOnce(&mut PeerState) -> R) -> R {
+        let mut state = lock(&self.room.state);
+        let p = state
+            .peers
+            .get_mut(&self.peer)
+            .expect("a session's peer stays in its room until the session drops");
+        f(p)
+    }
+
+    fn own_transport(&self, text: &str) -> Result<(TransportId, Direction), Failure> {
+        let id: TransportId = parse_id("transportId", text)?;
+        self.with_peer(|p| p.transports.get(&id).map(|t| t.direction))
+            .map(|d| (id, d))
+            .ok_or_else(|| format!("transport {id} is not one of this peer's transports"))
+    }
+
+    fn own_producer(&self, text: &str) -> Result<ProducerId, Failure> {
+        let id: ProducerId = parse_id("producerId", text)?;
+        if self.with_peer(|p| p.producers.contains_key(&id)) {
+            Ok(id)
+        } else {
+            Err(format!("producer {id} is not one of this peer's producers"))
+        }
+    }
+
+    fn own_consumer(&self, text: &str) -> Result<ConsumerId, Failure> {
+        let id: ConsumerId = parse_id("consumerId", text)?;
+        if self.with_peer(|p| p.consumers.contains_key(&id)) {
+            Ok(id)
+        } else {
+            Err(format!("consumer {id} is not one of this peer's consumers"))
+        }
+    }
+
+    fn create_transport(&mut self, d: CreateTransportData) -> Result<Value, Failure> {
+        let direction = match d.direction.as_deref() {
+            Some("send") => Direction::Send,
+            Some("recv") => Direction::Recv,
+            other => {
+                return Err(format!(
+                    "direction must be \"send\" or \"recv\", not {other:?}"
+                ))
+            }
+        };
+        if self.with_peer(|p| p.transports.len()) >= MAX_TRANSPORTS_PER_PEER {
+            return Err(format!(
+                "a peer may hold at most {MAX_TRANSPORTS_PER_PEER} transports"
+            ));
+        }
+        let created = self
+            .room
+            .worker
+            .create_webrtc_transport(self.room.router, WebRtcTransportOptions::default())
+            .map_err(|e| runtime_error("createWebRtcTransport", e))?;
+        let mut parameters = created.parameters;
+        if d.force_tcp {
+            parameters
+                .ice_candidates
+                .retain(|c| c.protocol == Protocol::Tcp);
+            if parameters.ice_candidates.is_empty() {
+                let _ = self.room.worker.close_transport(created.id);
+                return Err("forceTcp: the server has no ICE-TCP candidate".into());
+            }
+        }
+        self.with_peer(|p| {
+            p.transports.insert(
+                created.id,
+                TransportEntry {
+                    direction,
+                    connected: false,
+                    cname: None,
+                },
+            )
+        });
+        self.signaling.own(
+            &self.room,
+            &self.peer,
+            Owned::Transport(self.room.worker.index(), created.id),
+        );
+        info!(room = %self.room.name, peer = %self.peer, transport = %created.id, ?direction,
+            candidates = parameters.ice_candidates.len(), "transport created");
+        Ok(to_value(&parameters))
+    }
+
+    fn connect_transport(&mut self, d: ConnectData) -> Result<Value, Failure> {
+        let (id, _) = self.own_transport(&d.transport_id)?;
+        if self.with_peer(|p| p.transports.get(&id).is_some_and(|t| t.connected)) {
+            return Err(format!("transport {id} is already connected"));
+        }
+        self.room
+            .worker
+            .connect_webrtc_transport(id, d.dtls_parameters)
+            .map_err(|e| runtime_error("connectWebRtcTransport", e))?;
+        self.with_peer(|p| {
+            if let Some(t) = p.transports.get_mut(&id) {
+                t.connected = true;
+            }
+        });
+        Ok(json!({}))
+    }
+
+    fn restart_ice(&mut self, d: TransportData) -> Result<Value, Failure> {
+        let (id, _) = self.own_transport(&d.transport_id)?;
+        let ice = self
+            .room
+            .worker
+            .restart_ice(id)
+            .map_err(|e| runtime_error("restartIce", e))?;
+        Ok(to_value(&ice))
+    }
+
+    fn join(&mut self, d: JoinData) -> Result<Value, Failure> {
+        let mut state = lock(&self.room.state);
+        let me = state.peers.get_mut(&self.peer).expect("peer in its room");
+        if me.rtp_capabilities.is_some() {
+            return Err("already joined".into());
+        }
+        me.rtp_capabilities = Some(d.rtp_capabilities);
+        let mut peers = Vec::new();
+        let mut producers = Vec::new();
+        for (id, p) in &state.peers {
+            if *id == self.peer || p.rtp_capabilities.is_none() {
+                continue;
+            }
+            peers.push(id.clone());
+            for (pid, kind) in &p.producers {
+                producers
+                    .push(json!({ "producerId": pid.to_string(), "peerId": id, "kind": kind }));
+            }
+        }
+        state.broadcast(&self.peer, "peerJoined", &json!({ "peerId": self.peer }));
+        info!(room = %self.room.name, peer = %self.peer, "peer joined");
+        Ok(
+            json!({ "peerId": self.peer, "room": self.room.name, "peers": peers, "producers": producers }),
+        )
+    }
+
+    fn produce(&mut self, d: ProduceData) -> Result<Value, Failure> {
+        let (transport, direction) = self.own_transport(&d.transport_id)?;
+        if direction != Direction::Send {
+            return Err(format!("transport {transport} is a receive transport"));
+        }
+        if self.with_peer(|p| p.producers.len()) >= MAX_PRODUCERS_PER_PEER {
+            return Err(format!(
+                "a peer may hold at most {MAX_PRODUCERS_PER_PEER} producers"
+            ));
+        }
+        // As mediasoup's Transport.produce: every producer of a transport gets one cname, the
+        // first one a client gave, or a made-up one. Chromium sends an empty cname for
+        // rid-based simulcast (its SDP has no a=ssrc lines), and mediasoup-client turns an empty
+        // consumer cname into an invalid `a=msid: <track>` line on the receiving side.
+        let mut d = d;
+        let given = d
+            .rtp_parameters
+            .rtcp
+            .cname
+            .clone()
+            .filter(|c| !c.is_empty());
+        let cname = self.with_peer(|p| {
+            let t = p.transports.get_mut(&transport).expect("checked above");
+            t.cname
+                .get_or_insert_with(|| given.unwrap_or_else(|| format!("sfu-{transport}")))
+                .clone()
+        });
+        d.rtp_parameters.rtcp.cname = Some(cname);
+        let params_json = serde_json::to_string(&d.rtp_parameters).unwrap_or_default();
+        info!(room = %self.room.name, peer = %self.peer, kind = ?d.kind,
+            rtp_parameters = %params_json, "produce");
+        let producer = self
+            .room
+            .worker
+            .produce(
+                transport,
+                ProduceOptions {
+                    kind: d.kind,
+                    rtp_parameters: d.rtp_parameters,
+                    paused: d.paused,
+                },
+            )
+            .map_err(|e| {
+                warn!(room = %self.room.name, peer = %self.peer, error = %e,
+                    rtp_parameters = %params_json, "produce refused");
+                runtime_error("produce", e)
+            })?;
+        let mut state = lock(&self.room.state);
+        if let Some(p) = state.peers.get_mut(&self.peer) {
+            p.producers.insert(producer, d.kind);
+        }
+        let data =
+            json!({ "producerId": producer.to_string(), "peerId": self.peer, "kind": d.kind });
+        for (id, p) in &state.peers {
+            if *id != self.peer && p.rtp_capabilities.is_some() {
+                let _ = p.notify.send(notification("newProducer", data.clone()));
+            }
+        }
+        drop(state);
+        self.signaling.own(
+            &self.room,
+            &self.peer,
+            Owned::Producer(self.room.worker.index(), producer),
+        );
+        Ok(json!({ "id": producer.to_string() }))
+    }
+
+    fn close_producer(&mut self, d: ProducerData) -> Result<Value, Failure> {
+        let id = self.own_producer(&d.producer_id)?;
+        self.room
+            .worker
+            .close_producer(id)
+            .map_err(|e| runtime_error("closeProducer", e))?;
+        let mut state = lock(&self.room.state);
+        if let Some(p) = state.peers.get_mut(&self.peer) {
+            p.producers.remove(&id);
+        }
+        let data = json!({ "producerId": id.to_string(), "peerId": self.peer });
+        state.broadcast(&self.peer, "producerClosed", &data);
+        drop(state);
+        self.signaling
+            .disown([Owned::Producer(self.room.worker.index(), id)]);
+        Ok(json!({}))
+    }
+
+    fn consume(&mut self, d: ConsumeData) -> Result<Value, Failure> {
+        let producer: ProducerId = parse_id("producerId", &d.producer_id)?;
+        let (caps, transport, producer_peer) = {
+            let state = lock(&self.room.state);
+            let me = &state.peers[&self.peer];
+            let caps = me
+                .rtp_capabilities
+                .clone()
+                .ok_or("join (with the device's rtpCapabilities) before consuming")?;
+            let transport = match &d.transport_id {
+                Some(t) => {
+                    let id: TransportId = parse_id("transportId", t)?;
+                    match me.transports.get(&id) {
+                        Some(e) if e.direction == Direction::Recv => id,
+                        Some(_) => return Err(format!("transport {id} is a send transport")),
+                        None => {
+                            return Err(format!(
+                                "transport {id} is not one of this peer's transports"
+                            ))
+                        }
+                    }
+                }
+                None => me
+                    .transports
+                    .iter()
+                    .find(|(_, e)| e.direction == Direction::Recv)
+                    .map(|(id, _)| *id)
+                    .ok_or("create a receive transport before consuming")?,
+            };
+            let owner = state
+                .producer_owner(producer)
+                .ok_or_else(|| format!("producer {producer} is not in room {:?}", self.room.name))?
+                .to_owned();
+            (caps, transport, owner)
+        };
+        let worker = &self.room.worker;
+        if !worker
+            .can_consume(producer, caps.clone())
+            .map_err(|e| runtime_error("canConsume", e))?
+        {
+            return Err(format!(
+                "this device cannot receive producer {producer} (no common codec)"
+            ));
+        }
+        let consumed = worker
+            .consume(
+                transport,
+                ConsumeOptions {
+                    producer,
+                    rtp_capabilities: caps,
+                    paused: true,
+                },
+            )
+            .map_err(|e| runtime_error("consume", e))?;
+        self.with_peer(|p| p.consumers.insert(consumed.id, producer));
+        self.signaling.own(
+            &self.room,
+            &self.peer,
+            Owned::Consumer(worker.index(), consumed.id),
+        );
+        let mut value = to_value(&consumed.parameters);
+        if let Some(o) = value.as_object_mut() {
+            o.insert("peerId".into(), Value::String(producer_peer));
+        }
+        Ok(value)
+    }
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("ORTC types serialize")
+}
+
+impl Drop for PeerSession {
+    fn drop(&mut self) {
+        let worker = self.room.worker.index();
+        let mut rooms = lock(&self.signaling.inner.rooms);
+        let mut state = lock(&self.room.state);
+        let Some(me) = state.peers.remove(&self.peer) else {
+            return;
+        };
+        for pid in me.producers.keys() {
+            let data = json!({ "producerId": pid.to_string(), "peerId": self.peer });
+            state.broadcast(&self.peer, "producerClosed", &data);
+        }
+        if me.rtp_capabilities.is_some() {
+            state.broadcast(&self.peer, "peerLeft", &json!({ "peerId": self.peer }));
+        }
+        // Closing the transports closes their producers; the consumers of the other peers close
+        // with them and are reported to those peers as events.
+        for tid in me.transports.keys() {
+            if let Err(e) = self.room.worker.close_transport(*tid) {
+                debug!(transport = %tid, error = %e, "close on leave");
+            }
+        }
+        let empty = state.peers.is_empty();
+        drop(state);
+        self.signaling.disown(
+            me.transports
+                .keys()
+                .map(|t| Owned::Transport(worker, *t))
+                .chain(me.producers.keys().map(|p| Owned::Producer(worker, *p)))
+                .chain(me.consumers.keys().map(|c| Owned::Consumer(worker, *c))),
+        );
+        if empty {
+            rooms.remove(&self.room.name);
+            if let Err(e) = self.room.worker.close_router(self.room.router) {
+                debug!(router = %self.room.router, error = %e, "close router");
+            }
+            info!(room = %self.room.name, "room closed");
+        }
+        info!(room = %self.room.name, peer = %self.peer, "peer left");
+    }
+}
