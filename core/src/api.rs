@@ -5,6 +5,7 @@
 
 use str0m::media::{Mid, Rid};
 use str0m::IceCreds;
+use rand::RngCore;
 use tracing::{debug, info};
 
 use crate::error::Error;
@@ -312,7 +313,7 @@ impl Sfu {
     ) -> Result<ProducerId, Error> {
         let ProduceOptions {
             kind,
-            rtp_parameters,
+            mut rtp_parameters,
             paused,
         } = options;
         let t = self
@@ -349,6 +350,15 @@ impl Sfu {
             }
             encodings.push(Encoding::new(e.ssrc, rid));
         }
+        // As mediasoup does, every producer of a transport gets the transport's cname: the first
+        // non-empty one a producer brought, or a made-up one. Browsers send an empty cname with
+        // rid simulcast, and receivers need a non-empty one to build their stream ids.
+        let cname = match (&t.cname, rtp_parameters.rtcp.cname.as_deref()) {
+            (Some(c), _) => c.clone(),
+            (None, Some(c)) if !c.is_empty() => c.to_owned(),
+            (None, _) => format!("sfu-{:016x}", self.rng.next_u64()),
+        };
+        rtp_parameters.rtcp.cname = Some(cname.clone());
         let consumable = ortc::get_consumable_rtp_parameters(kind, &rtp_parameters, caps, &mapping);
         let video_codec = (kind == MediaKind::Video).then(|| {
             rtp_parameters
@@ -379,6 +389,7 @@ impl Sfu {
             }
         }
         t.producers_by_mid.insert(mid, pid);
+        t.cname.get_or_insert(cname);
         for (i, e) in encodings.iter().enumerate() {
             if let Some(ssrc) = e.ssrc {
                 t.producer_ssrcs.insert(ssrc, (pid, i));

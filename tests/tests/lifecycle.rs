@@ -370,3 +370,73 @@ fn api_misuse_returns_typed_errors() {
             > 50
     );
 }
+
+#[test]
+fn producers_without_cname_get_the_transports() {
+    let mut sim = Sim::new(seed_from_env("cname"));
+    let room = sim.create_router();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let tid = sim.clients[alice].id;
+    let mut audio = sim.clients[alice].prepare_produce(MediaKind::Audio, 100);
+    audio.rtcp.cname = Some("alice-cname".into());
+    let a = sim
+        .sfu
+        .produce(
+            tid,
+            ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: audio,
+                paused: false,
+            },
+        )
+        .unwrap();
+    // Browsers send an empty cname with rid simulcast.
+    let mut video = sim.clients[alice].prepare_produce(MediaKind::Video, 200);
+    video.rtcp.cname = Some(String::new());
+    let v = sim
+        .sfu
+        .produce(
+            tid,
+            ProduceOptions {
+                kind: MediaKind::Video,
+                rtp_parameters: video,
+                paused: false,
+            },
+        )
+        .unwrap();
+    let caps = sim.device_caps(room);
+    let ca = sim.consume(bob, a, caps.clone(), false);
+    let cv = sim.consume(bob, v, caps, false);
+    assert_eq!(
+        ca.parameters.rtp_parameters.rtcp.cname.as_deref(),
+        Some("alice-cname")
+    );
+    assert_eq!(
+        cv.parameters.rtp_parameters.rtcp.cname.as_deref(),
+        Some("alice-cname")
+    );
+
+    // A transport whose producers never named one gets a made-up, non-empty cname.
+    let carol = sim.add_transport(room, Protocol::Udp);
+    let mut params = sim.clients[carol].prepare_produce(MediaKind::Audio, 300);
+    params.rtcp.cname = None;
+    let p = sim
+        .sfu
+        .produce(
+            sim.clients[carol].id,
+            ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: params,
+                paused: false,
+            },
+        )
+        .unwrap();
+    let c = sim.consume(bob, p, sim.device_caps(room), false);
+    assert!(c
+        .parameters
+        .rtp_parameters
+        .rtcp
+        .cname
+        .is_some_and(|c| !c.is_empty()));
+}

@@ -61,6 +61,8 @@ pub(crate) struct WebRtcTransport {
     pub(crate) producer_ssrcs: HashMap<u32, (ProducerId, usize)>,
     pub(crate) consumers_by_mid: HashMap<Mid, ConsumerId>,
     pub(crate) next_mid: u32,
+    /// The RTCP cname of this transport's producers (the first non-empty one given).
+    pub(crate) cname: Option<String>,
     /// An RTP datagram went in and no packet has come out yet.
     pub(crate) rtp_pending: bool,
     pub(crate) stats: TransportStats,
@@ -243,6 +245,7 @@ impl WebRtcTransport {
             producer_ssrcs: HashMap::new(),
             consumers_by_mid: HashMap::new(),
             next_mid: 0,
+            cname: None,
             rtp_pending: false,
             stats: TransportStats {
                 ice_state: IceState::New,

@@ -113,8 +113,6 @@ enum Direction {
 struct TransportEntry {
     direction: Direction,
     connected: bool,
-    /// The RTCP cname every producer of this transport gets (mediasoup's `cnameForProducers`).
-    cname: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -641,7 +639,6 @@ impl PeerSession {
                 TransportEntry {
                     direction,
                     connected: false,
-                    cname: None,
                 },
             )
         });
@@ -718,24 +715,6 @@ impl PeerSession {
                 "a peer may hold at most {MAX_PRODUCERS_PER_PEER} producers"
             ));
         }
-        // As mediasoup's Transport.produce: every producer of a transport gets one cname, the
-        // first one a client gave, or a made-up one. Chromium sends an empty cname for
-        // rid-based simulcast (its SDP has no a=ssrc lines), and mediasoup-client turns an empty
-        // consumer cname into an invalid `a=msid: <track>` line on the receiving side.
-        let mut d = d;
-        let given = d
-            .rtp_parameters
-            .rtcp
-            .cname
-            .clone()
-            .filter(|c| !c.is_empty());
-        let cname = self.with_peer(|p| {
-            let t = p.transports.get_mut(&transport).expect("checked above");
-            t.cname
-                .get_or_insert_with(|| given.unwrap_or_else(|| format!("sfu-{transport}")))
-                .clone()
-        });
-        d.rtp_parameters.rtcp.cname = Some(cname);
         let params_json = serde_json::to_string(&d.rtp_parameters).unwrap_or_default();
         info!(room = %self.room.name, peer = %self.peer, kind = ?d.kind,
             rtp_parameters = %params_json, "produce");
