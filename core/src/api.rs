@@ -3,9 +3,9 @@
 //! Each call changes state, may queue datagrams and events, and returns at once. Drain
 //! [`Sfu::poll_output`] after every call.
 
+use rand::RngCore;
 use str0m::media::{Mid, Rid};
 use str0m::IceCreds;
-use rand::RngCore;
 use tracing::{debug, info};
 
 use crate::error::Error;

@@ -106,6 +106,7 @@ mod io;
 mod keyframe;
 pub mod ortc;
 mod router;
+pub mod runtime;
 mod sfu;
 mod stats;
 mod timers;

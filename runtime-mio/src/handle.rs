@@ -1,35 +1,20 @@
 //! The application's side of a worker: a cloneable handle that ferries [`Request`]s to the
 //! worker thread (a channel plus a mio [`Waker`]) and waits for the [`Reply`].
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::Arc;
 
 use mio::Waker;
 use sfu_core::control::{Reply, Request};
 use sfu_core::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
+use sfu_core::runtime::WorkerShared;
 use sfu_core::{
     ConsumeOptions, Consumed, ConsumerId, ConsumerStats, ListenInfo, ProduceOptions, ProducerId,
     ProducerStats, RouterId, RouterOptions, SfuStats, TransportId, TransportStats,
     WebRtcTransportCreated, WebRtcTransportOptions,
 };
 
-use crate::counters::{Cells, RuntimeCounters};
-
-/// A control call failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RuntimeError {
-    /// The Sfu refused the call; nothing changed.
-    #[error(transparent)]
-    Sfu(#[from] sfu_core::Error),
-    /// The worker has stopped (the runtime shut down, or the worker panicked).
-    #[error("worker {0} is gone")]
-    WorkerGone(usize),
-    /// The worker answered with a reply of the wrong kind (a bug).
-    #[error("unexpected reply from the worker: {0:?}")]
-    UnexpectedReply(Box<Reply>),
-}
+use crate::{RuntimeCounters, RuntimeError};
 
 /// What a handle sends to its worker.
 #[derive(Debug)]
@@ -40,23 +25,13 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// State a worker shares with its handles.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) counters: Cells,
-    /// Transports alive in the worker's Sfu.
-    pub(crate) transports: AtomicUsize,
-    /// The addresses the worker offers when a transport is created without listen infos.
-    pub(crate) listen_infos: Vec<ListenInfo>,
-}
-
 /// Controls one worker from any thread. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     index: usize,
     commands: Sender<Command>,
     waker: Arc<Waker>,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerShared>,
 }
 
 impl WorkerHandle {
@@ -64,7 +39,7 @@ impl WorkerHandle {
         index: usize,
         commands: Sender<Command>,
         waker: Arc<Waker>,
-        shared: Arc<Shared>,
+        shared: Arc<WorkerShared>,
     ) -> Self {
         Self {
             index,
@@ -81,7 +56,7 @@ impl WorkerHandle {
 
     /// The worker's load: the transports alive in its Sfu.
     pub fn load(&self) -> usize {
-        self.shared.transports.load(Ordering::Relaxed)
+        self.shared.counters.load()
     }
 
     /// The worker's socket counters (read without a round trip to the worker).
@@ -101,7 +76,7 @@ impl WorkerHandle {
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(Command::Call(request, tx))?;
         rx.recv()
-            .map_err(|_| RuntimeError::WorkerGone(self.index))?
+            .map_err(|_| RuntimeError::WorkerStopped(self.index))?
             .map_err(RuntimeError::from)
     }
 
@@ -113,7 +88,7 @@ impl WorkerHandle {
     fn send(&self, command: Command) -> Result<(), RuntimeError> {
         self.commands
             .send(command)
-            .map_err(|_| RuntimeError::WorkerGone(self.index))?;
+            .map_err(|_| RuntimeError::WorkerStopped(self.index))?;
         // A failed wake means the worker's poll is gone; the reply channel will say so.
         let _ = self.waker.wake();
         Ok(())

@@ -62,7 +62,6 @@
 #![deny(missing_docs)]
 
 mod clock;
-mod counters;
 mod handle;
 mod net;
 mod tcp;
@@ -70,12 +69,11 @@ mod udp;
 mod worker;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 
-pub use counters::RuntimeCounters;
-pub use handle::{RuntimeError, WorkerHandle};
+pub use handle::WorkerHandle;
+pub use sfu_core::runtime::{ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError};
 pub use sfu_core::Protocol;
 
 /// Outgoing bytes an ICE-TCP connection may have queued; a frame that would exceed it is
@@ -84,71 +82,6 @@ pub const TCP_QUEUE_LIMIT: usize = 256 * 1024;
 
 /// How many events may wait in [`Runtime::events`] before new ones are dropped and counted.
 pub const EVENT_QUEUE_LIMIT: usize = 16_384;
-
-/// Where the workers listen (mediasoup's `listenInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenOptions {
-    /// UDP or TCP (passive ICE-TCP).
-    pub protocol: Protocol,
-    /// The ip to bind. An unspecified ip binds the wildcard; see the crate documentation.
-    pub ip: IpAddr,
-    /// The address (ip or host name) to signal to peers instead of `ip`.
-    pub announced_address: Option<String>,
-    /// The port, `0` for any. With several workers, worker `i` binds `port + i`.
-    pub port: u16,
-    /// If set, each worker binds the first free port of this inclusive range (and `port` is
-    /// ignored).
-    pub port_range: Option<(u16, u16)>,
-}
-
-impl ListenOptions {
-    /// UDP on `ip`, any port.
-    pub fn udp(ip: IpAddr) -> Self {
-        Self {
-            protocol: Protocol::Udp,
-            ip,
-            announced_address: None,
-            port: 0,
-            port_range: None,
-        }
-    }
-
-    /// Passive ICE-TCP on `ip`, any port.
-    pub fn tcp(ip: IpAddr) -> Self {
-        Self {
-            protocol: Protocol::Tcp,
-            ..Self::udp(ip)
-        }
-    }
-
-    /// The same entry announcing `address` to peers.
-    pub fn announced(mut self, address: impl Into<String>) -> Self {
-        self.announced_address = Some(address.into());
-        self
-    }
-}
-
-/// How to start a [`Runtime`].
-#[derive(Debug, Clone)]
-pub struct RuntimeConfig {
-    /// Worker threads (each runs one Sfu). Default: the available parallelism.
-    pub workers: usize,
-    /// Sockets every worker opens. Default: UDP and TCP on 127.0.0.1.
-    pub listen: Vec<ListenOptions>,
-    /// The configuration of each worker's Sfu. A fixed seed `s` gives worker `i` seed `s + i`.
-    pub sfu: sfu_core::SfuConfig,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        Self {
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            listen: vec![ListenOptions::udp(loopback), ListenOptions::tcp(loopback)],
-            sfu: sfu_core::SfuConfig::default(),
-        }
-    }
-}
 
 /// Running workers. Dropping it shuts them down.
 #[derive(Debug)]
@@ -218,7 +151,7 @@ impl Runtime {
     }
 
     /// Stops every worker, closes their sockets and joins their threads. Handles still held
-    /// elsewhere then answer [`RuntimeError::WorkerGone`].
+    /// elsewhere then answer [`RuntimeError::WorkerStopped`].
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -241,16 +174,8 @@ impl Drop for Runtime {
     }
 }
 
-#[cfg(test)]
-mod type_tests {
-    use super::*;
-
-    fn is_send_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn handles_cross_threads() {
-        is_send_sync::<WorkerHandle>();
-        is_send_sync::<RuntimeError>();
-        is_send_sync::<RuntimeCounters>();
-    }
-}
+// A handle crosses threads (checked when compiling).
+const _: () = {
+    const fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<WorkerHandle>();
+};

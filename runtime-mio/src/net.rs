@@ -19,24 +19,8 @@ pub(crate) struct Bound {
 
 /// Binds `options` for worker `index` (UDP, or a listening TCP socket), nonblocking.
 pub(crate) fn bind(options: &ListenOptions, index: usize) -> io::Result<Bound> {
-    let ports: Vec<u16> = match options.port_range {
-        Some((lo, hi)) if lo <= hi && lo != 0 => (lo..=hi).collect(),
-        Some(range) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad port range {range:?}"),
-            ))
-        }
-        None if options.port == 0 => vec![0],
-        None => {
-            let port = u16::try_from(usize::from(options.port) + index).map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidInput, "no port left for this worker")
-            })?;
-            vec![port]
-        }
-    };
     let mut last = None;
-    for port in ports {
+    for port in options.worker_ports(index)? {
         match bind_port(options, port) {
             Ok(socket) => {
                 let bound = socket

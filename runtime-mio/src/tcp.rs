@@ -12,9 +12,9 @@ use sfu_core::framing::{frame_header, FrameDecoder};
 use sfu_core::Transmit;
 
 use crate::clock;
-use crate::counters::Cells;
 use crate::net::{canonical_addr, Bound};
 use crate::TCP_QUEUE_LIMIT;
+use sfu_core::runtime::CounterCells;
 
 /// Tokens of listeners start here (UDP sockets sit below).
 pub(crate) const LISTENER_BASE: usize = 1 << 10;
@@ -127,7 +127,7 @@ impl TcpSide {
     pub(crate) fn service(
         &mut self,
         registry: &Registry,
-        counters: &Cells,
+        counters: &CounterCells,
         mut feed: impl FnMut(Frame<'_>),
     ) {
         let ready: Vec<Token> = self.ready.drain().collect();
@@ -145,19 +145,19 @@ impl TcpSide {
 
     /// Queues `t` on the connection to its destination. Drops and counts when there is no
     /// such connection or its queue is full.
-    pub(crate) fn queue(&mut self, t: &Transmit, counters: &Cells) {
+    pub(crate) fn queue(&mut self, t: &Transmit, counters: &CounterCells) {
         let Some(&token) = self.by_tuple.get(&(t.source, t.destination)) else {
-            Cells::bump(&counters.tcp_frames_dropped_no_connection);
+            counters.tcp_frames_dropped_no_connection.inc();
             return;
         };
         let (Some(conn), Some(header)) =
             (self.conns.get_mut(&token), frame_header(t.contents.len()))
         else {
-            Cells::bump(&counters.tcp_frames_dropped_no_connection);
+            counters.tcp_frames_dropped_no_connection.inc();
             return;
         };
         if conn.out.len() - conn.sent + 2 + t.contents.len() > TCP_QUEUE_LIMIT {
-            Cells::bump(&counters.tcp_frames_dropped_queue_full);
+            counters.tcp_frames_dropped_queue_full.inc();
             return;
         }
         if conn.sent > 0 && conn.sent * 2 >= conn.out.len() {
@@ -166,12 +166,12 @@ impl TcpSide {
         }
         conn.out.extend_from_slice(&header);
         conn.out.extend_from_slice(&t.contents);
-        Cells::bump(&counters.tcp_frames_sent);
+        counters.tcp_frames_sent.inc();
         self.dirty.insert(token);
     }
 
     /// Writes what the connections have queued, as far as their sockets take it.
-    pub(crate) fn flush(&mut self, registry: &Registry, counters: &Cells) {
+    pub(crate) fn flush(&mut self, registry: &Registry, counters: &CounterCells) {
         let dirty: Vec<Token> = self.dirty.drain().collect();
         for token in dirty {
             let Some(conn) = self.conns.get_mut(&token) else {
@@ -183,7 +183,7 @@ impl TcpSide {
         }
     }
 
-    fn accept(&mut self, index: usize, registry: &Registry, counters: &Cells) -> bool {
+    fn accept(&mut self, index: usize, registry: &Registry, counters: &CounterCells) -> bool {
         for _ in 0..BUDGET {
             let Some(listener) = self.listeners.get(index) else {
                 return false;
@@ -194,11 +194,12 @@ impl TcpSide {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) => {
                     tracing::debug!(error = %e, "tcp accept failed");
+                    counters.tcp_accept_errors.inc();
                     continue;
                 }
             };
             if self.conns.len() >= MAX_CONNECTIONS {
-                Cells::bump(&counters.tcp_connections_refused);
+                counters.tcp_connections_refused.inc();
                 continue;
             }
             let token = Token(self.next_token);
@@ -212,7 +213,7 @@ impl TcpSide {
             let _ = stream.set_nodelay(true);
             let peer = canonical_addr(peer);
             tracing::debug!(%peer, %local, "ice-tcp connection accepted");
-            Cells::bump(&counters.tcp_connections_accepted);
+            counters.tcp_connections_accepted.inc();
             if let Some(old) = self.by_tuple.insert((local, peer), token) {
                 // The same peer address again: the old connection is dead.
                 self.close(old, Close::Error, registry, counters);
@@ -238,7 +239,7 @@ impl TcpSide {
         &mut self,
         token: Token,
         registry: &Registry,
-        counters: &Cells,
+        counters: &CounterCells,
         feed: &mut impl FnMut(Frame<'_>),
     ) -> bool {
         let Some(conn) = self.conns.get_mut(&token) else {
@@ -254,7 +255,7 @@ impl TcpSide {
         }
     }
 
-    fn close(&mut self, token: Token, close: Close, registry: &Registry, counters: &Cells) {
+    fn close(&mut self, token: Token, close: Close, registry: &Registry, counters: &CounterCells) {
         let Some(mut conn) = self.conns.remove(&token) else {
             return;
         };
@@ -269,7 +270,7 @@ impl TcpSide {
             Close::Malformed => &counters.tcp_dropped_malformed,
             Close::Error => &counters.tcp_dropped_error,
         };
-        Cells::bump(counter);
+        counter.inc();
         tracing::debug!(peer = %conn.peer, "ice-tcp connection closed");
     }
 }
@@ -279,7 +280,7 @@ impl Conn {
     fn read(
         &mut self,
         scratch: &mut [u8],
-        counters: &Cells,
+        counters: &CounterCells,
         feed: &mut impl FnMut(Frame<'_>),
     ) -> Result<bool, Close> {
         for _ in 0..BUDGET {
@@ -298,7 +299,7 @@ impl Conn {
             loop {
                 match self.decoder.next_frame() {
                     Ok(Some(contents)) => {
-                        Cells::bump(&counters.tcp_frames_received);
+                        counters.tcp_frames_received.inc();
                         feed(Frame {
                             now,
                             source: self.peer,
@@ -341,7 +342,6 @@ impl Conn {
 mod tests {
     use std::io::Read;
     use std::net::{IpAddr, Ipv4Addr};
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use mio::Poll;
@@ -357,13 +357,13 @@ mod tests {
         let local = bound.local;
         let mut tcp = TcpSide::new(1500);
         tcp.add_listener(bound, poll.registry()).unwrap();
-        let counters = Cells::default();
+        let counters = CounterCells::default();
         let mut client = std::net::TcpStream::connect(local).unwrap();
         let peer = client.local_addr().unwrap();
         for _ in 0..100 {
             tcp.on_event(Token(LISTENER_BASE), true, false);
             tcp.service(poll.registry(), &counters, |_| {});
-            if counters.tcp_connections_accepted.load(Ordering::Relaxed) > 0 {
+            if counters.tcp_connections_accepted.get() > 0 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -378,11 +378,7 @@ mod tests {
             contents: vec![7; 1000],
         };
         let mut queued = 0;
-        while counters
-            .tcp_frames_dropped_queue_full
-            .load(Ordering::Relaxed)
-            == 0
-        {
+        while counters.tcp_frames_dropped_queue_full.get() == 0 {
             assert!(queued < 100_000, "the queue never filled");
             tcp.queue(&t, &counters);
             tcp.flush(poll.registry(), &counters);
@@ -403,11 +399,6 @@ mod tests {
             ..t
         };
         tcp.queue(&stranger, &counters);
-        assert_eq!(
-            counters
-                .tcp_frames_dropped_no_connection
-                .load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!(counters.tcp_frames_dropped_no_connection.get(), 1);
     }
 }

@@ -8,8 +8,8 @@ use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState};
 use sfu_core::{Protocol, Transmit};
 
 use crate::clock;
-use crate::counters::Cells;
 use crate::net::{canonical, canonical_addr, Bound};
+use sfu_core::runtime::CounterCells;
 
 /// The socket buffers a worker asks for (the kernel caps them at `net.core.rmem_max` and
 /// `wmem_max`): deep enough to absorb a burst while the worker is busy.
@@ -82,7 +82,7 @@ impl UdpEndpoint {
     pub(crate) fn read(
         &mut self,
         batches: usize,
-        counters: &Cells,
+        counters: &CounterCells,
         mut feed: impl FnMut(Datagram<'_>),
     ) -> bool {
         for _ in 0..batches {
@@ -101,7 +101,7 @@ impl UdpEndpoint {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::trace!(error = %e, local = %self.local, "udp read error");
-                    Cells::bump(&counters.udp_recv_errors);
+                    counters.udp_recv_errors.inc();
                     continue;
                 }
             };
@@ -111,10 +111,14 @@ impl UdpEndpoint {
                 let bytes = &self.buf[start..start + meta.len.min(self.slot)];
                 let source = canonical_addr(meta.addr);
                 let destination = self.destination(meta.dst_ip);
+                counters.udp_bytes_received.add(bytes.len() as u64);
+                if meta.stride > 0 && bytes.len() > meta.stride {
+                    counters.udp_gro_buffers.inc();
+                }
                 for contents in bytes.chunks(meta.stride.max(1)) {
-                    Cells::bump(&counters.udp_datagrams_received);
+                    counters.udp_datagrams_received.inc();
                     if meta.ecn == Some(EcnCodepoint::Ce) {
-                        Cells::bump(&counters.udp_ecn_ce);
+                        counters.udp_ecn_ce.inc();
                     }
                     feed(Datagram {
                         now,
@@ -138,7 +142,7 @@ impl UdpEndpoint {
 
     /// Sends `run`, datagrams of one source and destination where all but the last have the
     /// same size (see [`gso_run`]), in one send when there are several. Errors drop and count.
-    pub(crate) fn send(&mut self, run: &[Transmit], counters: &Cells) {
+    pub(crate) fn send(&mut self, run: &[Transmit], counters: &CounterCells) {
         let Some(first) = run.first() else {
             return;
         };
@@ -161,14 +165,18 @@ impl UdpEndpoint {
         let n = run.len() as u64;
         match self.state.try_send((&self.socket).into(), &transmit) {
             Ok(()) => {
-                Cells::add(&counters.udp_datagrams_sent, n);
+                counters.udp_datagrams_sent.add(n);
+                counters.udp_bytes_sent.add(contents.len() as u64);
                 if n > 1 {
-                    Cells::bump(&counters.udp_gso_batches);
+                    counters.udp_gso_batches.inc();
                 }
             }
             Err(e) => {
                 tracing::trace!(error = %e, to = %first.destination, "udp send dropped");
-                Cells::add(&counters.udp_send_errors, n);
+                counters.udp_send_errors.add(n);
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    counters.udp_send_would_block.add(n);
+                }
             }
         }
     }
@@ -222,7 +230,7 @@ mod tests {
     fn send_errors_drop_and_count() {
         let options = crate::ListenOptions::udp([127, 0, 0, 1].into());
         let mut endpoint = UdpEndpoint::new(crate::net::bind(&options, 0).unwrap(), 1500).unwrap();
-        let counters = Cells::default();
+        let counters = CounterCells::default();
         // An IPv4 socket cannot send to an IPv6 address.
         let unreachable = Transmit {
             destination: "[::1]:9".parse().unwrap(),

@@ -1,18 +1,16 @@
 //! One worker thread: an Sfu, a mio poll, the worker's sockets, and the loop that joins them.
 
 use std::io;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use sfu_core::control::Request;
+use sfu_core::runtime::WorkerShared;
 use sfu_core::{Event, Input, ListenInfo, Output, Protocol, Sfu, Transmit};
 
 use crate::clock;
-use crate::counters::Cells;
-use crate::handle::{Command, Shared, WorkerHandle};
+use crate::handle::{Command, WorkerHandle};
 use crate::net;
 use crate::tcp::{TcpSide, LISTENER_BASE};
 use crate::udp::{gso_run, UdpEndpoint};
@@ -31,7 +29,7 @@ struct Core {
     deadline: Instant,
     out: Vec<Transmit>,
     events: SyncSender<(usize, Event)>,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerShared>,
 }
 
 impl Core {
@@ -48,11 +46,12 @@ impl Core {
                 Output::Event(e) => match self.events.try_send((self.index, e)) {
                     Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                     Err(TrySendError::Full(_)) => {
-                        Cells::bump(&self.shared.counters.events_dropped);
+                        self.shared.counters.events_dropped.inc();
                     }
                 },
                 Output::Timeout(at) => {
                     self.deadline = at;
+                    self.shared.counters.record_sfu(&self.sfu);
                     return;
                 }
             }
@@ -71,7 +70,7 @@ pub(crate) struct Worker {
     /// UDP sockets that may still have data (mio is edge-triggered).
     udp_ready: Vec<bool>,
     tcp: TcpSide,
-    shared: Arc<Shared>,
+    shared: Arc<WorkerShared>,
 }
 
 impl Worker {
@@ -118,15 +117,9 @@ impl Worker {
             }
         }
         udp_infos.extend(tcp_infos);
-        let shared = Arc::new(Shared {
-            counters: Cells::default(),
-            transports: Default::default(),
-            listen_infos: udp_infos,
-        });
-        let mut sfu_config = config.sfu.clone();
-        sfu_config.seed = sfu_config.seed.map(|s| s.wrapping_add(index as u64));
+        let shared = Arc::new(WorkerShared::new(udp_infos));
         let now = clock::now();
-        let sfu = Sfu::new(sfu_config, now).map_err(io::Error::other)?;
+        let sfu = Sfu::new(config.worker_sfu_config(index), now).map_err(io::Error::other)?;
         let (commands_tx, commands) = mpsc::channel();
         let mut core = Core {
             index,
@@ -202,16 +195,9 @@ impl Worker {
     fn serve_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(Command::Call(mut request, reply)) => {
-                    if let Request::CreateWebRtcTransport { options, .. } = &mut request {
-                        if options.listen_infos.is_empty() {
-                            options.listen_infos = self.shared.listen_infos.clone();
-                        }
-                    }
-                    let result = self.core.sfu.handle_request(request);
+                Ok(Command::Call(request, reply)) => {
+                    let result = self.shared.serve(&mut self.core.sfu, request);
                     self.core.drain();
-                    let transports = self.core.sfu.counts().1;
-                    self.shared.transports.store(transports, Ordering::Relaxed);
                     // The caller may have given up waiting; nothing to do then.
                     let _ = reply.send(result);
                 }
@@ -275,14 +261,9 @@ impl Worker {
             return;
         }
         let counters = &self.shared.counters;
-        Cells::bump(&counters.deadlines_served);
+        counters.deadlines_served.inc();
         if timer_wake {
-            let late = u64::try_from((now - deadline).as_micros()).unwrap_or(u64::MAX);
-            Cells::bump(&counters.timer_fires);
-            Cells::add(&counters.timer_late_total_us, late);
-            counters
-                .timer_late_max_us
-                .fetch_max(late, Ordering::Relaxed);
+            counters.record_timer_fire(now - deadline);
         }
         self.core.handle(Input::Timeout(now));
     }
@@ -307,7 +288,7 @@ impl Worker {
                         i += n;
                     }
                     None => {
-                        Cells::bump(&counters.udp_no_socket);
+                        counters.udp_no_socket.inc();
                         i += 1;
                     }
                 },

@@ -57,7 +57,7 @@ fn two_peers_on(runtime: Runtime, path: Path) {
     // The handle outlives the runtime and says so.
     assert!(matches!(
         worker.sfu_stats(),
-        Err(sfu_runtime_mio::RuntimeError::WorkerGone(0))
+        Err(sfu_runtime_mio::RuntimeError::WorkerStopped(0))
     ));
 }
 

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 
 use sfu_core::{ListenInfo, Protocol};
 
-use crate::config::ListenOptions;
+use crate::ListenOptions;
 
 /// A worker's sockets, bound but not yet registered with a reactor.
 #[derive(Debug)]
@@ -55,17 +55,8 @@ fn bind_first<S>(
     worker: usize,
     bind: impl Fn(SocketAddr) -> io::Result<S>,
 ) -> io::Result<S> {
-    let (low, high) = match opt.port_range {
-        Some(range) => range,
-        None if opt.port == 0 => (0, 0),
-        None => {
-            let port = u16::try_from(usize::from(opt.port) + worker)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "port out of range"))?;
-            (port, port)
-        }
-    };
-    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "empty port range");
-    for port in low..=high {
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free port");
+    for port in opt.worker_ports(worker)? {
         match bind(SocketAddr::new(opt.ip, port)) {
             Ok(socket) => return Ok(socket),
             Err(e) => last = e,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sfu_core::control::{Reply, Request};
 use sfu_core::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
+use sfu_core::runtime::WorkerShared;
 use sfu_core::{
     ConsumeOptions, Consumed, ConsumerId, ConsumerStats, ListenInfo, ProduceOptions, ProducerId,
     ProducerStats, RouterId, RouterOptions, SfuStats, TransportId, TransportStats,
@@ -11,34 +12,12 @@ use sfu_core::{
 };
 use smol::channel::{self, Sender};
 
-use crate::counters::{Counters, RuntimeCounters};
+use crate::{RuntimeCounters, RuntimeError};
 
 /// A request on its way to a worker, with the channel its reply goes back on.
 pub(crate) struct Command {
     pub(crate) request: Request,
     pub(crate) reply: Sender<Result<Reply, sfu_core::Error>>,
-}
-
-/// What a worker shares with its handles.
-#[derive(Debug)]
-pub(crate) struct WorkerShared {
-    pub(crate) counters: Counters,
-    pub(crate) listen_infos: Vec<ListenInfo>,
-}
-
-/// A control call failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RuntimeError {
-    /// The core refused the call; nothing changed.
-    #[error(transparent)]
-    Sfu(#[from] sfu_core::Error),
-    /// The worker has shut down (or is shutting down).
-    #[error("worker {0} has stopped")]
-    WorkerStopped(usize),
-    /// The worker answered with a reply of another kind than the call returns (a bug).
-    #[error("unexpected reply: {0:?}")]
-    UnexpectedReply(Box<Reply>),
 }
 
 /// Controls one worker from any thread: cheap to clone, `Send` and `Sync`.
@@ -98,7 +77,7 @@ impl WorkerHandle {
     ///
     /// [`Runtime::least_loaded`]: crate::Runtime::least_loaded
     pub fn load(&self) -> usize {
-        usize::try_from(self.counters().transports).unwrap_or(usize::MAX)
+        self.shared.counters.load()
     }
 
     /// Carries out any request of the control API on the worker.

@@ -82,8 +82,6 @@
 
 mod bind;
 mod clock;
-mod config;
-mod counters;
 mod handle;
 mod tcp;
 mod udp;
@@ -93,13 +91,13 @@ use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use sfu_core::runtime::WorkerShared;
 use sfu_core::{Event, Sfu};
 use smol::channel::{self, Receiver, Sender};
 use tracing::info;
 
-pub use config::{ListenOptions, RuntimeConfig};
-pub use counters::RuntimeCounters;
-pub use handle::{RuntimeError, WorkerHandle};
+pub use handle::WorkerHandle;
+pub use sfu_core::runtime::{ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError};
 
 /// Events waiting for the application at most; more are dropped and counted.
 pub const EVENT_CAPACITY: usize = 64 * 1024;
@@ -152,16 +150,9 @@ impl Runtime {
             .into_iter()
             .map(|(listener, _)| tcp::TcpAcceptor::new(listener))
             .collect::<io::Result<Vec<_>>>()?;
-        let mut sfu_config = config.sfu.clone();
-        // Workers with one seed would draw the same ids.
-        sfu_config.seed = sfu_config
-            .seed
-            .map(|seed| seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let sfu = Sfu::new(sfu_config, clock::now()).map_err(io::Error::other)?;
-        let shared = Arc::new(handle::WorkerShared {
-            counters: Default::default(),
-            listen_infos: bound.listen_infos,
-        });
+        let sfu =
+            Sfu::new(config.worker_sfu_config(index), clock::now()).map_err(io::Error::other)?;
+        let shared = Arc::new(WorkerShared::new(bound.listen_infos));
         let (requests_tx, requests) = channel::bounded(REQUEST_CAPACITY);
         let (stop_tx, stop) = channel::bounded(1);
         let setup = worker::WorkerSetup {
@@ -195,10 +186,11 @@ impl Runtime {
     }
 
     /// The worker with the fewest transports (the first of those tied).
-    pub fn least_loaded(&self) -> &WorkerHandle {
+    pub fn least_loaded(&self) -> WorkerHandle {
         self.handles
             .iter()
             .min_by_key(|h| h.load())
+            .cloned()
             // `start` refuses zero workers.
             .expect("at least one worker")
     }
@@ -245,16 +237,9 @@ impl Drop for Runtime {
     }
 }
 
-#[cfg(test)]
-mod type_tests {
-    use super::*;
-
-    fn is_send_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn handles_cross_threads() {
-        is_send_sync::<WorkerHandle>();
-        is_send_sync::<Runtime>();
-        is_send_sync::<RuntimeError>();
-    }
-}
+// Handles and the runtime cross threads (checked when compiling).
+const _: () = {
+    const fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<WorkerHandle>();
+    is_send_sync::<Runtime>();
+};

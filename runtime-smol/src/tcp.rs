@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use sfu_core::framing::{frame_header, FrameDecoder};
+use sfu_core::runtime::CounterCells;
 use sfu_core::{Protocol, Transmit};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
@@ -18,7 +19,6 @@ use tracing::{debug, trace};
 
 use crate::bind::canonical;
 use crate::clock;
-use crate::counters::{self, Counters};
 use crate::worker::{Core, Spawn};
 
 /// Connections one worker holds at most; more are refused and counted.
@@ -70,21 +70,21 @@ struct Outbox {
 impl Connections {
     /// Queues a frame for its connection; drops and counts it if there is no such connection or
     /// its queue is full.
-    pub(crate) fn send(&mut self, transmit: Transmit, counters: &Counters) {
+    pub(crate) fn send(&mut self, transmit: Transmit, counters: &CounterCells) {
         let Some(outbox) = self.outboxes.get(&(transmit.source, transmit.destination)) else {
-            counters::inc(&counters.tcp_frames_dropped_no_connection);
+            counters.tcp_frames_dropped_no_connection.inc();
             return;
         };
         let len = transmit.contents.len() + 2;
         if frame_header(transmit.contents.len()).is_none()
             || outbox.bytes.get() + len > MAX_QUEUED_BYTES
         {
-            counters::inc(&counters.tcp_frames_dropped_queue_full);
+            counters.tcp_frames_dropped_queue_full.inc();
             return;
         }
         outbox.bytes.set(outbox.bytes.get() + len);
         outbox.frames.borrow_mut().push_back(transmit.contents);
-        counters::inc(&counters.tcp_frames_sent);
+        counters.tcp_frames_sent.inc();
         // Full means a wake-up is already pending.
         let _ = outbox.wake.try_send(());
     }
@@ -102,7 +102,7 @@ pub(crate) async fn accept_task(
             Err(e) => {
                 // Out of file descriptors, for example: wait a little rather than spin.
                 debug!(error = %e, "tcp accept failed");
-                counters::inc(&core.borrow().counters().tcp_accept_errors);
+                core.borrow().counters().tcp_accept_errors.inc();
                 Timer::after(Duration::from_millis(10)).await;
                 continue;
             }
@@ -128,11 +128,11 @@ fn register(core: &Rc<RefCell<Core>>, stream: &Async<TcpStream>) -> Option<(Key,
     let key = match addrs {
         Ok(key) if core.tcp.outboxes.len() < MAX_CONNECTIONS => key,
         _ => {
-            counters::inc(&counters.tcp_connections_refused);
+            counters.tcp_connections_refused.inc();
             return None;
         }
     };
-    counters::inc(&counters.tcp_connections_accepted);
+    counters.tcp_connections_accepted.inc();
     let _ = stream.get_ref().set_nodelay(true);
     let _ = socket2::SockRef::from(stream.get_ref()).set_send_buffer_size(SEND_BUFFER);
     let (wake, woken) = channel::bounded(1);
@@ -170,9 +170,9 @@ async fn connection(
     core.tcp.outboxes.remove(&key);
     let counters = core.counters();
     match end {
-        End::Closed => counters::inc(&counters.tcp_connections_closed),
-        End::Framing => counters::inc(&counters.tcp_dropped_malformed),
-        End::ReadError | End::WriteError => counters::inc(&counters.tcp_dropped_error),
+        End::Closed => counters.tcp_connections_closed.inc(),
+        End::Framing => counters.tcp_dropped_malformed.inc(),
+        End::ReadError | End::WriteError => counters.tcp_dropped_error.inc(),
     }
     debug!(peer = %key.1, ?end, "tcp connection closed");
 }
@@ -198,7 +198,7 @@ async fn read_frames(core: &Rc<RefCell<Core>>, stream: &Async<TcpStream>, key: K
         let end = loop {
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    counters::inc(&core.counters().tcp_frames_received);
+                    core.counters().tcp_frames_received.inc();
                     core.receive(now, Protocol::Tcp, peer, local, frame);
                 }
                 Ok(None) => break None,

@@ -8,13 +8,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
+use sfu_core::runtime::CounterCells;
 use sfu_core::{Protocol, Transmit};
 use smol::{future, Async, Timer};
 use tracing::{debug, trace};
 
 use crate::bind::canonical;
 use crate::clock;
-use crate::counters::{self, Counters};
 use crate::worker::Core;
 
 /// Room for one receive: the largest UDP payload, or a GRO batch of datagrams.
@@ -86,7 +86,7 @@ pub(crate) async fn recv_task(core: Rc<RefCell<Core>>, endpoint: Rc<UdpEndpoint>
     let mut meta = [RecvMeta::default(); BATCH_SIZE];
     loop {
         if endpoint.socket.readable().await.is_err() {
-            counters::inc(&core.borrow().counters().udp_recv_errors);
+            core.borrow().counters().udp_recv_errors.inc();
             Timer::after(Duration::from_millis(1)).await;
             continue;
         }
@@ -108,7 +108,7 @@ pub(crate) async fn recv_task(core: Rc<RefCell<Core>>, endpoint: Rc<UdpEndpoint>
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     trace!(error = %e, "udp receive error");
-                    counters::inc(&core.borrow().counters().udp_recv_errors);
+                    core.borrow().counters().udp_recv_errors.inc();
                     break;
                 }
             };
@@ -143,13 +143,13 @@ fn receive(
         meta.stride
     };
     let segments = buf.len().div_ceil(stride.max(1)).max(1);
-    counters::add(&counters.udp_datagrams_received, segments as u64);
-    counters::add(&counters.udp_bytes_received, buf.len() as u64);
+    counters.udp_datagrams_received.add(segments as u64);
+    counters.udp_bytes_received.add(buf.len() as u64);
     if segments > 1 {
-        counters::inc(&counters.udp_gro_buffers);
+        counters.udp_gro_buffers.inc();
     }
     if meta.ecn == Some(EcnCodepoint::Ce) {
-        counters::add(&counters.udp_ecn_ce, segments as u64);
+        counters.udp_ecn_ce.add(segments as u64);
     }
     let source = canonical(meta.addr);
     let destination = endpoint.destination(meta);
@@ -168,13 +168,13 @@ pub(crate) fn send_all(
     endpoints: &[Rc<UdpEndpoint>],
     pending: &mut Vec<Transmit>,
     scratch: &mut Vec<u8>,
-    counters: &Counters,
+    counters: &CounterCells,
 ) {
     let mut i = 0;
     while i < pending.len() {
         let first = &pending[i];
         let Some(endpoint) = endpoints.iter().find(|e| e.sends_from(first.source)) else {
-            counters::inc(&counters.udp_no_socket);
+            counters.udp_no_socket.inc();
             i += 1;
             continue;
         };
@@ -221,7 +221,7 @@ fn send(
     source: SocketAddr,
     contents: &[u8],
     segments: usize,
-    counters: &Counters,
+    counters: &CounterCells,
 ) {
     let v6 = endpoint.bound.is_ipv6();
     // A dual-stack IPv6 socket reaches IPv4 peers through IPv4-mapped addresses.
@@ -247,19 +247,19 @@ fn send(
         .try_send(endpoint.socket.get_ref().into(), &transmit)
     {
         Ok(()) => {
-            counters::add(&counters.udp_datagrams_sent, n);
-            counters::add(&counters.udp_bytes_sent, contents.len() as u64);
+            counters.udp_datagrams_sent.add(n);
+            counters.udp_bytes_sent.add(contents.len() as u64);
             if segments > 1 {
-                counters::inc(&counters.udp_gso_batches);
+                counters.udp_gso_batches.inc();
             }
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            counters::add(&counters.udp_send_errors, n);
-            counters::add(&counters.udp_send_would_block, n);
+            counters.udp_send_errors.add(n);
+            counters.udp_send_would_block.add(n);
         }
         Err(e) => {
             trace!(error = %e, %destination, "udp send failed");
-            counters::add(&counters.udp_send_errors, n);
+            counters.udp_send_errors.add(n);
         }
     }
 }

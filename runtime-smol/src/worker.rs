@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sfu_core::control::{Reply, Request};
-use sfu_core::{Event, Input, ListenInfo, Output, Protocol, Sfu, Transmit};
+use sfu_core::runtime::{CounterCells, WorkerShared};
+use sfu_core::{Event, Input, Output, Protocol, Sfu, Transmit};
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::{LocalExecutor, Timer};
 use tracing::{debug, info};
 
 use crate::clock;
-use crate::counters::{self, Counters};
-use crate::handle::{Command, WorkerShared};
+use crate::handle::Command;
 use crate::tcp::{self, Connections, TcpAcceptor};
 use crate::udp::{self, UdpEndpoint};
 
@@ -73,7 +73,6 @@ async fn serve(executor: &LocalExecutor<'_>, setup: WorkerSetup) {
         deadline: clock::now(),
         sfu,
         max_datagram,
-        listen_infos: shared.listen_infos.clone(),
         udp: udp.clone(),
         tcp: Connections::default(),
         pending: Vec::new(),
@@ -149,7 +148,6 @@ pub(crate) struct Core {
     index: usize,
     sfu: Sfu,
     max_datagram: usize,
-    listen_infos: Vec<ListenInfo>,
     udp: Vec<Rc<UdpEndpoint>>,
     pub(crate) tcp: Connections,
     /// UDP transmits of the current drain, sent by [`Core::flush`].
@@ -164,7 +162,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &CounterCells {
         &self.shared.counters
     }
 
@@ -206,36 +204,19 @@ impl Core {
 
     fn timeout(&mut self, now: Instant) {
         let counters = &self.shared.counters;
-        counters::inc(&counters.timer_fires);
-        let late = now.saturating_duration_since(self.deadline).as_micros();
-        let late = u64::try_from(late).unwrap_or(u64::MAX);
-        counters::add(&counters.timer_late_total_us, late);
-        counters::max(&counters.timer_late_max_us, late);
+        counters.deadlines_served.inc();
+        counters.record_timer_fire(now.saturating_duration_since(self.deadline));
         self.sfu.handle_input(Input::Timeout(now));
         self.drain();
         self.flush();
     }
 
-    fn request(&mut self, now: Instant, mut request: Request) -> Result<Reply, sfu_core::Error> {
+    fn request(&mut self, now: Instant, request: Request) -> Result<Reply, sfu_core::Error> {
         // Bring the core's clock up to date first (a deadline-free Timeout fires nothing early).
         self.sfu.handle_input(Input::Timeout(now));
         self.drain();
-        if let Request::CreateWebRtcTransport { options, .. } = &mut request {
-            if options.listen_infos.is_empty() {
-                options.listen_infos = self.listen_infos.clone();
-            }
-        }
-        let closes_router = matches!(request, Request::CloseRouter(_));
         debug!(worker = self.index, ?request, "request");
-        let result = self.sfu.handle_request(request);
-        let counters = &self.shared.counters;
-        counters::inc(&counters.requests);
-        match &result {
-            Ok(Reply::Router(_)) => counters::inc(&counters.routers),
-            Ok(Reply::WebRtcTransport(_)) => counters::inc(&counters.transports),
-            Ok(Reply::Done) if closes_router => counters::dec(&counters.routers),
-            _ => {}
-        }
+        let result = self.shared.serve(&mut self.sfu, request);
         self.drain();
         self.flush();
         result
@@ -252,6 +233,7 @@ impl Core {
                 },
                 Output::Event(e) => self.emit(e),
                 Output::Timeout(at) => {
+                    self.shared.counters.record_sfu(&self.sfu);
                     if at != self.deadline {
                         self.deadline = at;
                         // Full means the timer task has not looked yet; it will see `at`.
@@ -264,12 +246,8 @@ impl Core {
     }
 
     fn emit(&mut self, event: Event) {
-        let counters = &self.shared.counters;
-        if let Event::TransportClosed { .. } = event {
-            counters::dec(&counters.transports);
-        }
         if self.events.try_send((self.index, event)).is_err() {
-            counters::inc(&counters.events_dropped);
+            self.shared.counters.events_dropped.inc();
         }
     }
 }

@@ -35,7 +35,7 @@ fn runtime(workers: usize, listen: Vec<ListenOptions>) -> Runtime {
 fn two_peers(listen: Vec<ListenOptions>, proto: Protocol, ip: IpAddr) {
     let runtime = runtime(1, listen);
     let mut conf = Conference::default();
-    let room = conf.add_room(runtime.least_loaded());
+    let room = conf.add_room(&runtime.least_loaded());
     conf.join(room, proto, ip);
     conf.join(room, proto, ip);
     conf.wait_connected(CONNECT);
@@ -113,7 +113,7 @@ fn four_workers_with_rooms_spread_across_them() {
     let mut conf = Conference::default();
     let mut used = Vec::new();
     for _ in 0..4 {
-        let worker = runtime.least_loaded().clone();
+        let worker = runtime.least_loaded();
         used.push(worker.index());
         let room = conf.add_room(&worker);
         conf.join(room, Protocol::Udp, V4);

@@ -1,0 +1,402 @@
+//! Plain data shared by the bundled runtimes (`sfu-runtime-mio` and `sfu-runtime-smol`): how
+//! a runtime is configured ([`RuntimeConfig`], [`ListenOptions`]), what its workers count
+//! ([`RuntimeCounters`], kept live in [`CounterCells`]), what a worker shares with its handles
+//! ([`WorkerShared`]), and how a control call through a worker handle fails
+//! ([`RuntimeError`]).
+//!
+//! Nothing here does I/O; both runtimes re-export these types under the same names, so the two
+//! adapters differ only in how they wait.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::control::{Reply, Request};
+use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig};
+
+/// One address every worker listens on, like mediasoup's `TransportListenInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// UDP, or TCP (a passive ICE-TCP listener).
+    pub protocol: Protocol,
+    /// The ip to bind. An unspecified ip (`0.0.0.0`, `::`) binds the wildcard; each runtime's
+    /// documentation says which local address the core then sees.
+    pub ip: IpAddr,
+    /// The address (ip or host name) to signal to peers instead of the local one (a public
+    /// address behind NAT, for example).
+    pub announced_address: Option<String>,
+    /// The port; `0` lets the system choose. A fixed port is worker 0's, and worker `i` binds
+    /// `port + i`, since every worker owns its sockets.
+    pub port: u16,
+    /// If set, each worker binds the first free port of this inclusive range (and `port` is
+    /// ignored).
+    pub port_range: Option<(u16, u16)>,
+}
+
+impl ListenOptions {
+    /// `protocol` on `ip`, any port, nothing announced.
+    pub fn new(protocol: Protocol, ip: IpAddr) -> Self {
+        Self {
+            protocol,
+            ip,
+            announced_address: None,
+            port: 0,
+            port_range: None,
+        }
+    }
+
+    /// UDP on `ip`, any port.
+    pub fn udp(ip: IpAddr) -> Self {
+        Self::new(Protocol::Udp, ip)
+    }
+
+    /// Passive ICE-TCP on `ip`, any port.
+    pub fn tcp(ip: IpAddr) -> Self {
+        Self::new(Protocol::Tcp, ip)
+    }
+
+    /// With a fixed port (worker `i` binds `port + i`).
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// With a port range (inclusive): each worker binds the first free port in it.
+    pub fn with_port_range(mut self, low: u16, high: u16) -> Self {
+        self.port_range = Some((low, high));
+        self
+    }
+
+    /// With an address to signal to peers instead of the local one.
+    pub fn with_announced_address(mut self, address: impl Into<String>) -> Self {
+        self.announced_address = Some(address.into());
+        self
+    }
+
+    /// The ports worker `worker` tries, in order, binding the first that is free: the whole
+    /// `port_range`, or `port + worker`, or `0` (any) when no port is set. Fails on an empty
+    /// range, a range starting at 0, or a fixed port that leaves no port for this worker.
+    pub fn worker_ports(&self, worker: usize) -> io::Result<RangeInclusive<u16>> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        match self.port_range {
+            Some((low, high)) if low <= high && low != 0 => Ok(low..=high),
+            Some(range) => Err(invalid(format!("bad port range {range:?}"))),
+            None if self.port == 0 => Ok(0..=0),
+            None => {
+                let port = u16::try_from(usize::from(self.port) + worker)
+                    .map_err(|_| invalid(format!("no port left for worker {worker}")))?;
+                Ok(port..=port)
+            }
+        }
+    }
+}
+
+/// How to start a runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Worker threads, each with one [`Sfu`] and its own sockets. Default: one per core (the
+    /// available parallelism).
+    pub workers: usize,
+    /// The sockets every worker opens: one UDP socket per UDP entry and one TCP listener per
+    /// TCP entry, shared by all the worker's transports. Default: UDP and TCP on 127.0.0.1,
+    /// any port.
+    pub listen: Vec<ListenOptions>,
+    /// The configuration of each worker's Sfu. A seed, if set, is varied per worker so
+    /// workers never draw the same ids (see [`RuntimeConfig::worker_sfu_config`]).
+    pub sfu: SfuConfig,
+}
+
+impl RuntimeConfig {
+    /// The Sfu configuration of worker `worker`: [`RuntimeConfig::sfu`] with a fixed seed `s`
+    /// turned into `s + worker`, so workers never draw the same ids.
+    pub fn worker_sfu_config(&self, worker: usize) -> SfuConfig {
+        let mut config = self.sfu.clone();
+        config.seed = config.seed.map(|s| s.wrapping_add(worker as u64));
+        config
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Self {
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            listen: vec![ListenOptions::udp(loopback), ListenOptions::tcp(loopback)],
+            sfu: SfuConfig::default(),
+        }
+    }
+}
+
+/// A control call through a worker handle failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The Sfu refused the call; nothing changed.
+    #[error(transparent)]
+    Sfu(#[from] Error),
+    /// The worker has stopped (the runtime shut down, or the worker panicked).
+    #[error("worker {0} has stopped")]
+    WorkerStopped(usize),
+    /// The worker answered with a reply of another kind than the call returns (a bug).
+    #[error("unexpected reply from the worker: {0:?}")]
+    UnexpectedReply(Box<Reply>),
+}
+
+/// One live counter: an atomic the worker bumps and handles read.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sets a gauge.
+    pub fn set(&self, value: u64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    /// Raises a maximum to `value` (if it is larger).
+    pub fn raise_to(&self, value: u64) {
+        self.0.fetch_max(value, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// What a worker's sockets, timers and channels did: a snapshot of its counters (or
+        /// the sum over workers, see [`RuntimeCounters::merge`]).
+        ///
+        /// Everything a runtime drops is counted here; the core's own drops are in
+        /// [`SfuStats`](crate::SfuStats). A counter a runtime has no use for stays zero.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct RuntimeCounters {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        /// The live counters of one worker, shared between the worker and its handles.
+        #[derive(Debug, Default)]
+        pub struct CounterCells {
+            $($(#[doc = $doc])* pub $name: Counter,)*
+        }
+
+        impl CounterCells {
+            /// A snapshot of every counter.
+            pub fn snapshot(&self) -> RuntimeCounters {
+                RuntimeCounters { $($name: self.$name.get(),)* }
+            }
+        }
+
+        impl RuntimeCounters {
+            /// Adds another worker's counters (maxima take the larger value).
+            pub fn merge(&mut self, other: &RuntimeCounters) {
+                $(self.$name = merge_field(stringify!($name), self.$name, other.$name);)*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Routers alive on the worker (a gauge).
+    routers,
+    /// WebRTC transports alive on the worker (a gauge; the worker's load).
+    transports,
+    /// Control requests carried out.
+    requests,
+    /// Events dropped because the event channel was full (nobody reads the runtime's events).
+    events_dropped,
+    /// UDP datagrams received (GRO segments counted one by one).
+    udp_datagrams_received,
+    /// UDP bytes received.
+    udp_bytes_received,
+    /// Receive buffers that held more than one datagram (GRO).
+    udp_gro_buffers,
+    /// UDP datagrams that arrived marked ECN-CE (congestion experienced).
+    udp_ecn_ce,
+    /// UDP reads that failed with something other than "would block".
+    udp_recv_errors,
+    /// UDP datagrams handed to the kernel (each GSO segment counted).
+    udp_datagrams_sent,
+    /// UDP bytes handed to the kernel.
+    udp_bytes_sent,
+    /// Sends that carried several datagrams in one call (GSO).
+    udp_gso_batches,
+    /// UDP datagrams dropped because the send failed (full buffer, `ENOBUFS`, unreachable, ...).
+    udp_send_errors,
+    /// Of `udp_send_errors`, those where the socket's send buffer was full.
+    udp_send_would_block,
+    /// Transmits naming a local UDP address this worker has no socket for.
+    udp_no_socket,
+    /// ICE-TCP connections accepted.
+    tcp_connections_accepted,
+    /// ICE-TCP connections refused because the worker holds its maximum.
+    tcp_connections_refused,
+    /// ICE-TCP connections the peer closed cleanly.
+    tcp_connections_closed,
+    /// ICE-TCP connections dropped because the peer broke RFC 4571 framing (a frame longer
+    /// than allowed).
+    tcp_dropped_malformed,
+    /// ICE-TCP connections dropped because reading or writing failed (a reset, for example).
+    tcp_dropped_error,
+    /// Errors from `accept`.
+    tcp_accept_errors,
+    /// RFC 4571 frames received.
+    tcp_frames_received,
+    /// RFC 4571 frames queued for sending.
+    tcp_frames_sent,
+    /// Frames dropped because the connection's outgoing queue was full (a slow reader).
+    tcp_frames_dropped_queue_full,
+    /// Frames for a peer address with no open connection.
+    tcp_frames_dropped_no_connection,
+    /// Deadlines of the Sfu the worker served.
+    deadlines_served,
+    /// Deadlines served when the worker woke for nothing else (so their lateness is the
+    /// timer's error plus the time until the worker's thread ran, not time spent on other
+    /// work).
+    timer_fires,
+    /// Sum of how late those deadlines were served, in microseconds.
+    timer_late_total_us,
+    /// The latest one of those deadlines was served, in microseconds.
+    timer_late_max_us,
+}
+
+fn merge_field(name: &str, a: u64, b: u64) -> u64 {
+    if name.ends_with("_max_us") {
+        a.max(b)
+    } else {
+        a.saturating_add(b)
+    }
+}
+
+impl RuntimeCounters {
+    /// The mean lateness of deadlines served on a timer wake, in microseconds.
+    pub fn timer_late_mean_us(&self) -> u64 {
+        self.timer_late_total_us
+            .checked_div(self.timer_fires)
+            .unwrap_or(0)
+    }
+}
+
+impl CounterCells {
+    /// Records the routers and transports alive in the worker's Sfu. Call it after each
+    /// drain, so the gauges follow every change.
+    pub fn record_sfu(&self, sfu: &Sfu) {
+        let (routers, transports, _, _) = sfu.counts();
+        self.routers.set(routers as u64);
+        self.transports.set(transports as u64);
+    }
+
+    /// Records a deadline served on a timer wake, `late` past it.
+    pub fn record_timer_fire(&self, late: Duration) {
+        let late = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        self.timer_fires.inc();
+        self.timer_late_total_us.add(late);
+        self.timer_late_max_us.raise_to(late);
+    }
+
+    /// The worker's load, what a runtime's `least_loaded` compares: the transports alive in
+    /// its Sfu.
+    pub fn load(&self) -> usize {
+        usize::try_from(self.transports.get()).unwrap_or(usize::MAX)
+    }
+}
+
+/// What a worker shares with its handles: its live counters and the addresses of its sockets.
+#[derive(Debug, Default)]
+pub struct WorkerShared {
+    /// The worker's live counters.
+    pub counters: CounterCells,
+    /// The concrete addresses of the worker's sockets, offered to transports created with
+    /// empty listen infos.
+    pub listen_infos: Vec<ListenInfo>,
+}
+
+impl WorkerShared {
+    /// Fresh counters for a worker whose sockets have these addresses.
+    pub fn new(listen_infos: Vec<ListenInfo>) -> Self {
+        Self {
+            counters: CounterCells::default(),
+            listen_infos,
+        }
+    }
+
+    /// Carries out one control request on the worker's Sfu, and counts it. A
+    /// [`Request::CreateWebRtcTransport`] with empty `listen_infos` gets the worker's own.
+    /// Drain the Sfu afterwards, as after any call.
+    pub fn serve(&self, sfu: &mut Sfu, mut request: Request) -> Result<Reply, Error> {
+        if let Request::CreateWebRtcTransport { options, .. } = &mut request {
+            if options.listen_infos.is_empty() {
+                options.listen_infos = self.listen_infos.clone();
+            }
+        }
+        self.counters.requests.inc();
+        sfu.handle_request(request)
+    }
+}
+
+// What the handles share crosses threads (checked when compiling).
+const _: () = {
+    const fn is_send_sync<T: Send + Sync>() {}
+    is_send_sync::<RuntimeError>();
+    is_send_sync::<RuntimeCounters>();
+    is_send_sync::<WorkerShared>();
+    is_send_sync::<RuntimeConfig>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_and_keeps_maxima() {
+        let a = CounterCells::default();
+        a.udp_datagrams_received.add(3);
+        a.record_timer_fire(Duration::from_micros(50));
+        let b = CounterCells::default();
+        b.udp_datagrams_received.add(4);
+        b.record_timer_fire(Duration::from_micros(30));
+        let mut total = a.snapshot();
+        total.merge(&b.snapshot());
+        assert_eq!(total.udp_datagrams_received, 7);
+        assert_eq!(total.timer_fires, 2);
+        assert_eq!(total.timer_late_total_us, 80);
+        assert_eq!(total.timer_late_max_us, 50);
+        assert_eq!(total.timer_late_mean_us(), 40);
+    }
+
+    #[test]
+    fn listen_options_builder() {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let o = ListenOptions::tcp(ip)
+            .with_port(4000)
+            .with_port_range(5000, 5010)
+            .with_announced_address("203.0.113.7");
+        assert_eq!(o.protocol, Protocol::Tcp);
+        assert_eq!(o.port, 4000);
+        assert_eq!(o.port_range, Some((5000, 5010)));
+        assert_eq!(o.announced_address.as_deref(), Some("203.0.113.7"));
+        assert_eq!(o.worker_ports(3).unwrap(), 5000..=5010);
+        let fixed = ListenOptions::udp(ip).with_port(65_534);
+        assert_eq!(fixed.worker_ports(1).unwrap(), 65_535..=65_535);
+        assert!(fixed.worker_ports(2).is_err());
+        assert_eq!(ListenOptions::udp(ip).worker_ports(7).unwrap(), 0..=0);
+        assert!(ListenOptions::udp(ip)
+            .with_port_range(10, 9)
+            .worker_ports(0)
+            .is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! What the load generator reads about the process from Linux's `/proc`: per-thread CPU time,
+//! resident memory, load average. No `unsafe`: everything comes from files.
+
+use std::fs;
+use std::time::Duration;
+
+/// Clock ticks per second of `/proc/*/stat` (`USER_HZ`; 100 on every mainstream Linux build).
+const USER_HZ: u64 = 100;
+
+/// A thread's CPU time at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    /// Time on CPU, from `schedstat` (nanosecond resolution), or user + system ticks if the
+    /// kernel has no schedstat.
+    pub on_cpu: Duration,
+    /// User time (10 ms ticks).
+    pub user: Duration,
+    /// System time (10 ms ticks).
+    pub system: Duration,
+}
+
+impl CpuTimes {
+    /// The time spent between `earlier` and `self`.
+    pub fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            on_cpu: self.on_cpu.saturating_sub(earlier.on_cpu),
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// The CPU times of thread `tid` of this process.
+pub fn thread_cpu(tid: u32) -> Option<CpuTimes> {
+    let stat = fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let (user, system) = parse_stat_times(&stat)?;
+    let on_cpu = fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(Duration::from_nanos)
+        .unwrap_or(user + system);
+    Some(CpuTimes {
+        on_cpu,
+        user,
+        system,
+    })
+}
+
+/// The whole process's user + system time.
+pub fn process_cpu() -> Option<CpuTimes> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    let (user, system) = parse_stat_times(&stat)?;
+    Some(CpuTimes {
+        on_cpu: user + system,
+        user,
+        system,
+    })
+}
+
+fn parse_stat_times(stat: &str) -> Option<(Duration, Duration)> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the full line, utime 14, stime 15.
+    let ticks = |i: usize| -> Option<Duration> {
+        let t: u64 = fields.get(i - 3)?.parse().ok()?;
+        Some(Duration::from_millis(t * 1000 / USER_HZ))
+    };
+    Some((ticks(14)?, ticks(15)?))
+}
+
+/// The ids of this process's threads.
+pub fn thread_ids() -> Vec<u32> {
+    fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A thread's name.
+pub fn thread_name(tid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The id of the calling thread.
+pub fn current_tid() -> Option<u32> {
+    let link = fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// Resident set size of the process, in bytes.
+pub fn rss_bytes() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The 1-minute load average, as the kernel reports it.
+pub fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// The CPU model name.
+pub fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The kernel's count of UDP datagrams dropped for a full receive buffer.
+pub fn udp_rcvbuf_errors() -> u64 {
+    let Ok(snmp) = fs::read_to_string("/proc/net/snmp") else {
+        return 0;
+    };
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .position(|n| n == "RcvbufErrors")
+        .and_then(|i| values.split_whitespace().nth(i)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_after_a_name_with_spaces() {
+        let line = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 30 0 0";
+        let (u, s) = parse_stat_times(line).unwrap();
+        assert_eq!(u, Duration::from_millis(2500));
+        assert_eq!(s, Duration::from_millis(300));
+    }
+
+    #[test]
+    fn this_thread_is_found() {
+        let tid = current_tid().unwrap();
+        assert!(thread_ids().contains(&tid));
+        assert!(thread_cpu(tid).is_some());
+        assert!(rss_bytes() > 0);
+    }
+}
