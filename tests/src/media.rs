@@ -59,7 +59,7 @@ impl Source {
         Self {
             ssrc,
             video,
-            seq: u64::from(ssrc % 20_000) + 1,
+            seq: initial_sequence(ssrc),
             timestamp: ssrc.wrapping_mul(7),
             next_at: start,
             frames: 0,
@@ -132,6 +132,11 @@ impl Source {
             });
         }
     }
+}
+
+/// The sequence number a [`Source`] with this SSRC starts at.
+pub fn initial_sequence(ssrc: u32) -> u64 {
+    u64::from(ssrc % 20_000) + 1
 }
 
 /// An audio payload: a 1-byte marker (0xA0), then SSRC and sequence number, then filler.

@@ -174,7 +174,7 @@ fn forwarding_adds_no_delay() {
     let c = sim.consume(recv, producer, caps, false);
     let ssrc = c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
     sim.run_for(Duration::from_secs(2));
-    let first_seq = 3000 % 20_000 + 1;
+    let first_seq = sfu_tests::media::initial_sequence(3000);
     let mut delays = Vec::new();
     for p in sim.clients[recv].received.iter().filter(|p| p.ssrc == ssrc) {
         let info = verify_payload(&p.payload).unwrap();
