@@ -26,43 +26,17 @@ pub const SERVER_TCP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127,
 
 /// The router codecs simulations use: Opus, VP8 and H264.
 pub fn media_codecs() -> Vec<RtpCodecCapability> {
-    vec![
-        RtpCodecCapability {
-            kind: MediaKind::Audio,
-            mime_type: "audio/opus".into(),
-            preferred_payload_type: None,
-            clock_rate: 48_000,
-            channels: Some(2),
-            parameters: Default::default(),
-            rtcp_feedback: vec![],
-        },
-        RtpCodecCapability {
-            kind: MediaKind::Video,
-            mime_type: "video/VP8".into(),
-            preferred_payload_type: None,
-            clock_rate: 90_000,
-            channels: None,
-            parameters: Default::default(),
-            rtcp_feedback: vec![],
-        },
-        RtpCodecCapability {
-            kind: MediaKind::Video,
-            mime_type: "video/H264".into(),
-            preferred_payload_type: None,
-            clock_rate: 90_000,
-            channels: None,
-            parameters: [
-                ("packetization-mode".to_string(), ParameterValue::Number(1)),
-                (
-                    "profile-level-id".to_string(),
-                    ParameterValue::String("42e01f".into()),
-                ),
-            ]
-            .into_iter()
-            .collect(),
-            rtcp_feedback: vec![],
-        },
+    let mut h264 = RtpCodecCapability::new(MediaKind::Video, "video/H264", 90_000, None);
+    h264.parameters = [
+        ("packetization-mode".to_string(), ParameterValue::Number(1)),
+        (
+            "profile-level-id".to_string(),
+            ParameterValue::String("42e01f".into()),
+        ),
     ]
+    .into_iter()
+    .collect();
+    vec![RtpCodecCapability::opus(), RtpCodecCapability::vp8(), h264]
 }
 
 /// A media source a client publishes.

@@ -145,6 +145,32 @@ pub struct RtpCodecCapability {
     pub rtcp_feedback: Vec<RtcpFeedback>,
 }
 
+impl RtpCodecCapability {
+    /// A media codec for [`RouterOptions`](crate::RouterOptions): no preferred payload type (the
+    /// router assigns one), no parameters, no feedback (the router adds what it supports).
+    pub fn new(kind: MediaKind, mime_type: &str, clock_rate: u32, channels: Option<u8>) -> Self {
+        Self {
+            kind,
+            mime_type: mime_type.into(),
+            preferred_payload_type: None,
+            clock_rate,
+            channels,
+            parameters: CodecParameters::new(),
+            rtcp_feedback: Vec::new(),
+        }
+    }
+
+    /// Opus, 48 kHz stereo.
+    pub fn opus() -> Self {
+        Self::new(MediaKind::Audio, "audio/opus", 48_000, Some(2))
+    }
+
+    /// VP8, 90 kHz.
+    pub fn vp8() -> Self {
+        Self::new(MediaKind::Video, "video/VP8", 90_000, None)
+    }
+}
+
 /// Direction in which a header extension may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

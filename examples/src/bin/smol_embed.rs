@@ -8,27 +8,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use sfu_core::ortc::{MediaKind, RtpCodecCapability};
+use sfu_core::ortc::RtpCodecCapability;
 use sfu_core::{RouterOptions, WebRtcTransportOptions};
 use sfu_runtime_smol::{ListenOptions, Runtime, RuntimeConfig};
 use smol::future::FutureExt;
-
-fn codec(
-    kind: MediaKind,
-    mime_type: &str,
-    clock_rate: u32,
-    channels: Option<u8>,
-) -> RtpCodecCapability {
-    RtpCodecCapability {
-        kind,
-        mime_type: mime_type.into(),
-        preferred_payload_type: None,
-        clock_rate,
-        channels,
-        parameters: Default::default(),
-        rtcp_feedback: vec![],
-    }
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -41,10 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let worker = runtime.least_loaded();
         let router = worker
             .create_router(RouterOptions {
-                media_codecs: vec![
-                    codec(MediaKind::Audio, "audio/opus", 48_000, Some(2)),
-                    codec(MediaKind::Video, "video/VP8", 90_000, None),
-                ],
+                media_codecs: vec![RtpCodecCapability::opus(), RtpCodecCapability::vp8()],
             })
             .await?;
         let caps = worker.router_rtp_capabilities(router).await?;

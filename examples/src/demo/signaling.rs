@@ -32,26 +32,7 @@ pub const MAX_NAME_LEN: usize = 64;
 
 /// The codecs every room uses: Opus and VP8 (payload types and RTX are added by the router).
 pub fn default_media_codecs() -> Vec<RtpCodecCapability> {
-    vec![
-        RtpCodecCapability {
-            kind: MediaKind::Audio,
-            mime_type: "audio/opus".into(),
-            preferred_payload_type: None,
-            clock_rate: 48_000,
-            channels: Some(2),
-            parameters: Default::default(),
-            rtcp_feedback: vec![],
-        },
-        RtpCodecCapability {
-            kind: MediaKind::Video,
-            mime_type: "video/VP8".into(),
-            preferred_payload_type: None,
-            clock_rate: 90_000,
-            channels: None,
-            parameters: Default::default(),
-            rtcp_feedback: vec![],
-        },
-    ]
+    vec![RtpCodecCapability::opus(), RtpCodecCapability::vp8()]
 }
 
 /// The server side of every room: which worker and router each room lives on, and its peers.
