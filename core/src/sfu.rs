@@ -509,6 +509,12 @@ impl Sfu {
                     .ext_vals(ext_vals)
                     .nackable(is_video),
             );
+            // str0m stamps and sends queued packets when time is handed to it; without this the
+            // packet would wait for the transport's next deadline.
+            if let Err(e) = ct.rtc.handle_input(str0m::Input::Timeout(now)) {
+                ct.stats.rtc_errors += 1;
+                trace!(transport = %ctid, error = %e, "write failed");
+            }
             self.drain(ctid);
         }
         for i in 0..self.scratch_key_frames.len() {

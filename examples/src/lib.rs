@@ -2,3 +2,5 @@
 //! pieces they share live here so that tests can drive them without a browser.
 
 pub mod demo;
+#[cfg(target_os = "linux")]
+pub mod loadgen;

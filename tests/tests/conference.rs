@@ -192,3 +192,66 @@ fn forwarding_adds_no_delay() {
     assert_eq!(*min, Duration::from_millis(20), "{delays:?}");
     assert_eq!(*max, Duration::from_millis(20), "{delays:?}");
 }
+
+/// A received packet leaves for its consumers within the same `handle_input` call: nothing
+/// waits for a later deadline (the virtual clock alone would not show such a wait).
+#[test]
+fn forwarded_packets_leave_within_the_receive_call() {
+    let mut sim = Sim::new(seed_from_env("same_call"));
+    let room = sim.create_router();
+    let send = sim.add_transport(room, Protocol::Udp);
+    let producer = sim.produce(send, MediaKind::Audio, 3000);
+    let caps = sim.device_caps(room);
+    let viewers: Vec<usize> = (0..3)
+        .map(|_| sim.add_transport(room, Protocol::Udp))
+        .collect();
+    for &v in &viewers {
+        sim.consume(v, producer, caps.clone(), false);
+    }
+    sim.run_for(Duration::from_secs(1));
+    for p in &mut sim.publications {
+        p.muted = true;
+    }
+    sim.run_for(Duration::from_millis(100));
+    let mut checked = 0;
+    for _ in 0..20 {
+        // Take the next packets of the (muted) publication itself, so sequence numbers go on.
+        let at = sim.publications[0].source.next_at();
+        sim.now = sim.now.max(at);
+        let packets = sim.publications[0].source.poll(at);
+        let datagrams = sim.capture_sent(send, "0", packets);
+        for d in datagrams
+            .iter()
+            .filter(|d| d[0] >= 0x80 && !(64..96).contains(&(d[1] & 0x7f)))
+        {
+            sim.sfu.handle_input(sfu_core::Input::Receive {
+                now: sim.now,
+                proto: sfu_core::Protocol::Udp,
+                source: sim.clients[send].local,
+                destination: sim.server_udp,
+                contents: d,
+            });
+            let mut to_viewers = 0;
+            loop {
+                match sim.sfu.poll_output() {
+                    sfu_core::Output::Transmit(t) => {
+                        if viewers
+                            .iter()
+                            .any(|&v| sim.clients[v].local == t.destination)
+                        {
+                            to_viewers += 1;
+                        }
+                    }
+                    sfu_core::Output::Event(_) => {}
+                    sfu_core::Output::Timeout(_) => break,
+                }
+            }
+            assert!(
+                to_viewers >= viewers.len(),
+                "only {to_viewers} datagrams left for 3 consumers"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10);
+}

@@ -46,6 +46,22 @@ pub fn thread_cpu(tid: u32) -> Option<CpuTimes> {
     })
 }
 
+/// A thread's involuntary context switches (times the scheduler took its CPU away while it
+/// could still run: on a shared machine, other processes' turns).
+pub fn thread_preemptions(tid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("nonvoluntary_ctxt_switches:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
 /// The whole process's user + system time.
 pub fn process_cpu() -> Option<CpuTimes> {
     let stat = fs::read_to_string("/proc/self/stat").ok()?;
@@ -112,6 +128,36 @@ pub fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// How busy each CPU was over `window` (0.0 idle .. 1.0 busy), from `/proc/stat`, by CPU
+/// number. Taken before the run starts, this is the load of other processes.
+pub fn cpu_busy(window: Duration) -> Vec<(usize, f64)> {
+    fn read() -> Vec<(usize, u64, u64)> {
+        let Ok(stat) = fs::read_to_string("/proc/stat") else {
+            return Vec::new();
+        };
+        stat.lines()
+            .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let id: usize = f.next()?.strip_prefix("cpu")?.parse().ok()?;
+                let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
+                let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+                Some((id, v.iter().take(8).sum(), idle))
+            })
+            .collect()
+    }
+    let a = read();
+    std::thread::sleep(window);
+    let b = read();
+    a.iter()
+        .zip(&b)
+        .map(|((id, t0, i0), (_, t1, i1))| {
+            let total = t1.saturating_sub(*t0).max(1) as f64;
+            (*id, 1.0 - i1.saturating_sub(*i0) as f64 / total)
+        })
+        .collect()
 }
 
 /// The CPU model name.

@@ -165,7 +165,20 @@ mod tests {
         let ext = [0x00, 0x0e, 0, 5, 0, 2, 0, 7, 0];
         body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
         body.extend_from_slice(&ext);
-        let mut hs = vec![2, 0, 0, body.len() as u8, 0, 0, 0, 0, 0, 0, 0, body.len() as u8];
+        let mut hs = vec![
+            2,
+            0,
+            0,
+            body.len() as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            body.len() as u8,
+        ];
         hs.extend_from_slice(&body);
         let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
         rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());

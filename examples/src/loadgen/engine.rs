@@ -1,0 +1,949 @@
+//! The generator's event loop: simulated participants (str0m clients from `sfu_tests`) on real
+//! loopback UDP sockets, one mio poll for all of them, batched reads through quinn-udp.
+//!
+//! ## What is measured per packet, and how
+//!
+//! Media sent by a publisher goes through its str0m client (SRTP encryption included). Each
+//! outgoing SRTP datagram's clear header (SSRC, sequence number) is read and its send time and
+//! *payload length* are written into a ring per publication.
+//!
+//! A receiving participant does not decrypt what it gets (that would cost 9–14 µs a packet and
+//! make the generator the bottleneck): it reads the clear RTP header. The SFU rewrites the
+//! SSRC and the sequence number per consumer, so `(consumer ssrc, seq)` cannot be looked up in
+//! the sender's table directly; but the rewrite is a constant offset while the consumer is not
+//! paused or switched, and the payload length passes unchanged (the SRTP tag is the same size
+//! on both legs). The generator makes lengths distinctive: an audio payload is shortened by
+//! `seq % 32` bytes; every packet of a video frame by `frame % 32` bytes (so a frame's packets
+//! stay equal in size and the SFU can still send them to a consumer in one GSO call, as with
+//! real video) and the frame's last packet by 100 more. A consumer's offset is learned from a
+//! packet whose length is unique among what its producer sent in the last 250 ms (an audio
+//! packet, or the last packet of a video frame); every later packet is looked up through the
+//! offset and its length is checked, and a mismatch relearns (counted). So every forwarded
+//! packet gets a delay, and loss is counted from sequence gaps per consumer plus the tail the
+//! consumer never got.
+//!
+//! The delay is taken two ways. The headline is the consumer socket's kernel receive
+//! timestamp (`SO_TIMESTAMPNS`, which quinn-udp turns on) minus the realtime clock read just
+//! before the publisher's `sendto`: on loopback both ends of that interval are stamped in the
+//! sending thread's context, so it is the SFU's (and the kernel's) delay and excludes the
+//! generator's own scheduling. The second is the generator's read time minus the send time,
+//! which adds however long the generator took to get to the socket (on a shared machine,
+//! milliseconds when another process holds its core).
+//!
+//! One receiver per room (the "probe") also feeds every datagram to its str0m client, which
+//! decrypts it; its payloads are checked byte for byte, and the source `(ssrc, seq)` embedded
+//! in the payload is compared with what the length matching said.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::io::{self, IoSliceMut};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use quinn_udp::{RecvMeta, UdpSocketState};
+use sfu_core::ortc::{MediaKind, RtpCapabilities};
+use sfu_core::{
+    ConsumeOptions, ConsumerId, ProduceOptions, ProducerId, RouterId, TransportId,
+    WebRtcTransportCreated, WebRtcTransportOptions,
+};
+use sfu_runtime_mio::WorkerHandle;
+use sfu_tests::client::{device_capabilities, ClientTransport};
+use sfu_tests::media::{audio_payload, video_payload, OutPacket, Source};
+
+use super::wire::{self, Security};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Slots in a publication's send-time ring.
+const RING: usize = 1024;
+/// Payloads are shortened by up to `TAG - 1` bytes so their length identifies them.
+const TAG: u16 = 32;
+/// How far back a consumer's offset is looked for among the sends: a packet is matched only if
+/// its length is unique among the packets its publisher sent in this window.
+const LEARN_WINDOW: Duration = Duration::from_millis(250);
+
+/// What an endpoint is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Publishes (a mediasoup-client send transport).
+    Send,
+    /// Consumes (a receive transport); a probe decrypts everything it gets.
+    Recv {
+        /// Whether every datagram goes through the str0m client.
+        probe: bool,
+    },
+    /// Connected, no media.
+    Idle,
+}
+
+/// One client transport and its socket.
+pub struct Endpoint {
+    client: ClientTransport,
+    socket: mio::net::UdpSocket,
+    state: UdpSocketState,
+    /// What it is for.
+    pub role: Role,
+    /// The server's transport id.
+    pub transport: TransportId,
+    /// When the transport was asked for.
+    pub created: Instant,
+    /// When ICE and DTLS were up at the client.
+    pub connected: Option<Instant>,
+    /// The first RTP datagram (any consumer), audio, video.
+    pub first_rtp: Option<Instant>,
+    /// First audio RTP datagram.
+    pub first_audio: Option<Instant>,
+    /// First video RTP datagram.
+    pub first_video: Option<Instant>,
+    /// Whether its join time counts (it joined a room where media already flowed).
+    pub join_sample: bool,
+    scheduled: Instant,
+    pubs: Vec<usize>,
+    closed: bool,
+}
+
+/// Packets from a pcap capture, looped.
+#[derive(Debug)]
+pub struct Capture {
+    /// (time from the first packet, marker, timestamp delta from the first, payload)
+    pub packets: Vec<(Duration, bool, u32, Vec<u8>)>,
+    /// The capture's length.
+    pub span: Duration,
+}
+
+enum Media {
+    Synth(Source),
+    Pcap {
+        capture: Arc<Capture>,
+        start: Instant,
+        index: usize,
+        lap: u32,
+        seq: u64,
+        ts0: u32,
+    },
+}
+
+impl Media {
+    fn next_at(&self) -> Instant {
+        match self {
+            Media::Synth(s) => s.next_at(),
+            Media::Pcap {
+                capture,
+                start,
+                index,
+                lap,
+                ..
+            } => *start + capture.span * *lap + capture.packets[*index].0,
+        }
+    }
+
+    fn poll(&mut self, now: Instant) -> Vec<OutPacket> {
+        match self {
+            Media::Synth(s) => s.poll(now),
+            Media::Pcap {
+                capture,
+                start,
+                index,
+                lap,
+                seq,
+                ts0,
+            } => {
+                let mut out = Vec::new();
+                loop {
+                    let (at, marker, ts, payload) = &capture.packets[*index];
+                    if *start + capture.span * *lap + *at > now {
+                        break;
+                    }
+                    out.push(OutPacket {
+                        seq: *seq,
+                        timestamp: ts0.wrapping_add(*ts),
+                        marker: *marker,
+                        payload: payload.clone(),
+                    });
+                    *seq += 1;
+                    *index += 1;
+                    if *index == capture.packets.len() {
+                        *index = 0;
+                        *lap += 1;
+                        // The next lap continues the timestamps after the capture's span.
+                        *ts0 = ts0.wrapping_add(
+                            (capture.span.as_micros() as u64 * 90 / 1000) as u32 + 3000,
+                        );
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    fn request_key_frame(&mut self) {
+        if let Media::Synth(s) = self {
+            s.request_key_frame();
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    seq: u16,
+    len: u16,
+    at: Instant,
+    /// The same moment on the realtime clock, to compare with kernel receive timestamps.
+    wall: Duration,
+}
+
+/// The realtime clock as the kernel stamps received datagrams (`SO_TIMESTAMPNS`).
+fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// A stream a participant publishes.
+pub struct Publication {
+    ep: usize,
+    mid: String,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The publisher's SSRC.
+    pub ssrc: u32,
+    /// The server's producer id.
+    pub producer: ProducerId,
+    media: Option<Media>,
+    pcap: Option<Arc<Capture>>,
+    stagger: Duration,
+    /// Whether it sends.
+    pub active: bool,
+    /// RTP packets sent (first transmissions).
+    pub sent: u64,
+    ring: Vec<Option<Slot>>,
+    last_seq: Option<u16>,
+    frame: u32,
+    last_ts: Option<u32>,
+}
+
+/// One consumer as its receiver sees it.
+struct Track {
+    publication: usize,
+    kind: MediaKind,
+    next: Option<u16>,
+    received: u64,
+    gaps: i64,
+    offset: Option<u16>,
+    last_src: Option<u16>,
+}
+
+/// Counters of the measurement window.
+#[derive(Debug, Default)]
+pub struct Window {
+    /// Whether packets are counted.
+    pub on: bool,
+    /// RTP datagrams received by consumers (retransmissions included).
+    pub forwarded: u64,
+    /// Of which retransmissions (RTX).
+    pub rtx: u64,
+    /// RTP datagrams sent by publishers.
+    pub sent: u64,
+    /// Received RTP whose send time could not be matched.
+    pub unmatched: u64,
+    /// Forwarding delays, publisher's send call to the consumer socket's kernel receive
+    /// timestamp, microseconds.
+    pub delays: Vec<u32>,
+    /// Forwarding delays, publisher's send call to the generator reading the datagram (this
+    /// adds the generator's own scheduling), microseconds.
+    pub app_delays: Vec<u32>,
+}
+
+/// Totals over the whole run.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Totals {
+    /// Datagrams the probes decrypted and whose payload verified byte for byte.
+    pub probe_verified: u64,
+    /// Decrypted payloads that did not verify.
+    pub probe_corrupt: u64,
+    /// Decrypted packets whose embedded source sequence number agreed with the length match.
+    pub probe_match_agreed: u64,
+    /// ... and disagreed.
+    pub probe_match_disagreed: u64,
+    /// ... and could not be compared (the consumer's offset was not learned yet).
+    pub probe_match_unknown: u64,
+    /// Times a consumer's sequence offset was learned again after a mismatch.
+    pub relearned: u64,
+    /// Datagrams the generator could not send (full buffer).
+    pub send_errors: u64,
+    /// Socket read errors.
+    pub recv_errors: u64,
+}
+
+/// The generator.
+pub struct Engine {
+    /// The SFU worker.
+    pub worker: WorkerHandle,
+    poll: Poll,
+    events: Events,
+    tokens: Vec<usize>,
+    buf: Vec<u8>,
+    slot: usize,
+    meta: Vec<RecvMeta>,
+    /// Client transports.
+    pub eps: Vec<Endpoint>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    due: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Publications.
+    pub pubs: Vec<Publication>,
+    by_ssrc: HashMap<u32, usize>,
+    tracks: Vec<Track>,
+    by_consumer: HashMap<u32, usize>,
+    rtx_ssrcs: HashSet<u32>,
+    /// The measurement window.
+    pub win: Window,
+    /// Run totals.
+    pub totals: Totals,
+    /// What DTLS negotiated.
+    pub security: Option<Security>,
+}
+
+impl Engine {
+    /// A generator driving `worker`.
+    pub fn new(worker: WorkerHandle) -> io::Result<Self> {
+        Ok(Self {
+            worker,
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            tokens: Vec::new(),
+            buf: Vec::new(),
+            slot: 0,
+            meta: Vec::new(),
+            eps: Vec::new(),
+            timers: BinaryHeap::new(),
+            due: BinaryHeap::new(),
+            pubs: Vec::new(),
+            by_ssrc: HashMap::new(),
+            tracks: Vec::new(),
+            by_consumer: HashMap::new(),
+            rtx_ssrcs: HashSet::new(),
+            win: Window::default(),
+            totals: Totals::default(),
+            security: None,
+        })
+    }
+
+    /// Creates a transport on the server (the first half of joining).
+    pub fn create_transport(&self, router: RouterId) -> Result<WebRtcTransportCreated, Error> {
+        Ok(self
+            .worker
+            .create_webrtc_transport(router, WebRtcTransportOptions::default())?)
+    }
+
+    /// Builds the client for a created transport, connects it (mediasoup's `connect`) and
+    /// starts ICE. Returns the endpoint's index.
+    pub fn attach(
+        &mut self,
+        created: &WebRtcTransportCreated,
+        caps: &RtpCapabilities,
+        role: Role,
+        created_at: Instant,
+    ) -> Result<usize, Error> {
+        let std_socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        std_socket.set_nonblocking(true)?;
+        let local = std_socket.local_addr()?;
+        let mut socket = mio::net::UdpSocket::from_std(std_socket);
+        let state = UdpSocketState::new((&socket).into())?;
+        if matches!(role, Role::Recv { .. }) {
+            // Deep enough that a busy generator does not lose what the SFU forwarded.
+            let _ = state.set_recv_buffer_size((&socket).into(), 4 << 20);
+        }
+        if self.buf.is_empty() {
+            let slots = quinn_udp::BATCH_SIZE.clamp(1, 32);
+            self.slot = if state.gro_segments() > 1 {
+                65_536
+            } else {
+                2_048
+            };
+            self.buf = vec![0; slots * self.slot];
+            self.meta = vec![RecvMeta::default(); slots];
+        }
+        let e = self.eps.len();
+        self.poll
+            .registry()
+            .register(&mut socket, Token(e), Interest::READABLE)?;
+        let now = Instant::now();
+        let mut client = ClientTransport::new(
+            now,
+            local,
+            &created.parameters,
+            caps,
+            str0m::net::Protocol::Udp,
+        );
+        self.worker
+            .connect_webrtc_transport(created.id, client.dtls_parameters())?;
+        self.eps.push(Endpoint {
+            client,
+            socket,
+            state,
+            role,
+            transport: created.id,
+            created: created_at,
+            connected: None,
+            first_rtp: None,
+            first_audio: None,
+            first_video: None,
+            join_sample: false,
+            scheduled: now,
+            pubs: Vec::new(),
+            closed: false,
+        });
+        self.flush(e, now);
+        Ok(e)
+    }
+
+    /// Creates, attaches and connects a transport in one go.
+    pub fn add_endpoint(
+        &mut self,
+        router: RouterId,
+        caps: &RtpCapabilities,
+        role: Role,
+    ) -> Result<usize, Error> {
+        let created_at = Instant::now();
+        let created = self.create_transport(router)?;
+        self.attach(&created, caps, role, created_at)
+    }
+
+    /// Publishes a stream from endpoint `e`; it starts sending once `e` is connected.
+    pub fn produce(
+        &mut self,
+        e: usize,
+        kind: MediaKind,
+        ssrc: u32,
+        pcap: Option<Arc<Capture>>,
+        stagger: Duration,
+    ) -> Result<usize, Error> {
+        let rtp_parameters = self.eps[e].client.prepare_produce(kind, ssrc);
+        let mid = rtp_parameters.mid.clone().unwrap_or_default();
+        let producer = self.worker.produce(
+            self.eps[e].transport,
+            ProduceOptions {
+                kind,
+                rtp_parameters,
+                paused: false,
+            },
+        )?;
+        let p = self.pubs.len();
+        self.pubs.push(Publication {
+            ep: e,
+            mid,
+            kind,
+            ssrc,
+            producer,
+            media: None,
+            pcap,
+            stagger,
+            active: false,
+            sent: 0,
+            ring: vec![None; RING],
+            last_seq: None,
+            frame: 0,
+            last_ts: None,
+        });
+        self.by_ssrc.insert(ssrc, p);
+        self.eps[e].pubs.push(p);
+        if self.eps[e].connected.is_some() {
+            self.activate(p, Instant::now());
+        }
+        Ok(p)
+    }
+
+    /// Consumes publication `p` on endpoint `e`, paused (mediasoup's recommended flow). Resume
+    /// it with [`WorkerHandle::resume_consumer`] once the client is ready.
+    pub fn consume(
+        &mut self,
+        e: usize,
+        p: usize,
+        caps: &RtpCapabilities,
+    ) -> Result<ConsumerId, Error> {
+        let consumed = self.worker.consume(
+            self.eps[e].transport,
+            ConsumeOptions {
+                producer: self.pubs[p].producer,
+                rtp_capabilities: device_capabilities(caps),
+                paused: true,
+            },
+        )?;
+        self.eps[e].client.accept_consumer(&consumed.parameters);
+        let enc = &consumed.parameters.rtp_parameters.encodings[0];
+        let ssrc = enc.ssrc.ok_or("consumer without ssrc")?;
+        if let Some(rtx) = &enc.rtx {
+            self.rtx_ssrcs.insert(rtx.ssrc);
+        }
+        self.by_consumer.insert(ssrc, self.tracks.len());
+        self.tracks.push(Track {
+            publication: p,
+            kind: self.pubs[p].kind,
+            next: None,
+            received: 0,
+            gaps: 0,
+            offset: None,
+            last_src: None,
+        });
+        Ok(consumed.id)
+    }
+
+    /// Closes an endpoint's transport on the server and forgets its socket.
+    pub fn close(&mut self, e: usize) -> Result<(), Error> {
+        let ep = &mut self.eps[e];
+        if ep.closed {
+            return Ok(());
+        }
+        ep.closed = true;
+        let _ = self.poll.registry().deregister(&mut ep.socket);
+        self.worker.close_transport(ep.transport)?;
+        Ok(())
+    }
+
+    /// Stops every publication (for good: a restarted source would repeat sequence numbers).
+    pub fn stop_media(&mut self) {
+        for p in &mut self.pubs {
+            p.active = false;
+        }
+    }
+
+    /// Endpoints not yet connected (closed ones excluded).
+    pub fn unconnected(&self) -> usize {
+        self.eps
+            .iter()
+            .filter(|e| !e.closed && e.connected.is_none())
+            .count()
+    }
+
+    fn activate(&mut self, p: usize, now: Instant) {
+        let publication = &mut self.pubs[p];
+        let start = now + publication.stagger;
+        let media = match (&publication.pcap, publication.media.take()) {
+            (_, Some(m)) => m,
+            (Some(capture), None) => Media::Pcap {
+                capture: capture.clone(),
+                start,
+                index: 0,
+                lap: 0,
+                seq: u64::from(publication.ssrc % 20_000) + 1,
+                ts0: publication.ssrc.wrapping_mul(7),
+            },
+            (None, None) => {
+                if publication.kind == MediaKind::Video {
+                    Media::Synth(Source::video(publication.ssrc, start))
+                } else {
+                    Media::Synth(Source::audio(publication.ssrc, start))
+                }
+            }
+        };
+        let at = media.next_at();
+        publication.media = Some(media);
+        publication.active = true;
+        self.due.push(Reverse((at, p)));
+    }
+
+    /// Runs the loop until `until`.
+    pub fn run_until(&mut self, until: Instant) -> io::Result<()> {
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            self.send_due(now);
+            self.serve_timers(now);
+            let mut next = until;
+            if let Some(Reverse((at, _))) = self.due.peek() {
+                next = next.min(*at);
+            }
+            if let Some(Reverse((at, _))) = self.timers.peek() {
+                next = next.min(*at);
+            }
+            let wait = next
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(5));
+            match self.poll.poll(&mut self.events, Some(wait)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.tokens.clear();
+            self.tokens
+                .extend(self.events.iter().map(|ev| ev.token().0));
+            for i in 0..self.tokens.len() {
+                let e = self.tokens[i];
+                self.read(e);
+            }
+        }
+    }
+
+    /// Runs until every endpoint is connected, or `limit` passes. Returns whether all are.
+    pub fn run_until_connected(&mut self, limit: Duration) -> io::Result<bool> {
+        let until = Instant::now() + limit;
+        while self.unconnected() > 0 {
+            if Instant::now() >= until {
+                return Ok(false);
+            }
+            self.run_until(Instant::now() + Duration::from_millis(2))?;
+        }
+        Ok(true)
+    }
+
+    fn send_due(&mut self, now: Instant) {
+        while let Some(&Reverse((at, p))) = self.due.peek() {
+            if at > now {
+                break;
+            }
+            self.due.pop();
+            let publication = &mut self.pubs[p];
+            if !publication.active {
+                continue;
+            }
+            let Some(media) = publication.media.as_mut() else {
+                continue;
+            };
+            let mut packets = media.poll(now);
+            let next = media.next_at();
+            let replay = publication.pcap.is_some();
+            let video = publication.kind == MediaKind::Video;
+            for packet in &mut packets {
+                // Make lengths identify packets (see the module docs). Video: every packet of a
+                // frame gets the same length, so the SFU can still send a frame to a consumer
+                // with one GSO call as with real video, and the last one is shorter.
+                let cut = if video {
+                    if publication.last_ts != Some(packet.timestamp) {
+                        publication.last_ts = Some(packet.timestamp);
+                        publication.frame = publication.frame.wrapping_add(1);
+                    }
+                    (publication.frame % u32::from(TAG)) as usize
+                } else {
+                    usize::from(packet.seq as u16 % TAG)
+                };
+                if replay {
+                    packet.payload.resize(packet.payload.len() + cut, 0);
+                } else {
+                    let marker_cut = if video && packet.marker { 100 } else { 0 };
+                    let keep = packet.payload.len().saturating_sub(cut + marker_cut).max(8);
+                    packet.payload.truncate(keep);
+                }
+            }
+            let ep = publication.ep;
+            let mid = publication.mid.clone();
+            self.due.push(Reverse((next, p)));
+            if self.eps[ep].closed {
+                continue;
+            }
+            self.eps[ep].client.send(now, &mid, packets);
+            self.flush(ep, now);
+        }
+    }
+
+    fn serve_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((at, e))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let ep = &mut self.eps[e];
+            if ep.closed || ep.scheduled != at {
+                continue; // stale entry
+            }
+            ep.client.timeout(now);
+            self.flush(e, now);
+        }
+    }
+
+    /// Drains endpoint `e`'s client: sends its datagrams, records send times, passes key frame
+    /// requests to sources, checks what a probe decrypted, reschedules its timer.
+    fn flush(&mut self, e: usize, now: Instant) {
+        let ep = &mut self.eps[e];
+        let out = ep.client.drain(now);
+        for t in out {
+            let at = Instant::now();
+            let wall = wall_now();
+            match ep.socket.send_to(&t.contents, t.destination) {
+                Ok(_) => {}
+                Err(_) => {
+                    self.totals.send_errors += 1;
+                    continue;
+                }
+            }
+            if let Some(h) = wire::rtp_header(&t.contents) {
+                if let Some(&p) = self.by_ssrc.get(&h.ssrc) {
+                    let publication = &mut self.pubs[p];
+                    publication.ring[usize::from(h.seq) % RING] = Some(Slot {
+                        seq: h.seq,
+                        len: (t.contents.len() - h.header_len) as u16,
+                        at,
+                        wall,
+                    });
+                    // Retransmissions come on the RTX SSRC, so this is a first transmission.
+                    publication.last_seq = Some(h.seq);
+                    publication.sent += 1;
+                    if self.win.on {
+                        self.win.sent += 1;
+                    }
+                }
+            }
+        }
+        if ep.connected.is_none() && ep.client.connected {
+            ep.connected = Some(now);
+            let pubs = ep.pubs.clone();
+            for p in pubs {
+                if !self.pubs[p].active {
+                    self.activate(p, now);
+                }
+            }
+        }
+        let ep = &mut self.eps[e];
+        for (mid, _) in ep.client.take_key_frame_requests() {
+            for &p in &ep.pubs {
+                if self.pubs[p].mid == mid.to_string() {
+                    if let Some(m) = self.pubs[p].media.as_mut() {
+                        m.request_key_frame();
+                    }
+                }
+            }
+        }
+        if !ep.client.received.is_empty() {
+            let received = std::mem::take(&mut ep.client.received);
+            for r in received {
+                self.check_probe_packet(r.ssrc, r.seq, &r.payload);
+            }
+        }
+        let ep = &mut self.eps[e];
+        let next = ep.client.next_timeout();
+        if next != ep.scheduled || next <= now {
+            ep.scheduled = next;
+            self.timers.push(Reverse((next, e)));
+        }
+    }
+
+    fn check_probe_packet(&mut self, ssrc: u32, seq: u16, payload: &[u8]) {
+        let Some(&t) = self.by_consumer.get(&ssrc) else {
+            return;
+        };
+        let Some((src_ssrc, src_seq)) = verify_trimmed(payload) else {
+            if self.pubs[self.tracks[t].publication].pcap.is_none() {
+                self.totals.probe_corrupt += 1;
+            }
+            return;
+        };
+        self.totals.probe_verified += 1;
+        let track = &self.tracks[t];
+        let expected = self.pubs[track.publication].ssrc;
+        match track.offset.map(|o| seq.wrapping_sub(o)) {
+            None => self.totals.probe_match_unknown += 1,
+            Some(s) if src_ssrc == expected && s == src_seq => {
+                self.totals.probe_match_agreed += 1;
+            }
+            Some(_) => self.totals.probe_match_disagreed += 1,
+        }
+    }
+
+    fn read(&mut self, e: usize) {
+        if self.eps[e].closed {
+            return;
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut meta = std::mem::take(&mut self.meta);
+        let slot = self.slot;
+        let mut fed = false;
+        let mut now = Instant::now();
+        loop {
+            let result = {
+                let ep = &self.eps[e];
+                let mut slices: Vec<IoSliceMut<'_>> =
+                    buf.chunks_mut(slot).map(IoSliceMut::new).collect();
+                ep.state.recv((&ep.socket).into(), &mut slices, &mut meta)
+            };
+            let count = match result {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.totals.recv_errors += 1;
+                    break;
+                }
+            };
+            now = Instant::now();
+            for (i, m) in meta.iter().take(count).enumerate() {
+                let bytes = &buf[i * slot..i * slot + m.len.min(slot)];
+                let source = SocketAddr::new(m.addr.ip().to_canonical(), m.addr.port());
+                for d in bytes.chunks(m.stride.max(1)) {
+                    fed |= self.on_datagram(e, now, m.timestamp, source, d);
+                }
+            }
+        }
+        self.buf = buf;
+        self.meta = meta;
+        if fed {
+            self.flush(e, now);
+        }
+    }
+
+    /// Handles one datagram; returns whether it went to the client (which then needs a drain).
+    fn on_datagram(
+        &mut self,
+        e: usize,
+        now: Instant,
+        kernel: Option<Duration>,
+        source: SocketAddr,
+        d: &[u8],
+    ) -> bool {
+        let proto = str0m::net::Protocol::Udp;
+        if let Some(h) = wire::rtp_header(d) {
+            let role = self.eps[e].role;
+            self.on_rtp(e, now, kernel, h, d.len());
+            if role == (Role::Recv { probe: true }) {
+                self.eps[e].client.receive(now, proto, source, d);
+                return true;
+            }
+            return false;
+        }
+        if self.security.is_none() && (20..=63).contains(&d[0]) {
+            self.security = wire::sniff_server_hello(d);
+        }
+        self.eps[e].client.receive(now, proto, source, d);
+        true
+    }
+
+    fn on_rtp(
+        &mut self,
+        e: usize,
+        now: Instant,
+        kernel: Option<Duration>,
+        h: wire::RtpHeader,
+        len: usize,
+    ) {
+        let Some(&t) = self.by_consumer.get(&h.ssrc) else {
+            if self.win.on && self.rtx_ssrcs.contains(&h.ssrc) {
+                self.win.rtx += 1;
+                self.win.forwarded += 1;
+            }
+            return;
+        };
+        let track = &mut self.tracks[t];
+        let ep = &mut self.eps[e];
+        ep.first_rtp.get_or_insert(now);
+        match track.kind {
+            MediaKind::Audio => ep.first_audio.get_or_insert(now),
+            MediaKind::Video => ep.first_video.get_or_insert(now),
+        };
+        // Loss: sequence gaps (a late packet fills one back in).
+        match track.next {
+            None => track.next = Some(h.seq.wrapping_add(1)),
+            Some(next) => {
+                let d = h.seq.wrapping_sub(next) as i16;
+                if d >= 0 {
+                    track.gaps += i64::from(d);
+                    track.next = Some(h.seq.wrapping_add(1));
+                } else {
+                    track.gaps -= 1;
+                }
+            }
+        }
+        track.received += 1;
+        // Delay: find the send time through the consumer's sequence offset.
+        let len = (len - h.header_len) as u16;
+        let publication = &self.pubs[track.publication];
+        let lookup = |s: u16| {
+            publication.ring[usize::from(s) % RING]
+                .filter(|slot| slot.seq == s && slot.len == len && slot.at <= now)
+        };
+        let mut found = track
+            .offset
+            .and_then(|o| lookup(h.seq.wrapping_sub(o)).map(|s| (o, s)));
+        if found.is_none() {
+            // Learn the offset from a packet whose length is unique among the recent sends.
+            if let Some(last) = publication.last_seq {
+                let horizon = now.checked_sub(LEARN_WINDOW).unwrap_or(now);
+                let mut matches = (0..RING as u16)
+                    .map_while(|back| {
+                        publication.ring[usize::from(last.wrapping_sub(back)) % RING]
+                            .filter(|slot| slot.at >= horizon)
+                    })
+                    .filter(|slot| slot.len == len && slot.at <= now);
+                if let (Some(s), None) = (matches.next(), matches.next()) {
+                    found = Some((h.seq.wrapping_sub(s.seq), s));
+                }
+            }
+            if found.is_some() && track.offset.is_some() {
+                self.totals.relearned += 1;
+            }
+        }
+        match found {
+            Some((offset, slot)) => {
+                track.offset = Some(offset);
+                track.last_src = Some(slot.seq);
+                if self.win.on {
+                    let us = |d: Duration| d.as_micros().min(u128::from(u32::MAX)) as u32;
+                    self.win.app_delays.push(us(now.duration_since(slot.at)));
+                    if let Some(k) = kernel {
+                        self.win.delays.push(us(k.saturating_sub(slot.wall)));
+                    }
+                }
+            }
+            None => {
+                if self.win.on {
+                    self.win.unmatched += 1;
+                }
+            }
+        }
+        if self.win.on {
+            self.win.forwarded += 1;
+        }
+    }
+
+    /// Loss over the run: (lost, expected, consumers that received nothing).
+    pub fn loss(&self) -> (u64, u64, u64) {
+        let (mut lost, mut expected, mut silent) = (0u64, 0u64, 0u64);
+        for t in &self.tracks {
+            let publication = &self.pubs[t.publication];
+            if self.eps[publication.ep].closed {
+                continue;
+            }
+            if t.received == 0 {
+                if publication.sent > 0 {
+                    silent += 1;
+                }
+                continue;
+            }
+            let tail = match (publication.last_seq, t.last_src) {
+                (Some(last), Some(got)) => u64::from(last.wrapping_sub(got).min(u16::MAX / 2)),
+                _ => 0,
+            };
+            let l = t.gaps.max(0) as u64 + tail;
+            lost += l;
+            expected += t.received + l;
+        }
+        (lost, expected, silent)
+    }
+
+    /// Consumers that exist.
+    pub fn consumers(&self) -> usize {
+        self.tracks.len()
+    }
+}
+
+/// Checks a payload made by `sfu_tests::media` and shortened by the generator: returns the
+/// embedded source (ssrc, seq) when every byte matches.
+fn verify_trimmed(p: &[u8]) -> Option<(u32, u16)> {
+    let (ssrc, seq, full) = match *p.first()? {
+        0xA0 => {
+            let ssrc = u32::from_be_bytes(p.get(1..5)?.try_into().ok()?);
+            let seq = u16::from_be_bytes(p.get(5..7)?.try_into().ok()?);
+            (ssrc, seq, audio_payload(ssrc, seq))
+        }
+        0x10 | 0x00 => {
+            let ssrc = u32::from_be_bytes(p.get(2..6)?.try_into().ok()?);
+            let seq = u16::from_be_bytes(p.get(6..8)?.try_into().ok()?);
+            let full = video_payload(ssrc, seq, p[0] == 0x10, p[1] == 0x00);
+            (ssrc, seq, full)
+        }
+        _ => return None,
+    };
+    let cut = full.len().checked_sub(p.len())?;
+    (cut < usize::from(TAG) + 100 && full[..p.len()] == *p).then_some((ssrc, seq))
+}

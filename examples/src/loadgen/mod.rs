@@ -1,0 +1,825 @@
+//! The load generator: how many packets, consumers and joins one SFU core carries.
+//!
+//! [`run`] starts the SFU in process (the mio runtime, one worker), pins the worker thread and
+//! the generator to different cores where there are two, builds the workload out of real
+//! WebRTC client transports ([`engine`]) and measures. See `src/bin/loadgen.rs` for the
+//! command line and [`engine`] for how delay and loss are measured without decrypting.
+#![allow(clippy::disallowed_methods)] // The generator owns its clock.
+
+pub mod engine;
+pub mod report;
+pub mod sys;
+pub mod wire;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sfu_core::ortc::{MediaKind, RtpCapabilities};
+use sfu_core::{RouterId, RouterOptions, SfuConfig};
+use sfu_runtime_mio::{ListenOptions, Runtime, RuntimeConfig, RuntimeCounters};
+
+use engine::{Capture, Engine, Role, Totals};
+use wire::Security;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which workload to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// R rooms of P participants, each publishing audio and video and consuming everyone else.
+    Conference,
+    /// One publisher, N viewers.
+    Broadcast,
+    /// Thousands of connected transports without media beside a small active conference.
+    Idle,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The workload.
+    pub workload: Workload,
+    /// Conference rooms.
+    pub rooms: usize,
+    /// Participants per conference room.
+    pub participants: usize,
+    /// Broadcast viewers.
+    pub viewers: usize,
+    /// Idle transports (idle workload).
+    pub idle: usize,
+    /// Transports created (and closed again) to measure the creation rate and memory.
+    pub create: usize,
+    /// Measurement window.
+    pub duration: Duration,
+    /// Media before the window opens.
+    pub warmup: Duration,
+    /// Replay this capture as the published media.
+    pub pcap: Option<PathBuf>,
+    /// Pin the SFU worker and the generator to different cores.
+    pub pin: bool,
+    /// Run the sweeps.
+    pub sweep: bool,
+    /// Sweep points: participants per room.
+    pub sweep_participants: Vec<usize>,
+    /// Sweep points: idle transports.
+    pub sweep_idle: Vec<usize>,
+    /// Measurement window of each sweep point.
+    pub sweep_duration: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            workload: Workload::Conference,
+            rooms: 5,
+            participants: 10,
+            viewers: 200,
+            idle: 2000,
+            create: 500,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            pcap: None,
+            pin: true,
+            sweep: false,
+            sweep_participants: vec![2, 3, 4, 6, 8, 10, 14, 20],
+            sweep_idle: vec![10, 100, 500, 1000, 2500, 5000],
+            sweep_duration: Duration::from_secs(4),
+        }
+    }
+}
+
+impl Options {
+    /// A few seconds in all: one small room, a short window, small sweeps.
+    pub fn quick() -> Self {
+        Self {
+            rooms: 1,
+            participants: 4,
+            viewers: 20,
+            idle: 100,
+            create: 40,
+            duration: Duration::from_secs(2),
+            warmup: Duration::from_millis(500),
+            sweep_participants: vec![2, 4, 6],
+            sweep_idle: vec![10, 100],
+            sweep_duration: Duration::from_secs(1),
+            ..Self::default()
+        }
+    }
+}
+
+/// The machine the numbers come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// CPU model.
+    pub cpu_model: String,
+    /// Load average when the run started.
+    pub loadavg_start: String,
+    /// ... and ended.
+    pub loadavg_end: String,
+    /// (SFU worker core, generator core), when pinned.
+    pub pinned: Option<(usize, usize)>,
+    /// How busy each CPU was (other processes) just before the run, by CPU number.
+    pub busy_before: Vec<(usize, f64)>,
+}
+
+/// One measurement window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Measurement {
+    /// Wall time of the window, seconds.
+    pub wall_s: f64,
+    /// RTP packets publishers sent per second (the offered load).
+    pub offered_pps: f64,
+    /// RTP packets consumers received in the window (retransmissions included).
+    pub forwarded: u64,
+    /// ... per second.
+    pub forwarded_pps: f64,
+    /// Of which retransmissions.
+    pub rtx: u64,
+    /// SFU worker thread CPU time in the window (schedstat), seconds.
+    pub sfu_cpu_s: f64,
+    /// ... of it user time (10 ms ticks).
+    pub sfu_user_s: f64,
+    /// ... of it system time (10 ms ticks).
+    pub sfu_system_s: f64,
+    /// SFU CPU / wall.
+    pub sfu_util: f64,
+    /// Forwarded packets per SFU CPU-second: the headline.
+    pub pkts_per_sfu_cpu_s: f64,
+    /// Microseconds of SFU CPU per forwarded packet.
+    pub sfu_us_per_pkt: f64,
+    /// Generator thread CPU time, seconds.
+    pub gen_cpu_s: f64,
+    /// Generator CPU / wall.
+    pub gen_util: f64,
+    /// Microseconds of generator CPU per forwarded packet.
+    pub gen_us_per_pkt: f64,
+    /// Whole process CPU (SFU + generator + the rest), seconds.
+    pub process_cpu_s: f64,
+    /// Packets with a measured delay.
+    pub delay_samples: usize,
+    /// Received packets whose send time was not found.
+    pub delay_unmatched: u64,
+    /// Added forwarding delay (publisher send to consumer receive), microseconds.
+    pub delay_p50_us: u32,
+    /// p99.
+    pub delay_p99_us: u32,
+    /// Max.
+    pub delay_max_us: u32,
+    /// Delay as the generator saw it (adds its own scheduling), p50, microseconds.
+    pub app_delay_p50_us: u32,
+    /// ... p99.
+    pub app_delay_p99_us: u32,
+    /// Packets lost over the whole run (gaps and tails), after the final drain.
+    pub lost: u64,
+    /// Packets expected over the whole run.
+    pub expected: u64,
+    /// lost / expected.
+    pub loss_ratio: f64,
+    /// Consumers whose producer sent but that received nothing.
+    pub silent_consumers: u64,
+    /// Datagrams the kernel dropped for full UDP receive buffers (machine-wide) in the window.
+    pub kernel_rcvbuf_drops: u64,
+    /// The SFU's UDP send errors in the window.
+    pub sfu_send_errors: u64,
+    /// UDP datagrams the SFU sent in the window (RTP, RTCP, STUN).
+    pub sfu_datagrams_sent: u64,
+    /// Of those sends, how many were GSO calls carrying more than one datagram.
+    pub sfu_gso_batches: u64,
+    /// UDP datagrams the SFU received in the window.
+    pub sfu_datagrams_received: u64,
+    /// Times the SFU worker thread was preempted (involuntary context switches) in the window:
+    /// other processes taking its core.
+    pub sfu_preempted: u64,
+    /// ... and the generator thread.
+    pub gen_preempted: u64,
+    /// Mean lateness of the SFU's timer wakes in the window, microseconds.
+    pub sfu_timer_late_mean_us: u64,
+    /// Which side limits the rate.
+    pub verdict: String,
+}
+
+/// Join times, milliseconds, for receive transports created while media already flowed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Joins {
+    /// Samples.
+    pub samples: usize,
+    /// Transport created → ICE and DTLS connected at the client, p50.
+    pub connected_p50_ms: f64,
+    /// ... p99.
+    pub connected_p99_ms: f64,
+    /// Transport created → first audio packet at the new consumer, p50.
+    pub first_audio_p50_ms: f64,
+    /// ... p99.
+    pub first_audio_p99_ms: f64,
+    /// Transport created → first video packet, p50.
+    pub first_video_p50_ms: f64,
+    /// ... p99.
+    pub first_video_p99_ms: f64,
+}
+
+/// Transport creation: rate and memory.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Creation {
+    /// Transports created, connected (ICE + DTLS) and measured.
+    pub transports: usize,
+    /// Wall time from the first create call to the last DTLS connected, seconds.
+    pub wall_s: f64,
+    /// Transports per wall second (the generator's client DTLS is in this too).
+    pub per_wall_s: f64,
+    /// SFU CPU for the create calls alone, microseconds per transport.
+    pub sfu_create_us: f64,
+    /// SFU CPU for create + ICE + DTLS, microseconds per transport.
+    pub sfu_setup_us: f64,
+    /// Transports the SFU sets up per CPU-second (create + ICE + DTLS): per core.
+    pub per_sfu_cpu_s: f64,
+    /// Generator CPU per transport (client side of ICE and DTLS), microseconds.
+    pub gen_setup_us: f64,
+    /// Process RSS growth per created, not yet connected transport (server side only).
+    pub rss_per_created_transport: i64,
+    /// Process RSS growth per connected transport (server and client side together).
+    pub rss_per_connected_transport: i64,
+}
+
+/// One sweep point.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Point {
+    /// Participants per room, or idle transports.
+    pub x: usize,
+    /// The measurement.
+    pub m: Measurement,
+}
+
+/// The sweeps.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sweep {
+    /// One room of x participants.
+    pub participants: Vec<Point>,
+    /// A room of 10 beside x idle transports.
+    pub idle: Vec<Point>,
+}
+
+/// Everything a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// The workload.
+    pub workload: Workload,
+    /// Its size in words.
+    pub description: String,
+    /// The main measurement.
+    pub run: Measurement,
+    /// Join times.
+    pub joins: Joins,
+    /// Creation rate and memory.
+    pub creation: Creation,
+    /// The idle workload's transports (kept connected through the run).
+    pub idle_creation: Option<Creation>,
+    /// RSS growth per consumer over the conference's setup and warm-up (includes its share
+    /// of transports, client state and RTX caches).
+    pub rss_per_consumer: i64,
+    /// Consumers.
+    pub consumers: usize,
+    /// What DTLS negotiated.
+    pub security: Option<Security>,
+    /// Whole-run counts and checks.
+    pub totals: Totals,
+    /// The sweeps.
+    pub sweep: Option<Sweep>,
+}
+
+struct Harness {
+    runtime: Runtime,
+    engine: Engine,
+    sfu_tid: Option<u32>,
+    gen_tid: Option<u32>,
+    pinned: Option<(usize, usize)>,
+}
+
+fn start(opts: &Options) -> Result<Harness, Error> {
+    // The cores this process may use, as first seen (later this thread is pinned to one).
+    static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+    let mut cores = CORES
+        .get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+        .clone();
+    let pin = opts.pin && cores.len() >= 2;
+    if pin {
+        // The SFU gets the core other processes use least, the generator the next one.
+        let busy = sys::cpu_busy(Duration::from_millis(300));
+        let load = |id: usize| busy.iter().find(|b| b.0 == id).map_or(0.0, |b| b.1);
+        cores.sort_by(|a, b| load(a.id).total_cmp(&load(b.id)));
+    }
+    // A new thread inherits its creator's affinity: pin this thread to the SFU's core while the
+    // runtime starts its worker, then move it to the generator's core.
+    if pin {
+        core_affinity::set_for_current(cores[0]);
+    }
+    let before = sys::thread_ids();
+    let runtime = Runtime::start(RuntimeConfig {
+        workers: 1,
+        listen: vec![ListenOptions::udp(IpAddr::V4(Ipv4Addr::LOCALHOST))],
+        sfu: SfuConfig::with_seed(7),
+    })?;
+    if pin {
+        core_affinity::set_for_current(cores[1]);
+    }
+    // The worker names itself once it runs: look for it for up to a second.
+    let mut sfu_tid = None;
+    for _ in 0..200 {
+        sfu_tid = sys::thread_ids().into_iter().find(|t| {
+            !before.contains(t) && sys::thread_name(*t).is_some_and(|n| n.starts_with("sfu-mio"))
+        });
+        if sfu_tid.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if sfu_tid.is_none() {
+        return Err("could not find the SFU worker thread in /proc/self/task".into());
+    }
+    let worker = runtime.least_loaded();
+    Ok(Harness {
+        runtime,
+        engine: Engine::new(worker)?,
+        sfu_tid,
+        gen_tid: sys::current_tid(),
+        pinned: pin.then(|| (cores[0].id, cores[1].id)),
+    })
+}
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    at: Instant,
+    sfu: sys::CpuTimes,
+    gen: sys::CpuTimes,
+    process: sys::CpuTimes,
+    counters: RuntimeCounters,
+    rcvbuf: u64,
+    sfu_preempted: u64,
+    gen_preempted: u64,
+}
+
+impl Harness {
+    fn snapshot(&self) -> Snapshot {
+        let cpu = |t: Option<u32>| t.and_then(sys::thread_cpu).unwrap_or_default();
+        Snapshot {
+            at: Instant::now(),
+            sfu: cpu(self.sfu_tid),
+            gen: cpu(self.gen_tid),
+            process: sys::process_cpu().unwrap_or_default(),
+            counters: self.engine.worker.counters(),
+            rcvbuf: sys::udp_rcvbuf_errors(),
+            sfu_preempted: self.sfu_tid.map_or(0, sys::thread_preemptions),
+            gen_preempted: self.gen_tid.map_or(0, sys::thread_preemptions),
+        }
+    }
+
+    fn room(&self) -> Result<(RouterId, RtpCapabilities), Error> {
+        let worker = &self.engine.worker;
+        let router = worker.create_router(RouterOptions {
+            media_codecs: sfu_tests::sim::media_codecs(),
+        })?;
+        Ok((router, worker.router_rtp_capabilities(router)?))
+    }
+
+    /// Creates and connects `n` transports without media; closes them again unless `keep`.
+    fn create_idle(&mut self, n: usize, keep: bool) -> Result<Creation, Error> {
+        let (router, caps) = self.room()?;
+        let rss0 = sys::rss_bytes() as i64;
+        let s0 = self.snapshot();
+        let mut created = Vec::with_capacity(n);
+        for _ in 0..n {
+            let at = Instant::now();
+            created.push((at, self.engine.create_transport(router)?));
+        }
+        let s1 = self.snapshot();
+        let rss1 = sys::rss_bytes() as i64;
+        let mut eps = Vec::with_capacity(n);
+        for chunk in created.chunks(250) {
+            for (at, c) in chunk {
+                eps.push(self.engine.attach(c, &caps, Role::Idle, *at)?);
+            }
+            if !self.engine.run_until_connected(Duration::from_secs(60))? {
+                return Err("idle transports did not connect within 60 s".into());
+            }
+        }
+        let s2 = self.snapshot();
+        let rss2 = sys::rss_bytes() as i64;
+        if !keep {
+            for e in eps {
+                self.engine.close(e)?;
+            }
+        }
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+        let sfu_setup = s2.sfu.since(&s0.sfu).on_cpu;
+        Ok(Creation {
+            transports: n,
+            wall_s: (s2.at - s0.at).as_secs_f64(),
+            per_wall_s: n as f64 / (s2.at - s0.at).as_secs_f64(),
+            sfu_create_us: per(s1.sfu.since(&s0.sfu).on_cpu),
+            sfu_setup_us: per(sfu_setup),
+            per_sfu_cpu_s: n as f64 / sfu_setup.as_secs_f64().max(1e-9),
+            gen_setup_us: per(s2.gen.since(&s0.gen).on_cpu),
+            rss_per_created_transport: (rss1 - rss0) / n.max(1) as i64,
+            rss_per_connected_transport: (rss2 - rss0) / n.max(1) as i64,
+        })
+    }
+
+    /// `rooms` rooms of `participants`, joining one after another while media flows.
+    fn conference(
+        &mut self,
+        rooms: usize,
+        participants: usize,
+        captures: &Captures,
+    ) -> Result<(), Error> {
+        let mut n = 0u32;
+        for _ in 0..rooms {
+            let (router, caps) = self.room()?;
+            let mut members: Vec<(usize, [usize; 2])> = Vec::new();
+            for k in 0..participants {
+                n += 1;
+                let engine = &mut self.engine;
+                let send = engine.add_endpoint(router, &caps, Role::Send)?;
+                let stagger = Duration::from_micros(u64::from(n) * 7_919 % 33_000);
+                let ssrc = 1_000_000 + n * 10;
+                let a = engine.produce(send, MediaKind::Audio, ssrc, captures.audio(), stagger)?;
+                let v =
+                    engine.produce(send, MediaKind::Video, ssrc + 2, captures.video(), stagger)?;
+                let recv = engine.add_endpoint(router, &caps, Role::Recv { probe: k == 0 })?;
+                engine.eps[recv].join_sample = k > 0;
+                let mut consumers = Vec::new();
+                for (_, pubs) in &members {
+                    for &p in pubs {
+                        consumers.push(engine.consume(recv, p, &caps)?);
+                    }
+                }
+                for c in consumers {
+                    engine.worker.resume_consumer(c)?;
+                }
+                for (other_recv, _) in &members {
+                    for p in [a, v] {
+                        let c = engine.consume(*other_recv, p, &caps)?;
+                        engine.worker.resume_consumer(c)?;
+                    }
+                }
+                members.push((recv, [a, v]));
+                engine.run_until(Instant::now() + Duration::from_millis(20))?;
+            }
+        }
+        if !self.engine.run_until_connected(Duration::from_secs(30))? {
+            return Err("conference transports did not connect within 30 s".into());
+        }
+        Ok(())
+    }
+
+    fn broadcast(&mut self, viewers: usize, captures: &Captures) -> Result<(), Error> {
+        let (router, caps) = self.room()?;
+        let engine = &mut self.engine;
+        let send = engine.add_endpoint(router, &caps, Role::Send)?;
+        let a = engine.produce(
+            send,
+            MediaKind::Audio,
+            900_001,
+            captures.audio(),
+            Duration::ZERO,
+        )?;
+        let v = engine.produce(
+            send,
+            MediaKind::Video,
+            900_003,
+            captures.video(),
+            Duration::ZERO,
+        )?;
+        engine.run_until_connected(Duration::from_secs(10))?;
+        engine.run_until(Instant::now() + Duration::from_millis(200))?;
+        for k in 0..viewers {
+            let recv = engine.add_endpoint(router, &caps, Role::Recv { probe: k == 0 })?;
+            engine.eps[recv].join_sample = true;
+            let ca = engine.consume(recv, a, &caps)?;
+            let cv = engine.consume(recv, v, &caps)?;
+            engine.worker.resume_consumer(ca)?;
+            engine.worker.resume_consumer(cv)?;
+            engine.run_until(Instant::now() + Duration::from_millis(5))?;
+        }
+        if !engine.run_until_connected(Duration::from_secs(30))? {
+            return Err("viewers did not connect within 30 s".into());
+        }
+        Ok(())
+    }
+
+    /// Warms up, measures a window, and returns it (loss is filled in by [`Self::finish`]).
+    fn measure(&mut self, warmup: Duration, duration: Duration) -> Result<Measurement, Error> {
+        self.engine.run_until(Instant::now() + warmup)?;
+        self.engine.win = engine::Window {
+            on: true,
+            delays: Vec::with_capacity(1 << 20),
+            app_delays: Vec::with_capacity(1 << 20),
+            ..Default::default()
+        };
+        let s0 = self.snapshot();
+        self.engine.run_until(s0.at + duration)?;
+        self.engine.win.on = false;
+        let s1 = self.snapshot();
+        let wall = (s1.at - s0.at).as_secs_f64();
+        let win = &mut self.engine.win;
+        let sfu = s1.sfu.since(&s0.sfu);
+        let gen = s1.gen.since(&s0.gen);
+        let fwd = win.forwarded as f64;
+        win.delays.sort_unstable();
+        win.app_delays.sort_unstable();
+        let at = |v: &[u32], q: f64| -> u32 {
+            if v.is_empty() {
+                return 0;
+            }
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        let pct = |q: f64| at(&win.delays, q);
+        let sfu_util = sfu.on_cpu.as_secs_f64() / wall;
+        let gen_util = gen.on_cpu.as_secs_f64() / wall;
+        let kernel_drops = s1.rcvbuf.saturating_sub(s0.rcvbuf);
+        let verdict = if gen_util > 0.85 {
+            "generator-bound (its core is busy): compare SFU µs per packet at equal offered load"
+        } else if sfu_util > 0.85 || kernel_drops > 0 {
+            "SFU-bound: its worker core is saturated (queueing delay, drops)"
+        } else {
+            "neither side saturated: the offered load is below capacity; compare µs per packet"
+        };
+        Ok(Measurement {
+            wall_s: wall,
+            offered_pps: win.sent as f64 / wall,
+            forwarded: win.forwarded,
+            forwarded_pps: fwd / wall,
+            rtx: win.rtx,
+            sfu_cpu_s: sfu.on_cpu.as_secs_f64(),
+            sfu_user_s: sfu.user.as_secs_f64(),
+            sfu_system_s: sfu.system.as_secs_f64(),
+            sfu_util,
+            pkts_per_sfu_cpu_s: fwd / sfu.on_cpu.as_secs_f64().max(1e-9),
+            sfu_us_per_pkt: sfu.on_cpu.as_secs_f64() * 1e6 / fwd.max(1.0),
+            gen_cpu_s: gen.on_cpu.as_secs_f64(),
+            gen_util,
+            gen_us_per_pkt: gen.on_cpu.as_secs_f64() * 1e6 / fwd.max(1.0),
+            process_cpu_s: s1.process.since(&s0.process).on_cpu.as_secs_f64(),
+            delay_samples: win.delays.len(),
+            delay_unmatched: win.unmatched,
+            delay_p50_us: pct(0.5),
+            delay_p99_us: pct(0.99),
+            delay_max_us: win.delays.last().copied().unwrap_or(0),
+            app_delay_p50_us: at(&win.app_delays, 0.5),
+            app_delay_p99_us: at(&win.app_delays, 0.99),
+            kernel_rcvbuf_drops: kernel_drops,
+            sfu_send_errors: s1
+                .counters
+                .udp_send_errors
+                .saturating_sub(s0.counters.udp_send_errors),
+            sfu_datagrams_sent: s1.counters.udp_datagrams_sent - s0.counters.udp_datagrams_sent,
+            sfu_gso_batches: s1.counters.udp_gso_batches - s0.counters.udp_gso_batches,
+            sfu_datagrams_received: s1.counters.udp_datagrams_received
+                - s0.counters.udp_datagrams_received,
+            sfu_preempted: s1.sfu_preempted.saturating_sub(s0.sfu_preempted),
+            gen_preempted: s1.gen_preempted.saturating_sub(s0.gen_preempted),
+            sfu_timer_late_mean_us: (s1.counters.timer_late_total_us
+                - s0.counters.timer_late_total_us)
+                .checked_div(s1.counters.timer_fires - s0.counters.timer_fires)
+                .unwrap_or(0),
+            verdict: verdict.into(),
+            ..Default::default()
+        })
+    }
+
+    /// Stops media, lets what is in flight arrive, and fills in the loss.
+    fn finish(&mut self, m: &mut Measurement) -> Result<(), Error> {
+        self.engine.stop_media();
+        self.engine
+            .run_until(Instant::now() + Duration::from_millis(600))?;
+        let (lost, expected, silent) = self.engine.loss();
+        m.lost = lost;
+        m.expected = expected;
+        m.loss_ratio = lost as f64 / expected.max(1) as f64;
+        m.silent_consumers = silent;
+        Ok(())
+    }
+
+    fn joins(&self) -> Joins {
+        let ms = |v: &mut Vec<f64>, q: f64| -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            v.sort_by(f64::total_cmp);
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        let mut connected = Vec::new();
+        let mut audio = Vec::new();
+        let mut video = Vec::new();
+        for e in self.engine.eps.iter().filter(|e| e.join_sample) {
+            let since = |t: Option<Instant>| t.map(|t| (t - e.created).as_secs_f64() * 1e3);
+            connected.extend(since(e.connected));
+            audio.extend(since(e.first_audio));
+            video.extend(since(e.first_video));
+        }
+        Joins {
+            samples: audio.len(),
+            connected_p50_ms: ms(&mut connected, 0.5),
+            connected_p99_ms: ms(&mut connected, 0.99),
+            first_audio_p50_ms: ms(&mut audio, 0.5),
+            first_audio_p99_ms: ms(&mut audio, 0.99),
+            first_video_p50_ms: ms(&mut video, 0.5),
+            first_video_p99_ms: ms(&mut video, 0.99),
+        }
+    }
+}
+
+/// The captured streams to replay, if any.
+#[derive(Default)]
+struct Captures {
+    audio: Option<Arc<Capture>>,
+    video: Option<Arc<Capture>>,
+}
+
+impl Captures {
+    fn load(path: &std::path::Path) -> Result<Self, Error> {
+        let packets = sfu_tests::pcap::read_udp_packets(path)?;
+        let streams = sfu_tests::pcap::rtp_streams(&packets);
+        let mut by_size: Vec<(f64, Capture)> = streams
+            .values()
+            .filter(|s| s.len() >= 10)
+            .map(|s| {
+                let t0 = s[0].packet.time;
+                let ts0 = s[0].rtp.timestamp;
+                let packets: Vec<_> = s
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.packet.time.saturating_sub(t0),
+                            p.rtp.marker,
+                            p.rtp.timestamp.wrapping_sub(ts0),
+                            p.payload().to_vec(),
+                        )
+                    })
+                    .collect();
+                let mean =
+                    packets.iter().map(|p| p.3.len()).sum::<usize>() as f64 / packets.len() as f64;
+                let span =
+                    packets.last().map_or(Duration::ZERO, |p| p.0) + Duration::from_millis(20);
+                (mean, Capture { packets, span })
+            })
+            .collect();
+        by_size.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut c = Captures::default();
+        match by_size.len() {
+            0 => return Err("the capture holds no RTP stream of 10 packets or more".into()),
+            1 => c.video = by_size.pop().map(|s| Arc::new(s.1)),
+            _ => {
+                c.video = by_size.pop().map(|s| Arc::new(s.1));
+                c.audio = Some(Arc::new(by_size.remove(0).1));
+            }
+        }
+        Ok(c)
+    }
+
+    fn audio(&self) -> Option<Arc<Capture>> {
+        self.audio.clone()
+    }
+
+    fn video(&self) -> Option<Arc<Capture>> {
+        self.video.clone()
+    }
+}
+
+/// Runs the workload (and the sweeps if asked) and reports. Progress goes to stderr.
+pub fn run(opts: &Options) -> Result<Report, Error> {
+    let loadavg_start = sys::loadavg();
+    let busy_before = sys::cpu_busy(Duration::from_millis(500));
+    // Before any pinning narrows this thread's affinity.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let captures = match &opts.pcap {
+        Some(p) => Captures::load(p)?,
+        None => Captures::default(),
+    };
+    let mut h = start(opts)?;
+    eprintln!(
+        "loadgen: SFU worker tid {:?}, generator tid {:?}, pinned {:?}",
+        h.sfu_tid, h.gen_tid, h.pinned
+    );
+    eprintln!("loadgen: creation test, {} transports", opts.create);
+    let creation = h.create_idle(opts.create, false)?;
+    let mut idle_creation = None;
+    if opts.workload == Workload::Idle {
+        eprintln!("loadgen: {} idle transports", opts.idle);
+        idle_creation = Some(h.create_idle(opts.idle, true)?);
+    }
+    let rss_before = sys::rss_bytes() as i64;
+    let description = match opts.workload {
+        Workload::Conference => {
+            eprintln!(
+                "loadgen: conference, {} rooms x {} participants",
+                opts.rooms, opts.participants
+            );
+            h.conference(opts.rooms, opts.participants, &captures)?;
+            format!(
+                "conference: {} rooms x {} participants (audio 50 pkt/s + video ~1 Mbit/s each)",
+                opts.rooms, opts.participants
+            )
+        }
+        Workload::Broadcast => {
+            eprintln!("loadgen: broadcast, {} viewers", opts.viewers);
+            h.broadcast(opts.viewers, &captures)?;
+            format!("broadcast: 1 publisher, {} viewers", opts.viewers)
+        }
+        Workload::Idle => {
+            h.conference(1, 4, &captures)?;
+            format!(
+                "idle: {} connected idle transports beside 1 room x 4 participants",
+                opts.idle
+            )
+        }
+    };
+    let description = match &opts.pcap {
+        Some(p) => {
+            eprintln!("loadgen: replaying {}", p.display());
+            format!(
+                "{description}; media replayed from {} (payloads padded by up to 31 bytes to \
+                 tag lengths)",
+                p.display()
+            )
+        }
+        None => description,
+    };
+    eprintln!("loadgen: measuring {:?}", opts.duration);
+    let mut run = h.measure(opts.warmup, opts.duration)?;
+    let consumers = h.engine.consumers();
+    let rss_per_consumer = (sys::rss_bytes() as i64 - rss_before) / consumers.max(1) as i64;
+    h.finish(&mut run)?;
+    let joins = h.joins();
+    let security = h.engine.security.clone();
+    let totals = h.engine.totals.clone();
+    let machine_pinned = h.pinned;
+    h.runtime.shutdown();
+    let sweep = if opts.sweep {
+        Some(sweep(opts, &captures)?)
+    } else {
+        None
+    };
+    Ok(Report {
+        machine: Machine {
+            cpus,
+            cpu_model: sys::cpu_model(),
+            loadavg_start,
+            loadavg_end: sys::loadavg(),
+            pinned: machine_pinned,
+            busy_before,
+        },
+        workload: opts.workload,
+        description,
+        run,
+        joins,
+        creation,
+        idle_creation,
+        rss_per_consumer,
+        consumers,
+        security,
+        totals,
+        sweep,
+    })
+}
+
+/// Participants of the active room beside the idle transports in the idle sweep (about 15,000
+/// forwarded packets per second: enough that fixed per-transport costs do not dominate).
+const IDLE_SWEEP_ROOM: usize = 10;
+
+fn sweep(opts: &Options, captures: &Captures) -> Result<Sweep, Error> {
+    let mut out = Sweep::default();
+    for &p in &opts.sweep_participants {
+        eprintln!("loadgen: sweep, 1 room x {p} participants");
+        let mut h = start(opts)?;
+        h.conference(1, p, captures)?;
+        let mut m = h.measure(opts.warmup, opts.sweep_duration)?;
+        h.finish(&mut m)?;
+        h.runtime.shutdown();
+        out.participants.push(Point { x: p, m });
+    }
+    let mut h = start(opts)?;
+    h.conference(1, IDLE_SWEEP_ROOM, captures)?;
+    let mut idle = 0;
+    for &n in &opts.sweep_idle {
+        eprintln!("loadgen: sweep, {n} idle transports beside 1 room x {IDLE_SWEEP_ROOM}");
+        // Media keeps flowing while the idle transports are added.
+        if n > idle {
+            h.create_idle(n - idle, true)?;
+            idle = n;
+        }
+        let m = h.measure(opts.warmup, opts.sweep_duration)?;
+        out.idle.push(Point { x: n, m });
+    }
+    if let Some(last) = out.idle.last_mut() {
+        h.finish(&mut last.m)?;
+    }
+    h.runtime.shutdown();
+    Ok(out)
+}
