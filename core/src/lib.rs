@@ -97,6 +97,7 @@ mod api;
 mod config;
 pub mod control;
 mod demux;
+mod dtls;
 mod error;
 mod event;
 mod forward;

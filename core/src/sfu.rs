@@ -31,6 +31,14 @@ use crate::stats::SfuStats;
 use crate::timers::Timers;
 use crate::transport::webrtc::{self, WebRtcTransport};
 
+/// The shortest time a transport is put back to sleep for when its stack names no later
+/// deadline.
+const MIN_WAKE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// How long a transport that was never connected sleeps when its stack names no later deadline
+/// (everything it can do before `connect` is driven by arriving datagrams).
+const IDLE_WAKE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Simulcast encodings beyond this many are not forwarded.
 pub(crate) const MAX_LAYERS: usize = 8;
 
@@ -85,7 +93,7 @@ impl Sfu {
     ///
     /// Makes the DTLS certificate all transports of this Sfu share.
     pub fn new(config: SfuConfig, now: Instant) -> Result<Self, Error> {
-        let crypto = Arc::new(str0m::crypto::from_feature_flags());
+        let crypto = crate::dtls::crypto_provider();
         let cert = crypto
             .dtls_provider
             .generate_certificate()
@@ -326,7 +334,16 @@ impl Sfu {
                     self.work.push_back((tid, e));
                 }
                 Ok(str0m::Output::Timeout(at)) => {
-                    self.timers.schedule(TimerKey::Transport(tid), at.max(now));
+                    // After a full drain at `now`, a deadline at or before `now` means nothing
+                    // is due yet: str0m reports its unstarted DTLS as due "now" until
+                    // `connect`, and briefly while DTLS connects. Wake such a transport a
+                    // little later instead of spinning on it.
+                    let at = match (at > now, t.connected) {
+                        (true, _) => at,
+                        (false, true) => now + MIN_WAKE,
+                        (false, false) => now + IDLE_WAKE,
+                    };
+                    self.timers.schedule(TimerKey::Transport(tid), at);
                     break;
                 }
                 Err(e) => {

@@ -67,3 +67,39 @@ fn forwarding_cost_is_flat_with_1000_idle_transports() {
         "work per datagram grew with idle transports: {polls_0} -> {polls_1000}"
     );
 }
+
+/// Transports that were created but never connected sleep: a runtime that serves each deadline
+/// sees time move on, instead of being asked again and again for the same instant.
+#[test]
+fn unconnected_transports_do_not_spin() {
+    let mut sim = Sim::new(7);
+    let room = sim.create_router();
+    for _ in 0..100 {
+        sim.sfu
+            .create_webrtc_transport(
+                room,
+                WebRtcTransportOptions {
+                    listen_infos: sim.listen_infos(),
+                },
+            )
+            .unwrap();
+    }
+    let mut last = sim.now;
+    let before = sim.sfu.stats().transport_polls;
+    for _ in 0..50 {
+        let deadline = loop {
+            if let sfu_core::Output::Timeout(at) = sim.sfu.poll_output() {
+                break at;
+            }
+        };
+        assert!(deadline > last, "the same deadline came back");
+        last = deadline;
+        sim.sfu.handle_input(sfu_core::Input::Timeout(deadline));
+    }
+    let polls = sim.sfu.stats().transport_polls - before;
+    eprintln!(
+        "100 idle transports, 50 deadlines served: {polls} polls, {:?} of time",
+        last - sim.now
+    );
+    assert!(polls <= 50 * 100, "{polls} polls");
+}
