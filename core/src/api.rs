@@ -99,10 +99,7 @@ impl Sfu {
 
     /// Closes a router and everything in it.
     pub fn close_router(&mut self, router: RouterId) -> Result<(), Error> {
-        let r = self
-            .routers
-            .get(&router)
-            .ok_or(Error::UnknownRouter(router))?;
+        let r = self.router(router)?;
         for tid in r.transports.clone() {
             self.close_transport(tid)?;
         }
@@ -117,10 +114,7 @@ impl Sfu {
         producer: ProducerId,
         rtp_capabilities: &RtpCapabilities,
     ) -> Result<bool, Error> {
-        let p = self
-            .producers
-            .get(&producer)
-            .ok_or(Error::UnknownProducer(producer))?;
+        let p = self.producer(producer)?;
         Ok(ortc::can_consume(&p.consumable, rtp_capabilities))
     }
 
@@ -241,10 +235,7 @@ impl Sfu {
             ufrag: self.random_token(16),
             pass: self.random_token(32),
         };
-        let t = self
-            .transports
-            .get_mut(&transport)
-            .ok_or(Error::UnknownTransport(transport))?;
+        let t = self.transport_mut(transport)?;
         t.rtc.direct_api().set_local_ice_credentials(creds.clone());
         let old = std::mem::replace(&mut t.ufrag, creds.ufrag.clone());
         t.ice_password = creds.pass.clone();
@@ -260,10 +251,7 @@ impl Sfu {
 
     /// Closes a transport with its producers and consumers.
     pub fn close_transport(&mut self, transport: TransportId) -> Result<(), Error> {
-        let t = self
-            .transports
-            .get(&transport)
-            .ok_or(Error::UnknownTransport(transport))?;
+        let t = self.transport(transport)?;
         let producers: Vec<ProducerId> = t.producers_by_mid.values().copied().collect();
         let consumers: Vec<ConsumerId> = t.consumers_by_mid.values().copied().collect();
         for pid in producers {
@@ -316,10 +304,7 @@ impl Sfu {
             mut rtp_parameters,
             paused,
         } = options;
-        let t = self
-            .transports
-            .get(&transport)
-            .ok_or(Error::UnknownTransport(transport))?;
+        let t = self.transport(transport)?;
         let router = t.router;
         let caps = &self
             .routers
@@ -460,10 +445,7 @@ impl Sfu {
     }
 
     fn set_producer_paused(&mut self, producer: ProducerId, paused: bool) -> Result<(), Error> {
-        let p = self
-            .producers
-            .get_mut(&producer)
-            .ok_or(Error::UnknownProducer(producer))?;
+        let p = self.producer_mut(producer)?;
         if p.paused == paused {
             return Ok(());
         }
@@ -502,14 +484,8 @@ impl Sfu {
             rtp_capabilities,
             paused,
         } = options;
-        let t = self
-            .transports
-            .get(&transport)
-            .ok_or(Error::UnknownTransport(transport))?;
-        let p = self
-            .producers
-            .get(&producer)
-            .ok_or(Error::UnknownProducer(producer))?;
+        let t = self.transport(transport)?;
+        let p = self.producer(producer)?;
         if p.router != t.router {
             return Err(Error::WrongRouter(producer));
         }
@@ -604,20 +580,14 @@ impl Sfu {
 
     /// Pauses a consumer: nothing is sent to its endpoint.
     pub fn pause_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
-        let c = self
-            .consumers
-            .get_mut(&consumer)
-            .ok_or(Error::UnknownConsumer(consumer))?;
+        let c = self.consumer_mut(consumer)?;
         c.paused = true;
         Ok(())
     }
 
     /// Resumes a consumer; video restarts at a key frame, which is requested now.
     pub fn resume_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
-        let c = self
-            .consumers
-            .get_mut(&consumer)
-            .ok_or(Error::UnknownConsumer(consumer))?;
+        let c = self.consumer_mut(consumer)?;
         if !c.paused {
             return Ok(());
         }
@@ -651,20 +621,14 @@ impl Sfu {
         consumer: ConsumerId,
         spatial_layer: usize,
     ) -> Result<(), Error> {
-        let c = self
-            .consumers
-            .get_mut(&consumer)
-            .ok_or(Error::UnknownConsumer(consumer))?;
+        let c = self.consumer_mut(consumer)?;
         c.preferred_layer = spatial_layer;
         Ok(())
     }
 
     /// Asks the producer of a consumer for a key frame (throttled).
     pub fn request_consumer_key_frame(&mut self, consumer: ConsumerId) -> Result<(), Error> {
-        let c = self
-            .consumers
-            .get(&consumer)
-            .ok_or(Error::UnknownConsumer(consumer))?;
+        let c = self.consumer(consumer)?;
         let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
         self.request_key_frame(pid, layer);
         self.run_work();
@@ -711,6 +675,40 @@ impl Sfu {
             self.producers.len(),
             self.consumers.len(),
         )
+    }
+
+    fn router(&self, id: RouterId) -> Result<&Router, Error> {
+        self.routers.get(&id).ok_or(Error::UnknownRouter(id))
+    }
+
+    fn transport(&self, id: TransportId) -> Result<&WebRtcTransport, Error> {
+        self.transports.get(&id).ok_or(Error::UnknownTransport(id))
+    }
+
+    fn transport_mut(&mut self, id: TransportId) -> Result<&mut WebRtcTransport, Error> {
+        self.transports
+            .get_mut(&id)
+            .ok_or(Error::UnknownTransport(id))
+    }
+
+    fn producer(&self, id: ProducerId) -> Result<&Producer, Error> {
+        self.producers.get(&id).ok_or(Error::UnknownProducer(id))
+    }
+
+    fn producer_mut(&mut self, id: ProducerId) -> Result<&mut Producer, Error> {
+        self.producers
+            .get_mut(&id)
+            .ok_or(Error::UnknownProducer(id))
+    }
+
+    fn consumer(&self, id: ConsumerId) -> Result<&Consumer, Error> {
+        self.consumers.get(&id).ok_or(Error::UnknownConsumer(id))
+    }
+
+    fn consumer_mut(&mut self, id: ConsumerId) -> Result<&mut Consumer, Error> {
+        self.consumers
+            .get_mut(&id)
+            .ok_or(Error::UnknownConsumer(id))
     }
 
     fn remove_consumer(&mut self, consumer: ConsumerId, reason: Option<ConsumerCloseReason>) {
