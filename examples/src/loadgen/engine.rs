@@ -250,10 +250,10 @@ pub struct Window {
     pub unmatched: u64,
     /// Forwarding delays, publisher's send call to the consumer socket's kernel receive
     /// timestamp, microseconds.
-    pub delays: Vec<u32>,
+    pub delays: super::hist::Delays,
     /// Forwarding delays, publisher's send call to the generator reading the datagram (this
     /// adds the generator's own scheduling), microseconds.
-    pub app_delays: Vec<u32>,
+    pub app_delays: super::hist::Delays,
 }
 
 /// Totals over the whole run.

@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)] // The generator owns its clock.
 
 pub mod engine;
+pub mod hist;
 pub mod report;
 pub mod sys;
 pub mod wire;
@@ -518,8 +519,6 @@ impl Harness {
         self.engine.run_until(Instant::now() + warmup)?;
         self.engine.win = engine::Window {
             on: true,
-            delays: Vec::with_capacity(1 << 20),
-            app_delays: Vec::with_capacity(1 << 20),
             ..Default::default()
         };
         let s0 = self.snapshot();
@@ -531,15 +530,7 @@ impl Harness {
         let sfu = s1.sfu.since(&s0.sfu);
         let gen = s1.gen.since(&s0.gen);
         let fwd = win.forwarded as f64;
-        win.delays.sort_unstable();
-        win.app_delays.sort_unstable();
-        let at = |v: &[u32], q: f64| -> u32 {
-            if v.is_empty() {
-                return 0;
-            }
-            v[((v.len() - 1) as f64 * q).round() as usize]
-        };
-        let pct = |q: f64| at(&win.delays, q);
+        let pct = |q: f64| win.delays.quantile(q);
         let sfu_util = sfu.on_cpu.as_secs_f64() / wall;
         let gen_util = gen.on_cpu.as_secs_f64() / wall;
         let kernel_drops = s1.rcvbuf.saturating_sub(s0.rcvbuf);
@@ -570,9 +561,9 @@ impl Harness {
             delay_unmatched: win.unmatched,
             delay_p50_us: pct(0.5),
             delay_p99_us: pct(0.99),
-            delay_max_us: win.delays.last().copied().unwrap_or(0),
-            app_delay_p50_us: at(&win.app_delays, 0.5),
-            app_delay_p99_us: at(&win.app_delays, 0.99),
+            delay_max_us: win.delays.max(),
+            app_delay_p50_us: win.app_delays.quantile(0.5),
+            app_delay_p99_us: win.app_delays.quantile(0.99),
             kernel_rcvbuf_drops: kernel_drops,
             sfu_send_errors: s1
                 .counters
