@@ -210,23 +210,30 @@ impl Sim {
         device_capabilities(self.sfu.router_rtp_capabilities(router).expect("caps"))
     }
 
+    /// Asks the server to produce `params` on `client`'s transport; returns the producer and its
+    /// mid.
+    fn produce_with(
+        &mut self,
+        client: usize,
+        kind: MediaKind,
+        params: sfu_core::ortc::RtpParameters,
+    ) -> (ProducerId, String) {
+        let mid = params.mid.clone().expect("mid");
+        let id = self.clients[client].id;
+        let options = ProduceOptions {
+            kind,
+            rtp_parameters: params,
+            paused: false,
+        };
+        let producer = self.sfu.produce(id, options).expect("produce");
+        self.flush();
+        (producer, mid)
+    }
+
     /// Publishes a source of `kind` from `client`.
     pub fn produce(&mut self, client: usize, kind: MediaKind, ssrc: u32) -> ProducerId {
         let params = self.clients[client].prepare_produce(kind, ssrc);
-        let mid = params.mid.clone().expect("mid");
-        let id = self.clients[client].id;
-        let producer = self
-            .sfu
-            .produce(
-                id,
-                ProduceOptions {
-                    kind,
-                    rtp_parameters: params,
-                    paused: false,
-                },
-            )
-            .expect("produce");
-        self.flush();
+        let (producer, mid) = self.produce_with(client, kind, params);
         let source = match kind {
             MediaKind::Audio => Source::audio(ssrc, self.now),
             MediaKind::Video => Source::video(ssrc, self.now),
@@ -246,20 +253,7 @@ impl Sim {
     /// Publishes simulcast video from `client`: one source per `(rid, ssrc)` layer.
     pub fn produce_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
         let params = self.clients[client].prepare_produce_simulcast(layers);
-        let mid = params.mid.clone().expect("mid");
-        let id = self.clients[client].id;
-        let producer = self
-            .sfu
-            .produce(
-                id,
-                ProduceOptions {
-                    kind: MediaKind::Video,
-                    rtp_parameters: params,
-                    paused: false,
-                },
-            )
-            .expect("produce simulcast");
-        self.flush();
+        let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
         for (rid, ssrc) in layers {
             self.publications.push(Publication {
                 client,
