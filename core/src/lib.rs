@@ -15,6 +15,12 @@
 //! `poll_output` until it returns `Output::Timeout`, then wait for the next datagram, the
 //! deadline, or the application's next call.
 //!
+//! A runtime that reads datagrams in batches (recvmmsg, GRO) may feed the whole batch before
+//! draining. Forwarded packets are then sent when `poll_output` is first called, grouped by
+//! consumer transport: each transport's stack is driven once for the batch instead of once per
+//! packet, and each destination's datagrams come out one after another, ready for one GSO send
+//! ([`runtime::gso_run`]). Both bundled runtimes do this.
+//!
 //! ```
 //! use std::net::SocketAddr;
 //! use std::time::{Duration, Instant};

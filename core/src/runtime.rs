@@ -1,8 +1,8 @@
 //! Plain data shared by the bundled runtimes (`sfu-runtime-mio` and `sfu-runtime-smol`): how
 //! a runtime is configured ([`RuntimeConfig`], [`ListenOptions`]), what its workers count
 //! ([`RuntimeCounters`], kept live in [`CounterCells`]), what a worker shares with its handles
-//! ([`WorkerShared`]), and how a control call through a worker handle fails
-//! ([`RuntimeError`]).
+//! ([`WorkerShared`]), how a control call through a worker handle fails
+//! ([`RuntimeError`]), and which transmits one GSO send can carry ([`gso_run`]).
 //!
 //! Nothing here does I/O; both runtimes re-export these types under the same names, so the two
 //! adapters differ only in how they wait.
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::control::{Reply, Request};
-use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig};
+use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig, Transmit};
 
 /// One address every worker listens on, like mediasoup's `TransportListenInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +357,45 @@ const _: () = {
     is_send_sync::<RuntimeConfig>();
 };
 
+/// The most bytes one GSO send carries.
+pub const GSO_MAX_BYTES: usize = 64_000;
+
+/// How many transmits at the start of `ts` one UDP GSO send can carry: UDP, the same source and
+/// destination, the size of the first (the last may be shorter), at most `max_segments` and
+/// [`GSO_MAX_BYTES`]. 0 for an empty slice. The segment size of the send is the first
+/// transmit's length.
+///
+/// [`Sfu::poll_output`] yields each destination's datagrams of a batch one after another, so
+/// the runs are as long as the traffic allows.
+pub fn gso_run(ts: &[Transmit], max_segments: usize) -> usize {
+    let Some(first) = ts.first() else {
+        return 0;
+    };
+    let size = first.contents.len();
+    let mut total = size;
+    let mut n = 1;
+    for t in &ts[1..] {
+        let len = t.contents.len();
+        if n >= max_segments
+            || t.proto != Protocol::Udp
+            || first.proto != Protocol::Udp
+            || t.source != first.source
+            || t.destination != first.destination
+            || len > size
+            || len == 0
+            || total + len > GSO_MAX_BYTES
+        {
+            break;
+        }
+        total += len;
+        n += 1;
+        if len < size {
+            break;
+        }
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,5 +437,35 @@ mod tests {
             .with_port_range(10, 9)
             .worker_ports(0)
             .is_err());
+    }
+
+    fn t(dest: u16, len: usize) -> Transmit {
+        Transmit {
+            proto: Protocol::Udp,
+            source: "127.0.0.1:1000".parse().unwrap(),
+            destination: std::net::SocketAddr::new([127, 0, 0, 1].into(), dest),
+            contents: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn gso_runs_share_destination_and_size_and_end_at_a_shorter_datagram() {
+        let ts = [t(1, 100), t(1, 100), t(1, 60), t(1, 100)];
+        assert_eq!(gso_run(&ts, 64), 3);
+        assert_eq!(gso_run(&ts[3..], 64), 1);
+        let ts = [t(1, 100), t(2, 100)];
+        assert_eq!(gso_run(&ts, 64), 1);
+        let ts = [t(1, 100), t(1, 120)];
+        assert_eq!(gso_run(&ts, 64), 1);
+        let ts = [t(1, 100), t(1, 100), t(1, 100)];
+        assert_eq!(gso_run(&ts, 2), 2);
+        assert_eq!(gso_run(&[], 2), 0);
+        let big: Vec<_> = (0..60).map(|_| t(1, 1_200)).collect();
+        assert_eq!(gso_run(&big, 64), GSO_MAX_BYTES / 1_200);
+        let tcp = Transmit {
+            proto: Protocol::Tcp,
+            ..t(1, 100)
+        };
+        assert_eq!(gso_run(&[t(1, 100), tcp], 64), 1);
     }
 }

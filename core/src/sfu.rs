@@ -74,6 +74,9 @@ pub struct Sfu {
     scratch_consumers: Vec<ConsumerId>,
     /// Key frame requests raised while forwarding one packet.
     scratch_key_frames: Vec<(ProducerId, usize)>,
+    /// Consumer transports written to since the last [`poll_output`](Sfu::poll_output): their
+    /// stacks are handed time and drained once, however many packets they were given.
+    flush_queue: Vec<TransportId>,
     pub(crate) stats: SfuStats,
 }
 
@@ -119,6 +122,7 @@ impl Sfu {
             work: VecDeque::new(),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
+            flush_queue: Vec::new(),
             stats: SfuStats::default(),
         })
     }
@@ -149,7 +153,15 @@ impl Sfu {
 
     /// The next thing to do: a datagram to send, an event, or the deadline for the next
     /// [`Input::Timeout`]. Call until it returns [`Output::Timeout`].
+    ///
+    /// Packets forwarded by the inputs since the last call are sent from here, grouped by
+    /// consumer transport: a runtime that feeds a whole receive batch before polling gets each
+    /// destination's datagrams one after another (ready for one GSO send) and pays each
+    /// transport's send-side bookkeeping once per batch instead of once per packet.
     pub fn poll_output(&mut self) -> Output {
+        if !self.flush_queue.is_empty() {
+            self.flush_consumer_transports();
+        }
         if let Some(out) = self.out.pop_front() {
             return out;
         }
@@ -358,6 +370,34 @@ impl Sfu {
         }
     }
 
+    /// Hands time to every transport written to since the last flush, so that str0m stamps,
+    /// encrypts and releases the queued packets, and drains it.
+    fn flush_consumer_transports(&mut self) {
+        let now = self.now;
+        while !self.flush_queue.is_empty() {
+            let mut queue = std::mem::take(&mut self.flush_queue);
+            for &tid in &queue {
+                let Some(t) = self.transports.get_mut(&tid) else {
+                    continue;
+                };
+                if !std::mem::take(&mut t.flush_pending) {
+                    continue;
+                }
+                if let Err(e) = t.rtc.handle_input(str0m::Input::Timeout(now)) {
+                    t.stats.rtc_errors += 1;
+                    trace!(transport = %tid, error = %e, "write failed");
+                }
+                self.drain(tid);
+            }
+            queue.clear();
+            if self.flush_queue.is_empty() {
+                self.flush_queue = queue;
+            }
+            // Draining may raise events (a consumer's key frame request) that forward more.
+            self.run_work();
+        }
+    }
+
     /// Acts on queued `Rtc` events until none are left.
     pub(crate) fn run_work(&mut self) {
         while let Some((tid, event)) = self.work.pop_front() {
@@ -526,13 +566,12 @@ impl Sfu {
                     .ext_vals(ext_vals)
                     .nackable(is_video),
             );
-            // str0m stamps and sends queued packets when time is handed to it; without this the
-            // packet would wait for the transport's next deadline.
-            if let Err(e) = ct.rtc.handle_input(str0m::Input::Timeout(now)) {
-                ct.stats.rtc_errors += 1;
-                trace!(transport = %ctid, error = %e, "write failed");
+            // str0m stamps and sends queued packets when time is handed to it; without that the
+            // packet would wait for the transport's next deadline. Done once per transport in
+            // `poll_output`, after all the packets of the caller's batch.
+            if !std::mem::replace(&mut ct.flush_pending, true) {
+                self.flush_queue.push(ctid);
             }
-            self.drain(ctid);
         }
         for i in 0..self.scratch_key_frames.len() {
             let (pid, layer) = self.scratch_key_frames[i];

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState};
-use sfu_core::{Protocol, Transmit};
+use sfu_core::Transmit;
 
 use crate::clock;
 use crate::net::{canonical, canonical_addr, Bound};
@@ -14,9 +14,6 @@ use sfu_core::runtime::CounterCells;
 /// The socket buffers a worker asks for (the kernel caps them at `net.core.rmem_max` and
 /// `wmem_max`): deep enough to absorb a burst while the worker is busy.
 pub(crate) const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
-
-/// The most bytes one GSO send carries.
-const GSO_MAX_BYTES: usize = 64_000;
 
 /// One UDP socket of a worker.
 #[derive(Debug)]
@@ -68,7 +65,7 @@ impl UdpEndpoint {
             buf: vec![0; slots * slot],
             slot,
             meta: vec![RecvMeta::default(); slots],
-            gso_buf: Vec::with_capacity(GSO_MAX_BYTES),
+            gso_buf: Vec::with_capacity(sfu_core::runtime::GSO_MAX_BYTES),
         })
     }
 
@@ -141,7 +138,7 @@ impl UdpEndpoint {
     }
 
     /// Sends `run`, datagrams of one source and destination where all but the last have the
-    /// same size (see [`gso_run`]), in one send when there are several. Errors drop and count.
+    /// same size (see [`sfu_core::runtime::gso_run`]), in one send when there are several. Errors drop and count.
     pub(crate) fn send(&mut self, run: &[Transmit], counters: &CounterCells) {
         let Some(first) = run.first() else {
             return;
@@ -182,40 +179,10 @@ impl UdpEndpoint {
     }
 }
 
-/// How many transmits at the start of `ts` one GSO send can carry: UDP, the same source and
-/// destination, the size of the first (the last may be shorter), within `max_segments` and
-/// [`GSO_MAX_BYTES`].
-pub(crate) fn gso_run(ts: &[Transmit], max_segments: usize) -> usize {
-    let Some(first) = ts.first() else {
-        return 0;
-    };
-    let size = first.contents.len();
-    let mut total = size;
-    let mut n = 1;
-    for t in &ts[1..] {
-        let len = t.contents.len();
-        if n >= max_segments
-            || t.proto != Protocol::Udp
-            || t.source != first.source
-            || t.destination != first.destination
-            || len > size
-            || len == 0
-            || total + len > GSO_MAX_BYTES
-        {
-            break;
-        }
-        total += len;
-        n += 1;
-        if len < size {
-            break;
-        }
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sfu_core::Protocol;
 
     fn t(dest: u16, len: usize) -> Transmit {
         Transmit {
@@ -242,21 +209,5 @@ mod tests {
         endpoint.send(&[t(9, 100), t(9, 100)], &counters);
         let c = counters.snapshot();
         assert_eq!(c.udp_datagrams_sent, 2);
-    }
-
-    #[test]
-    fn runs_share_destination_and_size_and_end_at_a_shorter_datagram() {
-        let ts = [t(1, 100), t(1, 100), t(1, 60), t(1, 100)];
-        assert_eq!(gso_run(&ts, 64), 3);
-        assert_eq!(gso_run(&ts[3..], 64), 1);
-        let ts = [t(1, 100), t(2, 100)];
-        assert_eq!(gso_run(&ts, 64), 1);
-        let ts = [t(1, 100), t(1, 120)];
-        assert_eq!(gso_run(&ts, 64), 1);
-        let ts = [t(1, 100), t(1, 100), t(1, 100)];
-        assert_eq!(gso_run(&ts, 2), 2);
-        assert_eq!(gso_run(&[], 2), 0);
-        let big: Vec<_> = (0..60).map(|_| t(1, 1_200)).collect();
-        assert_eq!(gso_run(&big, 64), GSO_MAX_BYTES / 1_200);
     }
 }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use sfu_core::runtime::WorkerShared;
+use sfu_core::runtime::{gso_run, WorkerShared};
 use sfu_core::{Event, Input, ListenInfo, Output, Protocol, Sfu, Transmit};
 
 use crate::clock;
 use crate::handle::{Command, WorkerHandle};
 use crate::net;
 use crate::tcp::{TcpSide, LISTENER_BASE};
-use crate::udp::{gso_run, UdpEndpoint};
+use crate::udp::UdpEndpoint;
 use crate::RuntimeConfig;
 
 const WAKER: Token = Token(0);
@@ -33,10 +33,16 @@ struct Core {
 }
 
 impl Core {
-    /// Feeds one input and drains the Sfu, as the core's contract wants after every mutation.
+    /// Feeds one input and drains the Sfu.
     fn handle(&mut self, input: Input<'_>) {
         self.sfu.handle_input(input);
         self.drain();
+    }
+
+    /// Feeds one datagram of a batch; [`Core::drain`] after the batch sends what it forwarded,
+    /// grouped by destination.
+    fn feed(&mut self, input: Input<'_>) {
+        self.sfu.handle_input(input);
     }
 
     fn drain(&mut self) {
@@ -179,7 +185,9 @@ impl Worker {
             if !self.serve_commands() {
                 break;
             }
-            self.read_udp();
+            if !self.read_udp() {
+                break;
+            }
             self.read_tcp();
             self.serve_deadline(timer_wake);
             self.flush();
@@ -207,7 +215,9 @@ impl Worker {
         }
     }
 
-    fn read_udp(&mut self) {
+    /// Reads and feeds UDP batches, serving control calls between them (a call waits for at
+    /// most one batch, not for a flood to end). Returns false when the worker must stop.
+    fn read_udp(&mut self) -> bool {
         for i in 0..self.udp.len() {
             if !self.udp_ready[i] {
                 continue;
@@ -216,7 +226,7 @@ impl Worker {
             for _ in 0..UDP_BATCHES {
                 let core = &mut self.core;
                 more = self.udp[i].read(1, &self.shared.counters, |d| {
-                    core.handle(Input::Receive {
+                    core.feed(Input::Receive {
                         now: d.now,
                         proto: Protocol::Udp,
                         source: d.source,
@@ -224,21 +234,26 @@ impl Worker {
                         contents: d.contents,
                     });
                 });
+                core.drain();
                 // Send after every batch, so replies do not wait for a flood to end.
                 self.flush();
+                if !self.serve_commands() {
+                    return false;
+                }
                 if !more {
                     break;
                 }
             }
             self.udp_ready[i] = more;
         }
+        true
     }
 
     fn read_tcp(&mut self) {
         let core = &mut self.core;
         self.tcp
             .service(self.poll.registry(), &self.shared.counters, |f| {
-                core.handle(Input::Receive {
+                core.feed(Input::Receive {
                     now: f.now,
                     proto: Protocol::Tcp,
                     source: f.source,
@@ -246,6 +261,7 @@ impl Worker {
                     contents: f.contents,
                 });
             });
+        core.drain();
     }
 
     /// Serves the Sfu's deadline if it is due (sleeping out a sub-millisecond rest first when

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
-use sfu_core::runtime::CounterCells;
+use sfu_core::runtime::{gso_run, CounterCells};
 use sfu_core::{Protocol, Transmit};
 use smol::{future, Async, Timer};
 use tracing::{debug, trace};
@@ -24,8 +24,6 @@ const RECV_BUFFER: usize = 64 * 1024;
 const BATCHES_PER_TURN: usize = 16;
 /// The socket buffer sizes the runtime asks for, each way.
 const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
-/// The most bytes one GSO send carries.
-const MAX_GSO_BYTES: usize = 64_000;
 
 /// One UDP socket of a worker, shared by all its transports.
 #[derive(Debug)]
@@ -163,7 +161,7 @@ fn receive(
 }
 
 /// Sends `pending` in order, merging runs of datagrams with one source, destination and size
-/// into GSO sends. Failures are counted and the datagrams dropped.
+/// (see [`gso_run`]) into GSO sends. Failures are counted and the datagrams dropped.
 pub(crate) fn send_all(
     endpoints: &[Rc<UdpEndpoint>],
     pending: &mut Vec<Transmit>,
@@ -178,21 +176,7 @@ pub(crate) fn send_all(
             i += 1;
             continue;
         };
-        let size = first.contents.len().max(1);
-        let max_segments = endpoint
-            .state
-            .max_gso_segments()
-            .min(MAX_GSO_BYTES / size)
-            .max(1);
-        let run = pending[i..]
-            .iter()
-            .take(max_segments)
-            .take_while(|t| {
-                t.source == first.source
-                    && t.destination == first.destination
-                    && t.contents.len() == first.contents.len()
-            })
-            .count();
+        let run = gso_run(&pending[i..], endpoint.state.max_gso_segments().max(1));
         let contents: &[u8] = if run == 1 {
             &first.contents
         } else {
@@ -202,27 +186,22 @@ pub(crate) fn send_all(
             }
             scratch
         };
-        send(
-            endpoint,
-            first.destination,
-            first.source,
-            contents,
-            run,
-            counters,
-        );
+        send(endpoint, first, contents, run, counters);
         i += run;
     }
     pending.clear();
 }
 
+/// Sends `contents`: `first`'s datagram, or `segments` datagrams of `first`'s size (the last may
+/// be shorter) joined for one GSO send.
 fn send(
     endpoint: &UdpEndpoint,
-    destination: SocketAddr,
-    source: SocketAddr,
+    first: &Transmit,
     contents: &[u8],
     segments: usize,
     counters: &CounterCells,
 ) {
+    let (destination, source) = (first.destination, first.source);
     let v6 = endpoint.bound.is_ipv6();
     // A dual-stack IPv6 socket reaches IPv4 peers through IPv4-mapped addresses.
     let family = |ip: IpAddr| match ip {
@@ -233,7 +212,7 @@ fn send(
         destination: SocketAddr::new(family(destination.ip()), destination.port()),
         ecn: None,
         contents,
-        segment_size: (segments > 1).then(|| contents.len().div_ceil(segments)),
+        segment_size: (segments > 1).then_some(first.contents.len()),
         // Only a wildcard socket needs to be told which address to send from.
         src_ip: endpoint
             .bound

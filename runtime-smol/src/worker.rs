@@ -170,8 +170,8 @@ impl Core {
         self.max_datagram
     }
 
-    /// Feeds one datagram (a UDP datagram or a TCP frame) and drains. Call [`Core::flush`]
-    /// after a batch.
+    /// Feeds one datagram (a UDP datagram or a TCP frame) of a batch. Call [`Core::flush`]
+    /// after the batch: the Sfu then sends what the batch forwarded, grouped by destination.
     pub(crate) fn receive(
         &mut self,
         now: Instant,
@@ -187,11 +187,11 @@ impl Core {
             destination,
             contents,
         });
-        self.drain();
     }
 
-    /// Sends the UDP transmits queued by the drains since the last flush.
+    /// Drains the Sfu and sends the UDP transmits queued since the last flush.
     pub(crate) fn flush(&mut self) {
+        self.drain();
         if !self.pending.is_empty() {
             udp::send_all(
                 &self.udp,
@@ -207,7 +207,6 @@ impl Core {
         counters.deadlines_served.inc();
         counters.record_timer_fire(now.saturating_duration_since(self.deadline));
         self.sfu.handle_input(Input::Timeout(now));
-        self.drain();
         self.flush();
     }
 
@@ -217,7 +216,6 @@ impl Core {
         self.drain();
         debug!(worker = self.index, ?request, "request");
         let result = self.shared.serve(&mut self.sfu, request);
-        self.drain();
         self.flush();
         result
     }

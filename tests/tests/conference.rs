@@ -255,3 +255,115 @@ fn forwarded_packets_leave_within_the_receive_call() {
     }
     assert!(checked >= 10);
 }
+
+/// A runtime may feed a whole receive batch before polling: every forwarded packet still
+/// leaves, each consumer transport's datagrams come out one after another (ready for one GSO
+/// send), and each consumer transport's stack is driven once for the batch, not once per packet.
+#[test]
+fn a_batch_of_inputs_is_sent_grouped_by_destination() {
+    let mut sim = Sim::new(seed_from_env("batch"));
+    let room = sim.create_router();
+    let senders: Vec<usize> = (0..2)
+        .map(|_| sim.add_transport(room, Protocol::Udp))
+        .collect();
+    let producers: Vec<_> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| sim.produce(s, MediaKind::Audio, 5000 + i as u32))
+        .collect();
+    let caps = sim.device_caps(room);
+    let viewers: Vec<usize> = (0..3)
+        .map(|_| sim.add_transport(room, Protocol::Udp))
+        .collect();
+    let mut consumer_ssrcs = Vec::new();
+    for &v in &viewers {
+        for &p in &producers {
+            let c = sim.consume(v, p, caps.clone(), false);
+            consumer_ssrcs.push((v, c.parameters.rtp_parameters.encodings[0].ssrc.unwrap()));
+        }
+    }
+    sim.run_for(Duration::from_secs(1));
+    for p in &mut sim.publications {
+        p.muted = true;
+    }
+    sim.run_for(Duration::from_millis(100));
+    let before: Vec<usize> = consumer_ssrcs
+        .iter()
+        .map(|&(v, ssrc)| stream_report(&sim.clients[v].received, ssrc).packets)
+        .collect();
+
+    // Five packets of each publication, interleaved, fed without polling in between.
+    let mut batch = Vec::new();
+    for _ in 0..5 {
+        for (i, &s) in senders.iter().enumerate() {
+            let at = sim.publications[i].source.next_at();
+            sim.now = sim.now.max(at);
+            let packets = sim.publications[i].source.poll(at);
+            for d in sim.capture_sent(s, "0", packets) {
+                if d[0] >= 0x80 && !(64..96).contains(&(d[1] & 0x7f)) {
+                    batch.push((sim.clients[s].local, d));
+                }
+            }
+        }
+    }
+    assert_eq!(batch.len(), 10);
+    let polls = sim.sfu.stats().transport_polls;
+    for (source, d) in &batch {
+        sim.sfu.handle_input(sfu_core::Input::Receive {
+            now: sim.now,
+            proto: sfu_core::Protocol::Udp,
+            source: *source,
+            destination: sim.server_udp,
+            contents: d,
+        });
+    }
+    let mut destinations = Vec::new();
+    let mut to_viewers = Vec::new();
+    loop {
+        match sim.sfu.poll_output() {
+            sfu_core::Output::Transmit(t) => {
+                if viewers
+                    .iter()
+                    .any(|&v| sim.clients[v].local == t.destination)
+                {
+                    destinations.push(t.destination);
+                    to_viewers.push(t);
+                }
+            }
+            sfu_core::Output::Event(_) => {}
+            sfu_core::Output::Timeout(_) => break,
+        }
+    }
+    let polls = sim.sfu.stats().transport_polls - polls;
+    // One drain per received datagram, one per consumer transport for the whole batch.
+    assert_eq!(polls, batch.len() as u64 + viewers.len() as u64);
+    assert_eq!(to_viewers.len(), 10 * viewers.len(), "{destinations:?}");
+    let mut runs = destinations.clone();
+    runs.dedup();
+    assert_eq!(
+        runs.len(),
+        viewers.len(),
+        "destinations interleaved: {destinations:?}"
+    );
+
+    // They are the right packets: every consumer gets its five, in order, byte for byte.
+    for t in to_viewers {
+        sim.net.send(
+            sim.now,
+            sfu_tests::netsim::Datagram {
+                proto: sfu_tests::netsim::Proto::Udp,
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents,
+            },
+        );
+    }
+    sim.run_for(Duration::from_millis(50));
+    for (k, &(v, ssrc)) in consumer_ssrcs.iter().enumerate() {
+        let r = stream_report(&sim.clients[v].received, ssrc);
+        let new = &r.source_seqs[before[k]..];
+        assert_eq!(new.len(), 5, "{r:?}");
+        assert!(new.windows(2).all(|w| w[1] == w[0] + 1), "{new:?}");
+        assert_eq!(r.corrupt, 0, "{r:?}");
+    }
+}

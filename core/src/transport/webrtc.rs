@@ -65,6 +65,8 @@ pub(crate) struct WebRtcTransport {
     pub(crate) cname: Option<String>,
     /// An RTP datagram went in and no packet has come out yet.
     pub(crate) rtp_pending: bool,
+    /// Packets were written to this transport and it waits in the Sfu's flush queue.
+    pub(crate) flush_pending: bool,
     pub(crate) stats: TransportStats,
 }
 
@@ -247,6 +249,7 @@ impl WebRtcTransport {
             next_mid: 0,
             cname: None,
             rtp_pending: false,
+            flush_pending: false,
             stats: TransportStats {
                 ice_state: IceState::New,
                 dtls_state: DtlsState::New,

@@ -551,31 +551,46 @@ impl Engine {
             if now >= until {
                 return Ok(());
             }
-            self.send_due(now);
-            self.serve_timers(now);
-            let mut next = until;
-            if let Some(Reverse((at, _))) = self.due.peek() {
-                next = next.min(*at);
-            }
-            if let Some(Reverse((at, _))) = self.timers.peek() {
-                next = next.min(*at);
-            }
-            let wait = next
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(5));
-            match self.poll.poll(&mut self.events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-            self.tokens.clear();
-            self.tokens
-                .extend(self.events.iter().map(|ev| ev.token().0));
-            for i in 0..self.tokens.len() {
-                let e = self.tokens[i];
-                self.read(e);
-            }
+            self.step(now, until)?;
         }
+    }
+
+    /// One round of the client loop without waiting: due media, client timers, readable
+    /// sockets. Called between blocking control calls, so that clients keep connecting and
+    /// publishers keep sending while the generator waits on the SFU.
+    pub fn pump(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        self.step(now, now)
+    }
+
+    /// Sends due media, serves client timers, then waits for readable sockets until the next
+    /// of those deadlines or `until` (at most 5 ms) and reads them.
+    fn step(&mut self, now: Instant, until: Instant) -> io::Result<()> {
+        self.send_due(now);
+        self.serve_timers(now);
+        let mut next = until;
+        if let Some(Reverse((at, _))) = self.due.peek() {
+            next = next.min(*at);
+        }
+        if let Some(Reverse((at, _))) = self.timers.peek() {
+            next = next.min(*at);
+        }
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(5));
+        match self.poll.poll(&mut self.events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        self.tokens.clear();
+        self.tokens
+            .extend(self.events.iter().map(|ev| ev.token().0));
+        for i in 0..self.tokens.len() {
+            let e = self.tokens[i];
+            self.read(e);
+        }
+        Ok(())
     }
 
     /// Runs until every endpoint is connected, or `limit` passes. Returns whether all are.

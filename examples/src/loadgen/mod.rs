@@ -454,19 +454,24 @@ impl Harness {
                     engine.produce(send, MediaKind::Video, ssrc + 2, captures.video(), stagger)?;
                 let recv = engine.add_endpoint(router, &caps, Role::Recv { probe: k == 0 })?;
                 engine.eps[recv].join_sample = k > 0;
+                // Clients keep running between the blocking control calls (`pump`), as a
+                // browser connects while its signaling server is still consuming.
                 let mut consumers = Vec::new();
                 for (_, pubs) in &members {
                     for &p in pubs {
                         consumers.push(engine.consume(recv, p, &caps)?);
+                        engine.pump()?;
                     }
                 }
                 for c in consumers {
                     engine.worker.resume_consumer(c)?;
+                    engine.pump()?;
                 }
                 for (other_recv, _) in &members {
                     for p in [a, v] {
                         let c = engine.consume(*other_recv, p, &caps)?;
                         engine.worker.resume_consumer(c)?;
+                        engine.pump()?;
                     }
                 }
                 members.push((recv, [a, v]));
@@ -503,8 +508,11 @@ impl Harness {
             let recv = engine.add_endpoint(router, &caps, Role::Recv { probe: k == 0 })?;
             engine.eps[recv].join_sample = true;
             let ca = engine.consume(recv, a, &caps)?;
+            engine.pump()?;
             let cv = engine.consume(recv, v, &caps)?;
+            engine.pump()?;
             engine.worker.resume_consumer(ca)?;
+            engine.pump()?;
             engine.worker.resume_consumer(cv)?;
             engine.run_until(Instant::now() + Duration::from_millis(5))?;
         }
