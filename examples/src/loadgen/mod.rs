@@ -194,6 +194,8 @@ pub struct Measurement {
     pub sfu_gso_batches: u64,
     /// UDP datagrams the SFU received in the window.
     pub sfu_datagrams_received: u64,
+    /// Deadlines (timer work of all transports) the SFU worker served in the window.
+    pub sfu_deadlines_served: u64,
     /// Times the SFU worker thread was preempted (involuntary context switches) in the window:
     /// other processes taking its core.
     pub sfu_preempted: u64,
@@ -201,6 +203,13 @@ pub struct Measurement {
     pub gen_preempted: u64,
     /// Mean lateness of the SFU's timer wakes in the window, microseconds.
     pub sfu_timer_late_mean_us: u64,
+    /// SFU worker utilisation with the same transports and media stopped (keepalives, RTCP,
+    /// timers), measured after the window; idle workloads only.
+    pub quiet_sfu_util: Option<f64>,
+    /// Microseconds of SFU CPU per forwarded packet beyond that quiet cost:
+    /// `(sfu_cpu_s - quiet_sfu_util * wall_s) / forwarded`. What forwarding itself costs,
+    /// whatever else the transports do.
+    pub marginal_us_per_pkt: Option<f64>,
     /// Which side limits the rate.
     pub verdict: String,
 }
@@ -301,6 +310,8 @@ struct Harness {
     sfu_tid: Option<u32>,
     gen_tid: Option<u32>,
     pinned: Option<(usize, usize)>,
+    /// Endpoints of idle transports kept connected, oldest first.
+    idle_eps: Vec<usize>,
 }
 
 fn start(opts: &Options) -> Result<Harness, Error> {
@@ -351,6 +362,7 @@ fn start(opts: &Options) -> Result<Harness, Error> {
         sfu_tid,
         gen_tid: sys::current_tid(),
         pinned: pin.then(|| (cores[0].id, cores[1].id)),
+        idle_eps: Vec::new(),
     })
 }
 
@@ -412,7 +424,9 @@ impl Harness {
         }
         let s2 = self.snapshot();
         let rss2 = sys::rss_bytes() as i64;
-        if !keep {
+        if keep {
+            self.idle_eps.extend(eps);
+        } else {
             for e in eps {
                 self.engine.close(e)?;
             }
@@ -581,6 +595,7 @@ impl Harness {
             sfu_gso_batches: s1.counters.udp_gso_batches - s0.counters.udp_gso_batches,
             sfu_datagrams_received: s1.counters.udp_datagrams_received
                 - s0.counters.udp_datagrams_received,
+            sfu_deadlines_served: s1.counters.deadlines_served - s0.counters.deadlines_served,
             sfu_preempted: s1.sfu_preempted.saturating_sub(s0.sfu_preempted),
             gen_preempted: s1.gen_preempted.saturating_sub(s0.gen_preempted),
             sfu_timer_late_mean_us: (s1.counters.timer_late_total_us
@@ -590,6 +605,32 @@ impl Harness {
             verdict: verdict.into(),
             ..Default::default()
         })
+    }
+
+    /// Closes idle transports (the newest first) until `n` are left.
+    fn close_idle_down_to(&mut self, n: usize) -> Result<(), Error> {
+        while self.idle_eps.len() > n {
+            if let Some(e) = self.idle_eps.pop() {
+                self.engine.close(e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With media stopped: the SFU worker's utilisation over `duration` (what the transports
+    /// cost without forwarding), recorded in `m` with the marginal cost per forwarded packet.
+    fn quiet(&mut self, m: &mut Measurement, duration: Duration) -> Result<(), Error> {
+        // Let closes and the end of media settle first.
+        self.engine
+            .run_until(Instant::now() + Duration::from_millis(300))?;
+        let s0 = self.snapshot();
+        self.engine.run_until(s0.at + duration)?;
+        let s1 = self.snapshot();
+        let util = s1.sfu.since(&s0.sfu).on_cpu.as_secs_f64() / (s1.at - s0.at).as_secs_f64();
+        m.quiet_sfu_util = Some(util);
+        m.marginal_us_per_pkt =
+            Some((m.sfu_cpu_s - util * m.wall_s).max(0.0) * 1e6 / m.forwarded.max(1) as f64);
+        Ok(())
     }
 
     /// Stops media, lets what is in flight arrive, and fills in the loss.
@@ -732,9 +773,9 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             format!("broadcast: 1 publisher, {} viewers", opts.viewers)
         }
         Workload::Idle => {
-            h.conference(1, 4, &captures)?;
+            h.conference(1, IDLE_SWEEP_ROOM, &captures)?;
             format!(
-                "idle: {} connected idle transports beside 1 room x 4 participants",
+                "idle: {} connected idle transports beside 1 room x {IDLE_SWEEP_ROOM} participants",
                 opts.idle
             )
         }
@@ -755,6 +796,10 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let consumers = h.engine.consumers();
     let rss_per_consumer = (sys::rss_bytes() as i64 - rss_before) / consumers.max(1) as i64;
     h.finish(&mut run)?;
+    if opts.workload == Workload::Idle {
+        eprintln!("loadgen: measuring the same transports without media");
+        h.quiet(&mut run, opts.duration)?;
+    }
     let joins = h.joins();
     let security = h.engine.security.clone();
     let totals = h.engine.totals.clone();
@@ -788,8 +833,8 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     })
 }
 
-/// Participants of the active room beside the idle transports in the idle sweep (about 15,000
-/// forwarded packets per second: enough that fixed per-transport costs do not dominate).
+/// Participants of the active room beside the idle transports in the idle workload and sweep
+/// (about 15,000 forwarded packets per second).
 const IDLE_SWEEP_ROOM: usize = 10;
 
 fn sweep(opts: &Options, captures: &Captures) -> Result<Sweep, Error> {
@@ -818,6 +863,13 @@ fn sweep(opts: &Options, captures: &Captures) -> Result<Sweep, Error> {
     }
     if let Some(last) = out.idle.last_mut() {
         h.finish(&mut last.m)?;
+    }
+    // Media is stopped for good: measure each point's quiet cost, closing transports on the
+    // way down.
+    for point in out.idle.iter_mut().rev() {
+        eprintln!("loadgen: sweep, {} idle transports, no media", point.x);
+        h.close_idle_down_to(point.x)?;
+        h.quiet(&mut point.m, opts.sweep_duration)?;
     }
     h.runtime.shutdown();
     Ok(out)

@@ -86,6 +86,23 @@ fn measurement_rows(out: &mut String, m: &Measurement) {
             m.sfu_datagrams_sent, m.sfu_datagrams_received, m.sfu_gso_batches
         ),
     );
+    if let (Some(util), Some(marginal)) = (m.quiet_sfu_util, m.marginal_us_per_pkt) {
+        row(
+            "SFU utilisation without media / marginal",
+            format!(
+                "{:.1}% (same transports, media stopped) / {marginal:.2} µs per forwarded packet",
+                util * 100.0
+            ),
+        );
+    }
+    row(
+        "SFU deadlines served",
+        format!(
+            "{} ({:.0}/s)",
+            m.sfu_deadlines_served,
+            m.sfu_deadlines_served as f64 / m.wall_s.max(1e-9)
+        ),
+    );
     row(
         "preempted by other processes: SFU / generator",
         format!(
@@ -188,11 +205,12 @@ pub fn table(r: &Report) -> String {
             let _ = writeln!(out, "sweep: {name}");
             let _ = writeln!(
                 out,
-                "  {:>6} {:>10} {:>12} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
+                "  {:>6} {:>10} {:>12} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
                 "x",
                 "fwd pkt/s",
                 "pkt/SFU-cpu-s",
                 "µs/pkt",
+                "marginal",
                 "p50 µs",
                 "p99 µs",
                 "sfu%",
@@ -203,11 +221,13 @@ pub fn table(r: &Report) -> String {
                 let m = &p.m;
                 let _ = writeln!(
                     out,
-                    "  {:>6} {:>10.0} {:>12.0} {:>8.2} {:>8} {:>8} {:>7.0} {:>7.0} {:>8.4}",
+                    "  {:>6} {:>10.0} {:>12.0} {:>8.2} {:>8} {:>8} {:>8} {:>7.0} {:>7.0} {:>8.4}",
                     p.x,
                     m.forwarded_pps,
                     m.pkts_per_sfu_cpu_s,
                     m.sfu_us_per_pkt,
+                    m.marginal_us_per_pkt
+                        .map_or("-".to_string(), |v| format!("{v:.2}")),
                     m.delay_p50_us,
                     m.delay_p99_us,
                     m.sfu_util * 100.0,
@@ -283,6 +303,8 @@ pub fn write_chart(r: &Report, path: &Path) -> Result<(), Error> {
     let panels = root.split_evenly((2, 2));
     let per_cpu = |p: &Point| p.m.pkts_per_sfu_cpu_s / 1000.0;
     let p99 = |p: &Point| f64::from(p.m.delay_p99_us) / 1000.0;
+    // Forwarding's own cost: the same transports' cost without media taken out.
+    let marginal = |p: &Point| p.m.marginal_us_per_pkt.unwrap_or(p.m.sfu_us_per_pkt);
     let specs: [Panel<'_>; 4] = [
         (
             &s.participants,
@@ -301,8 +323,8 @@ pub fn write_chart(r: &Report, path: &Path) -> Result<(), Error> {
         (
             &s.idle,
             "idle transports beside 1 room x 10 (log)",
-            "k forwarded pkts per SFU CPU-second",
-            &per_cpu,
+            "marginal µs of SFU CPU per forwarded packet",
+            &marginal,
             true,
         ),
         (
