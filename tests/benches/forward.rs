@@ -1,5 +1,7 @@
 //! The core alone, in process, no sockets: the cost of one received RTP packet forwarded to 1,
-//! 10 and 50 consumers (SRTP decrypt once, rewrite and encrypt per consumer).
+//! 10 and 50 consumers (SRTP decrypt once, rewrite and encrypt per consumer), draining after
+//! every packet (`forward/N`) and after batches of 16 received packets as the runtimes do
+//! under load (`forward_batch16/N`).
 //!
 //! The publisher's SRTP datagrams are made ahead of time by a real client; the measured loop
 //! only calls `handle_input` and drains `poll_output`. Run: `cargo bench -p sfu-tests`.
@@ -64,21 +66,24 @@ impl Setup {
         }
     }
 
-    fn feed(&mut self, n: usize) -> Duration {
+    /// Feeds `n` datagrams, draining after every `batch` of them.
+    fn feed(&mut self, n: usize, batch: usize) -> Duration {
         self.refill(n);
         let source = self.sim.clients[self.publisher].local;
         let sfu = &mut self.sim.sfu;
         #[allow(clippy::disallowed_methods)] // The benchmark owns the clock.
         let started = Instant::now();
-        for d in &self.pool[self.next..self.next + n] {
-            self.now += Duration::from_micros(2);
-            sfu.handle_input(Input::Receive {
-                now: self.now,
-                proto: Protocol::Udp,
-                source,
-                destination: SERVER_UDP,
-                contents: d,
-            });
+        for chunk in self.pool[self.next..self.next + n].chunks(batch) {
+            for d in chunk {
+                self.now += Duration::from_micros(2);
+                sfu.handle_input(Input::Receive {
+                    now: self.now,
+                    proto: Protocol::Udp,
+                    source,
+                    destination: SERVER_UDP,
+                    contents: d,
+                });
+            }
             while !matches!(sfu.poll_output(), Output::Timeout(_)) {}
         }
         let elapsed = started.elapsed();
@@ -88,7 +93,13 @@ impl Setup {
 }
 
 fn forward(c: &mut Criterion) {
-    let mut group = c.benchmark_group("forward");
+    for (name, batch) in [("forward", 1), ("forward_batch16", 16)] {
+        bench_group(c, name, batch);
+    }
+}
+
+fn bench_group(c: &mut Criterion, name: &str, batch: usize) {
+    let mut group = c.benchmark_group(name);
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(4));
@@ -97,7 +108,7 @@ fn forward(c: &mut Criterion) {
         // Elements are forwarded packets: one received packet makes `fan_out` of them.
         group.throughput(Throughput::Elements(fan_out as u64));
         group.bench_with_input(BenchmarkId::from_parameter(fan_out), &fan_out, |b, _| {
-            b.iter_custom(|iters| setup.feed(iters as usize));
+            b.iter_custom(|iters| setup.feed(iters as usize, batch));
         });
         let sent: u64 = (0..setup.sim.clients.len())
             .filter_map(|i| setup.sim.sfu.transport_stats(setup.sim.clients[i].id).ok())
