@@ -22,7 +22,7 @@
 //! cargo run --release -p sfu-examples --bin loadgen -- --rooms 7 --participants 10 --create 50
 //! # broadcast, idle transports
 //! cargo run --release -p sfu-examples --bin loadgen -- --workload broadcast --viewers 300
-//! cargo run --release -p sfu-examples --bin loadgen -- --workload idle --idle 2000
+//! cargo run --release -p sfu-examples --bin loadgen -- --workload idle --idle 5000
 //! # sweeps (participants 2..20 per room; 10..5,000 idle transports beside a room of 10), chart
 //! cargo run --release -p sfu-examples --bin loadgen -- --rooms 3 --participants 10 --sweep \
 //!     --json target/loadgen/sweep.json --chart target/loadgen/loadgen.png
@@ -40,6 +40,10 @@
 //! perf record -F 2000 --call-graph dwarf,16384 target/release/deps/forward-<hash> --bench \
 //!     --profile-time 4 forward/10
 //! ```
+//!
+//! Idle runs (`--workload idle`, and the idle sweep) measure a second window with media stopped
+//! and the same transports connected, and report the marginal SFU CPU per forwarded packet:
+//! what forwarding costs beyond the transports' own keepalive checks, RTCP and timers.
 //!
 //! The first phase of every run creates `--create` transports (server create call, client,
 //! ICE, DTLS) and closes them again: it gives the setup cost per transport and RSS per
