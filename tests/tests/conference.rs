@@ -231,21 +231,7 @@ fn forwarded_packets_leave_within_the_receive_call() {
                 destination: sim.server_udp,
                 contents: d,
             });
-            let mut to_viewers = 0;
-            loop {
-                match sim.sfu.poll_output() {
-                    sfu_core::Output::Transmit(t) => {
-                        if viewers
-                            .iter()
-                            .any(|&v| sim.clients[v].local == t.destination)
-                        {
-                            to_viewers += 1;
-                        }
-                    }
-                    sfu_core::Output::Event(_) => {}
-                    sfu_core::Output::Timeout(_) => break,
-                }
-            }
+            let to_viewers = drain_transmits_to(&mut sim, &viewers).len();
             assert!(
                 to_viewers >= viewers.len(),
                 "only {to_viewers} datagrams left for 3 consumers"
@@ -317,23 +303,8 @@ fn a_batch_of_inputs_is_sent_grouped_by_destination() {
             contents: d,
         });
     }
-    let mut destinations = Vec::new();
-    let mut to_viewers = Vec::new();
-    loop {
-        match sim.sfu.poll_output() {
-            sfu_core::Output::Transmit(t) => {
-                if viewers
-                    .iter()
-                    .any(|&v| sim.clients[v].local == t.destination)
-                {
-                    destinations.push(t.destination);
-                    to_viewers.push(t);
-                }
-            }
-            sfu_core::Output::Event(_) => {}
-            sfu_core::Output::Timeout(_) => break,
-        }
-    }
+    let to_viewers = drain_transmits_to(&mut sim, &viewers);
+    let destinations: Vec<_> = to_viewers.iter().map(|t| t.destination).collect();
     let polls = sim.sfu.stats().transport_polls - polls;
     // One drain per received datagram, one per consumer transport for the whole batch.
     assert_eq!(polls, batch.len() as u64 + viewers.len() as u64);
@@ -366,4 +337,24 @@ fn a_batch_of_inputs_is_sent_grouped_by_destination() {
         assert!(new.windows(2).all(|w| w[1] == w[0] + 1), "{new:?}");
         assert_eq!(r.corrupt, 0, "{r:?}");
     }
+}
+
+/// Polls the Sfu until its deadline and returns the datagrams it sent to `clients`, in order.
+fn drain_transmits_to(sim: &mut Sim, clients: &[usize]) -> Vec<sfu_core::Transmit> {
+    let mut out = Vec::new();
+    loop {
+        match sim.sfu.poll_output() {
+            sfu_core::Output::Transmit(t) => {
+                if clients
+                    .iter()
+                    .any(|&c| sim.clients[c].local == t.destination)
+                {
+                    out.push(t);
+                }
+            }
+            sfu_core::Output::Event(_) => {}
+            sfu_core::Output::Timeout(_) => break,
+        }
+    }
+    out
 }
