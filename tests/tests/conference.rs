@@ -124,17 +124,7 @@ fn conference_over_ice_tcp() {
     let peers: Vec<_> = (0..2)
         .map(|n| join(&mut sim, room, n, Protocol::Tcp))
         .collect();
-    let subs = consume_all(&mut sim, &peers);
-    sim.run_for(Duration::from_secs(3));
-    for sub in &subs {
-        assert_clean_stream(&sim, sub, 100);
-    }
-    let tuple = sim
-        .sfu
-        .transport_stats(sim.clients[peers[0].send].id)
-        .unwrap()
-        .selected_tuple
-        .unwrap();
+    let tuple = all_to_all_for_3_s(&mut sim, &peers);
     assert_eq!(tuple.proto, sfu_core::Protocol::Tcp);
 }
 
@@ -147,17 +137,7 @@ fn conference_over_ipv6() {
         .map(|n| join(&mut sim, room, n, Protocol::Udp))
         .collect();
     peers.push(join(&mut sim, room, 2, Protocol::Tcp));
-    let subs = consume_all(&mut sim, &peers);
-    sim.run_for(Duration::from_secs(3));
-    for sub in &subs {
-        assert_clean_stream(&sim, sub, 100);
-    }
-    let tuple = sim
-        .sfu
-        .transport_stats(sim.clients[peers[0].send].id)
-        .unwrap()
-        .selected_tuple
-        .unwrap();
+    let tuple = all_to_all_for_3_s(&mut sim, &peers);
     assert!(tuple.remote.is_ipv6() && tuple.local.is_ipv6());
 }
 
@@ -357,4 +337,19 @@ fn drain_transmits_to(sim: &mut Sim, clients: &[usize]) -> Vec<sfu_core::Transmi
         }
     }
     out
+}
+
+/// Everyone consumes everyone for 3 s; every stream arrives clean. Returns the tuple the first
+/// peer's send transport selected.
+fn all_to_all_for_3_s(sim: &mut Sim, peers: &[common_peers::Peer]) -> sfu_core::TransportTuple {
+    let subs = consume_all(sim, peers);
+    sim.run_for(Duration::from_secs(3));
+    for sub in &subs {
+        assert_clean_stream(sim, sub, 100);
+    }
+    sim.sfu
+        .transport_stats(sim.clients[peers[0].send].id)
+        .unwrap()
+        .selected_tuple
+        .unwrap()
 }

@@ -16,16 +16,7 @@ use str0m::net::Protocol;
 fn run(idle: usize) -> (f64, Duration, u64) {
     let mut sim = Sim::new(42);
     let room = sim.create_router();
-    for _ in 0..idle {
-        sim.sfu
-            .create_webrtc_transport(
-                room,
-                WebRtcTransportOptions {
-                    listen_infos: sim.listen_infos(),
-                },
-            )
-            .unwrap();
-    }
+    create_unconnected(&mut sim, room, idle);
     sim.flush();
     let peers: Vec<_> = (0..2)
         .map(|n| join(&mut sim, room, n, Protocol::Udp))
@@ -74,16 +65,7 @@ fn forwarding_cost_is_flat_with_1000_idle_transports() {
 fn unconnected_transports_do_not_spin() {
     let mut sim = Sim::new(7);
     let room = sim.create_router();
-    for _ in 0..100 {
-        sim.sfu
-            .create_webrtc_transport(
-                room,
-                WebRtcTransportOptions {
-                    listen_infos: sim.listen_infos(),
-                },
-            )
-            .unwrap();
-    }
+    create_unconnected(&mut sim, room, 100);
     let mut last = sim.now;
     let before = sim.sfu.stats().transport_polls;
     for _ in 0..50 {
@@ -102,4 +84,18 @@ fn unconnected_transports_do_not_spin() {
         last - sim.now
     );
     assert!(polls <= 50 * 100, "{polls} polls");
+}
+
+/// Creates `n` WebRTC transports in `room` that no client ever connects.
+fn create_unconnected(sim: &mut Sim, room: sfu_core::RouterId, n: usize) {
+    for _ in 0..n {
+        sim.sfu
+            .create_webrtc_transport(
+                room,
+                WebRtcTransportOptions {
+                    listen_infos: sim.listen_infos(),
+                },
+            )
+            .unwrap();
+    }
 }
