@@ -216,6 +216,13 @@ fn codec_parameters_roundtrip_exactly() {
     assert_eq!(codec_param_u32(&p, "profile-level-id"), None);
     let s: CodecParameters = serde_json::from_value(json!({ "apt": "96" })).unwrap();
     assert_eq!(codec_param_u32(&s, "apt"), Some(96));
+    // Parsed from text and written back, a float keeps its exact value (the shortest text that
+    // reads back to the same number), so parameters echo to the client unchanged.
+    let text = r#"{"x":-6.0572156126665755e-9}"#;
+    let p: CodecParameters = serde_json::from_str(text).unwrap();
+    let again: CodecParameters =
+        serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(again, p);
 }
 
 #[test]
