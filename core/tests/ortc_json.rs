@@ -220,8 +220,7 @@ fn codec_parameters_roundtrip_exactly() {
     // reads back to the same number), so parameters echo to the client unchanged.
     let text = r#"{"x":-6.0572156126665755e-9}"#;
     let p: CodecParameters = serde_json::from_str(text).unwrap();
-    let again: CodecParameters =
-        serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    let again: CodecParameters = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
     assert_eq!(again, p);
 }
 
