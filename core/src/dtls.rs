@@ -15,8 +15,13 @@ use str0m::config::{CryptoProvider, DtlsCert, DtlsVersion};
 use str0m::crypto::dtls::{DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, ProtocolVersion};
 use str0m::crypto::CryptoError;
 
-/// The crypto provider every transport of every `Sfu` uses.
-pub(crate) fn crypto_provider() -> Arc<CryptoProvider> {
+/// The str0m crypto provider every transport of every [`Sfu`](crate::Sfu) uses: str0m's own
+/// (aws-lc-rs), except that DTLS configurations are built once per MTU and shared by every
+/// connection of the process, instead of once per connection (which costs about a millisecond).
+///
+/// Other str0m peers in the same process (test clients, load generators) can use it too:
+/// pass it to `RtcConfig::set_crypto_provider`.
+pub fn crypto_provider() -> Arc<CryptoProvider> {
     static SHARED: OnceLock<SharedConfigDtls> = OnceLock::new();
     let dtls = SHARED.get_or_init(|| SharedConfigDtls {
         configs: Mutex::new(HashMap::new()),

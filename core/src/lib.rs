@@ -121,6 +121,7 @@ mod transport;
 
 pub use api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
 pub use config::SfuConfig;
+pub use dtls::crypto_provider;
 pub use error::Error;
 pub use event::{ConsumerCloseReason, DtlsState, Event, IceState, TransportTuple};
 pub use ids::{ConsumerId, ParseIdError, ProducerId, RouterId, TransportId};

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use sfu_core::ortc::{
@@ -15,6 +16,7 @@ use sfu_core::ortc::{
     RtpHeaderExtension, RtpHeaderExtensionDirection, RtpHeaderExtensionParameters, RtpParameters,
     RtxParameters, WebRtcTransportParameters,
 };
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -138,6 +140,19 @@ pub fn h264_only_capabilities() -> RtpCapabilities {
     }
 }
 
+/// The DTLS certificate every client of this process presents, generated once (as a browser
+/// profile keeps its certificate): a client's key generation is not part of what it measures.
+fn shared_certificate() -> DtlsCert {
+    static CERT: OnceLock<DtlsCert> = OnceLock::new();
+    CERT.get_or_init(|| {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .expect("the crypto provider generates certificates")
+    })
+    .clone()
+}
+
 impl ClientTransport {
     /// A client transport for the server's `params`, reaching the server candidate of `proto`.
     pub fn new(
@@ -148,6 +163,8 @@ impl ClientTransport {
         proto: Protocol,
     ) -> Self {
         let mut config = RtcConfig::new()
+            .set_dtls_cert(shared_certificate())
+            .set_crypto_provider(sfu_core::crypto_provider())
             .set_rtp_mode(true)
             .clear_codecs()
             .set_stats_interval(None)

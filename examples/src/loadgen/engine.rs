@@ -673,7 +673,16 @@ impl Engine {
     /// requests to sources, checks what a probe decrypted, reschedules its timer.
     fn flush(&mut self, e: usize, now: Instant) {
         let ep = &mut self.eps[e];
-        let out = ep.client.drain(now);
+        let mut out = ep.client.drain(now);
+        // A client that wants time right away (ICE starting its checks, a DTLS flight) gets it
+        // now rather than at the next loop round, which may come only after a control call.
+        for _ in 0..4 {
+            if ep.client.next_timeout() > now {
+                break;
+            }
+            ep.client.timeout(now);
+            out.extend(ep.client.drain(now));
+        }
         for t in out {
             let at = Instant::now();
             let wall = wall_now();

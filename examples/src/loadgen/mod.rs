@@ -469,17 +469,16 @@ impl Harness {
                 let recv = engine.add_endpoint(router, &caps, Role::Recv { probe: k == 0 })?;
                 engine.eps[recv].join_sample = k > 0;
                 // Clients keep running between the blocking control calls (`pump`), as a
-                // browser connects while its signaling server is still consuming.
-                let mut consumers = Vec::new();
-                for (_, pubs) in &members {
-                    for &p in pubs {
-                        consumers.push(engine.consume(recv, p, &caps)?);
+                // browser connects while its signaling server is still consuming. Each
+                // consumer is resumed as soon as it exists (the client has accepted it), the
+                // members' audio first.
+                for kind in [0, 1] {
+                    for (_, pubs) in &members {
+                        let c = engine.consume(recv, pubs[kind], &caps)?;
+                        engine.pump()?;
+                        engine.worker.resume_consumer(c)?;
                         engine.pump()?;
                     }
-                }
-                for c in consumers {
-                    engine.worker.resume_consumer(c)?;
-                    engine.pump()?;
                 }
                 for (other_recv, _) in &members {
                     for p in [a, v] {
