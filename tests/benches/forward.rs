@@ -1,9 +1,12 @@
 //! The core alone, in process, no sockets: the cost of one received RTP packet forwarded to 1,
 //! 10 and 50 consumers (SRTP decrypt once, rewrite and encrypt per consumer), draining after
 //! every packet (`forward/N`) and after batches of 16 received packets as the runtimes do
-//! under load (`forward_batch16/N`).
+//! under load (`forward_batch16/N`); and a conference room of 10 (`room/10`, `room_batch16/10`):
+//! every participant publishes audio and video and consumes the other 18 streams, so each
+//! receive transport carries 18 send streams, and packets arrive from all publishers in time
+//! order. Throughput is in forwarded packets.
 //!
-//! The publisher's SRTP datagrams are made ahead of time by a real client; the measured loop
+//! The publishers' SRTP datagrams are made ahead of time by real clients; the measured loop
 //! only calls `handle_input` and drains `poll_output`. Run: `cargo bench -p sfu-tests`.
 
 use std::time::{Duration, Instant};
@@ -14,17 +17,27 @@ use sfu_core::{Input, Output};
 use sfu_tests::media::Source;
 use sfu_tests::sim::{Sim, SERVER_UDP};
 
+/// A stream to publish: the client transport, its mid, the generator.
+struct Feed {
+    client: usize,
+    mid: String,
+    source: Source,
+}
+
 struct Setup {
     sim: Sim,
-    publisher: usize,
-    source: Source,
-    pool: Vec<Vec<u8>>,
+    feeds: Vec<Feed>,
+    /// Publisher datagrams ahead of time: (client, datagram).
+    pool: Vec<(usize, Vec<u8>)>,
     next: usize,
+    /// Datagrams fed so far.
+    fed: u64,
     now: Instant,
 }
 
 impl Setup {
-    fn new(fan_out: usize) -> Self {
+    /// One video producer, `fan_out` consumers on their own transports.
+    fn fan_out(fan_out: usize) -> Self {
         let mut sim = Sim::new(1);
         let room = sim.create_router();
         let publisher = sim.add_transport(room, str0m::net::Protocol::Udp);
@@ -34,23 +47,60 @@ impl Setup {
             let viewer = sim.add_transport(room, str0m::net::Protocol::Udp);
             sim.consume(viewer, producer, caps.clone(), false);
         }
-        sim.run_for(Duration::from_secs(1));
-        for p in &mut sim.publications {
-            p.muted = true;
+        Self::ready(sim)
+    }
+
+    /// A room of `participants`, each publishing audio and video on a send transport and
+    /// consuming everyone else's on a receive transport.
+    fn room(participants: u32) -> Self {
+        let mut sim = Sim::new(1);
+        let room = sim.create_router();
+        let caps = sim.device_caps(room);
+        let mut producers = Vec::new();
+        let mut receivers = Vec::new();
+        for k in 0..participants {
+            let send = sim.add_transport(room, str0m::net::Protocol::Udp);
+            let ssrc = 10_000 + k * 10;
+            producers.push(sim.produce(send, MediaKind::Audio, ssrc));
+            producers.push(sim.produce(send, MediaKind::Video, ssrc + 2));
+            receivers.push(sim.add_transport(room, str0m::net::Protocol::Udp));
         }
-        let source = Source::video(4000, sim.now);
+        for (k, &recv) in receivers.iter().enumerate() {
+            for (j, &producer) in producers.iter().enumerate() {
+                if j / 2 != k {
+                    sim.consume(recv, producer, caps.clone(), false);
+                }
+            }
+        }
+        Self::ready(sim)
+    }
+
+    /// Connects everything, then takes the publications over from the simulation.
+    fn ready(mut sim: Sim) -> Self {
+        sim.run_for(Duration::from_secs(1));
         let now = sim.now;
+        let mut feeds = Vec::new();
+        for p in &mut sim.publications {
+            // The bench sends from here on; the source keeps its sequence numbers going.
+            p.muted = true;
+            let source = std::mem::replace(&mut p.source, Source::audio(0, now));
+            feeds.push(Feed {
+                client: p.client,
+                mid: p.mid.clone(),
+                source,
+            });
+        }
         Self {
             sim,
-            publisher,
-            source,
+            feeds,
             pool: Vec::new(),
             next: 0,
+            fed: 0,
             now,
         }
     }
 
-    /// The next publisher datagram, making more when the pool runs out (not timed).
+    /// Makes publisher datagrams until `want` are waiting, the earliest stream first (not timed).
     fn refill(&mut self, want: usize) {
         if self.pool.len() - self.next >= want {
             return;
@@ -58,28 +108,32 @@ impl Setup {
         self.pool.drain(..self.next);
         self.next = 0;
         while self.pool.len() < want {
-            let at = self.source.next_at();
-            let packets = self.source.poll(at);
-            let mut sent = self.sim.capture_sent(self.publisher, "0", packets);
+            let Some(feed) = self.feeds.iter_mut().min_by_key(|f| f.source.next_at()) else {
+                return;
+            };
+            let at = feed.source.next_at();
+            let packets = feed.source.poll(at);
+            let (client, mid) = (feed.client, feed.mid.clone());
+            let mut sent = self.sim.capture_sent(client, &mid, packets);
             sent.retain(|d| d.len() > 12 && !(64..96).contains(&(d[1] & 0x7f)));
-            self.pool.extend(sent);
+            self.pool.extend(sent.into_iter().map(|d| (client, d)));
         }
     }
 
     /// Feeds `n` datagrams, draining after every `batch` of them.
     fn feed(&mut self, n: usize, batch: usize) -> Duration {
         self.refill(n);
-        let source = self.sim.clients[self.publisher].local;
+        let clients = &self.sim.clients;
         let sfu = &mut self.sim.sfu;
         #[allow(clippy::disallowed_methods)] // The benchmark owns the clock.
         let started = Instant::now();
         for chunk in self.pool[self.next..self.next + n].chunks(batch) {
-            for d in chunk {
+            for (client, d) in chunk {
                 self.now += Duration::from_micros(2);
                 sfu.handle_input(Input::Receive {
                     now: self.now,
                     proto: Protocol::Udp,
-                    source,
+                    source: clients[*client].local,
                     destination: SERVER_UDP,
                     contents: d,
                 });
@@ -88,33 +142,62 @@ impl Setup {
         }
         let elapsed = started.elapsed();
         self.next += n;
+        self.fed += n as u64;
         elapsed
+    }
+
+    /// Datagrams the Sfu has sent, over all transports.
+    fn datagrams_sent(&self) -> u64 {
+        let sim = &self.sim;
+        sim.clients
+            .iter()
+            .filter_map(|c| sim.sfu.transport_stats(c.id).ok())
+            .map(|t| t.datagrams_sent)
+            .sum()
     }
 }
 
 fn forward(c: &mut Criterion) {
     for (name, batch) in [("forward", 1), ("forward_batch16", 16)] {
-        bench_group(c, name, batch);
+        let cases = [1usize, 10, 50].map(|n| (n, n as u64, Setup::fan_out as fn(usize) -> Setup));
+        bench_group(c, name, batch, &cases);
+    }
+    for (name, batch) in [("room", 1), ("room_batch16", 16)] {
+        // Each received packet is forwarded to the other 9 participants.
+        let cases = [(
+            10usize,
+            9u64,
+            (|n| Setup::room(n as u32)) as fn(usize) -> Setup,
+        )];
+        bench_group(c, name, batch, &cases);
     }
 }
 
-fn bench_group(c: &mut Criterion, name: &str, batch: usize) {
+/// Benchmarks each `(parameter, forwarded packets per received packet, set-up)` case.
+fn bench_group(
+    c: &mut Criterion,
+    name: &str,
+    batch: usize,
+    cases: &[(usize, u64, fn(usize) -> Setup)],
+) {
     let mut group = c.benchmark_group(name);
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(4));
-    for fan_out in [1usize, 10, 50] {
-        let mut setup = Setup::new(fan_out);
-        // Elements are forwarded packets: one received packet makes `fan_out` of them.
-        group.throughput(Throughput::Elements(fan_out as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(fan_out), &fan_out, |b, _| {
+    for &(param, per_packet, setup) in cases {
+        let mut setup = setup(param);
+        let before = setup.datagrams_sent();
+        group.throughput(Throughput::Elements(per_packet));
+        group.bench_with_input(BenchmarkId::from_parameter(param), &param, |b, _| {
             b.iter_custom(|iters| setup.feed(iters as usize, batch));
         });
-        let sent: u64 = (0..setup.sim.clients.len())
-            .filter_map(|i| setup.sim.sfu.transport_stats(setup.sim.clients[i].id).ok())
-            .map(|t| t.datagrams_sent)
-            .sum();
-        assert!(sent > 0, "the benchmark forwarded nothing");
+        // Every fed packet went to every consumer of its producer (RTCP only adds to this).
+        let sent = setup.datagrams_sent() - before;
+        assert!(
+            sent >= setup.fed * per_packet,
+            "{name}/{param}: {sent} datagrams sent for {} fed",
+            setup.fed
+        );
     }
     group.finish();
 }

@@ -3,10 +3,11 @@
 //! Starts the SFU in process (mio runtime, one worker) and simulated participants that speak
 //! real ICE, DTLS and SRTP over loopback UDP (str0m clients from `sfu_tests::client`), following
 //! mediasoup-client's ORTC flow: create a send and a receive transport, connect, produce audio
-//! and video, consume everyone else paused, resume. The SFU worker and the generator are
-//! pinned to different cores when there are two. Receivers read batches with recvmmsg (and
-//! GRO) through quinn-udp and count packets from the clear RTP header; the delay of every
-//! forwarded packet is found through the send-time table of its publisher (see
+//! and video, consume everyone else paused and resume each consumer once it exists (audio
+//! first). Clients share one DTLS certificate, as a browser keeps its own. The SFU worker and
+//! the generator are pinned to different cores when there are two. Receivers read batches with
+//! recvmmsg (and GRO) through quinn-udp and count packets from the clear RTP header; the delay
+//! of every forwarded packet is found through the send-time table of its publisher (see
 //! `sfu_examples::loadgen::engine` for the method); one receiver per room decrypts everything
 //! and checks payloads byte for byte.
 //!
