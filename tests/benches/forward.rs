@@ -157,35 +157,55 @@ impl Setup {
     }
 }
 
-fn forward(c: &mut Criterion) {
-    for (name, batch) in [("forward", 1), ("forward_batch16", 16)] {
-        let cases = [1usize, 10, 50].map(|n| (n, n as u64, Setup::fan_out as fn(usize) -> Setup));
-        bench_group(c, name, batch, &cases);
+/// What the Sfu forwards in a benchmark case.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One video producer to this many consumers.
+    FanOut(usize),
+    /// A conference room of this many participants.
+    Room(u32),
+}
+
+impl Shape {
+    fn param(self) -> u64 {
+        match self {
+            Shape::FanOut(n) => n as u64,
+            Shape::Room(n) => u64::from(n),
+        }
     }
-    for (name, batch) in [("room", 1), ("room_batch16", 16)] {
-        // Each received packet is forwarded to the other 9 participants.
-        let cases = [(
-            10usize,
-            9u64,
-            (|n| Setup::room(n as u32)) as fn(usize) -> Setup,
-        )];
-        bench_group(c, name, batch, &cases);
+
+    /// Forwarded packets per received packet.
+    fn per_packet(self) -> u64 {
+        match self {
+            Shape::FanOut(n) => n as u64,
+            Shape::Room(n) => u64::from(n) - 1,
+        }
+    }
+
+    fn setup(self) -> Setup {
+        match self {
+            Shape::FanOut(n) => Setup::fan_out(n),
+            Shape::Room(n) => Setup::room(n),
+        }
     }
 }
 
-/// Benchmarks each `(parameter, forwarded packets per received packet, set-up)` case.
-fn bench_group(
-    c: &mut Criterion,
-    name: &str,
-    batch: usize,
-    cases: &[(usize, u64, fn(usize) -> Setup)],
-) {
+fn forward(c: &mut Criterion) {
+    let fan_outs = [1, 10, 50].map(Shape::FanOut);
+    bench_group(c, "forward", 1, &fan_outs);
+    bench_group(c, "forward_batch16", 16, &fan_outs);
+    bench_group(c, "room", 1, &[Shape::Room(10)]);
+    bench_group(c, "room_batch16", 16, &[Shape::Room(10)]);
+}
+
+fn bench_group(c: &mut Criterion, name: &str, batch: usize, shapes: &[Shape]) {
     let mut group = c.benchmark_group(name);
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(4));
-    for &(param, per_packet, setup) in cases {
-        let mut setup = setup(param);
+    for &shape in shapes {
+        let (param, per_packet) = (shape.param(), shape.per_packet());
+        let mut setup = shape.setup();
         let before = setup.datagrams_sent();
         group.throughput(Throughput::Elements(per_packet));
         group.bench_with_input(BenchmarkId::from_parameter(param), &param, |b, _| {
