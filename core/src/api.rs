@@ -83,6 +83,7 @@ impl Sfu {
                 caps,
                 transports: Vec::new(),
                 producers: Vec::new(),
+                observers: Vec::new(),
             },
         );
         info!(router = %id, "router created");
@@ -100,8 +101,12 @@ impl Sfu {
     /// Closes a router and everything in it.
     pub fn close_router(&mut self, router: RouterId) -> Result<(), Error> {
         let r = self.router(router)?;
-        for tid in r.transports.clone() {
+        let (transports, observers) = (r.transports.clone(), r.observers.clone());
+        for tid in transports {
             self.close_transport(tid)?;
+        }
+        for oid in observers {
+            self.close_audio_level_observer(oid)?;
         }
         self.routers.remove(&router);
         info!(router = %router, "router closed");
@@ -391,6 +396,7 @@ impl Sfu {
                 consumable,
                 paused,
                 consumers: Vec::new(),
+                observers: Vec::new(),
                 video_codec,
                 encodings,
                 stats: ProducerStats {
@@ -427,6 +433,7 @@ impl Sfu {
         for layer in 0..p.encodings.len() {
             self.timers.cancel(TimerKey::KeyFrame(producer, layer));
         }
+        self.unobserve_producer(producer, &p.observers);
         self.out
             .push_back(Output::Event(Event::ProducerClosed { producer }));
         self.kick(p.transport);

@@ -7,7 +7,8 @@
 
 use crate::api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
 use crate::error::Error;
-use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
+use crate::observer::AudioLevelObserverOptions;
 use crate::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
 use crate::sfu::Sfu;
 use crate::stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
@@ -84,6 +85,33 @@ pub enum Request {
     },
     /// [`Sfu::request_consumer_key_frame`].
     RequestConsumerKeyFrame(ConsumerId),
+    /// [`Sfu::create_audio_level_observer`].
+    CreateAudioLevelObserver {
+        /// The router.
+        router: RouterId,
+        /// Entries, threshold, interval.
+        options: AudioLevelObserverOptions,
+    },
+    /// [`Sfu::close_audio_level_observer`].
+    CloseAudioLevelObserver(ObserverId),
+    /// [`Sfu::audio_level_observer_add_producer`].
+    AudioLevelObserverAddProducer {
+        /// The observer.
+        observer: ObserverId,
+        /// The audio producer.
+        producer: ProducerId,
+    },
+    /// [`Sfu::audio_level_observer_remove_producer`].
+    AudioLevelObserverRemoveProducer {
+        /// The observer.
+        observer: ObserverId,
+        /// The producer.
+        producer: ProducerId,
+    },
+    /// [`Sfu::pause_audio_level_observer`].
+    PauseAudioLevelObserver(ObserverId),
+    /// [`Sfu::resume_audio_level_observer`].
+    ResumeAudioLevelObserver(ObserverId),
     /// [`Sfu::transport_stats`].
     TransportStats(TransportId),
     /// [`Sfu::producer_stats`].
@@ -114,6 +142,8 @@ pub enum Reply {
     Producer(ProducerId),
     /// A new consumer.
     Consumer(Consumed),
+    /// A new audio level observer.
+    Observer(ObserverId),
     /// Transport stats.
     TransportStats(TransportStats),
     /// Producer stats.
@@ -165,6 +195,24 @@ impl Sfu {
                 .map(|()| Reply::Done)?,
             R::RequestConsumerKeyFrame(id) => {
                 self.request_consumer_key_frame(id).map(|()| Reply::Done)?
+            }
+            R::CreateAudioLevelObserver { router, options } => {
+                Reply::Observer(self.create_audio_level_observer(router, options)?)
+            }
+            R::CloseAudioLevelObserver(id) => {
+                self.close_audio_level_observer(id).map(|()| Reply::Done)?
+            }
+            R::AudioLevelObserverAddProducer { observer, producer } => self
+                .audio_level_observer_add_producer(observer, producer)
+                .map(|()| Reply::Done)?,
+            R::AudioLevelObserverRemoveProducer { observer, producer } => self
+                .audio_level_observer_remove_producer(observer, producer)
+                .map(|()| Reply::Done)?,
+            R::PauseAudioLevelObserver(id) => {
+                self.pause_audio_level_observer(id).map(|()| Reply::Done)?
+            }
+            R::ResumeAudioLevelObserver(id) => {
+                self.resume_audio_level_observer(id).map(|()| Reply::Done)?
             }
             R::TransportStats(id) => Reply::TransportStats(self.transport_stats(id)?),
             R::ProducerStats(id) => Reply::ProducerStats(self.producer_stats(id)?),

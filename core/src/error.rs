@@ -1,6 +1,6 @@
 //! Errors of the control API. Bad network input is never an error: it is dropped and counted.
 
-use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::ortc::OrtcError;
 
 /// An API call could not be carried out. Nothing changed.
@@ -19,6 +19,15 @@ pub enum Error {
     /// No such consumer.
     #[error("unknown consumer {0}")]
     UnknownConsumer(ConsumerId),
+    /// No such audio level observer.
+    #[error("unknown audio level observer {0}")]
+    UnknownObserver(ObserverId),
+    /// The audio level observer's options are unusable.
+    #[error("invalid audio level observer options: {0}")]
+    InvalidObserverOptions(String),
+    /// Only audio producers can be observed for audio levels.
+    #[error("producer {0} is not audio")]
+    NotAudio(ProducerId),
     /// The RTP or capability parameters were rejected.
     #[error("invalid RTP parameters: {0}")]
     Ortc(#[from] OrtcError),

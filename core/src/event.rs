@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::ids::{ConsumerId, ObserverId, ProducerId, TransportId};
 use crate::io::Protocol;
 
 /// Something happened that the application may want to act on or tell its peers.
@@ -57,6 +57,29 @@ pub enum Event {
         /// Why.
         reason: ConsumerCloseReason,
     },
+    /// An audio level observer's interval ended with sound: the loudest observed producers at
+    /// or above its threshold, loudest first (mediasoup's `volumes`).
+    AudioLevelObserverVolumes {
+        /// The observer.
+        observer: ObserverId,
+        /// At most `max_entries` producers with their mean level over the interval.
+        volumes: Vec<AudioLevelVolume>,
+    },
+    /// An audio level observer's interval ended without sound after one that had some, or the
+    /// observer was paused after sound (mediasoup's `silence`). Reported once per silence.
+    AudioLevelObserverSilence {
+        /// The observer.
+        observer: ObserverId,
+    },
+}
+
+/// One producer's level in an [`Event::AudioLevelObserverVolumes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioLevelVolume {
+    /// The producer.
+    pub producer: ProducerId,
+    /// Its mean audio level over the interval, dBov (−127 silent to 0 loudest).
+    pub volume: i8,
 }
 
 /// Why a consumer closed.

@@ -54,6 +54,10 @@ id_type!(
     /// Identifies a consumer.
     ConsumerId
 );
+id_type!(
+    /// Identifies an audio level observer.
+    ObserverId
+);
 
 /// The text was not an id (16 hex digits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

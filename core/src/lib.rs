@@ -90,6 +90,13 @@
 //! walks all transports, so the cost of forwarding a packet depends on its consumers, not on how
 //! many transports exist.
 //!
+//! ## Audio levels
+//!
+//! [`Sfu::create_audio_level_observer`] makes mediasoup's `AudioLevelObserver` in a router: add
+//! audio producers to it, and every interval it reports the loudest of them as
+//! [`Event::AudioLevelObserverVolumes`] (from the RFC 6464 audio level header extension of
+//! their packets), or [`Event::AudioLevelObserverSilence`] once when they fall silent.
+//!
 //! ## Payload types and header extensions
 //!
 //! Every transport's RTP stack is configured with the router's payload types (consumers are
@@ -111,6 +118,7 @@ pub mod framing;
 mod ids;
 mod io;
 mod keyframe;
+mod observer;
 pub mod ortc;
 mod router;
 pub mod runtime;
@@ -123,9 +131,12 @@ pub use api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTra
 pub use config::SfuConfig;
 pub use dtls::crypto_provider;
 pub use error::Error;
-pub use event::{ConsumerCloseReason, DtlsState, Event, IceState, TransportTuple};
-pub use ids::{ConsumerId, ParseIdError, ProducerId, RouterId, TransportId};
+pub use event::{
+    AudioLevelVolume, ConsumerCloseReason, DtlsState, Event, IceState, TransportTuple,
+};
+pub use ids::{ConsumerId, ObserverId, ParseIdError, ProducerId, RouterId, TransportId};
 pub use io::{Input, Output, Protocol, Transmit};
+pub use observer::AudioLevelObserverOptions;
 pub use sfu::Sfu;
 pub use stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
 pub use transport::{ListenInfo, WebRtcTransportOptions};

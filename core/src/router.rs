@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use str0m::media::{Mid, Rid};
 
 use crate::forward::Rewriter;
-use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::keyframe::VideoCodec;
 use crate::ortc::{ConsumerParameters, MediaKind, RtpCapabilities, RtpParameters};
 use crate::stats::{ConsumerStats, ProducerStats};
@@ -19,6 +19,7 @@ pub(crate) struct Router {
     pub(crate) caps: RtpCapabilities,
     pub(crate) transports: Vec<TransportId>,
     pub(crate) producers: Vec<ProducerId>,
+    pub(crate) observers: Vec<ObserverId>,
 }
 
 /// A media source arriving on a transport.
@@ -31,6 +32,8 @@ pub(crate) struct Producer {
     pub(crate) consumable: RtpParameters,
     pub(crate) paused: bool,
     pub(crate) consumers: Vec<ConsumerId>,
+    /// Audio level observers watching it (usually none or one).
+    pub(crate) observers: Vec<ObserverId>,
     /// `None` for audio.
     pub(crate) video_codec: Option<VideoCodec>,
     pub(crate) encodings: Vec<Encoding>,

@@ -22,9 +22,10 @@ use crate::config::SfuConfig;
 use crate::demux::{self, Demux, Kind, Tuple};
 use crate::error::Error;
 use crate::event::{DtlsState, Event, IceState, TransportTuple};
-use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::io::{Input, Output, Protocol, Transmit};
 use crate::keyframe::is_key_frame;
+use crate::observer::AudioLevelObserver;
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
 use crate::stats::SfuStats;
@@ -49,6 +50,8 @@ pub(crate) enum TimerKey {
     Transport(TransportId),
     /// A throttled key frame request for a producer encoding may go out.
     KeyFrame(ProducerId, usize),
+    /// An audio level observer's interval ends.
+    Observer(ObserverId),
 }
 
 /// A selective forwarding unit: routers, transports, producers and consumers, as a pure state
@@ -65,6 +68,7 @@ pub struct Sfu {
     pub(crate) transports: HashMap<TransportId, WebRtcTransport>,
     pub(crate) producers: HashMap<ProducerId, Producer>,
     pub(crate) consumers: HashMap<ConsumerId, Consumer>,
+    pub(crate) observers: HashMap<ObserverId, AudioLevelObserver>,
     pub(crate) demux: Demux,
     pub(crate) timers: Timers<TimerKey>,
     pub(crate) out: VecDeque<Output>,
@@ -116,6 +120,7 @@ impl Sfu {
             transports: HashMap::new(),
             producers: HashMap::new(),
             consumers: HashMap::new(),
+            observers: HashMap::new(),
             demux: Demux::default(),
             timers: Timers::new(),
             out: VecDeque::new(),
@@ -312,6 +317,7 @@ impl Sfu {
                         self.request_key_frame_now(pid, layer);
                     }
                 }
+                TimerKey::Observer(oid) => self.audio_level_report(oid),
             }
             self.run_work();
         }
@@ -475,6 +481,15 @@ impl Sfu {
         }
         if let Some(e) = p.encodings.get_mut(layer) {
             e.last_packet_at = Some(now);
+        }
+        if !p.observers.is_empty() && !p.paused {
+            if let Some(level) = packet.header.ext_vals.audio_level {
+                for oid in &p.observers {
+                    if let Some(o) = self.observers.get_mut(oid) {
+                        o.add_level(pid, level);
+                    }
+                }
+            }
         }
         if p.paused || p.consumers.is_empty() {
             return;

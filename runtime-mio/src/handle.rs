@@ -9,9 +9,9 @@ use sfu_core::control::{Reply, Request};
 use sfu_core::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
 use sfu_core::runtime::WorkerShared;
 use sfu_core::{
-    ConsumeOptions, Consumed, ConsumerId, ConsumerStats, ListenInfo, ProduceOptions, ProducerId,
-    ProducerStats, RouterId, RouterOptions, SfuStats, TransportId, TransportStats,
-    WebRtcTransportCreated, WebRtcTransportOptions,
+    AudioLevelObserverOptions, ConsumeOptions, Consumed, ConsumerId, ConsumerStats, ListenInfo,
+    ObserverId, ProduceOptions, ProducerId, ProducerStats, RouterId, RouterOptions, SfuStats,
+    TransportId, TransportStats, WebRtcTransportCreated, WebRtcTransportOptions,
 };
 
 use crate::{RuntimeCounters, RuntimeError};
@@ -153,6 +153,10 @@ typed! {
         Request::ConsumerStats(consumer), Reply::ConsumerStats(s) => s;
     /// The Sfu's counters of datagrams dropped before any transport.
     fn sfu_stats() -> SfuStats = Request::SfuStats, Reply::SfuStats(s) => s;
+    /// Creates an audio level observer in a router.
+    fn create_audio_level_observer(router: RouterId, options: AudioLevelObserverOptions)
+        -> ObserverId =
+        Request::CreateAudioLevelObserver { router, options }, Reply::Observer(id) => id;
 }
 
 impl WorkerHandle {
@@ -223,5 +227,38 @@ impl WorkerHandle {
     /// Asks the consumer's producer for a key frame.
     pub fn request_consumer_key_frame(&self, consumer: ConsumerId) -> Result<(), RuntimeError> {
         self.done(Request::RequestConsumerKeyFrame(consumer))
+    }
+
+    /// Closes an audio level observer.
+    pub fn close_audio_level_observer(&self, observer: ObserverId) -> Result<(), RuntimeError> {
+        self.done(Request::CloseAudioLevelObserver(observer))
+    }
+
+    /// Starts observing an audio producer's levels.
+    pub fn audio_level_observer_add_producer(
+        &self,
+        observer: ObserverId,
+        producer: ProducerId,
+    ) -> Result<(), RuntimeError> {
+        self.done(Request::AudioLevelObserverAddProducer { observer, producer })
+    }
+
+    /// Stops observing a producer.
+    pub fn audio_level_observer_remove_producer(
+        &self,
+        observer: ObserverId,
+        producer: ProducerId,
+    ) -> Result<(), RuntimeError> {
+        self.done(Request::AudioLevelObserverRemoveProducer { observer, producer })
+    }
+
+    /// Pauses an audio level observer.
+    pub fn pause_audio_level_observer(&self, observer: ObserverId) -> Result<(), RuntimeError> {
+        self.done(Request::PauseAudioLevelObserver(observer))
+    }
+
+    /// Resumes an audio level observer.
+    pub fn resume_audio_level_observer(&self, observer: ObserverId) -> Result<(), RuntimeError> {
+        self.done(Request::ResumeAudioLevelObserver(observer))
     }
 }

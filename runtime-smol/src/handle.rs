@@ -6,9 +6,9 @@ use sfu_core::control::{Reply, Request};
 use sfu_core::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
 use sfu_core::runtime::WorkerShared;
 use sfu_core::{
-    ConsumeOptions, Consumed, ConsumerId, ConsumerStats, ListenInfo, ProduceOptions, ProducerId,
-    ProducerStats, RouterId, RouterOptions, SfuStats, TransportId, TransportStats,
-    WebRtcTransportCreated, WebRtcTransportOptions,
+    AudioLevelObserverOptions, ConsumeOptions, Consumed, ConsumerId, ConsumerStats, ListenInfo,
+    ObserverId, ProduceOptions, ProducerId, ProducerStats, RouterId, RouterOptions, SfuStats,
+    TransportId, TransportStats, WebRtcTransportCreated, WebRtcTransportOptions,
 };
 use smol::channel::{self, Sender};
 
@@ -294,6 +294,63 @@ impl WorkerHandle {
     /// The core's counters of datagrams dropped before reaching a transport.
     pub async fn sfu_stats(&self) -> Result<SfuStats, RuntimeError> {
         self.call_as(Request::SfuStats, expect_reply!(Reply::SfuStats))
+            .await
+    }
+
+    /// Creates an audio level observer in a router.
+    pub async fn create_audio_level_observer(
+        &self,
+        router: RouterId,
+        options: AudioLevelObserverOptions,
+    ) -> Result<ObserverId, RuntimeError> {
+        let request = Request::CreateAudioLevelObserver { router, options };
+        self.call_as(request, expect_reply!(Reply::Observer)).await
+    }
+
+    /// Closes an audio level observer.
+    pub async fn close_audio_level_observer(
+        &self,
+        observer: ObserverId,
+    ) -> Result<(), RuntimeError> {
+        self.call_as(Request::CloseAudioLevelObserver(observer), done)
+            .await
+    }
+
+    /// Starts observing an audio producer's levels.
+    pub async fn audio_level_observer_add_producer(
+        &self,
+        observer: ObserverId,
+        producer: ProducerId,
+    ) -> Result<(), RuntimeError> {
+        let request = Request::AudioLevelObserverAddProducer { observer, producer };
+        self.call_as(request, done).await
+    }
+
+    /// Stops observing a producer.
+    pub async fn audio_level_observer_remove_producer(
+        &self,
+        observer: ObserverId,
+        producer: ProducerId,
+    ) -> Result<(), RuntimeError> {
+        let request = Request::AudioLevelObserverRemoveProducer { observer, producer };
+        self.call_as(request, done).await
+    }
+
+    /// Pauses an audio level observer.
+    pub async fn pause_audio_level_observer(
+        &self,
+        observer: ObserverId,
+    ) -> Result<(), RuntimeError> {
+        self.call_as(Request::PauseAudioLevelObserver(observer), done)
+            .await
+    }
+
+    /// Resumes an audio level observer.
+    pub async fn resume_audio_level_observer(
+        &self,
+        observer: ObserverId,
+    ) -> Result<(), RuntimeError> {
+        self.call_as(Request::ResumeAudioLevelObserver(observer), done)
             .await
     }
 }

@@ -20,7 +20,7 @@ use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionMap, RtpWrite};
+use str0m::rtp::{ExtensionMap, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use crate::media::OutPacket;
@@ -460,11 +460,17 @@ impl ClientTransport {
             return;
         };
         for p in packets {
-            stream.write_rtp(
-                RtpWrite::new(pt.into(), p.seq.into(), p.timestamp, now, p.payload)
-                    .marker(p.marker)
-                    .nackable(video),
-            );
+            let mut write = RtpWrite::new(pt.into(), p.seq.into(), p.timestamp, now, p.payload)
+                .marker(p.marker)
+                .nackable(video);
+            if let Some(level) = p.audio_level {
+                write = write.ext_vals(ExtensionValues {
+                    audio_level: Some(level),
+                    voice_activity: Some(level > -127),
+                    ..Default::default()
+                });
+            }
+            stream.write_rtp(write);
         }
         let _ = self.rtc.handle_input(Input::Timeout(now));
     }

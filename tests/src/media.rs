@@ -25,6 +25,8 @@ pub struct OutPacket {
     pub marker: bool,
     /// The payload.
     pub payload: Vec<u8>,
+    /// The audio level to send in the header extension (dBov, −127 to 0), if any.
+    pub audio_level: Option<i8>,
 }
 
 /// Generates a stream's packets.
@@ -42,6 +44,8 @@ pub struct Source {
     pub key_frame_every: u64,
     /// Packets per delta frame (key frames get three times as many).
     pub packets_per_frame: usize,
+    /// Audio: the level each packet carries in its audio level header extension (dBov).
+    pub audio_level: Option<i8>,
 }
 
 impl Source {
@@ -66,6 +70,7 @@ impl Source {
             key_frame_requested: true,
             key_frame_every: 300,
             packets_per_frame: 4,
+            audio_level: None,
         }
     }
 
@@ -99,6 +104,7 @@ impl Source {
                     timestamp: self.timestamp,
                     marker: false,
                     payload: audio_payload(self.ssrc, seq as u16),
+                    audio_level: self.audio_level,
                 });
                 self.next_at += AUDIO_INTERVAL;
                 self.timestamp = self.timestamp.wrapping_add(960);
@@ -129,6 +135,7 @@ impl Source {
                 timestamp: self.timestamp,
                 marker: i + 1 == n,
                 payload: video_payload(self.ssrc, seq as u16, i == 0, key),
+                audio_level: None,
             });
         }
     }

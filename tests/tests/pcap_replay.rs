@@ -89,6 +89,7 @@ fn replay(path: &Path) {
                 timestamp: rtp.timestamp,
                 marker: rtp.marker,
                 payload: rtp.payload(&packet.payload).to_vec(),
+                audio_level: None,
             }],
         );
         sim.flush();

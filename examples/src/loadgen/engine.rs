@@ -161,6 +161,7 @@ impl Media {
                         timestamp: ts0.wrapping_add(*ts),
                         marker: *marker,
                         payload: payload.clone(),
+                        audio_level: None,
                     });
                     *seq += 1;
                     *index += 1;
