@@ -8,6 +8,9 @@
 // room A must report, from RTCPeerConnection.getStats(), more than 40 video frames decoded and
 // more than 40 audio packets received from the other; the page in room B must receive nothing.
 // Then once more over UDP with the camera sent as three simulcast encodings.
+// The fake microphone plays a steady tone (a WAV written here), so the server's audio level
+// observer must name a room A peer as the active speaker to both room A pages, and never a room
+// A peer to room B.
 // Prints the DTLS version, DTLS role and SRTP profile Chromium negotiated.
 
 import fs from 'node:fs';
@@ -25,7 +28,36 @@ const DEADLINE_MS = Number(process.env.E2E_DEADLINE_MS || 20_000);
 const MIN_FRAMES = 40;
 const MIN_AUDIO_PACKETS = 40;
 
+/** A 2-second 440 Hz tone at about -10 dBFS, 48 kHz mono 16-bit PCM, for the fake microphone. */
+function toneWav(file) {
+  const rate = 48_000;
+  const samples = rate * 2;
+  const data = Buffer.alloc(samples * 2);
+  for (let i = 0; i < samples; i++) {
+    data.writeInt16LE(Math.round(0.3 * 32767 * Math.sin((2 * Math.PI * 440 * i) / rate)), i * 2);
+  }
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVEfmt ', 8);
+  header.writeUInt32LE(16, 16); // fmt chunk size
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(1, 22); // mono
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28); // byte rate
+  header.writeUInt16LE(2, 32); // block align
+  header.writeUInt16LE(16, 34); // bits per sample
+  header.write('data', 36);
+  header.writeUInt32LE(data.length, 40);
+  fs.writeFileSync(file, Buffer.concat([header, data]));
+  return file;
+}
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-e2e-chromium-'));
+const tone = toneWav(path.join(userDataDir, 'tone.wav'));
+
 const args = [
+  `--use-file-for-fake-audio-capture=${tone}`,
   '--headless=new',
   '--no-sandbox',
   '--disable-gpu',
@@ -124,12 +156,15 @@ async function scenario(browser, mode, options) {
   const b1 = await openPage(context, 'page 3', roomB, 'carol', options);
   const pages = [a1, a2, b1];
   const pairs = [[a1, a2], [a2, a1]];
+  const roomAPeers = [a1.peer, a2.peer];
+  const heardInA = (p) => roomAPeers.some((peer) => (p.stats.activeSpeakers || {})[peer] > 0);
   const ok = () =>
     pairs.every(([me, other]) => {
       if (!me.stats) return false;
       const v = fromPeer(me.stats, other.peer, 'video');
       const a = fromPeer(me.stats, other.peer, 'audio');
-      return sum(v, 'framesDecoded') > MIN_FRAMES && sum(a, 'packetsReceived') > MIN_AUDIO_PACKETS;
+      return sum(v, 'framesDecoded') > MIN_FRAMES && sum(a, 'packetsReceived') > MIN_AUDIO_PACKETS &&
+        heardInA(me);
     });
   let passed = false;
   while (Date.now() - started < DEADLINE_MS) {
@@ -145,7 +180,11 @@ async function scenario(browser, mode, options) {
   const problems = [];
   if (!passed) {
     problems.push(`media did not flow in room A within ${DEADLINE_MS / 1000} s ` +
-      `(need > ${MIN_FRAMES} video frames decoded and > ${MIN_AUDIO_PACKETS} audio packets from the other page)`);
+      `(need > ${MIN_FRAMES} video frames decoded and > ${MIN_AUDIO_PACKETS} audio packets from the other page, ` +
+      'and an active speaker of room A named to both pages)');
+  }
+  if (b1.stats && roomAPeers.some((peer) => (b1.stats.activeSpeakers || {})[peer])) {
+    problems.push('page 3 (room B) was told a room A peer is its active speaker');
   }
   // Room B must receive nothing, and room A nothing from room B.
   if (b1.stats && (b1.stats.remote.length || sum(b1.stats.remote, 'bytesReceived') > 0)) {
@@ -176,6 +215,12 @@ async function scenario(browser, mode, options) {
       `${sum(a, 'packetsReceived')} audio packets received`);
   }
   if (b1.stats) console.log(`  page 3 (${b1.peer}, room B): ${b1.stats.remote.length} remote streams (expected 0)`);
+  for (const p of pages) {
+    if (p.stats) {
+      console.log(`  ${p.name} active speaker reports: ${JSON.stringify(p.stats.activeSpeakers || {})}` +
+        (p.stats.loudest !== undefined ? `, loudest ${p.stats.loudest} dBov` : ''));
+    }
+  }
   const seen = new Set();
   for (const p of pages) {
     for (const [dir, t] of [['send', p.stats && p.stats.send], ['recv', p.stats && p.stats.recv]]) {
@@ -208,7 +253,6 @@ async function scenario(browser, mode, options) {
   return problems.length === 0;
 }
 
-const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-e2e-chromium-'));
 let browser;
 let allOk = false;
 try {

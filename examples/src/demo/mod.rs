@@ -30,7 +30,9 @@
 //! The server sends notifications `{"notification": true, "method": …, "data": …}`:
 //! `peerJoined`, `peerLeft`, `newProducer`, `producerClosed`, `consumerClosed`,
 //! `consumerPaused`, `consumerResumed`, `transportState`, `transportTuple`, `transportClosed`,
-//! and `error` (then the socket closes) when the connection itself is refused.
+//! `activeSpeaker` (`{peerId, producerId, volume}` every 800 ms while someone speaks, from the
+//! room's audio level observer; `{peerId: null}` once when the room falls silent), and `error`
+//! (then the socket closes) when the connection itself is refused.
 //!
 //! The consume flow is mediasoup's: on `newProducer` the client asks to `consume`, the server
 //! checks `canConsume` and creates the consumer paused, the client calls
@@ -43,6 +45,6 @@ mod signaling;
 pub use config::{Command, DemoConfig, USAGE};
 pub use http::{query_param, serve};
 pub use signaling::{
-    default_media_codecs, PeerSession, Signaling, MAX_NAME_LEN, MAX_PRODUCERS_PER_PEER,
-    MAX_TRANSPORTS_PER_PEER,
+    default_media_codecs, PeerSession, Signaling, ACTIVE_SPEAKER_INTERVAL, MAX_NAME_LEN,
+    MAX_PRODUCERS_PER_PEER, MAX_TRANSPORTS_PER_PEER,
 };

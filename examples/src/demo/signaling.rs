@@ -17,8 +17,8 @@ use sfu_core::ortc::{
     DtlsParameters, MediaKind, Protocol, RtpCapabilities, RtpCodecCapability, RtpParameters,
 };
 use sfu_core::{
-    ConsumeOptions, ConsumerId, Event, ProduceOptions, ProducerId, RouterId, RouterOptions,
-    TransportId, WebRtcTransportOptions,
+    AudioLevelObserverOptions, ConsumeOptions, ConsumerId, Event, ObserverId, ProduceOptions,
+    ProducerId, RouterId, RouterOptions, TransportId, WebRtcTransportOptions,
 };
 use sfu_runtime_mio::{RuntimeError, WorkerHandle};
 use tracing::{debug, info, warn};
@@ -29,6 +29,8 @@ pub const MAX_TRANSPORTS_PER_PEER: usize = 4;
 pub const MAX_PRODUCERS_PER_PEER: usize = 8;
 /// Longest accepted room name or peer id.
 pub const MAX_NAME_LEN: usize = 64;
+/// How often a room reports its active speaker.
+pub const ACTIVE_SPEAKER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// The codecs every room uses: Opus and VP8 (payload types and RTX are added by the router).
 pub fn default_media_codecs() -> Vec<RtpCodecCapability> {
@@ -56,6 +58,8 @@ enum Owned {
     Transport(usize, TransportId),
     Consumer(usize, ConsumerId),
     Producer(usize, ProducerId),
+    /// A room's audio level observer (its owner's peer is empty).
+    Observer(usize, ObserverId),
 }
 
 #[derive(Clone)]
@@ -69,6 +73,8 @@ struct Room {
     worker: WorkerHandle,
     router: RouterId,
     rtp_capabilities: RtpCapabilities,
+    /// Finds the active speaker among the room's microphones.
+    observer: Option<ObserverId>,
     state: Mutex<RoomState>,
 }
 
@@ -178,14 +184,27 @@ impl Signaling {
                 let rtp_capabilities = worker
                     .router_rtp_capabilities(router)
                     .map_err(|e| format!("cannot read the router's capabilities: {e}"))?;
+                let options = AudioLevelObserverOptions {
+                    max_entries: 1,
+                    threshold: -80,
+                    interval: ACTIVE_SPEAKER_INTERVAL,
+                };
+                let observer = worker
+                    .create_audio_level_observer(router, options)
+                    .map_err(|e| warn!(room, error = %e, "no active speaker detection"))
+                    .ok();
                 info!(room, router = %router, worker = worker.index(), "room created");
                 let r = Arc::new(Room {
                     name: room.to_owned(),
                     worker,
                     router,
                     rtp_capabilities,
+                    observer,
                     state: Mutex::new(RoomState::default()),
                 });
+                if let Some(o) = observer {
+                    self.own(&r, "", Owned::Observer(r.worker.index(), o));
+                }
                 rooms.insert(room.to_owned(), r.clone());
                 r
             }
@@ -221,6 +240,10 @@ impl Signaling {
     /// Routes one runtime event (from worker `worker`) to the peer it concerns.
     pub fn handle_event(&self, worker: usize, event: &Event) {
         let (key, remove) = match event {
+            Event::AudioLevelObserverVolumes { observer, .. }
+            | Event::AudioLevelObserverSilence { observer } => {
+                (Owned::Observer(worker, *observer), false)
+            }
             Event::IceStateChange { transport, .. }
             | Event::IceSelectedTupleChange { transport, .. }
             | Event::DtlsStateChange { transport, .. } => {
@@ -247,6 +270,29 @@ impl Signaling {
             return;
         };
         let mut state = lock(&room.state);
+        // The room's active speaker goes to everyone in it.
+        match event {
+            Event::AudioLevelObserverVolumes { volumes, .. } => {
+                let Some(loudest) = volumes.first() else {
+                    return;
+                };
+                let Some(speaker) = state.producer_owner(loudest.producer) else {
+                    return;
+                };
+                let data = json!({
+                    "peerId": speaker,
+                    "producerId": loudest.producer.to_string(),
+                    "volume": loudest.volume,
+                });
+                state.broadcast("", "activeSpeaker", &data);
+                return;
+            }
+            Event::AudioLevelObserverSilence { .. } => {
+                state.broadcast("", "activeSpeaker", &json!({ "peerId": null }));
+                return;
+            }
+            _ => {}
+        }
         let Some(p) = state.peers.get_mut(&peer) else {
             return;
         };
@@ -715,6 +761,16 @@ impl PeerSession {
                     rtp_parameters = %params_json, "produce refused");
                 runtime_error("produce", e)
             })?;
+        if let (Some(observer), MediaKind::Audio) = (self.room.observer, d.kind) {
+            if let Err(e) = self
+                .room
+                .worker
+                .audio_level_observer_add_producer(observer, producer)
+            {
+                warn!(room = %self.room.name, producer = %producer, error = %e,
+                    "microphone not watched for the active speaker");
+            }
+        }
         let mut state = lock(&self.room.state);
         if let Some(p) = state.peers.get_mut(&self.peer) {
             p.producers.insert(producer, d.kind);
@@ -858,6 +914,9 @@ impl Drop for PeerSession {
         );
         if empty {
             rooms.remove(&self.room.name);
+            if let Some(o) = self.room.observer {
+                self.signaling.disown([Owned::Observer(worker, o)]);
+            }
             if let Err(e) = self.room.worker.close_router(self.room.router) {
                 debug!(router = %self.room.router, error = %e, "close router");
             }

@@ -23,6 +23,8 @@ const state = {
   sendState: 'new',
   recvState: 'new',
   serverTuples: {},
+  // Peer id -> how many times the server named it the room's active speaker.
+  activeSpeakers: {},
   produced: [],
   errors: [],
 };
@@ -136,6 +138,16 @@ async function onNotification(method, data) {
     case 'transportTuple':
       state.serverTuples[data.transportId] = data;
       note(`server path for ${data.transportId}: ${data.protocol} ${data.remote} -> ${data.local}`);
+      break;
+    case 'activeSpeaker':
+      // The loudest microphone of the room (or none: silence), from the server's audio levels.
+      if (data.peerId) {
+        state.activeSpeakers[data.peerId] = (state.activeSpeakers[data.peerId] || 0) + 1;
+        state.loudest = Math.max(state.loudest ?? -127, data.volume);
+      }
+      for (const t of document.querySelectorAll('figure.peer')) {
+        t.classList.toggle('speaking', t.dataset.peer === data.peerId);
+      }
       break;
     case 'transportState':
       note(`server transport ${data.transportId}: ${data.ice ? `ICE ${data.ice}` : `DTLS ${data.dtls}`}`);
@@ -368,6 +380,8 @@ async function stats() {
     send: await transportSummary(sendTransport),
     recv: await transportSummary(recvTransport),
     serverTuples: state.serverTuples,
+    activeSpeakers: state.activeSpeakers,
+    loudest: state.loudest,
     produced: state.produced,
     remote,
     errors: state.errors,
