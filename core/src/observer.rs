@@ -17,6 +17,7 @@ use crate::event::{AudioLevelVolume, Event};
 use crate::ids::{ObserverId, ProducerId, RouterId};
 use crate::io::Output;
 use crate::ortc::MediaKind;
+use crate::router::Producer;
 use crate::sfu::{Sfu, TimerKey};
 
 /// The shortest and longest reporting interval; others are clamped to these (as mediasoup does).
@@ -176,14 +177,7 @@ impl Sfu {
         observer: ObserverId,
         producer: ProducerId,
     ) -> Result<(), Error> {
-        let o = self
-            .observers
-            .get_mut(&observer)
-            .ok_or(Error::UnknownObserver(observer))?;
-        let p = self
-            .producers
-            .get_mut(&producer)
-            .ok_or(Error::UnknownProducer(producer))?;
+        let (o, p) = self.observer_and_producer(observer, producer)?;
         if p.router != o.router {
             return Err(Error::WrongRouter(producer));
         }
@@ -203,14 +197,7 @@ impl Sfu {
         observer: ObserverId,
         producer: ProducerId,
     ) -> Result<(), Error> {
-        let o = self
-            .observers
-            .get_mut(&observer)
-            .ok_or(Error::UnknownObserver(observer))?;
-        let p = self
-            .producers
-            .get_mut(&producer)
-            .ok_or(Error::UnknownProducer(producer))?;
+        let (o, p) = self.observer_and_producer(observer, producer)?;
         p.observers.retain(|&x| x != observer);
         o.producers.retain(|(x, _)| *x != producer);
         Ok(())
@@ -281,6 +268,23 @@ impl Sfu {
         }
         self.timers
             .schedule(TimerKey::Observer(observer), o.next_report);
+    }
+
+    /// The observer and the producer a call names, or the error for the one that does not exist.
+    fn observer_and_producer(
+        &mut self,
+        observer: ObserverId,
+        producer: ProducerId,
+    ) -> Result<(&mut AudioLevelObserver, &mut Producer), Error> {
+        let o = self
+            .observers
+            .get_mut(&observer)
+            .ok_or(Error::UnknownObserver(observer))?;
+        let p = self
+            .producers
+            .get_mut(&producer)
+            .ok_or(Error::UnknownProducer(producer))?;
+        Ok((o, p))
     }
 
     /// Forgets a closing producer in the observers that watch it.
