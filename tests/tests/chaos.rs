@@ -9,7 +9,7 @@ use std::time::Duration;
 use common_peers::{consume_all, join, Sub};
 use proptest::prelude::*;
 use sfu_core::ortc::{MediaKind, Protocol as P, RtpParameters};
-use sfu_core::{ConsumeOptions, ProduceOptions};
+use sfu_core::{AudioLevelObserverOptions, ConsumeOptions, ProduceOptions};
 use sfu_tests::check::stream_report;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
@@ -36,6 +36,13 @@ enum Action {
     BogusProduce { json: String },
     /// An extra transport that consumes, pauses, resumes and closes.
     ExtraConsumer { pause: bool, close: bool },
+    /// An audio level observer with random options, put through random calls.
+    Observer {
+        max_entries: u16,
+        threshold: i8,
+        interval_ms: u64,
+        calls: Vec<u8>,
+    },
     /// Let time pass.
     Run { ms: u64 },
 }
@@ -57,6 +64,20 @@ fn action() -> impl Strategy<Value = Action> {
         "[ -~]{0,120}".prop_map(|json| Action::BogusProduce { json }),
         (any::<bool>(), any::<bool>())
             .prop_map(|(pause, close)| Action::ExtraConsumer { pause, close }),
+        (
+            0u16..4,
+            any::<i8>(),
+            0u64..10_000,
+            proptest::collection::vec(any::<u8>(), 0..8)
+        )
+            .prop_map(
+                |(max_entries, threshold, interval_ms, calls)| Action::Observer {
+                    max_entries,
+                    threshold,
+                    interval_ms,
+                    calls
+                }
+            ),
         (1u64..300).prop_map(|ms| Action::Run { ms }),
     ]
 }
@@ -128,6 +149,43 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
             assert!(sim.sfu.resume_producer(p).is_err());
             assert!(sim.sfu.close_transport(t).is_err());
             assert!(sim.sfu.consumer_stats(c).is_err());
+            let o: sfu_core::ObserverId = text.parse().unwrap();
+            assert!(sim.sfu.pause_audio_level_observer(o).is_err());
+            assert!(sim.sfu.audio_level_observer_add_producer(o, p).is_err());
+        }
+        Action::Observer {
+            max_entries,
+            threshold,
+            interval_ms,
+            calls,
+        } => {
+            let options = AudioLevelObserverOptions {
+                max_entries: *max_entries,
+                threshold: *threshold,
+                interval: Duration::from_millis(*interval_ms),
+            };
+            let valid = *max_entries > 0 && *threshold <= 0 && *threshold >= -127;
+            match sim.sfu.create_audio_level_observer(subs[0].router, options) {
+                Ok(o) => {
+                    assert!(valid, "options accepted: {max_entries} {threshold}");
+                    for call in calls {
+                        let sub = &subs[usize::from(*call) % subs.len()];
+                        let _ = match call % 5 {
+                            0 | 1 => sim.sfu.audio_level_observer_add_producer(o, sub.producer),
+                            2 => sim
+                                .sfu
+                                .audio_level_observer_remove_producer(o, sub.producer),
+                            3 => sim.sfu.pause_audio_level_observer(o),
+                            _ => sim.sfu.resume_audio_level_observer(o),
+                        };
+                    }
+                    if calls.len() % 2 == 1 {
+                        sim.sfu.close_audio_level_observer(o).unwrap();
+                    }
+                }
+                Err(e) => assert!(!valid, "valid options refused: {e}"),
+            }
+            sim.flush();
         }
         Action::BogusProduce { json } => {
             if let Ok(params) = serde_json::from_str::<RtpParameters>(json) {
@@ -209,7 +267,7 @@ proptest! {
         }
         // Everything injected was counted somewhere.
         let s = sim.sfu.stats();
-        let injected = actions.iter().filter(|a| !matches!(a, Action::Run { .. } | Action::UnknownIds { .. } | Action::BogusProduce { .. } | Action::ExtraConsumer { .. })).count();
+        let injected = actions.iter().filter(|a| !matches!(a, Action::Run { .. } | Action::UnknownIds { .. } | Action::BogusProduce { .. } | Action::ExtraConsumer { .. } | Action::Observer { .. })).count();
         let dropped = s.dropped_oversized + s.dropped_malformed + s.dropped_unknown_source
             + s.dropped_stun_unknown_ufrag + s.dropped_stun_unauthenticated;
         let rtp_dropped: u64 = (0..sim.clients.len()).filter_map(|i| sim.sfu.transport_stats(sim.clients[i].id).ok()).map(|t| t.rtp_dropped + t.rtc_errors).sum();
