@@ -2,30 +2,13 @@
 //! input gets clear error replies and disturbs no one, and a peer that leaves is cleaned up.
 
 use std::sync::mpsc::RecvTimeoutError;
-use std::thread;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use sfu_examples::demo::{default_media_codecs, PeerSession, Signaling};
-use sfu_runtime_mio::{Runtime, RuntimeConfig, WorkerHandle};
+mod common;
 
-/// A Signaling on a one-worker runtime whose events are routed by a background thread.
-fn start() -> (Signaling, WorkerHandle) {
-    let runtime = Runtime::start(RuntimeConfig {
-        workers: 1,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime starts on loopback");
-    let worker = runtime.workers()[0].clone();
-    let signaling = Signaling::new(runtime.workers().to_vec(), default_media_codecs());
-    let events = signaling.clone();
-    thread::spawn(move || {
-        while let Ok((w, e)) = runtime.events().recv() {
-            events.handle_event(w, &e);
-        }
-    });
-    (signaling, worker)
-}
+use common::{start_signaling, wait_until};
+use serde_json::{json, Value};
+use sfu_examples::demo::PeerSession;
 
 fn raw(session: &mut PeerSession, text: &str) -> Value {
     serde_json::from_str(&session.handle_text(text)).expect("replies are JSON")
@@ -117,19 +100,9 @@ fn chrome_audio(transport: &str) -> Value {
     })
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if f() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn malformed_and_unknown_requests_get_clear_errors() {
-    let (signaling, _) = start();
+    let (signaling, _) = start_signaling();
     let mut a = signaling.connect("room", "a").unwrap();
 
     let r = raw(&mut a, "{not json");
@@ -174,7 +147,7 @@ fn malformed_and_unknown_requests_get_clear_errors() {
 
 #[test]
 fn bad_names_and_duplicate_peers_are_refused() {
-    let (signaling, _) = start();
+    let (signaling, _) = start_signaling();
     assert!(signaling.connect("", "a").is_err());
     assert!(signaling.connect("room", "").is_err());
     assert!(signaling.connect("a/b", "a").is_err());
@@ -189,7 +162,7 @@ fn bad_names_and_duplicate_peers_are_refused() {
 
 #[test]
 fn ids_of_other_peers_and_rooms_are_refused() {
-    let (signaling, _) = start();
+    let (signaling, _) = start_signaling();
     let mut a = signaling.connect("one", "a").unwrap();
     let mut b = signaling.connect("one", "b").unwrap();
     let mut c = signaling.connect("two", "c").unwrap();
@@ -239,7 +212,7 @@ fn ids_of_other_peers_and_rooms_are_refused() {
 
 #[test]
 fn a_second_connect_is_refused() {
-    let (signaling, _) = start();
+    let (signaling, _) = start_signaling();
     let mut a = signaling.connect("room", "a").unwrap();
     let t = transport(&mut a, "send");
     let connect = json!({ "transportId": t, "dtlsParameters": dtls() });
@@ -252,7 +225,7 @@ fn a_second_connect_is_refused() {
 
 #[test]
 fn force_tcp_offers_only_tcp_candidates() {
-    let (signaling, _) = start();
+    let (signaling, _) = start_signaling();
     let mut a = signaling.connect("room", "a").unwrap();
     let t = ok(
         &mut a,
@@ -266,7 +239,7 @@ fn force_tcp_offers_only_tcp_candidates() {
 
 #[test]
 fn transports_per_peer_are_limited() {
-    let (signaling, _) = start();
+    let (signaling, _) = start_signaling();
     let mut a = signaling.connect("room", "a").unwrap();
     for _ in 0..sfu_examples::demo::MAX_TRANSPORTS_PER_PEER {
         transport(&mut a, "send");
@@ -281,7 +254,7 @@ fn transports_per_peer_are_limited() {
 
 #[test]
 fn produce_consume_and_cleanup_when_a_peer_leaves() {
-    let (signaling, worker) = start();
+    let (signaling, worker) = start_signaling();
     let mut a = signaling.connect("room", "a").unwrap();
     let mut b = signaling.connect("room", "b").unwrap();
     let caps = ok(&mut b, "getRouterRtpCapabilities", json!({}));
@@ -357,7 +330,7 @@ fn producers_of_a_transport_share_one_cname() {
     // Chromium sends `"cname": ""` for rid-based simulcast; mediasoup-client would then write an
     // invalid `a=msid` line for the consumer. The server gives every producer of a transport
     // the first cname it saw (or a made-up one), as mediasoup does.
-    let (signaling, _) = start();
+    let (signaling, _) = start_signaling();
     let mut a = signaling.connect("room", "a").unwrap();
     let mut b = signaling.connect("room", "b").unwrap();
     let caps = ok(&mut a, "getRouterRtpCapabilities", json!({}));

@@ -5,29 +5,19 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
-use std::time::Duration;
 
+mod common;
+
+use common::{start_signaling, wait_until};
 use serde_json::{json, Value};
-use sfu_examples::demo::{default_media_codecs, serve, Signaling};
-use sfu_runtime_mio::{Runtime, RuntimeConfig, WorkerHandle};
+use sfu_examples::demo::{serve, Signaling};
+use sfu_runtime_mio::WorkerHandle;
 use tungstenite::{Message, WebSocket};
 
 type Socket = WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
 fn start() -> (String, Signaling, WorkerHandle) {
-    let runtime = Runtime::start(RuntimeConfig {
-        workers: 1,
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let worker = runtime.workers()[0].clone();
-    let signaling = Signaling::new(runtime.workers().to_vec(), default_media_codecs());
-    let events = signaling.clone();
-    thread::spawn(move || {
-        while let Ok((w, e)) = runtime.events().recv() {
-            events.handle_event(w, &e);
-        }
-    });
+    let (signaling, worker) = start_signaling();
     let web = std::env::temp_dir().join(format!("sfu-demo-ws-test-{}", std::process::id()));
     std::fs::create_dir_all(&web).unwrap();
     std::fs::write(web.join("index.html"), "<title>sfu demo</title>").unwrap();
@@ -61,16 +51,6 @@ fn request(ws: &mut Socket, text: String) -> Value {
             return v;
         }
     }
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if f() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[test]
