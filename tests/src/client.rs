@@ -16,7 +16,7 @@ use sfu_core::ortc::{
     RtpHeaderExtension, RtpHeaderExtensionDirection, RtpHeaderExtensionParameters, RtpParameters,
     RtxParameters, WebRtcTransportParameters,
 };
-use str0m::config::DtlsCert;
+use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -141,11 +141,12 @@ pub fn h264_only_capabilities() -> RtpCapabilities {
 }
 
 /// The DTLS certificate every client of this process presents, generated once (as a browser
-/// profile keeps its certificate): a client's key generation is not part of what it measures.
-fn shared_certificate() -> DtlsCert {
+/// profile keeps its certificate) by the provider the clients use: a client's key generation is
+/// not part of what it measures.
+fn shared_certificate(crypto: &CryptoProvider) -> DtlsCert {
     static CERT: OnceLock<DtlsCert> = OnceLock::new();
     CERT.get_or_init(|| {
-        str0m::crypto::from_feature_flags()
+        crypto
             .dtls_provider
             .generate_certificate()
             .expect("the crypto provider generates certificates")
@@ -162,9 +163,10 @@ impl ClientTransport {
         router_caps: &RtpCapabilities,
         proto: Protocol,
     ) -> Self {
+        let crypto = sfu_core::crypto_provider();
         let mut config = RtcConfig::new()
-            .set_dtls_cert(shared_certificate())
-            .set_crypto_provider(sfu_core::crypto_provider())
+            .set_dtls_cert(shared_certificate(&crypto))
+            .set_crypto_provider(crypto)
             .set_rtp_mode(true)
             .clear_codecs()
             .set_stats_interval(None)
