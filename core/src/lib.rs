@@ -16,10 +16,13 @@
 //! deadline, or the application's next call.
 //!
 //! A runtime that reads datagrams in batches (recvmmsg, GRO) may feed the whole batch before
-//! draining. Forwarded packets are then sent when `poll_output` is first called, grouped by
-//! consumer transport: each transport's stack is driven once for the batch instead of once per
-//! packet, and each destination's datagrams come out one after another, ready for one GSO send
-//! ([`runtime::gso_run`]). Both bundled runtimes do this.
+//! draining. Forwarded packets are then sent from `poll_output`, grouped by consumer transport:
+//! each transport's stack is driven once for the batch instead of once per packet, and each
+//! destination's datagrams come out one after another, ready for one GSO send
+//! ([`runtime::gso_run`]). Transports are driven one at a time as the polls reach them, so a
+//! runtime that sends each destination's run as soon as the next begins
+//! ([`runtime::same_path`]) gets the first datagrams out while the Sfu is still encrypting the
+//! last. Both bundled runtimes do this.
 //!
 //! ```
 //! use std::net::SocketAddr;

@@ -377,10 +377,8 @@ pub fn gso_run(ts: &[Transmit], max_segments: usize) -> usize {
     for t in &ts[1..] {
         let len = t.contents.len();
         if n >= max_segments
-            || t.proto != Protocol::Udp
             || first.proto != Protocol::Udp
-            || t.source != first.source
-            || t.destination != first.destination
+            || !same_path(first, t)
             || len > size
             || len == 0
             || total + len > GSO_MAX_BYTES
@@ -394,6 +392,13 @@ pub fn gso_run(ts: &[Transmit], max_segments: usize) -> usize {
         }
     }
     n
+}
+
+/// Whether two datagrams take the same path (protocol, source and destination): a runtime
+/// that sees the next datagram from [`Sfu::poll_output`] take another path can send the run
+/// before it right away.
+pub fn same_path(a: &Transmit, b: &Transmit) -> bool {
+    (a.proto, a.source, a.destination) == (b.proto, b.source, b.destination)
 }
 
 #[cfg(test)]

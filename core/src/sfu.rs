@@ -5,12 +5,13 @@
 //! frame requests, state changes) goes on a work queue that is processed until empty. Forwarding
 //! one packet touches the producer, its consumers and their transports, nothing else.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rustc_hash::FxHashMap;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::media::KeyframeRequestKind;
 use str0m::net::Receive;
@@ -64,11 +65,11 @@ pub struct Sfu {
     pub(crate) crypto: Arc<CryptoProvider>,
     /// The certificate's fingerprint as signaled: ("sha-256", "AB:CD:…").
     pub(crate) fingerprint: Option<(String, String)>,
-    pub(crate) routers: HashMap<RouterId, Router>,
-    pub(crate) transports: HashMap<TransportId, WebRtcTransport>,
-    pub(crate) producers: HashMap<ProducerId, Producer>,
-    pub(crate) consumers: HashMap<ConsumerId, Consumer>,
-    pub(crate) observers: HashMap<ObserverId, AudioLevelObserver>,
+    pub(crate) routers: FxHashMap<RouterId, Router>,
+    pub(crate) transports: FxHashMap<TransportId, WebRtcTransport>,
+    pub(crate) producers: FxHashMap<ProducerId, Producer>,
+    pub(crate) consumers: FxHashMap<ConsumerId, Consumer>,
+    pub(crate) observers: FxHashMap<ObserverId, AudioLevelObserver>,
     pub(crate) demux: Demux,
     pub(crate) timers: Timers<TimerKey>,
     pub(crate) out: VecDeque<Output>,
@@ -80,7 +81,7 @@ pub struct Sfu {
     scratch_key_frames: Vec<(ProducerId, usize)>,
     /// Consumer transports written to since the last [`poll_output`](Sfu::poll_output): their
     /// stacks are handed time and drained once, however many packets they were given.
-    flush_queue: Vec<TransportId>,
+    flush_queue: VecDeque<TransportId>,
     pub(crate) stats: SfuStats,
 }
 
@@ -116,18 +117,18 @@ impl Sfu {
             cert,
             crypto,
             fingerprint: None,
-            routers: HashMap::new(),
-            transports: HashMap::new(),
-            producers: HashMap::new(),
-            consumers: HashMap::new(),
-            observers: HashMap::new(),
+            routers: FxHashMap::default(),
+            transports: FxHashMap::default(),
+            producers: FxHashMap::default(),
+            consumers: FxHashMap::default(),
+            observers: FxHashMap::default(),
             demux: Demux::default(),
             timers: Timers::new(),
             out: VecDeque::new(),
             work: VecDeque::new(),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
-            flush_queue: Vec::new(),
+            flush_queue: VecDeque::new(),
             stats: SfuStats::default(),
         })
     }
@@ -163,12 +164,18 @@ impl Sfu {
     /// consumer transport: a runtime that feeds a whole receive batch before polling gets each
     /// destination's datagrams one after another (ready for one GSO send) and pays each
     /// transport's send-side bookkeeping once per batch instead of once per packet.
+    ///
+    /// Consumer transports are encrypted and drained one at a time, as the calls reach them: a
+    /// runtime that sends each destination's datagrams as soon as the next destination's begin
+    /// gets the first ones out while the last are still to be made.
     pub fn poll_output(&mut self) -> Output {
-        if !self.flush_queue.is_empty() {
-            self.flush_consumer_transports();
-        }
-        if let Some(out) = self.out.pop_front() {
-            return out;
+        loop {
+            if let Some(out) = self.out.pop_front() {
+                return out;
+            }
+            if !self.flush_next_consumer_transport() {
+                break;
+            }
         }
         let next = self.timers.next().unwrap_or_else(|| far_future(self.now));
         Output::Timeout(next)
@@ -376,32 +383,25 @@ impl Sfu {
         }
     }
 
-    /// Hands time to every transport written to since the last flush, so that str0m stamps,
-    /// encrypts and releases the queued packets, and drains it.
-    fn flush_consumer_transports(&mut self) {
+    /// Hands time to the next transport written to since it was last flushed, so that str0m
+    /// stamps, encrypts and releases its queued packets, and drains it. False when none waits.
+    fn flush_next_consumer_transport(&mut self) -> bool {
+        let Some(tid) = self.flush_queue.pop_front() else {
+            return false;
+        };
         let now = self.now;
-        while !self.flush_queue.is_empty() {
-            let mut queue = std::mem::take(&mut self.flush_queue);
-            for &tid in &queue {
-                let Some(t) = self.transports.get_mut(&tid) else {
-                    continue;
-                };
-                if !std::mem::take(&mut t.flush_pending) {
-                    continue;
-                }
+        if let Some(t) = self.transports.get_mut(&tid) {
+            if std::mem::take(&mut t.flush_pending) {
                 if let Err(e) = t.rtc.handle_input(str0m::Input::Timeout(now)) {
                     t.stats.rtc_errors += 1;
                     trace!(transport = %tid, error = %e, "write failed");
                 }
                 self.drain(tid);
+                // Draining may raise events (a consumer's key frame request) that forward more.
+                self.run_work();
             }
-            queue.clear();
-            if self.flush_queue.is_empty() {
-                self.flush_queue = queue;
-            }
-            // Draining may raise events (a consumer's key frame request) that forward more.
-            self.run_work();
         }
+        true
     }
 
     /// Acts on queued `Rtc` events until none are left.
@@ -585,7 +585,7 @@ impl Sfu {
             // packet would wait for the transport's next deadline. Done once per transport in
             // `poll_output`, after all the packets of the caller's batch.
             if !std::mem::replace(&mut ct.flush_pending, true) {
-                self.flush_queue.push(ctid);
+                self.flush_queue.push_back(ctid);
             }
         }
         for i in 0..self.scratch_key_frames.len() {

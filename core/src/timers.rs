@@ -4,22 +4,24 @@
 //! entry whose deadline no longer matches is stale and skipped. Rescheduling is one push.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::hash::Hash;
 use std::time::Instant;
+
+use rustc_hash::FxHashMap;
 
 /// A set of keyed deadlines.
 #[derive(Debug)]
 pub(crate) struct Timers<K: Copy + Eq + Hash + Ord> {
     heap: BinaryHeap<Reverse<(Instant, K)>>,
-    current: HashMap<K, Instant>,
+    current: FxHashMap<K, Instant>,
 }
 
 impl<K: Copy + Eq + Hash + Ord> Timers<K> {
     pub(crate) fn new() -> Self {
         Self {
             heap: BinaryHeap::new(),
-            current: HashMap::new(),
+            current: FxHashMap::default(),
         }
     }
 

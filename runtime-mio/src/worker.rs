@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use sfu_core::runtime::{gso_run, WorkerShared};
+use sfu_core::runtime::{gso_run, same_path, WorkerShared};
 use sfu_core::{Event, Input, ListenInfo, Output, Protocol, Sfu, Transmit};
 
 use crate::clock;
@@ -17,8 +17,9 @@ use crate::udp::UdpEndpoint;
 use crate::RuntimeConfig;
 
 const WAKER: Token = Token(0);
+const ALARM: Token = Token(1);
 /// UDP sockets' tokens start here.
-const UDP_BASE: usize = 1;
+const UDP_BASE: usize = 2;
 /// Batches read from one UDP socket before the worker turns to other work.
 const UDP_BATCHES: usize = 16;
 
@@ -33,22 +34,24 @@ struct Core {
 }
 
 impl Core {
-    /// Feeds one input and drains the Sfu.
-    fn handle(&mut self, input: Input<'_>) {
-        self.sfu.handle_input(input);
-        self.drain();
-    }
-
     /// Feeds one datagram of a batch; [`Core::drain`] after the batch sends what it forwarded,
     /// grouped by destination.
     fn feed(&mut self, input: Input<'_>) {
         self.sfu.handle_input(input);
     }
 
-    fn drain(&mut self) {
+    /// Polls the Sfu until its deadline. Datagrams gather in `out`; whenever one starts a new
+    /// destination, `send` gets the finished run (and may send and clear it), so the first
+    /// destinations' datagrams leave while the Sfu is still making the later ones.
+    fn drain(&mut self, mut send: impl FnMut(&mut Vec<Transmit>)) {
         loop {
             match self.sfu.poll_output() {
-                Output::Transmit(t) => self.out.push(t),
+                Output::Transmit(t) => {
+                    if self.out.last().is_some_and(|last| !same_path(last, &t)) {
+                        send(&mut self.out);
+                    }
+                    self.out.push(t);
+                }
                 Output::Event(e) => match self.events.try_send((self.index, e)) {
                     Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                     Err(TrySendError::Full(_)) => {
@@ -76,6 +79,8 @@ pub(crate) struct Worker {
     /// UDP sockets that may still have data (mio is edge-triggered).
     udp_ready: Vec<bool>,
     tcp: TcpSide,
+    /// Wakes the poll for sub-millisecond deadlines; without it the worker sleeps them out.
+    alarm: Option<clock::Alarm>,
     shared: Arc<WorkerShared>,
 }
 
@@ -88,6 +93,9 @@ impl Worker {
     ) -> io::Result<(Worker, WorkerHandle)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let alarm = clock::Alarm::new(poll.registry(), ALARM)
+            .inspect_err(|e| tracing::warn!(error = %e, "no timerfd: sub-millisecond waits sleep"))
+            .ok();
         let mut udp = Vec::new();
         let mut tcp = TcpSide::new(config.sfu.max_datagram_size);
         let mut udp_infos = Vec::new();
@@ -135,7 +143,8 @@ impl Worker {
             events,
             shared: shared.clone(),
         };
-        core.drain();
+        // Nothing is sent before the worker runs; its first flush sends what this made.
+        core.drain(|_| {});
         let handle = WorkerHandle::new(index, commands_tx, waker, shared.clone());
         let worker = Worker {
             index,
@@ -145,6 +154,7 @@ impl Worker {
             udp_ready: vec![false; udp.len()],
             udp,
             tcp,
+            alarm,
             shared,
         };
         Ok((worker, handle))
@@ -159,7 +169,7 @@ impl Worker {
             let timeout = if io_pending {
                 Duration::ZERO
             } else {
-                clock::poll_timeout(clock::now(), self.core.deadline)
+                self.wait_timeout()
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -172,6 +182,12 @@ impl Worker {
                 if token == WAKER {
                     continue; // Commands are looked at every round.
                 }
+                if token == ALARM {
+                    if let Some(alarm) = &mut self.alarm {
+                        alarm.fired();
+                    }
+                    continue;
+                }
                 if TcpSide::owns(token) {
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();
@@ -181,7 +197,7 @@ impl Worker {
                 }
             }
             // Woken by nothing but the clock: the lateness is the timer's, not a busy worker's.
-            let timer_wake = !io_pending && events.is_empty();
+            let timer_wake = !io_pending && events.iter().all(|e| e.token() == ALARM);
             if !self.serve_commands() {
                 break;
             }
@@ -195,6 +211,27 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
+    /// How long to wait for I/O: the whole milliseconds before the deadline, then the rest on
+    /// the alarm (see `clock`).
+    fn wait_timeout(&mut self) -> Duration {
+        let now = clock::now();
+        let deadline = self.core.deadline;
+        let timeout = clock::poll_timeout(now, deadline);
+        if timeout.is_zero() && deadline > now {
+            if let Some(alarm) = &mut self.alarm {
+                match alarm.set(now, deadline) {
+                    // The alarm ends the wait at the deadline; this only bounds it.
+                    Ok(()) => return clock::SLEEP_BELOW,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "timerfd failed: sub-millisecond waits sleep");
+                        self.alarm = None;
+                    }
+                }
+            }
+        }
+        timeout
+    }
+
     fn io_pending(&self) -> bool {
         self.udp_ready.iter().any(|&r| r) || self.tcp.pending()
     }
@@ -205,7 +242,7 @@ impl Worker {
             match self.commands.try_recv() {
                 Ok(Command::Call(request, reply)) => {
                     let result = self.shared.serve(&mut self.core.sfu, request);
-                    self.core.drain();
+                    self.drain();
                     // The caller may have given up waiting; nothing to do then.
                     let _ = reply.send(result);
                 }
@@ -234,8 +271,8 @@ impl Worker {
                         contents: d.contents,
                     });
                 });
-                core.drain();
                 // Send after every batch, so replies do not wait for a flood to end.
+                self.drain();
                 self.flush();
                 if !self.serve_commands() {
                     return false;
@@ -261,14 +298,15 @@ impl Worker {
                     contents: f.contents,
                 });
             });
-        core.drain();
+        self.drain();
     }
 
-    /// Serves the Sfu's deadline if it is due (sleeping out a sub-millisecond rest first when
-    /// no I/O waits; see `clock`). After a `timer_wake`, records how late it was served.
+    /// Serves the Sfu's deadline if it is due (without an alarm, sleeping out a sub-millisecond
+    /// rest first when no I/O waits; see `clock`). After a `timer_wake`, records how late it was
+    /// served.
     fn serve_deadline(&mut self, timer_wake: bool) {
         let deadline = self.core.deadline;
-        let now = if self.io_pending() {
+        let now = if self.io_pending() || self.alarm.is_some() {
             clock::now()
         } else {
             clock::sleep_rest(deadline)
@@ -281,38 +319,62 @@ impl Worker {
         if timer_wake {
             counters.record_timer_fire(now - deadline);
         }
-        self.core.handle(Input::Timeout(now));
+        self.core.sfu.handle_input(Input::Timeout(now));
+        self.drain();
     }
 
-    /// Sends everything the Sfu produced: UDP with GSO where consecutive datagrams allow it,
-    /// TCP onto its connection's queue.
+    /// Drains the Sfu, sending each destination's datagrams as soon as the next one's begin.
+    fn drain(&mut self) {
+        let Worker {
+            core,
+            udp,
+            tcp,
+            shared,
+            ..
+        } = self;
+        core.drain(|out| send(udp, tcp, &shared.counters, out));
+    }
+
+    /// Sends everything the Sfu produced and not yet sent, and writes out TCP queues.
     fn flush(&mut self) {
-        let out = std::mem::take(&mut self.core.out);
-        let counters = &self.shared.counters;
-        let mut i = 0;
-        while i < out.len() {
-            let t = &out[i];
-            match t.proto {
-                Protocol::Tcp => {
-                    self.tcp.queue(t, counters);
+        send(
+            &mut self.udp,
+            &mut self.tcp,
+            &self.shared.counters,
+            &mut self.core.out,
+        );
+        self.tcp.flush(self.poll.registry(), &self.shared.counters);
+    }
+}
+
+/// Sends and clears `out`: UDP with GSO where consecutive datagrams allow it, TCP onto its
+/// connection's queue.
+fn send(
+    udp: &mut [UdpEndpoint],
+    tcp: &mut TcpSide,
+    counters: &sfu_core::runtime::CounterCells,
+    out: &mut Vec<Transmit>,
+) {
+    let mut i = 0;
+    while i < out.len() {
+        let t = &out[i];
+        match t.proto {
+            Protocol::Tcp => {
+                tcp.queue(t, counters);
+                i += 1;
+            }
+            Protocol::Udp => match udp.iter_mut().find(|u| u.local == t.source) {
+                Some(endpoint) => {
+                    let n = gso_run(&out[i..], endpoint.max_segments());
+                    endpoint.send(&out[i..i + n], counters);
+                    i += n;
+                }
+                None => {
+                    counters.udp_no_socket.inc();
                     i += 1;
                 }
-                Protocol::Udp => match self.udp.iter_mut().find(|u| u.local == t.source) {
-                    Some(endpoint) => {
-                        let n = gso_run(&out[i..], endpoint.max_segments());
-                        endpoint.send(&out[i..i + n], counters);
-                        i += n;
-                    }
-                    None => {
-                        counters.udp_no_socket.inc();
-                        i += 1;
-                    }
-                },
-            }
+            },
         }
-        let mut out = out;
-        out.clear();
-        self.core.out = out;
-        self.tcp.flush(self.poll.registry(), counters);
     }
+    out.clear();
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sfu_core::control::{Reply, Request};
-use sfu_core::runtime::{CounterCells, WorkerShared};
+use sfu_core::runtime::{same_path, CounterCells, WorkerShared};
 use sfu_core::{Event, Input, Output, Protocol, Sfu, Transmit};
 use smol::channel::{Receiver, Sender};
 use smol::future::{self, FutureExt};
@@ -221,12 +221,24 @@ impl Core {
     }
 
     /// Polls the Sfu until it returns its deadline: TCP frames go to their connection's queue,
-    /// UDP datagrams to `pending`, events to the application.
+    /// UDP datagrams to `pending`, events to the application. A datagram for a new destination
+    /// first sends the finished run before it, so the first destinations' datagrams leave while
+    /// the Sfu is still making the later ones.
     fn drain(&mut self) {
         loop {
             match self.sfu.poll_output() {
                 Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => self.pending.push(t),
+                    Protocol::Udp => {
+                        if self.pending.last().is_some_and(|last| !same_path(last, &t)) {
+                            udp::send_all(
+                                &self.udp,
+                                &mut self.pending,
+                                &mut self.scratch,
+                                &self.shared.counters,
+                            );
+                        }
+                        self.pending.push(t);
+                    }
                     Protocol::Tcp => self.tcp.send(t, &self.shared.counters),
                 },
                 Output::Event(e) => self.emit(e),
