@@ -189,8 +189,10 @@ impl Sfu {
             sctp_parameters: None,
         };
         self.demux.insert_ufrag(creds.ufrag.clone(), id);
-        self.transports
-            .insert(id, WebRtcTransport::new(router, rtc, creds, local_addrs));
+        self.transports.insert(
+            id,
+            Box::new(WebRtcTransport::new(router, rtc, creds, local_addrs)),
+        );
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);
         }
@@ -689,12 +691,16 @@ impl Sfu {
     }
 
     fn transport(&self, id: TransportId) -> Result<&WebRtcTransport, Error> {
-        self.transports.get(&id).ok_or(Error::UnknownTransport(id))
+        self.transports
+            .get(&id)
+            .map(|t| &**t)
+            .ok_or(Error::UnknownTransport(id))
     }
 
     fn transport_mut(&mut self, id: TransportId) -> Result<&mut WebRtcTransport, Error> {
         self.transports
             .get_mut(&id)
+            .map(|t| &mut **t)
             .ok_or(Error::UnknownTransport(id))
     }
 

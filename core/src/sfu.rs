@@ -66,7 +66,9 @@ pub struct Sfu {
     /// The certificate's fingerprint as signaled: ("sha-256", "AB:CD:…").
     pub(crate) fingerprint: Option<(String, String)>,
     pub(crate) routers: FxHashMap<RouterId, Router>,
-    pub(crate) transports: FxHashMap<TransportId, WebRtcTransport>,
+    /// Boxed: a transport is ~10 KB, and held inline the table would spread the few hot ones
+    /// over a table sized for all (86 MB at 5,000) and move every one of them when it grows.
+    pub(crate) transports: FxHashMap<TransportId, Box<WebRtcTransport>>,
     pub(crate) producers: FxHashMap<ProducerId, Producer>,
     pub(crate) consumers: FxHashMap<ConsumerId, Consumer>,
     pub(crate) observers: FxHashMap<ObserverId, AudioLevelObserver>,
