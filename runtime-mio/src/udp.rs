@@ -138,7 +138,8 @@ impl UdpEndpoint {
     }
 
     /// Sends `run`, datagrams of one source and destination where all but the last have the
-    /// same size (see [`sfu_core::runtime::gso_run`]), in one send when there are several. Errors drop and count.
+    /// same size (see [`sfu_core::runtime::gso_run`]), in one send when there are several.
+    /// Errors drop and count.
     pub(crate) fn send(&mut self, run: &[Transmit], counters: &CounterCells) {
         let Some(first) = run.first() else {
             return;

@@ -178,9 +178,12 @@ enum Shape {
     FanOut(usize),
     /// A conference room of this many participants.
     Room(u32),
-    /// A room of 10 beside this many connected idle transports.
+    /// A room of [`IDLE_ROOM`] beside this many connected idle transports.
     RoomIdle(usize),
 }
+
+/// Participants of the room beside the idle transports.
+const IDLE_ROOM: u32 = 10;
 
 impl Shape {
     fn param(self) -> u64 {
@@ -196,7 +199,7 @@ impl Shape {
         match self {
             Shape::FanOut(n) => n as u64,
             Shape::Room(n) => u64::from(n) - 1,
-            Shape::RoomIdle(_) => 9,
+            Shape::RoomIdle(_) => u64::from(IDLE_ROOM) - 1,
         }
     }
 
@@ -204,7 +207,7 @@ impl Shape {
         match self {
             Shape::FanOut(n) => Setup::fan_out(n),
             Shape::Room(n) => Setup::room(n, 0),
-            Shape::RoomIdle(n) => Setup::room(10, n),
+            Shape::RoomIdle(n) => Setup::room(IDLE_ROOM, n),
         }
     }
 }
