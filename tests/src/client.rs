@@ -45,8 +45,25 @@ pub struct Received {
     pub timestamp: u32,
     /// Payload type as sent by the server.
     pub payload_type: u8,
+    /// The marker bit as sent by the server.
+    pub marker: bool,
     /// The payload.
     pub payload: Vec<u8>,
+}
+
+/// One RTCP sender report a client received.
+#[derive(Debug, Clone)]
+pub struct SenderReportSeen {
+    /// When it arrived (virtual time).
+    pub at: Instant,
+    /// The SSRC of the stream it describes (a consumer's, when the server sent it).
+    pub ssrc: u32,
+    /// Its NTP time.
+    pub ntp_time: std::time::SystemTime,
+    /// The RTP timestamp that corresponds to `ntp_time`, as sent (32 bits).
+    pub rtp_time: u32,
+    /// The sender's packet count.
+    pub packet_count: u32,
 }
 
 /// A datagram a client wants sent.
@@ -81,6 +98,8 @@ pub struct ClientTransport {
     pub connected: bool,
     /// RTCP sender reports received (SenderFeedback events).
     pub sender_reports: u64,
+    /// What each of those sender reports said, in arrival order.
+    pub sender_report_log: Vec<SenderReportSeen>,
     /// ICE state changes seen.
     pub ice_states: Vec<IceConnectionState>,
     next_timeout: Instant,
@@ -279,6 +298,7 @@ impl ClientTransport {
             key_frame_requests: Vec::new(),
             connected: false,
             sender_reports: 0,
+            sender_report_log: Vec::new(),
             ice_states: Vec::new(),
             next_timeout: now,
             produced: HashMap::new(),
@@ -526,10 +546,21 @@ impl ClientTransport {
                         seq: p.header.sequence_number,
                         timestamp: p.header.timestamp,
                         payload_type: *p.header.payload_type,
+                        marker: p.header.marker,
                         payload: p.payload.to_vec(),
                     }),
                     Event::KeyframeRequest(r) => self.key_frame_requests.push((r.mid, r.rid)),
-                    Event::SenderFeedback(_) => self.sender_reports += 1,
+                    Event::SenderFeedback(f) => {
+                        self.sender_reports += 1;
+                        let info = f.sender_info;
+                        self.sender_report_log.push(SenderReportSeen {
+                            at: f.received_at,
+                            ssrc: *info.ssrc,
+                            ntp_time: info.ntp_time,
+                            rtp_time: info.rtp_time.numer() as u32,
+                            packet_count: info.sender_packet_count,
+                        });
+                    }
                     _ => {}
                 },
                 Err(_) => {

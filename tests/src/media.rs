@@ -89,6 +89,15 @@ impl Source {
         self.video
     }
 
+    /// The RTP clock rate of its timestamps (Opus 48 kHz, video 90 kHz).
+    pub fn clock_rate(&self) -> u32 {
+        if self.video {
+            90_000
+        } else {
+            48_000
+        }
+    }
+
     /// The packets of every frame due by `now`.
     pub fn poll(&mut self, now: Instant) -> Vec<OutPacket> {
         let mut out = Vec::new();

@@ -6,7 +6,10 @@
 use std::collections::HashMap;
 
 use sfu_core::ortc::MediaKind;
+use std::time::{Duration, Instant};
+
 use sfu_core::{ConsumerId, ProducerId, RouterId};
+use sfu_tests::delivery::{delivery, Delivery, Expect};
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
 
@@ -25,6 +28,8 @@ pub struct Peer {
 #[derive(Debug, Clone)]
 pub struct Sub {
     pub router: RouterId,
+    /// The publishing client transport.
+    pub send: usize,
     pub recv: usize,
     pub producer: ProducerId,
     pub source_ssrc: u32,
@@ -71,6 +76,7 @@ pub fn consume_all(sim: &mut Sim, peers: &[Peer]) -> Vec<Sub> {
                 let ssrc = c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
                 subs.push(Sub {
                     router: a.router,
+                    send: b.send,
                     recv: a.recv,
                     producer,
                     source_ssrc,
@@ -91,4 +97,22 @@ pub fn allowed_sources(subs: &[Sub]) -> HashMap<usize, Vec<u32>> {
         m.entry(s.recv).or_default().push(s.source_ssrc);
     }
     m
+}
+
+/// How long after the end of a run packets may still be in flight (two 10 ms links, RTX).
+pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// What `sub`'s receiver got against its source: everything the source sent from its first
+/// decodable start after both transports were connected and `after`, until `SETTLE` before now,
+/// must have arrived.
+pub fn sub_delivery(sim: &Sim, sub: &Sub, after: Instant) -> Delivery {
+    let up = [
+        sim.dtls_connected_at(sub.send),
+        sim.dtls_connected_at(sub.recv),
+    ]
+    .into_iter()
+    .map(|t| t.expect("transport connected"))
+    .fold(after, Instant::max);
+    let expect = Expect::from_first_key_frame(sim, sub.source_ssrc, up, sim.now - SETTLE);
+    delivery(sim, sub.recv, sub.ssrc, &[expect])
 }
