@@ -100,6 +100,8 @@ pub struct Delivery {
     pub first_is_key_frame: bool,
     /// Source SSRCs seen, in order of first arrival.
     pub sources: Vec<u32>,
+    /// The source of each run, in consumer sequence order.
+    pub run_sources: Vec<u32>,
     /// Per source: the source sequence numbers received, in arrival order.
     pub source_seqs: HashMap<u32, Vec<u64>>,
 }
@@ -212,6 +214,7 @@ fn check_runs(sent: &HashMap<u32, SentLog>, hits: &mut [Hit], d: &mut Delivery) 
     let video = |h: &Hit| sent[&h.source].clock_rate == 90_000;
     if let Some(first) = hits.first() {
         d.runs = 1;
+        d.run_sources.push(first.source);
         d.first_is_key_frame = packet(first).key_frame;
         if video(first) && !packet(first).key_frame {
             d.runs_not_at_key_frame += 1;
@@ -224,17 +227,22 @@ fn check_runs(sent: &HashMap<u32, SentLog>, hits: &mut [Hit], d: &mut Delivery) 
             continue;
         }
         let step = b.cseq - a.cseq;
-        d.seq_gaps += (step - 1) as usize;
         let (pa, pb) = (packet(a), packet(b));
         let same_run = a.source == b.source && b.index as u64 == a.index as u64 + step;
         let consumer_ticks = b.timestamp.wrapping_sub(a.timestamp);
         if same_run {
+            // Inside a run the consumer's numbering follows the source's: a gap is a gap only
+            // where the source sent something (a muted source skips numbers it never sent).
+            let between = &sent[&a.source].packets[a.index + 1..b.index];
+            d.seq_gaps += between.iter().filter(|p| p.sent).count();
             if consumer_ticks != pb.timestamp.wrapping_sub(pa.timestamp) {
                 d.ts_errors += 1;
             }
             continue;
         }
+        d.seq_gaps += (step - 1) as usize;
         d.runs += 1;
+        d.run_sources.push(b.source);
         if a.source == b.source && b.index <= a.index {
             d.order_errors += 1;
         }
@@ -438,6 +446,21 @@ mod tests {
         let d = delivery_of(&sent, &received[1..], 9, &expect);
         assert_eq!(d.runs_not_at_key_frame, 1);
         assert_eq!(d.missing, 1);
+    }
+
+    #[test]
+    fn gaps_count_only_what_the_source_sent() {
+        let (mut sent, received, t0) = setup(30);
+        let expect = [Expect::between(42, t0, t0 + Duration::from_secs(2))];
+        // Lost on the way, numbering kept: a gap, and a missing packet.
+        let mut r = received.clone();
+        r.remove(40);
+        let d = delivery_of(&sent, &r, 9, &expect);
+        assert_eq!((d.seq_gaps, d.missing, d.runs), (1, 1, 1));
+        // Never sent (a muted source): neither.
+        sent.get_mut(&42).unwrap().packets[40].sent = false;
+        let d = delivery_of(&sent, &r, 9, &expect);
+        d.assert_clean(100);
     }
 
     #[test]

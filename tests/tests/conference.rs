@@ -7,7 +7,7 @@ use std::time::Duration;
 use common_peers::{allowed_sources, consume_all, join, sub_delivery, Sub};
 use sfu_core::ortc::MediaKind;
 use sfu_core::Event;
-use sfu_tests::check::stream_report;
+use sfu_tests::delivery::{delivery, Expect};
 use sfu_tests::media::verify_payload;
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
@@ -227,9 +227,10 @@ fn a_batch_of_inputs_is_sent_grouped_by_destination() {
         .collect();
     let mut consumer_ssrcs = Vec::new();
     for &v in &viewers {
-        for &p in &producers {
+        for (i, &p) in producers.iter().enumerate() {
             let c = sim.consume(v, p, caps.clone(), false);
-            consumer_ssrcs.push((v, c.parameters.rtp_parameters.encodings[0].ssrc.unwrap()));
+            let ssrc = c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
+            consumer_ssrcs.push((v, 5000 + i as u32, ssrc));
         }
     }
     sim.run_for(Duration::from_secs(1));
@@ -237,10 +238,7 @@ fn a_batch_of_inputs_is_sent_grouped_by_destination() {
         p.muted = true;
     }
     sim.run_for(Duration::from_millis(100));
-    let before: Vec<usize> = consumer_ssrcs
-        .iter()
-        .map(|&(v, ssrc)| stream_report(&sim.clients[v].received, ssrc).packets)
-        .collect();
+    let batch_from = sim.now;
 
     // Five packets of each publication, interleaved, fed without polling in between.
     let mut batch = Vec::new();
@@ -316,12 +314,15 @@ fn a_batch_of_inputs_is_sent_grouped_by_destination() {
         );
     }
     sim.run_for(Duration::from_millis(50));
-    for (k, &(v, ssrc)) in consumer_ssrcs.iter().enumerate() {
-        let r = stream_report(&sim.clients[v].received, ssrc);
-        let new = &r.source_seqs[before[k]..];
-        assert_eq!(new.len(), 5, "{r:?}");
-        assert!(new.windows(2).all(|w| w[1] == w[0] + 1), "{new:?}");
-        assert_eq!(r.corrupt, 0, "{r:?}");
+    for &(v, source, ssrc) in &consumer_ssrcs {
+        let d = delivery(
+            &sim,
+            v,
+            ssrc,
+            &[Expect::between(source, batch_from, sim.now)],
+        );
+        d.assert_clean(5);
+        assert_eq!(d.expected, 5, "{d:?}");
     }
 }
 
