@@ -47,6 +47,8 @@ pub struct Received {
     pub payload_type: u8,
     /// The marker bit as sent by the server.
     pub marker: bool,
+    /// The audio level header extension's value (dBov), if the packet carried one.
+    pub audio_level: Option<i8>,
     /// The payload.
     pub payload: Vec<u8>,
 }
@@ -547,6 +549,7 @@ impl ClientTransport {
                         timestamp: p.header.timestamp,
                         payload_type: *p.header.payload_type,
                         marker: p.header.marker,
+                        audio_level: p.header.ext_vals.audio_level,
                         payload: p.payload.to_vec(),
                     }),
                     Event::KeyframeRequest(r) => self.key_frame_requests.push((r.mid, r.rid)),

@@ -12,7 +12,8 @@
 //!   offset within a run (a run ends only where the SFU may resync: pause/resume, layer switch);
 //! - within a run, timestamps move exactly as the source's did; across runs they move forward
 //!   by about the time that passed;
-//! - the marker bit is the source's; every video run starts at a key frame;
+//! - the marker bit and the audio level header extension are the source's; every video run
+//!   starts at a key frame;
 //! - packets arrive in order (reordering is reported, for tests on links that reorder).
 //!
 //! Sequence numbers are compared after extension to 64 bits, so wraps are handled.
@@ -94,6 +95,8 @@ pub struct Delivery {
     pub ts_errors: usize,
     /// Packets whose marker bit differs from the source's.
     pub marker_errors: usize,
+    /// Packets whose header extension values (the audio level) differ from the source's.
+    pub extension_errors: usize,
     /// Video runs that do not start with a key frame.
     pub runs_not_at_key_frame: usize,
     /// Whether the first packet (in consumer order) starts a key frame.
@@ -179,6 +182,9 @@ pub fn delivery_of(
         }
         if p.marker != log.packets[index].marker {
             d.marker_errors += 1;
+        }
+        if p.audio_level != log.packets[index].audio_level {
+            d.extension_errors += 1;
         }
         hits.push(Hit {
             source: info.ssrc,
@@ -318,6 +324,7 @@ impl Delivery {
             (self.order_errors, "runs out of source order"),
             (self.ts_errors, "timestamp errors"),
             (self.marker_errors, "marker bit errors"),
+            (self.extension_errors, "header extension values changed"),
             (
                 self.runs_not_at_key_frame,
                 "runs not starting at a key frame",
@@ -371,6 +378,7 @@ mod tests {
                     timestamp: p.timestamp,
                     marker: p.marker,
                     key_frame: verify_payload(&p.payload).is_some_and(|i| i.key_frame),
+                    audio_level: None,
                     at,
                     sent: true,
                 });
@@ -381,6 +389,7 @@ mod tests {
                     timestamp: p.timestamp.wrapping_add(5),
                     payload_type: 100,
                     marker: p.marker,
+                    audio_level: None,
                     payload: p.payload,
                 });
             }

@@ -71,6 +71,8 @@ pub struct SentPacket {
     pub marker: bool,
     /// Whether it starts a video key frame.
     pub key_frame: bool,
+    /// The audio level it carries in its header extension (dBov), if any.
+    pub audio_level: Option<i8>,
     /// When it was made.
     pub at: Instant,
     /// Whether the client sent it (false while the publication was muted).
@@ -579,6 +581,7 @@ fn record(
         timestamp: o.timestamp,
         marker: o.marker,
         key_frame: crate::media::verify_payload(&o.payload).is_some_and(|i| i.key_frame),
+        audio_level: o.audio_level,
         at,
         sent: was_sent,
     }));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common_peers::{join, Peer};
 use sfu_core::{AudioLevelObserverOptions, AudioLevelVolume, Error, Event, ObserverId};
+use sfu_tests::delivery::{delivery, Expect};
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
@@ -43,6 +44,45 @@ fn room_of_three(name: &str) -> (Sim, sfu_core::RouterId, [Peer; 3]) {
     let peers = [0, 1, 2].map(|n| join(&mut sim, room, n, Protocol::Udp));
     sim.run_for(Duration::from_millis(500)); // ICE + DTLS
     (sim, room, peers)
+}
+
+/// Consumers get every packet of an observed producer with the level it was sent with, while
+/// the observer reports it.
+#[test]
+fn consumers_receive_every_packet_with_its_level() {
+    let (mut sim, room, [a, b, _]) = room_of_three("audio_level_forwarded");
+    let caps = sim.device_caps(room);
+    let consumed = sim.consume(b.recv, a.audio, caps, false);
+    let ssrc = consumed.parameters.rtp_parameters.encodings[0]
+        .ssrc
+        .unwrap();
+    let observer = sim
+        .sfu
+        .create_audio_level_observer(room, AudioLevelObserverOptions::default())
+        .unwrap();
+    sim.sfu
+        .audio_level_observer_add_producer(observer, a.audio)
+        .unwrap();
+    let start = sim.now;
+    for level in [-20, -45, -127, -60] {
+        set_level(&mut sim, &a, Some(level));
+        sim.run_for(Duration::from_millis(500));
+    }
+    set_level(&mut sim, &a, None);
+    sim.run_for(Duration::from_millis(500));
+    let expect = Expect::between(a.audio_ssrc, start, sim.now - Duration::from_millis(200));
+    let d = delivery(&sim, b.recv, ssrc, &[expect]);
+    d.assert_clean(100);
+    let levels: Vec<Option<i8>> = sim.clients[b.recv]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == ssrc && p.at >= start)
+        .map(|p| p.audio_level)
+        .collect();
+    for level in [Some(-20), Some(-45), Some(-127), Some(-60), None] {
+        assert!(levels.contains(&level), "{level:?} reached the consumer");
+    }
+    assert!(!reports(&sim, observer, start).is_empty());
 }
 
 #[test]
