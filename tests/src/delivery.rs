@@ -359,29 +359,18 @@ impl Delivery {
 mod tests {
     use super::*;
     use crate::media::Source;
-    use crate::sim::SentPacket;
 
     /// A source's log and what a perfect SFU delivers of it (consumer seq/ts offsets applied).
     fn setup(frames: usize) -> (HashMap<u32, SentLog>, Vec<Received>, Instant) {
         let t0 = Instant::now();
         let mut src = Source::video(42, t0);
-        let mut log = SentLog {
-            clock_rate: 90_000,
-            packets: Vec::new(),
-        };
+        let mut log = SentLog::new(90_000);
         let mut received = Vec::new();
         let mut at = t0;
         for _ in 0..frames {
-            for p in src.poll(at) {
-                log.packets.push(SentPacket {
-                    seq: p.seq,
-                    timestamp: p.timestamp,
-                    marker: p.marker,
-                    key_frame: verify_payload(&p.payload).is_some_and(|i| i.key_frame),
-                    audio_level: None,
-                    at,
-                    sent: true,
-                });
+            let packets = src.poll(at);
+            log.record(&packets, at, true);
+            for p in packets {
                 received.push(Received {
                     at,
                     ssrc: 9,

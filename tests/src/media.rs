@@ -89,13 +89,9 @@ impl Source {
         self.video
     }
 
-    /// The RTP clock rate of its timestamps (Opus 48 kHz, video 90 kHz).
+    /// The RTP clock rate of its timestamps.
     pub fn clock_rate(&self) -> u32 {
-        if self.video {
-            90_000
-        } else {
-            48_000
-        }
+        clock_rate(self.video)
     }
 
     /// The packets of every frame due by `now`.
@@ -147,6 +143,15 @@ impl Source {
                 audio_level: None,
             });
         }
+    }
+}
+
+/// The RTP clock rate of a [`Source`]'s timestamps: 90 kHz for video, 48 kHz (Opus) for audio.
+pub fn clock_rate(video: bool) -> u32 {
+    if video {
+        90_000
+    } else {
+        48_000
     }
 }
 

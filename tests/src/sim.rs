@@ -88,6 +88,29 @@ pub struct SentLog {
     pub packets: Vec<SentPacket>,
 }
 
+impl SentLog {
+    /// An empty log of a source with this clock rate.
+    pub fn new(clock_rate: u32) -> Self {
+        Self {
+            clock_rate,
+            packets: Vec::new(),
+        }
+    }
+
+    /// Logs packets the source made at `at`; `sent` says whether they went out.
+    pub fn record(&mut self, packets: &[crate::media::OutPacket], at: Instant, sent: bool) {
+        self.packets.extend(packets.iter().map(|o| SentPacket {
+            seq: o.seq,
+            timestamp: o.timestamp,
+            marker: o.marker,
+            key_frame: crate::media::verify_payload(&o.payload).is_some_and(|i| i.key_frame),
+            audio_level: o.audio_level,
+            at,
+            sent,
+        }));
+    }
+}
+
 /// The simulation.
 pub struct Sim {
     /// Virtual now.
@@ -564,7 +587,7 @@ impl Sim {
     }
 }
 
-/// Logs packets a source made in `sent`.
+/// Logs packets `source` made in `sent`.
 fn record(
     sent: &mut HashMap<u32, SentLog>,
     source: &Source,
@@ -572,19 +595,9 @@ fn record(
     at: Instant,
     was_sent: bool,
 ) {
-    let log = sent.entry(source.ssrc).or_insert_with(|| SentLog {
-        clock_rate: source.clock_rate(),
-        packets: Vec::new(),
-    });
-    log.packets.extend(packets.iter().map(|o| SentPacket {
-        seq: o.seq,
-        timestamp: o.timestamp,
-        marker: o.marker,
-        key_frame: crate::media::verify_payload(&o.payload).is_some_and(|i| i.key_frame),
-        audio_level: o.audio_level,
-        at,
-        sent: was_sent,
-    }));
+    sent.entry(source.ssrc)
+        .or_insert_with(|| SentLog::new(source.clock_rate()))
+        .record(packets, at, was_sent);
 }
 
 /// Conversion to str0m's protocol.

@@ -11,10 +11,10 @@ use sfu_core::ortc::{MediaKind, RtpCapabilities};
 use sfu_core::{ConsumeOptions, ListenInfo, ProduceOptions, Protocol, RouterId, RouterOptions};
 use sfu_core::{SfuStats, WebRtcTransportOptions};
 use sfu_runtime_mio::WorkerHandle;
-use sfu_tests::check::stream_report;
 use sfu_tests::client::{device_capabilities, ClientTransport};
-use sfu_tests::media::Source;
-use sfu_tests::sim::media_codecs;
+use sfu_tests::delivery::{delivery_of, Expect};
+use sfu_tests::media::{clock_rate, Source};
+use sfu_tests::sim::{media_codecs, SentLog};
 
 /// Serializes the conferences of one test binary: each drives its peers from one thread and
 /// measures loss, so they should not compete for the machine's (two) cores with each other.
@@ -49,6 +49,8 @@ pub struct Publication {
     pub producer: sfu_core::ProducerId,
     pub source: Option<Source>,
     pub sent: usize,
+    /// Every packet the source made.
+    pub log: SentLog,
 }
 
 /// A stream a peer consumes: the consumer's SSRC and the source it must carry.
@@ -168,6 +170,7 @@ pub fn join(
             producer,
             source: None,
             sent: 0,
+            log: SentLog::new(clock_rate(kind == MediaKind::Video)),
         });
     }
     Peer {
@@ -240,6 +243,7 @@ impl Peer {
                 if source.next_at() <= now {
                     let packets = source.poll(now);
                     p.sent += packets.len();
+                    p.log.record(&packets, now, true);
                     self.client.send(now, &p.mid, packets);
                 }
             }
@@ -378,15 +382,21 @@ pub fn conference(peers: &mut [Peer], media: Duration) {
 pub fn check_no_loss(peers: &[Peer]) {
     for p in peers {
         for sub in &p.subs {
-            let sent = peers
+            let publication = peers
                 .iter()
                 .flat_map(|q| &q.publications)
                 .find(|x| x.ssrc == sub.source_ssrc)
-                .map(|x| x.sent)
                 .expect("source");
-            let r = stream_report(&p.client.received, sub.ssrc);
-            assert!(sent > 0);
-            if r.packets != sent || r.gaps > 0 {
+            let sent = publication.sent;
+            assert!(sent > 0, "{}: nothing sent", p.name);
+            let logs = [(publication.ssrc, publication.log.clone())].into();
+            let everything = Expect::between(
+                sub.source_ssrc,
+                publication.log.packets[0].at,
+                publication.log.packets[sent - 1].at,
+            );
+            let r = delivery_of(&logs, &p.client.received, sub.ssrc, &[everything]);
+            if let Err(e) = r.check(sent) {
                 let source = peers
                     .iter()
                     .find(|q| q.publications.iter().any(|x| x.ssrc == sub.source_ssrc))
@@ -405,8 +415,8 @@ pub fn check_no_loss(peers: &[Peer]) {
                     p.name,
                     sub.kind,
                     sub.source_ssrc,
-                    r.packets,
-                    r.source_seqs.last(),
+                    r.received,
+                    r.source_seqs.get(&sub.source_ssrc).and_then(|s| s.last()),
                     p.client.ice_states,
                     p.client.connected,
                     source.client.ice_states,
@@ -418,21 +428,9 @@ pub fn check_no_loss(peers: &[Peer]) {
                     p.worker.sfu_stats(),
                     kernel_udp_rcvbuf_errors()
                 );
+                panic!("{}: {:?} from {}: {e}", p.name, sub.kind, sub.source_ssrc);
             }
-            assert_eq!(r.corrupt, 0, "{}: corrupt payloads {r:?}", p.name);
-            assert_eq!(r.sources, vec![sub.source_ssrc], "{}: wrong source", p.name);
-            assert_eq!(
-                (r.gaps, r.duplicates, r.out_of_order),
-                (0, 0, 0),
-                "{}: {:?} stream damaged",
-                p.name,
-                sub.kind
-            );
-            assert_eq!(
-                r.packets, sent,
-                "{}: {:?} from {} lost packets",
-                p.name, sub.kind, sub.source_ssrc
-            );
+            assert_eq!(r.runs, 1, "{}: one continuous run {r:?}", p.name);
         }
     }
 }

@@ -11,10 +11,10 @@ use sfu_core::framing::{frame_header, FrameDecoder};
 use sfu_core::ortc::{MediaKind, RtpCapabilities};
 use sfu_core::{ConsumeOptions, ProduceOptions, RouterId, RouterOptions, WebRtcTransportOptions};
 use sfu_runtime_smol::WorkerHandle;
-use sfu_tests::check::stream_report;
 use sfu_tests::client::{device_capabilities, ClientTransport};
-use sfu_tests::media::Source;
-use sfu_tests::sim::media_codecs;
+use sfu_tests::delivery::{delivery_of, Expect};
+use sfu_tests::media::{clock_rate, Source};
+use sfu_tests::sim::{media_codecs, SentLog};
 use str0m::net::Protocol;
 
 /// The test's clock.
@@ -63,6 +63,8 @@ pub struct Publication {
     pub kind: MediaKind,
     /// Packets handed to the client.
     pub sent: usize,
+    /// Every packet the source made.
+    pub log: SentLog,
 }
 
 /// One consumer to check: on which peer, its SSRC, and the source SSRC it must carry.
@@ -234,6 +236,7 @@ impl Conference {
                     ssrc,
                     kind,
                     sent: 0,
+                    log: SentLog::new(clock_rate(kind == MediaKind::Video)),
                 });
                 self.producers.push(producer);
             }
@@ -308,14 +311,23 @@ impl Conference {
                 continue;
             }
             let publication = &self.publications[s.publication];
-            let report = stream_report(&self.peers[s.peer].client.received, s.ssrc);
+            let logs = [(publication.ssrc, publication.log.clone())].into();
+            let everything = publication.log.packets.first().map(|first| {
+                let last = publication.log.packets.last().map_or(first.at, |p| p.at);
+                Expect::between(publication.ssrc, first.at, last)
+            });
+            let report = delivery_of(
+                &logs,
+                &self.peers[s.peer].client.received,
+                s.ssrc,
+                everything.as_slice(),
+            );
             let what = format!(
                 "{:?} from peer {} to peer {}",
                 publication.kind, publication.peer, s.peer
             );
-            let clean =
-                report.corrupt == 0 && report.gaps == 0 && report.packets == publication.sent;
-            if !clean {
+            let checked = report.check(publication.sent);
+            if checked.is_err() {
                 let worker = &self.rooms[self.peers[s.peer].room].worker;
                 let producer = self.producers[s.publication];
                 eprintln!("{what}: sent {}", publication.sent);
@@ -337,19 +349,10 @@ impl Conference {
                 }
             }
             assert!(publication.sent > 0, "{what}: nothing sent");
-            assert_eq!(report.corrupt, 0, "{what}: corrupt payloads {report:?}");
-            assert_eq!(
-                report.sources,
-                vec![publication.ssrc],
-                "{what}: wrong source"
-            );
-            assert_eq!(report.gaps, 0, "{what}: gaps {report:?}");
-            assert_eq!(report.duplicates, 0, "{what}: duplicates {report:?}");
-            assert_eq!(
-                report.packets, publication.sent,
-                "{what}: {} of {} packets arrived",
-                report.packets, publication.sent
-            );
+            if let Err(e) = checked {
+                panic!("{what}: {e}");
+            }
+            assert_eq!(report.runs, 1, "{what}: one continuous run {report:?}");
         }
     }
 
@@ -372,6 +375,7 @@ impl Conference {
                 if p.source.next_at() <= t {
                     let packets = p.source.poll(t);
                     p.sent += packets.len();
+                    p.log.record(&packets, t, true);
                     self.peers[p.peer].client.send(t, &p.mid, packets);
                     busy = true;
                 }
