@@ -67,6 +67,34 @@ pub(crate) fn classify(buf: &[u8]) -> Kind {
     }
 }
 
+/// Whether a DTLS datagram is one or more whole DTLS 1.2 records (RFC 6347 §4.1): each a
+/// 13-byte header naming a known content type (change_cipher_spec, alert and handshake at epoch
+/// 0; also application_data and heartbeat later), version DTLS 1.0 or 1.2, and a length that
+/// fits. The DTLS stack discards anything else whole; transports negotiate DTLS 1.2.
+pub(crate) fn is_dtls12_records(mut buf: &[u8]) -> bool {
+    if buf.is_empty() {
+        return false;
+    }
+    while !buf.is_empty() {
+        let Some(header) = buf.get(..13) else {
+            return false;
+        };
+        let epoch = u16::from_be_bytes([header[3], header[4]]);
+        let type_ok = match header[0] {
+            20..=22 => true,
+            23 | 24 => epoch != 0,
+            _ => false,
+        };
+        let version_ok = header[1] == 0xfe && matches!(header[2], 0xfd | 0xff);
+        let len = 13 + usize::from(u16::from_be_bytes([header[11], header[12]]));
+        if !type_ok || !version_ok || buf.len() < len {
+            return false;
+        }
+        buf = &buf[len..];
+    }
+    true
+}
+
 /// A STUN binding request's username halves: (the server's ufrag, the client's ufrag).
 pub(crate) fn binding_request_ufrags(buf: &[u8]) -> Option<(String, String)> {
     let msg = StunMessage::parse(buf).ok()?;
@@ -90,6 +118,40 @@ mod tests {
         assert_eq!(classify(&[0x80u8; 11]), Kind::Unknown);
         assert_eq!(classify(&[]), Kind::Unknown);
         assert_eq!(classify(&[200u8; 40]), Kind::Unknown);
+    }
+
+    #[test]
+    fn dtls12_record_layer() {
+        let record = |ty: u8, epoch: u16, len: u16| {
+            let mut r = vec![ty, 0xfe, 0xfd];
+            r.extend_from_slice(&epoch.to_be_bytes());
+            r.extend_from_slice(&[0; 6]);
+            r.extend_from_slice(&len.to_be_bytes());
+            r.extend(std::iter::repeat_n(7, usize::from(len)));
+            r
+        };
+        assert!(is_dtls12_records(&record(22, 0, 40)));
+        assert!(is_dtls12_records(
+            &[record(22, 0, 4), record(20, 0, 1), record(22, 1, 9)].concat()
+        ));
+        assert!(is_dtls12_records(&record(23, 1, 100)));
+        assert!(
+            !is_dtls12_records(&record(23, 0, 100)),
+            "plaintext application data"
+        );
+        assert!(
+            !is_dtls12_records(&record(26, 1, 10)),
+            "unknown content type"
+        );
+        assert!(!is_dtls12_records(&record(22, 0, 40)[..52]), "truncated");
+        assert!(
+            !is_dtls12_records(&[record(22, 0, 4), vec![22, 0xfe]].concat()),
+            "trailing bytes"
+        );
+        let mut bad = record(22, 0, 4);
+        bad[1] = 0x03;
+        assert!(!is_dtls12_records(&bad), "TLS version");
+        assert!(!is_dtls12_records(&[]));
     }
 
     #[test]

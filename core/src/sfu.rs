@@ -217,7 +217,9 @@ impl Sfu {
             return;
         }
         let tuple: Tuple = (proto, destination, source);
-        let tid = match self.demux.by_tuple(&tuple) {
+        let routed = self.demux.by_tuple(&tuple);
+        let known_path = routed.is_some();
+        let tid = match routed {
             Some(tid) => tid,
             None if kind == Kind::Stun => match self.admit_stun(tuple, contents) {
                 Some(tid) => tid,
@@ -242,6 +244,24 @@ impl Sfu {
         let input = str0m::Input::Receive(now, recv);
         if kind == Kind::Stun && !t.rtc.accepts(&input) {
             self.stats.dropped_stun_unauthenticated += 1;
+            return;
+        }
+        // On a validated path str0m takes any STUN and its ICE agent drops what does not verify,
+        // uncounted: check it as `admit_stun` checks a new path.
+        if kind == Kind::Stun && known_path {
+            if demux::binding_request_ufrags(contents).is_none_or(|(local, _)| local != t.ufrag) {
+                self.stats.dropped_stun_unknown_ufrag += 1;
+                return;
+            }
+            if !stun_verifies(&self.crypto, &t.ice_password, contents) {
+                self.stats.dropped_stun_unauthenticated += 1;
+                return;
+            }
+        }
+        // A DTLS datagram that is not a sequence of well-formed DTLS 1.2 records: the DTLS
+        // stack would discard it silently, uncounted.
+        if kind == Kind::Dtls && !demux::is_dtls12_records(contents) {
+            t.stats.dtls_dropped += 1;
             return;
         }
         t.rtp_pending = kind == Kind::RtpOrRtcp && !is_rtcp(contents);
@@ -271,12 +291,7 @@ impl Sfu {
         };
         let t = self.transports.get_mut(&tid)?;
         let (proto, destination, _) = tuple;
-        let verified = str0m::ice::StunMessage::parse(contents).is_ok_and(|msg| {
-            let hmac = self.crypto.sha1_hmac_provider;
-            msg.verify(t.ice_password.as_bytes(), |key, data| {
-                hmac.sha1_hmac(key, data)
-            })
-        });
+        let verified = stun_verifies(&self.crypto, &t.ice_password, contents);
         if !verified || !t.listens_on(proto, destination) {
             self.stats.dropped_stun_unauthenticated += 1;
             return None;
@@ -471,6 +486,12 @@ impl Sfu {
         let now = self.now;
         let ssrc = *packet.header.ssrc;
         let Some((pid, layer)) = self.producer_of(tid, ssrc) else {
+            // An SSRC no producer of this transport declared (the stack took it in on a mid
+            // the transport produces): dropped, counted like the stack's own drops.
+            trace!(transport = %tid, ssrc, "RTP on an SSRC no producer of the transport has");
+            if let Some(t) = self.transports.get_mut(&tid) {
+                t.stats.rtp_dropped += 1;
+            }
             return;
         };
         let Some(p) = self.producers.get_mut(&pid) else {
@@ -694,6 +715,13 @@ impl Sfu {
             self.request_key_frame(pid, layer);
         }
     }
+}
+
+/// Whether a STUN message's MESSAGE-INTEGRITY verifies with a transport's ICE password.
+fn stun_verifies(crypto: &CryptoProvider, password: &str, contents: &[u8]) -> bool {
+    let hmac = crypto.sha1_hmac_provider;
+    str0m::ice::StunMessage::parse(contents)
+        .is_ok_and(|msg| msg.verify(password.as_bytes(), |key, data| hmac.sha1_hmac(key, data)))
 }
 
 /// Whether an RTP/RTCP datagram is RTCP (RFC 5761: payload types 64–95 after masking the

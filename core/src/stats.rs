@@ -14,7 +14,8 @@ pub struct SfuStats {
     pub dropped_malformed: u64,
     /// Not STUN, from a path no transport has validated.
     pub dropped_unknown_source: u64,
-    /// STUN that is not a binding request naming a transport's ufrag.
+    /// STUN that is not a binding request naming a transport's ufrag (on a validated path: the
+    /// path's transport's ufrag).
     pub dropped_stun_unknown_ufrag: u64,
     /// A binding request whose MESSAGE-INTEGRITY does not verify with the transport's password,
     /// or that arrived at an address the transport does not listen on.
@@ -45,10 +46,14 @@ pub struct TransportStats {
     /// Bytes sent.
     pub bytes_sent: u64,
     /// RTP datagrams that yielded no packet: SRTP authentication failed, a replay or duplicate,
-    /// an SSRC no producer declared, or SRTP before DTLS completed.
+    /// an SSRC no producer of this transport declared (another transport's SSRC included), or
+    /// SRTP before DTLS completed.
     pub rtp_dropped: u64,
     /// Datagrams the WebRTC stack rejected with an error (for example a broken DTLS record).
     pub rtc_errors: u64,
+    /// DTLS datagrams that are not whole, well-formed DTLS 1.2 records (dropped before the DTLS
+    /// stack, which would discard them silently).
+    pub dtls_dropped: u64,
 }
 
 /// A producer's counters.

@@ -650,6 +650,130 @@ fn replace_nth(v: &mut Value, target: usize, seen: &mut usize, new: Value) -> Op
     new
 }
 
+/// A byte-level edit of a JSON text.
+#[derive(Debug, Clone)]
+enum Edit {
+    /// Replace the byte at a position with a printable character.
+    Replace(usize, u8),
+    /// Insert a printable character.
+    Insert(usize, u8),
+    /// Delete a byte.
+    Delete(usize),
+    /// Replace the n-th digit with another digit.
+    Digit(usize, u8),
+    /// Replace the n-th scalar (number, string, true, false, null) with a random JSON value.
+    Scalar(usize, Value),
+}
+
+/// A real produce request's JSON text (audio or simulcast video, compact or pretty) with a few
+/// byte edits: most edits land in a string or a number and keep the text valid JSON.
+fn mutated_produce_text() -> impl Strategy<Value = String> {
+    let edit = prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Replace(i, b)),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
+        any::<usize>().prop_map(Edit::Delete),
+        (any::<usize>(), 0u8..10).prop_map(|(i, d)| Edit::Digit(i, d)),
+        (any::<usize>(), json_value()).prop_map(|(i, v)| Edit::Scalar(i, v)),
+    ];
+    (
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec(edit, 1..4),
+    )
+        .prop_map(|(video, pretty, edits)| {
+            let v = if video {
+                vp8_simulcast_produce()
+            } else {
+                opus_produce()
+            };
+            let text = if pretty {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                v.to_string()
+            };
+            let mut text = text.into_bytes();
+            for e in edits {
+                apply_edit(&mut text, e);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+}
+
+fn apply_edit(text: &mut Vec<u8>, edit: Edit) {
+    let printable = |b: u8| b' ' + b % 95;
+    if text.is_empty() {
+        return;
+    }
+    let n = text.len();
+    match edit {
+        Edit::Replace(i, b) => text[i % n] = printable(b),
+        Edit::Insert(i, b) => text.insert(i % (n + 1), printable(b)),
+        Edit::Delete(i) => {
+            text.remove(i % n);
+        }
+        Edit::Digit(i, d) => {
+            let digits: Vec<usize> = (0..n).filter(|&j| text[j].is_ascii_digit()).collect();
+            if !digits.is_empty() {
+                text[digits[i % digits.len()]] = b'0' + d;
+            }
+        }
+        Edit::Scalar(i, v) => {
+            let scalars = scalar_spans(text);
+            if !scalars.is_empty() {
+                let (start, end) = scalars[i % scalars.len()];
+                text.splice(start..end, v.to_string().into_bytes());
+            }
+        }
+    }
+}
+
+/// Byte ranges of the scalar values (not the keys) of a JSON text: strings after a ':' or in an
+/// array, numbers, true, false, null.
+fn scalar_spans(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut i = 0;
+    let mut prev = b' ';
+    while i < text.len() {
+        let c = text[i];
+        if c == b'"' {
+            let mut j = i + 1;
+            while j < text.len() && text[j] != b'"' {
+                j += if text[j] == b'\\' { 2 } else { 1 };
+            }
+            let end = (j + 1).min(text.len());
+            if prev == b':' || prev == b'[' || prev == b',' && !is_key(text, end) {
+                spans.push((i, end));
+            }
+            prev = b'"';
+            i = end;
+        } else if c == b'-' || c.is_ascii_alphanumeric() {
+            let mut j = i;
+            while j < text.len()
+                && (text[j] == b'-'
+                    || text[j] == b'+'
+                    || text[j] == b'.'
+                    || text[j].is_ascii_alphanumeric())
+            {
+                j += 1;
+            }
+            spans.push((i, j));
+            prev = b'0';
+            i = j;
+        } else {
+            if !c.is_ascii_whitespace() {
+                prev = c;
+            }
+            i += 1;
+        }
+    }
+    spans
+}
+
+/// Whether the string ending at `end` is an object key (a ':' follows).
+fn is_key(text: &[u8], end: usize) -> bool {
+    text[end..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b':')
+}
+
 fn exercise(params: &RtpParameters) {
     let caps = router_caps();
     let _ = validate_rtp_parameters(params);
@@ -690,9 +814,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn arbitrary_strings_never_panic(s in "\\PC{0,200}") {
+    fn mutated_produce_text_never_panics(s in mutated_produce_text()) {
         if let Ok(p) = serde_json::from_str::<RtpParameters>(&s) {
             exercise(&p);
+            // Whatever parses re-serializes and parses back to the same value.
+            let again: RtpParameters =
+                serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+            prop_assert_eq!(again, p);
         }
         let _ = serde_json::from_str::<RtpCapabilities>(&s);
         let _ = serde_json::from_str::<ConsumerParameters>(&s);
@@ -718,4 +846,50 @@ proptest! {
             prop_assert_eq!(again, p);
         }
     }
+}
+
+/// The mutation tests above are only worth their cases if the mutants parse: most are still
+/// produce requests (so `exercise` runs on them), and some are not (so the edits matter).
+#[test]
+fn mutants_mostly_parse() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (cases, mut text_parsed, mut text_changed, mut value_parsed) = (500, 0, 0, 0);
+    let originals = [parse(opus_produce()), parse(vp8_simulcast_produce())];
+    let text = mutated_produce_text();
+    let value = mutated_produce();
+    for _ in 0..cases {
+        let s = text.new_tree(&mut runner).unwrap().current();
+        if let Ok(p) = serde_json::from_str::<RtpParameters>(&s) {
+            text_parsed += 1;
+            if !originals.contains(&p) {
+                text_changed += 1;
+            }
+        }
+        let v = value.new_tree(&mut runner).unwrap().current();
+        if serde_json::from_value::<RtpParameters>(v).is_ok() {
+            value_parsed += 1;
+        }
+    }
+    eprintln!(
+        "of {cases} mutants: text {text_parsed} parse ({text_changed} of them changed), \
+         value {value_parsed} parse"
+    );
+    assert!(
+        text_parsed * 100 >= cases * 25,
+        "text mutants: {text_parsed} of {cases} parse"
+    );
+    assert!(
+        text_parsed * 100 <= cases * 90,
+        "text mutants: {text_parsed} of {cases} parse, the edits do little"
+    );
+    assert!(
+        text_changed * 100 >= cases * 20,
+        "text mutants: {text_changed} of {cases} parse to new parameters"
+    );
+    assert!(
+        value_parsed * 100 >= cases * 12,
+        "value mutants: {value_parsed} of {cases} parse"
+    );
 }

@@ -6,11 +6,11 @@ mod common_peers;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common_peers::{consume_all, join, Sub};
+use common_peers::{consume_all, join, sub_delivery, Sub};
 use proptest::prelude::*;
 use sfu_core::ortc::{MediaKind, Protocol as P, RtpParameters};
-use sfu_core::{AudioLevelObserverOptions, ConsumeOptions, ProduceOptions};
-use sfu_tests::check::stream_report;
+use sfu_core::{AudioLevelObserverOptions, ConsumeOptions, ProduceOptions, SfuStats};
+use sfu_tests::delivery::{delivery, Expect};
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
 
@@ -28,12 +28,24 @@ enum Action {
     ForgedRtp { client: usize, bytes: Vec<u8> },
     /// A DTLS-shaped datagram from an address ICE never validated.
     StrangerDtls { bytes: Vec<u8> },
+    /// A datagram whose first byte says DTLS (20-63) but that is no well-formed DTLS 1.2 record,
+    /// from a validated peer's own address.
+    DtlsGarbage {
+        client: usize,
+        first: u8,
+        bytes: Vec<u8>,
+        how: u8,
+    },
+    /// A STUN-looking datagram (first byte 0-3, 20+ bytes) that is no STUN message, from a
+    /// validated peer's own address.
+    StunNoise { client: usize, bytes: Vec<u8> },
     /// Longer than any datagram the Sfu accepts.
     Oversized { len: usize },
     /// Calls with ids that name nothing.
     UnknownIds { raw: u64 },
-    /// Produce with parameters parsed from random JSON-ish text.
-    BogusProduce { json: String },
+    /// Produce with parameters parsed from a valid produce request's JSON text with random
+    /// byte edits (most still parse).
+    BogusProduce { edits: Vec<(usize, u8, u8)> },
     /// An extra transport that consumes, pauses, resumes and closes.
     ExtraConsumer { pause: bool, close: bool },
     /// An audio level observer with random options, put through random calls.
@@ -56,12 +68,23 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(client, tail)| Action::ForgedStun { client, tail }),
         (0usize..4, proptest::collection::vec(any::<u8>(), 12..200))
             .prop_map(|(client, bytes)| Action::ForgedRtp { client, bytes }),
+        (0usize..4, 20u8..64, bytes.clone(), 0u8..6).prop_map(|(client, first, bytes, how)| {
+            Action::DtlsGarbage {
+                client,
+                first,
+                bytes,
+                how,
+            }
+        }),
+        (0usize..4, proptest::collection::vec(any::<u8>(), 20..120))
+            .prop_map(|(client, bytes)| Action::StunNoise { client, bytes }),
         bytes
             .clone()
             .prop_map(|bytes| Action::StrangerDtls { bytes }),
         (2001usize..70_000).prop_map(|len| Action::Oversized { len }),
         any::<u64>().prop_map(|raw| Action::UnknownIds { raw }),
-        "[ -~]{0,120}".prop_map(|json| Action::BogusProduce { json }),
+        proptest::collection::vec((any::<usize>(), 0u8..4, any::<u8>()), 0..4)
+            .prop_map(|edits| Action::BogusProduce { edits }),
         (any::<bool>(), any::<bool>())
             .prop_map(|(pause, close)| Action::ExtraConsumer { pause, close }),
         (
@@ -92,6 +115,10 @@ fn stun_binding_request(username: &str, tail: &[u8]) -> Vec<u8> {
     while attrs.len() % 4 != 0 {
         attrs.push(0);
     }
+    // PRIORITY (ICE): without it, it is no binding request.
+    attrs.extend_from_slice(&0x0024u16.to_be_bytes());
+    attrs.extend_from_slice(&4u16.to_be_bytes());
+    attrs.extend_from_slice(&0x6e00_1eff_u32.to_be_bytes());
     // MESSAGE-INTEGRITY with made-up bytes.
     attrs.extend_from_slice(&0x0008u16.to_be_bytes());
     attrs.extend_from_slice(&20u16.to_be_bytes());
@@ -109,22 +136,199 @@ fn stun_binding_request(username: &str, tail: &[u8]) -> Vec<u8> {
     msg
 }
 
+/// Where a datagram must be counted: exactly one of these grows by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counter {
+    Oversized,
+    Malformed,
+    UnknownSource,
+    StunUnknownUfrag,
+    StunUnauthenticated,
+    /// The transport of base client `n`: SRTP did not yield a packet.
+    RtpDropped(usize),
+    /// The transport of base client `n`: not a well-formed DTLS 1.2 record.
+    DtlsDropped(usize),
+}
+
+/// The counters injected datagrams may move: the Sfu's, and those of the base clients'
+/// transports (datagrams received, RTP dropped, stack errors, DTLS dropped).
+#[derive(Debug, Clone, PartialEq)]
+struct Counts {
+    sfu: SfuStats,
+    transports: Vec<[u64; 4]>,
+}
+
+/// The base clients: the two peers' send and receive transports, validated by ICE before any
+/// action runs.
+const BASE: usize = 4;
+
+fn counts(sim: &Sim) -> Counts {
+    Counts {
+        sfu: sim.sfu.stats(),
+        transports: (0..BASE)
+            .map(|i| {
+                let t = sim.sfu.transport_stats(sim.clients[i].id).unwrap();
+                [
+                    t.datagrams_received,
+                    t.rtp_dropped,
+                    t.rtc_errors,
+                    t.dtls_dropped,
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Injects one datagram and checks that exactly `counter` counted it, and nothing else.
+/// `routed` names the base client whose transport the demux hands it to.
+fn inject_counted(
+    sim: &mut Sim,
+    proto: P,
+    from: SocketAddr,
+    bytes: &[u8],
+    counter: Counter,
+    routed: Option<usize>,
+) {
+    let before = counts(sim);
+    sim.inject(proto, from, bytes);
+    let after = counts(sim);
+    let mut expected = before.clone();
+    expected.sfu.transport_polls = after.sfu.transport_polls;
+    expected.sfu.datagrams_received += 1;
+    if let Some(c) = routed {
+        expected.transports[c][0] += 1;
+    }
+    let s = &mut expected.sfu;
+    match counter {
+        Counter::Oversized => s.dropped_oversized += 1,
+        Counter::Malformed => s.dropped_malformed += 1,
+        Counter::UnknownSource => s.dropped_unknown_source += 1,
+        Counter::StunUnknownUfrag => s.dropped_stun_unknown_ufrag += 1,
+        Counter::StunUnauthenticated => s.dropped_stun_unauthenticated += 1,
+        Counter::RtpDropped(c) => expected.transports[c][1] += 1,
+        Counter::DtlsDropped(c) => expected.transports[c][3] += 1,
+    }
+    assert_eq!(
+        after,
+        expected,
+        "{} bytes from {from} ({:02x?}...) must be counted in {counter:?} only",
+        bytes.len(),
+        &bytes[..bytes.len().min(16)]
+    );
+}
+
+/// Where a datagram from an address no transport validated is counted: by its first byte
+/// (RFC 7983; a STUN header is 20 bytes, an RTP header 12), STUN by whether it names a
+/// transport's ufrag (random bytes never do), everything else as from an unknown source.
+fn stranger_counter(bytes: &[u8]) -> Counter {
+    match bytes.first() {
+        Some(0..=3) if bytes.len() >= 20 => Counter::StunUnknownUfrag,
+        Some(20..=63) => Counter::UnknownSource,
+        Some(128..=191) if bytes.len() >= 12 => Counter::UnknownSource,
+        _ => Counter::Malformed,
+    }
+}
+
+/// A datagram whose first byte is `first` (20-63, DTLS by RFC 7983) that is, by construction,
+/// not a sequence of well-formed DTLS 1.2 records (RFC 6347 §4.1), in one of six ways.
+fn malformed_dtls(first: u8, bytes: &[u8], how: u8) -> Vec<u8> {
+    let record = |ty: u8, epoch: u16, body: &[u8]| {
+        let mut r = vec![ty, 0xfe, 0xfd];
+        r.extend_from_slice(&epoch.to_be_bytes());
+        r.extend_from_slice(&[0, 0, 0, 0, 0, 7]);
+        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    };
+    let handshake_type = 20 + first % 3;
+    match how {
+        // Random bytes, the version never DTLS's.
+        0 => {
+            let mut b = vec![first];
+            b.extend_from_slice(bytes);
+            if b.len() > 1 && b[1] == 0xfe {
+                b[1] = 0;
+            }
+            b
+        }
+        // A header whose length runs past the end.
+        1 => {
+            let mut b = record(handshake_type, 0, bytes);
+            let claimed = bytes.len() as u16 + 1 + u16::from(first);
+            b[11..13].copy_from_slice(&claimed.to_be_bytes());
+            b
+        }
+        // A whole record, then part of a header.
+        2 => {
+            let mut b = record(handshake_type, 1, bytes);
+            b.push(22);
+            b.extend_from_slice(&bytes[..bytes.len().min(11)]);
+            b
+        }
+        // Application data at epoch 0 (plaintext application data never comes).
+        3 => record(23, 0, bytes),
+        // A content type DTLS 1.2 does not have.
+        4 => record(25 + first % 39, 1, bytes),
+        // TLS's version, not DTLS's.
+        _ => {
+            let mut b = record(handshake_type, 0, bytes);
+            b[1..3].copy_from_slice(&[3, 3]);
+            b
+        }
+    }
+}
+
+/// A valid produce request (mediasoup-client's shape) for VP8 on a fresh mid and SSRC.
+const PRODUCE_JSON: &str = r#"{"mid":"7","codecs":[{"mimeType":"video/VP8","payloadType":101,"clockRate":90000,"parameters":{},"rtcpFeedback":[{"type":"nack","parameter":""},{"type":"nack","parameter":"pli"},{"type":"ccm","parameter":"fir"}]}],"headerExtensions":[{"uri":"urn:ietf:params:rtp-hdrext:sdes:mid","id":4,"encrypt":false,"parameters":{}}],"encodings":[{"ssrc":77777}],"rtcp":{"cname":"chaos","reducedSize":true}}"#;
+
+/// `PRODUCE_JSON` with byte edits at `(position, kind, byte)`: replace with a printable
+/// character, insert one, delete one, or replace a digit with another digit.
+fn edited_produce(edits: &[(usize, u8, u8)]) -> String {
+    let mut text = PRODUCE_JSON.as_bytes().to_vec();
+    for &(pos, kind, byte) in edits {
+        let printable = b' ' + byte % 95;
+        let i = pos % text.len();
+        match kind {
+            0 => text[i] = printable,
+            1 => text.insert(i, printable),
+            2 => {
+                text.remove(i);
+            }
+            _ => {
+                let digits: Vec<usize> = (0..text.len())
+                    .filter(|&j| text[j].is_ascii_digit())
+                    .collect();
+                if !digits.is_empty() {
+                    text[digits[pos % digits.len()]] = b'0' + byte % 10;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra: &mut Vec<usize>) {
     let stranger =
         |port: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 9, 9)), port.max(1));
     match action {
         Action::Garbage { bytes, port, tcp } => {
-            sim.inject(if *tcp { P::Tcp } else { P::Udp }, stranger(*port), bytes);
+            let proto = if *tcp { P::Tcp } else { P::Udp };
+            let counter = stranger_counter(bytes);
+            inject_counted(sim, proto, stranger(*port), bytes, counter, None);
         }
         Action::ForgedStun { client, tail } => {
-            let c = client % sim.clients.len();
-            let msg = stun_binding_request(&format!("{}:evil", ufrags[c % ufrags.len()]), tail);
-            sim.inject(P::Udp, stranger(4000), &msg);
+            // The server's ufrag of a base transport, a made-up client ufrag and integrity:
+            // from a stranger, the integrity check fails; from the client's validated path,
+            // the client ufrag differs from the one learned (and the integrity fails).
+            let c = client % BASE;
+            let msg = stun_binding_request(&format!("{}:evil", ufrags[c]), tail);
+            let s = Counter::StunUnauthenticated;
+            inject_counted(sim, P::Udp, stranger(4000), &msg, s, None);
             let from = sim.clients[c].local;
-            sim.inject(P::Udp, from, &msg);
+            inject_counted(sim, P::Udp, from, &msg, s, Some(c));
         }
         Action::ForgedRtp { client, bytes } => {
-            let c = client % sim.clients.len();
+            let c = client % BASE;
             let mut b = bytes.clone();
             b[0] = 0x80;
             b[1] &= 0x7f;
@@ -132,14 +336,53 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
                 b[1] = 96;
             }
             let from = sim.clients[c].local;
-            sim.inject(P::Udp, from, &b);
+            inject_counted(sim, P::Udp, from, &b, Counter::RtpDropped(c), Some(c));
         }
         Action::StrangerDtls { bytes } => {
             let mut b = bytes.clone();
             b.insert(0, 22);
-            sim.inject(P::Udp, stranger(5000), &b);
+            inject_counted(
+                sim,
+                P::Udp,
+                stranger(5000),
+                &b,
+                Counter::UnknownSource,
+                None,
+            );
         }
-        Action::Oversized { len } => sim.inject(P::Udp, sim.clients[0].local, &vec![0x80; *len]),
+        Action::DtlsGarbage {
+            client,
+            first,
+            bytes,
+            how,
+        } => {
+            let c = client % BASE;
+            let b = malformed_dtls(*first, bytes, *how);
+            let from = sim.clients[c].local;
+            inject_counted(sim, P::Udp, from, &b, Counter::DtlsDropped(c), Some(c));
+        }
+        Action::StunNoise { client, bytes } => {
+            // STUN's first byte, but no magic cookie: it does not parse.
+            let c = client % BASE;
+            let mut b = bytes.clone();
+            b[0] %= 4;
+            if b[4..8] == [0x21, 0x12, 0xa4, 0x42] {
+                b[4] = 0;
+            }
+            let from = sim.clients[c].local;
+            inject_counted(sim, P::Udp, from, &b, Counter::Malformed, Some(c));
+        }
+        Action::Oversized { len } => {
+            let from = sim.clients[0].local;
+            inject_counted(
+                sim,
+                P::Udp,
+                from,
+                &vec![0x80; *len],
+                Counter::Oversized,
+                None,
+            );
+        }
         Action::UnknownIds { raw } => {
             let text = format!("{raw:016x}");
             let c: sfu_core::ConsumerId = text.parse().unwrap();
@@ -187,8 +430,8 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
             }
             sim.flush();
         }
-        Action::BogusProduce { json } => {
-            if let Ok(params) = serde_json::from_str::<RtpParameters>(json) {
+        Action::BogusProduce { edits } => {
+            if let Ok(params) = serde_json::from_str::<RtpParameters>(&edited_produce(edits)) {
                 let t = sim.clients[0].id;
                 let _ = sim.sfu.produce(
                     t,
@@ -253,24 +496,28 @@ proptest! {
         for a in &actions {
             apply(&mut sim, &subs, &ufrags, a, &mut extra);
         }
-        let check_from = sim.now;
         sim.run_for(Duration::from_millis(1500));
 
+        // Every source packet from the first decodable start after both transports connected
+        // until SETTLE ago reached its consumer exactly once, byte-equal, in order, on
+        // contiguous sequence numbers: a packet the chaos made the Sfu drop shows as missing.
+        let run = sim.now - sim.start;
         for sub in &subs {
-            let recent = sim.clients[sub.recv].received.iter().filter(|p| p.ssrc == sub.ssrc && p.at >= check_from + Duration::from_millis(500)).count();
-            let min = if sub.kind == MediaKind::Audio { 40 } else { 80 };
-            prop_assert!(recent >= min, "{:?} flow stalled: {} packets in the last second", sub.kind, recent);
-            let r = stream_report(&sim.clients[sub.recv].received, sub.ssrc);
-            prop_assert_eq!(r.corrupt, 0);
-            prop_assert_eq!(r.gaps, 0, "{:?}", r);
-            prop_assert_eq!(r.sources.clone(), vec![sub.source_ssrc]);
+            let d = sub_delivery(&sim, sub, sim.start);
+            // At least the last second's worth: audio 50 and video 120 packets a second.
+            let per_second = if sub.kind == MediaKind::Audio { 50 } else { 120 };
+            if let Err(e) = d.check(per_second) {
+                return Err(TestCaseError::fail(format!("{:?} consumer after {run:?}: {e}", sub.kind)));
+            }
+            prop_assert_eq!(d.runs, 1, "one continuous run: {:?}", d);
+            prop_assert_eq!(d.sources.clone(), vec![sub.source_ssrc]);
+            // The last second on its own: the flow did not stop after the chaos.
+            let to = sim.now - common_peers::SETTLE;
+            let window = Expect::between(sub.source_ssrc, to - Duration::from_secs(1), to);
+            let last = delivery(&sim, sub.recv, sub.ssrc, &[window]);
+            if let Err(e) = last.check(per_second * 9 / 10) {
+                return Err(TestCaseError::fail(format!("{:?} consumer, last second: {e}", sub.kind)));
+            }
         }
-        // Everything injected was counted somewhere.
-        let s = sim.sfu.stats();
-        let injected = actions.iter().filter(|a| !matches!(a, Action::Run { .. } | Action::UnknownIds { .. } | Action::BogusProduce { .. } | Action::ExtraConsumer { .. } | Action::Observer { .. })).count();
-        let dropped = s.dropped_oversized + s.dropped_malformed + s.dropped_unknown_source
-            + s.dropped_stun_unknown_ufrag + s.dropped_stun_unauthenticated;
-        let rtp_dropped: u64 = (0..sim.clients.len()).filter_map(|i| sim.sfu.transport_stats(sim.clients[i].id).ok()).map(|t| t.rtp_dropped + t.rtc_errors).sum();
-        prop_assert!(dropped + rtp_dropped >= injected as u64, "dropped {} + {} < injected {}", dropped, rtp_dropped, injected);
     }
 }

@@ -469,12 +469,88 @@ fn equal_seeds_give_equal_runs() {
     assert!(log_a != log_c, "different seeds should differ");
 }
 
+/// Run by `seed_from_env_honours_the_variable` in a child process (this same test binary) with
+/// `SFU_SEED_PROBE` set: prints what `seed_from_env` returned. Without the variable, does
+/// nothing.
+#[test]
+fn seed_probe() {
+    if std::env::var_os("SFU_SEED_PROBE").is_some() {
+        println!("probe seed {}", seed_from_env("seed_probe"));
+    }
+}
+
+/// Runs `seed_probe` in a child process with `SFU_SIM_SEED` set to `value` (or unset): whether
+/// it succeeded, its stdout and its stderr.
+fn probe(value: Option<&str>) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["seed_probe", "--exact", "--nocapture", "--test-threads=1"])
+        .env("SFU_SEED_PROBE", "1");
+    match value {
+        Some(v) => cmd.env(SEED_ENV_VAR, v),
+        None => cmd.env_remove(SEED_ENV_VAR),
+    };
+    let out = cmd.output().expect("run the test binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The seed `seed_probe` printed.
+fn probed_seed(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("probe seed ").map(|(_, seed)| seed))
+        .unwrap_or_else(|| panic!("no seed printed: {stdout}"))
+        .parse()
+        .expect("a u64")
+}
+
 #[test]
 fn seed_from_env_honours_the_variable() {
-    let seed = seed_from_env("seed_from_env_honours_the_variable");
-    if let Ok(value) = std::env::var(SEED_ENV_VAR) {
-        assert_eq!(Ok(seed), value.trim().parse::<u64>());
+    // A set variable is the seed, surrounding whitespace ignored, and the seed is printed for
+    // replay.
+    for (value, seed) in [
+        ("12345", 12_345),
+        (" 42\n", 42),
+        ("0", 0),
+        ("18446744073709551615", u64::MAX),
+    ] {
+        let (ok, stdout, stderr) = probe(Some(value));
+        assert!(ok, "{value:?}: {stderr}");
+        assert_eq!(probed_seed(&stdout), seed, "{value:?}");
+        assert!(
+            stderr.contains(&format!("seed_probe: {SEED_ENV_VAR}={seed}")),
+            "{value:?}: {stderr}"
+        );
     }
+    // A variable that is no decimal u64 is an error, not silently another seed.
+    for value in ["abc", "-1", "18446744073709551616", "0x10", ""] {
+        let (ok, stdout, stderr) = probe(Some(value));
+        assert!(!ok, "{value:?} was accepted: {stdout}");
+        assert!(
+            stderr.contains("is not a decimal u64"),
+            "{value:?}: {stderr}"
+        );
+    }
+    // Unset: a fresh seed each run, printed.
+    let seeds: Vec<u64> = (0..3)
+        .map(|_| {
+            let (ok, stdout, stderr) = probe(None);
+            assert!(ok, "{stderr}");
+            let seed = probed_seed(&stdout);
+            assert!(
+                stderr.contains(&format!("seed_probe: {SEED_ENV_VAR}={seed}")),
+                "{stderr}"
+            );
+            seed
+        })
+        .collect();
+    assert!(
+        seeds[0] != seeds[1] && seeds[1] != seeds[2] && seeds[0] != seeds[2],
+        "fresh seeds repeat: {seeds:?}"
+    );
 }
 
 fn arb_link() -> impl Strategy<Value = LinkConfig> {

@@ -260,6 +260,7 @@ impl WebRtcTransport {
                 bytes_sent: 0,
                 rtp_dropped: 0,
                 rtc_errors: 0,
+                dtls_dropped: 0,
             },
         }
     }
