@@ -272,6 +272,9 @@ counters! {
     timer_late_total_us,
     /// The latest one of those deadlines was served, in microseconds.
     timer_late_max_us,
+    /// Timer wakes that came before the current deadline (a deadline that moved later while the
+    /// timer waited for the earlier one): not served, the timer waits again.
+    timer_early,
 }
 
 fn merge_field(name: &str, a: u64, b: u64) -> u64 {

@@ -204,6 +204,12 @@ impl Core {
 
     fn timeout(&mut self, now: Instant) {
         let counters = &self.shared.counters;
+        if now < self.deadline {
+            // A wake for a deadline that has since moved later: nothing is due yet, and the timer
+            // task waits again for the new one.
+            counters.timer_early.inc();
+            return;
+        }
         counters.deadlines_served.inc();
         counters.record_timer_fire(now.saturating_duration_since(self.deadline));
         self.sfu.handle_input(Input::Timeout(now));
