@@ -499,6 +499,44 @@ impl ClientTransport {
         let _ = self.rtc.handle_input(Input::Timeout(now));
     }
 
+    /// Sends `packets` on RTP SSRC `ssrc` tagged with `mid` (its mid header extension), whether
+    /// or not this client ever produced that SSRC: what a misbehaving client that reuses another
+    /// participant's SSRC does. str0m paces by mid, so a mid carries one stream: the first call
+    /// for a new `ssrc` stops what `mid` sent before (its produced stream, or an earlier spoofed
+    /// SSRC). The payload type is that of the stream produced on `mid` (Opus when nothing was);
+    /// a `mid` the client never declared is declared as audio.
+    pub fn send_spoofed(&mut self, now: Instant, mid: &str, ssrc: u32, packets: Vec<OutPacket>) {
+        let mid = Mid::from(mid);
+        let pt = self
+            .produced
+            .iter()
+            .find(|((m, _), _)| *m == mid)
+            .map_or(CLIENT_OPUS_PT, |(_, &(_, pt))| pt);
+        let video = pt == CLIENT_VP8_PT;
+        let declared = self.rtc.media(mid).is_some();
+        let mut api = self.rtc.direct_api();
+        if !declared {
+            api.declare_media(mid, str0m::media::MediaKind::Audio);
+        }
+        if api.stream_tx(&ssrc.into()).is_none() {
+            while let Some(old) = api.stream_tx_by_mid(mid, None).map(|s| s.ssrc()) {
+                api.remove_stream_tx(old);
+            }
+            api.declare_stream_tx(ssrc.into(), None, mid, None);
+        }
+        let Some(stream) = api.stream_tx(&ssrc.into()) else {
+            return;
+        };
+        for p in packets {
+            stream.write_rtp(
+                RtpWrite::new(pt.into(), p.seq.into(), p.timestamp, now, p.payload)
+                    .marker(p.marker)
+                    .nackable(video),
+            );
+        }
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+    }
+
     /// Feeds a datagram from the network.
     pub fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, contents: &[u8]) {
         if let Ok(r) = Receive::new(proto, source, self.local, contents) {

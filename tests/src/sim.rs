@@ -215,21 +215,6 @@ impl Sim {
     /// A new client transport in `router`, connected like mediasoup-client does it (server
     /// creates, client gets parameters, client `connect`s with its DTLS parameters).
     pub fn add_transport(&mut self, router: RouterId, proto: Protocol) -> usize {
-        let created = self
-            .sfu
-            .create_webrtc_transport(
-                router,
-                WebRtcTransportOptions {
-                    listen_infos: self.listen_infos(),
-                },
-            )
-            .expect("transport");
-        self.flush();
-        let caps = self
-            .sfu
-            .router_rtp_capabilities(router)
-            .expect("caps")
-            .clone();
         let host = self.next_host;
         self.next_host += 1;
         let local = if self.server_udp.is_ipv6() {
@@ -249,6 +234,36 @@ impl Sim {
                 50_000,
             )
         };
+        self.add_transport_at(router, proto, local)
+    }
+
+    /// As [`add_transport`](Self::add_transport), with the client at `local` (for tests whose
+    /// clients share an IP address and differ only by port). `local` must be unused.
+    pub fn add_transport_at(
+        &mut self,
+        router: RouterId,
+        proto: Protocol,
+        local: SocketAddr,
+    ) -> usize {
+        assert!(
+            !self.by_addr.contains_key(&local),
+            "client address {local} already in use"
+        );
+        let created = self
+            .sfu
+            .create_webrtc_transport(
+                router,
+                WebRtcTransportOptions {
+                    listen_infos: self.listen_infos(),
+                },
+            )
+            .expect("transport");
+        self.flush();
+        let caps = self
+            .sfu
+            .router_rtp_capabilities(router)
+            .expect("caps")
+            .clone();
         let mut client = ClientTransport::new(self.now, local, &created.parameters, &caps, proto);
         let dtls = client.dtls_parameters();
         self.sfu
@@ -288,11 +303,24 @@ impl Sim {
 
     /// Publishes a source of `kind` from `client`.
     pub fn produce(&mut self, client: usize, kind: MediaKind, ssrc: u32) -> ProducerId {
+        self.produce_as(client, kind, ssrc, ssrc)
+    }
+
+    /// As [`produce`](Self::produce), but the source's payloads (and [`sent`](Self::sent), and
+    /// so the delivery checker) name it `identity` while the client sends it on RTP SSRC `ssrc`:
+    /// clients in different rooms may then use the same SSRCs and still be told apart.
+    pub fn produce_as(
+        &mut self,
+        client: usize,
+        kind: MediaKind,
+        ssrc: u32,
+        identity: u32,
+    ) -> ProducerId {
         let params = self.clients[client].prepare_produce(kind, ssrc);
         let (producer, mid) = self.produce_with(client, kind, params);
         let source = match kind {
-            MediaKind::Audio => Source::audio(ssrc, self.now),
-            MediaKind::Video => Source::video(ssrc, self.now),
+            MediaKind::Audio => Source::audio(identity, self.now),
+            MediaKind::Video => Source::video(identity, self.now),
         };
         self.publications.push(Publication {
             client,
@@ -309,14 +337,27 @@ impl Sim {
 
     /// Publishes simulcast video from `client`: one source per `(rid, ssrc)` layer.
     pub fn produce_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
-        let params = self.clients[client].prepare_produce_simulcast(layers);
+        let layers: Vec<(&str, u32, u32)> = layers.iter().map(|&(r, s)| (r, s, s)).collect();
+        self.produce_simulcast_as(client, &layers)
+    }
+
+    /// As [`produce_simulcast`](Self::produce_simulcast), with layers `(rid, ssrc, identity)`:
+    /// each layer is sent on RTP SSRC `ssrc` and its payloads name it `identity` (see
+    /// [`produce_as`](Self::produce_as)).
+    pub fn produce_simulcast_as(
+        &mut self,
+        client: usize,
+        layers: &[(&str, u32, u32)],
+    ) -> ProducerId {
+        let rtp: Vec<(&str, u32)> = layers.iter().map(|&(r, s, _)| (r, s)).collect();
+        let params = self.clients[client].prepare_produce_simulcast(&rtp);
         let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
-        for (rid, ssrc) in layers {
+        for (rid, _, identity) in layers {
             self.publications.push(Publication {
                 client,
                 mid: mid.clone(),
                 producer,
-                source: Source::video(*ssrc, self.now),
+                source: Source::video(*identity, self.now),
                 muted: false,
                 key_frame_requests: 0,
                 key_frame_request_times: Vec::new(),

@@ -3,13 +3,14 @@
 // Shared by the integration tests: a room of peers that each publish audio and video and
 // consume everyone else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sfu_core::ortc::MediaKind;
 use std::time::{Duration, Instant};
 
 use sfu_core::{ConsumerId, ProducerId, RouterId};
 use sfu_tests::delivery::{delivery, Delivery, Expect};
+use sfu_tests::media::verify_payload;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
 
@@ -45,6 +46,35 @@ pub fn join(sim: &mut Sim, router: RouterId, n: u32, proto: Protocol) -> Peer {
     let video_ssrc = 5000 + n * 10;
     let audio = sim.produce(send, MediaKind::Audio, audio_ssrc);
     let video = sim.produce(send, MediaKind::Video, video_ssrc);
+    Peer {
+        router,
+        send,
+        recv,
+        audio,
+        video,
+        audio_ssrc,
+        video_ssrc,
+    }
+}
+
+/// As [`join`], with the client transports at chosen addresses, and the sources named apart
+/// from their SSRCs: the peer sends RTP on the SSRCs `join` would give peer `n` (so peers of
+/// different rooms may collide on them), while its payloads, and so the checker, name them
+/// `identity_offset + ssrc`. `Peer::audio_ssrc`/`video_ssrc` hold those identities.
+pub fn join_at(
+    sim: &mut Sim,
+    router: RouterId,
+    n: u32,
+    proto: Protocol,
+    (send_at, recv_at): (std::net::SocketAddr, std::net::SocketAddr),
+    identity_offset: u32,
+) -> Peer {
+    let send = sim.add_transport_at(router, proto, send_at);
+    let recv = sim.add_transport_at(router, proto, recv_at);
+    let (audio_rtp, video_rtp) = (1000 + n * 10, 5000 + n * 10);
+    let (audio_ssrc, video_ssrc) = (identity_offset + audio_rtp, identity_offset + video_rtp);
+    let audio = sim.produce_as(send, MediaKind::Audio, audio_rtp, audio_ssrc);
+    let video = sim.produce_as(send, MediaKind::Video, video_rtp, video_ssrc);
     Peer {
         router,
         send,
@@ -115,4 +145,66 @@ pub fn sub_delivery(sim: &Sim, sub: &Sub, after: Instant) -> Delivery {
     .fold(after, Instant::max);
     let expect = Expect::from_first_key_frame(sim, sub.source_ssrc, up, sim.now - SETTLE);
     delivery(sim, sub.recv, sub.ssrc, &[expect])
+}
+
+/// For each packet of its source that `sub`'s receiver got (first arrival only): when the source
+/// made it and when it arrived. A packet that took much longer than the links' latency was
+/// retransmitted. (Source sequence numbers are matched on 16 bits: for runs shorter than 65,536
+/// packets per source.)
+pub fn arrivals(sim: &Sim, sub: &Sub) -> Vec<(Instant, Instant)> {
+    let Some(log) = sim.sent.get(&sub.source_ssrc) else {
+        return Vec::new();
+    };
+    let Some(first) = log.packets.first().map(|p| p.seq as u16) else {
+        return Vec::new();
+    };
+    let mut seen = HashSet::new();
+    sim.clients[sub.recv]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == sub.ssrc)
+        .filter_map(|p| {
+            let info = verify_payload(&p.payload)?;
+            let i = usize::from(info.seq.wrapping_sub(first));
+            let s = log.packets.get(i)?;
+            (info.ssrc == sub.source_ssrc && seen.insert(i)).then_some((s.at, p.at))
+        })
+        .collect()
+}
+
+/// The one-way latency of the links between the server and `client`. For exact timing claims:
+/// asserts the links do not jitter and both directions are equal.
+pub fn one_way(sim: &Sim, client: usize) -> Duration {
+    let local = sim.clients[client].local;
+    let down = sim.net.link_config(sim.server_udp, local);
+    let up = sim.net.link_config(local, sim.server_udp);
+    assert_eq!(
+        down.jitter,
+        Duration::ZERO,
+        "timing claims need exact links"
+    );
+    assert_eq!(up.jitter, Duration::ZERO, "timing claims need exact links");
+    assert_eq!(down.latency, up.latency);
+    down.latency
+}
+
+/// When key frame requests for `producer` reached its publishing client, in order.
+pub fn key_frame_requests(sim: &Sim, producer: ProducerId) -> Vec<Instant> {
+    let mut times: Vec<Instant> = sim
+        .publications
+        .iter()
+        .filter(|p| p.producer == producer)
+        .flat_map(|p| p.key_frame_request_times.iter().copied())
+        .collect();
+    times.sort();
+    times
+}
+
+/// When all of `clients`' transports were DTLS-connected (media can flow between them).
+pub fn connected(sim: &Sim, clients: &[usize]) -> Instant {
+    clients
+        .iter()
+        .map(|&c| sim.dtls_connected_at(c).expect("transport connected"))
+        .max()
+        .expect("clients")
 }
