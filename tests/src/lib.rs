@@ -1,6 +1,5 @@
 //! The simulation harness for `sfu`: a virtual clock and network, client peers that behave like
 //! mediasoup-client, and pcap replay. The integration tests live in `tests/tests/`.
-pub mod check;
 pub mod client;
 pub mod delivery;
 pub mod media;
