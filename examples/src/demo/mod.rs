@@ -20,11 +20,13 @@
 //! | `createWebRtcTransport` | `{direction: "send"\|"recv", forceTcp?}` | `WebRtcTransportParameters` |
 //! | `connectWebRtcTransport` | `{transportId, dtlsParameters}` | `{}` |
 //! | `restartIce` | `{transportId}` | `IceParameters` |
-//! | `join` | `{rtpCapabilities}` | `{peerId, room, peers, producers: [{producerId, peerId, kind}]}` |
+//! | `join` | `{rtpCapabilities}` | `{peerId, room, peers, producers: [{producerId, peerId, kind}], worker, router}` |
 //! | `produce` | `{transportId, kind, rtpParameters, paused?}` | `{id}` |
 //! | `pauseProducer`, `resumeProducer`, `closeProducer` | `{producerId}` | `{}` |
 //! | `consume` | `{producerId, transportId?}` | `ConsumerParameters` + `peerId` (created paused) |
 //! | `resumeConsumer`, `pauseConsumer`, `closeConsumer` | `{consumerId}` | `{}` |
+//! | `setConsumerPreferredLayers` | `{consumerId, spatialLayer}` | `{}` (the simulcast layer to forward) |
+//! | `getConsumerStats` | `{consumerId}` | `{packetsSent, bytesSent, currentLayer, keyFrameRequestsReceived}` |
 //! | `getTransportStats` | `{transportId}` | the server's counters for the transport |
 //!
 //! The server sends notifications `{"notification": true, "method": …, "data": …}`:

@@ -484,6 +484,13 @@ struct ConsumerData {
     consumer_id: String,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayersData {
+    consumer_id: String,
+    spatial_layer: usize,
+}
+
 impl PeerSession {
     /// The peer's id.
     pub fn peer(&self) -> &str {
@@ -567,6 +574,32 @@ impl PeerSession {
                         .disown([Owned::Consumer(self.room.worker.index(), id)]);
                 }
                 Ok(json!({}))
+            }
+            "setConsumerPreferredLayers" => {
+                let d: LayersData = data(method, d)?;
+                let id = self.own_consumer(&d.consumer_id)?;
+                self.room
+                    .worker
+                    .set_consumer_preferred_layers(id, d.spatial_layer)
+                    .map_err(|e| runtime_error(method, e))?;
+                info!(room = %self.room.name, peer = %self.peer, consumer = %id,
+                    spatial_layer = d.spatial_layer, "preferred layer");
+                Ok(json!({}))
+            }
+            "getConsumerStats" => {
+                let d: ConsumerData = data(method, d)?;
+                let id = self.own_consumer(&d.consumer_id)?;
+                let s = self
+                    .room
+                    .worker
+                    .consumer_stats(id)
+                    .map_err(|e| runtime_error(method, e))?;
+                Ok(json!({
+                    "packetsSent": s.packets_sent,
+                    "bytesSent": s.bytes_sent,
+                    "currentLayer": s.current_layer,
+                    "keyFrameRequestsReceived": s.key_frame_requests_received,
+                }))
             }
             "getTransportStats" => {
                 let d: TransportData = data(method, d)?;
@@ -727,9 +760,14 @@ impl PeerSession {
         }
         state.broadcast(&self.peer, "peerJoined", &json!({ "peerId": self.peer }));
         info!(room = %self.room.name, peer = %self.peer, "peer joined");
-        Ok(
-            json!({ "peerId": self.peer, "room": self.room.name, "peers": peers, "producers": producers }),
-        )
+        Ok(json!({
+            "peerId": self.peer,
+            "room": self.room.name,
+            "peers": peers,
+            "producers": producers,
+            "worker": self.room.worker.index(),
+            "router": self.room.router.to_string(),
+        }))
     }
 
     fn produce(&mut self, d: ProduceData) -> Result<Value, Failure> {

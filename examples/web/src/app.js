@@ -4,9 +4,12 @@
 //
 // URL parameters: room=NAME, peer=ID (default: random), forceTcp=1 (ask the server for ICE-TCP
 // candidates only), autojoin=1 (join on load), nomedia=1 (join without publishing),
-// simulcast=1 (send the camera in three encodings instead of one).
+// simulcast=1 (send the camera in three encodings instead of one), testSource=N (N >= 1: instead
+// of the camera and microphone, publish a test pattern and a tone that identify this page; see
+// "test source" below).
 //
-// For tests the page exposes window.sfuDemo: { join(), leave(), stats(), state, log }.
+// For tests the page exposes window.sfuDemo: { join(), leave(), stats(), setPreferredLayer(n),
+// state, log }.
 
 import { Device } from 'mediasoup-client';
 
@@ -19,6 +22,10 @@ const state = {
   forceTcp: params.get('forceTcp') === '1',
   publish: params.get('nomedia') !== '1',
   simulcast: params.get('simulcast') === '1',
+  // The test source's identity (null: the real camera and microphone).
+  test: null, // set below, once the palette is defined
+  // What the server said on join: the worker and router the room lives on.
+  placement: null,
   joined: false,
   sendState: 'new',
   recvState: 'new',
@@ -37,7 +44,7 @@ let recvTransport = null;
 let localStream = null;
 let nextId = 1;
 const pending = new Map(); // request id -> {resolve, reject, method}
-const consumers = new Map(); // consumer id -> {consumer, peerId, kind, last: {bytes, at}, bitrate}
+const consumers = new Map(); // consumer id -> {consumer, peerId, kind, last: {bytes, at}, bitrate, probe}
 const producers = new Map(); // producer id -> Producer
 
 function note(text) {
@@ -201,6 +208,7 @@ async function consume(producerId) {
   stream.addTrack(consumer.track);
   media.srcObject = stream;
   media.play().catch(() => {});
+  if (state.test) consumers.get(consumer.id).probe = consumer.kind === 'video' ? videoProbe(media) : audioProbe(consumer.track);
   await request('resumeConsumer', { consumerId: consumer.id });
   note(`consuming ${consumer.kind} of ${params.peerId}`);
 }
@@ -209,6 +217,7 @@ function removeConsumer(id) {
   const c = consumers.get(id);
   if (!c) return;
   consumers.delete(id);
+  if (c.probe) c.probe.stop();
   c.consumer.close();
   note(`consumer ${id} (${c.kind} of ${c.peerId}) closed`);
 }
@@ -226,6 +235,7 @@ async function join() {
     sendTransport = await createTransport('send');
     recvTransport = await createTransport('recv');
     const joined = await request('join', { rtpCapabilities: device.rtpCapabilities });
+    state.placement = { worker: joined.worker, router: joined.router };
     state.joined = true;
     $('join').disabled = true;
     $('leave').disabled = false;
@@ -239,19 +249,24 @@ async function join() {
 }
 
 async function publish() {
-  localStream = await navigator.mediaDevices.getUserMedia({
-    audio: true,
-    video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } },
-  });
+  localStream = state.test
+    ? testStream(state.test)
+    : await navigator.mediaDevices.getUserMedia({
+        audio: true,
+        video: { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 30 } },
+      });
   $('local').srcObject = localStream;
   for (const track of localStream.getTracks()) {
     const options = { track };
     if (track.kind === 'video') {
+      // The test pattern needs little: lower limits let Chromium turn on the top layer as soon
+      // as its bandwidth estimate passes about 400 kbit/s, instead of about 700.
+      const kbps = state.test ? [80, 160, 400] : [150, 400, 900];
       options.encodings = state.simulcast
         ? [
-            { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-            { scaleResolutionDownBy: 2, maxBitrate: 400_000 },
-            { scaleResolutionDownBy: 1, maxBitrate: 900_000 },
+            { scaleResolutionDownBy: 4, maxBitrate: kbps[0] * 1000 },
+            { scaleResolutionDownBy: 2, maxBitrate: kbps[1] * 1000 },
+            { scaleResolutionDownBy: 1, maxBitrate: kbps[2] * 1000 },
           ]
         : [{ maxBitrate: 800_000 }];
       options.codecOptions = { videoGoogleStartBitrate: 600 };
@@ -271,6 +286,8 @@ function cleanup() {
   sendTransport = recvTransport = null;
   if (localStream) localStream.getTracks().forEach((t) => t.stop());
   localStream = null;
+  if (testSourceTimer) clearInterval(testSourceTimer);
+  testSourceTimer = null;
   $('local').srcObject = null;
   $('peers').replaceChildren();
   state.joined = false;
@@ -287,6 +304,196 @@ function leave() {
   if (socket) socket.close();
   cleanup();
   setStatus('left the room');
+}
+
+// ---- test source ---------------------------------------------------------------------------
+//
+// With testSource=N the page publishes, instead of the camera and microphone, a 640x360 canvas
+// filled with colour N of PALETTE (a strip along the bottom carries an 8-bit frame counter as
+// black and white cells) and a sine tone of 300 + 200 N Hz that is loud (about -10 dBFS) for
+// 1.5 s and quiet (about -34 dBFS) for 1.5 s, odd N and even N taking turns, so that in a room of
+// an odd and an even page each one is the loudest in turn. Every received track is then probed:
+// video frames are drawn to a canvas and their pixels read back (colour -> sender identity, strip
+// -> frame counter), audio goes through a WebAudio AnalyserNode (level and dominant frequency).
+
+const PALETTE = [
+  [230, 40, 40],
+  [40, 200, 60],
+  [50, 80, 235],
+  [235, 200, 30],
+  [200, 50, 220],
+  [30, 210, 210],
+];
+const TEST_WIDTH = 640;
+const TEST_HEIGHT = 360;
+const COUNTER_CELLS = 8;
+const PULSE_MS = 1500;
+
+function testIdentity(n) {
+  if (!Number.isInteger(n) || n < 1) return null;
+  return { index: n, color: PALETTE[(n - 1) % PALETTE.length], freq: 300 + 200 * n };
+}
+
+/** The identity whose colour is nearest to rgb, when near enough, else 0. */
+function classifyColor(rgb) {
+  let best = 0;
+  let bestDistance = 70;
+  PALETTE.forEach((c, i) => {
+    const d = Math.hypot(c[0] - rgb[0], c[1] - rgb[1], c[2] - rgb[2]);
+    if (d < bestDistance) {
+      best = i + 1;
+      bestDistance = d;
+    }
+  });
+  return best;
+}
+
+let audioContext = null;
+let testSourceTimer = null;
+state.test = testIdentity(Number(params.get('testSource') || 0));
+
+function sharedAudioContext() {
+  if (!audioContext) audioContext = new AudioContext({ sampleRate: 48_000 });
+  if (audioContext.state === 'suspended') audioContext.resume().catch(() => {});
+  return audioContext;
+}
+
+function testStream(id) {
+  const canvas = document.createElement('canvas');
+  canvas.width = TEST_WIDTH;
+  canvas.height = TEST_HEIGHT;
+  const g = canvas.getContext('2d');
+  const strip = TEST_HEIGHT / 6;
+  let frame = 0;
+  const draw = () => {
+    g.fillStyle = `rgb(${id.color.join(',')})`;
+    g.fillRect(0, 0, TEST_WIDTH, TEST_HEIGHT - strip);
+    const cell = TEST_WIDTH / COUNTER_CELLS;
+    for (let i = 0; i < COUNTER_CELLS; i++) {
+      g.fillStyle = (frame >> (COUNTER_CELLS - 1 - i)) & 1 ? '#fff' : '#000';
+      g.fillRect(i * cell, TEST_HEIGHT - strip, cell, strip);
+    }
+    frame = (frame + 1) & 0xff;
+  };
+  draw();
+  const video = canvas.captureStream(30).getVideoTracks()[0];
+
+  const ctx = sharedAudioContext();
+  const osc = ctx.createOscillator();
+  osc.frequency.value = id.freq;
+  const gain = ctx.createGain();
+  gain.gain.value = 0.02;
+  const out = ctx.createMediaStreamDestination();
+  osc.connect(gain).connect(out);
+  osc.start();
+  const pulse = () => {
+    const loud = Math.floor(Date.now() / PULSE_MS) % 2 === id.index % 2;
+    gain.gain.setTargetAtTime(loud ? 0.3 : 0.02, ctx.currentTime, 0.01);
+  };
+  pulse();
+  let ticks = 0;
+  testSourceTimer = setInterval(() => {
+    draw();
+    if (++ticks % 3 === 0) pulse();
+  }, 33);
+  note(`test source ${id.index}: colour rgb(${id.color.join(',')}), tone ${id.freq} Hz`);
+  return new MediaStream([out.stream.getAudioTracks()[0], video]);
+}
+
+/** Reads a received video element's frames back every 250 ms (scaled down to 64x36). */
+function videoProbe(video) {
+  const canvas = document.createElement('canvas');
+  canvas.width = 64;
+  canvas.height = 36;
+  const g = canvas.getContext('2d', { willReadFrequently: true });
+  const r = { samples: 0, identities: {}, counters: new Set(), lastCounter: null, lastColor: null, width: 0, height: 0 };
+  const timer = setInterval(() => {
+    if (!video.videoWidth || !video.videoHeight || video.readyState < 2) return;
+    const w = canvas.width;
+    const h = canvas.height;
+    g.drawImage(video, 0, 0, w, h);
+    const px = g.getImageData(0, 0, w, h).data;
+    const at = (x, y) => {
+      const o = (Math.floor(y) * w + Math.floor(x)) * 4;
+      return [px[o], px[o + 1], px[o + 2]];
+    };
+    // The colour: the mean of a 5x5 grid over the middle of the picture (above the strip).
+    const sum = [0, 0, 0];
+    for (let i = 1; i <= 5; i++) {
+      for (let j = 1; j <= 5; j++) {
+        const c = at((w * i) / 6, ((h * 5) / 6) * (j / 6));
+        sum[0] += c[0];
+        sum[1] += c[1];
+        sum[2] += c[2];
+      }
+    }
+    const color = sum.map((v) => Math.round(v / 25));
+    const who = classifyColor(color);
+    let counter = 0;
+    for (let i = 0; i < COUNTER_CELLS; i++) {
+      const c = at(((i + 0.5) * w) / COUNTER_CELLS, h - h / 12);
+      counter = (counter << 1) | (c[0] + c[1] + c[2] > 384 ? 1 : 0);
+    }
+    r.samples += 1;
+    r.identities[who] = (r.identities[who] || 0) + 1;
+    r.counters.add(counter);
+    r.lastCounter = counter;
+    r.lastColor = color;
+    r.width = video.videoWidth;
+    r.height = video.videoHeight;
+  }, 250);
+  return {
+    stop: () => clearInterval(timer),
+    report: () => ({ ...r, counters: r.counters.size }),
+  };
+}
+
+/** Listens to a received audio track through an AnalyserNode every 200 ms. */
+function audioProbe(track) {
+  const ctx = sharedAudioContext();
+  const source = ctx.createMediaStreamSource(new MediaStream([track]));
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  analyser.smoothingTimeConstant = 0;
+  source.connect(analyser);
+  const time = new Float32Array(analyser.fftSize);
+  const freq = new Float32Array(analyser.frequencyBinCount);
+  const r = { samples: 0, loud: 0, maxDbfs: -Infinity, frequencies: {} };
+  const timer = setInterval(() => {
+    analyser.getFloatTimeDomainData(time);
+    let energy = 0;
+    for (const v of time) energy += v * v;
+    const dbfs = 10 * Math.log10(energy / time.length + 1e-12);
+    r.samples += 1;
+    r.maxDbfs = Math.max(r.maxDbfs, Math.round(dbfs * 10) / 10);
+    if (dbfs < -50) return;
+    r.loud += 1;
+    analyser.getFloatFrequencyData(freq);
+    let peak = 0;
+    for (let i = 1; i < freq.length; i++) if (freq[i] > freq[peak]) peak = i;
+    const hz = Math.round((peak * ctx.sampleRate) / analyser.fftSize / 10) * 10;
+    r.frequencies[hz] = (r.frequencies[hz] || 0) + 1;
+  }, 200);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      source.disconnect();
+    },
+    report: () => {
+      let dominant = null;
+      for (const [hz, n] of Object.entries(r.frequencies)) {
+        if (dominant === null || n > r.frequencies[dominant]) dominant = hz;
+      }
+      return { ...r, dominantFreq: dominant === null ? null : Number(dominant), contextState: ctx.state };
+    },
+  };
+}
+
+/** Asks the server to forward simulcast layer `layer` (0: lowest) of every received video. */
+async function setPreferredLayer(layer) {
+  for (const [id, c] of consumers) {
+    if (c.kind === 'video') await request('setConsumerPreferredLayers', { consumerId: id, spatialLayer: layer });
+  }
 }
 
 // ---- page --------------------------------------------------------------------------------
@@ -337,11 +544,54 @@ async function transportSummary(transport) {
     srtpCipher: t.srtpCipher,
     bytesSent: t.bytesSent,
     bytesReceived: t.bytesReceived,
+    packetsSent: t.packetsSent,
+    packetsReceived: t.packetsReceived,
     localProtocol: local ? local.protocol : null,
     localCandidateType: local ? local.candidateType : null,
     remoteProtocol: remote ? remote.protocol : null,
     remoteAddress: remote ? `${remote.address}:${remote.port}` : null,
   };
+}
+
+/** Every inbound RTP stream of a transport's RTCPeerConnection, asked for or not. */
+async function inboundStreams(transport) {
+  if (!transport) return [];
+  const out = [];
+  for (const s of (await transport.getStats()).values()) {
+    if (s.type !== 'inbound-rtp') continue;
+    out.push({
+      ssrc: s.ssrc,
+      kind: s.kind,
+      mid: s.mid,
+      packetsReceived: s.packetsReceived || 0,
+      bytesReceived: s.bytesReceived || 0,
+      headerBytesReceived: s.headerBytesReceived || 0,
+      framesDecoded: s.framesDecoded || 0,
+      frameWidth: s.frameWidth || 0,
+    });
+  }
+  return out;
+}
+
+/** Every outbound RTP stream (simulcast: one per encoding) of a transport's connection. */
+async function outboundStreams(transport) {
+  if (!transport) return [];
+  const out = [];
+  for (const s of (await transport.getStats()).values()) {
+    if (s.type !== 'outbound-rtp') continue;
+    out.push({
+      kind: s.kind,
+      rid: s.rid,
+      ssrc: s.ssrc,
+      active: s.active,
+      packetsSent: s.packetsSent || 0,
+      frameWidth: s.frameWidth || 0,
+      framesEncoded: s.framesEncoded || 0,
+      targetBitrate: s.targetBitrate,
+      qualityLimitationReason: s.qualityLimitationReason,
+    });
+  }
+  return out;
 }
 
 /** Everything a test wants to know, from RTCPeerConnection.getStats(). */
@@ -367,7 +617,13 @@ async function stats() {
       bytesReceived: bytes,
       framesDecoded: s ? s.framesDecoded || 0 : 0,
       frameWidth: s ? s.frameWidth || 0 : 0,
+      frameHeight: s ? s.frameHeight || 0 : 0,
       bitrate: c.bitrate,
+      // The SSRC the server said it sends (the consumer's rtpParameters) and the one received.
+      ssrc: c.consumer.rtpParameters.encodings[0].ssrc,
+      inboundSsrc: s ? s.ssrc : null,
+      probe: c.probe ? c.probe.report() : null,
+      server: await request('getConsumerStats', { consumerId: id }).catch((e) => ({ error: e.message })),
     });
   }
   return {
@@ -379,6 +635,13 @@ async function stats() {
     recvState: state.recvState,
     send: await transportSummary(sendTransport),
     recv: await transportSummary(recvTransport),
+    recvInbound: await inboundStreams(recvTransport),
+    sendOutbound: await outboundStreams(sendTransport),
+    recvServer: recvTransport
+      ? await request('getTransportStats', { transportId: recvTransport.id }).catch((e) => ({ error: e.message }))
+      : null,
+    test: state.test,
+    placement: state.placement,
     serverTuples: state.serverTuples,
     activeSpeakers: state.activeSpeakers,
     loudest: state.loudest,
@@ -412,7 +675,7 @@ async function refresh() {
   }
 }
 
-window.sfuDemo = { join, leave, stats, state, log };
+window.sfuDemo = { join, leave, stats, setPreferredLayer, state, log };
 
 window.addEventListener('DOMContentLoaded', () => {
   $('room').value = state.room;
