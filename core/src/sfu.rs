@@ -676,22 +676,31 @@ impl Sfu {
         let Some(e) = p.encodings.get_mut(layer) else {
             return;
         };
-        e.key_frame_sent_at = Some(now);
-        e.key_frame_pending = false;
-        let (ssrc, rid) = (e.ssrc, e.rid);
-        p.stats.key_frame_requests_sent += 1;
-        let Some(t) = self.transports.get_mut(&tid) else {
+        // Before DTLS is up no RTCP can leave: the request would be lost, uncounted by anyone.
+        // Packets only arrive once it is up, and each one that finds a consumer waiting for a
+        // key frame asks again.
+        let Some(t) = self
+            .transports
+            .get_mut(&tid)
+            .filter(|t| t.dtls_state == DtlsState::Connected)
+        else {
             return;
         };
         let mut api = t.rtc.direct_api();
-        let stream = match ssrc {
+        let stream = match e.ssrc {
             Some(ssrc) => api.stream_rx(&ssrc.into()),
-            None => api.stream_rx_by_mid(mid, rid),
+            None => api.stream_rx_by_mid(mid, e.rid),
         };
-        if let Some(stream) = stream {
-            stream.request_keyframe(KeyframeRequestKind::Pli);
-            trace!(producer = %pid, layer, "key frame request sent");
-        }
+        // No stream for the encoding yet: nothing to ask, and nothing that throttles the next
+        // request.
+        let Some(stream) = stream else {
+            return;
+        };
+        stream.request_keyframe(KeyframeRequestKind::Pli);
+        trace!(producer = %pid, layer, "key frame request sent");
+        e.key_frame_sent_at = Some(now);
+        e.key_frame_pending = false;
+        p.stats.key_frame_requests_sent += 1;
         if let Err(e) = t.rtc.handle_input(str0m::Input::Timeout(now)) {
             t.stats.rtc_errors += 1;
             trace!(transport = %tid, error = %e, "key frame request failed");

@@ -49,6 +49,8 @@ pub struct Received {
     pub marker: bool,
     /// The audio level header extension's value (dBov), if the packet carried one.
     pub audio_level: Option<i8>,
+    /// The audio level header extension's voice activity flag, if the packet carried one.
+    pub voice_activity: Option<bool>,
     /// The payload.
     pub payload: Vec<u8>,
 }
@@ -588,6 +590,7 @@ impl ClientTransport {
                         payload_type: *p.header.payload_type,
                         marker: p.header.marker,
                         audio_level: p.header.ext_vals.audio_level,
+                        voice_activity: p.header.ext_vals.voice_activity,
                         payload: p.payload.to_vec(),
                     }),
                     Event::KeyframeRequest(r) => self.key_frame_requests.push((r.mid, r.rid)),

@@ -95,7 +95,8 @@ pub struct Delivery {
     pub ts_errors: usize,
     /// Packets whose marker bit differs from the source's.
     pub marker_errors: usize,
-    /// Packets whose header extension values (the audio level) differ from the source's.
+    /// Packets whose header extension values (audio level, voice activity) differ from the
+    /// source's.
     pub extension_errors: usize,
     /// Video runs that do not start with a key frame.
     pub runs_not_at_key_frame: usize,
@@ -183,7 +184,9 @@ pub fn delivery_of(
         if p.marker != log.packets[index].marker {
             d.marker_errors += 1;
         }
-        if p.audio_level != log.packets[index].audio_level {
+        // A source with a level says voice is active unless it is silent (-127 dBov).
+        let level = log.packets[index].audio_level;
+        if p.audio_level != level || p.voice_activity != level.map(|l| l > -127) {
             d.extension_errors += 1;
         }
         hits.push(Hit {
@@ -379,6 +382,7 @@ mod tests {
                     payload_type: 100,
                     marker: p.marker,
                     audio_level: None,
+                    voice_activity: None,
                     payload: p.payload,
                 });
             }

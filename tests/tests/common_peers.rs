@@ -136,14 +136,8 @@ pub const SETTLE: Duration = Duration::from_millis(200);
 /// decodable start after both transports were connected and `after`, until `SETTLE` before now,
 /// must have arrived.
 pub fn sub_delivery(sim: &Sim, sub: &Sub, after: Instant) -> Delivery {
-    let up = [
-        sim.dtls_connected_at(sub.send),
-        sim.dtls_connected_at(sub.recv),
-    ]
-    .into_iter()
-    .map(|t| t.expect("transport connected"))
-    .fold(after, Instant::max);
-    let expect = Expect::from_first_key_frame(sim, sub.source_ssrc, up, sim.now - SETTLE);
+    let from = connected(sim, &[sub.send, sub.recv]).max(after);
+    let expect = Expect::from_first_key_frame(sim, sub.source_ssrc, from, sim.now - SETTLE);
     delivery(sim, sub.recv, sub.ssrc, &[expect])
 }
 

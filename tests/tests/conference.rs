@@ -27,6 +27,16 @@ fn assert_clean_stream(sim: &Sim, sub: &Sub, min_packets: usize) {
         panic!("{:?} consumer {}: {e}", sub.kind, sub.consumer);
     }
     assert_eq!(d.runs, 1, "one continuous run: {d:?}");
+    // The consumer's counters agree with what its receiver got (nothing is lost on these links).
+    let stats = sim.sfu.consumer_stats(sub.consumer).unwrap();
+    let got: Vec<_> = sim.clients[sub.recv]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == sub.ssrc)
+        .collect();
+    assert_eq!(stats.packets_sent, got.len() as u64, "packets counted");
+    let bytes: usize = got.iter().map(|p| p.payload.len()).sum();
+    assert_eq!(stats.bytes_sent, bytes as u64, "payload bytes counted");
     if sub.kind == MediaKind::Video {
         assert!(d.first_is_key_frame, "video must start with a key frame");
     }

@@ -80,6 +80,17 @@ fn consumer_plis_become_one_throttled_key_frame_request() {
         "one request at once, one merged request exactly one interval ({interval:?}) later, \
          none in between or after"
     );
+    // The producer counts every request it sent, and the publisher got each one.
+    let sent = sim
+        .sfu
+        .producer_stats(alice.video)
+        .unwrap()
+        .key_frame_requests_sent;
+    assert_eq!(
+        sent,
+        key_frame_requests(&sim, alice.video).len() as u64,
+        "requests the producer counted vs requests the publisher got"
+    );
     // Each viewer keeps receiving everything, from a key frame, in one run.
     for &(v, ssrc, _) in &viewers {
         let from = connected(&sim, &[alice.send, v]);
@@ -88,6 +99,41 @@ fn consumer_plis_become_one_throttled_key_frame_request() {
         d.assert_clean(300);
         assert_eq!(d.runs, 1, "{d:?}");
     }
+}
+
+/// A consumer created paused asks for no key frame, not even when its transport connects; its
+/// resume asks for one at once.
+#[test]
+fn paused_consumers_ask_for_no_key_frame_until_resumed() {
+    let mut sim = Sim::new(seed_from_env("paused_no_key_frame"));
+    let room = sim.create_router();
+    let alice = join(&mut sim, room, 0, Protocol::Udp);
+    sim.run_for(Duration::from_secs(1));
+    let before = key_frame_requests(&sim, alice.video).len();
+    // A new viewer whose transport connects with a paused video consumer (and an audio one).
+    let viewer = sim.add_transport(room, Protocol::Udp);
+    let caps = sim.device_caps(room);
+    let c = sim.consume(viewer, alice.video, caps.clone(), true);
+    sim.consume(viewer, alice.audio, caps, false);
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.dtls_connected_at(viewer).is_some(), "viewer connected");
+    assert_eq!(
+        key_frame_requests(&sim, alice.video).len(),
+        before,
+        "a paused consumer asked for a key frame"
+    );
+    sim.sfu.resume_consumer(c.id).unwrap();
+    sim.flush();
+    let resumed = sim.now;
+    sim.run_for(Duration::from_millis(500));
+    let first = key_frame_requests(&sim, alice.video)[before..]
+        .first()
+        .copied();
+    assert_eq!(
+        first,
+        Some(resumed + one_way(&sim, alice.send)),
+        "a request at once on resume"
+    );
 }
 
 /// Leeway on exact times (the simulation is exact; this only absorbs rounding).
