@@ -404,6 +404,15 @@ pub fn same_path(a: &Transmit, b: &Transmit) -> bool {
     (a.proto, a.source, a.destination) == (b.proto, b.source, b.destination)
 }
 
+/// The datagrams of one receive buffer: `stride`-sized segments when the kernel coalesced
+/// several (GRO reports their size as `stride`; 0 means one datagram), else the buffer itself.
+/// An empty datagram is one datagram too, so it is counted and dropped like any other.
+pub fn gro_segments(buf: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
+    let stride = if stride == 0 { buf.len() } else { stride };
+    let empty = buf.is_empty().then_some(buf);
+    buf.chunks(stride.max(1)).chain(empty)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,5 +484,16 @@ mod tests {
             ..t(1, 100)
         };
         assert_eq!(gso_run(&[t(1, 100), tcp], 64), 1);
+    }
+
+    #[test]
+    fn gro_segments_split_coalesced_buffers_and_keep_empty_datagrams() {
+        let buf: Vec<u8> = (0..10).collect();
+        let split: Vec<&[u8]> = gro_segments(&buf, 4).collect();
+        assert_eq!(split, [&buf[..4], &buf[4..8], &buf[8..]]);
+        assert_eq!(gro_segments(&buf, 0).collect::<Vec<_>>(), [&buf[..]]);
+        assert_eq!(gro_segments(&buf, 10).count(), 1);
+        assert_eq!(gro_segments(&[], 0).collect::<Vec<_>>(), [&[] as &[u8]]);
+        assert_eq!(gro_segments(&[], 1200).count(), 1);
     }
 }

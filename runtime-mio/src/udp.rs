@@ -112,7 +112,7 @@ impl UdpEndpoint {
                 if meta.stride > 0 && bytes.len() > meta.stride {
                     counters.udp_gro_buffers.inc();
                 }
-                for contents in bytes.chunks(meta.stride.max(1)) {
+                for contents in sfu_core::runtime::gro_segments(bytes, meta.stride) {
                     counters.udp_datagrams_received.inc();
                     if meta.ecn == Some(EcnCodepoint::Ce) {
                         counters.udp_ecn_ce.inc();

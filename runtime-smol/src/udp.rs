@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
-use sfu_core::runtime::{gso_run, CounterCells};
+use sfu_core::runtime::{gro_segments, gso_run, CounterCells};
 use sfu_core::{Protocol, Transmit};
 use smol::{future, Async, Timer};
 use tracing::{debug, trace};
@@ -135,12 +135,7 @@ fn receive(
     buf: &[u8],
 ) {
     let counters = core.counters();
-    let stride = if meta.stride == 0 {
-        buf.len()
-    } else {
-        meta.stride
-    };
-    let segments = buf.len().div_ceil(stride.max(1)).max(1);
+    let segments = gro_segments(buf, meta.stride).count();
     counters.udp_datagrams_received.add(segments as u64);
     counters.udp_bytes_received.add(buf.len() as u64);
     if segments > 1 {
@@ -151,11 +146,7 @@ fn receive(
     }
     let source = canonical(meta.addr);
     let destination = endpoint.destination(meta);
-    if buf.is_empty() {
-        core.receive(now, Protocol::Udp, source, destination, buf);
-        return;
-    }
-    for datagram in buf.chunks(stride) {
+    for datagram in gro_segments(buf, meta.stride) {
         core.receive(now, Protocol::Udp, source, destination, datagram);
     }
 }

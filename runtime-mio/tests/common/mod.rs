@@ -234,6 +234,14 @@ pub fn consume_all(peers: &mut [Peer]) {
 }
 
 impl Peer {
+    /// A second handle on a UDP peer's socket, to send from the peer's own (validated) address.
+    pub fn udp_socket(&self) -> Option<UdpSocket> {
+        match &self.net {
+            Net::Udp(socket) => socket.try_clone().ok(),
+            Net::Tcp { .. } => None,
+        }
+    }
+
     /// One round: read what arrived, send due media, serve the client's timer.
     fn pump(&mut self) {
         self.receive();
