@@ -254,29 +254,11 @@ fn stranger_counter(bytes: &[u8]) -> Counter {
 
 /// A STUN binding request naming `username`, with a made-up MESSAGE-INTEGRITY.
 fn forged_binding_request(username: &str, state: &mut u64) -> Vec<u8> {
-    let mut attrs = Vec::new();
-    let user = username.as_bytes();
-    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
-    attrs.extend_from_slice(&(user.len() as u16).to_be_bytes());
-    attrs.extend_from_slice(user);
-    while attrs.len() % 4 != 0 {
-        attrs.push(0);
-    }
-    // PRIORITY (ICE): without it, it is no binding request.
-    attrs.extend_from_slice(&0x0024u16.to_be_bytes());
-    attrs.extend_from_slice(&4u16.to_be_bytes());
-    attrs.extend_from_slice(&0x6e00_1eff_u32.to_be_bytes());
-    // MESSAGE-INTEGRITY with made-up bytes.
-    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
-    attrs.extend_from_slice(&20u16.to_be_bytes());
-    attrs.extend(noise_bytes(state, 20));
-    let mut msg = Vec::new();
-    msg.extend_from_slice(&0x0001u16.to_be_bytes());
-    msg.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
-    msg.extend_from_slice(&MAGIC_COOKIE);
-    msg.extend(noise_bytes(state, 12));
-    msg.extend_from_slice(&attrs);
-    msg
+    let mut transaction = [0u8; 12];
+    transaction.copy_from_slice(&noise_bytes(state, 12));
+    let mut mac = [0u8; 20];
+    mac.copy_from_slice(&noise_bytes(state, 20));
+    sfu_tests::forge::binding_request(username, transaction, mac)
 }
 
 /// A datagram whose first byte says DTLS (20-63) that is, by construction, not a sequence of
@@ -285,50 +267,7 @@ fn malformed_dtls(state: &mut u64) -> Vec<u8> {
     let first = 20 + noise(state) % 44;
     let len = usize::from(noise(state));
     let bytes = noise_bytes(state, len);
-    let record = |ty: u8, epoch: u16, body: &[u8]| {
-        let mut r = vec![ty, 0xfe, 0xfd];
-        r.extend_from_slice(&epoch.to_be_bytes());
-        r.extend_from_slice(&[0, 0, 0, 0, 0, 7]);
-        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        r.extend_from_slice(body);
-        r
-    };
-    let handshake_type = 20 + first % 3;
-    match noise(state) % 6 {
-        // Random bytes, the version never DTLS's.
-        0 => {
-            let mut b = vec![first];
-            b.extend_from_slice(&bytes);
-            if b.len() > 1 && b[1] == 0xfe {
-                b[1] = 0;
-            }
-            b
-        }
-        // A header whose length runs past the end.
-        1 => {
-            let mut b = record(handshake_type, 0, &bytes);
-            let claimed = bytes.len() as u16 + 1 + u16::from(first);
-            b[11..13].copy_from_slice(&claimed.to_be_bytes());
-            b
-        }
-        // A whole record, then part of a header.
-        2 => {
-            let mut b = record(handshake_type, 1, &bytes);
-            b.push(22);
-            b.extend_from_slice(&bytes[..bytes.len().min(11)]);
-            b
-        }
-        // Application data at epoch 0 (plaintext application data never comes).
-        3 => record(23, 0, &bytes),
-        // A content type DTLS 1.2 does not have.
-        4 => record(25 + first % 39, 1, &bytes),
-        // TLS's version, not DTLS's.
-        _ => {
-            let mut b = record(handshake_type, 0, &bytes);
-            b[1..3].copy_from_slice(&[3, 3]);
-            b
-        }
-    }
+    sfu_tests::forge::malformed_dtls(first, &bytes, noise(state) % 6)
 }
 
 /// The `i`th kind of garbage from the UDP peer's validated address (server ufrag `ufrag`), and

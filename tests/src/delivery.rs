@@ -270,6 +270,15 @@ fn check_runs(sent: &HashMap<u32, SentLog>, hits: &mut [Hit], d: &mut Delivery) 
     }
 }
 
+/// One line per non-zero count.
+fn problems_in(counts: &[(usize, &'static str)]) -> Vec<String> {
+    counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect()
+}
+
 /// The index in `log` of the packet with 16-bit sequence number `seq`: the candidate nearest to
 /// `near` (the last packet located for this source), or the first one.
 fn locate(log: &SentLog, seq: u16, near: Option<usize>) -> Option<usize> {
@@ -309,21 +318,19 @@ impl Delivery {
         self.check_with(min_expected, true)
     }
 
-    fn check_with(&self, min_expected: usize, reorder_ok: bool) -> Result<(), String> {
-        let mut problems = Vec::new();
-        if self.expected < min_expected {
-            problems.push(format!(
-                "only {} packets expected (at least {min_expected})",
-                self.expected
-            ));
-        }
-        let counts = [
-            (self.missing, "missing"),
+    /// What must hold whatever the network did, missing packets aside: nothing corrupt or
+    /// foreign, nothing twice, no sequence number reused, runs in source order with consistent
+    /// timestamps, marker bits and header extensions, each starting at a key frame.
+    pub fn check_sound(&self) -> Result<(), String> {
+        self.verdict(problems_in(&self.sound_counts()))
+    }
+
+    fn sound_counts(&self) -> [(usize, &'static str); 9] {
+        [
             (self.corrupt, "corrupt"),
             (self.foreign, "from a source it does not carry"),
             (self.duplicates, "duplicated"),
             (self.seq_reused, "sequence numbers reused"),
-            (self.seq_gaps, "sequence gaps"),
             (self.order_errors, "runs out of source order"),
             (self.ts_errors, "timestamp errors"),
             (self.marker_errors, "marker bit errors"),
@@ -332,20 +339,34 @@ impl Delivery {
                 self.runs_not_at_key_frame,
                 "runs not starting at a key frame",
             ),
-        ];
-        for (n, what) in counts {
-            if n > 0 {
-                problems.push(format!("{n} {what}"));
-            }
-        }
-        if !reorder_ok && self.out_of_order > 0 {
-            problems.push(format!("{} out of order", self.out_of_order));
-        }
+        ]
+    }
+
+    fn verdict(&self, problems: Vec<String>) -> Result<(), String> {
         if problems.is_empty() {
             Ok(())
         } else {
             Err(format!("{}: {self:?}", problems.join(", ")))
         }
+    }
+
+    fn check_with(&self, min_expected: usize, reorder_ok: bool) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.expected < min_expected {
+            problems.push(format!(
+                "only {} packets expected (at least {min_expected})",
+                self.expected
+            ));
+        }
+        problems.extend(problems_in(&[
+            (self.missing, "missing"),
+            (self.seq_gaps, "sequence gaps"),
+        ]));
+        problems.extend(problems_in(&self.sound_counts()));
+        if !reorder_ok && self.out_of_order > 0 {
+            problems.push(format!("{} out of order", self.out_of_order));
+        }
+        self.verdict(problems)
     }
 
     /// Panics with the problems [`check`](Self::check) finds.

@@ -105,35 +105,13 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
+/// A forged binding request whose MESSAGE-INTEGRITY is `tail` (padded with 7s).
 fn stun_binding_request(username: &str, tail: &[u8]) -> Vec<u8> {
-    // Header: binding request, length, magic cookie, transaction id.
-    let mut attrs = Vec::new();
-    let user = username.as_bytes();
-    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
-    attrs.extend_from_slice(&(user.len() as u16).to_be_bytes());
-    attrs.extend_from_slice(user);
-    while attrs.len() % 4 != 0 {
-        attrs.push(0);
-    }
-    // PRIORITY (ICE): without it, it is no binding request.
-    attrs.extend_from_slice(&0x0024u16.to_be_bytes());
-    attrs.extend_from_slice(&4u16.to_be_bytes());
-    attrs.extend_from_slice(&0x6e00_1eff_u32.to_be_bytes());
-    // MESSAGE-INTEGRITY with made-up bytes.
-    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
-    attrs.extend_from_slice(&20u16.to_be_bytes());
-    let mut mac = [0u8; 20];
-    for (m, t) in mac.iter_mut().zip(tail.iter().chain(std::iter::repeat(&7))) {
+    let mut mac = [7u8; 20];
+    for (m, t) in mac.iter_mut().zip(tail) {
         *m = *t;
     }
-    attrs.extend_from_slice(&mac);
-    let mut msg = Vec::new();
-    msg.extend_from_slice(&0x0001u16.to_be_bytes());
-    msg.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
-    msg.extend_from_slice(&0x2112_A442u32.to_be_bytes());
-    msg.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-    msg.extend_from_slice(&attrs);
-    msg
+    sfu_tests::forge::binding_request(username, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], mac)
 }
 
 /// Where a datagram must be counted: exactly one of these grows by one.
@@ -229,55 +207,6 @@ fn stranger_counter(bytes: &[u8]) -> Counter {
     }
 }
 
-/// A datagram whose first byte is `first` (20-63, DTLS by RFC 7983) that is, by construction,
-/// not a sequence of well-formed DTLS 1.2 records (RFC 6347 §4.1), in one of six ways.
-fn malformed_dtls(first: u8, bytes: &[u8], how: u8) -> Vec<u8> {
-    let record = |ty: u8, epoch: u16, body: &[u8]| {
-        let mut r = vec![ty, 0xfe, 0xfd];
-        r.extend_from_slice(&epoch.to_be_bytes());
-        r.extend_from_slice(&[0, 0, 0, 0, 0, 7]);
-        r.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        r.extend_from_slice(body);
-        r
-    };
-    let handshake_type = 20 + first % 3;
-    match how {
-        // Random bytes, the version never DTLS's.
-        0 => {
-            let mut b = vec![first];
-            b.extend_from_slice(bytes);
-            if b.len() > 1 && b[1] == 0xfe {
-                b[1] = 0;
-            }
-            b
-        }
-        // A header whose length runs past the end.
-        1 => {
-            let mut b = record(handshake_type, 0, bytes);
-            let claimed = bytes.len() as u16 + 1 + u16::from(first);
-            b[11..13].copy_from_slice(&claimed.to_be_bytes());
-            b
-        }
-        // A whole record, then part of a header.
-        2 => {
-            let mut b = record(handshake_type, 1, bytes);
-            b.push(22);
-            b.extend_from_slice(&bytes[..bytes.len().min(11)]);
-            b
-        }
-        // Application data at epoch 0 (plaintext application data never comes).
-        3 => record(23, 0, bytes),
-        // A content type DTLS 1.2 does not have.
-        4 => record(25 + first % 39, 1, bytes),
-        // TLS's version, not DTLS's.
-        _ => {
-            let mut b = record(handshake_type, 0, bytes);
-            b[1..3].copy_from_slice(&[3, 3]);
-            b
-        }
-    }
-}
-
 /// A valid produce request (mediasoup-client's shape) for VP8 on a fresh mid and SSRC.
 const PRODUCE_JSON: &str = r#"{"mid":"7","codecs":[{"mimeType":"video/VP8","payloadType":101,"clockRate":90000,"parameters":{},"rtcpFeedback":[{"type":"nack","parameter":""},{"type":"nack","parameter":"pli"},{"type":"ccm","parameter":"fir"}]}],"headerExtensions":[{"uri":"urn:ietf:params:rtp-hdrext:sdes:mid","id":4,"encrypt":false,"parameters":{}}],"encodings":[{"ssrc":77777}],"rtcp":{"cname":"chaos","reducedSize":true}}"#;
 
@@ -357,7 +286,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
             how,
         } => {
             let c = client % BASE;
-            let b = malformed_dtls(*first, bytes, *how);
+            let b = sfu_tests::forge::malformed_dtls(*first, bytes, *how);
             let from = sim.clients[c].local;
             inject_counted(sim, P::Udp, from, &b, Counter::DtlsDropped(c), Some(c));
         }

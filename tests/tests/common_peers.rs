@@ -42,19 +42,7 @@ pub struct Sub {
 pub fn join(sim: &mut Sim, router: RouterId, n: u32, proto: Protocol) -> Peer {
     let send = sim.add_transport(router, proto);
     let recv = sim.add_transport(router, proto);
-    let audio_ssrc = 1000 + n * 10;
-    let video_ssrc = 5000 + n * 10;
-    let audio = sim.produce(send, MediaKind::Audio, audio_ssrc);
-    let video = sim.produce(send, MediaKind::Video, video_ssrc);
-    Peer {
-        router,
-        send,
-        recv,
-        audio,
-        video,
-        audio_ssrc,
-        video_ssrc,
-    }
+    publish(sim, router, (send, recv), n, 0)
 }
 
 /// As [`join`], with the client transports at chosen addresses, and the sources named apart
@@ -71,6 +59,18 @@ pub fn join_at(
 ) -> Peer {
     let send = sim.add_transport_at(router, proto, send_at);
     let recv = sim.add_transport_at(router, proto, recv_at);
+    publish(sim, router, (send, recv), n, identity_offset)
+}
+
+/// Peer `n`'s audio and video on `send` (RTP SSRCs 1000 + 10n and 5000 + 10n, named
+/// `identity_offset` + those in their payloads), received on `recv`.
+fn publish(
+    sim: &mut Sim,
+    router: RouterId,
+    (send, recv): (usize, usize),
+    n: u32,
+    identity_offset: u32,
+) -> Peer {
     let (audio_rtp, video_rtp) = (1000 + n * 10, 5000 + n * 10);
     let (audio_ssrc, video_ssrc) = (identity_offset + audio_rtp, identity_offset + video_rtp);
     let audio = sim.produce_as(send, MediaKind::Audio, audio_rtp, audio_ssrc);
@@ -84,6 +84,14 @@ pub fn join_at(
         audio_ssrc,
         video_ssrc,
     }
+}
+
+/// A room of `n` peers on UDP, everyone consuming everyone else.
+pub fn room_of(sim: &mut Sim, n: u32) -> (Vec<Peer>, Vec<Sub>) {
+    let room = sim.create_router();
+    let peers: Vec<_> = (0..n).map(|i| join(sim, room, i, Protocol::Udp)).collect();
+    let subs = consume_all(sim, &peers);
+    (peers, subs)
 }
 
 /// Every peer consumes every other peer of its room (server-initiated, created paused and then
@@ -128,6 +136,9 @@ pub fn allowed_sources(subs: &[Sub]) -> HashMap<usize, Vec<u32>> {
     }
     m
 }
+
+/// Simulcast layers a test publisher sends: (rid, SSRC), lowest first.
+pub const LAYERS: [(&str, u32); 3] = [("r0", 7000), ("r1", 7100), ("r2", 7200)];
 
 /// How long after the end of a run packets may still be in flight (two 10 ms links, RTX).
 pub const SETTLE: Duration = Duration::from_millis(200);

@@ -13,7 +13,7 @@ mod common_peers;
 
 use std::time::{Duration, Instant};
 
-use common_peers::{consume_all, join, sub_delivery, Peer, Sub};
+use common_peers::{room_of, sub_delivery, Peer, Sub, LAYERS};
 use sfu_core::ortc::MediaKind;
 use sfu_core::ProducerId;
 use sfu_tests::delivery::{delivery, extend, Delivery, Expect};
@@ -31,11 +31,7 @@ fn clean() -> LinkConfig {
 /// Two peers in a room consuming each other, on clean links, up and running.
 fn two_peers(name: &str) -> (Sim, Vec<Peer>, Vec<Sub>) {
     let mut sim = Sim::new(seed_from_env(name));
-    let room = sim.create_router();
-    let peers: Vec<_> = (0..2)
-        .map(|n| join(&mut sim, room, n, Protocol::Udp))
-        .collect();
-    let subs = consume_all(&mut sim, &peers);
+    let (peers, subs) = room_of(&mut sim, 2);
     sim.run_for(Duration::from_millis(500));
     (sim, peers, subs)
 }
@@ -150,24 +146,12 @@ fn received_sent_between(sim: &Sim, sub: &Sub, source: u32, from: Instant, to: I
         .count()
 }
 
-/// What must hold of every stream whatever happened: nothing corrupt or foreign, nothing twice,
-/// no sequence number reused, runs in source order with consistent timestamps and marker bits,
-/// each starting at a key frame.
+/// What must hold of every stream whatever happened ([`Delivery::check_sound`]).
 #[track_caller]
 fn assert_sound(sub: &Sub, d: &Delivery) {
-    let what = format!("{:?} consumer {}: {d:?}", sub.kind, sub.consumer);
-    assert_eq!(d.corrupt, 0, "corrupt: {what}");
-    assert_eq!(d.foreign, 0, "foreign: {what}");
-    assert_eq!(d.duplicates, 0, "duplicated: {what}");
-    assert_eq!(d.seq_reused, 0, "sequence numbers reused: {what}");
-    assert_eq!(d.order_errors, 0, "runs out of source order: {what}");
-    assert_eq!(d.ts_errors, 0, "timestamps: {what}");
-    assert_eq!(d.marker_errors, 0, "marker bits: {what}");
-    assert_eq!(d.extension_errors, 0, "header extensions: {what}");
-    assert_eq!(
-        d.runs_not_at_key_frame, 0,
-        "runs not at a key frame: {what}"
-    );
+    if let Err(e) = d.check_sound() {
+        panic!("{:?} consumer {}: {e}", sub.kind, sub.consumer);
+    }
 }
 
 #[test]
@@ -243,11 +227,7 @@ fn jitter_loses_nothing_and_keeps_order() {
 #[test]
 fn loss_bursts_within_the_retransmission_horizon_are_recovered() {
     let mut sim = Sim::new(seed_from_env("impair_bursts"));
-    let room = sim.create_router();
-    let peers: Vec<_> = (0..3)
-        .map(|n| join(&mut sim, room, n, Protocol::Udp))
-        .collect();
-    let subs = consume_all(&mut sim, &peers);
+    let (peers, subs) = room_of(&mut sim, 3);
     sim.run_for(Duration::from_secs(1));
     // Peer 0's uplink and peer 1's downlink each go dark a few times for 60 to 100 ms: at
     // 120 video packets a second, 7 to 12 packets (more in a key frame) in a row.
@@ -495,8 +475,6 @@ fn late_and_duplicated_retransmissions_are_never_forwarded_twice_nor_across_a_re
         "no duplicate or late copy was dropped: {t:?}"
     );
 }
-
-const LAYERS: [(&str, u32); 3] = [("r0", 7000), ("r1", 7100), ("r2", 7200)];
 
 #[test]
 fn reordered_input_across_simulcast_layer_switches_stays_in_source_order() {

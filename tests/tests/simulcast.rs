@@ -3,6 +3,8 @@
 
 mod common_peers;
 
+use common_peers::LAYERS;
+
 use std::time::Duration;
 
 use sfu_core::ortc::ConsumerType;
@@ -11,8 +13,6 @@ use sfu_tests::media::verify_payload;
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
-
-const LAYERS: [(&str, u32); 3] = [("r0", 7000), ("r1", 7100), ("r2", 7200)];
 
 /// How long an encoding may be silent before the SFU treats it as stopped (the core's rule).
 const ENCODING_ACTIVE: Duration = Duration::from_millis(1000);
