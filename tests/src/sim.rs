@@ -73,6 +73,8 @@ pub struct SentPacket {
     pub key_frame: bool,
     /// The audio level it carries in its header extension (dBov), if any.
     pub audio_level: Option<i8>,
+    /// Its payload's size in bytes.
+    pub size: usize,
     /// When it was made.
     pub at: Instant,
     /// Whether the client sent it (false while the publication was muted).
@@ -105,6 +107,7 @@ impl SentLog {
             marker: o.marker,
             key_frame: crate::media::verify_payload(&o.payload).is_some_and(|i| i.key_frame),
             audio_level: o.audio_level,
+            size: o.payload.len(),
             at,
             sent,
         }));

@@ -109,6 +109,28 @@ fn two_rooms_three_peers_each_forward_everything_and_nothing_crosses() {
     }
 }
 
+/// Producers count every packet and payload byte their sources sent (the links lose nothing).
+#[test]
+fn producer_counters_match_what_the_sources_sent() {
+    let mut sim = Sim::new(seed_from_env("producer_counters"));
+    let (peers, _) = common_peers::room_of(&mut sim, 2);
+    sim.run_for(Duration::from_secs(2));
+    for p in &mut sim.publications {
+        p.muted = true;
+    }
+    sim.run_for(Duration::from_millis(300));
+    for peer in &peers {
+        for (producer, ssrc) in [(peer.audio, peer.audio_ssrc), (peer.video, peer.video_ssrc)] {
+            let sent: Vec<_> = sim.sent[&ssrc].packets.iter().filter(|p| p.sent).collect();
+            let stats = sim.sfu.producer_stats(producer).unwrap();
+            assert_eq!(stats.packets_received, sent.len() as u64, "{ssrc}: packets");
+            let bytes: usize = sent.iter().map(|p| p.size).sum();
+            assert_eq!(stats.bytes_received, bytes as u64, "{ssrc}: payload bytes");
+            assert_eq!(stats.packets_per_encoding, [sent.len() as u64], "{ssrc}");
+        }
+    }
+}
+
 #[test]
 fn conference_over_ice_tcp() {
     let seed = seed_from_env("conference_tcp");
