@@ -61,6 +61,31 @@ impl Expect {
     }
 }
 
+impl Expect {
+    /// Every packet `source` sent from the first one `client` received of it on
+    /// `consumer_ssrc`, to `to`. For a stream whose start a test cannot pin by time: a key frame
+    /// made before the transports were up is sent, and forwarded, once they are.
+    pub fn from_first_received(
+        sim: &Sim,
+        client: usize,
+        consumer_ssrc: u32,
+        source: u32,
+        to: Instant,
+    ) -> Self {
+        let start = sim.sent.get(&source).and_then(|log| {
+            sim.clients[client]
+                .received
+                .iter()
+                .filter(|p| p.ssrc == consumer_ssrc)
+                .filter_map(|p| verify_payload(&p.payload))
+                .find(|info| info.ssrc == source)
+                .and_then(|info| locate(log, info.seq, None))
+                .map(|i| log.packets[i].at)
+        });
+        Self::between(source, start.unwrap_or(to + Duration::from_nanos(1)), to)
+    }
+}
+
 /// What one consumer stream looked like against its sources.
 #[derive(Debug, Default, Clone)]
 pub struct Delivery {

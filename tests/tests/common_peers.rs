@@ -144,11 +144,17 @@ pub const LAYERS: [(&str, u32); 3] = [("r0", 7000), ("r1", 7100), ("r2", 7200)];
 pub const SETTLE: Duration = Duration::from_millis(200);
 
 /// What `sub`'s receiver got against its source: everything the source sent from its first
-/// decodable start after both transports were connected and `after`, until `SETTLE` before now,
-/// must have arrived.
+/// decodable start after both transports were connected and `after` (or from the first packet
+/// received, if that came earlier: a key frame made before the transports were up is sent once
+/// they are), until `SETTLE` before now, must have arrived.
 pub fn sub_delivery(sim: &Sim, sub: &Sub, after: Instant) -> Delivery {
     let from = connected(sim, &[sub.send, sub.recv]).max(after);
-    let expect = Expect::from_first_key_frame(sim, sub.source_ssrc, from, sim.now - SETTLE);
+    let end = sim.now - SETTLE;
+    let mut expect = Expect::from_first_key_frame(sim, sub.source_ssrc, from, end);
+    let first = Expect::from_first_received(sim, sub.recv, sub.ssrc, sub.source_ssrc, end);
+    if first.from >= after {
+        expect.from = expect.from.min(first.from);
+    }
     delivery(sim, sub.recv, sub.ssrc, &[expect])
 }
 

@@ -141,6 +141,15 @@ fn late_joiner_gets_a_key_frame_one_round_trip_after_consuming() {
     d.assert_clean(100);
     assert!(d.first_is_key_frame);
     assert_eq!(d.runs, 1, "{d:?}");
+    // The packets that reached the server between the consume call and the key frame waited
+    // for it (they are counted), and none of them reached bob.
+    let waiting = sim.sent[&alice.video_ssrc]
+        .packets
+        .iter()
+        .filter(|p| p.at + up >= asked_at && p.at < key.at)
+        .count() as u64;
+    let stats = sim.sfu.consumer_stats(consumed.id).unwrap();
+    assert_eq!(stats.packets_waiting_for_key_frame, waiting, "{stats:?}");
 }
 
 #[test]
