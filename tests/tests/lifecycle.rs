@@ -182,6 +182,11 @@ fn consumer_pause_resume_keeps_continuity_and_close_stops() {
     let resumed_at = sim.now;
     sim.run_for(Duration::from_secs(2));
     assert_key_frame_request_at_once(&sim, alice.video, alice.send, resumed_at, "resume");
+    let waiting = sim
+        .sfu
+        .consumer_stats(video.id)
+        .unwrap()
+        .packets_waiting_for_key_frame;
 
     sim.sfu.close_consumer(video.id).unwrap();
     sim.flush();
@@ -206,6 +211,22 @@ fn consumer_pause_resume_keeps_continuity_and_close_stops() {
     let d = delivery(&sim, bob, vssrc, &windows);
     d.assert_clean(300);
     assert_eq!(d.runs, 2, "one run before the pause, one after: {d:?}");
+    // The delta frames that reached the server between the resume and that key frame waited
+    // for it, and are counted.
+    let key_frame_at = windows[1].from;
+    let waited = sim.sent[&alice.video_ssrc]
+        .packets
+        .iter()
+        .filter(|p| p.at + up >= resumed_at && p.at < key_frame_at)
+        .count() as u64;
+    assert!(
+        waited > 0,
+        "the key frame took a round trip: delta frames came first"
+    );
+    assert_eq!(
+        waiting, waited,
+        "packets counted as waiting for the key frame"
+    );
     // Audio: the same, from the first packet to reach the server after the resume, and on
     // after the video consumer closed.
     let windows = [
