@@ -114,7 +114,7 @@ fn worker_timer_lateness_during_a_call() {
     // few milliseconds while media flows): many deadlines served, each counted with its
     // lateness (a wake before the current deadline is not served, so it cannot pass for an
     // on-time one and pull the mean down).
-    assert!(fires >= 100, "{fires} deadlines served in 2.5 s of a call");
+    assert!(fires >= 50, "{fires} deadlines served in 2.5 s of a call");
     assert!(mean < 2_000, "mean lateness {mean} us");
     assert!(
         after.timer_late_max_us < 500_000,
