@@ -41,8 +41,8 @@ const MIN_WAKE: std::time::Duration = std::time::Duration::from_millis(1);
 /// (everything it can do before `connect` is driven by arriving datagrams).
 const IDLE_WAKE: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Simulcast encodings beyond this many are not forwarded.
-pub(crate) const MAX_LAYERS: usize = 8;
+/// Simulcast encodings a consumer can be given: every encoding a producer may declare.
+pub(crate) const MAX_LAYERS: usize = crate::ortc::MAX_ENCODINGS;
 
 /// What a deadline in the timer heap belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -114,3 +114,61 @@ fn simulcast_layers_select_switch_and_fall_back() {
         "r2, r0, r2, r1 after the start: {runs:?}"
     );
 }
+
+/// A producer may declare as many encodings as consumers can be given, each of them
+/// forwardable; one more is refused with a typed error.
+#[test]
+fn every_encoding_a_producer_may_declare_can_be_forwarded() {
+    let max = sfu_core::ortc::MAX_ENCODINGS;
+    let mut sim = Sim::new(seed_from_env("simulcast_max_encodings"));
+    let room = sim.create_router();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let rids: Vec<String> = (0..=max).map(|i| format!("r{i}")).collect();
+    let layers = |base: u32, n: usize| -> Vec<(&str, u32)> {
+        rids.iter()
+            .take(n)
+            .enumerate()
+            .map(|(i, rid)| (rid.as_str(), base + 10 * i as u32))
+            .collect()
+    };
+    let too_many = layers(9500, max + 1);
+    let rtp_parameters = sim.clients[alice].prepare_produce_simulcast(&too_many);
+    let refused = sim.sfu.produce(
+        sim.clients[alice].id,
+        sfu_core::ProduceOptions {
+            kind: sfu_core::ortc::MediaKind::Video,
+            rtp_parameters,
+            paused: false,
+        },
+    );
+    assert!(
+        matches!(refused, Err(sfu_core::Error::Ortc(_))),
+        "{} encodings: {refused:?}",
+        max + 1
+    );
+    let allowed = layers(9000, max);
+    let producer = sim.produce_simulcast(alice, &allowed);
+    let caps = sim.device_caps(room);
+    let c = sim.consume(bob, producer, caps, false);
+    let ssrc = c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
+    sim.run_for(Duration::from_secs(2));
+    // Lower layers may come first while the top one starts; from its first packet on, the top
+    // layer arrives whole.
+    let top = allowed[max - 1].1;
+    let end = sim.now - Duration::from_millis(200);
+    let expect: Vec<Expect> = allowed
+        .iter()
+        .map(|&(_, source)| match source == top {
+            true => Expect::from_first_received(&sim, bob, ssrc, top, end),
+            false => Expect::between(source, end, sim.start),
+        })
+        .collect();
+    let d = delivery(&sim, bob, ssrc, &expect);
+    d.assert_clean(100);
+    assert_eq!(
+        d.run_sources.last(),
+        Some(&top),
+        "the top of {max} layers: {d:?}"
+    );
+}

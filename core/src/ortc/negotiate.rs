@@ -78,8 +78,9 @@ pub fn header_extension_id(uri: &str) -> Option<u8> {
         .map(|&(_, _, id)| id)
 }
 
-/// Maximum number of encodings accepted in producer RTP parameters.
-pub const MAX_ENCODINGS: usize = 16;
+/// Maximum number of encodings accepted in producer RTP parameters, and forwarded: a producer
+/// may declare no more than its consumers can be given.
+pub const MAX_ENCODINGS: usize = 8;
 
 /// Which feedback set the router attaches to a codec.
 #[derive(Clone, Copy)]
