@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::{conference, consume_all, join, kernel_udp_rcvbuf_errors, room, Path};
 use sfu_core::{DtlsState, Protocol, SfuConfig, SfuStats, TransportId, TransportStats};
 use sfu_runtime_mio::{ListenOptions, Runtime, RuntimeConfig, RuntimeCounters, WorkerHandle};
+use sfu_tests::forge::{stranger_counter, Counted};
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Garbage datagrams per burst from a stranger's address (at most ~2.3 KB each: a burst is a
@@ -31,20 +32,6 @@ const COUNT_LIMIT: Duration = Duration::from_secs(2);
 /// STUN's magic cookie (RFC 5389).
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 
-/// Where one piece of garbage must be counted: exactly one of these grows by one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Counter {
-    Oversized,
-    Malformed,
-    UnknownSource,
-    StunUnknownUfrag,
-    StunUnauthenticated,
-    /// The UDP peer's transport: SRTP yielded no packet.
-    RtpDropped,
-    /// The UDP peer's transport: not a sequence of well-formed DTLS 1.2 records.
-    DtlsDropped,
-}
-
 macro_rules! drops {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
         /// The counters that garbage moves and a clean conference leaves alone.
@@ -54,7 +41,7 @@ macro_rules! drops {
         }
 
         impl Drops {
-            /// Counter by counter, what grew since `before`.
+            /// Counted by counter, what grew since `before`.
             fn since(&self, before: &Drops) -> Drops {
                 Drops { $($name: self.$name.wrapping_sub(before.$name),)* }
             }
@@ -174,16 +161,17 @@ struct Attack {
 }
 
 impl Attack {
-    fn expect(&mut self, counter: Counter, routed: bool) {
+    fn expect(&mut self, counter: Counted, routed: bool) {
         let e = &mut self.expected;
         match counter {
-            Counter::Oversized => e.oversized += 1,
-            Counter::Malformed => e.malformed += 1,
-            Counter::UnknownSource => e.unknown_source += 1,
-            Counter::StunUnknownUfrag => e.stun_unknown_ufrag += 1,
-            Counter::StunUnauthenticated => e.stun_unauthenticated += 1,
-            Counter::RtpDropped => e.udp_peer_rtp_dropped += 1,
-            Counter::DtlsDropped => e.udp_peer_dtls_dropped += 1,
+            Counted::Oversized => e.oversized += 1,
+            Counted::Malformed => e.malformed += 1,
+            Counted::UnknownSource => e.unknown_source += 1,
+            Counted::StunUnknownUfrag => e.stun_unknown_ufrag += 1,
+            Counted::StunUnauthenticated => e.stun_unauthenticated += 1,
+            // The one validated peer this test sends from.
+            Counted::RtpDropped(_) => e.udp_peer_rtp_dropped += 1,
+            Counted::DtlsDropped(_) => e.udp_peer_dtls_dropped += 1,
         }
         if routed {
             self.routed += 1;
@@ -236,22 +224,6 @@ fn garbage(state: &mut u64, max: usize) -> Vec<u8> {
     garbage_of_len(state, len)
 }
 
-/// Where a datagram from an address no transport validated is counted (see the chaos test):
-/// too long; else by its first byte (RFC 7983; a STUN header is 20 bytes, an RTP header 12),
-/// STUN that is no binding request as naming no ufrag, DTLS and RTP as from an unknown source,
-/// anything else as malformed.
-fn stranger_counter(bytes: &[u8]) -> Counter {
-    if bytes.len() > SfuConfig::default().max_datagram_size {
-        return Counter::Oversized;
-    }
-    match bytes.first() {
-        Some(0..=3) if bytes.len() >= 20 => Counter::StunUnknownUfrag,
-        Some(20..=63) => Counter::UnknownSource,
-        Some(128..=191) if bytes.len() >= 12 => Counter::UnknownSource,
-        _ => Counter::Malformed,
-    }
-}
-
 /// A STUN binding request naming `username`, with a made-up MESSAGE-INTEGRITY.
 fn forged_binding_request(username: &str, state: &mut u64) -> Vec<u8> {
     let mut transaction = [0u8; 12];
@@ -272,7 +244,7 @@ fn malformed_dtls(state: &mut u64) -> Vec<u8> {
 
 /// The `i`th kind of garbage from the UDP peer's validated address (server ufrag `ufrag`), and
 /// where it must be counted: (bytes, counter, whether the demux routes it to the transport).
-fn peer_garbage(state: &mut u64, i: usize, ufrag: &str) -> (Vec<u8>, Counter, bool) {
+fn peer_garbage(state: &mut u64, i: usize, ufrag: &str) -> (Vec<u8>, Counted, bool) {
     let max = SfuConfig::default().max_datagram_size;
     match i % 6 {
         // RTP-shaped (not RTCP), fails SRTP authentication.
@@ -284,9 +256,9 @@ fn peer_garbage(state: &mut u64, i: usize, ufrag: &str) -> (Vec<u8>, Counter, bo
             if (64..96).contains(&b[1]) {
                 b[1] = 96;
             }
-            (b, Counter::RtpDropped, true)
+            (b, Counted::RtpDropped(0), true)
         }
-        1 => (malformed_dtls(state), Counter::DtlsDropped, true),
+        1 => (malformed_dtls(state), Counted::DtlsDropped(0), true),
         // STUN's first byte and length, but no magic cookie: it does not parse.
         2 => {
             let len = 20 + usize::from(noise(state) % 100);
@@ -295,16 +267,16 @@ fn peer_garbage(state: &mut u64, i: usize, ufrag: &str) -> (Vec<u8>, Counter, bo
             if b[4..8] == MAGIC_COOKIE {
                 b[4] = 0;
             }
-            (b, Counter::Malformed, true)
+            (b, Counted::Malformed, true)
         }
         // The transport's own ufrag, a client ufrag it never learned, a forged integrity.
         3 => {
             let msg = forged_binding_request(&format!("{ufrag}:evil"), state);
-            (msg, Counter::StunUnauthenticated, true)
+            (msg, Counted::StunUnauthenticated, true)
         }
         4 => {
             let len = max + 1 + usize::from(noise(state));
-            (vec![0x80; len], Counter::Oversized, false)
+            (vec![0x80; len], Counted::Oversized, false)
         }
         // A first byte no protocol of RFC 7983 has.
         _ => {
@@ -315,7 +287,7 @@ fn peer_garbage(state: &mut u64, i: usize, ufrag: &str) -> (Vec<u8>, Counter, bo
             } else {
                 192 + b[0] % 64
             };
-            (b, Counter::Malformed, false)
+            (b, Counted::Malformed, false)
         }
     }
 }
@@ -380,10 +352,10 @@ fn attack(target: &Target, stop: &AtomicBool) -> Result<Attack, String> {
             let (bytes, counter) = if i == 0 {
                 let msg =
                     forged_binding_request(&format!("{}:evil", target.peer_ufrag), &mut state);
-                (msg, Counter::StunUnauthenticated)
+                (msg, Counted::StunUnauthenticated)
             } else {
                 let bytes = garbage(&mut state, max);
-                let counter = stranger_counter(&bytes);
+                let counter = stranger_counter(&bytes, SfuConfig::default().max_datagram_size);
                 (bytes, counter)
             };
             if socket.send_to(&bytes, target.udp).is_ok() {
@@ -429,7 +401,10 @@ fn attack(target: &Target, stop: &AtomicBool) -> Result<Attack, String> {
                 bytes.extend_from_slice(&(len as u16).to_be_bytes());
                 bytes.extend_from_slice(&frame);
                 a.tcp_frames += 1;
-                a.expect(stranger_counter(&frame), false);
+                a.expect(
+                    stranger_counter(&frame, SfuConfig::default().max_datagram_size),
+                    false,
+                );
             }
             bytes.extend_from_slice(&[0, 50, 1, 2]);
             s.write_all(&bytes).unwrap();

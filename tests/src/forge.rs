@@ -76,3 +76,39 @@ pub fn malformed_dtls(first: u8, bytes: &[u8], how: u8) -> Vec<u8> {
         }
     }
 }
+
+/// Where the Sfu counts a dropped datagram: exactly one of these grows by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// `SfuStats::dropped_oversized`.
+    Oversized,
+    /// `SfuStats::dropped_malformed`.
+    Malformed,
+    /// `SfuStats::dropped_unknown_source`.
+    UnknownSource,
+    /// `SfuStats::dropped_stun_unknown_ufrag`.
+    StunUnknownUfrag,
+    /// `SfuStats::dropped_stun_unauthenticated`.
+    StunUnauthenticated,
+    /// `TransportStats::rtp_dropped` of the test's n-th transport: SRTP yielded no packet.
+    RtpDropped(usize),
+    /// `TransportStats::dtls_dropped` of the test's n-th transport: not well-formed DTLS 1.2
+    /// records.
+    DtlsDropped(usize),
+}
+
+/// Where a datagram from an address no transport validated is counted: longer than
+/// `max_datagram`, else by its first byte (RFC 7983; a STUN header is 20 bytes, an RTP header
+/// 12), STUN as naming no transport's ufrag (random bytes never do), DTLS and RTP as from an
+/// unknown source, anything else as malformed.
+pub fn stranger_counter(bytes: &[u8], max_datagram: usize) -> Counted {
+    if bytes.len() > max_datagram {
+        return Counted::Oversized;
+    }
+    match bytes.first() {
+        Some(0..=3) if bytes.len() >= 20 => Counted::StunUnknownUfrag,
+        Some(20..=63) => Counted::UnknownSource,
+        Some(128..=191) if bytes.len() >= 12 => Counted::UnknownSource,
+        _ => Counted::Malformed,
+    }
+}

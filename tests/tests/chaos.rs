@@ -9,8 +9,9 @@ use std::time::Duration;
 use common_peers::{consume_all, join, sub_delivery, Sub};
 use proptest::prelude::*;
 use sfu_core::ortc::{MediaKind, Protocol as P, RtpParameters};
-use sfu_core::{AudioLevelObserverOptions, ConsumeOptions, ProduceOptions, SfuStats};
+use sfu_core::{AudioLevelObserverOptions, ConsumeOptions, ProduceOptions, SfuConfig, SfuStats};
 use sfu_tests::delivery::{delivery, Expect};
+use sfu_tests::forge::{stranger_counter, Counted};
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
 
@@ -114,20 +115,6 @@ fn stun_binding_request(username: &str, tail: &[u8]) -> Vec<u8> {
     sfu_tests::forge::binding_request(username, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], mac)
 }
 
-/// Where a datagram must be counted: exactly one of these grows by one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Counter {
-    Oversized,
-    Malformed,
-    UnknownSource,
-    StunUnknownUfrag,
-    StunUnauthenticated,
-    /// The transport of base client `n`: SRTP did not yield a packet.
-    RtpDropped(usize),
-    /// The transport of base client `n`: not a well-formed DTLS 1.2 record.
-    DtlsDropped(usize),
-}
-
 /// The counters injected datagrams may move: the Sfu's, and those of the base clients'
 /// transports (datagrams received, RTP dropped, stack errors, DTLS dropped).
 #[derive(Debug, Clone, PartialEq)]
@@ -164,7 +151,7 @@ fn inject_counted(
     proto: P,
     from: SocketAddr,
     bytes: &[u8],
-    counter: Counter,
+    counter: Counted,
     routed: Option<usize>,
 ) {
     let before = counts(sim);
@@ -178,13 +165,13 @@ fn inject_counted(
     }
     let s = &mut expected.sfu;
     match counter {
-        Counter::Oversized => s.dropped_oversized += 1,
-        Counter::Malformed => s.dropped_malformed += 1,
-        Counter::UnknownSource => s.dropped_unknown_source += 1,
-        Counter::StunUnknownUfrag => s.dropped_stun_unknown_ufrag += 1,
-        Counter::StunUnauthenticated => s.dropped_stun_unauthenticated += 1,
-        Counter::RtpDropped(c) => expected.transports[c][1] += 1,
-        Counter::DtlsDropped(c) => expected.transports[c][3] += 1,
+        Counted::Oversized => s.dropped_oversized += 1,
+        Counted::Malformed => s.dropped_malformed += 1,
+        Counted::UnknownSource => s.dropped_unknown_source += 1,
+        Counted::StunUnknownUfrag => s.dropped_stun_unknown_ufrag += 1,
+        Counted::StunUnauthenticated => s.dropped_stun_unauthenticated += 1,
+        Counted::RtpDropped(c) => expected.transports[c][1] += 1,
+        Counted::DtlsDropped(c) => expected.transports[c][3] += 1,
     }
     assert_eq!(
         after,
@@ -193,18 +180,6 @@ fn inject_counted(
         bytes.len(),
         &bytes[..bytes.len().min(16)]
     );
-}
-
-/// Where a datagram from an address no transport validated is counted: by its first byte
-/// (RFC 7983; a STUN header is 20 bytes, an RTP header 12), STUN by whether it names a
-/// transport's ufrag (random bytes never do), everything else as from an unknown source.
-fn stranger_counter(bytes: &[u8]) -> Counter {
-    match bytes.first() {
-        Some(0..=3) if bytes.len() >= 20 => Counter::StunUnknownUfrag,
-        Some(20..=63) => Counter::UnknownSource,
-        Some(128..=191) if bytes.len() >= 12 => Counter::UnknownSource,
-        _ => Counter::Malformed,
-    }
 }
 
 /// A valid produce request (mediasoup-client's shape) for VP8 on a fresh mid and SSRC.
@@ -242,7 +217,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
     match action {
         Action::Garbage { bytes, port, tcp } => {
             let proto = if *tcp { P::Tcp } else { P::Udp };
-            let counter = stranger_counter(bytes);
+            let counter = stranger_counter(bytes, SfuConfig::default().max_datagram_size);
             inject_counted(sim, proto, stranger(*port), bytes, counter, None);
         }
         Action::ForgedStun { client, tail } => {
@@ -251,7 +226,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
             // the client ufrag differs from the one learned (and the integrity fails).
             let c = client % BASE;
             let msg = stun_binding_request(&format!("{}:evil", ufrags[c]), tail);
-            let s = Counter::StunUnauthenticated;
+            let s = Counted::StunUnauthenticated;
             inject_counted(sim, P::Udp, stranger(4000), &msg, s, None);
             let from = sim.clients[c].local;
             inject_counted(sim, P::Udp, from, &msg, s, Some(c));
@@ -265,7 +240,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
                 b[1] = 96;
             }
             let from = sim.clients[c].local;
-            inject_counted(sim, P::Udp, from, &b, Counter::RtpDropped(c), Some(c));
+            inject_counted(sim, P::Udp, from, &b, Counted::RtpDropped(c), Some(c));
         }
         Action::StrangerDtls { bytes } => {
             let mut b = bytes.clone();
@@ -275,7 +250,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
                 P::Udp,
                 stranger(5000),
                 &b,
-                Counter::UnknownSource,
+                Counted::UnknownSource,
                 None,
             );
         }
@@ -288,7 +263,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
             let c = client % BASE;
             let b = sfu_tests::forge::malformed_dtls(*first, bytes, *how);
             let from = sim.clients[c].local;
-            inject_counted(sim, P::Udp, from, &b, Counter::DtlsDropped(c), Some(c));
+            inject_counted(sim, P::Udp, from, &b, Counted::DtlsDropped(c), Some(c));
         }
         Action::StunNoise { client, bytes } => {
             // STUN's first byte, but no magic cookie: it does not parse.
@@ -299,7 +274,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
                 b[4] = 0;
             }
             let from = sim.clients[c].local;
-            inject_counted(sim, P::Udp, from, &b, Counter::Malformed, Some(c));
+            inject_counted(sim, P::Udp, from, &b, Counted::Malformed, Some(c));
         }
         Action::Oversized { len } => {
             let from = sim.clients[0].local;
@@ -308,7 +283,7 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
                 P::Udp,
                 from,
                 &vec![0x80; *len],
-                Counter::Oversized,
+                Counted::Oversized,
                 None,
             );
         }
