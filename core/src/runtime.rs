@@ -272,8 +272,8 @@ counters! {
     timer_late_total_us,
     /// The latest one of those deadlines was served, in microseconds.
     timer_late_max_us,
-    /// Timer wakes that came before the current deadline (a deadline that moved later while the
-    /// timer waited for the earlier one): not served, the timer waits again.
+    /// Timer wakes that came before the current deadline (for instance one that moved later
+    /// while the timer waited for the earlier one): not served, the timer waits again.
     timer_early,
 }
 

@@ -311,10 +311,14 @@ impl Worker {
         } else {
             clock::sleep_rest(deadline)
         };
+        let counters = &self.shared.counters;
         if now < deadline {
+            // A timer wake for a deadline that has since moved later: nothing is due yet.
+            if timer_wake {
+                counters.timer_early.inc();
+            }
             return;
         }
-        let counters = &self.shared.counters;
         counters.deadlines_served.inc();
         if timer_wake {
             counters.record_timer_fire(now - deadline);
