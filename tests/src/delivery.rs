@@ -59,9 +59,7 @@ impl Expect {
             .unwrap_or(to + Duration::from_nanos(1));
         Self::between(source, start, to)
     }
-}
 
-impl Expect {
     /// Every packet `source` sent from the first one `client` received of it on
     /// `consumer_ssrc`, to `to`. For a stream whose start a test cannot pin by time: a key frame
     /// made before the transports were up is sent, and forwarded, once they are.
@@ -306,7 +304,7 @@ fn problems_in(counts: &[(usize, &'static str)]) -> Vec<String> {
 
 /// The index in `log` of the packet with 16-bit sequence number `seq`: the candidate nearest to
 /// `near` (the last packet located for this source), or the first one.
-fn locate(log: &SentLog, seq: u16, near: Option<usize>) -> Option<usize> {
+pub fn locate(log: &SentLog, seq: u16, near: Option<usize>) -> Option<usize> {
     let first = log.packets.first()?.seq;
     let offset = usize::from(seq.wrapping_sub(first as u16));
     let candidates = (offset..log.packets.len()).step_by(65_536);

@@ -9,7 +9,7 @@ use sfu_core::ortc::MediaKind;
 use std::time::{Duration, Instant};
 
 use sfu_core::{ConsumerId, ProducerId, RouterId};
-use sfu_tests::delivery::{delivery, Delivery, Expect};
+use sfu_tests::delivery::{delivery, locate, Delivery, Expect};
 use sfu_tests::media::verify_payload;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
@@ -166,9 +166,6 @@ pub fn arrivals(sim: &Sim, sub: &Sub) -> Vec<(Instant, Instant)> {
     let Some(log) = sim.sent.get(&sub.source_ssrc) else {
         return Vec::new();
     };
-    let Some(first) = log.packets.first().map(|p| p.seq as u16) else {
-        return Vec::new();
-    };
     let mut seen = HashSet::new();
     sim.clients[sub.recv]
         .received
@@ -176,9 +173,8 @@ pub fn arrivals(sim: &Sim, sub: &Sub) -> Vec<(Instant, Instant)> {
         .filter(|p| p.ssrc == sub.ssrc)
         .filter_map(|p| {
             let info = verify_payload(&p.payload)?;
-            let i = usize::from(info.seq.wrapping_sub(first));
-            let s = log.packets.get(i)?;
-            (info.ssrc == sub.source_ssrc && seen.insert(i)).then_some((s.at, p.at))
+            let i = locate(log, info.seq, None)?;
+            (info.ssrc == sub.source_ssrc && seen.insert(i)).then_some((log.packets[i].at, p.at))
         })
         .collect()
 }
