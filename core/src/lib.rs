@@ -121,6 +121,7 @@ pub mod framing;
 mod ids;
 mod io;
 mod keyframe;
+pub mod media;
 mod observer;
 pub mod ortc;
 mod router;

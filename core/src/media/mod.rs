@@ -1,0 +1,23 @@
+//! The media plane: SRTP, RTP and RTCP, owned by the core.
+//!
+//! str0m keeps ICE, DTLS (and SCTP) for WebRTC transports; everything that carries media is
+//! here, shared by every transport kind:
+//!
+//! - [`srtp`]: SRTP and SRTCP contexts (RFC 3711, RFC 7714), keys expanded once, in place.
+//! - [`packet`]: a checked view of an RTP packet and in-place header rewriting.
+//! - [`rtcp`]: parsing and building of compound RTCP.
+//! - receive streams (statistics, NACK generation), send streams (RTX, sender reports), the
+//!   received-packet store and transport-wide congestion control feedback.
+
+pub mod packet;
+pub mod rtcp;
+pub mod srtp;
+
+#[allow(dead_code)] // Wired into the transports by the media plane's ingress step.
+pub(crate) mod recv;
+#[allow(dead_code)] // Wired into the transports by the media plane's egress step.
+pub(crate) mod send;
+#[allow(dead_code)] // Wired into the transports by the media plane's egress step.
+pub(crate) mod store;
+#[allow(dead_code)] // Wired into the transports by the media plane's ingress step.
+pub(crate) mod twcc;
