@@ -14,6 +14,9 @@ use crate::forward::Rewriter;
 use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
 use crate::io::Output;
 use crate::keyframe::VideoCodec;
+use crate::media::packet::{ExtensionIdMap, ExtensionKind};
+use crate::media::send::SendStream;
+use crate::media::session::RxRole;
 use crate::ortc::{
     self, ConsumerParameters, ConsumerType, DtlsFingerprint, DtlsParameters, DtlsRole,
     IceParameters, MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters, RtxParameters,
@@ -141,14 +144,12 @@ impl Sfu {
             ufrag: self.random_token(16),
             pass: self.random_token(32),
         };
-        let caps = &self.routers[&router].caps;
-        let config = webrtc::rtc_config(caps, &self.cert, &self.crypto, creds.clone());
+        let config = webrtc::rtc_config(&self.cert, &self.crypto, creds.clone());
         let mut rtc = config.build(self.now);
         {
             let mut api = rtc.direct_api();
             api.set_ice_lite(true);
             api.set_ice_controlling(false);
-            api.enable_twcc_feedback();
         }
         let mut signaled = Vec::with_capacity(candidates.len());
         for (candidate, ice) in candidates {
@@ -284,6 +285,7 @@ impl Sfu {
             }
             self.demux.remove_ufrag(&t.ufrag);
             self.timers.cancel(TimerKey::Transport(transport));
+            self.timers.cancel(TimerKey::Media(transport));
             if let Some(r) = self.routers.get_mut(&t.router) {
                 r.transports.retain(|&x| x != transport);
             }
@@ -340,7 +342,7 @@ impl Sfu {
                     return Err(Error::SsrcInUse(ssrc));
                 }
             }
-            encodings.push(Encoding::new(e.ssrc, rid));
+            encodings.push(Encoding::new(e.ssrc, rid, e.rtx.as_ref().map(|r| r.ssrc)));
         }
         // As mediasoup does, every producer of a transport gets the transport's cname: the first
         // non-empty one a producer brought, or a made-up one. Browsers send an empty cname with
@@ -360,31 +362,33 @@ impl Sfu {
                 .map_or(VideoCodec::Other, |c| VideoCodec::from_mime(&c.mime_type))
         });
 
+        let main = rtp_parameters.codecs.iter().find(|c| !c.is_rtx());
+        let clock_rate = main.map_or(90_000, |c| c.clock_rate);
+        let has_feedback =
+            |kind: &str, param: &str| main.is_some_and(|c| c.rtcp_feedback.iter().any(|f| f.kind == kind && f.parameter == param));
+        let (nack, pli) = (has_feedback("nack", ""), has_feedback("nack", "pli"));
+        let rtx_payload_types: Vec<(u8, u8)> = rtp_parameters
+            .codecs
+            .iter()
+            .filter(|c| c.is_rtx())
+            .filter_map(|c| {
+                let apt = ortc::codec_param_u32(&c.parameters, "apt")?;
+                Some((c.payload_type, u8::try_from(apt).ok()?))
+            })
+            .collect();
+
         let pid = ProducerId::from_raw(self.next_u64());
         let Some(t) = self.transports.get_mut(&transport) else {
             return Err(Error::UnknownTransport(transport));
         };
-        {
-            let mut api = t.rtc.direct_api();
-            let media = api.declare_media(mid, webrtc::media_kind(kind));
-            for e in &encodings {
-                if let Some(rid) = e.rid {
-                    media.expect_rid_rx(rid);
-                }
-            }
-            for (e, params) in encodings.iter().zip(&rtp_parameters.encodings) {
-                if let Some(ssrc) = e.ssrc {
-                    let rtx = params.rtx.as_ref().map(|r| r.ssrc.into());
-                    let stream = api.expect_stream_rx(ssrc.into(), rtx, mid, e.rid);
-                    stream.suppress_nack(kind == MediaKind::Audio);
-                }
-            }
-        }
         t.producers_by_mid.insert(mid, pid);
         t.cname.get_or_insert(cname);
         for (i, e) in encodings.iter().enumerate() {
             if let Some(ssrc) = e.ssrc {
-                t.producer_ssrcs.insert(ssrc, (pid, i));
+                t.producer_ssrcs.insert(ssrc, (pid, i, RxRole::Media));
+            }
+            if let Some(ssrc) = e.rtx_ssrc {
+                t.producer_ssrcs.insert(ssrc, (pid, i, RxRole::Rtx));
             }
         }
         let n = encodings.len();
@@ -401,6 +405,11 @@ impl Sfu {
                 observers: Vec::new(),
                 video_codec,
                 encodings,
+                clock_rate,
+                rtx_payload_types,
+                nack,
+                pli,
+                fir_seq: 0,
                 stats: ProducerStats {
                     packets_per_encoding: vec![0; n],
                     ..Default::default()
@@ -426,8 +435,10 @@ impl Sfu {
         }
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers_by_mid.remove(&p.mid);
-            t.producer_ssrcs.retain(|_, (pid, _)| *pid != producer);
-            t.rtc.direct_api().remove_media(p.mid);
+            t.producer_ssrcs.retain(|_, (pid, _, _)| *pid != producer);
+            if let Some(session) = t.media.as_mut() {
+                session.rx_ssrcs.retain(|_, rx| rx.producer != producer);
+            }
         }
         if let Some(r) = self.routers.get_mut(&p.router) {
             r.producers.retain(|&x| x != producer);
@@ -508,7 +519,15 @@ impl Sfu {
             .find(|c| !c.is_rtx())
             .ok_or(Error::CannotConsume(producer))?;
         let (payload_type, clock_rate) = (main.payload_type, main.clock_rate);
-        let has_rtx = rtp.codecs.iter().any(|c| c.is_rtx());
+        let rtx_payload_type = rtp
+            .codecs
+            .iter()
+            .filter(|c| c.is_rtx())
+            .find(|c| ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(payload_type)))
+            .map(|c| c.payload_type);
+        let has_rtx = rtx_payload_type.is_some();
+        let (extensions, mid_extension, transport_cc_extension) =
+            consumer_extensions(&rtp.header_extensions);
         let kind = p.kind;
         let simulcast = p.encodings.len() > 1;
         let preferred_layer = p.encodings.len().saturating_sub(1);
@@ -517,6 +536,7 @@ impl Sfu {
         let ssrc = self.random_ssrc();
         let rtx_ssrc = has_rtx.then(|| self.random_ssrc());
         let initial_seq = (self.next_u64() % 0x7fff) as u16;
+        let initial_rtx_seq = (self.next_u64() % 0x7fff) as u16;
         let cid = ConsumerId::from_raw(self.next_u64());
         let Some(t) = self.transports.get_mut(&transport) else {
             return Err(Error::UnknownTransport(transport));
@@ -527,13 +547,8 @@ impl Sfu {
             e.ssrc = Some(ssrc);
             e.rtx = rtx_ssrc.map(|ssrc| RtxParameters { ssrc });
         }
-        {
-            let mut api = t.rtc.direct_api();
-            api.declare_media(mid, webrtc::media_kind(kind));
-            let stream = api.declare_stream_tx(ssrc.into(), rtx_ssrc.map(Into::into), mid, None);
-            stream.set_unpaced(true);
-        }
         t.consumers_by_mid.insert(mid, cid);
+        t.consumers_by_ssrc.insert(ssrc, cid);
         let parameters = ConsumerParameters {
             id: cid.to_string(),
             producer_id: producer.to_string(),
@@ -562,6 +577,11 @@ impl Sfu {
                 current_layer: None,
                 preferred_layer,
                 parameters: parameters.clone(),
+                rtx_payload_type,
+                send: SendStream::new(ssrc, rtx_ssrc, clock_rate, initial_rtx_seq),
+                extensions,
+                mid_extension,
+                transport_cc_extension,
                 stats: ConsumerStats::default(),
             },
         );
@@ -733,7 +753,7 @@ impl Sfu {
         }
         if let Some(t) = self.transports.get_mut(&c.transport) {
             t.consumers_by_mid.remove(&c.mid);
-            t.rtc.direct_api().remove_media(c.mid);
+            t.consumers_by_ssrc.remove(&c.ssrc);
         }
         if let Some(reason) = reason {
             self.out
@@ -778,7 +798,7 @@ impl Sfu {
             .collect()
     }
 
-    fn random_ssrc(&mut self) -> u32 {
+    pub(crate) fn random_ssrc(&mut self) -> u32 {
         loop {
             let ssrc = self.next_u64() as u32;
             if ssrc > 1 && ssrc != 1234 {
@@ -818,8 +838,8 @@ fn check_producer_fits_transport(
         return Err(Error::PayloadTypeConflict(c.payload_type));
     }
     for ext in &params.header_extensions {
-        if let Some(uri) = webrtc::extension_uri(ext.id) {
-            if uri != ext.uri {
+        if let Some(uri) = ortc::header_extension_uri(ext.id) {
+            if !uri.eq_ignore_ascii_case(&ext.uri) {
                 return Err(Error::HeaderExtensionConflict {
                     id: ext.id,
                     uri: ext.uri.clone(),
@@ -828,4 +848,24 @@ fn check_producer_fits_transport(
         }
     }
     Ok(())
+}
+
+/// How a consumer's packets carry the producer's header extensions: the ids the consumer's
+/// endpoint negotiated are kept (they are the router's, as are the producer's), except the
+/// ones written per consumer: its mid and its transport's transport-wide sequence number
+/// (returned apart), and the producer's rid and repaired rid, which a consumer never sends.
+fn consumer_extensions(
+    negotiated: &[ortc::RtpHeaderExtensionParameters],
+) -> (ExtensionIdMap, Option<u8>, Option<u8>) {
+    let mut map = ExtensionIdMap::new();
+    let (mut mid, mut transport_cc) = (None, None);
+    for ext in negotiated {
+        match ExtensionKind::from_uri(&ext.uri) {
+            ExtensionKind::Mid => mid = Some(ext.id),
+            ExtensionKind::TransportWideCc => transport_cc = Some(ext.id),
+            ExtensionKind::Rid | ExtensionKind::RepairedRid => {}
+            _ => map.set(ext.id, ext.id),
+        }
+    }
+    (map, mid, transport_cc)
 }

@@ -50,6 +50,11 @@ impl Rewriter {
         self.resync
     }
 
+    /// The current (outgoing - incoming) timestamp offset.
+    pub(crate) fn ts_offset(&self) -> u32 {
+        self.ts_offset
+    }
+
     /// Maps one packet. Returns the outgoing (extended sequence number, timestamp), or `None`
     /// when the packet predates the current run.
     pub(crate) fn rewrite(

@@ -7,6 +7,10 @@ use str0m::media::{Mid, Rid};
 use crate::forward::Rewriter;
 use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::keyframe::VideoCodec;
+use crate::media::packet::ExtensionIdMap;
+use crate::media::recv::{NackGenerator, RecvStream};
+use crate::media::send::SendStream;
+use crate::media::store::PacketStore;
 use crate::ortc::{ConsumerParameters, MediaKind, RtpCapabilities, RtpParameters};
 use crate::stats::{ConsumerStats, ProducerStats};
 
@@ -37,6 +41,16 @@ pub(crate) struct Producer {
     /// `None` for audio.
     pub(crate) video_codec: Option<VideoCodec>,
     pub(crate) encodings: Vec<Encoding>,
+    /// The clock rate of the producer's media codec.
+    pub(crate) clock_rate: u32,
+    /// The producer's RTX payload types and the media payload type each repairs.
+    pub(crate) rtx_payload_types: Vec<(u8, u8)>,
+    /// Whether lost packets are asked for again (the codec has `nack` feedback).
+    pub(crate) nack: bool,
+    /// Whether key frames are asked for with PLI (else FIR).
+    pub(crate) pli: bool,
+    /// Sequence number of the next FIR.
+    pub(crate) fir_seq: u8,
     pub(crate) stats: ProducerStats,
 }
 
@@ -45,16 +59,28 @@ pub(crate) struct Producer {
 pub(crate) struct Encoding {
     pub(crate) ssrc: Option<u32>,
     pub(crate) rid: Option<Rid>,
+    /// The SSRC retransmissions of this encoding arrive on, once known.
+    pub(crate) rtx_ssrc: Option<u32>,
+    /// Receive statistics, from the first packet on.
+    pub(crate) recv: Option<RecvStream>,
+    /// What is missing and when to ask for it again (video with `nack` feedback).
+    pub(crate) nack: Option<NackGenerator>,
+    /// The last packets received, to answer consumers' NACKs (video).
+    pub(crate) store: Option<PacketStore>,
     pub(crate) last_packet_at: Option<Instant>,
     pub(crate) key_frame_sent_at: Option<Instant>,
     pub(crate) key_frame_pending: bool,
 }
 
 impl Encoding {
-    pub(crate) fn new(ssrc: Option<u32>, rid: Option<Rid>) -> Self {
+    pub(crate) fn new(ssrc: Option<u32>, rid: Option<Rid>, rtx_ssrc: Option<u32>) -> Self {
         Self {
             ssrc,
             rid,
+            rtx_ssrc,
+            recv: None,
+            nack: None,
+            store: None,
             last_packet_at: None,
             key_frame_sent_at: None,
             key_frame_pending: false,
@@ -98,6 +124,17 @@ pub(crate) struct Consumer {
     /// The encoding the application prefers (simulcast); the highest by default.
     pub(crate) preferred_layer: usize,
     pub(crate) parameters: ConsumerParameters,
+    /// RTX payload type, when the consumer's endpoint takes retransmissions on an RTX stream.
+    pub(crate) rtx_payload_type: Option<u8>,
+    /// The outgoing stream: what was sent (to answer NACKs), sender reports, RTT.
+    pub(crate) send: SendStream,
+    /// The producer's header extensions the endpoint understands (ids kept), without the ones
+    /// rewritten per consumer (mid, rid, repaired rid, transport-wide sequence number).
+    pub(crate) extensions: ExtensionIdMap,
+    /// Extension id of the mid the consumer's packets carry, if negotiated.
+    pub(crate) mid_extension: Option<u8>,
+    /// Extension id of the transport-wide sequence number, if negotiated.
+    pub(crate) transport_cc_extension: Option<u8>,
     pub(crate) stats: ConsumerStats,
 }
 

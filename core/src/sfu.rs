@@ -13,9 +13,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::KeyframeRequestKind;
 use str0m::net::Receive;
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{IceConnectionState, IceCreds};
 use tracing::{debug, trace};
 
@@ -25,13 +23,20 @@ use crate::error::Error;
 use crate::event::{DtlsState, Event, IceState, TransportTuple};
 use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::io::{Input, Output, Protocol, Transmit};
-use crate::keyframe::is_key_frame;
 use crate::observer::AudioLevelObserver;
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
 use crate::stats::SfuStats;
 use crate::timers::Timers;
 use crate::transport::webrtc::{self, WebRtcTransport};
+
+mod egress;
+pub(crate) mod ingress;
+
+/// NTP time (RFC 5905, 64-bit fixed point) the Sfu's start is taken to be, for sender reports
+/// of streams whose producer sent none yet: 2026-01-01T00:00:00Z. The Sfu has no wall clock;
+/// receivers use these times only relative to each other.
+const NTP_AT_START: u64 = 3_976_214_400 << 32;
 
 /// The shortest time a transport is put back to sleep for when its stack names no later
 /// deadline.
@@ -53,6 +58,8 @@ pub(crate) enum TimerKey {
     KeyFrame(ProducerId, usize),
     /// An audio level observer's interval ends.
     Observer(ObserverId),
+    /// A transport's media session is due (NACKs, feedback, reports).
+    Media(TransportId),
 }
 
 /// A selective forwarding unit: routers, transports, producers and consumers, as a pure state
@@ -77,6 +84,10 @@ pub struct Sfu {
     pub(crate) out: VecDeque<Output>,
     /// Events from `Rtc`s waiting to be acted on.
     work: VecDeque<(TransportId, str0m::Event)>,
+    /// The datagram being taken apart (SRTP is decrypted in place, so input is copied once).
+    rx_buf: Vec<u8>,
+    /// The NTP time of an Instant, for sender reports.
+    pub(crate) ntp_base: (u64, Instant),
     /// Reused list of consumers while forwarding one packet.
     scratch_consumers: Vec<ConsumerId>,
     /// Key frame requests raised while forwarding one packet.
@@ -108,6 +119,7 @@ impl Sfu {
             .dtls_provider
             .generate_certificate()
             .ok_or_else(|| Error::Certificate("the crypto provider made none".into()))?;
+        let max_datagram = config.max_datagram_size;
         let rng = match config.seed {
             Some(seed) => ChaCha8Rng::seed_from_u64(seed),
             None => ChaCha8Rng::from_os_rng(),
@@ -128,6 +140,8 @@ impl Sfu {
             timers: Timers::new(),
             out: VecDeque::new(),
             work: VecDeque::new(),
+            rx_buf: Vec::with_capacity(max_datagram),
+            ntp_base: (NTP_AT_START, now),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
             flush_queue: VecDeque::new(),
@@ -237,6 +251,11 @@ impl Sfu {
         };
         t.stats.datagrams_received += 1;
         t.stats.bytes_received += contents.len() as u64;
+        // SRTP and SRTCP belong to the media session, never to the WebRTC stack.
+        if kind == Kind::RtpOrRtcp {
+            self.media_in(tid, contents);
+            return;
+        }
         let Ok(recv) = Receive::new(proto.into(), source, destination, contents) else {
             self.stats.dropped_malformed += 1;
             return;
@@ -264,18 +283,12 @@ impl Sfu {
             t.stats.dtls_dropped += 1;
             return;
         }
-        t.rtp_pending = kind == Kind::RtpOrRtcp && !is_rtcp(contents);
         if let Err(e) = t.rtc.handle_input(input) {
             trace!(transport = %tid, error = %e, "datagram rejected");
             t.stats.rtc_errors += 1;
             note_rtc_error(t, tid, &e, &mut self.out);
         }
         self.drain(tid);
-        if let Some(t) = self.transports.get_mut(&tid) {
-            if std::mem::take(&mut t.rtp_pending) {
-                t.stats.rtp_dropped += 1;
-            }
-        }
     }
 
     /// A binding request from a path no transport knows yet: find the transport by the local
@@ -342,6 +355,7 @@ impl Sfu {
                     }
                 }
                 TimerKey::Observer(oid) => self.audio_level_report(oid),
+                TimerKey::Media(tid) => self.media_timeout(tid),
             }
             self.run_work();
         }
@@ -370,9 +384,6 @@ impl Sfu {
                     }));
                 }
                 Ok(str0m::Output::Event(e)) => {
-                    if matches!(e, str0m::Event::RtpPacket(_)) {
-                        t.rtp_pending = false;
-                    }
                     self.work.push_back((tid, e));
                 }
                 Ok(str0m::Output::Timeout(at)) => {
@@ -400,22 +411,25 @@ impl Sfu {
         }
     }
 
-    /// Hands time to the next transport written to since it was last flushed, so that str0m
-    /// stamps, encrypts and releases its queued packets, and drains it. False when none waits.
+    /// Hands the caller the datagrams of the next transport written to since it was last
+    /// flushed. False when none waits.
     fn flush_next_consumer_transport(&mut self) -> bool {
         let Some(tid) = self.flush_queue.pop_front() else {
             return false;
         };
-        let now = self.now;
         if let Some(t) = self.transports.get_mut(&tid) {
-            if std::mem::take(&mut t.flush_pending) {
-                if let Err(e) = t.rtc.handle_input(str0m::Input::Timeout(now)) {
-                    t.stats.rtc_errors += 1;
-                    trace!(transport = %tid, error = %e, "write failed");
+            t.flush_pending = false;
+            if let Some(tuple) = t.selected {
+                for contents in t.outbox.drain(..) {
+                    self.out.push_back(Output::Transmit(Transmit {
+                        proto: tuple.proto,
+                        source: tuple.local,
+                        destination: tuple.remote,
+                        contents,
+                    }));
                 }
-                self.drain(tid);
-                // Draining may raise events (a consumer's key frame request) that forward more.
-                self.run_work();
+            } else {
+                t.outbox.clear();
             }
         }
         true
@@ -430,22 +444,6 @@ impl Sfu {
 
     fn on_rtc_event(&mut self, tid: TransportId, event: str0m::Event) {
         match event {
-            str0m::Event::RtpPacket(packet) => self.forward(tid, packet),
-            str0m::Event::KeyframeRequest(req) => {
-                let Some(t) = self.transports.get(&tid) else {
-                    return;
-                };
-                let Some(&cid) = t.consumers_by_mid.get(&req.mid) else {
-                    return;
-                };
-                let Some(c) = self.consumers.get_mut(&cid) else {
-                    return;
-                };
-                c.stats.key_frame_requests_received += 1;
-                let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
-                trace!(consumer = %cid, kind = ?req.kind, "key frame requested");
-                self.request_key_frame(pid, layer);
-            }
             str0m::Event::IceConnectionStateChange(state) => {
                 let state = match state {
                     IceConnectionState::New | IceConnectionState::Checking => return,
@@ -467,6 +465,7 @@ impl Sfu {
                 }
             }
             str0m::Event::Connected => {
+                self.start_media(tid);
                 if let Some(t) = self.transports.get_mut(&tid) {
                     set_dtls_state(t, tid, DtlsState::Connected, &mut self.out);
                 }
@@ -479,165 +478,6 @@ impl Sfu {
             }
             _ => {}
         }
-    }
-
-    /// Forwards one packet from a producer to its consumers.
-    fn forward(&mut self, tid: TransportId, packet: RtpPacket) {
-        let now = self.now;
-        let ssrc = *packet.header.ssrc;
-        let Some((pid, layer)) = self.producer_of(tid, ssrc) else {
-            // An SSRC no producer of this transport declared (the stack took it in on a mid
-            // the transport produces): dropped, counted like the stack's own drops.
-            trace!(transport = %tid, ssrc, "RTP on an SSRC no producer of the transport has");
-            if let Some(t) = self.transports.get_mut(&tid) {
-                t.stats.rtp_dropped += 1;
-            }
-            return;
-        };
-        let Some(p) = self.producers.get_mut(&pid) else {
-            return;
-        };
-        p.stats.packets_received += 1;
-        p.stats.bytes_received += packet.payload.len() as u64;
-        if let Some(n) = p.stats.packets_per_encoding.get_mut(layer) {
-            *n += 1;
-        }
-        if let Some(e) = p.encodings.get_mut(layer) {
-            e.last_packet_at = Some(now);
-        }
-        if !p.observers.is_empty() && !p.paused {
-            if let Some(level) = packet.header.ext_vals.audio_level {
-                for oid in &p.observers {
-                    if let Some(o) = self.observers.get_mut(oid) {
-                        o.add_level(pid, level);
-                    }
-                }
-            }
-        }
-        if p.paused || p.consumers.is_empty() {
-            return;
-        }
-        let key_frame = p
-            .video_codec
-            .is_none_or(|codec| is_key_frame(codec, &packet.payload));
-        let is_video = p.kind == MediaKind::Video;
-        let simulcast = p.encodings.len() > 1;
-        self.scratch_consumers.clear();
-        self.scratch_consumers.extend_from_slice(&p.consumers);
-        self.scratch_key_frames.clear();
-        // The layer each preference resolves to, computed once per packet.
-        let layers = p.encodings.len().clamp(1, MAX_LAYERS);
-        let mut best = [0usize; MAX_LAYERS];
-        if simulcast {
-            for (pref, slot) in best.iter_mut().enumerate().take(layers) {
-                *slot = p.best_layer(pref, now);
-            }
-        }
-
-        for i in 0..self.scratch_consumers.len() {
-            let cid = self.scratch_consumers[i];
-            let Some(c) = self.consumers.get_mut(&cid) else {
-                continue;
-            };
-            if !c.is_forwarding() {
-                continue;
-            }
-            // Which encoding this consumer should get, and whether this packet may start it.
-            let target = best[c.preferred_layer.min(layers - 1)];
-            if c.current_layer != Some(target) {
-                if layer != target {
-                    if c.current_layer != Some(layer) {
-                        continue;
-                    }
-                    // Keep forwarding the current layer until the target has a key frame.
-                    if !self.scratch_key_frames.contains(&(pid, target)) {
-                        self.scratch_key_frames.push((pid, target));
-                    }
-                } else if key_frame || !is_video {
-                    c.current_layer = Some(target);
-                    c.stats.current_layer = Some(target);
-                    c.rewriter.request_resync();
-                } else {
-                    c.stats.packets_waiting_for_key_frame += 1;
-                    if !self.scratch_key_frames.contains(&(pid, target)) {
-                        self.scratch_key_frames.push((pid, target));
-                    }
-                    continue;
-                }
-            }
-            if c.current_layer != Some(layer) {
-                continue;
-            }
-            if c.rewriter.needs_resync() && is_video && !key_frame {
-                c.stats.packets_waiting_for_key_frame += 1;
-                if !self.scratch_key_frames.contains(&(pid, layer)) {
-                    self.scratch_key_frames.push((pid, layer));
-                }
-                continue;
-            }
-            let Some((seq, ts)) =
-                c.rewriter
-                    .rewrite(*packet.seq_no, packet.header.timestamp, now, c.clock_rate)
-            else {
-                continue;
-            };
-            c.stats.packets_sent += 1;
-            c.stats.bytes_sent += packet.payload.len() as u64;
-            let (ctid, cssrc, pt) = (c.transport, c.ssrc, c.payload_type);
-            let Some(ct) = self.transports.get_mut(&ctid) else {
-                continue;
-            };
-            let ext = &packet.header.ext_vals;
-            let ext_vals = ExtensionValues {
-                audio_level: ext.audio_level,
-                voice_activity: ext.voice_activity,
-                video_orientation: ext.video_orientation,
-                ..Default::default()
-            };
-            let mut api = ct.rtc.direct_api();
-            let Some(stream) = api.stream_tx(&cssrc.into()) else {
-                continue;
-            };
-            stream.write_rtp(
-                RtpWrite::new(pt.into(), seq.into(), ts, now, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(ext_vals)
-                    .nackable(is_video),
-            );
-            // str0m stamps and sends queued packets when time is handed to it; without that the
-            // packet would wait for the transport's next deadline. Done once per transport in
-            // `poll_output`, after all the packets of the caller's batch.
-            if !std::mem::replace(&mut ct.flush_pending, true) {
-                self.flush_queue.push_back(ctid);
-            }
-        }
-        for i in 0..self.scratch_key_frames.len() {
-            let (pid, layer) = self.scratch_key_frames[i];
-            self.request_key_frame(pid, layer);
-        }
-    }
-
-    /// The producer (and encoding) an SSRC arriving on a transport belongs to.
-    fn producer_of(&mut self, tid: TransportId, ssrc: u32) -> Option<(ProducerId, usize)> {
-        let t = self.transports.get_mut(&tid)?;
-        if let Some(&found) = t.producer_ssrcs.get(&ssrc) {
-            return Some(found);
-        }
-        // An SSRC that str0m mapped through mid/rid header extensions (simulcast by rid).
-        let (mid, rid) = {
-            let mut api = t.rtc.direct_api();
-            let stream = api.stream_rx(&ssrc.into())?;
-            (stream.mid(), stream.rid())
-        };
-        let pid = *t.producers_by_mid.get(&mid)?;
-        let p = self.producers.get_mut(&pid)?;
-        let layer = p
-            .encodings
-            .iter()
-            .position(|e| rid.is_some() && e.rid == rid)?;
-        p.encodings[layer].ssrc = Some(ssrc);
-        t.producer_ssrcs.insert(ssrc, (pid, layer));
-        Some((pid, layer))
     }
 
     /// Asks a producer's endpoint for a key frame on one encoding, at most once per
@@ -669,43 +509,21 @@ impl Sfu {
 
     fn request_key_frame_now(&mut self, pid: ProducerId, layer: usize) {
         let now = self.now;
+        // No keys yet (before DTLS is up no RTCP can leave) or no SSRC known for the encoding:
+        // nothing is asked, and nothing throttles the next request. Packets only arrive once
+        // DTLS is up, and each one that finds a consumer waiting for a key frame asks again.
+        if !self.send_key_frame_request(pid, layer) {
+            return;
+        }
         let Some(p) = self.producers.get_mut(&pid) else {
             return;
         };
-        let (tid, mid) = (p.transport, p.mid);
-        let Some(e) = p.encodings.get_mut(layer) else {
-            return;
-        };
-        // Before DTLS is up no RTCP can leave: the request would be lost, uncounted by anyone.
-        // Packets only arrive once it is up, and each one that finds a consumer waiting for a
-        // key frame asks again.
-        let Some(t) = self
-            .transports
-            .get_mut(&tid)
-            .filter(|t| t.dtls_state == DtlsState::Connected)
-        else {
-            return;
-        };
-        let mut api = t.rtc.direct_api();
-        let stream = match e.ssrc {
-            Some(ssrc) => api.stream_rx(&ssrc.into()),
-            None => api.stream_rx_by_mid(mid, e.rid),
-        };
-        // No stream for the encoding yet: nothing to ask, and nothing that throttles the next
-        // request.
-        let Some(stream) = stream else {
-            return;
-        };
-        stream.request_keyframe(KeyframeRequestKind::Pli);
-        trace!(producer = %pid, layer, "key frame request sent");
-        e.key_frame_sent_at = Some(now);
-        e.key_frame_pending = false;
-        p.stats.key_frame_requests_sent += 1;
-        if let Err(e) = t.rtc.handle_input(str0m::Input::Timeout(now)) {
-            t.stats.rtc_errors += 1;
-            trace!(transport = %tid, error = %e, "key frame request failed");
+        if let Some(e) = p.encodings.get_mut(layer) {
+            e.key_frame_sent_at = Some(now);
+            e.key_frame_pending = false;
         }
-        self.drain(tid);
+        p.stats.key_frame_requests_sent += 1;
+        trace!(producer = %pid, layer, "key frame request sent");
     }
 
     /// A transport just became able to receive: its consumers need a key frame.
@@ -731,12 +549,6 @@ fn stun_verifies(crypto: &CryptoProvider, password: &str, contents: &[u8]) -> bo
     let hmac = crypto.sha1_hmac_provider;
     str0m::ice::StunMessage::parse(contents)
         .is_ok_and(|msg| msg.verify(password.as_bytes(), |key, data| hmac.sha1_hmac(key, data)))
-}
-
-/// Whether an RTP/RTCP datagram is RTCP (RFC 5761: payload types 64–95 after masking the
-/// marker bit).
-fn is_rtcp(buf: &[u8]) -> bool {
-    buf.get(1).is_some_and(|b| (64..96).contains(&(b & 0x7f)))
 }
 
 fn far_future(now: Instant) -> Instant {

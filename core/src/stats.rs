@@ -51,6 +51,9 @@ pub struct TransportStats {
     pub rtp_dropped: u64,
     /// Datagrams the WebRTC stack rejected with an error (for example a broken DTLS record).
     pub rtc_errors: u64,
+    /// SRTCP datagrams dropped: before DTLS completed, failing authentication, replayed, or
+    /// not well-formed compound RTCP once decrypted.
+    pub rtcp_dropped: u64,
     /// DTLS datagrams that are not whole, well-formed DTLS 1.2 records (dropped before the DTLS
     /// stack, which would discard them silently).
     pub dtls_dropped: u64,
@@ -66,6 +69,10 @@ pub struct ProducerStats {
     pub bytes_received: u64,
     /// Key frame requests sent to the producer's endpoint.
     pub key_frame_requests_sent: u64,
+    /// Packets that arrived as retransmissions and filled a gap.
+    pub packets_retransmitted: u64,
+    /// Packets dropped as duplicates, or too old to place in the stream.
+    pub packets_discarded: u64,
     /// Per encoding (simulcast layer), packets received.
     pub packets_per_encoding: Vec<u64>,
 }

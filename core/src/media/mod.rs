@@ -15,6 +15,7 @@ pub mod srtp;
 
 #[allow(dead_code)] // Wired into the transports by the media plane's ingress step.
 pub(crate) mod recv;
+pub(crate) mod session;
 #[allow(dead_code)] // Wired into the transports by the media plane's egress step.
 pub(crate) mod send;
 #[allow(dead_code)] // Wired into the transports by the media plane's egress step.

@@ -78,6 +78,15 @@ pub fn header_extension_id(uri: &str) -> Option<u8> {
         .map(|&(_, _, id)| id)
 }
 
+/// The URI the router (and every transport) means by header extension `id`, or `None` when the
+/// router does not use the id.
+pub fn header_extension_uri(id: u8) -> Option<&'static str> {
+    ROUTER_HEADER_EXTENSIONS
+        .iter()
+        .find(|&&(_, _, i)| i == id)
+        .map(|&(_, uri, _)| uri)
+}
+
 /// Maximum number of encodings accepted in producer RTP parameters, and forwarded: a producer
 /// may declare no more than its consumers can be given.
 pub const MAX_ENCODINGS: usize = 8;

@@ -6,19 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::format::Codec;
-use str0m::media::{Frequency, Mid};
+use str0m::media::Mid;
 use str0m::net::TcpType;
-use str0m::rtp::ExtensionMap;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use crate::demux::Tuple;
 use crate::event::{DtlsState, IceState, TransportTuple};
 use crate::ids::{ConsumerId, ProducerId, RouterId};
+use crate::media::session::{MediaSession, RxRole};
 use crate::io::Protocol;
-use crate::ortc::{
-    IceCandidate, IceCandidateTcpType, IceCandidateType, MediaKind, RtpCapabilities,
-};
+use crate::ortc::{IceCandidate, IceCandidateTcpType, IceCandidateType, RtpCapabilities};
 use crate::stats::TransportStats;
 
 /// Where a WebRTC transport can be reached.
@@ -57,14 +54,22 @@ pub(crate) struct WebRtcTransport {
     pub(crate) dtls_state: DtlsState,
     pub(crate) connected: bool,
     pub(crate) producers_by_mid: HashMap<Mid, ProducerId>,
-    /// Producer SSRC to (producer, encoding index); filled as packets reveal rid-mapped SSRCs.
-    pub(crate) producer_ssrcs: HashMap<u32, (ProducerId, usize)>,
+    /// SSRCs the transport's producers declared: (producer, encoding index, media or RTX).
+    /// SSRCs of rid-based encodings are learned by the media session from the packets.
+    pub(crate) producer_ssrcs: HashMap<u32, (ProducerId, usize, RxRole)>,
     pub(crate) consumers_by_mid: HashMap<Mid, ConsumerId>,
+    /// Consumers by their media SSRC, for the RTCP their endpoint sends about them.
+    pub(crate) consumers_by_ssrc: HashMap<u32, ConsumerId>,
+    /// SRTP and the per-SSRC state of what arrives; `None` until DTLS gives keys.
+    pub(crate) media: Option<MediaSession>,
+    /// Datagrams written for this transport's path and not yet handed to the caller; they go
+    /// out together from `poll_output`, so each destination's datagrams leave in one run.
+    pub(crate) outbox: std::collections::VecDeque<Vec<u8>>,
+    /// When the media session's timer is set for.
+    pub(crate) media_timer_at: Option<Instant>,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
-    /// An RTP datagram went in and no packet has come out yet.
-    pub(crate) rtp_pending: bool,
     /// Packets were written to this transport and it waits in the Sfu's flush queue.
     pub(crate) flush_pending: bool,
     pub(crate) stats: TransportStats,
@@ -81,41 +86,14 @@ impl std::fmt::Debug for WebRtcTransport {
     }
 }
 
-/// The extension ids every transport uses: the router's ids (Chrome's numbering).
-pub(crate) fn extension_map() -> ExtensionMap {
-    ExtensionMap::standard()
-}
-
-/// Dynamic payload types a producer may use; each maps to a placeholder codec unless the router
-/// uses it, so that str0m accepts whatever payload types the producing endpoint chose.
-fn dynamic_payload_types() -> impl Iterator<Item = u8> {
-    (35u8..=63).chain(96..=127)
-}
-
-fn codec_of(mime: &str) -> Option<Codec> {
-    let sub = mime.rsplit('/').next()?.to_ascii_lowercase();
-    Some(match sub.as_str() {
-        "opus" => Codec::Opus,
-        "pcmu" => Codec::PCMU,
-        "pcma" => Codec::PCMA,
-        "g722" => Codec::G722,
-        "vp8" => Codec::Vp8,
-        "vp9" => Codec::Vp9,
-        "h264" => Codec::H264,
-        "h265" => Codec::H265,
-        "av1" => Codec::Av1,
-        _ => return None,
-    })
-}
-
-/// The str0m configuration for a transport of a router with these capabilities.
+/// The str0m configuration for a transport: ICE-lite and DTLS only. No media is declared, so
+/// str0m never sends or receives RTP or RTCP; the media session does.
 pub(crate) fn rtc_config(
-    caps: &RtpCapabilities,
     cert: &DtlsCert,
     crypto: &Arc<CryptoProvider>,
     creds: IceCreds,
 ) -> RtcConfig {
-    let mut config = RtcConfig::new()
+    RtcConfig::new()
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_dtls_cert(cert.clone())
@@ -123,48 +101,6 @@ pub(crate) fn rtc_config(
         .set_local_ice_credentials(creds)
         .set_stats_interval(None)
         .clear_codecs()
-        .set_extension_map(extension_map());
-    let codecs = config.codec_config();
-    let mut used = Vec::new();
-    // The router's codecs first: the payload types consumers are sent with, and their RTX.
-    for codec in caps.codecs.iter().filter(|c| !is_rtx(&c.mime_type)) {
-        let (Some(pt), Some(kind), Some(clock_rate)) = (
-            codec.preferred_payload_type,
-            codec_of(&codec.mime_type),
-            Frequency::new(codec.clock_rate),
-        ) else {
-            continue;
-        };
-        let rtx = caps
-            .codecs
-            .iter()
-            .filter(|c| is_rtx(&c.mime_type))
-            .find(|c| crate::ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(pt)))
-            .and_then(|c| c.preferred_payload_type);
-        codecs.add_config(
-            pt.into(),
-            rtx.map(Into::into),
-            kind,
-            clock_rate,
-            codec.channels,
-            Default::default(),
-        );
-        used.push(pt);
-        used.extend(rtx);
-    }
-    // Then a placeholder for every other dynamic payload type. Forwarding takes the codec from
-    // the producer's parameters, never from this table.
-    for pt in dynamic_payload_types().filter(|pt| !used.contains(pt)) {
-        codecs.add_config(
-            pt.into(),
-            None,
-            Codec::Null,
-            Frequency::NINETY_KHZ,
-            None,
-            Default::default(),
-        );
-    }
-    config
 }
 
 /// Payload types of the router's codecs that a transport treats as retransmissions.
@@ -246,9 +182,12 @@ impl WebRtcTransport {
             producers_by_mid: HashMap::new(),
             producer_ssrcs: HashMap::new(),
             consumers_by_mid: HashMap::new(),
+            consumers_by_ssrc: HashMap::new(),
+            media: None,
+            outbox: std::collections::VecDeque::new(),
+            media_timer_at: None,
             next_mid: 0,
             cname: None,
-            rtp_pending: false,
             flush_pending: false,
             stats: TransportStats {
                 ice_state: IceState::New,
@@ -261,6 +200,7 @@ impl WebRtcTransport {
                 rtp_dropped: 0,
                 rtc_errors: 0,
                 dtls_dropped: 0,
+                rtcp_dropped: 0,
             },
         }
     }
@@ -283,20 +223,6 @@ impl WebRtcTransport {
             }
         }
     }
-}
-
-/// str0m's media kind for ours.
-pub(crate) fn media_kind(kind: MediaKind) -> str0m::media::MediaKind {
-    match kind {
-        MediaKind::Audio => str0m::media::MediaKind::Audio,
-        MediaKind::Video => str0m::media::MediaKind::Video,
-    }
-}
-
-/// The transport's view of the extensions: which URI each id means.
-pub(crate) fn extension_uri(id: u8) -> Option<String> {
-    let map = extension_map();
-    map.lookup(id).map(|e| e.as_uri().to_owned())
 }
 
 /// When a transport's `Rtc` is due if it reported nothing else.

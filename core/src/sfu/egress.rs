@@ -1,0 +1,549 @@
+//! What leaves through a transport's media session: forwarded packets, retransmissions, and
+//! the RTCP the transport sends (reports, NACKs, key frame requests, transport-wide feedback).
+
+use std::time::Instant;
+
+use tracing::trace;
+
+use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::media::packet::{self, OutHeader, RtpPacket};
+use crate::media::rtcp;
+use crate::media::send::SentPacket;
+use crate::ortc::MediaKind;
+use crate::transport::webrtc::WebRtcTransport;
+
+use super::{Sfu, TimerKey, MAX_LAYERS};
+
+/// Room for what a forwarded packet's header may grow by (its mid and transport-wide sequence
+/// number, a switch to two-byte extensions) and the SRTP tag.
+const HEADROOM: usize = 96;
+
+/// The largest compound RTCP datagram the Sfu sends (before SRTCP).
+const RTCP_MTU: usize = 1100;
+
+/// Retransmissions answered for one NACK at most.
+const MAX_RESENDS_PER_NACK: usize = 64;
+
+/// Sequence numbers asked for in one NACK packet at most.
+const MAX_NACKED: usize = 128;
+
+impl Sfu {
+    /// Sends one producer packet to every consumer that should get it.
+    pub(crate) fn forward(
+        &mut self,
+        pid: ProducerId,
+        layer: usize,
+        pkt: &RtpPacket<'_>,
+        ext_seq: u64,
+        key_frame: bool,
+    ) {
+        let now = self.now;
+        let Some(p) = self.producers.get(&pid) else {
+            return;
+        };
+        if p.paused || p.consumers.is_empty() {
+            return;
+        }
+        let is_video = p.kind == MediaKind::Video;
+        let simulcast = p.encodings.len() > 1;
+        self.scratch_consumers.clear();
+        self.scratch_consumers.extend_from_slice(&p.consumers);
+        self.scratch_key_frames.clear();
+        // The layer each preference resolves to, computed once per packet.
+        let layers = p.encodings.len().clamp(1, MAX_LAYERS);
+        let mut best = [0usize; MAX_LAYERS];
+        if simulcast {
+            for (pref, slot) in best.iter_mut().enumerate().take(layers) {
+                *slot = p.best_layer(pref, now);
+            }
+        }
+        for i in 0..self.scratch_consumers.len() {
+            let cid = self.scratch_consumers[i];
+            let Some(c) = self.consumers.get_mut(&cid) else {
+                continue;
+            };
+            if !c.is_forwarding() {
+                continue;
+            }
+            // Which encoding this consumer should get, and whether this packet may start it.
+            let target = best[c.preferred_layer.min(layers - 1)];
+            if c.current_layer != Some(target) {
+                if layer != target {
+                    if c.current_layer != Some(layer) {
+                        continue;
+                    }
+                    // Keep forwarding the current layer until the target has a key frame.
+                    if !self.scratch_key_frames.contains(&(pid, target)) {
+                        self.scratch_key_frames.push((pid, target));
+                    }
+                } else if key_frame || !is_video {
+                    c.current_layer = Some(target);
+                    c.stats.current_layer = Some(target);
+                    c.rewriter.request_resync();
+                } else {
+                    c.stats.packets_waiting_for_key_frame += 1;
+                    if !self.scratch_key_frames.contains(&(pid, target)) {
+                        self.scratch_key_frames.push((pid, target));
+                    }
+                    continue;
+                }
+            }
+            if c.current_layer != Some(layer) {
+                continue;
+            }
+            if c.rewriter.needs_resync() && is_video && !key_frame {
+                c.stats.packets_waiting_for_key_frame += 1;
+                if !self.scratch_key_frames.contains(&(pid, layer)) {
+                    self.scratch_key_frames.push((pid, layer));
+                }
+                continue;
+            }
+            let Some((seq, ts)) =
+                c.rewriter
+                    .rewrite(ext_seq, pkt.timestamp(), now, c.clock_rate)
+            else {
+                continue;
+            };
+            let header = OutHeader {
+                payload_type: c.payload_type,
+                sequence_number: seq as u16,
+                timestamp: ts,
+                ssrc: c.ssrc,
+                marker: pkt.marker(),
+            };
+            let sent = SentPacket {
+                layer: layer as u8,
+                source_ext_seq: ext_seq,
+                timestamp: ts,
+                marker: pkt.marker(),
+                size: pkt.as_bytes().len().min(usize::from(u16::MAX)) as u16,
+            };
+            let Some(ct) = self.transports.get_mut(&c.transport) else {
+                continue;
+            };
+            let ctid = c.transport;
+            if write_media(ct, c, pkt, header, seq, None) {
+                c.stats.packets_sent += 1;
+                c.stats.bytes_sent += pkt.payload().len() as u64;
+                c.send
+                    .on_sent(seq, sent, pkt.payload().len(), now);
+                if !std::mem::replace(&mut ct.flush_pending, true) {
+                    self.flush_queue.push_back(ctid);
+                }
+            }
+        }
+        for i in 0..self.scratch_key_frames.len() {
+            let (pid, layer) = self.scratch_key_frames[i];
+            self.request_key_frame(pid, layer);
+        }
+    }
+
+    /// A consumer's endpoint asks for packets again.
+    pub(crate) fn on_nack(
+        &mut self,
+        tid: TransportId,
+        ssrc: u32,
+        seqs: impl Iterator<Item = u16>,
+    ) {
+        let now = self.now;
+        let Some(&cid) = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.consumers_by_ssrc.get(&ssrc))
+        else {
+            return;
+        };
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        let mut found = [(
+            0u64,
+            SentPacket {
+                layer: 0,
+                source_ext_seq: 0,
+                timestamp: 0,
+                marker: false,
+                size: 0,
+            },
+        ); MAX_RESENDS_PER_NACK];
+        let n = c.send.on_nack(seqs, now, &mut found);
+        for &(out_seq, sent) in &found[..n] {
+            self.retransmit(cid, out_seq, sent);
+        }
+    }
+
+    /// Sends one packet again to a consumer: the producer's stored packet, rewritten as it was
+    /// the first time, on the consumer's RTX stream when it has one.
+    fn retransmit(&mut self, cid: ConsumerId, out_seq: u64, sent: SentPacket) {
+        let now = self.now;
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        let Some(stored) = self
+            .producers
+            .get(&c.producer)
+            .and_then(|p| p.encodings.get(usize::from(sent.layer)))
+            .and_then(|e| e.store.as_ref())
+            .and_then(|s| s.get(sent.source_ext_seq))
+            .map(|(_, bytes)| bytes)
+        else {
+            return;
+        };
+        let Ok(pkt) = RtpPacket::parse(stored) else {
+            return;
+        };
+        let Some(ct) = self.transports.get_mut(&c.transport) else {
+            return;
+        };
+        let ctid = c.transport;
+        let (header, ext_seq, osn) = match (c.rtx_payload_type, c.send.rtx_ssrc()) {
+            (Some(pt), Some(rtx_ssrc)) => {
+                let rtx_seq = c.send.next_rtx_seq();
+                (
+                    OutHeader {
+                        payload_type: pt,
+                        sequence_number: rtx_seq as u16,
+                        timestamp: sent.timestamp,
+                        ssrc: rtx_ssrc,
+                        marker: sent.marker,
+                    },
+                    rtx_seq,
+                    Some(out_seq as u16),
+                )
+            }
+            _ => (
+                OutHeader {
+                    payload_type: c.payload_type,
+                    sequence_number: out_seq as u16,
+                    timestamp: sent.timestamp,
+                    ssrc: c.ssrc,
+                    marker: sent.marker,
+                },
+                out_seq,
+                None,
+            ),
+        };
+        if write_media(ct, c, &pkt, header, ext_seq, osn) {
+            c.send.on_retransmitted(pkt.as_bytes().len(), now);
+            if !std::mem::replace(&mut ct.flush_pending, true) {
+                self.flush_queue.push_back(ctid);
+            }
+        }
+    }
+
+    /// Asks a producer's endpoint for what its encoding lost.
+    pub(crate) fn send_nacks(&mut self, tid: TransportId, pid: ProducerId, layer: usize) {
+        let now = self.now;
+        let Some(p) = self.producers.get_mut(&pid) else {
+            return;
+        };
+        let Some(e) = p.encodings.get_mut(layer) else {
+            return;
+        };
+        let (Some(ssrc), Some(nack)) = (e.ssrc, e.nack.as_mut()) else {
+            return;
+        };
+        let mut seqs = [0u16; MAX_NACKED];
+        let n = nack.poll(now, None, &mut seqs);
+        let next = nack.next_deadline(None);
+        if n > 0 {
+            let Some(t) = self.transports.get_mut(&tid) else {
+                return;
+            };
+            let Some(session) = t.media.as_ref() else {
+                return;
+            };
+            let mut buf = [0u8; RTCP_MTU];
+            if let Ok(len) = rtcp::write_nack(&mut buf, session.rtcp_ssrc, ssrc, &seqs[..n]) {
+                send_rtcp(t, &mut buf[..], len);
+                self.queue_flush(tid);
+            }
+        }
+        if let Some(at) = next {
+            self.schedule_media(tid, at);
+        }
+    }
+
+    /// Sends a PLI (or FIR, when the codec has no PLI feedback) for a producer encoding.
+    /// False when nothing could be sent (no keys yet, or the encoding's SSRC is unknown).
+    pub(crate) fn send_key_frame_request(&mut self, pid: ProducerId, layer: usize) -> bool {
+        let Some(p) = self.producers.get_mut(&pid) else {
+            return false;
+        };
+        let tid = p.transport;
+        let Some(ssrc) = p.encodings.get(layer).and_then(|e| e.ssrc) else {
+            return false;
+        };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return false;
+        };
+        let Some(session) = t.media.as_ref() else {
+            return false;
+        };
+        let mut buf = [0u8; 128];
+        let written = if p.pli {
+            rtcp::write_pli(&mut buf, session.rtcp_ssrc, ssrc)
+        } else {
+            p.fir_seq = p.fir_seq.wrapping_add(1);
+            rtcp::write_fir(&mut buf, session.rtcp_ssrc, ssrc, p.fir_seq)
+        };
+        let Ok(len) = written else {
+            return false;
+        };
+        let sent = send_rtcp(t, &mut buf[..], len);
+        self.queue_flush(tid);
+        sent
+    }
+
+    /// The media session's timer: NACKs due, transport-wide feedback, reports.
+    pub(crate) fn media_timeout(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        t.media_timer_at = None;
+        if t.media.is_none() {
+            return;
+        }
+        // NACKs: the transport's own producers, nothing else.
+        let producers: Vec<ProducerId> = t.producers_by_mid.values().copied().collect();
+        for pid in &producers {
+            let layers = self.producers.get(pid).map_or(0, |p| p.encodings.len());
+            for layer in 0..layers {
+                let due = self
+                    .producers
+                    .get(pid)
+                    .and_then(|p| p.encodings.get(layer))
+                    .and_then(|e| e.nack.as_ref())
+                    .and_then(|n| n.next_deadline(None))
+                    .is_some_and(|at| at <= now);
+                if due {
+                    self.send_nacks(tid, *pid, layer);
+                }
+            }
+        }
+        self.send_transport_feedback(tid);
+        let report = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.media.as_ref())
+            .is_some_and(|s| s.next_report_at <= now);
+        if report {
+            self.send_reports(tid, &producers);
+        }
+        let next = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.media.as_ref())
+            .map(|s| s.deadline());
+        if let Some(at) = next {
+            self.schedule_media(tid, at.max(now + std::time::Duration::from_millis(1)));
+        }
+    }
+
+    fn send_transport_feedback(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let mut sent = false;
+        loop {
+            let Some(session) = t.media.as_mut() else {
+                break;
+            };
+            if session.twcc.next_feedback_at().is_none_or(|at| at > now) {
+                break;
+            }
+            let media_ssrc = session.rx_ssrcs.keys().next().copied().unwrap_or(0);
+            let mut buf = [0u8; RTCP_MTU];
+            let Some(len) = session
+                .twcc
+                .poll_feedback(now, session.rtcp_ssrc, media_ssrc, &mut buf)
+            else {
+                break;
+            };
+            sent |= send_rtcp(t, &mut buf[..], len);
+        }
+        if sent {
+            self.queue_flush(tid);
+        }
+    }
+
+    /// Sender reports for the transport's consumers, receiver reports for its producers.
+    fn send_reports(&mut self, tid: TransportId, producers: &[ProducerId]) {
+        let now = self.now;
+        let ntp_base = self.ntp_base;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(session) = t.media.as_mut() else {
+            return;
+        };
+        session.next_report_at = now + crate::media::session::REPORT_INTERVAL;
+        let rtcp_ssrc = session.rtcp_ssrc;
+        let cname = t.cname.clone().unwrap_or_default();
+        let mut buf = [0u8; RTCP_MTU + 64];
+        let mut len = 0;
+        // Sender reports, each followed by the SDES that names its stream's cname.
+        let consumers: Vec<ConsumerId> = t.consumers_by_mid.values().copied().collect();
+        for cid in consumers {
+            let Some(c) = self.consumers.get_mut(&cid) else {
+                continue;
+            };
+            let producer_sr = self
+                .producers
+                .get(&c.producer)
+                .and_then(|p| p.encodings.get(c.current_layer.unwrap_or(0)))
+                .and_then(|e| e.recv.as_ref())
+                .and_then(|r| r.sender_report_mapping());
+            let Some(sr) = c
+                .send
+                .sender_report(now, producer_sr, c.rewriter.ts_offset(), ntp_base)
+            else {
+                continue;
+            };
+            let cname = c.parameters.rtp_parameters.rtcp.cname.clone().unwrap_or_else(|| cname.clone());
+            if len + 28 + 16 + cname.len() + 8 > RTCP_MTU {
+                flush_rtcp(t, &mut buf, &mut len);
+            }
+            if let Ok(n) = rtcp::write_sender_report(
+                &mut buf[len..],
+                sr.ssrc,
+                sr.ntp,
+                sr.rtp_ts,
+                sr.packet_count,
+                sr.octet_count,
+                &[],
+            ) {
+                len += n;
+            }
+            if let Ok(n) = rtcp::write_sdes_cname(&mut buf[len..], sr.ssrc, &cname) {
+                len += n;
+            }
+        }
+        // Receiver reports: one block per producer encoding with statistics.
+        let mut blocks = Vec::new();
+        for pid in producers {
+            let Some(p) = self.producers.get_mut(pid) else {
+                continue;
+            };
+            for e in &mut p.encodings {
+                if let Some(recv) = e.recv.as_mut() {
+                    blocks.push(recv.report_block(now));
+                }
+            }
+        }
+        for chunk in blocks.chunks(31) {
+            if len + 8 + 24 * chunk.len() > RTCP_MTU {
+                flush_rtcp(t, &mut buf, &mut len);
+            }
+            if let Ok(n) = rtcp::write_receiver_report(&mut buf[len..], rtcp_ssrc, chunk) {
+                len += n;
+            }
+        }
+        flush_rtcp(t, &mut buf, &mut len);
+        self.queue_flush(tid);
+    }
+
+    /// Wakes a transport's media session at `at` unless it is already due sooner.
+    pub(crate) fn schedule_media(&mut self, tid: TransportId, at: Instant) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if t.media_timer_at.is_some_and(|current| current <= at) {
+            return;
+        }
+        t.media_timer_at = Some(at);
+        self.timers.schedule(TimerKey::Media(tid), at);
+    }
+
+    /// Puts a transport with datagrams waiting on the flush queue.
+    pub(crate) fn queue_flush(&mut self, tid: TransportId) {
+        if let Some(t) = self.transports.get_mut(&tid) {
+            if !t.outbox.is_empty() && !std::mem::replace(&mut t.flush_pending, true) {
+                self.flush_queue.push_back(tid);
+            }
+        }
+    }
+}
+
+/// Writes, protects and queues one RTP packet for a consumer; false when the transport cannot
+/// send yet (no keys or no path) or the packet does not fit.
+fn write_media(
+    ct: &mut WebRtcTransport,
+    c: &crate::router::Consumer,
+    pkt: &RtpPacket<'_>,
+    header: OutHeader,
+    ext_seq: u64,
+    rtx_osn: Option<u16>,
+) -> bool {
+    if ct.selected.is_none() {
+        return false;
+    }
+    let Some(session) = ct.media.as_mut() else {
+        return false;
+    };
+    let mid = c.mid.as_bytes();
+    let tw = session.tw_seq.to_be_bytes();
+    let mut extra: [(u8, &[u8]); 2] = [(0, &[]), (0, &[])];
+    let mut n_extra = 0;
+    if let Some(id) = c.mid_extension {
+        extra[n_extra] = (id, mid);
+        n_extra += 1;
+    }
+    if let Some(id) = c.transport_cc_extension {
+        extra[n_extra] = (id, &tw);
+        n_extra += 1;
+    }
+    let mut out = vec![0u8; pkt.as_bytes().len() + HEADROOM];
+    let Ok(len) = packet::write_forwarded(
+        &mut out,
+        pkt,
+        header,
+        &c.extensions,
+        &extra[..n_extra],
+        rtx_osn,
+    ) else {
+        return false;
+    };
+    let Ok(len) = session.tx.protect_rtp(&mut out, len, (ext_seq >> 16) as u32) else {
+        trace!("SRTP protect failed");
+        return false;
+    };
+    if c.transport_cc_extension.is_some() {
+        session.next_tw_seq();
+    }
+    out.truncate(len);
+    ct.stats.datagrams_sent += 1;
+    ct.stats.bytes_sent += len as u64;
+    ct.outbox.push_back(out);
+    true
+}
+
+/// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it.
+fn send_rtcp(t: &mut WebRtcTransport, buf: &mut [u8], len: usize) -> bool {
+    if t.selected.is_none() {
+        return false;
+    }
+    let Some(session) = t.media.as_mut() else {
+        return false;
+    };
+    let mut out = Vec::with_capacity(len + 32);
+    out.extend_from_slice(&buf[..len]);
+    out.resize(len + session.tx.profile().rtcp_overhead(), 0);
+    let Ok(len) = session.tx.protect_rtcp(&mut out, len) else {
+        return false;
+    };
+    out.truncate(len);
+    t.stats.datagrams_sent += 1;
+    t.stats.bytes_sent += len as u64;
+    t.outbox.push_back(out);
+    true
+}
+
+fn flush_rtcp(t: &mut WebRtcTransport, buf: &mut [u8], len: &mut usize) {
+    if *len > 0 {
+        send_rtcp(t, buf, *len);
+        *len = 0;
+    }
+}

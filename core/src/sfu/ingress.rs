@@ -1,0 +1,407 @@
+//! What arrives on a transport's media session: SRTP taken apart into producer packets, SRTCP
+//! into reports, retransmission requests and key frame requests (the per-packet path).
+
+use str0m::media::{Mid, Rid};
+use tracing::trace;
+
+use crate::ids::{ProducerId, TransportId};
+use crate::keyframe::is_key_frame;
+use crate::media::packet::{self, RtpPacket};
+use crate::media::recv::{Arrival, NackGenerator, RecvStream};
+use crate::media::rtcp::{self, RtcpPacket};
+use crate::media::session::{RxRole, RxSsrc, MAX_RX_SSRCS};
+use crate::media::srtp::{self, RtpReplay};
+use crate::media::store::PacketStore;
+use crate::ortc::MediaKind;
+use crate::router::Producer;
+use crate::transport::webrtc::WebRtcTransport;
+
+use super::{Sfu, MAX_LAYERS};
+
+/// The router's header extension ids (fixed for every router and transport; see
+/// [`crate::ortc::header_extension_id`]).
+pub(crate) mod ext_id {
+    /// `ssrc-audio-level`.
+    pub(crate) const AUDIO_LEVEL: u8 = 1;
+    /// Transport-wide sequence number.
+    pub(crate) const TRANSPORT_CC: u8 = 3;
+    /// `sdes:mid`.
+    pub(crate) const MID: u8 = 4;
+    /// `sdes:rtp-stream-id`.
+    pub(crate) const RID: u8 = 10;
+    /// `sdes:repaired-rtp-stream-id`.
+    pub(crate) const REPAIRED_RID: u8 = 11;
+}
+
+/// Slots in a video encoding's packet store: about 1.5 s of a 2.5 Mbit/s layer.
+const STORE_SLOTS: usize = 512;
+
+/// The largest packet a store keeps (a full-size datagram's plaintext).
+const STORE_SLOT_SIZE: usize = 1500;
+
+impl Sfu {
+    /// An SRTP or SRTCP datagram on a transport with a validated path.
+    pub(crate) fn media_in(&mut self, tid: TransportId, contents: &[u8]) {
+        let mut buf = std::mem::take(&mut self.rx_buf);
+        buf.clear();
+        buf.extend_from_slice(contents);
+        if rtcp::is_rtcp(&buf) {
+            self.rtcp_in(tid, &mut buf);
+        } else {
+            self.rtp_in(tid, &mut buf);
+        }
+        self.rx_buf = buf;
+    }
+
+    /// Authenticates and decrypts an SRTP packet, learns its SSRC at the first one, and hands
+    /// the producer packet on.
+    fn rtp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let route = rx_route(t, &mut self.producers, buf);
+        let Some((pid, layer, role)) = route else {
+            t.stats.rtp_dropped += 1;
+            return;
+        };
+        let Ok(pkt) = RtpPacket::parse(buf) else {
+            t.stats.rtp_dropped += 1;
+            return;
+        };
+        if let (Some(session), Some(seq)) = (
+            t.media.as_mut(),
+            pkt.extension(ext_id::TRANSPORT_CC)
+                .and_then(packet::transport_wide_seq),
+        ) {
+            session.twcc.record(seq, now);
+            let at = session.deadline();
+            self.schedule_media(tid, at);
+        }
+        match role {
+            RxRole::Media => self.producer_packet(tid, pid, layer, buf, 0, false),
+            RxRole::Rtx => {
+                // Back to the original packet in place: the header moves over the original
+                // sequence number, then takes the encoding's SSRC and payload type.
+                let Some(p) = self.producers.get(&pid) else {
+                    return;
+                };
+                let original = p
+                    .rtx_payload_types
+                    .iter()
+                    .find(|(rtx, _)| *rtx == pkt.payload_type())
+                    .map(|&(_, pt)| pt);
+                let ssrc = p.encodings.get(layer).and_then(|e| e.ssrc);
+                let osn = packet::rtx_original(pkt.payload())
+                    .filter(|(_, payload)| !payload.is_empty())
+                    .map(|(osn, _)| osn);
+                let (Some(pt), Some(ssrc), Some(osn)) = (original, ssrc, osn) else {
+                    // Padding-only probes, or retransmissions of a stream not seen yet.
+                    if let Some(t) = self.transports.get_mut(&tid) {
+                        t.stats.rtp_dropped += 1;
+                    }
+                    return;
+                };
+                let header = pkt.header_len();
+                buf.copy_within(0..header, 2);
+                let original = &mut buf[2..];
+                packet::set_ssrc(original, ssrc);
+                packet::set_payload_type(original, pt);
+                packet::set_sequence_number(original, osn);
+                self.producer_packet(tid, pid, layer, buf, 2, true);
+            }
+        }
+    }
+
+    /// One packet of a producer encoding (`buf[offset..]`), in order or late: statistics,
+    /// loss detection, the store for retransmissions, then forwarding.
+    fn producer_packet(
+        &mut self,
+        tid: TransportId,
+        pid: ProducerId,
+        layer: usize,
+        buf: &[u8],
+        offset: usize,
+        retransmission: bool,
+    ) {
+        let now = self.now;
+        let bytes = &buf[offset..];
+        let Ok(pkt) = RtpPacket::parse(bytes) else {
+            return;
+        };
+        let Some(p) = self.producers.get_mut(&pid) else {
+            return;
+        };
+        let (clock_rate, kind, nack_enabled) = (p.clock_rate, p.kind, p.nack);
+        let Some(e) = p.encodings.get_mut(layer) else {
+            return;
+        };
+        let recv = e
+            .recv
+            .get_or_insert_with(|| RecvStream::new(pkt.ssrc(), clock_rate));
+        let ext_seq = match recv.on_packet(
+            pkt.sequence_number(),
+            pkt.timestamp(),
+            now,
+            retransmission,
+        ) {
+            Arrival::New { ext_seq } | Arrival::Late { ext_seq } => ext_seq,
+            Arrival::Duplicate | Arrival::Stale => {
+                p.stats.packets_discarded += 1;
+                return;
+            }
+        };
+        if retransmission {
+            p.stats.packets_retransmitted += 1;
+        }
+        let is_video = kind == MediaKind::Video;
+        let key_frame = p
+            .video_codec
+            .is_none_or(|codec| is_key_frame(codec, pkt.payload()));
+        let mut nack_due = None;
+        let mut overflow = false;
+        if is_video && nack_enabled {
+            let nack = e.nack.get_or_insert_with(NackGenerator::new);
+            overflow = nack.on_packet(ext_seq, key_frame, now);
+            nack_due = nack.next_deadline(None);
+            let store = e
+                .store
+                .get_or_insert_with(|| PacketStore::new(STORE_SLOTS, STORE_SLOT_SIZE));
+            store.insert(ext_seq, now, bytes);
+        }
+        e.last_packet_at = Some(now);
+        p.stats.packets_received += 1;
+        p.stats.bytes_received += pkt.payload().len() as u64;
+        if let Some(n) = p.stats.packets_per_encoding.get_mut(layer) {
+            *n += 1;
+        }
+        if !p.observers.is_empty() && !p.paused {
+            if let Some((_, level)) = pkt
+                .extension(ext_id::AUDIO_LEVEL)
+                .and_then(packet::audio_level)
+            {
+                let level = -(level.min(127) as i8);
+                for oid in &p.observers {
+                    if let Some(o) = self.observers.get_mut(oid) {
+                        o.add_level(pid, level);
+                    }
+                }
+            }
+        }
+        if let Some(at) = nack_due {
+            if at <= now {
+                self.send_nacks(tid, pid, layer);
+            } else {
+                self.schedule_media(tid, at);
+            }
+        }
+        if overflow {
+            self.request_key_frame(pid, layer);
+        }
+        if !pkt.payload().is_empty() {
+            self.forward(pid, layer, &pkt, ext_seq, key_frame);
+        }
+    }
+
+    /// Decrypts and acts on an SRTCP compound packet from a transport's endpoint.
+    fn rtcp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(session) = t.media.as_mut() else {
+            t.stats.rtcp_dropped += 1;
+            return;
+        };
+        let Ok(len) = session.unprotect_rtcp(buf) else {
+            t.stats.rtcp_dropped += 1;
+            return;
+        };
+        buf.truncate(len);
+        for item in rtcp::compound(buf) {
+            let Ok(packet) = item else {
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    t.stats.rtcp_dropped += 1;
+                }
+                break;
+            };
+            match packet {
+                RtcpPacket::SenderReport(sr) => {
+                    self.on_sender_report(
+                        tid,
+                        sr.ssrc(),
+                        sr.ntp_timestamp(),
+                        sr.rtp_timestamp(),
+                    );
+                    for block in sr.report_blocks() {
+                        self.on_report_block(tid, &block);
+                    }
+                }
+                RtcpPacket::ReceiverReport(rr) => {
+                    for block in rr.report_blocks() {
+                        self.on_report_block(tid, &block);
+                    }
+                }
+                RtcpPacket::Nack(nack) => {
+                    self.on_nack(tid, nack.media_ssrc(), nack.sequence_numbers());
+                }
+                RtcpPacket::Pli(pli) => self.on_key_frame_request(tid, pli.media_ssrc),
+                RtcpPacket::Fir(fir) => {
+                    for (ssrc, _) in fir.entries() {
+                        self.on_key_frame_request(tid, ssrc);
+                    }
+                }
+                // Bandwidth feedback about what this transport sends: the estimator that will
+                // use it comes with congestion control.
+                RtcpPacket::TransportCc(_) | RtcpPacket::Remb(_) => {}
+                _ => {}
+            }
+        }
+        let _ = now;
+    }
+
+    fn on_sender_report(&mut self, tid: TransportId, ssrc: u32, ntp: u64, rtp_ts: u32) {
+        let now = self.now;
+        let Some(t) = self.transports.get(&tid) else {
+            return;
+        };
+        let Some(rx) = t.media.as_ref().and_then(|s| s.rx_ssrcs.get(&ssrc)) else {
+            return;
+        };
+        if rx.role != RxRole::Media {
+            return;
+        }
+        let (pid, layer) = (rx.producer, rx.layer);
+        if let Some(recv) = self
+            .producers
+            .get_mut(&pid)
+            .and_then(|p| p.encodings.get_mut(layer))
+            .and_then(|e| e.recv.as_mut())
+        {
+            recv.on_sender_report(ntp, rtp_ts, now);
+        }
+    }
+
+    fn on_report_block(&mut self, tid: TransportId, block: &rtcp::ReportBlock) {
+        let now = self.now;
+        let Some(&cid) = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.consumers_by_ssrc.get(&block.ssrc))
+        else {
+            return;
+        };
+        if let Some(c) = self.consumers.get_mut(&cid) {
+            c.send.on_receiver_report(
+                block.fraction_lost,
+                block.cumulative_lost,
+                block.last_sr,
+                block.delay_since_last_sr,
+                now,
+            );
+        }
+    }
+
+    fn on_key_frame_request(&mut self, tid: TransportId, ssrc: u32) {
+        let Some(&cid) = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.consumers_by_ssrc.get(&ssrc))
+        else {
+            return;
+        };
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        c.stats.key_frame_requests_received += 1;
+        let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
+        trace!(consumer = %cid, "key frame requested");
+        self.request_key_frame(pid, layer);
+    }
+}
+
+/// Finds where an SRTP packet goes and decrypts it in place (`buf` is truncated to the
+/// plaintext). An SSRC seen for the first time takes a place in the session only once its
+/// packet authenticates and names a producer of the transport.
+fn rx_route(
+    t: &mut WebRtcTransport,
+    producers: &mut rustc_hash::FxHashMap<ProducerId, Producer>,
+    buf: &mut Vec<u8>,
+) -> Option<(ProducerId, usize, RxRole)> {
+    let session = t.media.as_mut()?;
+    let ssrc = srtp::rtp_ssrc(buf)?;
+    if let Some(rx) = session.rx_ssrcs.get_mut(&ssrc) {
+        let len = session.rx.unprotect_rtp(buf, &mut rx.replay).ok()?;
+        buf.truncate(len);
+        return Some((rx.producer, rx.layer, rx.role));
+    }
+    if session.rx_ssrcs.len() >= MAX_RX_SSRCS {
+        return None;
+    }
+    let mut replay = RtpReplay::default();
+    let len = session.rx.unprotect_rtp(buf, &mut replay).ok()?;
+    buf.truncate(len);
+    let (pid, layer, role) = match t.producer_ssrcs.get(&ssrc) {
+        Some(&declared) => declared,
+        None => {
+            let pkt = RtpPacket::parse(buf).ok()?;
+            resolve_by_extensions(&t.producers_by_mid, producers, &pkt)?
+        }
+    };
+    let e = producers.get_mut(&pid)?.encodings.get_mut(layer)?;
+    match role {
+        RxRole::Media => {
+            e.ssrc.get_or_insert(ssrc);
+        }
+        RxRole::Rtx => {
+            e.rtx_ssrc.get_or_insert(ssrc);
+        }
+    }
+    session.rx_ssrcs.insert(
+        ssrc,
+        RxSsrc {
+            replay,
+            producer: pid,
+            layer,
+            role,
+        },
+    );
+    Some((pid, layer, role))
+}
+
+/// The producer encoding a packet of an undeclared SSRC belongs to, from its mid and rid (or
+/// repaired rid) header extensions (RFC 8843, RFC 8852); a producer with a single encoding
+/// declared without SSRC or rid is found by mid alone.
+fn resolve_by_extensions(
+    by_mid: &std::collections::HashMap<Mid, ProducerId>,
+    producers: &rustc_hash::FxHashMap<ProducerId, Producer>,
+    pkt: &RtpPacket<'_>,
+) -> Option<(ProducerId, usize, RxRole)> {
+    let mid = pkt.extension(ext_id::MID).and_then(packet::rid)?;
+    let pid = *by_mid.get(&Mid::from(mid))?;
+    let p = producers.get(&pid)?;
+    let is_rtx = p
+        .rtx_payload_types
+        .iter()
+        .any(|&(rtx, _)| rtx == pkt.payload_type());
+    let rid = if is_rtx {
+        pkt.extension(ext_id::REPAIRED_RID)
+            .or_else(|| pkt.extension(ext_id::RID))
+    } else {
+        pkt.extension(ext_id::RID)
+    }
+    .and_then(packet::rid);
+    let layer = match rid {
+        Some(rid) => {
+            let rid = Rid::from(rid);
+            p.encodings.iter().position(|e| e.rid == Some(rid))?
+        }
+        None if p.encodings.len() == 1 && p.encodings[0].rid.is_none() => 0,
+        None => return None,
+    };
+    if layer >= MAX_LAYERS {
+        return None;
+    }
+    let role = if is_rtx { RxRole::Rtx } else { RxRole::Media };
+    Some((pid, layer, role))
+}
