@@ -468,6 +468,7 @@ impl Sfu {
             }
             str0m::Event::Connected => {
                 if let Some(t) = self.transports.get_mut(&tid) {
+                    t.take_srtp_keys();
                     set_dtls_state(t, tid, DtlsState::Connected, &mut self.out);
                 }
                 self.request_key_frames_for_transport(tid);
