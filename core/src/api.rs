@@ -25,6 +25,7 @@ use crate::ortc::{
 use crate::router::{Consumer, Encoding, Producer, Router};
 use crate::sfu::{set_dtls_state, Sfu, TimerKey};
 use crate::stats::{ConsumerStats, ProducerStats, TransportStats};
+use crate::transport::keys::KeySlot;
 use crate::transport::webrtc::{self, WebRtcTransport};
 use crate::transport::WebRtcTransportOptions;
 
@@ -145,7 +146,9 @@ impl Sfu {
             pass: self.random_token(32),
         };
         let config = webrtc::rtc_config(&self.cert, &self.crypto, creds.clone());
-        let mut rtc = config.build(self.now);
+        // The DTLS instance `build` makes reports this transport's SRTP keys to `key_slot`.
+        let key_slot = KeySlot::default();
+        let mut rtc = crate::dtls::with_key_slot(&key_slot, || config.build(self.now));
         {
             let mut api = rtc.direct_api();
             api.set_ice_lite(true);
@@ -192,7 +195,13 @@ impl Sfu {
         self.demux.insert_ufrag(creds.ufrag.clone(), id);
         self.transports.insert(
             id,
-            Box::new(WebRtcTransport::new(router, rtc, creds, local_addrs)),
+            Box::new(WebRtcTransport::new(
+                router,
+                rtc,
+                creds,
+                local_addrs,
+                key_slot,
+            )),
         );
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);

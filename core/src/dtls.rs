@@ -1,4 +1,5 @@
-//! One DTLS configuration shared by every transport.
+//! The DTLS provider of every transport: one shared DTLS configuration, and each transport's
+//! SRTP keys taken out of its handshake.
 //!
 //! str0m's stock crypto provider builds a fresh DTLS configuration for each transport, and
 //! building one runs the DTLS library's crypto self-tests (key agreement over three curves,
@@ -6,7 +7,17 @@
 //! configuration holds no per-connection state, so this provider builds it once per MTU and
 //! hands every new DTLS instance a shared reference. Everything else is str0m's default
 //! (aws-lc-rs) provider.
+//!
+//! The provider also hands each transport its SRTP keys (RFC 5764 section 4.2). str0m creates a
+//! transport's DTLS instance synchronously inside `RtcConfig::build`, so the transport runs
+//! that call inside [`with_key_slot`], which leaves its [`KeySlot`] in a thread-local for the
+//! next instance this provider makes on this thread. The instance takes it and, when the
+//! handshake exports keying material, splits it into [`SrtpKeys`] and puts them in the slot,
+//! before str0m reports the connection. Every output still goes to str0m unchanged. An
+//! instance made with no slot pending (a str0m peer elsewhere in the process using
+//! [`crypto_provider`]) keeps no keys.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -14,6 +25,31 @@ use std::time::Instant;
 use str0m::config::{CryptoProvider, DtlsCert, DtlsVersion};
 use str0m::crypto::dtls::{DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, ProtocolVersion};
 use str0m::crypto::CryptoError;
+use tracing::warn;
+
+use crate::transport::keys::{KeySlot, SrtpKeys};
+
+thread_local! {
+    /// The slot the next DTLS instance made on this thread reports its SRTP keys to.
+    static NEXT_KEY_SLOT: Cell<Option<KeySlot>> = const { Cell::new(None) };
+}
+
+/// Runs `build` (a call that makes one DTLS instance through [`crypto_provider`], such as
+/// `RtcConfig::build`) so that the first instance made on this thread during the call puts its
+/// SRTP keys in `slot`. The slot is pending only during the call: afterwards, whether or not
+/// an instance took it, and even if `build` panics, the thread has whatever slot was pending
+/// before (none, unless calls are nested).
+pub(crate) fn with_key_slot<T>(slot: &KeySlot, build: impl FnOnce() -> T) -> T {
+    /// Restores the slot pending before the call when dropped.
+    struct Restore(Option<KeySlot>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NEXT_KEY_SLOT.set(self.0.take());
+        }
+    }
+    let _restore = Restore(NEXT_KEY_SLOT.replace(Some(slot.clone())));
+    build()
+}
 
 /// The str0m crypto provider every transport of every [`Sfu`](crate::Sfu) uses: str0m's own
 /// (aws-lc-rs), except that DTLS configurations are built once per MTU and shared by every
@@ -86,12 +122,19 @@ impl DtlsProvider for SharedConfigDtls {
                 )))
             }
         };
-        Ok(Box::new(Instance(dtls)))
+        Ok(Box::new(Instance {
+            dtls,
+            keys: NEXT_KEY_SLOT.take(),
+        }))
     }
 }
 
-/// A dimpl DTLS connection as str0m's DTLS instance.
-struct Instance(dimpl::Dtls);
+/// A dimpl DTLS connection as str0m's DTLS instance, reporting its SRTP keys to a slot.
+struct Instance {
+    dtls: dimpl::Dtls,
+    /// Where to put the SRTP keys, if the instance was made for a transport.
+    keys: Option<KeySlot>,
+}
 
 impl std::fmt::Debug for Instance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,44 +142,250 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+impl Instance {
+    /// Splits exported keying material into the slot, from this side's point of view.
+    fn observe(&self, output: &DtlsOutput<'_>) {
+        let (DtlsOutput::KeyingMaterial(material, profile), Some(slot)) = (output, &self.keys)
+        else {
+            return;
+        };
+        match SrtpKeys::from_keying_material(material, *profile, self.dtls.is_active()) {
+            Ok(keys) => slot.put(keys),
+            Err(e) => warn!(error = %e, "DTLS keying material unusable for SRTP"),
+        }
+    }
+}
+
 impl DtlsInstance for Instance {
     fn set_active(&mut self, active: bool) {
-        self.0.set_active(active);
+        self.dtls.set_active(active);
     }
 
     fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
-        self.0.handle_packet(packet)
+        self.dtls.handle_packet(packet)
     }
 
     fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
-        self.0.poll_output(buf)
+        let output = self.dtls.poll_output(buf);
+        self.observe(&output);
+        output
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
-        self.0.handle_timeout(now)
+        self.dtls.handle_timeout(now)
     }
 
     fn send_application_data(&mut self, data: &[u8]) -> Result<usize, DtlsImplError> {
-        self.0.send_application_data(data)
+        self.dtls.send_application_data(data)
     }
 
     fn is_active(&self) -> bool {
-        self.0.is_active()
+        self.dtls.is_active()
     }
 
     fn protocol_version(&self) -> Option<ProtocolVersion> {
-        self.0.protocol_version()
+        self.dtls.protocol_version()
     }
 
     fn is_closing(&self) -> bool {
-        self.0.is_closing()
+        self.dtls.is_closing()
     }
 
     fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.dtls.is_closed()
     }
 
     fn close(&mut self) -> Result<(), DtlsImplError> {
-        self.0.close()
+        self.dtls.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use str0m::crypto::dtls::SrtpProfile;
+
+    use super::*;
+
+    /// One side of a handshake: its instance and what it has seen.
+    struct Side {
+        dtls: Box<dyn DtlsInstance>,
+        connected: bool,
+        profile: Option<SrtpProfile>,
+        material: Vec<u8>,
+        timeout: Option<Instant>,
+    }
+
+    impl Side {
+        fn new(dtls: Box<dyn DtlsInstance>, active: bool) -> Self {
+            let mut side = Self {
+                dtls,
+                connected: false,
+                profile: None,
+                material: Vec::new(),
+                timeout: None,
+            };
+            side.dtls.set_active(active);
+            side
+        }
+
+        /// Drains the instance's outputs; returns the datagrams it sent.
+        fn drain(&mut self) -> Vec<Vec<u8>> {
+            let mut sent = Vec::new();
+            let mut buf = vec![0; 2048];
+            loop {
+                match self.dtls.poll_output(&mut buf) {
+                    DtlsOutput::Packet(p) => sent.push(p.to_vec()),
+                    DtlsOutput::Timeout(at) => {
+                        self.timeout = Some(at);
+                        return sent;
+                    }
+                    DtlsOutput::Connected => self.connected = true,
+                    DtlsOutput::KeyingMaterial(material, profile) => {
+                        self.profile = Some(profile);
+                        self.material = material.to_vec();
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn instance(cert: &DtlsCert, now: Instant) -> Box<dyn DtlsInstance> {
+        crypto_provider()
+            .dtls_provider
+            .new_dtls(cert, now, DtlsVersion::Dtls12, Some(1150))
+            .unwrap()
+    }
+
+    /// Runs a handshake on a virtual clock until both sides have their keying material.
+    fn handshake(client: &mut Side, server: &mut Side, start: Instant) {
+        let mut now = start;
+        for _ in 0..200 {
+            let to_server = client.drain();
+            let to_client = server.drain();
+            if client.profile.is_some() && server.profile.is_some() {
+                assert!(client.connected && server.connected);
+                return;
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                // Nothing in flight: advance to the earliest timer.
+                now = client.timeout.min(server.timeout).unwrap().max(now);
+                if now > start + Duration::from_secs(60) {
+                    break;
+                }
+                client.dtls.handle_timeout(now).unwrap();
+                server.dtls.handle_timeout(now).unwrap();
+                continue;
+            }
+            for p in to_server {
+                server.dtls.handle_packet(&p).unwrap();
+            }
+            for p in to_client {
+                client.dtls.handle_packet(&p).unwrap();
+            }
+        }
+        panic!("the handshake made no progress");
+    }
+
+    fn cert() -> DtlsCert {
+        crypto_provider()
+            .dtls_provider
+            .generate_certificate()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_side_gets_the_keys_the_other_protects_with() {
+        #[allow(clippy::disallowed_methods)] // Tests start the virtual clock anywhere.
+        let start = Instant::now();
+        let (client_slot, server_slot) = (KeySlot::default(), KeySlot::default());
+        let client_cert = cert();
+        let server_cert = cert();
+        let client = with_key_slot(&client_slot, || instance(&client_cert, start));
+        let server = with_key_slot(&server_slot, || instance(&server_cert, start));
+        let (mut client, mut server) = (Side::new(client, true), Side::new(server, false));
+        handshake(&mut client, &mut server, start);
+
+        // The outputs still reached the caller.
+        let profile = server.profile.unwrap();
+        assert_eq!(client.profile, Some(profile));
+        // dimpl as server prefers AES-256-GCM.
+        assert_eq!(profile, SrtpProfile::AEAD_AES_256_GCM);
+
+        let c = client_slot.take().expect("client keys");
+        let s = server_slot.take().expect("server keys");
+        assert_eq!((c.profile(), s.profile()), (profile, profile));
+        assert_eq!(c.crypto_suite(), "AEAD_AES_256_GCM");
+        assert_eq!((c.local_key().len(), c.local_salt().len()), (32, 12));
+        assert_eq!((s.remote_key().len(), s.remote_salt().len()), (32, 12));
+        assert_eq!(c.local_key(), s.remote_key());
+        assert_eq!(c.local_salt(), s.remote_salt());
+        assert_eq!(c.remote_key(), s.local_key());
+        assert_eq!(c.remote_salt(), s.local_salt());
+        assert_ne!(c.local_key(), c.remote_key());
+        assert_ne!(c.local_salt(), c.remote_salt());
+        // The client writes with the first key and the first salt (RFC 5764 section 4.2).
+        let m = &client.material;
+        assert_eq!(*m, server.material);
+        assert_eq!(c.local_key(), &m[..32]);
+        assert_eq!(s.local_key(), &m[32..64]);
+        assert_eq!(c.local_salt(), &m[64..76]);
+        assert_eq!(s.local_salt(), &m[76..]);
+    }
+
+    #[test]
+    fn an_instance_made_with_no_slot_pending_keeps_no_keys() {
+        #[allow(clippy::disallowed_methods)] // Tests start the virtual clock anywhere.
+        let start = Instant::now();
+        let cert = cert();
+        // A slot that was pending during a call that made no instance is not left behind.
+        let unused = KeySlot::default();
+        with_key_slot(&unused, || ());
+        let mut client = Side::new(instance(&cert, start), true);
+        let mut server = Side::new(instance(&cert, start), false);
+        handshake(&mut client, &mut server, start);
+        assert!(client.connected && server.connected);
+        assert!(client.profile.is_some() && server.profile.is_some());
+        assert!(unused.take().is_none());
+    }
+
+    #[test]
+    fn only_the_first_instance_of_a_call_takes_the_slot() {
+        #[allow(clippy::disallowed_methods)] // Tests start the virtual clock anywhere.
+        let start = Instant::now();
+        let cert = cert();
+        let outer = KeySlot::default();
+        let (first, second) =
+            with_key_slot(&outer, || (instance(&cert, start), instance(&cert, start)));
+        // The second instance of the call has no slot: run it as the client against the first.
+        let mut client = Side::new(second, true);
+        let mut server = Side::new(first, false);
+        handshake(&mut client, &mut server, start);
+        let keys = outer.take().expect("the first instance's keys");
+        assert!(outer.take().is_none());
+        // The first instance is the server: it writes with the second key.
+        assert_eq!(keys.local_key(), &server.material[32..64]);
+        assert!(NEXT_KEY_SLOT.take().is_none());
+    }
+
+    #[test]
+    fn nested_calls_restore_the_outer_slot() {
+        let (outer, inner) = (KeySlot::default(), KeySlot::default());
+        with_key_slot(&outer, || {
+            with_key_slot(&inner, || ());
+            let pending = NEXT_KEY_SLOT.take().expect("outer slot pending again");
+            let keys = crate::transport::keys::SrtpKeys::from_keying_material(
+                &[1; 60],
+                SrtpProfile::AES128_CM_SHA1_80,
+                true,
+            )
+            .unwrap();
+            pending.put(keys);
+        });
+        assert!(outer.take().is_some());
+        assert!(inner.take().is_none());
+        assert!(NEXT_KEY_SLOT.take().is_none());
     }
 }

@@ -28,6 +28,7 @@ use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
 use crate::stats::SfuStats;
 use crate::timers::Timers;
+use crate::media::session::MediaSession;
 use crate::transport::webrtc::{self, WebRtcTransport};
 
 mod egress;
@@ -478,6 +479,41 @@ impl Sfu {
             }
             _ => {}
         }
+    }
+
+    /// DTLS is up: the transport's media session starts with the keys the handshake exported.
+    fn start_media(&mut self, tid: TransportId) {
+        let now = self.now;
+        let rtcp_ssrc = self.random_ssrc();
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        t.take_srtp_keys();
+        if t.media.is_some() {
+            return;
+        }
+        let session = t.srtp_keys.as_ref().and_then(|keys| {
+            let profile = keys.media_profile()?;
+            MediaSession::new(
+                profile,
+                keys.local_key(),
+                keys.local_salt(),
+                keys.remote_key(),
+                keys.remote_salt(),
+                rtcp_ssrc,
+                now,
+            )
+            .ok()
+        });
+        let Some(session) = session else {
+            // A connected transport without keys cannot carry media; everything it gets is
+            // counted as dropped.
+            t.stats.rtc_errors += 1;
+            return;
+        };
+        let at = session.deadline();
+        t.media = Some(session);
+        self.schedule_media(tid, at);
     }
 
     /// Asks a producer's endpoint for a key frame on one encoding, at most once per

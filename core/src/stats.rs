@@ -57,6 +57,10 @@ pub struct TransportStats {
     /// DTLS datagrams that are not whole, well-formed DTLS 1.2 records (dropped before the DTLS
     /// stack, which would discard them silently).
     pub dtls_dropped: u64,
+    /// The SRTP crypto suite the DTLS handshake negotiated, named as mediasoup's
+    /// `srtpCryptoSuite` (`"AEAD_AES_256_GCM"`, `"AEAD_AES_128_GCM"` or
+    /// `"AES_CM_128_HMAC_SHA1_80"`); `None` until DTLS connects.
+    pub srtp_profile: Option<&'static str>,
 }
 
 /// A producer's counters.

@@ -17,6 +17,7 @@ use crate::media::session::{MediaSession, RxRole};
 use crate::io::Protocol;
 use crate::ortc::{IceCandidate, IceCandidateTcpType, IceCandidateType, RtpCapabilities};
 use crate::stats::TransportStats;
+use crate::transport::keys::{KeySlot, SrtpKeys};
 
 /// Where a WebRTC transport can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +74,11 @@ pub(crate) struct WebRtcTransport {
     /// Packets were written to this transport and it waits in the Sfu's flush queue.
     pub(crate) flush_pending: bool,
     pub(crate) stats: TransportStats,
+    /// Where this transport's DTLS instance leaves the SRTP keys of the handshake.
+    pub(crate) key_slot: KeySlot,
+    /// The SRTP keys, taken from `key_slot` when DTLS connects.
+    #[allow(dead_code)] // Read by the media plane's SRTP contexts once they are wired in.
+    pub(crate) srtp_keys: Option<SrtpKeys>,
 }
 
 impl std::fmt::Debug for WebRtcTransport {
@@ -166,6 +172,7 @@ impl WebRtcTransport {
         rtc: Rtc,
         creds: IceCreds,
         local_addrs: Vec<(Protocol, SocketAddr)>,
+        key_slot: KeySlot,
     ) -> Self {
         Self {
             router,
@@ -201,7 +208,19 @@ impl WebRtcTransport {
                 rtc_errors: 0,
                 dtls_dropped: 0,
                 rtcp_dropped: 0,
+                srtp_profile: None,
             },
+            key_slot,
+            srtp_keys: None,
+        }
+    }
+
+    /// Takes the SRTP keys the DTLS handshake left in the slot (str0m drains the keying
+    /// material before it reports `Event::Connected`) and shows their profile in the stats.
+    pub(crate) fn take_srtp_keys(&mut self) {
+        if let Some(keys) = self.key_slot.take() {
+            self.stats.srtp_profile = Some(keys.crypto_suite());
+            self.srtp_keys = Some(keys);
         }
     }
 
