@@ -224,7 +224,8 @@ impl Sfu {
             ),
         };
         if write_media(ct, c, &pkt, header, ext_seq, osn) {
-            c.send.on_retransmitted(pkt.as_bytes().len(), now);
+            let osn_len = if osn.is_some() { 2 } else { 0 };
+            c.send.on_retransmitted(usize::from(sent.size) + osn_len, now);
             if !std::mem::replace(&mut ct.flush_pending, true) {
                 self.flush_queue.push_back(ctid);
             }
