@@ -110,11 +110,11 @@ fn worker_timer_lateness_during_a_call() {
          moved later, not served), mean lateness {mean} us, max {} us (whole run)",
         after.timer_late_max_us
     );
-    // The worker's timer wakes it for the Sfu's deadlines (its transports' stacks, due every
-    // few milliseconds while media flows): many deadlines served, each counted with its
-    // lateness (a wake before the current deadline is not served, so it cannot pass for an
-    // on-time one and pull the mean down).
-    assert!(fires >= 50, "{fires} deadlines served in 2.5 s of a call");
+    // The worker's timer wakes it for the Sfu's deadlines (while media flows: transport-wide
+    // feedback every 100 ms, NACKs, reports every second, the DTLS/ICE stacks): deadlines
+    // served, each counted with its lateness (a wake before the current deadline is not
+    // served, so it cannot pass for an on-time one and pull the mean down).
+    assert!(fires >= 10, "{fires} deadlines served in 2.5 s of a call");
     assert!(mean < 2_000, "mean lateness {mean} us");
     assert!(
         after.timer_late_max_us < 500_000,

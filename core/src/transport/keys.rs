@@ -28,17 +28,6 @@ struct ProfileParams {
     key_len: usize,
     /// Master salt length in bytes.
     salt_len: usize,
-    /// The negotiated profile as the media plane's SRTP names it.
-    pub(crate) fn media_profile(&self) -> Option<crate::media::srtp::SrtpProfile> {
-        use crate::media::srtp::SrtpProfile as Media;
-        match self.profile {
-            SrtpProfile::AES128_CM_SHA1_80 => Some(Media::Aes128CmHmacSha1_80),
-            SrtpProfile::AEAD_AES_128_GCM => Some(Media::AeadAes128Gcm),
-            SrtpProfile::AEAD_AES_256_GCM => Some(Media::AeadAes256Gcm),
-            _ => None,
-        }
-    }
-
     /// The profile's name as mediasoup's `srtpCryptoSuite` spells it.
     suite: &'static str,
 }
@@ -131,6 +120,17 @@ impl SrtpKeys {
         keys.remote_key[..k].copy_from_slice(remote.0);
         keys.remote_salt[..s].copy_from_slice(remote.1);
         Ok(keys)
+    }
+
+    /// The negotiated profile as the media plane's SRTP names it.
+    pub(crate) fn media_profile(&self) -> Option<crate::media::srtp::SrtpProfile> {
+        use crate::media::srtp::SrtpProfile as Media;
+        match self.profile {
+            SrtpProfile::AES128_CM_SHA1_80 => Some(Media::Aes128CmHmacSha1_80),
+            SrtpProfile::AEAD_AES_128_GCM => Some(Media::AeadAes128Gcm),
+            SrtpProfile::AEAD_AES_256_GCM => Some(Media::AeadAes256Gcm),
+            _ => None,
+        }
     }
 
     /// The negotiated protection profile.
