@@ -591,6 +591,8 @@ impl Sfu {
                 extensions,
                 mid_extension,
                 transport_cc_extension,
+                first_sent_at: None,
+                report_clock: None,
                 stats: ConsumerStats::default(),
             },
         );

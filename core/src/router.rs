@@ -106,6 +106,16 @@ impl Producer {
     }
 }
 
+/// The NTP clock of a consumer's sender reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReportClock {
+    /// The producer's, from its sender reports: receivers can synchronise the consumers of
+    /// one endpoint's producers (lip sync).
+    Producer,
+    /// The Sfu's own, for a producer that sends no reports.
+    Sfu,
+}
+
 /// One producer forwarded to one transport.
 #[derive(Debug)]
 pub(crate) struct Consumer {
@@ -135,6 +145,11 @@ pub(crate) struct Consumer {
     pub(crate) mid_extension: Option<u8>,
     /// Extension id of the transport-wide sequence number, if negotiated.
     pub(crate) transport_cc_extension: Option<u8>,
+    /// When the first packet was sent to the endpoint.
+    pub(crate) first_sent_at: Option<Instant>,
+    /// Which clock the consumer's sender reports speak, once the first was sent: the
+    /// producer's (from its own sender reports) or the Sfu's. Never changes after that.
+    pub(crate) report_clock: Option<ReportClock>,
     pub(crate) stats: ConsumerStats,
 }
 

@@ -10,6 +10,7 @@ use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
 use crate::media::send::SentPacket;
 use crate::ortc::MediaKind;
+use crate::router::ReportClock;
 use crate::transport::webrtc::WebRtcTransport;
 
 use super::{Sfu, TimerKey, MAX_LAYERS};
@@ -20,6 +21,9 @@ const HEADROOM: usize = 96;
 
 /// The largest compound RTCP datagram the Sfu sends (before SRTCP).
 const RTCP_MTU: usize = 1100;
+
+/// How long a consumer's first sender report waits for one from its producer.
+const FIRST_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Retransmissions answered for one NACK at most.
 const MAX_RESENDS_PER_NACK: usize = 64;
@@ -127,6 +131,7 @@ impl Sfu {
                 c.stats.bytes_sent += pkt.payload().len() as u64;
                 c.send
                     .on_sent(seq, sent, pkt.payload().len(), now);
+                c.first_sent_at.get_or_insert(now);
                 if !std::mem::replace(&mut ct.flush_pending, true) {
                     self.flush_queue.push_back(ctid);
                 }
@@ -397,12 +402,30 @@ impl Sfu {
                 .and_then(|p| p.encodings.get(c.current_layer.unwrap_or(0)))
                 .and_then(|e| e.recv.as_ref())
                 .and_then(|r| r.sender_report_mapping());
+            // The first report waits (a few seconds at most) for the producer's own, so that
+            // every report of the stream speaks the producer's clock.
+            let clock = match (c.report_clock, producer_sr) {
+                (Some(clock), _) => clock,
+                (None, Some(_)) => ReportClock::Producer,
+                (None, None) => match c.first_sent_at {
+                    Some(at) if now >= at + FIRST_REPORT_WAIT => ReportClock::Sfu,
+                    _ => continue,
+                },
+            };
+            let producer_sr = match clock {
+                ReportClock::Producer => match producer_sr {
+                    Some(sr) => Some(sr),
+                    None => continue,
+                },
+                ReportClock::Sfu => None,
+            };
             let Some(sr) = c
                 .send
                 .sender_report(now, producer_sr, c.rewriter.ts_offset(), ntp_base)
             else {
                 continue;
             };
+            c.report_clock = Some(clock);
             let cname = c.parameters.rtp_parameters.rtcp.cname.clone().unwrap_or_else(|| cname.clone());
             if len + 28 + 16 + cname.len() + 8 > RTCP_MTU {
                 flush_rtcp(t, &mut buf, &mut len);

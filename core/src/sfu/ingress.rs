@@ -399,6 +399,12 @@ fn resolve_by_extensions(
         None if p.encodings.len() == 1 && p.encodings[0].rid.is_none() => 0,
         None => return None,
     };
+    // An encoding whose SSRC is declared (or already learned) takes no other.
+    let e = &p.encodings[layer];
+    let known = if is_rtx { e.rtx_ssrc } else { e.ssrc };
+    if known.is_some_and(|known| known != pkt.ssrc()) {
+        return None;
+    }
     if layer >= MAX_LAYERS {
         return None;
     }
