@@ -373,8 +373,13 @@ impl Sfu {
 
         let main = rtp_parameters.codecs.iter().find(|c| !c.is_rtx());
         let clock_rate = main.map_or(90_000, |c| c.clock_rate);
-        let has_feedback =
-            |kind: &str, param: &str| main.is_some_and(|c| c.rtcp_feedback.iter().any(|f| f.kind == kind && f.parameter == param));
+        let has_feedback = |kind: &str, param: &str| {
+            main.is_some_and(|c| {
+                c.rtcp_feedback
+                    .iter()
+                    .any(|f| f.kind == kind && f.parameter == param)
+            })
+        };
         let (nack, pli) = (has_feedback("nack", ""), has_feedback("nack", "pli"));
         let rtx_payload_types: Vec<(u8, u8)> = rtp_parameters
             .codecs
@@ -685,18 +690,36 @@ impl Sfu {
 
     /// A producer's counters.
     pub fn producer_stats(&self, producer: ProducerId) -> Result<ProducerStats, Error> {
-        self.producers
-            .get(&producer)
-            .map(|p| p.stats.clone())
-            .ok_or(Error::UnknownProducer(producer))
+        let p = self.producer(producer)?;
+        let mut stats = p.stats.clone();
+        for e in &p.encodings {
+            if let Some(recv) = &e.recv {
+                stats.packets_lost += recv.packets_lost();
+                stats.jitter = stats.jitter.max(recv.jitter());
+            }
+            if let Some(nack) = &e.nack {
+                stats.nacked_packets += nack.nacks_sent();
+                stats.packets_recovered += nack.recovered();
+                stats.packets_given_up += nack.given_up();
+            }
+        }
+        Ok(stats)
     }
 
     /// A consumer's counters.
     pub fn consumer_stats(&self, consumer: ConsumerId) -> Result<ConsumerStats, Error> {
-        self.consumers
-            .get(&consumer)
-            .map(|c| c.stats.clone())
-            .ok_or(Error::UnknownConsumer(consumer))
+        let c = self.consumer(consumer)?;
+        let send = c.send.stats();
+        Ok(ConsumerStats {
+            nacked_packets: send.nacked_packets,
+            packets_retransmitted: send.packets_retransmitted,
+            retransmissions_refused: send.retransmissions_refused_budget,
+            retransmissions_not_found: send.retransmissions_not_found,
+            fraction_lost: send.fraction_lost,
+            packets_lost: send.packets_lost,
+            round_trip_time: send.rtt,
+            ..c.stats.clone()
+        })
     }
 
     /// Whether a producer is paused.

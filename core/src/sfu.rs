@@ -23,12 +23,12 @@ use crate::error::Error;
 use crate::event::{DtlsState, Event, IceState, TransportTuple};
 use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::io::{Input, Output, Protocol, Transmit};
+use crate::media::session::MediaSession;
 use crate::observer::AudioLevelObserver;
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
 use crate::stats::SfuStats;
 use crate::timers::Timers;
-use crate::media::session::MediaSession;
 use crate::transport::webrtc::{self, WebRtcTransport};
 
 mod egress;

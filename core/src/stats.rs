@@ -77,6 +77,16 @@ pub struct ProducerStats {
     pub packets_retransmitted: u64,
     /// Packets dropped as duplicates, or too old to place in the stream.
     pub packets_discarded: u64,
+    /// Packets lost on the way from the endpoint (expected minus received, over all encodings).
+    pub packets_lost: i64,
+    /// The highest interarrival jitter of the producer's encodings, in RTP timestamp units.
+    pub jitter: u32,
+    /// Sequence numbers asked for again with NACKs (each retry counted).
+    pub nacked_packets: u64,
+    /// Missing packets that arrived after all, answering a NACK or late.
+    pub packets_recovered: u64,
+    /// Missing packets given up on (retries spent, too old, or before a key frame).
+    pub packets_given_up: u64,
     /// Per encoding (simulcast layer), packets received.
     pub packets_per_encoding: Vec<u64>,
 }
@@ -95,4 +105,18 @@ pub struct ConsumerStats {
     pub current_layer: Option<usize>,
     /// Key frame requests (PLI/FIR) received from the consumer's endpoint.
     pub key_frame_requests_received: u64,
+    /// Sequence numbers the endpoint asked for again with NACKs.
+    pub nacked_packets: u64,
+    /// Packets sent again in answer to NACKs.
+    pub packets_retransmitted: u64,
+    /// Asked-for packets not sent again: the retransmission budget was spent.
+    pub retransmissions_refused: u64,
+    /// Asked-for packets that were no longer remembered.
+    pub retransmissions_not_found: u64,
+    /// The fraction of packets lost (out of 256) in the endpoint's latest receiver report.
+    pub fraction_lost: u8,
+    /// Packets lost in total, as the endpoint's latest receiver report says.
+    pub packets_lost: i32,
+    /// Round-trip time to the endpoint, smoothed, from its receiver reports.
+    pub round_trip_time: Option<std::time::Duration>,
 }

@@ -13,12 +13,8 @@ pub mod packet;
 pub mod rtcp;
 pub mod srtp;
 
-#[allow(dead_code)] // Wired into the transports by the media plane's ingress step.
 pub(crate) mod recv;
-pub(crate) mod session;
-#[allow(dead_code)] // Wired into the transports by the media plane's egress step.
 pub(crate) mod send;
-#[allow(dead_code)] // Wired into the transports by the media plane's egress step.
+pub(crate) mod session;
 pub(crate) mod store;
-#[allow(dead_code)] // Wired into the transports by the media plane's ingress step.
 pub(crate) mod twcc;

@@ -103,17 +103,20 @@ impl PacketStore {
     }
 
     /// Forgets every packet; the memory stays allocated for the next ones.
+    #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.slots.fill(EMPTY);
     }
 
     /// Forgets every packet and frees the memory (the next insert allocates it again).
+    #[cfg(test)]
     pub(crate) fn release(&mut self) {
         self.slab = Vec::new();
         self.slots = Vec::new();
     }
 
     /// The bytes this store holds on the heap.
+    #[cfg(test)]
     pub(crate) fn allocated_bytes(&self) -> usize {
         self.slab.capacity() + self.slots.capacity() * std::mem::size_of::<Slot>()
     }

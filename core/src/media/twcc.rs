@@ -110,6 +110,7 @@ impl TwccRecorder {
     }
 
     /// Received packets not yet covered by feedback.
+    #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
         self.pending
     }

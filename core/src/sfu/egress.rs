@@ -102,9 +102,9 @@ impl Sfu {
                 }
                 continue;
             }
-            let Some((seq, ts)) =
-                c.rewriter
-                    .rewrite(ext_seq, pkt.timestamp(), now, c.clock_rate)
+            let Some((seq, ts)) = c
+                .rewriter
+                .rewrite(ext_seq, pkt.timestamp(), now, c.clock_rate)
             else {
                 continue;
             };
@@ -129,8 +129,7 @@ impl Sfu {
             if write_media(ct, c, pkt, header, seq, None) {
                 c.stats.packets_sent += 1;
                 c.stats.bytes_sent += pkt.payload().len() as u64;
-                c.send
-                    .on_sent(seq, sent, pkt.payload().len(), now);
+                c.send.on_sent(seq, sent, pkt.payload().len(), now);
                 c.first_sent_at.get_or_insert(now);
                 if !std::mem::replace(&mut ct.flush_pending, true) {
                     self.flush_queue.push_back(ctid);
@@ -144,12 +143,7 @@ impl Sfu {
     }
 
     /// A consumer's endpoint asks for packets again.
-    pub(crate) fn on_nack(
-        &mut self,
-        tid: TransportId,
-        ssrc: u32,
-        seqs: impl Iterator<Item = u16>,
-    ) {
+    pub(crate) fn on_nack(&mut self, tid: TransportId, ssrc: u32, seqs: impl Iterator<Item = u16>) {
         let now = self.now;
         let Some(&cid) = self
             .transports
@@ -230,7 +224,8 @@ impl Sfu {
         };
         if write_media(ct, c, &pkt, header, ext_seq, osn) {
             let osn_len = if osn.is_some() { 2 } else { 0 };
-            c.send.on_retransmitted(usize::from(sent.size) + osn_len, now);
+            c.send
+                .on_retransmitted(usize::from(sent.size) + osn_len, now);
             if !std::mem::replace(&mut ct.flush_pending, true) {
                 self.flush_queue.push_back(ctid);
             }
@@ -353,18 +348,16 @@ impl Sfu {
             return;
         };
         let mut sent = false;
-        loop {
-            let Some(session) = t.media.as_mut() else {
-                break;
-            };
+        while let Some(session) = t.media.as_mut() {
             if session.twcc.next_feedback_at().is_none_or(|at| at > now) {
                 break;
             }
             let media_ssrc = session.rx_ssrcs.keys().next().copied().unwrap_or(0);
             let mut buf = [0u8; RTCP_MTU];
-            let Some(len) = session
-                .twcc
-                .poll_feedback(now, session.rtcp_ssrc, media_ssrc, &mut buf)
+            let Some(len) =
+                session
+                    .twcc
+                    .poll_feedback(now, session.rtcp_ssrc, media_ssrc, &mut buf)
             else {
                 break;
             };
@@ -426,7 +419,13 @@ impl Sfu {
                 continue;
             };
             c.report_clock = Some(clock);
-            let cname = c.parameters.rtp_parameters.rtcp.cname.clone().unwrap_or_else(|| cname.clone());
+            let cname = c
+                .parameters
+                .rtp_parameters
+                .rtcp
+                .cname
+                .clone()
+                .unwrap_or_else(|| cname.clone());
             if len + 28 + 16 + cname.len() + 8 > RTCP_MTU {
                 flush_rtcp(t, &mut buf, &mut len);
             }
@@ -530,7 +529,10 @@ fn write_media(
     ) else {
         return false;
     };
-    let Ok(len) = session.tx.protect_rtp(&mut out, len, (ext_seq >> 16) as u32) else {
+    let Ok(len) = session
+        .tx
+        .protect_rtp(&mut out, len, (ext_seq >> 16) as u32)
+    else {
         trace!("SRTP protect failed");
         return false;
     };

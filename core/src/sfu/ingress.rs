@@ -139,18 +139,14 @@ impl Sfu {
         let recv = e
             .recv
             .get_or_insert_with(|| RecvStream::new(pkt.ssrc(), clock_rate));
-        let ext_seq = match recv.on_packet(
-            pkt.sequence_number(),
-            pkt.timestamp(),
-            now,
-            retransmission,
-        ) {
-            Arrival::New { ext_seq } | Arrival::Late { ext_seq } => ext_seq,
-            Arrival::Duplicate | Arrival::Stale => {
-                p.stats.packets_discarded += 1;
-                return;
-            }
-        };
+        let ext_seq =
+            match recv.on_packet(pkt.sequence_number(), pkt.timestamp(), now, retransmission) {
+                Arrival::New { ext_seq } | Arrival::Late { ext_seq } => ext_seq,
+                Arrival::Duplicate | Arrival::Stale => {
+                    p.stats.packets_discarded += 1;
+                    return;
+                }
+            };
         if retransmission {
             p.stats.packets_retransmitted += 1;
         }
@@ -227,12 +223,7 @@ impl Sfu {
             };
             match packet {
                 RtcpPacket::SenderReport(sr) => {
-                    self.on_sender_report(
-                        tid,
-                        sr.ssrc(),
-                        sr.ntp_timestamp(),
-                        sr.rtp_timestamp(),
-                    );
+                    self.on_sender_report(tid, sr.ssrc(), sr.ntp_timestamp(), sr.rtp_timestamp());
                     for block in sr.report_blocks() {
                         self.on_report_block(tid, &block);
                     }

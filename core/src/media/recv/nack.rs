@@ -155,6 +155,7 @@ impl NackGenerator {
     }
 
     /// Packets missing and still being asked for.
+    #[cfg(test)]
     pub(crate) fn missing(&self) -> usize {
         self.table.len()
     }

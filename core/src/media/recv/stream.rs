@@ -230,6 +230,7 @@ impl RecvStream {
     }
 
     /// Distinct packets received and counted (duplicates and stale packets are not).
+    #[cfg(test)]
     pub(crate) fn packets_received(&self) -> u64 {
         self.received
     }

@@ -99,6 +99,7 @@ pub(crate) struct History {
 
 impl History {
     /// Bytes allocated on the heap.
+    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.len() * size_of::<Slot>()
     }

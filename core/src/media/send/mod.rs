@@ -25,13 +25,7 @@ use std::time::{Duration, Instant};
 use budget::{ms_since, Budget};
 use history::{History, Lookup};
 
-// The limits and NTP helpers that the rest of the crate uses (the egress step, once wired in).
-#[allow(unused_imports)]
-pub(crate) use budget::{RETRANSMIT_BURST_BYTES, RETRANSMIT_SHARE_PERCENT};
-#[allow(unused_imports)]
-pub(crate) use history::HISTORY_LEN;
-#[allow(unused_imports)]
-pub(crate) use ntp::{ntp_add, ntp_middle32};
+pub(crate) use ntp::ntp_middle32;
 
 /// A packet is not retransmitted again sooner than this, whatever the RTT.
 pub(crate) const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(10);
@@ -323,6 +317,7 @@ impl SendStream {
     }
 
     /// The smoothed round-trip time, once a receiver report gave one.
+    #[cfg(test)]
     pub(crate) fn rtt(&self) -> Option<Duration> {
         self.stats.rtt
     }
@@ -333,6 +328,7 @@ impl SendStream {
     }
 
     /// The stream's SSRC.
+    #[cfg(test)]
     pub(crate) fn ssrc(&self) -> u32 {
         self.ssrc
     }
@@ -343,6 +339,7 @@ impl SendStream {
     }
 
     /// Bytes this stream holds on the heap (the ring, once the first packet was sent).
+    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.history.heap_bytes()
     }

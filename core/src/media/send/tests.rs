@@ -1,5 +1,8 @@
 #![allow(clippy::disallowed_methods)] // Tests take one real Instant as their origin.
 
+use super::budget::{RETRANSMIT_BURST_BYTES, RETRANSMIT_SHARE_PERCENT};
+use super::history::HISTORY_LEN;
+use super::ntp::ntp_add;
 use super::*;
 
 const SSRC: u32 = 0x1111_2222;
