@@ -17,12 +17,17 @@
 //!
 //! A runtime that reads datagrams in batches (recvmmsg, GRO) may feed the whole batch before
 //! draining. Forwarded packets are then sent from `poll_output`, grouped by consumer transport:
-//! each transport's stack is driven once for the batch instead of once per packet, and each
-//! destination's datagrams come out one after another, ready for one GSO send
-//! ([`runtime::gso_run`]). Transports are driven one at a time as the polls reach them, so a
-//! runtime that sends each destination's run as soon as the next begins
-//! ([`runtime::same_path`]) gets the first datagrams out while the Sfu is still encrypting the
-//! last. Both bundled runtimes do this.
+//! each destination's datagrams come out one after another, ready for one GSO send
+//! ([`runtime::gso_run`], [`runtime::same_path`]). Both bundled runtimes do this.
+//!
+//! ## The media plane
+//!
+//! Each WebRTC transport keeps a str0m `Rtc` for ICE-lite and DTLS only, with no media
+//! declared. The SRTP keys come out of its DTLS handshake, and every RTP and RTCP datagram goes
+//! to the core's own [`media`] plane: SRTP and SRTCP (RFC 3711, RFC 7714), RTP parsing and
+//! header rewriting with the header extensions carried through, receive statistics and NACKs
+//! toward publishers, an RTX history answering consumers' NACKs within a budget, sender and
+//! receiver reports, key frame requests, and transport-wide congestion control feedback.
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -102,10 +107,12 @@
 //!
 //! ## Payload types and header extensions
 //!
-//! Every transport's RTP stack is configured with the router's payload types (consumers are
-//! sent with those) and accepts any other dynamic payload type for producers. Header extension
-//! ids are the router's (Chrome's numbering); a producer whose parameters use an id for another
-//! extension, or a router RTX payload type for media, is refused with a typed error.
+//! Consumers are sent with the router's payload types; producers may use any other dynamic payload
+//! type. Header extension ids are the router's (Chrome's numbering); a producer whose
+//! parameters use an id for another extension, or a router RTX payload type for media, is
+//! refused with a typed error. A consumer's packets carry every header extension of the
+//! producer's that the consumer's endpoint negotiated, values unchanged, with its own mid and
+//! its transport's transport-wide sequence number.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -1,9 +1,11 @@
 //! The state machine: datagrams and deadlines in, datagrams, events and deadlines out.
 //!
 //! Everything the Sfu owns lives in id-keyed maps. A datagram is routed to exactly one transport
-//! by the demux; the transport's `Rtc` is driven and drained; what it yields (RTP packets, key
-//! frame requests, state changes) goes on a work queue that is processed until empty. Forwarding
-//! one packet touches the producer, its consumers and their transports, nothing else.
+//! by the demux. STUN and DTLS go to the transport's `Rtc`, which is driven and drained; its
+//! state changes go on a work queue processed until empty. SRTP and SRTCP go to the
+//! transport's media session ([`ingress`]), and forwarded packets leave through the consumers'
+//! transports ([`egress`]). Forwarding one packet touches the producer, its consumers and their
+//! transports, nothing else.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use crate::stats::SfuStats;
 use crate::timers::Timers;
 use crate::transport::webrtc::{self, WebRtcTransport};
 
-mod egress;
+pub(crate) mod egress;
 pub(crate) mod ingress;
 
 /// NTP time (RFC 5905, 64-bit fixed point) the Sfu's start is taken to be, for sender reports
@@ -94,7 +96,7 @@ pub struct Sfu {
     /// Key frame requests raised while forwarding one packet.
     scratch_key_frames: Vec<(ProducerId, usize)>,
     /// Consumer transports written to since the last [`poll_output`](Sfu::poll_output): their
-    /// stacks are handed time and drained once, however many packets they were given.
+    /// datagrams leave together, however many packets they were given.
     flush_queue: VecDeque<TransportId>,
     pub(crate) stats: SfuStats,
 }
@@ -179,12 +181,7 @@ impl Sfu {
     ///
     /// Packets forwarded by the inputs since the last call are sent from here, grouped by
     /// consumer transport: a runtime that feeds a whole receive batch before polling gets each
-    /// destination's datagrams one after another (ready for one GSO send) and pays each
-    /// transport's send-side bookkeeping once per batch instead of once per packet.
-    ///
-    /// Consumer transports are encrypted and drained one at a time, as the calls reach them: a
-    /// runtime that sends each destination's datagrams as soon as the next destination's begin
-    /// gets the first ones out while the last are still to be made.
+    /// destination's datagrams one after another (ready for one GSO send).
     pub fn poll_output(&mut self) -> Output {
         loop {
             if let Some(out) = self.out.pop_front() {
