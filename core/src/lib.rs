@@ -148,7 +148,7 @@ pub use event::{
 pub use ids::{ConsumerId, ObserverId, ParseIdError, ProducerId, RouterId, TransportId};
 pub use io::{Input, Output, Protocol, Transmit};
 pub use observer::AudioLevelObserverOptions;
-pub use sfu::Sfu;
+pub use sfu::{Sfu, MAX_SPARE_BUFFERS};
 pub use stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
 pub use transport::{ListenInfo, WebRtcTransportOptions};
 

@@ -41,6 +41,12 @@ pub(crate) mod ingress;
 /// receivers use these times only relative to each other.
 const NTP_AT_START: u64 = 3_976_214_400 << 32;
 
+/// The most sent datagrams' buffers [`Sfu::recycle`] keeps for reuse.
+pub const MAX_SPARE_BUFFERS: usize = 4096;
+
+/// The capacity of the buffers the Sfu writes datagrams into (a whole datagram fits).
+pub(crate) const SPARE_BUFFER_SIZE: usize = 1600;
+
 /// The shortest time a transport is put back to sleep for when its stack names no later
 /// deadline.
 const MIN_WAKE: std::time::Duration = std::time::Duration::from_millis(1);
@@ -89,6 +95,9 @@ pub struct Sfu {
     work: VecDeque<(TransportId, str0m::Event)>,
     /// The datagram being taken apart (SRTP is decrypted in place, so input is copied once).
     rx_buf: Vec<u8>,
+    /// Buffers of sent datagrams the caller gave back ([`Sfu::recycle`]), reused for the next
+    /// ones.
+    pub(crate) spare_buffers: Vec<Vec<u8>>,
     /// The NTP time of an Instant, for sender reports.
     pub(crate) ntp_base: (u64, Instant),
     /// Reused list of consumers while forwarding one packet.
@@ -144,6 +153,7 @@ impl Sfu {
             out: VecDeque::new(),
             work: VecDeque::new(),
             rx_buf: Vec::with_capacity(max_datagram),
+            spare_buffers: Vec::new(),
             ntp_base: (NTP_AT_START, now),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
@@ -193,6 +203,17 @@ impl Sfu {
         }
         let next = self.timers.next().unwrap_or_else(|| far_future(self.now));
         Output::Timeout(next)
+    }
+
+    /// Gives back the buffer of a datagram [`Output::Transmit`] handed out, once it is sent,
+    /// so the Sfu writes a later datagram into it instead of allocating a new one. Optional:
+    /// a caller that drops its transmits' buffers only costs an allocation per datagram. The
+    /// Sfu keeps at most [`MAX_SPARE_BUFFERS`] and drops the rest.
+    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+        if self.spare_buffers.len() < MAX_SPARE_BUFFERS && buffer.capacity() >= SPARE_BUFFER_SIZE {
+            buffer.clear();
+            self.spare_buffers.push(buffer);
+        }
     }
 
     /// Counters of datagrams dropped before reaching a transport.

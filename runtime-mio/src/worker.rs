@@ -29,6 +29,8 @@ struct Core {
     sfu: Sfu,
     deadline: Instant,
     out: Vec<Transmit>,
+    /// Buffers of sent datagrams, given back to the Sfu for reuse after each drain.
+    spare: Vec<Vec<u8>>,
     events: SyncSender<(usize, Event)>,
     shared: Arc<WorkerShared>,
 }
@@ -43,12 +45,12 @@ impl Core {
     /// Polls the Sfu until its deadline. Datagrams gather in `out`; whenever one starts a new
     /// destination, `send` gets the finished run (and may send and clear it), so the first
     /// destinations' datagrams leave while the Sfu is still making the later ones.
-    fn drain(&mut self, mut send: impl FnMut(&mut Vec<Transmit>)) {
+    fn drain(&mut self, mut send: impl FnMut(&mut Vec<Transmit>, &mut Vec<Vec<u8>>)) {
         loop {
             match self.sfu.poll_output() {
                 Output::Transmit(t) => {
                     if self.out.last().is_some_and(|last| !same_path(last, &t)) {
-                        send(&mut self.out);
+                        send(&mut self.out, &mut self.spare);
                     }
                     self.out.push(t);
                 }
@@ -61,9 +63,19 @@ impl Core {
                 Output::Timeout(at) => {
                     self.deadline = at;
                     self.shared.counters.record_sfu(&self.sfu);
+                    self.recycle();
                     return;
                 }
             }
+        }
+    }
+}
+
+impl Core {
+    /// Gives the buffers of sent datagrams back to the Sfu.
+    fn recycle(&mut self) {
+        for buffer in self.spare.drain(..) {
+            self.sfu.recycle(buffer);
         }
     }
 }
@@ -140,11 +152,12 @@ impl Worker {
             sfu,
             deadline: now,
             out: Vec::new(),
+            spare: Vec::new(),
             events,
             shared: shared.clone(),
         };
         // Nothing is sent before the worker runs; its first flush sends what this made.
-        core.drain(|_| {});
+        core.drain(|_, _| {});
         let handle = WorkerHandle::new(index, commands_tx, waker, shared.clone());
         let worker = Worker {
             index,
@@ -336,7 +349,7 @@ impl Worker {
             shared,
             ..
         } = self;
-        core.drain(|out| send(udp, tcp, &shared.counters, out));
+        core.drain(|out, spare| send(udp, tcp, &shared.counters, out, spare));
     }
 
     /// Sends everything the Sfu produced and not yet sent, and writes out TCP queues.
@@ -346,7 +359,9 @@ impl Worker {
             &mut self.tcp,
             &self.shared.counters,
             &mut self.core.out,
+            &mut self.core.spare,
         );
+        self.core.recycle();
         self.tcp.flush(self.poll.registry(), &self.shared.counters);
     }
 }
@@ -358,6 +373,7 @@ fn send(
     tcp: &mut TcpSide,
     counters: &sfu_core::runtime::CounterCells,
     out: &mut Vec<Transmit>,
+    spare: &mut Vec<Vec<u8>>,
 ) {
     let mut i = 0;
     while i < out.len() {
@@ -380,5 +396,5 @@ fn send(
             },
         }
     }
-    out.clear();
+    spare.extend(out.drain(..).map(|t| t.contents));
 }

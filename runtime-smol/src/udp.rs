@@ -152,10 +152,11 @@ fn receive(
 }
 
 /// Sends `pending` in order, merging runs of datagrams with one source, destination and size
-/// (see [`gso_run`]) into GSO sends. Failures are counted and the datagrams dropped.
+/// (see [`gso_run`]) into GSO sends. Failures are counted and the datagrams dropped. The sent
+/// transmits stay in `pending` for the caller to give their buffers back to the Sfu.
 pub(crate) fn send_all(
     endpoints: &[Rc<UdpEndpoint>],
-    pending: &mut Vec<Transmit>,
+    pending: &[Transmit],
     scratch: &mut Vec<u8>,
     counters: &CounterCells,
 ) {
@@ -180,7 +181,6 @@ pub(crate) fn send_all(
         send(endpoint, first, contents, run, counters);
         i += run;
     }
-    pending.clear();
 }
 
 /// Sends `contents`: `first`'s datagram, or `segments` datagrams of `first`'s size (the last may

@@ -195,10 +195,18 @@ impl Core {
         if !self.pending.is_empty() {
             udp::send_all(
                 &self.udp,
-                &mut self.pending,
+                &self.pending,
                 &mut self.scratch,
                 &self.shared.counters,
             );
+            self.recycle();
+        }
+    }
+
+    /// Gives the buffers of sent datagrams back to the Sfu.
+    fn recycle(&mut self) {
+        for t in self.pending.drain(..) {
+            self.sfu.recycle(t.contents);
         }
     }
 
@@ -238,10 +246,11 @@ impl Core {
                         if self.pending.last().is_some_and(|last| !same_path(last, &t)) {
                             udp::send_all(
                                 &self.udp,
-                                &mut self.pending,
+                                &self.pending,
                                 &mut self.scratch,
                                 &self.shared.counters,
                             );
+                            self.recycle();
                         }
                         self.pending.push(t);
                     }

@@ -10,7 +10,10 @@
 //! is forwarding alone, not the idle transports' own upkeep.
 //!
 //! The publishers' SRTP datagrams are made ahead of time by real clients; the measured loop
-//! only calls `handle_input` and drains `poll_output`. Run: `cargo bench -p sfu-tests`.
+//! only calls `handle_input` and drains `poll_output`, giving each sent datagram's buffer back
+//! with `Sfu::recycle` as the runtimes do. After each case, the heap allocations of a further
+//! 2,000 received packets are counted (a counting global allocator) and printed per forwarded
+//! packet. Run: `cargo bench -p sfu-tests`.
 
 use std::time::{Duration, Instant};
 
@@ -152,7 +155,14 @@ impl Setup {
                     contents: d,
                 });
             }
-            while !matches!(sfu.poll_output(), Output::Timeout(_)) {}
+            // As the runtimes do, the sent datagrams' buffers go back to the Sfu.
+            loop {
+                match sfu.poll_output() {
+                    Output::Transmit(t) => sfu.recycle(t.contents),
+                    Output::Timeout(_) => break,
+                    Output::Event(_) => {}
+                }
+            }
         }
         let elapsed = started.elapsed();
         self.next += n;
@@ -181,6 +191,9 @@ enum Shape {
     /// A room of [`IDLE_ROOM`] beside this many connected idle transports.
     RoomIdle(usize),
 }
+
+/// Received packets over which heap allocations are counted after each case.
+const ALLOCATION_SAMPLE: usize = 2_000;
 
 /// Participants of the room beside the idle transports.
 const IDLE_ROOM: u32 = 10;
@@ -240,6 +253,25 @@ fn bench_group(c: &mut Criterion, name: &str, batch: usize, shapes: &[Shape]) {
             });
             b.iter_custom(|iters| setup.feed(iters as usize, batch));
         });
+        // Heap allocations in steady state, counted over a further run (not timed).
+        if let Some((setup, _)) = &mut setup {
+            setup.refill(ALLOCATION_SAMPLE);
+            let sent_before = setup.datagrams_sent();
+            let info = allocation_counter::measure(|| {
+                setup.feed(ALLOCATION_SAMPLE, batch);
+            });
+            let forwarded = setup.datagrams_sent() - sent_before;
+            let control = allocation_counter::measure(|| {
+                std::hint::black_box(Vec::<u8>::with_capacity(64));
+            });
+            assert_eq!(control.count_total, 1, "the allocation counter counts");
+            eprintln!(
+                "{name}/{param}: {} heap allocations for {forwarded} datagrams sent \
+                 ({:.4} per forwarded packet)",
+                info.count_total,
+                info.count_total as f64 / forwarded.max(1) as f64
+            );
+        }
         // Every fed packet went to every consumer of its producer (RTCP only adds to this).
         if let Some((setup, before)) = setup {
             let sent = setup.datagrams_sent() - before;

@@ -126,7 +126,7 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
-            if write_media(ct, c, pkt, header, seq, None) {
+            if write_media(ct, c, pkt, header, seq, None, &mut self.spare_buffers) {
                 c.stats.packets_sent += 1;
                 c.stats.bytes_sent += pkt.payload().len() as u64;
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
@@ -222,7 +222,7 @@ impl Sfu {
                 None,
             ),
         };
-        if write_media(ct, c, &pkt, header, ext_seq, osn) {
+        if write_media(ct, c, &pkt, header, ext_seq, osn, &mut self.spare_buffers) {
             let osn_len = if osn.is_some() { 2 } else { 0 };
             c.send
                 .on_retransmitted(usize::from(sent.size) + osn_len, now);
@@ -499,6 +499,7 @@ fn write_media(
     header: OutHeader,
     ext_seq: u64,
     rtx_osn: Option<u16>,
+    spare: &mut Vec<Vec<u8>>,
 ) -> bool {
     if ct.selected.is_none() {
         return false;
@@ -518,7 +519,10 @@ fn write_media(
         extra[n_extra] = (id, &tw);
         n_extra += 1;
     }
-    let mut out = vec![0u8; pkt.as_bytes().len() + HEADROOM];
+    let mut out = spare
+        .pop()
+        .unwrap_or_else(|| Vec::with_capacity(super::SPARE_BUFFER_SIZE));
+    out.resize(pkt.as_bytes().len() + HEADROOM, 0);
     let Ok(len) = packet::write_forwarded(
         &mut out,
         pkt,
@@ -527,6 +531,7 @@ fn write_media(
         &extra[..n_extra],
         rtx_osn,
     ) else {
+        spare.push(out);
         return false;
     };
     let Ok(len) = session
@@ -534,6 +539,7 @@ fn write_media(
         .protect_rtp(&mut out, len, (ext_seq >> 16) as u32)
     else {
         trace!("SRTP protect failed");
+        spare.push(out);
         return false;
     };
     if c.transport_cc_extension.is_some() {
