@@ -257,6 +257,12 @@ fn router_capabilities_from_media_codecs() {
     assert!(ids.contains(&(MediaKind::Video, ext_uri::REPAIRED_RTP_STREAM_ID, 11)));
     assert!(ids.contains(&(MediaKind::Video, ext_uri::VIDEO_ORIENTATION, 13)));
     assert!(ids.contains(&(MediaKind::Video, ext_uri::TOFFSET, 14)));
+    assert!(ids.contains(&(MediaKind::Audio, ext_uri::PLAYOUT_DELAY, 5)));
+    assert!(ids.contains(&(MediaKind::Video, ext_uri::PLAYOUT_DELAY, 5)));
+    assert!(ids.contains(&(MediaKind::Audio, ext_uri::ABS_CAPTURE_TIME, 6)));
+    assert!(ids.contains(&(MediaKind::Video, ext_uri::ABS_CAPTURE_TIME, 6)));
+    assert!(ids.contains(&(MediaKind::Video, ext_uri::DEPENDENCY_DESCRIPTOR, 12)));
+    assert_eq!(ids.len(), 16);
     assert!(!ids
         .iter()
         .any(|&(k, u, _)| k == MediaKind::Video && u == ext_uri::SSRC_AUDIO_LEVEL));
@@ -402,7 +408,8 @@ fn opus_produce_and_consume() {
     assert_eq!(consumable.encodings[0].dtx, Some(true));
     let mut ids: Vec<u8> = consumable.header_extensions.iter().map(|e| e.id).collect();
     ids.sort_unstable();
-    assert_eq!(ids, vec![1, 2, 3, 4]);
+    // Every audio extension the router offers (playout delay 5, absolute capture time 6).
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
 
     let device = device_caps(false);
     assert!(can_consume(&consumable, &device));
@@ -892,4 +899,65 @@ fn mutants_mostly_parse() {
         value_parsed * 100 >= cases * 12,
         "value mutants: {value_parsed} of {cases} parse"
     );
+}
+
+/// The dependency descriptor, absolute capture time and playout delay: offered in the shape
+/// mediasoup-client expects, and negotiated for a consumer whose device has them, with the
+/// router's ids.
+#[test]
+fn forwarded_extensions_offered_and_negotiated() {
+    let caps = router_caps();
+    let v = serde_json::to_value(&caps).unwrap();
+    let offered = v["headerExtensions"].as_array().unwrap();
+    for (kind, uri, id) in [
+        ("audio", ext_uri::PLAYOUT_DELAY, 5),
+        ("video", ext_uri::PLAYOUT_DELAY, 5),
+        ("audio", ext_uri::ABS_CAPTURE_TIME, 6),
+        ("video", ext_uri::ABS_CAPTURE_TIME, 6),
+        ("video", ext_uri::DEPENDENCY_DESCRIPTOR, 12),
+    ] {
+        let expected = json!({ "kind": kind, "uri": uri, "preferredId": id,
+            "preferredEncrypt": false, "direction": "sendrecv" });
+        assert!(offered.contains(&expected), "{expected}");
+    }
+    assert!(!offered
+        .iter()
+        .any(|e| e["kind"] == "audio" && e["uri"] == ext_uri::DEPENDENCY_DESCRIPTOR));
+
+    // A producer that sends them (with the router's ids), and a device that takes them all.
+    let mut produce = vp8_simulcast_produce();
+    let exts = produce["headerExtensions"].as_array_mut().unwrap();
+    for (uri, id) in [
+        (ext_uri::PLAYOUT_DELAY, 5),
+        (ext_uri::ABS_CAPTURE_TIME, 6),
+        (ext_uri::DEPENDENCY_DESCRIPTOR, 12),
+    ] {
+        exts.push(json!({ "uri": uri, "id": id, "encrypt": false, "parameters": {} }));
+    }
+    let params: RtpParameters = serde_json::from_value(produce).unwrap();
+    validate_rtp_parameters(&params).unwrap();
+    let mapping = get_producer_rtp_mapping(&params, &caps).unwrap();
+    let consumable = get_consumable_rtp_parameters(MediaKind::Video, &params, &caps, &mapping);
+    let mut device = device_caps(true);
+    let with = |kind, uri: &str, id| RtpHeaderExtension {
+        kind,
+        uri: uri.to_owned(),
+        preferred_id: id,
+        preferred_encrypt: false,
+        direction: Some(RtpHeaderExtensionDirection::Sendrecv),
+    };
+    // The device's own preferred ids do not matter: consumers use the router's.
+    device.header_extensions.extend([
+        with(MediaKind::Video, ext_uri::PLAYOUT_DELAY, 9),
+        with(MediaKind::Video, ext_uri::ABS_CAPTURE_TIME, 7),
+        with(MediaKind::Video, ext_uri::DEPENDENCY_DESCRIPTOR, 8),
+    ]);
+    let consumer = get_consumer_rtp_parameters(&consumable, &device).unwrap();
+    let mut ids: Vec<u8> = consumer.header_extensions.iter().map(|e| e.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![2, 3, 4, 5, 6, 10, 11, 12, 13]);
+    let v = serde_json::to_value(&consumer).unwrap();
+    assert!(v["headerExtensions"].as_array().unwrap().contains(&json!({
+        "uri": ext_uri::DEPENDENCY_DESCRIPTOR, "id": 12, "encrypt": false, "parameters": {}
+    })));
 }

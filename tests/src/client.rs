@@ -20,7 +20,7 @@ use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionMap, ExtensionValues, RtpWrite};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionSerializer, ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use crate::media::OutPacket;
@@ -106,6 +106,13 @@ pub struct ClientTransport {
     pub sender_report_log: Vec<SenderReportSeen>,
     /// ICE state changes seen.
     pub ice_states: Vec<IceConnectionState>,
+    /// The raw header extensions (see [`RAW_EXTENSION_URIS`]) of every received packet that
+    /// carried any, in arrival order.
+    pub received_extensions: Vec<ReceivedExtensions>,
+    /// Raw header extension values attached to every packet sent on a mid.
+    send_extensions: HashMap<Mid, RawExtensions>,
+    /// The raw extensions the router offers: (kind, uri, id).
+    raw_offers: Vec<(MediaKind, &'static str, u8)>,
     next_timeout: Instant,
     produced: HashMap<(Mid, Option<Rid>), (u32, u8)>,
     next_mid: u32,
@@ -193,7 +200,7 @@ impl ClientTransport {
             .set_rtp_mode(true)
             .clear_codecs()
             .set_stats_interval(None)
-            .set_extension_map(ExtensionMap::standard());
+            .set_extension_map(raw_extension_map(router_caps));
         let codecs = config.codec_config();
         // Sending side: the client's own payload types.
         codecs.add_config(
@@ -304,6 +311,9 @@ impl ClientTransport {
             sender_reports: 0,
             sender_report_log: Vec::new(),
             ice_states: Vec::new(),
+            received_extensions: Vec::new(),
+            send_extensions: HashMap::new(),
+            raw_offers: raw_offers(router_caps).collect(),
             next_timeout: now,
             produced: HashMap::new(),
             next_mid: 0,
@@ -384,20 +394,28 @@ impl ClientTransport {
             encrypt: false,
             parameters: Default::default(),
         };
+        let mut header_extensions = vec![
+            ext("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
+            ext(
+                "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+                2,
+            ),
+            ext(
+                "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+                3,
+            ),
+        ];
+        // The raw extensions too, as negotiated for the kind (see `set_send_extensions`).
+        header_extensions.extend(
+            self.raw_offers
+                .iter()
+                .filter(|&&(k, _, _)| k == kind)
+                .map(|&(_, uri, id)| ext(uri, id)),
+        );
         RtpParameters {
             mid: Some(mid_text),
             codecs,
-            header_extensions: vec![
-                ext("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
-                ext(
-                    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-                    2,
-                ),
-                ext(
-                    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
-                    3,
-                ),
-            ],
+            header_extensions,
             encodings: vec![RtpEncodingParameters {
                 ssrc: Some(ssrc),
                 rtx: rtx_ssrc.map(|ssrc| RtxParameters { ssrc }),
@@ -481,6 +499,7 @@ impl ClientTransport {
             return;
         };
         let video = pt == CLIENT_VP8_PT;
+        let raw = self.send_extensions.get(&mid).cloned();
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx(&ssrc.into()) else {
             return;
@@ -489,12 +508,16 @@ impl ClientTransport {
             let mut write = RtpWrite::new(pt.into(), p.seq.into(), p.timestamp, now, p.payload)
                 .marker(p.marker)
                 .nackable(video);
-            if let Some(level) = p.audio_level {
-                write = write.ext_vals(ExtensionValues {
-                    audio_level: Some(level),
-                    voice_activity: Some(level > -127),
+            if p.audio_level.is_some() || raw.is_some() {
+                let mut ext_vals = ExtensionValues {
+                    audio_level: p.audio_level,
+                    voice_activity: p.audio_level.map(|level| level > -127),
                     ..Default::default()
-                });
+                };
+                if let Some(raw) = &raw {
+                    ext_vals.user_values.set(raw.clone());
+                }
+                write = write.ext_vals(ext_vals);
             }
             stream.write_rtp(write);
         }
@@ -582,17 +605,27 @@ impl ClientTransport {
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => self.connected = true,
                     Event::IceConnectionStateChange(s) => self.ice_states.push(s),
-                    Event::RtpPacket(p) => self.received.push(Received {
-                        at: now,
-                        ssrc: *p.header.ssrc,
-                        seq: p.header.sequence_number,
-                        timestamp: p.header.timestamp,
-                        payload_type: *p.header.payload_type,
-                        marker: p.header.marker,
-                        audio_level: p.header.ext_vals.audio_level,
-                        voice_activity: p.header.ext_vals.voice_activity,
-                        payload: p.payload.to_vec(),
-                    }),
+                    Event::RtpPacket(p) => {
+                        if let Some(raw) = p.header.ext_vals.user_values.get::<RawExtensions>() {
+                            self.received_extensions.push(ReceivedExtensions {
+                                at: now,
+                                ssrc: *p.header.ssrc,
+                                seq: p.header.sequence_number,
+                                values: raw.clone(),
+                            });
+                        }
+                        self.received.push(Received {
+                            at: now,
+                            ssrc: *p.header.ssrc,
+                            seq: p.header.sequence_number,
+                            timestamp: p.header.timestamp,
+                            payload_type: *p.header.payload_type,
+                            marker: p.header.marker,
+                            audio_level: p.header.ext_vals.audio_level,
+                            voice_activity: p.header.ext_vals.voice_activity,
+                            payload: p.payload.to_vec(),
+                        });
+                    }
                     Event::KeyframeRequest(r) => self.key_frame_requests.push((r.mid, r.rid)),
                     Event::SenderFeedback(f) => {
                         self.sender_reports += 1;
@@ -629,6 +662,16 @@ impl ClientTransport {
         let _ = self.rtc.handle_input(Input::Timeout(now));
     }
 
+    /// Attaches `values` to every packet sent on `mid` from now on (`None`: none), under the
+    /// ids the router offers their URIs with.
+    pub fn set_send_extensions(&mut self, mid: &str, values: Option<RawExtensions>) {
+        let mid = Mid::from(mid);
+        match values {
+            Some(v) => self.send_extensions.insert(mid, v),
+            None => self.send_extensions.remove(&mid),
+        };
+    }
+
     /// Key frame requests received since the last call, by mid.
     pub fn take_key_frame_requests(&mut self) -> Vec<(Mid, Option<Rid>)> {
         std::mem::take(&mut self.key_frame_requests)
@@ -641,4 +684,142 @@ pub fn str0m_kind(kind: MediaKind) -> str0m::media::MediaKind {
         MediaKind::Audio => str0m::media::MediaKind::Audio,
         MediaKind::Video => str0m::media::MediaKind::Video,
     }
+}
+
+// Raw header extensions: values a client sends and reads byte for byte, for checking that the
+// server forwards them unchanged. str0m writes and parses the header extension block (one-byte
+// or two-byte form); these serializers only copy the values.
+
+/// The header extensions clients send and read as raw bytes, under the ids the router offers
+/// them with: the AV1 dependency descriptor, absolute capture time, playout delay and video
+/// orientation.
+pub const RAW_EXTENSION_URIS: [&str; 4] = [
+    sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR,
+    sfu_core::ortc::ext_uri::ABS_CAPTURE_TIME,
+    sfu_core::ortc::ext_uri::PLAYOUT_DELAY,
+    sfu_core::ortc::ext_uri::VIDEO_ORIENTATION,
+];
+
+/// One raw header extension value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawExtension {
+    /// Its URI.
+    pub uri: &'static str,
+    /// The id it was read under (ignored when sending: the router's id for `uri` is used).
+    pub id: u8,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// The raw header extensions of one packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawExtensions(pub Vec<RawExtension>);
+
+impl RawExtensions {
+    /// The value of `uri`, if present.
+    pub fn get(&self, uri: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|e| e.uri == uri)
+            .map(|e| e.value.as_slice())
+    }
+}
+
+/// The raw extensions a received packet carried.
+#[derive(Debug, Clone)]
+pub struct ReceivedExtensions {
+    /// When it arrived.
+    pub at: Instant,
+    /// Its SSRC.
+    pub ssrc: u32,
+    /// Its sequence number.
+    pub seq: u16,
+    /// The values, in the order of their ids.
+    pub values: RawExtensions,
+}
+
+/// Writes and reads one raw extension (see [`RawExtensions`]).
+#[derive(Debug)]
+struct RawSerializer {
+    uri: &'static str,
+    id: u8,
+    audio: bool,
+    video: bool,
+}
+
+impl RawSerializer {
+    fn value<'a>(&self, ev: &'a ExtensionValues) -> Option<&'a [u8]> {
+        ev.user_values.get::<RawExtensions>()?.get(self.uri)
+    }
+}
+
+impl ExtensionSerializer for RawSerializer {
+    fn write_to(&self, buf: &mut [u8], ev: &ExtensionValues) -> usize {
+        match (self.value(ev), buf) {
+            (Some(v), buf) if !v.is_empty() && v.len() <= 255 && v.len() <= buf.len() => {
+                buf[..v.len()].copy_from_slice(v);
+                v.len()
+            }
+            _ => 0,
+        }
+    }
+
+    fn parse_value(&self, buf: &[u8], ev: &mut ExtensionValues) -> bool {
+        let mut values = ev
+            .user_values
+            .get::<RawExtensions>()
+            .cloned()
+            .unwrap_or_default();
+        values.0.push(RawExtension {
+            uri: self.uri,
+            id: self.id,
+            value: buf.to_vec(),
+        });
+        ev.user_values.set(values);
+        true
+    }
+
+    fn is_video(&self) -> bool {
+        self.video
+    }
+
+    fn is_audio(&self) -> bool {
+        self.audio
+    }
+
+    fn requires_two_byte_form(&self, ev: &ExtensionValues) -> bool {
+        self.value(ev).is_some_and(|v| v.len() > 16)
+    }
+}
+
+/// The router's offers of [`RAW_EXTENSION_URIS`]: (kind, uri, id).
+fn raw_offers(
+    router: &RtpCapabilities,
+) -> impl Iterator<Item = (MediaKind, &'static str, u8)> + '_ {
+    router.header_extensions.iter().filter_map(|e| {
+        let uri = RAW_EXTENSION_URIS
+            .into_iter()
+            .find(|u| u.eq_ignore_ascii_case(&e.uri))?;
+        Some((e.kind, uri, e.preferred_id))
+    })
+}
+
+/// str0m's standard extension map, plus a raw serializer for each of [`RAW_EXTENSION_URIS`]
+/// under the id `router` offers it with.
+fn raw_extension_map(router: &RtpCapabilities) -> ExtensionMap {
+    let mut map = ExtensionMap::standard();
+    for (_, uri, id) in raw_offers(router) {
+        let kinds = raw_offers(router).filter(|&(_, u, _)| u == uri);
+        let (audio, video) = kinds.fold((false, false), |(a, v), (k, _, _)| {
+            (a || k == MediaKind::Audio, v || k == MediaKind::Video)
+        });
+        let serializer = RawSerializer {
+            uri,
+            id,
+            audio,
+            video,
+        };
+        map.set(id, Extension::with_serializer(uri, serializer));
+    }
+    map
 }

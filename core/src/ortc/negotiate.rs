@@ -52,9 +52,29 @@ pub mod ext_uri {
     pub const VIDEO_ORIENTATION: &str = "urn:3gpp:video-orientation";
     /// `urn:ietf:params:rtp-hdrext:toffset` (id 14, video).
     pub const TOFFSET: &str = "urn:ietf:params:rtp-hdrext:toffset";
+    /// `http://www.webrtc.org/experiments/rtp-hdrext/playout-delay` (id 5): the sender's
+    /// minimum and maximum playout delay, 3 bytes.
+    pub const PLAYOUT_DELAY: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+    /// `http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time` (id 6): the capture
+    /// time of the frame in the original capturer's NTP clock, 8 or 16 bytes.
+    pub const ABS_CAPTURE_TIME: &str =
+        "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+    /// The AV1 RTP specification's dependency descriptor (id 12, video): frame dependency
+    /// structure and chains for selective forwarding, often longer than 16 bytes.
+    pub const DEPENDENCY_DESCRIPTOR: &str =
+        "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
 }
 
 /// The router's fixed header extension table: (kind, uri, id), in capability order.
+///
+/// A producer's packets are forwarded with the ids they arrive with (see
+/// [`header_extension_id`]), and mediasoup-client produces with the browser's own ids, so the
+/// ids are the ones Chrome gives these extensions by default; the kinds are mediasoup's.
+/// mediasoup's own ids differ and map by URI: its playout delay (14) and absolute capture time
+/// (13) would clash with toffset and video orientation here. Playout delay takes Chrome's id 5,
+/// the dependency descriptor Chrome's id 12, and absolute capture time (which Chrome only
+/// negotiates on request) the free id 6. All are offered `sendrecv`, so consumers receive them
+/// (mediasoup offers the dependency descriptor `recvonly`).
 const ROUTER_HEADER_EXTENSIONS: &[(MediaKind, &str, u8)] = &[
     (MediaKind::Audio, ext_uri::SSRC_AUDIO_LEVEL, 1),
     (MediaKind::Audio, ext_uri::ABS_SEND_TIME, 2),
@@ -63,8 +83,13 @@ const ROUTER_HEADER_EXTENSIONS: &[(MediaKind, &str, u8)] = &[
     (MediaKind::Video, ext_uri::TRANSPORT_CC, 3),
     (MediaKind::Audio, ext_uri::MID, 4),
     (MediaKind::Video, ext_uri::MID, 4),
+    (MediaKind::Audio, ext_uri::PLAYOUT_DELAY, 5),
+    (MediaKind::Video, ext_uri::PLAYOUT_DELAY, 5),
+    (MediaKind::Audio, ext_uri::ABS_CAPTURE_TIME, 6),
+    (MediaKind::Video, ext_uri::ABS_CAPTURE_TIME, 6),
     (MediaKind::Video, ext_uri::RTP_STREAM_ID, 10),
     (MediaKind::Video, ext_uri::REPAIRED_RTP_STREAM_ID, 11),
+    (MediaKind::Video, ext_uri::DEPENDENCY_DESCRIPTOR, 12),
     (MediaKind::Video, ext_uri::VIDEO_ORIENTATION, 13),
     (MediaKind::Video, ext_uri::TOFFSET, 14),
 ];
@@ -1178,6 +1203,47 @@ mod tests {
         assert_eq!(m(Some("L1")), (1, 1, false));
         assert_eq!(m(Some("")), (1, 1, false));
         assert_eq!(m(None), (1, 1, false));
+    }
+
+    #[test]
+    fn header_extension_table() {
+        for (i, &(kind, uri, id)) in ROUTER_HEADER_EXTENSIONS.iter().enumerate() {
+            // One-byte form ids, one id per URI, one URI per id, each (kind, uri) once.
+            assert!((1..=14).contains(&id), "{uri}");
+            assert_eq!(header_extension_id(uri), Some(id), "{uri}");
+            assert_eq!(header_extension_uri(id), Some(uri), "{id}");
+            assert!(!ROUTER_HEADER_EXTENSIONS[..i]
+                .iter()
+                .any(|&(k, u, _)| k == kind && u == uri));
+        }
+        let offered = |kind, uri| {
+            ROUTER_HEADER_EXTENSIONS
+                .iter()
+                .any(|&(k, u, _)| k == kind && u == uri)
+        };
+        assert_eq!(header_extension_id(ext_uri::PLAYOUT_DELAY), Some(5));
+        assert_eq!(header_extension_id(ext_uri::ABS_CAPTURE_TIME), Some(6));
+        assert_eq!(
+            header_extension_id(ext_uri::DEPENDENCY_DESCRIPTOR),
+            Some(12)
+        );
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            assert!(offered(kind, ext_uri::PLAYOUT_DELAY));
+            assert!(offered(kind, ext_uri::ABS_CAPTURE_TIME));
+        }
+        assert!(offered(MediaKind::Video, ext_uri::DEPENDENCY_DESCRIPTOR));
+        assert!(!offered(MediaKind::Audio, ext_uri::DEPENDENCY_DESCRIPTOR));
+        assert_eq!(
+            header_extension_id(&ext_uri::DEPENDENCY_DESCRIPTOR.to_uppercase()),
+            Some(12)
+        );
+        assert_eq!(
+            header_extension_id(
+                "http://www.webrtc.org/experiments/rtp-hdrext/video-layers-allocation00"
+            ),
+            None
+        );
+        assert_eq!(header_extension_uri(7), None);
     }
 
     #[test]
