@@ -95,6 +95,9 @@ pub enum Counted {
     /// `TransportStats::dtls_dropped` of the test's n-th transport: not well-formed DTLS 1.2
     /// records.
     DtlsDropped(usize),
+    /// `TransportStats::rtcp_dropped` of the test's n-th transport: SRTCP that failed
+    /// authentication or replay checks, or whose compound is not well-formed.
+    RtcpDropped(usize),
 }
 
 /// Where a datagram from an address no transport validated is counted: longer than
