@@ -45,14 +45,23 @@ pub struct TransportStats {
     pub datagrams_sent: u64,
     /// Bytes sent.
     pub bytes_sent: u64,
-    /// RTP datagrams that yielded no packet: SRTP authentication failed, a replay or duplicate,
-    /// an SSRC no producer of this transport declared (another transport's SSRC included), or
-    /// SRTP before DTLS completed.
+    /// SRTP datagrams that yielded no packet, one count each: SRTP before DTLS completed (no
+    /// keys yet); failing SRTP authentication (forged or corrupted); a replay, or older than
+    /// the SRTP replay window (RFC 3711 section 3.3.2: 128 packets behind the highest), checked
+    /// before anything else sees the packet; an SSRC no producer of this transport declared or
+    /// resolves by mid and rid (another transport's SSRC included), or past the number of SSRCs
+    /// a transport keeps; not RTP once decrypted; an RTX packet without an original (padding
+    /// probes) or for an encoding whose SSRC is not known yet. Duplicates that pass SRTP (a
+    /// retransmission of a packet already received) are the producer's
+    /// [`ProducerStats::packets_discarded`].
     pub rtp_dropped: u64,
     /// Datagrams the WebRTC stack rejected with an error (for example a broken DTLS record).
     pub rtc_errors: u64,
-    /// SRTCP datagrams dropped: before DTLS completed, failing authentication, replayed, or
-    /// not well-formed compound RTCP once decrypted.
+    /// SRTCP datagrams dropped, one count each: before DTLS completed, failing authentication,
+    /// replayed or older than the SRTCP replay window; or, once decrypted, a compound with a
+    /// packet that is not well-formed (a length field that runs past the end or cuts a packet
+    /// short, a truncated header, a version other than 2). The packets of such a compound
+    /// before the broken one are acted on; the broken one and those after it are not.
     pub rtcp_dropped: u64,
     /// DTLS datagrams that are not whole, well-formed DTLS 1.2 records (dropped before the DTLS
     /// stack, which would discard them silently).
@@ -75,7 +84,12 @@ pub struct ProducerStats {
     pub key_frame_requests_sent: u64,
     /// Packets that arrived as retransmissions and filled a gap.
     pub packets_retransmitted: u64,
-    /// Packets dropped as duplicates, or too old to place in the stream.
+    /// Packets that passed SRTP but were not taken: a sequence number already received (a
+    /// retransmission of a packet that arrived after all, or one retransmitted twice), one too
+    /// far behind the highest to place, a retransmission from before a jump, or the first
+    /// packet after a jump of 3,000 or more, which the next sequential packet must confirm
+    /// (RFC 3550 Appendix A.1) before the stream moves. SRTP replays never get this far: they
+    /// are the transport's [`TransportStats::rtp_dropped`].
     pub packets_discarded: u64,
     /// Packets lost on the way from the endpoint (expected minus received, over all encodings).
     pub packets_lost: i64,

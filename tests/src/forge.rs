@@ -95,6 +95,9 @@ pub enum Counted {
     /// `TransportStats::dtls_dropped` of the test's n-th transport: not well-formed DTLS 1.2
     /// records.
     DtlsDropped(usize),
+    /// `TransportStats::rtcp_dropped` of the test's n-th transport: SRTCP that failed
+    /// authentication or replay checks, or whose compound is not well-formed.
+    RtcpDropped(usize),
 }
 
 /// Where a datagram from an address no transport validated is counted: longer than
@@ -111,4 +114,51 @@ pub fn stranger_counter(bytes: &[u8], max_datagram: usize) -> Counted {
         Some(128..=191) if bytes.len() >= 12 => Counted::UnknownSource,
         _ => Counted::Malformed,
     }
+}
+
+/// The SRTP context client transport `client`'s endpoint protects what it sends with (the
+/// server's receive keys for that transport), for tests that send authenticated SRTP and SRTCP
+/// the client's own stack never would. Panics before the transport's DTLS has connected.
+pub fn endpoint_srtp(sim: &crate::sim::Sim, client: usize) -> sfu_core::media::srtp::SrtpContext {
+    sim.sfu
+        .test_only_endpoint_srtp_context(sim.clients[client].id)
+        .expect("the transport is DTLS-connected")
+}
+
+/// `rtcp` (plaintext compound RTCP) protected as SRTCP with `ctx`'s next SRTCP index.
+pub fn srtcp(ctx: &mut sfu_core::media::srtp::SrtpContext, rtcp: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0; rtcp.len() + ctx.profile().rtcp_overhead()];
+    buf[..rtcp.len()].copy_from_slice(rtcp);
+    let len = ctx
+        .protect_rtcp(&mut buf, rtcp.len())
+        .expect("SRTCP protect");
+    buf.truncate(len);
+    buf
+}
+
+/// `rtp` (a plaintext RTP packet) protected as SRTP with rollover counter `roc`.
+pub fn srtp(ctx: &sfu_core::media::srtp::SrtpContext, rtp: &[u8], roc: u32) -> Vec<u8> {
+    let mut buf = vec![0; rtp.len() + ctx.profile().rtp_overhead()];
+    buf[..rtp.len()].copy_from_slice(rtp);
+    let len = ctx
+        .protect_rtp(&mut buf, rtp.len(), roc)
+        .expect("SRTP protect");
+    buf.truncate(len);
+    buf
+}
+
+/// A plaintext RTP packet: version 2, no extension, `payload` after the 12-byte header.
+pub fn rtp_packet(pt: u8, seq: u16, timestamp: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt & 0x7f];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&timestamp.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Whether a datagram is SRTP (RTP by its first byte, RFC 7983, and not RTCP by its packet
+/// type, RFC 5761).
+pub fn is_srtp(d: &[u8]) -> bool {
+    matches!(d.first(), Some(128..=191)) && d.len() >= 12 && !sfu_core::media::rtcp::is_rtcp(d)
 }

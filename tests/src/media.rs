@@ -74,6 +74,12 @@ impl Source {
         }
     }
 
+    /// Skips `by` sequence numbers: the next packet is numbered `by` more than it would have
+    /// been (a sender that restarted its numbering on the same SSRC).
+    pub fn jump_sequence(&mut self, by: u64) {
+        self.seq += by;
+    }
+
     /// When the next frame is due.
     pub fn next_at(&self) -> Instant {
         self.next_at

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use common_peers::{consume_all, join, sub_delivery, Sub};
 use proptest::prelude::*;
+use sfu_core::media::rtcp::write_pli;
 use sfu_core::ortc::{MediaKind, Protocol as P, RtpParameters};
 use sfu_core::{AudioLevelObserverOptions, ConsumeOptions, ProduceOptions, SfuConfig, SfuStats};
 use sfu_tests::delivery::{delivery, Expect};
-use sfu_tests::forge::{stranger_counter, Counted};
+use sfu_tests::forge::{endpoint_srtp, is_srtp, srtcp, stranger_counter, Counted};
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
 
@@ -29,6 +30,21 @@ enum Action {
     ForgedRtp { client: usize, bytes: Vec<u8> },
     /// A DTLS-shaped datagram from an address ICE never validated.
     StrangerDtls { bytes: Vec<u8> },
+    /// An RTCP-shaped datagram from a validated peer's own address (fails SRTCP
+    /// authentication).
+    ForgedSrtcp { client: usize, bytes: Vec<u8> },
+    /// SRTCP that authenticates (made with the keys the server holds for the peer's transport)
+    /// whose compound is a PLI then a receiver report whose length field runs past the end
+    /// (`words`), or a header cut after `cut % 4` bytes (when that is not 0).
+    LyingSrtcp {
+        client: usize,
+        sender: u32,
+        words: u16,
+        cut: u8,
+    },
+    /// A frame of a publication, captured from its client and delivered, then every one of its
+    /// SRTP datagrams again (replays).
+    ReplayedSrtp { publication: usize },
     /// A datagram whose first byte says DTLS (20-63) but that is no well-formed DTLS 1.2 record,
     /// from a validated peer's own address.
     DtlsGarbage {
@@ -69,6 +85,17 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(client, tail)| Action::ForgedStun { client, tail }),
         (0usize..4, proptest::collection::vec(any::<u8>(), 12..200))
             .prop_map(|(client, bytes)| Action::ForgedRtp { client, bytes }),
+        (0usize..4, proptest::collection::vec(any::<u8>(), 8..200))
+            .prop_map(|(client, bytes)| Action::ForgedSrtcp { client, bytes }),
+        (0usize..4, any::<u32>(), 2u16.., any::<u8>()).prop_map(|(client, sender, words, cut)| {
+            Action::LyingSrtcp {
+                client,
+                sender,
+                words,
+                cut,
+            }
+        }),
+        (0usize..4).prop_map(|publication| Action::ReplayedSrtp { publication }),
         (0usize..4, 20u8..64, bytes.clone(), 0u8..6).prop_map(|(client, first, bytes, how)| {
             Action::DtlsGarbage {
                 client,
@@ -116,11 +143,11 @@ fn stun_binding_request(username: &str, tail: &[u8]) -> Vec<u8> {
 }
 
 /// The counters injected datagrams may move: the Sfu's, and those of the base clients'
-/// transports (datagrams received, RTP dropped, stack errors, DTLS dropped).
+/// transports (datagrams received, RTP dropped, stack errors, DTLS dropped, RTCP dropped).
 #[derive(Debug, Clone, PartialEq)]
 struct Counts {
     sfu: SfuStats,
-    transports: Vec<[u64; 4]>,
+    transports: Vec<[u64; 5]>,
 }
 
 /// The base clients: the two peers' send and receive transports, validated by ICE before any
@@ -138,6 +165,7 @@ fn counts(sim: &Sim) -> Counts {
                     t.rtp_dropped,
                     t.rtc_errors,
                     t.dtls_dropped,
+                    t.rtcp_dropped,
                 ]
             })
             .collect(),
@@ -172,6 +200,7 @@ fn inject_counted(
         Counted::StunUnauthenticated => s.dropped_stun_unauthenticated += 1,
         Counted::RtpDropped(c) => expected.transports[c][1] += 1,
         Counted::DtlsDropped(c) => expected.transports[c][3] += 1,
+        Counted::RtcpDropped(c) => expected.transports[c][4] += 1,
     }
     assert_eq!(
         after,
@@ -241,6 +270,58 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
             }
             let from = sim.clients[c].local;
             inject_counted(sim, P::Udp, from, &b, Counted::RtpDropped(c), Some(c));
+        }
+        Action::ForgedSrtcp { client, bytes } => {
+            let c = client % BASE;
+            let mut b = bytes.clone();
+            b[0] = 0x80 | (b[0] & 0x1f);
+            b[1] = 200 + b[1] % 7;
+            let from = sim.clients[c].local;
+            inject_counted(sim, P::Udp, from, &b, Counted::RtcpDropped(c), Some(c));
+        }
+        Action::LyingSrtcp {
+            client,
+            sender,
+            words,
+            cut,
+        } => {
+            let c = client % BASE;
+            let mut plain = [0u8; 12];
+            let n = write_pli(&mut plain, *sender, 0).expect("pli");
+            let mut rtcp = plain[..n].to_vec();
+            if cut % 4 != 0 {
+                rtcp.extend_from_slice(&plain[..usize::from(cut % 4)]);
+            } else {
+                rtcp.extend_from_slice(&[0x80, 201]);
+                rtcp.extend_from_slice(&words.to_be_bytes());
+                rtcp.extend_from_slice(&sender.to_be_bytes());
+            }
+            let mut ctx = endpoint_srtp(sim, c);
+            let datagram = srtcp(&mut ctx, &rtcp);
+            let from = sim.clients[c].local;
+            inject_counted(
+                sim,
+                P::Udp,
+                from,
+                &datagram,
+                Counted::RtcpDropped(c),
+                Some(c),
+            );
+        }
+        Action::ReplayedSrtp { publication } => {
+            let i = publication % sim.publications.len();
+            let due = sim.publications[i].source.next_at();
+            sim.run_until(due.max(sim.now + Duration::from_micros(1)) - Duration::from_micros(1));
+            let packets = sim.take_source_packets(i, due.max(sim.now));
+            let (c, mid) = (sim.publications[i].client, sim.publications[i].mid.clone());
+            let datagrams = sim.capture_sent(c, &mid, packets);
+            let from = sim.clients[c].local;
+            for d in &datagrams {
+                sim.inject(P::Udp, from, d);
+            }
+            for d in datagrams.iter().filter(|d| is_srtp(d)) {
+                inject_counted(sim, P::Udp, from, d, Counted::RtpDropped(c), Some(c));
+            }
         }
         Action::StrangerDtls { bytes } => {
             let mut b = bytes.clone();

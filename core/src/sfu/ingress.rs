@@ -7,10 +7,10 @@ use tracing::trace;
 use crate::ids::{ProducerId, TransportId};
 use crate::keyframe::is_key_frame;
 use crate::media::packet::{self, RtpPacket};
-use crate::media::recv::{Arrival, NackGenerator, RecvStream};
+use crate::media::recv::{Arrival, NackGenerator, RecvStream, MAX_DROPOUT};
 use crate::media::rtcp::{self, RtcpPacket};
 use crate::media::session::{RxRole, RxSsrc, MAX_RX_SSRCS};
-use crate::media::srtp::{self, RtpReplay};
+use crate::media::srtp::{self, RtpReplay, SrtpContext};
 use crate::media::store::PacketStore;
 use crate::ortc::MediaKind;
 use crate::router::Producer;
@@ -139,6 +139,7 @@ impl Sfu {
         let recv = e
             .recv
             .get_or_insert_with(|| RecvStream::new(pkt.ssrc(), clock_rate));
+        let highest = recv.extended_highest();
         let ext_seq =
             match recv.on_packet(pkt.sequence_number(), pkt.timestamp(), now, retransmission) {
                 Arrival::New { ext_seq } | Arrival::Late { ext_seq } => ext_seq,
@@ -147,6 +148,18 @@ impl Sfu {
                     return;
                 }
             };
+        // A jump the stream accepted as a restart (RFC 3550 A.1): the consumers of this
+        // encoding start a new run, so their endpoints see contiguous numbers (a jump of 2^15
+        // or more would defeat their SRTP rollover estimate and end their stream for good).
+        if highest.is_some_and(|h| ext_seq >= h + u64::from(MAX_DROPOUT)) {
+            for cid in &p.consumers {
+                if let Some(c) = self.consumers.get_mut(cid) {
+                    if c.current_layer == Some(layer) {
+                        c.rewriter.request_resync();
+                    }
+                }
+            }
+        }
         if retransmission {
             p.stats.packets_retransmitted += 1;
         }
@@ -308,6 +321,18 @@ impl Sfu {
         let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
         trace!(consumer = %cid, "key frame requested");
         self.request_key_frame(pid, layer);
+    }
+}
+
+impl Sfu {
+    /// Test support, not API: an SRTP context that protects as the endpoint of transport `id`
+    /// does (its write key and salt), so integration tests can make authenticated SRTP and
+    /// SRTCP the endpoint's own stack cannot send. `None` until the transport's DTLS has
+    /// connected.
+    #[doc(hidden)]
+    pub fn test_only_endpoint_srtp_context(&self, id: TransportId) -> Option<SrtpContext> {
+        let keys = self.transports.get(&id)?.srtp_keys.as_ref()?;
+        SrtpContext::new(keys.media_profile()?, keys.remote_key(), keys.remote_salt()).ok()
     }
 }
 

@@ -14,6 +14,6 @@ mod nack;
 mod stream;
 
 pub(crate) use nack::NackGenerator;
-pub(crate) use stream::{Arrival, RecvStream};
+pub(crate) use stream::{Arrival, RecvStream, MAX_DROPOUT};
 
 pub(crate) use crate::media::rtcp::ReportBlock;

@@ -28,7 +28,7 @@ use super::ReportBlock;
 
 /// How far ahead of the highest sequence number a packet may be and still be in order (A.1's
 /// `MAX_DROPOUT`).
-const MAX_DROPOUT: u16 = 3000;
+pub(crate) const MAX_DROPOUT: u16 = 3000;
 /// How many sequence numbers back from the highest the stream remembers: a packet this far
 /// behind or further is stale (A.1's `MAX_MISORDER`, widened for retransmissions).
 const HISTORY: u64 = 2048;

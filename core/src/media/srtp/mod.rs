@@ -278,8 +278,13 @@ impl SrtpContext {
         let hlen = rtp_header(packet)?;
         let seq = rtp_seq(packet)?;
         let ssrc = rtp_ssrc(packet).ok_or(SrtpError::TooShort)?;
-        let index = replay.index_for(seq)?;
-        let plain_len = self.rtp.unprotect_rtp(buf, hlen, ssrc, index)?;
+        let (index, jumped) = replay.index_for(seq)?;
+        // Tried one rollover ahead because the estimate was too old: a failure is an old or
+        // replayed packet.
+        let plain_len = self
+            .rtp
+            .unprotect_rtp(buf, hlen, ssrc, index)
+            .map_err(|e| if jumped { SrtpError::Replayed } else { e })?;
         replay.accept(index);
         Ok(plain_len)
     }

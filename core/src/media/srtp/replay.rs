@@ -30,10 +30,26 @@ impl RtpReplay {
 
     /// The packet index of sequence number `seq` (RFC 3711 Appendix A), checked against the
     /// replay window; the state is not changed.
-    pub(super) fn index_for(&self, seq: u16) -> Result<u64, SrtpError> {
-        let index = estimate_index(self.window.highest, seq)?;
+    ///
+    /// Where Appendix A's estimate is older than the replay window (or before index 0), no
+    /// packet with that index could be accepted anyway, and the only index of `seq` that could
+    /// be is the next one up, one rollover later: a sender whose numbering jumped forward by
+    /// 2^15 or more (a restart, RFC 3550 Appendix A.1) sends exactly that. The packet is then
+    /// tried with that index (the `true` of the result); its authentication covers the index,
+    /// so a replayed old packet still fails, and the caller reports it as
+    /// [`SrtpError::Replayed`]. Without this, every packet after such a jump would be
+    /// estimated behind the window, and the SSRC would stay dead.
+    pub(super) fn index_for(&self, seq: u16) -> Result<(u64, bool), SrtpError> {
+        let (index, jumped) = match estimate_index(self.window.highest, seq) {
+            Ok(index) if !self.window.too_old(index) => (index, false),
+            // Behind the window, or from before index 0 (a ROC of -1): one rollover later.
+            Ok(_) | Err(SrtpError::Replayed) => {
+                (estimate_after_highest(self.window.highest, seq)?, true)
+            }
+            Err(e) => return Err(e),
+        };
         self.window.check(index)?;
-        Ok(index)
+        Ok((index, jumped))
     }
 
     /// State that has accepted `index` and nothing else.
@@ -103,6 +119,21 @@ pub(super) fn estimate_index(highest: Option<u64>, seq: u16) -> Result<u64, Srtp
     Ok(v << 16 | seq)
 }
 
+/// The smallest index above `highest` whose low 16 bits are `seq` (a sender that jumped
+/// forward); `Replayed` with nothing seen yet (never asked then: the estimate is exact).
+fn estimate_after_highest(highest: Option<u64>, seq: u16) -> Result<u64, SrtpError> {
+    let highest = highest.ok_or(SrtpError::Replayed)?;
+    let base = highest & !0xffff;
+    let mut index = base | u64::from(seq);
+    if index <= highest {
+        index += 1 << 16;
+    }
+    if index >> 16 > u64::from(u32::MAX) {
+        return Err(SrtpError::IndexExhausted);
+    }
+    Ok(index)
+}
+
 /// A sliding window over the last [`REPLAY_WINDOW`] indices: bit `i` of `seen` is set when
 /// `highest - i` was accepted.
 #[derive(Default, Debug, Clone)]
@@ -112,6 +143,12 @@ struct Window {
 }
 
 impl Window {
+    /// Whether `index` is further behind the highest index than the window reaches.
+    fn too_old(&self, index: u64) -> bool {
+        self.highest
+            .is_some_and(|highest| index < highest && highest - index >= REPLAY_WINDOW)
+    }
+
     fn check(&self, index: u64) -> Result<(), SrtpError> {
         let Some(highest) = self.highest else {
             return Ok(());
@@ -224,18 +261,44 @@ mod tests {
         assert_eq!(w.check(5000), Err(SrtpError::Replayed));
     }
 
+    /// A forward jump of 2^15 or more is estimated behind the window (or before index 0);
+    /// it is tried one rollover later instead, while a duplicate inside the window stays a
+    /// replay.
+    #[test]
+    fn a_large_forward_jump_is_read_as_the_next_rollover() {
+        // From ROC 0, s_l in the lower half: the estimate would be ROC -1.
+        let mut r = RtpReplay::default();
+        r.accept(r.index_for(5000).unwrap().0);
+        assert_eq!(r.index_for(45_000), Ok((45_000, true)));
+        // s_l in the upper half, jump across the wrap.
+        let r = RtpReplay::with_highest(ROC | 40_000);
+        assert_eq!(r.index_for(5_000), Ok((ROC + 65_536 + 5_000, false)));
+        assert_eq!(r.index_for(14_464), Ok((ROC + 65_536 + 14_464, true)));
+        // s_l in the lower half with ROC > 0: the estimate is the previous ROC.
+        let r = RtpReplay::with_highest(ROC | 100);
+        assert_eq!(r.index_for(40_000), Ok((ROC | 40_000, true)));
+        // Inside the window: still late or a duplicate, never moved.
+        let r = RtpReplay::with_highest(ROC | 1000);
+        assert_eq!(r.index_for(1000 - 127), Ok((ROC | 873, false)));
+        assert_eq!(r.index_for(1000), Err(SrtpError::Replayed));
+        // Nothing past ROC 2^32 - 1.
+        let last = u64::from(u32::MAX) << 16;
+        let r = RtpReplay::with_highest(last | 40_000);
+        assert_eq!(r.index_for(14_464), Err(SrtpError::IndexExhausted));
+    }
+
     #[test]
     fn rtp_replay_reports_roc() {
         let mut r = RtpReplay::default();
         assert_eq!((r.roc(), r.extended_highest()), (0, None));
-        let i = r.index_for(65535).unwrap();
+        let (i, _) = r.index_for(65535).unwrap();
         r.accept(i);
-        let i = r.index_for(3).unwrap();
+        let (i, _) = r.index_for(3).unwrap();
         assert_eq!(i, 65536 + 3);
         r.accept(i);
         assert_eq!((r.roc(), r.extended_highest()), (1, Some(65539)));
         // A straggler from before the wrap is still accepted, once.
-        let i = r.index_for(65534).unwrap();
+        let (i, _) = r.index_for(65534).unwrap();
         assert_eq!(i, 65534);
         r.accept(i);
         assert_eq!(r.index_for(65534), Err(SrtpError::Replayed));
