@@ -433,6 +433,7 @@ impl Sfu {
         if let Some(r) = self.routers.get_mut(&router) {
             r.producers.push(pid);
         }
+        self.wake_media(transport);
         self.kick(transport);
         info!(producer = %pid, transport = %transport, ?kind, "producer created");
         Ok(pid)
@@ -607,6 +608,7 @@ impl Sfu {
         if !paused && !producer_paused {
             self.request_key_frame(producer, preferred_layer);
         }
+        self.wake_media(transport);
         self.kick(transport);
         info!(consumer = %cid, producer = %producer, transport = %transport, "consumer created");
         Ok(Consumed {

@@ -332,9 +332,11 @@ impl Sfu {
         if report {
             self.send_reports(tid, &producers);
         }
+        // A transport with nothing to report on sleeps until a producer or consumer comes.
         let next = self
             .transports
             .get(&tid)
+            .filter(|t| !t.producers_by_mid.is_empty() || !t.consumers_by_mid.is_empty())
             .and_then(|t| t.media.as_ref())
             .map(|s| s.deadline());
         if let Some(at) = next {
@@ -466,6 +468,18 @@ impl Sfu {
         }
         flush_rtcp(t, &mut buf, &mut len);
         self.queue_flush(tid);
+    }
+
+    /// A producer or consumer was added to a transport: its media session reports on it.
+    pub(crate) fn wake_media(&mut self, tid: TransportId) {
+        let at = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.media.as_ref())
+            .map(|s| s.deadline());
+        if let Some(at) = at {
+            self.schedule_media(tid, at.max(self.now));
+        }
     }
 
     /// Wakes a transport's media session at `at` unless it is already due sooner.
