@@ -78,10 +78,12 @@ drops! {
     too_many_tuples,
     /// The UDP peer's transport (`TransportStats`).
     udp_peer_rtp_dropped,
+    udp_peer_rtcp_dropped,
     udp_peer_dtls_dropped,
     udp_peer_rtc_errors,
     /// The TCP peer's transport.
     tcp_peer_rtp_dropped,
+    tcp_peer_rtcp_dropped,
     tcp_peer_dtls_dropped,
     tcp_peer_rtc_errors,
     /// `RuntimeCounters`.
@@ -123,9 +125,11 @@ impl Counts {
             stun_unauthenticated: s.dropped_stun_unauthenticated,
             too_many_tuples: s.dropped_too_many_tuples,
             udp_peer_rtp_dropped: u.rtp_dropped,
+            udp_peer_rtcp_dropped: u.rtcp_dropped,
             udp_peer_dtls_dropped: u.dtls_dropped,
             udp_peer_rtc_errors: u.rtc_errors,
             tcp_peer_rtp_dropped: t.rtp_dropped,
+            tcp_peer_rtcp_dropped: t.rtcp_dropped,
             tcp_peer_dtls_dropped: t.dtls_dropped,
             tcp_peer_rtc_errors: t.rtc_errors,
             udp_recv_errors: r.udp_recv_errors,
@@ -171,6 +175,7 @@ impl Attack {
             Counted::StunUnauthenticated => e.stun_unauthenticated += 1,
             // The one validated peer this test sends from.
             Counted::RtpDropped(_) => e.udp_peer_rtp_dropped += 1,
+            Counted::RtcpDropped(_) => e.udp_peer_rtcp_dropped += 1,
             Counted::DtlsDropped(_) => e.udp_peer_dtls_dropped += 1,
         }
         if routed {
