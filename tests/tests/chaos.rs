@@ -85,7 +85,7 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(client, tail)| Action::ForgedStun { client, tail }),
         (0usize..4, proptest::collection::vec(any::<u8>(), 12..200))
             .prop_map(|(client, bytes)| Action::ForgedRtp { client, bytes }),
-        (0usize..4, proptest::collection::vec(any::<u8>(), 8..200))
+        (0usize..4, proptest::collection::vec(any::<u8>(), 12..200))
             .prop_map(|(client, bytes)| Action::ForgedSrtcp { client, bytes }),
         (0usize..4, any::<u32>(), 2u16.., any::<u8>()).prop_map(|(client, sender, words, cut)| {
             Action::LyingSrtcp {
