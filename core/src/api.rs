@@ -18,8 +18,8 @@ use crate::media::packet::{ExtensionIdMap, ExtensionKind};
 use crate::media::send::SendStream;
 use crate::media::session::RxRole;
 use crate::ortc::{
-    self, ConsumerParameters, ConsumerType, DtlsFingerprint, DtlsParameters, DtlsRole,
-    IceParameters, MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters, RtxParameters,
+    self, ConsumerParameters, ConsumerType, DtlsFingerprint, DtlsParameters, IceParameters,
+    MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters, RtxParameters,
     WebRtcTransportParameters,
 };
 use crate::router::{Consumer, Encoding, Producer, Router};
@@ -184,7 +184,7 @@ impl Sfu {
             },
             ice_candidates: signaled,
             dtls_parameters: DtlsParameters {
-                role: Some(DtlsRole::Auto),
+                role: Some(options.dtls_role),
                 fingerprints: vec![DtlsFingerprint {
                     algorithm: fingerprint.0,
                     value: fingerprint.1,
@@ -198,6 +198,7 @@ impl Sfu {
             Box::new(WebRtcTransport::new(
                 router,
                 rtc,
+                options.dtls_role,
                 creds,
                 local_addrs,
                 key_slot,
@@ -212,8 +213,11 @@ impl Sfu {
         Ok(WebRtcTransportCreated { id, parameters })
     }
 
-    /// Gives a transport the client's DTLS parameters; the server takes the other DTLS role
-    /// (the client's `client` or `auto` makes the server the DTLS server).
+    /// Gives a transport the client's DTLS parameters. A transport created with the DTLS role
+    /// [`Auto`](crate::ortc::DtlsRole::Auto) takes the other role (the client's `client`,
+    /// `auto` or no role makes it the DTLS server, `server` the DTLS client); one created as
+    /// `Client` or `Server` keeps that role, and a client asking for the same one gets
+    /// [`Error::DtlsRoleConflict`].
     pub fn connect_webrtc_transport(
         &mut self,
         transport: TransportId,
@@ -233,7 +237,12 @@ impl Sfu {
             .or_else(|| dtls_parameters.fingerprints.first())
             .ok_or_else(|| Error::InvalidDtlsParameters("no fingerprint".into()))?;
         let fingerprint = parse_fingerprint(fp)?;
-        let active = matches!(dtls_parameters.role, Some(DtlsRole::Server));
+        let active = webrtc::dtls_active(t.dtls_role, dtls_parameters.role).map_err(|remote| {
+            Error::DtlsRoleConflict {
+                announced: t.dtls_role,
+                remote,
+            }
+        })?;
         let mut api = t.rtc.direct_api();
         api.set_remote_fingerprint(fingerprint);
         api.start_dtls(active)

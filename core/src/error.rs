@@ -1,7 +1,7 @@
 //! Errors of the control API. Bad network input is never an error: it is dropped and counted.
 
 use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
-use crate::ortc::OrtcError;
+use crate::ortc::{DtlsRole, OrtcError};
 
 /// An API call could not be carried out. Nothing changed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -43,6 +43,15 @@ pub enum Error {
     /// The DTLS parameters are unusable.
     #[error("invalid DTLS parameters: {0}")]
     InvalidDtlsParameters(String),
+    /// The client's DTLS role contradicts the role the transport announced (both `client`, or
+    /// both `server`).
+    #[error("DTLS role conflict: the transport announced {announced:?}, the client asked for {remote:?}")]
+    DtlsRoleConflict {
+        /// The role the transport announced in its `dtlsParameters`.
+        announced: DtlsRole,
+        /// The role the client gave to `connect`.
+        remote: DtlsRole,
+    },
     /// The listen addresses are unusable.
     #[error("invalid listen info: {0}")]
     InvalidListenInfo(String),

@@ -11,7 +11,10 @@ pub use crate::ortc::Protocol;
 pub enum Input<'a> {
     /// A datagram arrived (a UDP datagram, or one RFC 4571 frame of an ICE-TCP connection).
     Receive {
-        /// When it was read from the socket.
+        /// When it arrived: its kernel receive timestamp where the socket gives one (datagrams
+        /// read in one batch arrived apart, and transport-wide congestion control feedback
+        /// reports their arrival times to the sender), else when it was read. An instant
+        /// before the last one given counts as the last one.
         now: Instant,
         /// The transport protocol it came over.
         proto: Protocol,

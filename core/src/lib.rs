@@ -51,6 +51,7 @@
 //! let transport = sfu
 //!     .create_webrtc_transport(router, WebRtcTransportOptions {
 //!         listen_infos: vec![ListenInfo { protocol: Protocol::Udp, local, announced_address: None }],
+//!         ..Default::default()
 //!     })
 //!     .unwrap();
 //! // `transport.parameters` goes to the client over the application's signaling.

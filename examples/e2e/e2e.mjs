@@ -33,7 +33,20 @@
 // then asks for the lowest layer and waits for the decoded width (inbound-rtp frameWidth and the
 // probed frames, of the right sender) to become 160 px, then for the top layer and the width of
 // the widest encoding the sender is sending at the time, which must be wider than 160 px.
-// E2E_SCENARIOS=udp,tcp,simulcast picks the runs.
+// The UDP run also checks what Chromium makes of the server's RTCP (its pages allow 2.5 Mbit/s of
+// video): on the receiving connection a remote-outbound-rtp entry (from the server's sender
+// reports) for every inbound stream and no packets lost; on the sending connection a
+// remote-inbound-rtp entry with a round-trip time (from the server's receiver reports) for every
+// outbound stream, and a send-side bandwidth estimate (availableOutgoingBitrate of the candidate
+// pair, which Chromium's estimator derives from the server's transport-wide-cc feedback) above
+// 1 Mbit/s within 10 s of the page opening.
+// The DTLS-client run (one room of two pages) creates the server's transports as DTLS client
+// (page parameter sfuDtlsRole=client), so Chromium is the DTLS server and picks the SRTP profile:
+// it must be AES_CM_128_HMAC_SHA1_80 on both transports, in Chromium's stats and the server's,
+// with video and audio arriving both ways as above.
+// E2E_SCENARIOS=udp,tcp,simulcast,dtls-client picks the runs; E2E_CHROMIUM_ARGS adds Chromium
+// flags (e.g. "--enable-logging=stderr --vmodule=*/webrtc/*=1" and DEBUG=pw:browser for
+// libwebrtc's log: probe results, bandwidth estimates).
 // Prints the DTLS version, DTLS role and SRTP profile Chromium negotiated.
 
 import fs from 'node:fs';
@@ -64,6 +77,14 @@ const UNACCOUNTED_BASE = 40;
 const UNACCOUNTED_PER_SECOND = 5;
 // The width of the test source's lowest simulcast layer (the top one is 640).
 const LOW_WIDTH = 160;
+// The send-side bandwidth estimate the UDP run must see, and how soon after the page opened.
+const BWE_TARGET = 1_000_000;
+const BWE_DEADLINE_MS = 10_000;
+// The video limit of the UDP run's pages (kbit/s): Chromium caps its estimate near the sum of
+// its streams' limits, so the default 800 kbit/s could never show an estimate above 1 Mbit/s.
+const RTCP_RUN_MAX_BITRATE = 2500;
+// The SRTP profile Chromium picks as DTLS server (stats spell it one of these ways).
+const AES_CM_NAMES = ['AES_CM_128_HMAC_SHA1_80', 'SRTP_AES128_CM_HMAC_SHA1_80', 'SRTP_AES128_CM_SHA1_80'];
 
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfu-e2e-chromium-'));
 
@@ -85,6 +106,7 @@ const args = [
   '--disable-backgrounding-occluded-windows',
   // Send all three simulcast layers of a 640x360 source (by default Chromium sends two).
   '--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/',
+  ...(process.env.E2E_CHROMIUM_ARGS ? process.env.E2E_CHROMIUM_ARGS.split(' ') : []),
 ];
 
 function sleep(ms) {
@@ -164,21 +186,26 @@ function describe(p) {
   ].join('\n');
 }
 
-async function openPage(context, name, room, peer, index, { forceTcp, simulcast }) {
+async function openPage(context, name, room, peer, index, { forceTcp, simulcast, sfuDtlsRole, maxBitrate }) {
   const page = await context.newPage();
   const logs = [];
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
   const extra = process.env.E2E_PAGE_PARAMS ? `&${process.env.E2E_PAGE_PARAMS}` : '';
-  const options = `${forceTcp ? '&forceTcp=1' : ''}${simulcast ? '&simulcast=1' : ''}`;
+  const options = `${forceTcp ? '&forceTcp=1' : ''}${simulcast ? '&simulcast=1' : ''}` +
+    `${sfuDtlsRole ? `&sfuDtlsRole=${sfuDtlsRole}` : ''}${maxBitrate ? `&maxBitrate=${maxBitrate}` : ''}`;
   const url = `${base}/?room=${room}&peer=${peer}&autojoin=1&testSource=${index}${options}${extra}`;
+  const opened = Date.now();
   await page.goto(url);
-  return { name, page, peer, room, index, logs, stats: null };
+  // bwe: [seconds since opened, availableOutgoingBitrate of the send transport] per collection.
+  return { name, page, peer, room, index, logs, stats: null, opened, bwe: [] };
 }
 
 async function collect(p) {
   try {
     p.stats = await p.page.evaluate(() => window.sfuDemo.stats());
+    const bwe = p.stats && p.stats.send && p.stats.send.availableOutgoingBitrate;
+    if (bwe !== undefined && bwe !== null) p.bwe.push([(Date.now() - p.opened) / 1000, bwe]);
   } catch (e) {
     p.logs.push(`stats failed: ${e.message}`);
   }
@@ -364,6 +391,102 @@ async function layerCheck(pages, pairs, layer) {
     `within ${LAYER_DEADLINE_MS / 1000} s: ${lines.join('; ')}`];
 }
 
+/** "1.5s 1.23M" for each estimate sample, one per distinct value in a row. */
+function bweText(p) {
+  const out = [];
+  let last = null;
+  for (const [t, b] of p.bwe) {
+    if (b === last) continue;
+    last = b;
+    out.push(`${t.toFixed(1)}s ${(b / 1e6).toFixed(2)}M`);
+  }
+  return out.join(', ') || 'none';
+}
+
+/**
+ * What Chromium makes of the server's RTCP: sender reports (remote-outbound-rtp for every
+ * inbound stream), receiver reports (remote-inbound-rtp with a round-trip time for every outbound
+ * stream), no loss, and transport-wide-cc feedback (the send-side estimate rises above
+ * BWE_TARGET within BWE_DEADLINE_MS of the page opening).
+ */
+async function rtcpCheck(pages) {
+  const above = (p) => p.bwe.some(([t, b]) => b > BWE_TARGET && t * 1000 <= BWE_DEADLINE_MS);
+  // Sender reports for every inbound stream and a round trip for every outbound one (Chromium
+  // sends its audio sender reports about every 5 s, and an RTT needs one echoed back).
+  const reported = (p) => {
+    const s = p.stats;
+    if (!s) return false;
+    const rtcp = [...(s.recvRtcp || []), ...(s.sendRtcp || [])];
+    return (s.recvInbound || []).every((i) => rtcp.some((x) => x.type === 'remote-outbound-rtp' && x.ssrc === i.ssrc)) &&
+      (s.sendOutbound || []).every((o) => rtcp.some((x) => x.type === 'remote-inbound-rtp' && x.ssrc === o.ssrc &&
+        typeof x.roundTripTime === 'number'));
+  };
+  const done = () => pages.every((p) => above(p) && reported(p));
+  // Chromium's estimate leaves its start value (600 kbit/s here) through its first probes:
+  // bursts whose arrival times the server's feedback reports.
+  const rest = Math.max(...pages.map((p) => p.opened + BWE_DEADLINE_MS)) - Date.now();
+  if (rest > 0 && !done()) await until(pages, rest, done);
+  const problems = [];
+  for (const p of pages) {
+    const s = p.stats;
+    if (!s) continue;
+    const recvRtcp = s.recvRtcp || [];
+    const sendRtcp = s.sendRtcp || [];
+    const srs = [];
+    for (const i of s.recvInbound || []) {
+      const r = recvRtcp.find((x) => x.type === 'remote-outbound-rtp' && x.ssrc === i.ssrc);
+      srs.push(`${i.kind} ${r ? `${r.reportsSent} SRs` : 'no SR'}, lost ${i.packetsLost}/${i.packetsReceived}`);
+      if (!r) problems.push(`${p.name}: no remote-outbound-rtp (server sender reports) for its inbound ${i.kind} stream ${i.ssrc}`);
+      if (i.packetsLost !== 0) problems.push(`${p.name}: inbound ${i.kind} stream ${i.ssrc} reports packetsLost ${i.packetsLost}`);
+    }
+    const rrs = [];
+    for (const o of s.sendOutbound || []) {
+      const r = sendRtcp.find((x) => x.type === 'remote-inbound-rtp' && x.ssrc === o.ssrc);
+      const rtt = r && typeof r.roundTripTime === 'number' ? r.roundTripTime : null;
+      rrs.push(`${o.kind} ${rtt === null ? 'no RTT' : `RTT ${(rtt * 1000).toFixed(1)} ms (${r.roundTripTimeMeasurements} measurements, ` +
+        `lost ${r.packetsLost})`}`);
+      if (rtt === null) {
+        problems.push(`${p.name}: no remote-inbound-rtp with a roundTripTime (server receiver reports) for its outbound ` +
+          `${o.kind} stream ${o.ssrc} (${JSON.stringify(r || null)})`);
+      }
+    }
+    const first = p.bwe.find(([, b]) => b > BWE_TARGET);
+    console.log(`  ${p.name} receives: ${srs.join('; ')}`);
+    console.log(`  ${p.name} sends: ${rrs.join('; ')}; availableOutgoingBitrate ${first ? `above ${BWE_TARGET / 1e6}M at ${first[0].toFixed(1)} s` : 'never above ' +
+      `${BWE_TARGET / 1e6}M`} (${bweText(p)})`);
+    if (!above(p)) {
+      problems.push(`${p.name}: availableOutgoingBitrate not above ${BWE_TARGET} bit/s within ${BWE_DEADLINE_MS / 1000} s of opening ` +
+        `(${bweText(p)}): the server's transport-wide-cc feedback does not drive Chromium's estimate`);
+    }
+  }
+  return problems;
+}
+
+/** With the server as DTLS client, Chromium (DTLS server) must have picked AES-CM everywhere. */
+function dtlsClientCheck(pages) {
+  const problems = [];
+  for (const p of pages) {
+    const s = p.stats;
+    for (const [dir, t] of [['send', s && s.send], ['recv', s && s.recv]]) {
+      if (!t) {
+        problems.push(`${p.name}: no ${dir} transport stats`);
+        continue;
+      }
+      if (!AES_CM_NAMES.includes(t.srtpCipher)) {
+        problems.push(`${p.name} ${dir}: SRTP profile ${t.srtpCipher}, expected AES_CM_128_HMAC_SHA1_80`);
+      }
+      if (t.dtlsRole !== 'server') problems.push(`${p.name} ${dir}: Chromium is DTLS ${t.dtlsRole}, expected server`);
+    }
+    const server = s && s.recvServer && s.recvServer.srtpProfile;
+    console.log(`  ${p.name}: Chromium SRTP profile send ${s && s.send && s.send.srtpCipher}, recv ${s && s.recv && s.recv.srtpCipher}; ` +
+      `server's recv transport ${server}`);
+    if (server !== 'AES_CM_128_HMAC_SHA1_80') {
+      problems.push(`${p.name}: the server's recv transport reports SRTP profile ${server}, expected AES_CM_128_HMAC_SHA1_80`);
+    }
+  }
+  return problems;
+}
+
 async function scenario(browser, mode, options) {
   const { forceTcp } = options;
   const tag = `${mode}-${Date.now().toString(36)}`;
@@ -375,9 +498,11 @@ async function scenario(browser, mode, options) {
   const a2 = await openPage(context, 'page 2', roomA, 'bob', 2, options);
   // Room B does not take part in the layer check: there its pages send one encoding (less CPU).
   const optionsB = { ...options, simulcast: false };
-  const b1 = await openPage(context, 'page 3', roomB, 'carol', 3, optionsB);
-  const b2 = await openPage(context, 'page 4', roomB, 'dave', 4, optionsB);
-  const pages = [a1, a2, b1, b2];
+  const pages = [a1, a2];
+  if (!options.singleRoom) {
+    pages.push(await openPage(context, 'page 3', roomB, 'carol', 3, optionsB));
+    pages.push(await openPage(context, 'page 4', roomB, 'dave', 4, optionsB));
+  }
   const pairs = pages.flatMap((me) => pages.filter((o) => o !== me && o.room === me.room).map((o) => [me, o]));
   const passed = await until(pages, DEADLINE_MS, () => pairs.every(([me, other]) => missing(me, other).length === 0));
   const elapsed = ((Date.now() - started) / 1000).toFixed(1);
@@ -389,7 +514,7 @@ async function scenario(browser, mode, options) {
     }
   }
 
-  console.log(`\n== ${mode.toUpperCase()}: rooms ${roomA} / ${roomB}, ${elapsed} s`);
+  console.log(`\n== ${mode.toUpperCase()}: ${options.singleRoom ? `room ${roomA}` : `rooms ${roomA} / ${roomB}`}, ${elapsed} s`);
   for (const [me, other] of pairs) {
     if (!me.stats) continue;
     const v = streams(me, other, 'video');
@@ -407,7 +532,9 @@ async function scenario(browser, mode, options) {
     problems.push(...(await layerCheck(pages, roomAPairs, 0)));
     if (!problems.length) problems.push(...(await layerCheck(pages, roomAPairs, 2)));
   }
+  if (passed && options.maxBitrate) problems.push(...(await rtcpCheck(pages)));
   await Promise.all(pages.map(collect));
+  if (options.sfuDtlsRole === 'client') problems.push(...dtlsClientCheck(pages));
 
   for (const p of pages) {
     problems.push(...leaks(p, pages, (Date.now() - started) / 1000));
@@ -423,10 +550,14 @@ async function scenario(browser, mode, options) {
     const workers = new Set(placements.map((x) => x.worker));
     const routers = (room) => new Set(pages.filter((p) => p.room === room).map((p) => p.stats.placement.router));
     if (workers.size !== 1) problems.push(`the rooms are on different workers (${[...workers].join(', ')}), so isolation is not tested within one Sfu`);
-    if (routers(roomA).size !== 1 || routers(roomB).size !== 1 || [...routers(roomA)][0] === [...routers(roomB)][0]) {
-      problems.push(`rooms and routers do not match: ${JSON.stringify(placements)}`);
+    if (options.singleRoom) {
+      if (routers(roomA).size !== 1) problems.push(`one room, several routers: ${JSON.stringify(placements)}`);
+    } else {
+      if (routers(roomA).size !== 1 || routers(roomB).size !== 1 || [...routers(roomA)][0] === [...routers(roomB)][0]) {
+        problems.push(`rooms and routers do not match: ${JSON.stringify(placements)}`);
+      }
+      console.log(`  both rooms on worker ${[...workers].join(', ')}: room A router ${[...routers(roomA)]}, room B router ${[...routers(roomB)]}`);
     }
-    console.log(`  both rooms on worker ${[...workers].join(', ')}: room A router ${[...routers(roomA)]}, room B router ${[...routers(roomB)]}`);
   } else {
     problems.push('a page does not know where its room lives (no join reply?)');
   }
@@ -485,12 +616,17 @@ try {
   });
   console.log(`Chromium ${context.browser() ? context.browser().version() : ''} at ${executablePath}`);
   // E2E_SCENARIOS=udp,simulcast runs only those.
-  const only = (process.env.E2E_SCENARIOS || 'udp,tcp,simulcast').split(',');
+  const only = (process.env.E2E_SCENARIOS || 'udp,tcp,simulcast,dtls-client').split(',');
   const results = [];
-  if (only.includes('udp')) results.push(await scenario(browser, 'udp', { forceTcp: false }));
+  // UDP, with a video limit that lets the send-side estimate show above 1 Mbit/s (RTCP checks).
+  if (only.includes('udp')) results.push(await scenario(browser, 'udp', { forceTcp: false, maxBitrate: RTCP_RUN_MAX_BITRATE }));
   if (only.includes('tcp')) results.push(await scenario(browser, 'tcp', { forceTcp: true }));
   // The camera in three simulcast encodings (rid-based), over UDP.
   if (only.includes('simulcast')) results.push(await scenario(browser, 'simulcast', { forceTcp: false, simulcast: true }));
+  // One room of two pages, the server's transports as DTLS client (Chromium picks AES-CM).
+  if (only.includes('dtls-client')) {
+    results.push(await scenario(browser, 'dtls-client', { forceTcp: false, singleRoom: true, sfuDtlsRole: 'client' }));
+  }
   allOk = results.length > 0 && results.every(Boolean);
 } catch (e) {
   console.error(`e2e: ${e.stack || e}`);

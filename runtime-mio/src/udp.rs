@@ -1,4 +1,5 @@
-//! A worker's UDP socket, through quinn-udp: batched reads with GRO, pktinfo and ECN; GSO sends.
+//! A worker's UDP socket, through quinn-udp: batched reads with GRO, pktinfo, ECN and kernel
+//! receive timestamps; GSO sends.
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
@@ -103,7 +104,11 @@ impl UdpEndpoint {
                 }
             };
             let now = clock::now();
+            let wall = clock::wall_now();
             for (i, meta) in self.meta.iter().take(count).enumerate() {
+                // Datagrams read together arrived apart: each takes its kernel arrival time
+                // (transport-wide congestion control feedback reports it to the sender).
+                let now = clock::arrival(now, wall, meta.timestamp).unwrap_or(now);
                 let start = i * self.slot;
                 let bytes = &self.buf[start..start + meta.len.min(self.slot)];
                 let source = canonical_addr(meta.addr);
@@ -192,6 +197,29 @@ mod tests {
             destination: SocketAddr::new([127, 0, 0, 1].into(), dest),
             contents: vec![0; len],
         }
+    }
+
+    #[test]
+    fn datagrams_read_together_keep_their_arrival_times() {
+        let options = crate::ListenOptions::udp([127, 0, 0, 1].into());
+        let mut endpoint = UdpEndpoint::new(crate::net::bind(&options, 0).unwrap(), 1500).unwrap();
+        let counters = CounterCells::default();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Two datagrams 30 ms apart, read in one batch afterwards.
+        sender.send_to(&[1], endpoint.local).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        sender.send_to(&[2], endpoint.local).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let mut arrivals = Vec::new();
+        endpoint.read(1, &counters, |d| {
+            arrivals.push((d.contents.to_vec(), d.now))
+        });
+        assert_eq!(arrivals.len(), 2, "one batch holds both");
+        let apart = arrivals[1].1.duration_since(arrivals[0].1);
+        assert!(
+            apart >= std::time::Duration::from_millis(25),
+            "arrivals {apart:?} apart, sent 30 ms apart"
+        );
     }
 
     #[test]

@@ -95,6 +95,7 @@ fn dual_stack_wildcard_socket_serves_ipv4_peers() {
             local: SocketAddr::new(V4, port),
             announced_address: None,
         }],
+        ..Default::default()
     };
     let mut conf = Conference::default();
     let room = conf.add_room(&runtime.workers()[0]);

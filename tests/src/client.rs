@@ -1,8 +1,9 @@
 //! Client peers on str0m's direct API that do what mediasoup-client does.
 //!
 //! A [`ClientTransport`] is one `RTCPeerConnection`'s worth of state: it takes the server's
-//! transport parameters (ICE credentials and candidates, DTLS fingerprint), is the ICE
-//! controlling agent and the DTLS client, produces with its own payload types and SSRCs, and
+//! transport parameters (ICE credentials and candidates, DTLS fingerprint and role), is the ICE
+//! controlling agent and the DTLS client (the DTLS server when the server announces the role
+//! `client`, as mediasoup-client does), produces with its own payload types and SSRCs, and
 //! consumes with the parameters the server hands it.
 
 use std::collections::HashMap;
@@ -100,6 +101,9 @@ pub struct ClientTransport {
     pub key_frame_requests: Vec<(Mid, Option<Rid>)>,
     /// Whether ICE and DTLS are up.
     pub connected: bool,
+    /// Whether this client is the DTLS client (false: the DTLS server, because the server
+    /// announced the role `client`).
+    pub dtls_active: bool,
     /// RTCP sender reports received (SenderFeedback events).
     pub sender_reports: u64,
     /// What each of those sender reports said, in arrival order.
@@ -295,9 +299,12 @@ impl ClientTransport {
             _ => Candidate::host(remote, "udp").expect("udp candidate"),
         };
         rtc.add_remote_candidate(remote_candidate);
+        // mediasoup-client takes the role opposite to a role the server announces, and the
+        // client role when the server's is `auto`.
+        let dtls_active = params.dtls_parameters.role != Some(DtlsRole::Client);
         rtc.direct_api()
-            .start_dtls(true)
-            .expect("DTLS client start");
+            .start_dtls(dtls_active)
+            .expect("DTLS start");
         let id = params.id.parse().expect("transport id");
         Self {
             id,
@@ -308,6 +315,7 @@ impl ClientTransport {
             received: Vec::new(),
             key_frame_requests: Vec::new(),
             connected: false,
+            dtls_active,
             sender_reports: 0,
             sender_report_log: Vec::new(),
             ice_states: Vec::new(),
@@ -320,12 +328,16 @@ impl ClientTransport {
         }
     }
 
-    /// What the client sends in `connect`: its fingerprint, DTLS role client.
+    /// What the client sends in `connect`: its fingerprint and DTLS role.
     pub fn dtls_parameters(&mut self) -> DtlsParameters {
         let text = self.rtc.direct_api().local_dtls_fingerprint().to_string();
         let (algorithm, value) = text.split_once(' ').expect("fingerprint text");
         DtlsParameters {
-            role: Some(DtlsRole::Client),
+            role: Some(if self.dtls_active {
+                DtlsRole::Client
+            } else {
+                DtlsRole::Server
+            }),
             fingerprints: vec![DtlsFingerprint {
                 algorithm: algorithm.into(),
                 value: value.into(),

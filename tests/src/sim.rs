@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sfu_core::ortc::{
-    MediaKind, ParameterValue, Protocol as OrtcProtocol, RtpCapabilities, RtpCodecCapability,
+    DtlsRole, MediaKind, ParameterValue, Protocol as OrtcProtocol, RtpCapabilities,
+    RtpCodecCapability,
 };
 use sfu_core::{
     ConsumeOptions, Consumed, Input, ListenInfo, Output, ProduceOptions, ProducerId, RouterId,
@@ -140,6 +141,11 @@ pub struct Sim {
     pub server_receives: u64,
     /// Transport polls caused by datagrams delivered to the server.
     pub server_receive_polls: u64,
+    /// The DTLS role the server's transports are created with from now on
+    /// (`WebRtcTransportOptions::dtls_role`; default `Auto`). Each client takes the role
+    /// mediasoup-client would: the DTLS server when the server announces `client`, else the
+    /// DTLS client.
+    pub dtls_role: DtlsRole,
     sfu_deadline: Instant,
     by_addr: HashMap<SocketAddr, usize>,
     next_host: u32,
@@ -173,6 +179,7 @@ impl Sim {
             server_tcp: SERVER_TCP,
             server_receives: 0,
             server_receive_polls: 0,
+            dtls_role: DtlsRole::Auto,
             sfu_deadline: start,
             by_addr: HashMap::new(),
             next_host: 1,
@@ -258,6 +265,7 @@ impl Sim {
                 router,
                 WebRtcTransportOptions {
                     listen_infos: self.listen_infos(),
+                    dtls_role: self.dtls_role,
                 },
             )
             .expect("transport");

@@ -154,6 +154,7 @@ fn create_unconnected(sim: &mut Sim, room: sfu_core::RouterId, n: usize) {
                 room,
                 WebRtcTransportOptions {
                     listen_infos: sim.listen_infos(),
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -170,6 +171,7 @@ fn create_silent(sim: &mut Sim, room: sfu_core::RouterId) {
             room,
             WebRtcTransportOptions {
                 listen_infos: sim.listen_infos(),
+                ..Default::default()
             },
         )
         .unwrap();

@@ -419,10 +419,11 @@ pub struct IceCandidate {
 }
 
 /// DTLS role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DtlsRole {
     /// Decided later.
+    #[default]
     Auto,
     /// DTLS client.
     Client,

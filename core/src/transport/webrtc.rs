@@ -15,7 +15,7 @@ use crate::event::{DtlsState, IceState, TransportTuple};
 use crate::ids::{ConsumerId, ProducerId, RouterId};
 use crate::io::Protocol;
 use crate::media::session::{MediaSession, RxRole};
-use crate::ortc::{IceCandidate, IceCandidateTcpType, IceCandidateType, RtpCapabilities};
+use crate::ortc::{DtlsRole, IceCandidate, IceCandidateTcpType, IceCandidateType, RtpCapabilities};
 use crate::stats::TransportStats;
 use crate::transport::keys::{KeySlot, SrtpKeys};
 
@@ -37,12 +37,31 @@ pub struct WebRtcTransportOptions {
     /// The addresses to offer as ICE candidates, most preferred first. UDP candidates are
     /// preferred over TCP ones whatever the order.
     pub listen_infos: Vec<ListenInfo>,
+    /// The DTLS role the transport takes, and announces in its `dtlsParameters` (mediasoup has
+    /// no such option; this one is ours):
+    /// - [`DtlsRole::Auto`] (the default): the transport announces `auto` and takes the role
+    ///   opposite to the client's in `connect` (a client saying `client`, `auto` or nothing
+    ///   makes it the DTLS server; `server` makes it the DTLS client).
+    /// - [`DtlsRole::Client`]: it announces `client` and is the DTLS client; mediasoup-client
+    ///   then makes the browser the DTLS server, and the browser picks the SRTP profile (a
+    ///   DTLS server here prefers `AEAD_AES_256_GCM`; Chromium prefers
+    ///   `AES_CM_128_HMAC_SHA1_80`). With Chromium this holds as is for send transports; on a
+    ///   receive transport Chromium answers mediasoup-client's offer (`a=setup:actpass`) as the
+    ///   DTLS client whatever role mediasoup-client reports, unless the page makes that
+    ///   answer `a=setup:passive` (as `examples/web` does).
+    /// - [`DtlsRole::Server`]: it announces `server` and is the DTLS server.
+    ///
+    /// With `Client` or `Server`, a client that asks for the same role in `connect` gets
+    /// [`Error::DtlsRoleConflict`](crate::Error::DtlsRoleConflict).
+    pub dtls_role: DtlsRole,
 }
 
 /// Everything the Sfu keeps for one WebRTC transport.
 pub(crate) struct WebRtcTransport {
     pub(crate) router: RouterId,
     pub(crate) rtc: Rtc,
+    /// The DTLS role the transport announced (its options' `dtls_role`).
+    pub(crate) dtls_role: DtlsRole,
     pub(crate) ice_password: String,
     pub(crate) ufrag: String,
     /// The client's ufrag, learned from its first authenticated binding request.
@@ -170,6 +189,7 @@ impl WebRtcTransport {
     pub(crate) fn new(
         router: RouterId,
         rtc: Rtc,
+        dtls_role: DtlsRole,
         creds: IceCreds,
         local_addrs: Vec<(Protocol, SocketAddr)>,
         key_slot: KeySlot,
@@ -177,6 +197,7 @@ impl WebRtcTransport {
         Self {
             router,
             rtc,
+            dtls_role,
             ice_password: creds.pass,
             ufrag: creds.ufrag,
             remote_ufrag: None,
@@ -244,7 +265,44 @@ impl WebRtcTransport {
     }
 }
 
+/// Whether the transport is the DTLS client (active), given the role it announced and the
+/// role the client asked for in `connect`; `Err` when the two roles clash.
+pub(crate) fn dtls_active(announced: DtlsRole, remote: Option<DtlsRole>) -> Result<bool, DtlsRole> {
+    let remote = remote.unwrap_or(DtlsRole::Auto);
+    match (announced, remote) {
+        (DtlsRole::Auto, remote) => Ok(remote == DtlsRole::Server),
+        (DtlsRole::Client, DtlsRole::Client) | (DtlsRole::Server, DtlsRole::Server) => Err(remote),
+        (DtlsRole::Client, _) => Ok(true),
+        (DtlsRole::Server, _) => Ok(false),
+    }
+}
+
 /// When a transport's `Rtc` is due if it reported nothing else.
 pub(crate) fn fallback_deadline(now: Instant) -> Instant {
     now + std::time::Duration::from_millis(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dtls_role_follows_the_announced_role_or_the_client() {
+        use DtlsRole::{Auto, Client, Server};
+        // Announced auto: the opposite of the client's role; a client without one is a client.
+        assert_eq!(dtls_active(Auto, Some(Server)), Ok(true));
+        assert_eq!(dtls_active(Auto, Some(Client)), Ok(false));
+        assert_eq!(dtls_active(Auto, Some(Auto)), Ok(false));
+        assert_eq!(dtls_active(Auto, None), Ok(false));
+        // Announced client: active unless the client wants to be the client too.
+        assert_eq!(dtls_active(Client, Some(Server)), Ok(true));
+        assert_eq!(dtls_active(Client, Some(Auto)), Ok(true));
+        assert_eq!(dtls_active(Client, None), Ok(true));
+        assert_eq!(dtls_active(Client, Some(Client)), Err(Client));
+        // Announced server: passive unless the client wants to be the server too.
+        assert_eq!(dtls_active(Server, Some(Client)), Ok(false));
+        assert_eq!(dtls_active(Server, Some(Auto)), Ok(false));
+        assert_eq!(dtls_active(Server, None), Ok(false));
+        assert_eq!(dtls_active(Server, Some(Server)), Err(Server));
+    }
 }

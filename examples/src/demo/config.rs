@@ -24,7 +24,8 @@ USAGE: demo [FLAGS]
   --web-dir DIR            the page directory                   [DEMO_WEB_DIR, default examples/web]
   -h, --help               this text
 
-Pages may add &forceTcp=1 to their URL to get only TCP candidates.";
+Pages may add &forceTcp=1 to their URL to get only TCP candidates, and &sfuDtlsRole=client to
+make the server the DTLS client of their transports (the browser then picks the SRTP profile).";
 
 /// Everything the demo server needs to start.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,7 +17,7 @@
 //! | method | data | reply data |
 //! |---|---|---|
 //! | `getRouterRtpCapabilities` | – | `RtpCapabilities` |
-//! | `createWebRtcTransport` | `{direction: "send"\|"recv", forceTcp?}` | `WebRtcTransportParameters` |
+//! | `createWebRtcTransport` | `{direction: "send"\|"recv", forceTcp?, dtlsRole?}` (`dtlsRole`: the server's, `"auto"` (default), `"client"` or `"server"`) | `WebRtcTransportParameters` |
 //! | `connectWebRtcTransport` | `{transportId, dtlsParameters}` | `{}` |
 //! | `restartIce` | `{transportId}` | `IceParameters` |
 //! | `join` | `{rtpCapabilities}` | `{peerId, room, peers, producers: [{producerId, peerId, kind}], worker, router}` |

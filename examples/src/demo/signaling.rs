@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sfu_core::ortc::{
-    DtlsParameters, MediaKind, Protocol, RtpCapabilities, RtpCodecCapability, RtpParameters,
+    DtlsParameters, DtlsRole, MediaKind, Protocol, RtpCapabilities, RtpCodecCapability,
+    RtpParameters,
 };
 use sfu_core::{
     AudioLevelObserverOptions, ConsumeOptions, ConsumerId, Event, ObserverId, ProduceOptions,
@@ -433,6 +434,9 @@ struct CreateTransportData {
     direction: Option<String>,
     #[serde(default)]
     force_tcp: bool,
+    /// The DTLS role the transport takes (default: `auto`, it follows the client's).
+    #[serde(default)]
+    dtls_role: DtlsRole,
 }
 
 #[derive(Deserialize)]
@@ -623,6 +627,7 @@ impl PeerSession {
                     "bytesSent": s.bytes_sent,
                     "rtpDropped": s.rtp_dropped,
                     "rtcErrors": s.rtc_errors,
+                    "srtpProfile": s.srtp_profile,
                 }))
             }
             other => Err(format!("unknown method {other:?}")),
@@ -681,7 +686,13 @@ impl PeerSession {
         let created = self
             .room
             .worker
-            .create_webrtc_transport(self.room.router, WebRtcTransportOptions::default())
+            .create_webrtc_transport(
+                self.room.router,
+                WebRtcTransportOptions {
+                    dtls_role: d.dtls_role,
+                    ..WebRtcTransportOptions::default()
+                },
+            )
             .map_err(|e| runtime_error("createWebRtcTransport", e))?;
         let mut parameters = created.parameters;
         if d.force_tcp {
@@ -708,7 +719,7 @@ impl PeerSession {
             Owned::Transport(self.room.worker.index(), created.id),
         );
         info!(room = %self.room.name, peer = %self.peer, transport = %created.id, ?direction,
-            candidates = parameters.ice_candidates.len(), "transport created");
+            candidates = parameters.ice_candidates.len(), dtls_role = ?d.dtls_role, "transport created");
         Ok(to_value(&parameters))
     }
 

@@ -4,9 +4,11 @@
 //
 // URL parameters: room=NAME, peer=ID (default: random), forceTcp=1 (ask the server for ICE-TCP
 // candidates only), autojoin=1 (join on load), nomedia=1 (join without publishing),
-// simulcast=1 (send the camera in three encodings instead of one), testSource=N (N >= 1: instead
-// of the camera and microphone, publish a test pattern and a tone that identify this page; see
-// "test source" below).
+// simulcast=1 (send the camera in three encodings instead of one), maxBitrate=KBPS (the video
+// encoding's limit without simulcast, default 800), sfuDtlsRole=client (ask the server to be the
+// DTLS client of this page's transports: the browser is then the DTLS server and picks the SRTP
+// profile), testSource=N (N >= 1: instead of the camera and microphone, publish a test pattern
+// and a tone that identify this page; see "test source" below).
 //
 // For tests the page exposes window.sfuDemo: { join(), leave(), stats(), setPreferredLayer(n),
 // state, log }.
@@ -22,6 +24,9 @@ const state = {
   forceTcp: params.get('forceTcp') === '1',
   publish: params.get('nomedia') !== '1',
   simulcast: params.get('simulcast') === '1',
+  maxBitrate: Number(params.get('maxBitrate')) > 0 ? Number(params.get('maxBitrate')) : 800,
+  // The DTLS role the server's transports take (null: the server decides).
+  sfuDtlsRole: params.get('sfuDtlsRole'),
   // The test source's identity (null: the real camera and microphone).
   test: null, // set below, once the palette is defined
   // What the server said on join: the worker and router the room lives on.
@@ -170,7 +175,9 @@ async function onNotification(method, data) {
 // ---- mediasoup-client --------------------------------------------------------------------
 
 async function createTransport(direction) {
-  const info = await request('createWebRtcTransport', { direction, forceTcp: state.forceTcp });
+  const data = { direction, forceTcp: state.forceTcp };
+  if (state.sfuDtlsRole) data.dtlsRole = state.sfuDtlsRole;
+  const info = await request('createWebRtcTransport', data);
   const transport = direction === 'send' ? device.createSendTransport(info) : device.createRecvTransport(info);
   transport.on('connect', ({ dtlsParameters }, callback, errback) => {
     request('connectWebRtcTransport', { transportId: transport.id, dtlsParameters })
@@ -222,6 +229,21 @@ function removeConsumer(id) {
   note(`consumer ${id} (${c.kind} of ${c.peerId}) closed`);
 }
 
+// With sfuDtlsRole=client the server announces the DTLS role "client" and mediasoup-client
+// reports the role "server" for this page. On a send transport Chromium answers the server's
+// SDP accordingly, but on a receive transport Chromium is the answerer to an "actpass" offer and
+// makes itself the DTLS client (a=setup:active), which mediasoup-client leaves as it is: the page
+// makes that answer passive, the role it reported.
+if (state.sfuDtlsRole === 'client') {
+  const setLocalDescription = RTCPeerConnection.prototype.setLocalDescription;
+  RTCPeerConnection.prototype.setLocalDescription = function (description, ...rest) {
+    if (description && description.type === 'answer' && description.sdp) {
+      description = { type: 'answer', sdp: description.sdp.replace(/a=setup:active/g, 'a=setup:passive') };
+    }
+    return setLocalDescription.call(this, description, ...rest);
+  };
+}
+
 async function join() {
   if (state.joined) return;
   state.errors = [];
@@ -268,7 +290,7 @@ async function publish() {
             { scaleResolutionDownBy: 2, maxBitrate: kbps[1] * 1000 },
             { scaleResolutionDownBy: 1, maxBitrate: kbps[2] * 1000 },
           ]
-        : [{ maxBitrate: 800_000 }];
+        : [{ maxBitrate: state.maxBitrate * 1000 }];
       options.codecOptions = { videoGoogleStartBitrate: 600 };
     }
     const producer = await sendTransport.produce(options);
@@ -542,6 +564,9 @@ async function transportSummary(transport) {
     tlsVersion: t.tlsVersion,
     dtlsCipher: t.dtlsCipher,
     srtpCipher: t.srtpCipher,
+    // The send-side bandwidth estimate (transport-wide-cc feedback drives it) and the RTT.
+    availableOutgoingBitrate: pair ? pair.availableOutgoingBitrate : undefined,
+    currentRoundTripTime: pair ? pair.currentRoundTripTime : undefined,
     bytesSent: t.bytesSent,
     bytesReceived: t.bytesReceived,
     packetsSent: t.packetsSent,
@@ -564,11 +589,46 @@ async function inboundStreams(transport) {
       kind: s.kind,
       mid: s.mid,
       packetsReceived: s.packetsReceived || 0,
+      packetsLost: s.packetsLost || 0,
       bytesReceived: s.bytesReceived || 0,
       headerBytesReceived: s.headerBytesReceived || 0,
       framesDecoded: s.framesDecoded || 0,
       frameWidth: s.frameWidth || 0,
     });
+  }
+  return out;
+}
+
+/**
+ * What the RTCP of the other end told a transport's connection: remote-outbound-rtp (from the
+ * server's sender reports about the streams this connection receives) and remote-inbound-rtp
+ * (from its receiver reports about the streams this connection sends).
+ */
+async function rtcpStreams(transport) {
+  if (!transport) return [];
+  const out = [];
+  for (const s of (await transport.getStats()).values()) {
+    if (s.type === 'remote-outbound-rtp') {
+      out.push({
+        type: s.type,
+        kind: s.kind,
+        ssrc: s.ssrc,
+        packetsSent: s.packetsSent,
+        reportsSent: s.reportsSent,
+        remoteTimestamp: s.remoteTimestamp,
+      });
+    } else if (s.type === 'remote-inbound-rtp') {
+      out.push({
+        type: s.type,
+        kind: s.kind,
+        ssrc: s.ssrc,
+        packetsLost: s.packetsLost,
+        fractionLost: s.fractionLost,
+        jitter: s.jitter,
+        roundTripTime: s.roundTripTime,
+        roundTripTimeMeasurements: s.roundTripTimeMeasurements,
+      });
+    }
   }
   return out;
 }
@@ -637,6 +697,8 @@ async function stats() {
     recv: await transportSummary(recvTransport),
     recvInbound: await inboundStreams(recvTransport),
     sendOutbound: await outboundStreams(sendTransport),
+    recvRtcp: await rtcpStreams(recvTransport),
+    sendRtcp: await rtcpStreams(sendTransport),
     recvServer: recvTransport
       ? await request('getTransportStats', { transportId: recvTransport.id }).catch((e) => ({ error: e.message }))
       : null,

@@ -114,7 +114,13 @@ pub fn join(
     );
     let server = listen_infos[0].local;
     let created = worker
-        .create_webrtc_transport(router, WebRtcTransportOptions { listen_infos })
+        .create_webrtc_transport(
+            router,
+            WebRtcTransportOptions {
+                listen_infos,
+                ..Default::default()
+            },
+        )
         .expect("transport");
     let (net, local, proto) = match path {
         Path::UdpV4 | Path::UdpV6 => {
