@@ -404,6 +404,26 @@ pub fn same_path(a: &Transmit, b: &Transmit) -> bool {
     (a.proto, a.source, a.destination) == (b.proto, b.source, b.destination)
 }
 
+/// When a datagram arrived, from its kernel receive timestamp (`SO_TIMESTAMPNS`, time since
+/// the Unix epoch on the wall clock, as quinn-udp's `RecvMeta::timestamp` gives it), given the
+/// monotonic `now` and the wall clock `wall` read together after the read: `now` less the
+/// datagram's age. `None` without a timestamp or when the age is negative or over a second (a
+/// wall clock step). Datagrams read in one batch arrived apart, and transport-wide congestion
+/// control feedback reports each one's arrival to its sender, whose bandwidth probes fail if
+/// a burst seems to arrive at one instant.
+pub fn kernel_arrival(
+    now: std::time::Instant,
+    wall: std::time::SystemTime,
+    kernel: Option<std::time::Duration>,
+) -> Option<std::time::Instant> {
+    let since_epoch = wall.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let age = since_epoch.checked_sub(kernel?)?;
+    if age > std::time::Duration::from_secs(1) {
+        return None;
+    }
+    now.checked_sub(age)
+}
+
 /// The datagrams of one receive buffer: `stride`-sized segments when the kernel coalesced
 /// several (GRO reports their size as `stride`; 0 means one datagram), else the buffer itself.
 /// An empty datagram is one datagram too, so it is counted and dropped like any other.
@@ -416,6 +436,27 @@ pub fn gro_segments(buf: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kernel_timestamp_becomes_the_arrival_instant() {
+        #[allow(clippy::disallowed_methods)] // A test's own clock.
+        let now = std::time::Instant::now();
+        let epoch_secs = Duration::from_secs(1_000_000);
+        let wall = std::time::UNIX_EPOCH + epoch_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(
+            kernel_arrival(now, wall, Some(epoch_secs - ms(30))),
+            Some(now - ms(30))
+        );
+        assert_eq!(kernel_arrival(now, wall, Some(epoch_secs)), Some(now));
+        // No timestamp, one from the future, or one older than a second: not trusted.
+        assert_eq!(kernel_arrival(now, wall, None), None);
+        assert_eq!(kernel_arrival(now, wall, Some(epoch_secs + ms(5))), None);
+        assert_eq!(
+            kernel_arrival(now, wall, Some(epoch_secs - ms(1_500))),
+            None
+        );
+    }
 
     #[test]
     fn merge_adds_and_keeps_maxima() {

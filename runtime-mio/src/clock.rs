@@ -29,23 +29,6 @@ pub(crate) fn wall_now() -> std::time::SystemTime {
     std::time::SystemTime::now()
 }
 
-/// When a datagram arrived, from its kernel receive timestamp (`SO_TIMESTAMPNS`, time since
-/// the Unix epoch on the wall clock), given the monotonic `now` and the wall clock `wall` read
-/// together after the read: `now` less the datagram's age. `None` without a timestamp or when
-/// the age is negative or over a second (a wall clock step).
-pub(crate) fn arrival(
-    now: Instant,
-    wall: std::time::SystemTime,
-    kernel: Option<Duration>,
-) -> Option<Instant> {
-    let since_epoch = wall.duration_since(std::time::UNIX_EPOCH).ok()?;
-    let age = since_epoch.checked_sub(kernel?)?;
-    if age > Duration::from_secs(1) {
-        return None;
-    }
-    now.checked_sub(age)
-}
-
 /// How long to poll for I/O before `deadline`: the whole milliseconds left, so mio's rounding
 /// never makes the wait overshoot the deadline.
 pub(crate) fn poll_timeout(now: Instant, deadline: Instant) -> Duration {
@@ -146,23 +129,6 @@ impl Alarm {
 mod tests {
     use super::*;
     use mio::{Events, Poll};
-
-    #[test]
-    fn a_kernel_timestamp_becomes_the_arrival_instant() {
-        let now = now();
-        let epoch_secs = Duration::from_secs(1_000_000);
-        let wall = std::time::UNIX_EPOCH + epoch_secs;
-        let ms = Duration::from_millis;
-        assert_eq!(
-            arrival(now, wall, Some(epoch_secs - ms(30))),
-            Some(now - ms(30))
-        );
-        assert_eq!(arrival(now, wall, Some(epoch_secs)), Some(now));
-        // No timestamp, one from the future, or one older than a second: not trusted.
-        assert_eq!(arrival(now, wall, None), None);
-        assert_eq!(arrival(now, wall, Some(epoch_secs + ms(5))), None);
-        assert_eq!(arrival(now, wall, Some(epoch_secs - ms(1_500))), None);
-    }
 
     /// Lateness of `samples` deadlines at assorted sub-millisecond offsets, in microseconds:
     /// (mean, max).

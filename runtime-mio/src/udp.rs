@@ -108,7 +108,8 @@ impl UdpEndpoint {
             for (i, meta) in self.meta.iter().take(count).enumerate() {
                 // Datagrams read together arrived apart: each takes its kernel arrival time
                 // (transport-wide congestion control feedback reports it to the sender).
-                let now = clock::arrival(now, wall, meta.timestamp).unwrap_or(now);
+                let now =
+                    sfu_core::runtime::kernel_arrival(now, wall, meta.timestamp).unwrap_or(now);
                 let start = i * self.slot;
                 let bytes = &self.buf[start..start + meta.len.min(self.slot)];
                 let source = canonical_addr(meta.addr);

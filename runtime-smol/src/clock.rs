@@ -10,3 +10,9 @@ use std::time::Instant;
 pub(crate) fn now() -> Instant {
     Instant::now()
 }
+
+/// The wall clock (the time base of kernel receive timestamps).
+#[allow(clippy::disallowed_methods)] // The runtime owns the clock; everything else asks here.
+pub(crate) fn wall_now() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}

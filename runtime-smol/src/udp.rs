@@ -99,8 +99,10 @@ pub(crate) async fn recv_task(core: Rc<RefCell<Core>>, endpoint: Rc<UdpEndpoint>
                     .state
                     .recv(endpoint.socket.get_ref().into(), &mut bufs, &mut meta)
             };
-            // The receive time, taken right after the read.
+            // The receive time, taken right after the read; each datagram's own arrival comes
+            // from its kernel timestamp when there is one.
             let now = clock::now();
+            let wall = clock::wall_now();
             let count = match received {
                 Ok(count) => count,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -113,6 +115,8 @@ pub(crate) async fn recv_task(core: Rc<RefCell<Core>>, endpoint: Rc<UdpEndpoint>
             {
                 let mut core = core.borrow_mut();
                 for (meta, buf) in meta[..count].iter().zip(storage.chunks(RECV_BUFFER)) {
+                    let now =
+                        sfu_core::runtime::kernel_arrival(now, wall, meta.timestamp).unwrap_or(now);
                     receive(&mut core, &endpoint, now, meta, &buf[..meta.len]);
                 }
                 core.flush();
