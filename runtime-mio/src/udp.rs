@@ -206,10 +206,12 @@ mod tests {
         let mut endpoint = UdpEndpoint::new(crate::net::bind(&options, 0).unwrap(), 1500).unwrap();
         let counters = CounterCells::default();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        // Two datagrams 30 ms apart, read in one batch afterwards.
+        // Two datagrams 30 ms apart, read in one batch afterwards. The second is the larger,
+        // so GRO cannot coalesce them into one buffer with one timestamp (it may when the
+        // loopback's delivery is deferred on a loaded machine and the sizes allow it).
         sender.send_to(&[1], endpoint.local).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(30));
-        sender.send_to(&[2], endpoint.local).unwrap();
+        sender.send_to(&[2, 2], endpoint.local).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
         let mut arrivals = Vec::new();
         endpoint.read(1, &counters, |d| {
