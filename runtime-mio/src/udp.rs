@@ -206,6 +206,9 @@ mod tests {
         let mut endpoint = UdpEndpoint::new(crate::net::bind(&options, 0).unwrap(), 1500).unwrap();
         let counters = CounterCells::default();
         let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // The kernel turns receive timestamping on for the system a moment after the first
+        // socket asks (deferred work); datagrams queued before that carry their read time.
+        std::thread::sleep(std::time::Duration::from_millis(100));
         // Two datagrams 30 ms apart, read in one batch afterwards. The second is the larger,
         // so GRO cannot coalesce them into one buffer with one timestamp (it may when the
         // loopback's delivery is deferred on a loaded machine and the sizes allow it).
