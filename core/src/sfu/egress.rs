@@ -145,26 +145,13 @@ impl Sfu {
     /// A consumer's endpoint asks for packets again.
     pub(crate) fn on_nack(&mut self, tid: TransportId, ssrc: u32, seqs: impl Iterator<Item = u16>) {
         let now = self.now;
-        let Some(&cid) = self
-            .transports
-            .get(&tid)
-            .and_then(|t| t.consumers_by_ssrc.get(&ssrc))
-        else {
+        let Some(cid) = self.consumer_by_ssrc(tid, ssrc) else {
             return;
         };
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
-        let mut found = [(
-            0u64,
-            SentPacket {
-                layer: 0,
-                source_ext_seq: 0,
-                timestamp: 0,
-                marker: false,
-                size: 0,
-            },
-        ); MAX_RESENDS_PER_NACK];
+        let mut found = [(0u64, SentPacket::default()); MAX_RESENDS_PER_NACK];
         let n = c.send.on_nack(seqs, now, &mut found);
         for &(out_seq, sent) in &found[..n] {
             self.retransmit(cid, out_seq, sent);

@@ -4,7 +4,7 @@
 use str0m::media::{Mid, Rid};
 use tracing::trace;
 
-use crate::ids::{ProducerId, TransportId};
+use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::keyframe::is_key_frame;
 use crate::media::packet::{self, RtpPacket};
 use crate::media::recv::{Arrival, NackGenerator, RecvStream, MAX_DROPOUT};
@@ -288,11 +288,7 @@ impl Sfu {
 
     fn on_report_block(&mut self, tid: TransportId, block: &rtcp::ReportBlock) {
         let now = self.now;
-        let Some(&cid) = self
-            .transports
-            .get(&tid)
-            .and_then(|t| t.consumers_by_ssrc.get(&block.ssrc))
-        else {
+        let Some(cid) = self.consumer_by_ssrc(tid, block.ssrc) else {
             return;
         };
         if let Some(c) = self.consumers.get_mut(&cid) {
@@ -306,12 +302,17 @@ impl Sfu {
         }
     }
 
-    fn on_key_frame_request(&mut self, tid: TransportId, ssrc: u32) {
-        let Some(&cid) = self
-            .transports
+    /// The consumer on a transport that sends with `ssrc`: what an endpoint's RTCP about a
+    /// stream it receives is about.
+    pub(crate) fn consumer_by_ssrc(&self, tid: TransportId, ssrc: u32) -> Option<ConsumerId> {
+        self.transports
             .get(&tid)
             .and_then(|t| t.consumers_by_ssrc.get(&ssrc))
-        else {
+            .copied()
+    }
+
+    fn on_key_frame_request(&mut self, tid: TransportId, ssrc: u32) {
+        let Some(cid) = self.consumer_by_ssrc(tid, ssrc) else {
             return;
         };
         let Some(c) = self.consumers.get_mut(&cid) else {

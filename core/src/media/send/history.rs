@@ -189,13 +189,7 @@ mod tests {
         assert_eq!(size_of::<Slot>(), 16);
         for p in [
             packet(SOURCE_SEQ_LIMIT - 1),
-            SentPacket {
-                layer: 0,
-                source_ext_seq: 0,
-                timestamp: 0,
-                marker: false,
-                size: 0,
-            },
+            SentPacket::default(),
             SentPacket {
                 layer: 255,
                 source_ext_seq: 70_000,

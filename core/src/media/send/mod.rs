@@ -35,7 +35,7 @@ const REPORTS_KEPT: usize = 8;
 /// Where an outgoing packet came from: the producer encoding (layer index) and the source's
 /// extended sequence number, plus what was written (the outgoing timestamp and marker) so a
 /// retransmission can be rewritten identically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct SentPacket {
     /// The producer encoding (layer index) the packet came from.
     pub(crate) layer: u8,
