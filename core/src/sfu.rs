@@ -209,9 +209,9 @@ impl Sfu {
     /// so the Sfu writes a later datagram into it instead of allocating a new one. Optional:
     /// a caller that drops its transmits' buffers only costs an allocation per datagram. The
     /// Sfu keeps at most [`MAX_SPARE_BUFFERS`] and drops the rest.
-    pub fn recycle(&mut self, mut buffer: Vec<u8>) {
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        // Kept at its length: only the bytes a later datagram writes are used again.
         if self.spare_buffers.len() < MAX_SPARE_BUFFERS && buffer.capacity() >= SPARE_BUFFER_SIZE {
-            buffer.clear();
             self.spare_buffers.push(buffer);
         }
     }

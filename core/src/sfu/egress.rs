@@ -523,7 +523,14 @@ fn write_media(
     let mut out = spare
         .pop()
         .unwrap_or_else(|| Vec::with_capacity(super::SPARE_BUFFER_SIZE));
-    out.resize(pkt.as_bytes().len() + HEADROOM, 0);
+    // Every byte up to the final length is written below; a reused buffer is only zeroed
+    // where it grows.
+    let room = pkt.as_bytes().len() + HEADROOM;
+    if out.len() < room {
+        out.resize(room, 0);
+    } else {
+        out.truncate(room);
+    }
     let Ok(len) = packet::write_forwarded(
         &mut out,
         pkt,
