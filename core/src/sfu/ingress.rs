@@ -79,7 +79,7 @@ impl Sfu {
             self.schedule_media(tid, at);
         }
         match role {
-            RxRole::Media => self.producer_packet(tid, pid, layer, buf, 0, false),
+            RxRole::Media => self.producer_packet(tid, pid, layer, &pkt, false),
             RxRole::Rtx => {
                 // Back to the original packet in place: the header moves over the original
                 // sequence number, then takes the encoding's SSRC and payload type.
@@ -108,27 +108,24 @@ impl Sfu {
                 packet::set_ssrc(original, ssrc);
                 packet::set_payload_type(original, pt);
                 packet::set_sequence_number(original, osn);
-                self.producer_packet(tid, pid, layer, buf, 2, true);
+                if let Ok(original) = RtpPacket::parse(&buf[2..]) {
+                    self.producer_packet(tid, pid, layer, &original, true);
+                }
             }
         }
     }
 
-    /// One packet of a producer encoding (`buf[offset..]`), in order or late: statistics,
+    /// One packet of a producer encoding, in order or late: statistics,
     /// loss detection, the store for retransmissions, then forwarding.
     fn producer_packet(
         &mut self,
         tid: TransportId,
         pid: ProducerId,
         layer: usize,
-        buf: &[u8],
-        offset: usize,
+        pkt: &RtpPacket<'_>,
         retransmission: bool,
     ) {
         let now = self.now;
-        let bytes = &buf[offset..];
-        let Ok(pkt) = RtpPacket::parse(bytes) else {
-            return;
-        };
         let Some(p) = self.producers.get_mut(&pid) else {
             return;
         };
@@ -176,7 +173,7 @@ impl Sfu {
             let store = e
                 .store
                 .get_or_insert_with(|| PacketStore::new(STORE_SLOTS, STORE_SLOT_SIZE));
-            store.insert(ext_seq, now, bytes);
+            store.insert(ext_seq, now, pkt.as_bytes());
         }
         e.last_packet_at = Some(now);
         p.stats.packets_received += 1;
@@ -208,13 +205,12 @@ impl Sfu {
             self.request_key_frame(pid, layer);
         }
         if !pkt.payload().is_empty() {
-            self.forward(pid, layer, &pkt, ext_seq, key_frame);
+            self.forward(pid, layer, pkt, ext_seq, key_frame);
         }
     }
 
     /// Decrypts and acts on an SRTCP compound packet from a transport's endpoint.
     fn rtcp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) {
-        let now = self.now;
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };
@@ -261,7 +257,6 @@ impl Sfu {
                 _ => {}
             }
         }
-        let _ = now;
     }
 
     fn on_sender_report(&mut self, tid: TransportId, ssrc: u32, ntp: u64, rtp_ts: u32) {
