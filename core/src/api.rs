@@ -25,6 +25,7 @@ use crate::ortc::{
 use crate::router::{Consumer, Encoding, Producer, Router};
 use crate::sfu::{set_dtls_state, Sfu, TimerKey};
 use crate::stats::{ConsumerStats, ProducerStats, TransportStats};
+use crate::transport::extensions::ProducerExtensions;
 use crate::transport::keys::KeySlot;
 use crate::transport::webrtc::{self, WebRtcTransport};
 use crate::transport::WebRtcTransportOptions;
@@ -340,6 +341,7 @@ impl Sfu {
             .caps;
         let mapping = ortc::get_producer_rtp_mapping(&rtp_parameters, caps)?;
         check_producer_fits_transport(&rtp_parameters, caps)?;
+        t.rx_extensions.check(&rtp_parameters.header_extensions)?;
         let mid_text = rtp_parameters
             .mid
             .clone()
@@ -405,6 +407,7 @@ impl Sfu {
             return Err(Error::UnknownTransport(transport));
         };
         t.producers_by_mid.insert(mid, pid);
+        t.rx_extensions.declare(&rtp_parameters.header_extensions);
         t.cname.get_or_insert(cname);
         for (i, e) in encodings.iter().enumerate() {
             if let Some(ssrc) = e.ssrc {
@@ -423,6 +426,7 @@ impl Sfu {
                 kind,
                 mid,
                 consumable,
+                extensions: ProducerExtensions::new(&rtp_parameters.header_extensions),
                 paused,
                 consumers: Vec::new(),
                 observers: Vec::new(),
@@ -551,7 +555,7 @@ impl Sfu {
             .map(|c| c.payload_type);
         let has_rtx = rtx_payload_type.is_some();
         let (extensions, mid_extension, transport_cc_extension) =
-            consumer_extensions(&rtp.header_extensions);
+            consumer_extensions(&p.extensions.to_router, &rtp.header_extensions);
         let kind = p.kind;
         let simulcast = p.encodings.len() > 1;
         let preferred_layer = p.encodings.len().saturating_sub(1);
@@ -867,9 +871,9 @@ fn short_id<T: for<'a> From<&'a str>>(text: &str, what: &str) -> Result<T, Error
     Ok(T::from(text))
 }
 
-/// Every transport parses RTP with one payload type table and one header extension map (see
-/// `transport::webrtc`): a producer must not use a router RTX payload type for media, nor an
-/// extension id that means another extension there.
+/// Every transport parses RTP with one payload type table (see `transport::webrtc`): a producer
+/// must not use a router RTX payload type for media. (Its header extension ids are its own; the
+/// transport checks them against its other producers'.)
 fn check_producer_fits_transport(
     params: &RtpParameters,
     caps: &RtpCapabilities,
@@ -882,24 +886,17 @@ fn check_producer_fits_transport(
     {
         return Err(Error::PayloadTypeConflict(c.payload_type));
     }
-    for ext in &params.header_extensions {
-        if let Some(uri) = ortc::header_extension_uri(ext.id) {
-            if !uri.eq_ignore_ascii_case(&ext.uri) {
-                return Err(Error::HeaderExtensionConflict {
-                    id: ext.id,
-                    uri: ext.uri.clone(),
-                });
-            }
-        }
-    }
     Ok(())
 }
 
-/// How a consumer's packets carry the producer's header extensions: the ids the consumer's
-/// endpoint negotiated are kept (they are the router's, as are the producer's), except the
-/// ones written per consumer: its mid and its transport's transport-wide sequence number
-/// (returned apart), and the producer's rid and repaired rid, which a consumer never sends.
+/// How a consumer's packets carry the producer's header extensions: each extension the
+/// consumer's endpoint negotiated (under the router's id) is taken from the producer's packets
+/// under the producer's own id for it (`to_router` maps the producer's ids to the router's),
+/// except the ones written per consumer: its mid and its transport's transport-wide sequence
+/// number (returned apart), and the producer's rid and repaired rid, which a consumer never
+/// sends.
 fn consumer_extensions(
+    to_router: &ExtensionIdMap,
     negotiated: &[ortc::RtpHeaderExtensionParameters],
 ) -> (ExtensionIdMap, Option<u8>, Option<u8>) {
     let mut map = ExtensionIdMap::new();
@@ -909,7 +906,11 @@ fn consumer_extensions(
             ExtensionKind::Mid => mid = Some(ext.id),
             ExtensionKind::TransportWideCc => transport_cc = Some(ext.id),
             ExtensionKind::Rid | ExtensionKind::RepairedRid => {}
-            _ => map.set(ext.id, ext.id),
+            _ => {
+                for from in (1..=u8::MAX).filter(|&from| to_router.get(from) == Some(ext.id)) {
+                    map.set(from, ext.id);
+                }
+            }
         }
     }
     (map, mid, transport_cc)

@@ -65,8 +65,10 @@ pub enum Error {
     /// retransmissions (RTX) of the router's codecs.
     #[error("payload type {0} collides with the router's RTX payload type")]
     PayloadTypeConflict(u8),
-    /// A producer's header extension id means another extension on this transport.
-    #[error("header extension id {id} for {uri} does not match the router's id")]
+    /// A producer's header extension id means another extension on this transport, or its
+    /// extension is already there under another id (an endpoint uses one id per URI on a
+    /// transport).
+    #[error("header extension id {id} for {uri} conflicts with the transport's other producers")]
     HeaderExtensionConflict {
         /// The id.
         id: u8,

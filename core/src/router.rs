@@ -13,6 +13,7 @@ use crate::media::send::SendStream;
 use crate::media::store::PacketStore;
 use crate::ortc::{ConsumerParameters, MediaKind, RtpCapabilities, RtpParameters};
 use crate::stats::{ConsumerStats, ProducerStats};
+use crate::transport::extensions::ProducerExtensions;
 
 /// An encoding counts as active while it has sent within this time.
 const ENCODING_ACTIVE: Duration = Duration::from_millis(1000);
@@ -34,6 +35,8 @@ pub(crate) struct Producer {
     pub(crate) kind: MediaKind,
     pub(crate) mid: Mid,
     pub(crate) consumable: RtpParameters,
+    /// Its header extension ids, and the router's id for each.
+    pub(crate) extensions: ProducerExtensions,
     pub(crate) paused: bool,
     pub(crate) consumers: Vec<ConsumerId>,
     /// Audio level observers watching it (usually none or one).

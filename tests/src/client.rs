@@ -12,10 +12,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use sfu_core::ortc::{
-    ConsumerParameters, DtlsFingerprint, DtlsParameters, DtlsRole, MediaKind, RtcpFeedback,
-    RtcpParameters, RtpCapabilities, RtpCodecCapability, RtpCodecParameters, RtpEncodingParameters,
-    RtpHeaderExtension, RtpHeaderExtensionDirection, RtpHeaderExtensionParameters, RtpParameters,
-    RtxParameters, WebRtcTransportParameters,
+    ext_uri, ConsumerParameters, DtlsFingerprint, DtlsParameters, DtlsRole, MediaKind,
+    RtcpFeedback, RtcpParameters, RtpCapabilities, RtpCodecCapability, RtpCodecParameters,
+    RtpEncodingParameters, RtpHeaderExtension, RtpHeaderExtensionDirection,
+    RtpHeaderExtensionParameters, RtpParameters, RtxParameters, WebRtcTransportParameters,
 };
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
@@ -117,6 +117,8 @@ pub struct ClientTransport {
     send_extensions: HashMap<Mid, RawExtensions>,
     /// The raw extensions the router offers: (kind, uri, id).
     raw_offers: Vec<(MediaKind, &'static str, u8)>,
+    /// The header extension ids the client sends with.
+    send_ids: ExtensionIds,
     next_timeout: Instant,
     produced: HashMap<(Mid, Option<Rid>), (u32, u8)>,
     next_mid: u32,
@@ -197,6 +199,18 @@ impl ClientTransport {
         router_caps: &RtpCapabilities,
         proto: Protocol,
     ) -> Self {
+        Self::with_extension_ids(now, local, params, router_caps, proto, ExtensionIds::Router)
+    }
+
+    /// As [`new`](Self::new), sending header extensions under `send_ids`.
+    pub fn with_extension_ids(
+        now: Instant,
+        local: SocketAddr,
+        params: &WebRtcTransportParameters,
+        router_caps: &RtpCapabilities,
+        proto: Protocol,
+        send_ids: ExtensionIds,
+    ) -> Self {
         let crypto = sfu_core::crypto_provider();
         let mut config = RtcConfig::new()
             .set_dtls_cert(shared_certificate(&crypto))
@@ -204,7 +218,7 @@ impl ClientTransport {
             .set_rtp_mode(true)
             .clear_codecs()
             .set_stats_interval(None)
-            .set_extension_map(raw_extension_map(router_caps));
+            .set_extension_map(raw_extension_map(router_caps, send_ids));
         let codecs = config.codec_config();
         // Sending side: the client's own payload types.
         codecs.add_config(
@@ -322,6 +336,7 @@ impl ClientTransport {
             received_extensions: Vec::new(),
             send_extensions: HashMap::new(),
             raw_offers: raw_offers(router_caps).collect(),
+            send_ids,
             next_timeout: now,
             produced: HashMap::new(),
             next_mid: 0,
@@ -406,23 +421,21 @@ impl ClientTransport {
             encrypt: false,
             parameters: Default::default(),
         };
+        let id = |router_id: u8| self.send_ids.id(router_id);
         let mut header_extensions = vec![
-            ext("urn:ietf:params:rtp-hdrext:sdes:mid", 4),
-            ext(
-                "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
-                2,
-            ),
-            ext(
-                "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
-                3,
-            ),
+            ext(ext_uri::MID, id(4)),
+            ext(ext_uri::ABS_SEND_TIME, id(2)),
+            ext(ext_uri::TRANSPORT_CC, id(3)),
         ];
+        if !video {
+            header_extensions.push(ext(ext_uri::SSRC_AUDIO_LEVEL, id(1)));
+        }
         // The raw extensions too, as negotiated for the kind (see `set_send_extensions`).
         header_extensions.extend(
             self.raw_offers
                 .iter()
                 .filter(|&&(k, _, _)| k == kind)
-                .map(|&(_, uri, id)| ext(uri, id)),
+                .map(|&(_, uri, router_id)| ext(uri, id(router_id))),
         );
         RtpParameters {
             mid: Some(mid_text),
@@ -477,18 +490,17 @@ impl ClientTransport {
                 ..Default::default()
             })
             .collect();
-        params.header_extensions.push(RtpHeaderExtensionParameters {
-            uri: "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id".into(),
-            id: 10,
-            encrypt: false,
-            parameters: Default::default(),
-        });
-        params.header_extensions.push(RtpHeaderExtensionParameters {
-            uri: "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id".into(),
-            id: 11,
-            encrypt: false,
-            parameters: Default::default(),
-        });
+        for (uri, router_id) in [
+            (ext_uri::RTP_STREAM_ID, 10),
+            (ext_uri::REPAIRED_RTP_STREAM_ID, 11),
+        ] {
+            params.header_extensions.push(RtpHeaderExtensionParameters {
+                uri: uri.into(),
+                id: self.send_ids.id(router_id),
+                encrypt: false,
+                parameters: Default::default(),
+            });
+        }
         params
     }
 
@@ -816,11 +828,45 @@ fn raw_offers(
     })
 }
 
-/// str0m's standard extension map, plus a raw serializer for each of [`RAW_EXTENSION_URIS`]
-/// under the id `router` offers it with.
-fn raw_extension_map(router: &RtpCapabilities) -> ExtensionMap {
-    let mut map = ExtensionMap::standard();
-    for (_, uri, id) in raw_offers(router) {
+/// Which header extension ids a client sends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExtensionIds {
+    /// The router's (as a browser whose offer listed the extensions in the router's order).
+    #[default]
+    Router,
+    /// Every id of the router's 1..=14 mirrored (`15 - id`), so each lands on an id the router
+    /// uses for another extension: a client that can only send (it reads what it receives
+    /// under these ids too).
+    Mirrored,
+}
+
+impl ExtensionIds {
+    /// The id this client sends the extension the router numbers `router_id` with.
+    pub fn id(self, router_id: u8) -> u8 {
+        match self {
+            ExtensionIds::Router => router_id,
+            ExtensionIds::Mirrored => 15 - router_id,
+        }
+    }
+}
+
+/// str0m's standard extensions, plus a raw serializer for each of [`RAW_EXTENSION_URIS`], under
+/// the ids `ids` gives the router's ids for them.
+fn raw_extension_map(router: &RtpCapabilities, ids: ExtensionIds) -> ExtensionMap {
+    let mut map = ExtensionMap::empty();
+    for (id, ext) in [
+        (1, Extension::AudioLevel),
+        (2, Extension::AbsoluteSendTime),
+        (3, Extension::TransportSequenceNumber),
+        (4, Extension::RtpMid),
+        (10, Extension::RtpStreamId),
+        (11, Extension::RepairedRtpStreamId),
+        (13, Extension::VideoOrientation),
+    ] {
+        map.set(ids.id(id), ext);
+    }
+    for (_, uri, router_id) in raw_offers(router) {
+        let id = ids.id(router_id);
         let kinds = raw_offers(router).filter(|&(_, u, _)| u == uri);
         let (audio, video) = kinds.fold((false, false), |(a, v), (k, _, _)| {
             (a || k == MediaKind::Audio, v || k == MediaKind::Video)

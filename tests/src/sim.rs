@@ -16,7 +16,7 @@ use sfu_core::{
 };
 use str0m::net::Protocol;
 
-use crate::client::{device_capabilities, ClientTransport};
+use crate::client::{device_capabilities, ClientTransport, ExtensionIds};
 use crate::media::Source;
 use crate::netsim::{Datagram, LinkConfig, Network, Proto};
 
@@ -146,6 +146,8 @@ pub struct Sim {
     /// mediasoup-client would: the DTLS server when the server announces `client`, else the
     /// DTLS client.
     pub dtls_role: DtlsRole,
+    /// The header extension ids clients added from now on send with (default: the router's).
+    pub extension_ids: ExtensionIds,
     sfu_deadline: Instant,
     by_addr: HashMap<SocketAddr, usize>,
     next_host: u32,
@@ -180,6 +182,7 @@ impl Sim {
             server_receives: 0,
             server_receive_polls: 0,
             dtls_role: DtlsRole::Auto,
+            extension_ids: ExtensionIds::Router,
             sfu_deadline: start,
             by_addr: HashMap::new(),
             next_host: 1,
@@ -275,7 +278,14 @@ impl Sim {
             .router_rtp_capabilities(router)
             .expect("caps")
             .clone();
-        let mut client = ClientTransport::new(self.now, local, &created.parameters, &caps, proto);
+        let mut client = ClientTransport::with_extension_ids(
+            self.now,
+            local,
+            &created.parameters,
+            &caps,
+            proto,
+            self.extension_ids,
+        );
         let dtls = client.dtls_parameters();
         self.sfu
             .connect_webrtc_transport(created.id, &dtls)

@@ -5,12 +5,18 @@
 //!
 //! The clients send and read these values as raw bytes (str0m writes and parses the extension
 //! block, in the two-byte form when a value is longer than 16 bytes).
+//!
+//! A publisher may number its extensions differently from the router (a browser numbers them in
+//! the order its offer met them): the transport reads mid, rid, audio level and the
+//! transport-wide sequence number under the publisher's ids, and consumers get the values
+//! under theirs.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sfu_core::ortc::{ext_uri, MediaKind, RtpCapabilities};
-use sfu_tests::client::{RawExtension, RawExtensions};
+use sfu_core::{AudioLevelObserverOptions, Error, Event, ProduceOptions};
+use sfu_tests::client::{ExtensionIds, RawExtension, RawExtensions};
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
@@ -121,7 +127,7 @@ fn expected(sent: &RawExtensions, ids: &HashMap<String, u8>) -> RawExtensions {
 }
 
 /// The extension values each media packet of consumer SSRC `ssrc` on client `client` carried,
-/// from `from` on (an empty set for a packet that carried none of them).
+/// from `from` on, in id order (an empty set for a packet that carried none of them).
 fn received(sim: &Sim, client: usize, ssrc: u32, from: Instant) -> Vec<RawExtensions> {
     let c = &sim.clients[client];
     let by_seq: HashMap<u16, &RawExtensions> = c
@@ -134,9 +140,12 @@ fn received(sim: &Sim, client: usize, ssrc: u32, from: Instant) -> Vec<RawExtens
         .iter()
         .filter(|p| p.ssrc == ssrc && p.at >= from && !p.payload.is_empty())
         .map(|p| {
-            by_seq
+            // The order of the elements in a packet carries no meaning (RFC 8285).
+            let mut values = by_seq
                 .get(&p.seq)
-                .map_or_else(RawExtensions::default, |v| (*v).clone())
+                .map_or_else(RawExtensions::default, |v| (*v).clone());
+            values.0.sort_by_key(|e| e.id);
+            values
         })
         .collect()
 }
@@ -174,9 +183,21 @@ fn without(mut caps: RtpCapabilities, uris: &[&str]) -> RtpCapabilities {
 
 #[test]
 fn consumers_receive_extension_values_unchanged() {
-    let mut sim = Sim::new(seed_from_env("header_extensions"));
+    values_reach_consumers("header_extensions", ExtensionIds::Router);
+}
+
+/// The publisher sends every extension under an id the router uses for another one.
+#[test]
+fn values_reach_consumers_from_a_publisher_with_its_own_ids() {
+    values_reach_consumers("header_extensions_mirrored", ExtensionIds::Mirrored);
+}
+
+fn values_reach_consumers(name: &str, publisher_ids: ExtensionIds) {
+    let mut sim = Sim::new(seed_from_env(name));
     let room = sim.create_router();
+    sim.extension_ids = publisher_ids;
     let send = sim.add_transport(room, Protocol::Udp);
+    sim.extension_ids = ExtensionIds::Router;
     let full = sim.add_transport(room, Protocol::Udp);
     let partial = sim.add_transport(room, Protocol::Udp);
     let video = sim.produce(send, MediaKind::Video, 0x5151_0001);
@@ -278,4 +299,93 @@ fn consumers_receive_extension_values_unchanged() {
     assert!(received(&sim, full, ssrc, start)
         .iter()
         .any(|v| v.get(ext_uri::DEPENDENCY_DESCRIPTOR) == Some(&key_frame_dd[..])));
+}
+
+/// Simulcast by rid only and an observed audio level, from a publisher whose ids are not the
+/// router's: the layers are found by the publisher's mid and rid ids, and the observer reads
+/// the level under its audio level id.
+#[test]
+fn rid_layers_and_audio_levels_are_read_under_the_publisher_ids() {
+    let mut sim = Sim::new(seed_from_env("header_extensions_rid"));
+    let room = sim.create_router();
+    sim.extension_ids = ExtensionIds::Mirrored;
+    let send = sim.add_transport(room, Protocol::Udp);
+    sim.extension_ids = ExtensionIds::Router;
+    let recv = sim.add_transport(room, Protocol::Udp);
+    let layers = [("l", 0x6000_0001), ("m", 0x6000_0003), ("h", 0x6000_0005)];
+    let video = sim.produce_simulcast(send, &layers);
+    let audio = sim.produce(send, MediaKind::Audio, 0x6000_0011);
+    for p in sim.publications.iter_mut().filter(|p| p.producer == audio) {
+        p.source.audio_level = Some(-30);
+    }
+    let observer = sim
+        .sfu
+        .create_audio_level_observer(room, AudioLevelObserverOptions::default())
+        .expect("observer");
+    sim.sfu
+        .audio_level_observer_add_producer(observer, audio)
+        .expect("observe");
+    let caps = sim.device_caps(room);
+    let consumed = sim.consume(recv, video, caps, false);
+    sim.run_for(Duration::from_millis(2000));
+
+    let stats = sim.sfu.producer_stats(video).expect("stats");
+    assert!(
+        stats.packets_per_encoding.iter().all(|&n| n > 20),
+        "every layer found by rid: {:?}",
+        stats.packets_per_encoding
+    );
+    let ssrc = consumed.parameters.rtp_parameters.encodings[0]
+        .ssrc
+        .unwrap();
+    let got = sim.clients[recv]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == ssrc)
+        .count();
+    assert!(got > 50, "the consumer got {got} packets");
+    let levels: Vec<i8> = sim
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::AudioLevelObserverVolumes { volumes, .. } => Some(volumes[0].volume),
+            _ => None,
+        })
+        .collect();
+    assert!(!levels.is_empty(), "the observer read no level");
+    assert!(levels.iter().all(|&v| v == -30), "{levels:?}");
+}
+
+/// An endpoint uses one id per extension on a transport: a producer that numbers an extension
+/// differently from an earlier producer there is refused, and changes nothing.
+#[test]
+fn producers_of_one_transport_must_agree_on_ids() {
+    let mut sim = Sim::new(seed_from_env("header_extensions_conflict"));
+    let room = sim.create_router();
+    let send = sim.add_transport(room, Protocol::Udp);
+    sim.produce(send, MediaKind::Audio, 0x7000_0001);
+    let transport = sim.clients[send].id;
+    let mut params = sim.clients[send].prepare_produce(MediaKind::Video, 0x7000_0003);
+    let good = params.clone();
+    for e in &mut params.header_extensions {
+        if e.uri == ext_uri::MID {
+            e.id = 9;
+        }
+    }
+    let produce = |sim: &mut Sim, rtp_parameters| {
+        sim.sfu.produce(
+            transport,
+            ProduceOptions {
+                kind: MediaKind::Video,
+                rtp_parameters,
+                paused: false,
+            },
+        )
+    };
+    let err = produce(&mut sim, params).unwrap_err();
+    assert!(
+        matches!(err, Error::HeaderExtensionConflict { id: 9, .. }),
+        "{err}"
+    );
+    produce(&mut sim, good).expect("the agreeing producer");
 }

@@ -14,24 +14,10 @@ use crate::media::srtp::{self, RtpReplay, SrtpContext};
 use crate::media::store::PacketStore;
 use crate::ortc::MediaKind;
 use crate::router::Producer;
+use crate::transport::extensions::RxExtensions;
 use crate::transport::webrtc::WebRtcTransport;
 
 use super::{Sfu, MAX_LAYERS};
-
-/// The router's header extension ids (fixed for every router and transport; see
-/// [`crate::ortc::header_extension_id`]).
-pub(crate) mod ext_id {
-    /// `ssrc-audio-level`.
-    pub(crate) const AUDIO_LEVEL: u8 = 1;
-    /// Transport-wide sequence number.
-    pub(crate) const TRANSPORT_CC: u8 = 3;
-    /// `sdes:mid`.
-    pub(crate) const MID: u8 = 4;
-    /// `sdes:rtp-stream-id`.
-    pub(crate) const RID: u8 = 10;
-    /// `sdes:repaired-rtp-stream-id`.
-    pub(crate) const REPAIRED_RID: u8 = 11;
-}
 
 /// Slots in a video encoding's packet store: about 1.5 s of a 2.5 Mbit/s layer.
 const STORE_SLOTS: usize = 512;
@@ -71,7 +57,9 @@ impl Sfu {
         };
         if let (Some(session), Some(seq)) = (
             t.media.as_mut(),
-            pkt.extension(ext_id::TRANSPORT_CC)
+            t.rx_extensions
+                .transport_cc
+                .and_then(|id| pkt.extension(id))
                 .and_then(packet::transport_wide_seq),
         ) {
             session.twcc.record(seq, now);
@@ -182,8 +170,10 @@ impl Sfu {
             *n += 1;
         }
         if !p.observers.is_empty() && !p.paused {
-            if let Some((_, level)) = pkt
-                .extension(ext_id::AUDIO_LEVEL)
+            if let Some((_, level)) = p
+                .extensions
+                .audio_level
+                .and_then(|id| pkt.extension(id))
                 .and_then(packet::audio_level)
             {
                 let level = -(level.min(127) as i8);
@@ -357,7 +347,7 @@ fn rx_route(
         Some(&declared) => declared,
         None => {
             let pkt = RtpPacket::parse(buf).ok()?;
-            resolve_by_extensions(&t.producers_by_mid, producers, &pkt)?
+            resolve_by_extensions(&t.producers_by_mid, &t.rx_extensions, producers, &pkt)?
         }
     };
     let e = producers.get_mut(&pid)?.encodings.get_mut(layer)?;
@@ -386,10 +376,12 @@ fn rx_route(
 /// declared without SSRC or rid is found by mid alone.
 fn resolve_by_extensions(
     by_mid: &std::collections::HashMap<Mid, ProducerId>,
+    ids: &RxExtensions,
     producers: &rustc_hash::FxHashMap<ProducerId, Producer>,
     pkt: &RtpPacket<'_>,
 ) -> Option<(ProducerId, usize, RxRole)> {
-    let mid = pkt.extension(ext_id::MID).and_then(packet::rid)?;
+    let ext = |id: Option<u8>| id.and_then(|id| pkt.extension(id));
+    let mid = ext(ids.mid).and_then(packet::rid)?;
     let pid = *by_mid.get(&Mid::from(mid))?;
     let p = producers.get(&pid)?;
     let is_rtx = p
@@ -397,10 +389,9 @@ fn resolve_by_extensions(
         .iter()
         .any(|&(rtx, _)| rtx == pkt.payload_type());
     let rid = if is_rtx {
-        pkt.extension(ext_id::REPAIRED_RID)
-            .or_else(|| pkt.extension(ext_id::RID))
+        ext(ids.repaired_rid).or_else(|| ext(ids.rid))
     } else {
-        pkt.extension(ext_id::RID)
+        ext(ids.rid)
     }
     .and_then(packet::rid);
     let layer = match rid {

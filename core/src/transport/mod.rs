@@ -1,5 +1,6 @@
 //! Transports: one network path each to one endpoint.
 
+pub(crate) mod extensions;
 pub(crate) mod keys;
 pub(crate) mod webrtc;
 

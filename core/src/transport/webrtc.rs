@@ -17,6 +17,7 @@ use crate::io::Protocol;
 use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::{DtlsRole, IceCandidate, IceCandidateTcpType, IceCandidateType, RtpCapabilities};
 use crate::stats::TransportStats;
+use crate::transport::extensions::RxExtensions;
 use crate::transport::keys::{KeySlot, SrtpKeys};
 
 /// Where a WebRTC transport can be reached.
@@ -80,6 +81,8 @@ pub(crate) struct WebRtcTransport {
     pub(crate) consumers_by_mid: HashMap<Mid, ConsumerId>,
     /// Consumers by their media SSRC, for the RTCP their endpoint sends about them.
     pub(crate) consumers_by_ssrc: HashMap<u32, ConsumerId>,
+    /// The header extension ids the endpoint sends with, as its producers declared them.
+    pub(crate) rx_extensions: RxExtensions,
     /// SRTP and the per-SSRC state of what arrives; `None` until DTLS gives keys.
     pub(crate) media: Option<MediaSession>,
     /// Datagrams written for this transport's path and not yet handed to the caller; they go
@@ -211,6 +214,7 @@ impl WebRtcTransport {
             producer_ssrcs: HashMap::new(),
             consumers_by_mid: HashMap::new(),
             consumers_by_ssrc: HashMap::new(),
+            rx_extensions: RxExtensions::default(),
             media: None,
             outbox: std::collections::VecDeque::new(),
             media_timer_at: None,
