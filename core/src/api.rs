@@ -4,14 +4,12 @@
 //! [`Sfu::poll_output`] after every call.
 
 use rand::RngCore;
-use str0m::media::{Mid, Rid};
-use str0m::IceCreds;
 use tracing::{debug, info};
 
 use crate::error::Error;
 use crate::event::{ConsumerCloseReason, DtlsState, Event, IceState};
 use crate::forward::Rewriter;
-use crate::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use crate::ids::{ConsumerId, Mid, ProducerId, Rid, RouterId, TransportId};
 use crate::io::Output;
 use crate::keyframe::VideoCodec;
 use crate::media::packet::{ExtensionIdMap, ExtensionKind};
@@ -26,9 +24,10 @@ use crate::router::{Consumer, Encoding, Producer, Router};
 use crate::sfu::{set_dtls_state, Sfu, TimerKey};
 use crate::stats::{ConsumerStats, ProducerStats, TransportStats};
 use crate::transport::extensions::ProducerExtensions;
-use crate::transport::keys::KeySlot;
-use crate::transport::webrtc::{self, WebRtcTransport};
+use crate::transport::webrtc::drive::Created;
+use crate::transport::webrtc::WebRtcLink;
 use crate::transport::WebRtcTransportOptions;
+use crate::transport::{self, Transport, TransportKind};
 
 /// Options for [`Sfu::create_router`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -140,50 +139,26 @@ impl Sfu {
         if options.listen_infos.is_empty() {
             return Err(Error::InvalidListenInfo("no listen addresses".into()));
         }
-        let candidates =
-            webrtc::candidates(&options.listen_infos).map_err(Error::InvalidListenInfo)?;
-        let creds = IceCreds {
-            ufrag: self.random_token(16),
-            pass: self.random_token(32),
-        };
-        let config = webrtc::rtc_config(&self.cert, &self.crypto, creds.clone());
-        // The DTLS instance `build` makes reports this transport's SRTP keys to `key_slot`.
-        let key_slot = KeySlot::default();
-        let mut rtc = crate::dtls::with_key_slot(&key_slot, || config.build(self.now));
-        {
-            let mut api = rtc.direct_api();
-            api.set_ice_lite(true);
-            api.set_ice_controlling(false);
-        }
-        let mut signaled = Vec::with_capacity(candidates.len());
-        for (candidate, ice) in candidates {
-            rtc.add_local_candidate(candidate);
-            signaled.push(ice);
-        }
-        let fingerprint = match &self.fingerprint {
-            Some(f) => f.clone(),
-            None => {
-                let text = rtc.direct_api().local_dtls_fingerprint().to_string();
-                let (algorithm, value) = text.split_once(' ').unwrap_or(("sha-256", &text));
-                let f = (algorithm.to_owned(), value.to_owned());
-                self.fingerprint = Some(f.clone());
-                f
-            }
-        };
+        let (ufrag, password) = (self.random_token(16), self.random_token(32));
+        let Created {
+            link,
+            candidates,
+            fingerprint,
+        } = WebRtcLink::create(
+            self.now,
+            &self.identity,
+            (ufrag.clone(), password.clone()),
+            &options,
+        )?;
         let id = TransportId::from_raw(self.next_u64());
-        let local_addrs = options
-            .listen_infos
-            .iter()
-            .map(|l| (l.protocol, l.local))
-            .collect();
         let parameters = WebRtcTransportParameters {
             id: id.to_string(),
             ice_parameters: IceParameters {
-                username_fragment: creds.ufrag.clone(),
-                password: creds.pass.clone(),
+                username_fragment: ufrag.clone(),
+                password,
                 ice_lite: Some(true),
             },
-            ice_candidates: signaled,
+            ice_candidates: candidates,
             dtls_parameters: DtlsParameters {
                 role: Some(options.dtls_role),
                 fingerprints: vec![DtlsFingerprint {
@@ -193,17 +168,10 @@ impl Sfu {
             },
             sctp_parameters: None,
         };
-        self.demux.insert_ufrag(creds.ufrag.clone(), id);
+        self.demux.insert_ufrag(ufrag, id);
         self.transports.insert(
             id,
-            Box::new(WebRtcTransport::new(
-                router,
-                rtc,
-                options.dtls_role,
-                creds,
-                local_addrs,
-                key_slot,
-            )),
+            Box::new(Transport::new(router, TransportKind::WebRtc(link))),
         );
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);
@@ -228,27 +196,11 @@ impl Sfu {
             .transports
             .get_mut(&transport)
             .ok_or(Error::UnknownTransport(transport))?;
-        if t.connected {
+        let link = t.webrtc_mut().ok_or(Error::NotWebRtc(transport))?;
+        if link.connected {
             return Err(Error::AlreadyConnected(transport));
         }
-        let fp = dtls_parameters
-            .fingerprints
-            .iter()
-            .find(|f| f.algorithm.eq_ignore_ascii_case("sha-256"))
-            .or_else(|| dtls_parameters.fingerprints.first())
-            .ok_or_else(|| Error::InvalidDtlsParameters("no fingerprint".into()))?;
-        let fingerprint = parse_fingerprint(fp)?;
-        let active = webrtc::dtls_active(t.dtls_role, dtls_parameters.role).map_err(|remote| {
-            Error::DtlsRoleConflict {
-                announced: t.dtls_role,
-                remote,
-            }
-        })?;
-        let mut api = t.rtc.direct_api();
-        api.set_remote_fingerprint(fingerprint);
-        api.start_dtls(active)
-            .map_err(|e| Error::Rtc(e.to_string()))?;
-        t.connected = true;
+        link.connect(dtls_parameters)?;
         let mut out = std::mem::take(&mut self.out);
         set_dtls_state(t, transport, DtlsState::Connecting, &mut out);
         self.out = out;
@@ -258,20 +210,18 @@ impl Sfu {
 
     /// New ICE credentials for a transport (the client then calls `restartIce`).
     pub fn restart_ice(&mut self, transport: TransportId) -> Result<IceParameters, Error> {
-        let creds = IceCreds {
-            ufrag: self.random_token(16),
-            pass: self.random_token(32),
-        };
-        let t = self.transport_mut(transport)?;
-        t.rtc.direct_api().set_local_ice_credentials(creds.clone());
-        let old = std::mem::replace(&mut t.ufrag, creds.ufrag.clone());
-        t.ice_password = creds.pass.clone();
+        let (ufrag, password) = (self.random_token(16), self.random_token(32));
+        let link = self
+            .transport_mut(transport)?
+            .webrtc_mut()
+            .ok_or(Error::NotWebRtc(transport))?;
+        let old = link.restart_ice((ufrag.clone(), password.clone()));
         self.demux.remove_ufrag(&old);
-        self.demux.insert_ufrag(creds.ufrag.clone(), transport);
+        self.demux.insert_ufrag(ufrag.clone(), transport);
         self.kick(transport);
         Ok(IceParameters {
-            username_fragment: creds.ufrag,
-            password: creds.pass,
+            username_fragment: ufrag,
+            password,
             ice_lite: Some(true),
         })
     }
@@ -288,27 +238,22 @@ impl Sfu {
             self.remove_consumer(cid, Some(ConsumerCloseReason::TransportClosed));
         }
         if let Some(mut t) = self.transports.remove(&transport) {
-            // Say goodbye (RTCP BYE, DTLS close_notify) before forgetting the transport.
-            if t.rtc.close().is_ok() {
-                while let Ok(str0m::Output::Transmit(tx)) = t.rtc.poll_output() {
-                    self.out.push_back(Output::Transmit(crate::io::Transmit {
-                        proto: tx.proto.into(),
-                        source: tx.source,
-                        destination: tx.destination,
-                        contents: tx.contents.into(),
-                    }));
+            // Say goodbye (DTLS close_notify) before forgetting the transport.
+            let mut ice_state = IceState::Closed;
+            if let Some(link) = t.webrtc_mut() {
+                link.close(|tx| self.out.push_back(Output::Transmit(tx)));
+                for tuple in &link.tuples {
+                    self.demux.remove_tuple(tuple);
                 }
+                self.demux.remove_ufrag(&link.ufrag);
+                ice_state = link.ice_state;
             }
-            for tuple in &t.tuples {
-                self.demux.remove_tuple(tuple);
-            }
-            self.demux.remove_ufrag(&t.ufrag);
             self.timers.cancel(TimerKey::Transport(transport));
             self.timers.cancel(TimerKey::Media(transport));
             if let Some(r) = self.routers.get_mut(&t.router) {
                 r.transports.retain(|&x| x != transport);
             }
-            if t.ice_state != IceState::Closed {
+            if t.webrtc().is_some() && ice_state != IceState::Closed {
                 self.out.push_back(Output::Event(Event::IceStateChange {
                     transport,
                     state: IceState::Closed,
@@ -346,7 +291,7 @@ impl Sfu {
             .mid
             .clone()
             .ok_or_else(|| ortc::OrtcError::InvalidParameters("missing mid".into()))?;
-        let mid = short_id::<Mid>(&mid_text, "mid")?;
+        let mid = short_id(Mid::new, &mid_text, "mid")?;
         if t.producers_by_mid.contains_key(&mid) || t.consumers_by_mid.contains_key(&mid) {
             return Err(Error::MidInUse(mid_text));
         }
@@ -355,7 +300,7 @@ impl Sfu {
             let rid = e
                 .rid
                 .as_deref()
-                .map(|r| short_id::<Rid>(r, "rid"))
+                .map(|r| short_id(Rid::new, r, "rid"))
                 .transpose()?;
             for ssrc in e.ssrc.into_iter().chain(e.rtx.as_ref().map(|r| r.ssrc)) {
                 if t.producer_ssrcs.contains_key(&ssrc) {
@@ -759,14 +704,14 @@ impl Sfu {
         self.routers.get(&id).ok_or(Error::UnknownRouter(id))
     }
 
-    fn transport(&self, id: TransportId) -> Result<&WebRtcTransport, Error> {
+    fn transport(&self, id: TransportId) -> Result<&Transport, Error> {
         self.transports
             .get(&id)
             .map(|t| &**t)
             .ok_or(Error::UnknownTransport(id))
     }
 
-    fn transport_mut(&mut self, id: TransportId) -> Result<&mut WebRtcTransport, Error> {
+    fn transport_mut(&mut self, id: TransportId) -> Result<&mut Transport, Error> {
         self.transports
             .get_mut(&id)
             .map(|t| &mut **t)
@@ -832,7 +777,7 @@ impl Sfu {
     fn kick(&mut self, transport: TransportId) {
         let now = self.now;
         if let Some(t) = self.transports.get_mut(&transport) {
-            if t.rtc.handle_input(str0m::Input::Timeout(now)).is_err() {
+            if let Some(Err(_)) = t.webrtc_mut().map(|link| link.timeout(now)) {
                 t.stats.rtc_errors += 1;
             }
             self.drain(transport);
@@ -857,18 +802,10 @@ impl Sfu {
     }
 }
 
-fn parse_fingerprint(fp: &DtlsFingerprint) -> Result<str0m::config::Fingerprint, Error> {
-    format!("{} {}", fp.algorithm.to_ascii_lowercase(), fp.value)
-        .parse()
-        .map_err(|_| Error::InvalidDtlsParameters(format!("bad fingerprint {:?}", fp.value)))
-}
-
-/// A mid or rid, which str0m limits to 16 bytes of visible ASCII.
-fn short_id<T: for<'a> From<&'a str>>(text: &str, what: &str) -> Result<T, Error> {
-    if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ortc::OrtcError::InvalidParameters(format!("bad {what} {text:?}")).into());
-    }
-    Ok(T::from(text))
+/// A mid or rid: 1 to 16 bytes of visible ASCII.
+fn short_id<T>(new: fn(&str) -> Option<T>, text: &str, what: &str) -> Result<T, Error> {
+    new(text)
+        .ok_or_else(|| ortc::OrtcError::InvalidParameters(format!("bad {what} {text:?}")).into())
 }
 
 /// Every transport parses RTP with one payload type table (see `transport::webrtc`): a producer
@@ -878,7 +815,7 @@ fn check_producer_fits_transport(
     params: &RtpParameters,
     caps: &RtpCapabilities,
 ) -> Result<(), Error> {
-    let rtx: Vec<u8> = webrtc::rtx_payload_types(caps).collect();
+    let rtx: Vec<u8> = transport::rtx_payload_types(caps).collect();
     if let Some(c) = params
         .codecs
         .iter()

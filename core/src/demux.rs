@@ -8,8 +8,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use str0m::ice::StunMessage;
-
 use crate::ids::TransportId;
 use crate::io::Protocol;
 
@@ -95,16 +93,6 @@ pub(crate) fn is_dtls12_records(mut buf: &[u8]) -> bool {
     true
 }
 
-/// A STUN binding request's username halves: (the server's ufrag, the client's ufrag).
-pub(crate) fn binding_request_ufrags(buf: &[u8]) -> Option<(String, String)> {
-    let msg = StunMessage::parse(buf).ok()?;
-    if !msg.is_binding_request() {
-        return None;
-    }
-    let (local, remote) = msg.split_username()?;
-    Some((local.to_owned(), remote.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,11 +140,5 @@ mod tests {
         bad[1] = 0x03;
         assert!(!is_dtls12_records(&bad), "TLS version");
         assert!(!is_dtls12_records(&[]));
-    }
-
-    #[test]
-    fn garbage_is_no_binding_request() {
-        assert_eq!(binding_request_ufrags(&[0u8; 20]), None);
-        assert_eq!(binding_request_ufrags(&[1u8; 64]), None);
     }
 }

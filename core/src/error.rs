@@ -40,6 +40,9 @@ pub enum Error {
     /// `connect` was already called on this transport.
     #[error("transport {0} is already connected")]
     AlreadyConnected(TransportId),
+    /// The call is for WebRTC transports and this transport is of another kind.
+    #[error("transport {0} is not a WebRTC transport")]
+    NotWebRtc(TransportId),
     /// The DTLS parameters are unusable.
     #[error("invalid DTLS parameters: {0}")]
     InvalidDtlsParameters(String),

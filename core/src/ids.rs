@@ -79,3 +79,94 @@ mod tests {
         assert!("+123456789abcdef".parse::<ProducerId>().is_err());
     }
 }
+
+/// The text of a mid (RFC 8843) or rid (RFC 8852): 1 to 16 bytes of visible ASCII, kept inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct ShortText {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl ShortText {
+    const MAX_LEN: usize = 16;
+
+    fn new(text: &str) -> Option<Self> {
+        let valid =
+            (1..=Self::MAX_LEN).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            return None;
+        }
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Some(Self {
+            len: text.len() as u8,
+            bytes,
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        // Only visible ASCII is ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+macro_rules! short_text_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+        pub(crate) struct $name(ShortText);
+
+        impl $name {
+            /// `text` as an id, if it is 1 to 16 bytes of visible ASCII.
+            pub(crate) fn new(text: &str) -> Option<Self> {
+                ShortText::new(text).map(Self)
+            }
+
+            pub(crate) fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.as_str())
+            }
+        }
+    };
+}
+
+short_text_type!(
+    /// A media stream's mid within its transport (the `sdes:mid` header extension).
+    Mid
+);
+short_text_type!(
+    /// A simulcast encoding's rid (the `sdes:rtp-stream-id` header extension).
+    Rid
+);
+
+#[cfg(test)]
+mod short_text_tests {
+    use super::*;
+
+    #[test]
+    fn mids_and_rids_are_short_visible_ascii() {
+        let mid = Mid::new("video-0").expect("valid");
+        assert_eq!(mid.as_str(), "video-0");
+        assert_eq!(mid.to_string(), "video-0");
+        assert_eq!(
+            Mid::new("0123456789abcdef").map(|m| m.as_str().len()),
+            Some(16)
+        );
+        for bad in ["", "0123456789abcdefg", "a b", "é"] {
+            assert!(Rid::new(bad).is_none(), "{bad:?}");
+        }
+        assert_ne!(Rid::new("h"), Rid::new("l"));
+        assert_eq!(Rid::new("h"), Rid::new("h"));
+    }
+}

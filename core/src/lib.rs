@@ -121,7 +121,6 @@ mod api;
 mod config;
 pub mod control;
 mod demux;
-mod dtls;
 mod error;
 mod event;
 mod forward;
@@ -141,7 +140,6 @@ mod transport;
 
 pub use api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
 pub use config::SfuConfig;
-pub use dtls::crypto_provider;
 pub use error::Error;
 pub use event::{
     AudioLevelVolume, ConsumerCloseReason, DtlsState, Event, IceState, TransportTuple,
@@ -151,6 +149,7 @@ pub use io::{Input, Output, Protocol, Transmit};
 pub use observer::AudioLevelObserverOptions;
 pub use sfu::{Sfu, MAX_SPARE_BUFFERS};
 pub use stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
+pub use transport::webrtc::dtls::crypto_provider;
 pub use transport::{ListenInfo, WebRtcTransportOptions};
 
 #[cfg(test)]

@@ -2,10 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use str0m::media::{Mid, Rid};
-
 use crate::forward::Rewriter;
-use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
+use crate::ids::{ConsumerId, Mid, ObserverId, ProducerId, Rid, RouterId, TransportId};
 use crate::keyframe::VideoCodec;
 use crate::media::packet::ExtensionIdMap;
 use crate::media::recv::{NackGenerator, RecvStream};

@@ -8,21 +8,17 @@
 //! transports, nothing else.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
-use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::net::Receive;
-use str0m::{IceConnectionState, IceCreds};
 use tracing::{debug, trace};
 
 use crate::config::SfuConfig;
 use crate::demux::{self, Demux, Kind, Tuple};
 use crate::error::Error;
-use crate::event::{DtlsState, Event, IceState, TransportTuple};
+use crate::event::{DtlsState, Event, TransportTuple};
 use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::io::{Input, Output, Protocol, Transmit};
 use crate::media::session::MediaSession;
@@ -31,7 +27,9 @@ use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
 use crate::stats::SfuStats;
 use crate::timers::Timers;
-use crate::transport::webrtc::{self, WebRtcTransport};
+use crate::transport::webrtc::drive::{AdmitRefusal, LinkEvent, LinkOutput, Refusal};
+use crate::transport::webrtc::{stun, DtlsIdentity};
+use crate::transport::Transport;
 
 pub(crate) mod egress;
 pub(crate) mod ingress;
@@ -46,14 +44,6 @@ pub const MAX_SPARE_BUFFERS: usize = 4096;
 
 /// The capacity of the buffers the Sfu writes datagrams into (a whole datagram fits).
 pub(crate) const SPARE_BUFFER_SIZE: usize = 1600;
-
-/// The shortest time a transport is put back to sleep for when its stack names no later
-/// deadline.
-const MIN_WAKE: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// How long a transport that was never connected sleeps when its stack names no later deadline
-/// (everything it can do before `connect` is driven by arriving datagrams).
-const IDLE_WAKE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Simulcast encodings a consumer can be given: every encoding a producer may declare.
 pub(crate) const MAX_LAYERS: usize = crate::ortc::MAX_ENCODINGS;
@@ -77,22 +67,20 @@ pub struct Sfu {
     pub(crate) config: SfuConfig,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) now: Instant,
-    pub(crate) cert: DtlsCert,
-    pub(crate) crypto: Arc<CryptoProvider>,
-    /// The certificate's fingerprint as signaled: ("sha-256", "AB:CD:…").
-    pub(crate) fingerprint: Option<(String, String)>,
+    /// The DTLS certificate every WebRTC transport presents.
+    pub(crate) identity: DtlsIdentity,
     pub(crate) routers: FxHashMap<RouterId, Router>,
     /// Boxed: a transport is ~10 KB, and held inline the table would spread the few hot ones
     /// over a table sized for all (86 MB at 5,000) and move every one of them when it grows.
-    pub(crate) transports: FxHashMap<TransportId, Box<WebRtcTransport>>,
+    pub(crate) transports: FxHashMap<TransportId, Box<Transport>>,
     pub(crate) producers: FxHashMap<ProducerId, Producer>,
     pub(crate) consumers: FxHashMap<ConsumerId, Consumer>,
     pub(crate) observers: FxHashMap<ObserverId, AudioLevelObserver>,
     pub(crate) demux: Demux,
     pub(crate) timers: Timers<TimerKey>,
     pub(crate) out: VecDeque<Output>,
-    /// Events from `Rtc`s waiting to be acted on.
-    work: VecDeque<(TransportId, str0m::Event)>,
+    /// Events from WebRTC transports waiting to be acted on.
+    work: VecDeque<(TransportId, LinkEvent)>,
     /// The datagram being taken apart (SRTP is decrypted in place, so input is copied once).
     rx_buf: Vec<u8>,
     /// Buffers of sent datagrams the caller gave back ([`Sfu::recycle`]), reused for the next
@@ -126,11 +114,7 @@ impl Sfu {
     ///
     /// Makes the DTLS certificate all transports of this Sfu share.
     pub fn new(config: SfuConfig, now: Instant) -> Result<Self, Error> {
-        let crypto = crate::dtls::crypto_provider();
-        let cert = crypto
-            .dtls_provider
-            .generate_certificate()
-            .ok_or_else(|| Error::Certificate("the crypto provider made none".into()))?;
+        let identity = DtlsIdentity::new()?;
         let max_datagram = config.max_datagram_size;
         let rng = match config.seed {
             Some(seed) => ChaCha8Rng::seed_from_u64(seed),
@@ -140,9 +124,7 @@ impl Sfu {
             config,
             rng,
             now,
-            cert,
-            crypto,
-            fingerprint: None,
+            identity,
             routers: FxHashMap::default(),
             transports: FxHashMap::default(),
             producers: FxHashMap::default(),
@@ -275,37 +257,45 @@ impl Sfu {
             self.media_in(tid, contents);
             return;
         }
-        let Ok(recv) = Receive::new(proto.into(), source, destination, contents) else {
+        let Some(link) = t.webrtc_mut() else {
             self.stats.dropped_malformed += 1;
             return;
         };
-        let input = str0m::Input::Receive(now, recv);
-        if kind == Kind::Stun && !t.rtc.accepts(&input) {
-            self.stats.dropped_stun_unauthenticated += 1;
-            return;
-        }
-        // On a validated path str0m takes any STUN and its ICE agent drops what does not verify,
-        // uncounted: check it as `admit_stun` checks a new path.
-        if kind == Kind::Stun && known_path {
-            if demux::binding_request_ufrags(contents).is_none_or(|(local, _)| local != t.ufrag) {
-                self.stats.dropped_stun_unknown_ufrag += 1;
+        let received = link.receive(
+            now,
+            &self.identity,
+            kind,
+            known_path,
+            proto,
+            source,
+            destination,
+            contents,
+        );
+        match received {
+            Ok(()) => {}
+            Err(Refusal::Malformed) => {
+                self.stats.dropped_malformed += 1;
                 return;
             }
-            if !stun_verifies(&self.crypto, &t.ice_password, contents) {
+            Err(Refusal::StunUnauthenticated) => {
                 self.stats.dropped_stun_unauthenticated += 1;
                 return;
             }
-        }
-        // A DTLS datagram that is not a sequence of well-formed DTLS 1.2 records: the DTLS
-        // stack would discard it silently, uncounted.
-        if kind == Kind::Dtls && !demux::is_dtls12_records(contents) {
-            t.stats.dtls_dropped += 1;
-            return;
-        }
-        if let Err(e) = t.rtc.handle_input(input) {
-            trace!(transport = %tid, error = %e, "datagram rejected");
-            t.stats.rtc_errors += 1;
-            note_rtc_error(t, tid, &e, &mut self.out);
+            Err(Refusal::StunUnknownUfrag) => {
+                self.stats.dropped_stun_unknown_ufrag += 1;
+                return;
+            }
+            Err(Refusal::DtlsMalformed) => {
+                t.stats.dtls_dropped += 1;
+                return;
+            }
+            Err(Refusal::Rejected { dtls_failed }) => {
+                trace!(transport = %tid, "datagram rejected");
+                t.stats.rtc_errors += 1;
+                if dtls_failed {
+                    set_dtls_state(t, tid, DtlsState::Failed, &mut self.out);
+                }
+            }
         }
         self.drain(tid);
     }
@@ -313,7 +303,7 @@ impl Sfu {
     /// A binding request from a path no transport knows yet: find the transport by the local
     /// ufrag, check the request's integrity with that transport's password, and learn the path.
     fn admit_stun(&mut self, tuple: Tuple, contents: &[u8]) -> Option<TransportId> {
-        let Some((local, remote)) = demux::binding_request_ufrags(contents) else {
+        let Some((local, remote)) = stun::binding_request_ufrags(contents) else {
             self.stats.dropped_stun_unknown_ufrag += 1;
             return None;
         };
@@ -321,28 +311,19 @@ impl Sfu {
             self.stats.dropped_stun_unknown_ufrag += 1;
             return None;
         };
-        let t = self.transports.get_mut(&tid)?;
-        let (proto, destination, _) = tuple;
-        let verified = stun_verifies(&self.crypto, &t.ice_password, contents);
-        if !verified || !t.listens_on(proto, destination) {
-            self.stats.dropped_stun_unauthenticated += 1;
-            return None;
+        let link = self.transports.get_mut(&tid)?.webrtc_mut()?;
+        let max = self.config.max_tuples_per_transport;
+        match link.admit(&self.identity, tuple, remote, contents, max) {
+            Ok(()) => {}
+            Err(AdmitRefusal::Unauthenticated) => {
+                self.stats.dropped_stun_unauthenticated += 1;
+                return None;
+            }
+            Err(AdmitRefusal::TooManyTuples) => {
+                self.stats.dropped_too_many_tuples += 1;
+                return None;
+            }
         }
-        if t.tuples.len() >= self.config.max_tuples_per_transport {
-            self.stats.dropped_too_many_tuples += 1;
-            return None;
-        }
-        // The server never needs the client's ICE password (ICE-lite answers only), but str0m
-        // holds binding requests back until it has remote credentials: learn the client's ufrag
-        // from its first authenticated request, and again after an ICE restart.
-        if t.remote_ufrag.as_deref() != Some(remote.as_str()) {
-            t.rtc.direct_api().set_remote_ice_credentials(IceCreds {
-                ufrag: remote.clone(),
-                pass: String::new(),
-            });
-            t.remote_ufrag = Some(remote);
-        }
-        t.tuples.push(tuple);
         self.demux.insert_tuple(tuple, tid);
         debug!(transport = %tid, ?tuple, "path learned");
         Some(tid)
@@ -357,9 +338,11 @@ impl Sfu {
                     let Some(t) = self.transports.get_mut(&tid) else {
                         continue;
                     };
-                    if let Err(e) = t.rtc.handle_input(str0m::Input::Timeout(now)) {
+                    if let Some(Err(dtls_failed)) = t.webrtc_mut().map(|link| link.timeout(now)) {
                         t.stats.rtc_errors += 1;
-                        note_rtc_error(t, tid, &e, &mut self.out);
+                        if dtls_failed {
+                            set_dtls_state(t, tid, DtlsState::Failed, &mut self.out);
+                        }
                     }
                     self.drain(tid);
                 }
@@ -380,8 +363,8 @@ impl Sfu {
         }
     }
 
-    /// Polls a transport's `Rtc` until it names its next deadline. Datagrams go to the output
-    /// queue, events to the work queue.
+    /// Polls a WebRTC transport's `Rtc` until it names its next deadline. Datagrams go to the
+    /// output queue, events to the work queue.
     pub(crate) fn drain(&mut self, tid: TransportId) {
         let now = self.now;
         self.stats.transport_polls += 1;
@@ -389,41 +372,28 @@ impl Sfu {
             return;
         };
         loop {
-            match t.rtc.poll_output() {
-                Ok(str0m::Output::Transmit(tx)) => {
+            let Some(link) = t.webrtc_mut() else {
+                return;
+            };
+            match link.poll(now) {
+                LinkOutput::Transmit(tx) => {
                     t.stats.datagrams_sent += 1;
                     t.stats.bytes_sent += tx.contents.len() as u64;
-                    let proto = Protocol::from(tx.proto);
-                    note_path(t, tid, proto, &tx, &mut self.out);
-                    self.out.push_back(Output::Transmit(Transmit {
-                        proto,
-                        source: tx.source,
-                        destination: tx.destination,
-                        contents: tx.contents.into(),
-                    }));
+                    note_path(t, tid, &tx, &mut self.out);
+                    self.out.push_back(Output::Transmit(tx));
                 }
-                Ok(str0m::Output::Event(e)) => {
-                    self.work.push_back((tid, e));
-                }
-                Ok(str0m::Output::Timeout(at)) => {
-                    // After a full drain at `now`, a deadline at or before `now` means nothing
-                    // is due yet: str0m reports its unstarted DTLS as due "now" until
-                    // `connect`, and briefly while DTLS connects. Wake such a transport a
-                    // little later instead of spinning on it.
-                    let at = match (at > now, t.connected) {
-                        (true, _) => at,
-                        (false, true) => now + MIN_WAKE,
-                        (false, false) => now + IDLE_WAKE,
-                    };
+                LinkOutput::Event(e) => self.work.push_back((tid, e)),
+                LinkOutput::Timeout(at) => {
                     self.timers.schedule(TimerKey::Transport(tid), at);
                     break;
                 }
-                Err(e) => {
-                    trace!(transport = %tid, error = %e, "poll failed");
+                LinkOutput::Failed { dtls_failed, at } => {
+                    trace!(transport = %tid, "poll failed");
                     t.stats.rtc_errors += 1;
-                    note_rtc_error(t, tid, &e, &mut self.out);
-                    self.timers
-                        .schedule(TimerKey::Transport(tid), webrtc::fallback_deadline(now));
+                    if dtls_failed {
+                        set_dtls_state(t, tid, DtlsState::Failed, &mut self.out);
+                    }
+                    self.timers.schedule(TimerKey::Transport(tid), at);
                     break;
                 }
             }
@@ -457,24 +427,21 @@ impl Sfu {
     /// Acts on queued `Rtc` events until none are left.
     pub(crate) fn run_work(&mut self) {
         while let Some((tid, event)) = self.work.pop_front() {
-            self.on_rtc_event(tid, event);
+            self.on_link_event(tid, event);
         }
     }
 
-    fn on_rtc_event(&mut self, tid: TransportId, event: str0m::Event) {
+    fn on_link_event(&mut self, tid: TransportId, event: LinkEvent) {
         match event {
-            str0m::Event::IceConnectionStateChange(state) => {
-                let state = match state {
-                    IceConnectionState::New | IceConnectionState::Checking => return,
-                    IceConnectionState::Connected => IceState::Connected,
-                    IceConnectionState::Completed => IceState::Completed,
-                    IceConnectionState::Disconnected => IceState::Disconnected,
-                };
+            LinkEvent::Ice(state) => {
                 let Some(t) = self.transports.get_mut(&tid) else {
                     return;
                 };
-                if t.ice_state != state {
-                    t.ice_state = state;
+                let Some(link) = t.webrtc_mut() else {
+                    return;
+                };
+                if link.ice_state != state {
+                    link.ice_state = state;
                     t.stats.ice_state = state;
                     debug!(transport = %tid, ?state, "ICE state");
                     self.out.push_back(Output::Event(Event::IceStateChange {
@@ -483,19 +450,18 @@ impl Sfu {
                     }));
                 }
             }
-            str0m::Event::Connected => {
+            LinkEvent::Connected => {
                 self.start_media(tid);
                 if let Some(t) = self.transports.get_mut(&tid) {
                     set_dtls_state(t, tid, DtlsState::Connected, &mut self.out);
                 }
                 self.request_key_frames_for_transport(tid);
             }
-            str0m::Event::Closed => {
+            LinkEvent::Closed => {
                 if let Some(t) = self.transports.get_mut(&tid) {
                     set_dtls_state(t, tid, DtlsState::Closed, &mut self.out);
                 }
             }
-            _ => {}
         }
     }
 
@@ -506,11 +472,17 @@ impl Sfu {
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };
-        t.take_srtp_keys();
+        let Some(link) = t.webrtc_mut() else {
+            return;
+        };
+        if let Some(suite) = link.take_srtp_keys() {
+            t.stats.srtp_profile = Some(suite);
+        }
         if t.media.is_some() {
             return;
         }
-        let session = t.srtp_keys.as_ref().and_then(|keys| {
+        let keys = t.webrtc().and_then(|link| link.srtp_keys.as_ref());
+        let session = keys.and_then(|keys| {
             let profile = keys.media_profile()?;
             MediaSession::new(
                 profile,
@@ -598,31 +570,18 @@ impl Sfu {
     }
 }
 
-/// Whether a STUN message's MESSAGE-INTEGRITY verifies with a transport's ICE password.
-fn stun_verifies(crypto: &CryptoProvider, password: &str, contents: &[u8]) -> bool {
-    let hmac = crypto.sha1_hmac_provider;
-    str0m::ice::StunMessage::parse(contents)
-        .is_ok_and(|msg| msg.verify(password.as_bytes(), |key, data| hmac.sha1_hmac(key, data)))
-}
-
 fn far_future(now: Instant) -> Instant {
     now + std::time::Duration::from_secs(3600)
 }
 
 /// Reports the path a transport sends media over when it changes.
-fn note_path(
-    t: &mut WebRtcTransport,
-    tid: TransportId,
-    proto: Protocol,
-    tx: &str0m::net::Transmit,
-    out: &mut VecDeque<Output>,
-) {
+fn note_path(t: &mut Transport, tid: TransportId, tx: &Transmit, out: &mut VecDeque<Output>) {
     // STUN answers go wherever a check came from; only media and DTLS show the chosen path.
     if matches!(tx.contents.first(), Some(0..=3)) {
         return;
     }
     let tuple = TransportTuple {
-        proto,
+        proto: tx.proto,
         local: tx.source,
         remote: tx.destination,
     };
@@ -636,48 +595,23 @@ fn note_path(
     }
 }
 
+/// A WebRTC transport's DTLS state changes (an event when it does).
 pub(crate) fn set_dtls_state(
-    t: &mut WebRtcTransport,
+    t: &mut Transport,
     tid: TransportId,
     state: DtlsState,
     out: &mut VecDeque<Output>,
 ) {
-    if t.dtls_state != state {
-        t.dtls_state = state;
+    let Some(link) = t.webrtc_mut() else {
+        return;
+    };
+    if link.dtls_state != state {
+        link.dtls_state = state;
         t.stats.dtls_state = state;
         debug!(transport = %tid, ?state, "DTLS state");
         out.push_back(Output::Event(Event::DtlsStateChange {
             transport: tid,
             state,
         }));
-    }
-}
-
-fn note_rtc_error(
-    t: &mut WebRtcTransport,
-    tid: TransportId,
-    e: &str0m::RtcError,
-    out: &mut VecDeque<Output>,
-) {
-    if matches!(e, str0m::RtcError::Dtls(_)) && t.dtls_state == DtlsState::Connecting {
-        set_dtls_state(t, tid, DtlsState::Failed, out);
-    }
-}
-
-impl From<str0m::net::Protocol> for Protocol {
-    fn from(p: str0m::net::Protocol) -> Self {
-        match p {
-            str0m::net::Protocol::Udp => Protocol::Udp,
-            _ => Protocol::Tcp,
-        }
-    }
-}
-
-impl From<Protocol> for str0m::net::Protocol {
-    fn from(p: Protocol) -> Self {
-        match p {
-            Protocol::Udp => str0m::net::Protocol::Udp,
-            Protocol::Tcp => str0m::net::Protocol::Tcp,
-        }
     }
 }

@@ -11,7 +11,7 @@ use crate::media::rtcp;
 use crate::media::send::SentPacket;
 use crate::ortc::MediaKind;
 use crate::router::ReportClock;
-use crate::transport::webrtc::WebRtcTransport;
+use crate::transport::Transport;
 
 use super::{Sfu, TimerKey, MAX_LAYERS};
 
@@ -494,7 +494,7 @@ impl Sfu {
 /// Writes, protects and queues one RTP packet for a consumer; false when the transport cannot
 /// send yet (no keys or no path) or the packet does not fit.
 fn write_media(
-    ct: &mut WebRtcTransport,
+    ct: &mut Transport,
     c: &crate::router::Consumer,
     pkt: &RtpPacket<'_>,
     header: OutHeader,
@@ -508,7 +508,7 @@ fn write_media(
     let Some(session) = ct.media.as_mut() else {
         return false;
     };
-    let mid = c.mid.as_bytes();
+    let mid = c.mid.as_str().as_bytes();
     let tw = session.tw_seq.to_be_bytes();
     let mut extra: [(u8, &[u8]); 2] = [(0, &[]), (0, &[])];
     let mut n_extra = 0;
@@ -561,7 +561,7 @@ fn write_media(
 }
 
 /// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it.
-fn send_rtcp(t: &mut WebRtcTransport, buf: &mut [u8], len: usize) -> bool {
+fn send_rtcp(t: &mut Transport, buf: &mut [u8], len: usize) -> bool {
     if t.selected.is_none() {
         return false;
     }
@@ -581,7 +581,7 @@ fn send_rtcp(t: &mut WebRtcTransport, buf: &mut [u8], len: usize) -> bool {
     true
 }
 
-fn flush_rtcp(t: &mut WebRtcTransport, buf: &mut [u8], len: &mut usize) {
+fn flush_rtcp(t: &mut Transport, buf: &mut [u8], len: &mut usize) {
     if *len > 0 {
         send_rtcp(t, buf, *len);
         *len = 0;

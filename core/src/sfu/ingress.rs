@@ -1,10 +1,9 @@
 //! What arrives on a transport's media session: SRTP taken apart into producer packets, SRTCP
 //! into reports, retransmission requests and key frame requests (the per-packet path).
 
-use str0m::media::{Mid, Rid};
 use tracing::trace;
 
-use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::ids::{ConsumerId, Mid, ProducerId, Rid, TransportId};
 use crate::keyframe::is_key_frame;
 use crate::media::packet::{self, RtpPacket};
 use crate::media::recv::{Arrival, NackGenerator, RecvStream, MAX_DROPOUT};
@@ -15,7 +14,7 @@ use crate::media::store::PacketStore;
 use crate::ortc::MediaKind;
 use crate::router::Producer;
 use crate::transport::extensions::RxExtensions;
-use crate::transport::webrtc::WebRtcTransport;
+use crate::transport::Transport;
 
 use super::{Sfu, MAX_LAYERS};
 
@@ -317,7 +316,7 @@ impl Sfu {
     /// connected.
     #[doc(hidden)]
     pub fn test_only_endpoint_srtp_context(&self, id: TransportId) -> Option<SrtpContext> {
-        let keys = self.transports.get(&id)?.srtp_keys.as_ref()?;
+        let keys = self.transports.get(&id)?.webrtc()?.srtp_keys.as_ref()?;
         SrtpContext::new(keys.media_profile()?, keys.remote_key(), keys.remote_salt()).ok()
     }
 }
@@ -326,7 +325,7 @@ impl Sfu {
 /// plaintext). An SSRC seen for the first time takes a place in the session only once its
 /// packet authenticates and names a producer of the transport.
 fn rx_route(
-    t: &mut WebRtcTransport,
+    t: &mut Transport,
     producers: &mut rustc_hash::FxHashMap<ProducerId, Producer>,
     buf: &mut Vec<u8>,
 ) -> Option<(ProducerId, usize, RxRole)> {
@@ -382,7 +381,7 @@ fn resolve_by_extensions(
 ) -> Option<(ProducerId, usize, RxRole)> {
     let ext = |id: Option<u8>| id.and_then(|id| pkt.extension(id));
     let mid = ext(ids.mid).and_then(packet::rid)?;
-    let pid = *by_mid.get(&Mid::from(mid))?;
+    let pid = *by_mid.get(&Mid::new(mid)?)?;
     let p = producers.get(&pid)?;
     let is_rtx = p
         .rtx_payload_types
@@ -396,7 +395,7 @@ fn resolve_by_extensions(
     .and_then(packet::rid);
     let layer = match rid {
         Some(rid) => {
-            let rid = Rid::from(rid);
+            let rid = Rid::new(rid)?;
             p.encodings.iter().position(|e| e.rid == Some(rid))?
         }
         None if p.encodings.len() == 1 && p.encodings[0].rid.is_none() => 0,

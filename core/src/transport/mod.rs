@@ -1,7 +1,145 @@
 //! Transports: one network path each to one endpoint.
+//!
+//! A [`Transport`] holds what every kind of transport has: its router, the producers and
+//! consumers on it, its media session (SRTP, the state of what arrives, the transport-wide
+//! sequence numbers) and the datagrams it has written. [`TransportKind`] holds what one kind
+//! adds: a WebRTC transport's ICE-lite and DTLS ([`webrtc`], the only module that speaks to
+//! str0m). Router and forwarding code see only [`Transport`].
 
 pub(crate) mod extensions;
-pub(crate) mod keys;
 pub(crate) mod webrtc;
 
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use crate::event::{DtlsState, IceState, TransportTuple};
+use crate::ids::{ConsumerId, Mid, ProducerId, RouterId};
+use crate::media::session::{MediaSession, RxRole};
+use crate::ortc::RtpCapabilities;
+use crate::stats::TransportStats;
+use extensions::RxExtensions;
+use webrtc::WebRtcLink;
+
 pub use webrtc::{ListenInfo, WebRtcTransportOptions};
+
+/// Everything the Sfu keeps for one transport.
+pub(crate) struct Transport {
+    pub(crate) router: RouterId,
+    /// The path media goes out on, once known.
+    pub(crate) selected: Option<TransportTuple>,
+    pub(crate) producers_by_mid: HashMap<Mid, ProducerId>,
+    /// SSRCs the transport's producers declared: (producer, encoding index, media or RTX).
+    /// SSRCs of rid-based encodings are learned by the media session from the packets.
+    pub(crate) producer_ssrcs: HashMap<u32, (ProducerId, usize, RxRole)>,
+    pub(crate) consumers_by_mid: HashMap<Mid, ConsumerId>,
+    /// Consumers by their media SSRC, for the RTCP their endpoint sends about them.
+    pub(crate) consumers_by_ssrc: HashMap<u32, ConsumerId>,
+    /// The header extension ids the endpoint sends with, as its producers declared them.
+    pub(crate) rx_extensions: RxExtensions,
+    /// SRTP and the per-SSRC state of what arrives; `None` until the transport has keys.
+    pub(crate) media: Option<MediaSession>,
+    /// Datagrams written for this transport's path and not yet handed to the caller; they go
+    /// out together from `poll_output`, so each destination's datagrams leave in one run.
+    pub(crate) outbox: VecDeque<Vec<u8>>,
+    /// When the media session's timer is set for.
+    pub(crate) media_timer_at: Option<Instant>,
+    pub(crate) next_mid: u32,
+    /// The RTCP cname of this transport's producers (the first non-empty one given).
+    pub(crate) cname: Option<String>,
+    /// Packets were written to this transport and it waits in the Sfu's flush queue.
+    pub(crate) flush_pending: bool,
+    pub(crate) stats: TransportStats,
+    /// What the kind of transport adds.
+    pub(crate) kind: TransportKind,
+}
+
+/// The kinds of transport, each with what it adds to a [`Transport`].
+pub(crate) enum TransportKind {
+    /// A WebRTC endpoint: ICE-lite and DTLS.
+    WebRtc(WebRtcLink),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Transport");
+        d.field("router", &self.router)
+            .field("selected", &self.selected);
+        match &self.kind {
+            TransportKind::WebRtc(w) => d.field("webrtc", w),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    pub(crate) fn new(router: RouterId, kind: TransportKind) -> Self {
+        Self {
+            router,
+            selected: None,
+            producers_by_mid: HashMap::new(),
+            producer_ssrcs: HashMap::new(),
+            consumers_by_mid: HashMap::new(),
+            consumers_by_ssrc: HashMap::new(),
+            rx_extensions: RxExtensions::default(),
+            media: None,
+            outbox: VecDeque::new(),
+            media_timer_at: None,
+            next_mid: 0,
+            cname: None,
+            flush_pending: false,
+            stats: TransportStats {
+                ice_state: IceState::New,
+                dtls_state: DtlsState::New,
+                selected_tuple: None,
+                datagrams_received: 0,
+                bytes_received: 0,
+                datagrams_sent: 0,
+                bytes_sent: 0,
+                rtp_dropped: 0,
+                rtc_errors: 0,
+                dtls_dropped: 0,
+                rtcp_dropped: 0,
+                srtp_profile: None,
+            },
+            kind,
+        }
+    }
+
+    /// The WebRTC part, for a WebRTC transport.
+    pub(crate) fn webrtc(&self) -> Option<&WebRtcLink> {
+        match &self.kind {
+            TransportKind::WebRtc(w) => Some(w),
+        }
+    }
+
+    /// The WebRTC part, for a WebRTC transport.
+    pub(crate) fn webrtc_mut(&mut self) -> Option<&mut WebRtcLink> {
+        match &mut self.kind {
+            TransportKind::WebRtc(w) => Some(w),
+        }
+    }
+
+    /// A mid for a new consumer that no producer or consumer on this transport uses.
+    pub(crate) fn next_consumer_mid(&mut self) -> Mid {
+        loop {
+            let text = self.next_mid.to_string();
+            self.next_mid += 1;
+            let Some(mid) = Mid::new(&text) else {
+                continue; // never: a number is a valid mid
+            };
+            if !self.producers_by_mid.contains_key(&mid)
+                && !self.consumers_by_mid.contains_key(&mid)
+            {
+                return mid;
+            }
+        }
+    }
+}
+
+/// Payload types of the router's codecs that a transport treats as retransmissions.
+pub(crate) fn rtx_payload_types(caps: &RtpCapabilities) -> impl Iterator<Item = u8> + '_ {
+    caps.codecs
+        .iter()
+        .filter(|c| c.mime_type.to_ascii_lowercase().ends_with("/rtx"))
+        .filter_map(|c| c.preferred_payload_type)
+}

@@ -424,7 +424,7 @@ mod str0m_cross_check {
         ) {
             let (ours, theirs) = PROFILES[which];
             let material = &material[..ours.keying_material_len()];
-            let provider = crate::dtls::crypto_provider();
+            let provider = crate::transport::webrtc::dtls::crypto_provider();
             let mut str0m = TestSrtp::new(&provider, theirs, &KeyingMaterial::new(material));
             // str0m's test context writes with the client half; the DTLS server reads it.
             let (_, remote) = SrtpContext::pair_from_keying_material(ours, material, false).unwrap();

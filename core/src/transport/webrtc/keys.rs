@@ -9,7 +9,7 @@
 //! (`SRTP_AES128_CM_HMAC_SHA1_80`) and RFC 7714 section 12 (the AES-GCM profiles).
 //!
 //! The keys reach the transport through a [`KeySlot`]: the transport creates one, hands it to
-//! the DTLS instance made for it (see [`crate::dtls::with_key_slot`]), and takes the keys out
+//! the DTLS instance made for it (see [`super::dtls::with_key_slot`]), and takes the keys out
 //! once DTLS reports the connection.
 
 use std::sync::{Arc, Mutex};

@@ -27,7 +27,7 @@ use str0m::crypto::dtls::{DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider,
 use str0m::crypto::CryptoError;
 use tracing::warn;
 
-use crate::transport::keys::{KeySlot, SrtpKeys};
+use super::keys::{KeySlot, SrtpKeys};
 
 thread_local! {
     /// The slot the next DTLS instance made on this thread reports its SRTP keys to.
@@ -376,7 +376,7 @@ mod tests {
         with_key_slot(&outer, || {
             with_key_slot(&inner, || ());
             let pending = NEXT_KEY_SLOT.take().expect("outer slot pending again");
-            let keys = crate::transport::keys::SrtpKeys::from_keying_material(
+            let keys = crate::transport::webrtc::keys::SrtpKeys::from_keying_material(
                 &[1; 60],
                 SrtpProfile::AES128_CM_SHA1_80,
                 true,

@@ -1,24 +1,22 @@
 //! The WebRTC transport: one str0m `Rtc` (ICE-lite, DTLS, SRTP) per endpoint.
 
-use std::collections::HashMap;
+pub(crate) mod drive;
+pub(crate) mod dtls;
+pub(crate) mod keys;
+pub(crate) mod stun;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::media::Mid;
 use str0m::net::TcpType;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use crate::demux::Tuple;
-use crate::event::{DtlsState, IceState, TransportTuple};
-use crate::ids::{ConsumerId, ProducerId, RouterId};
+use crate::event::{DtlsState, IceState};
 use crate::io::Protocol;
-use crate::media::session::{MediaSession, RxRole};
-use crate::ortc::{DtlsRole, IceCandidate, IceCandidateTcpType, IceCandidateType, RtpCapabilities};
-use crate::stats::TransportStats;
-use crate::transport::extensions::RxExtensions;
-use crate::transport::keys::{KeySlot, SrtpKeys};
+use crate::ortc::{DtlsRole, IceCandidate, IceCandidateTcpType, IceCandidateType};
+use keys::{KeySlot, SrtpKeys};
 
 /// Where a WebRTC transport can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +55,9 @@ pub struct WebRtcTransportOptions {
     pub dtls_role: DtlsRole,
 }
 
-/// Everything the Sfu keeps for one WebRTC transport.
-pub(crate) struct WebRtcTransport {
-    pub(crate) router: RouterId,
+/// What a WebRTC transport adds to a [`Transport`](super::Transport): ICE-lite and DTLS, in
+/// one str0m `Rtc` with no media declared (str0m never sees RTP or RTCP).
+pub(crate) struct WebRtcLink {
     pub(crate) rtc: Rtc,
     /// The DTLS role the transport announced (its options' `dtls_role`).
     pub(crate) dtls_role: DtlsRole,
@@ -70,47 +68,41 @@ pub(crate) struct WebRtcTransport {
     /// Paths ICE validated; the demux routes them here.
     pub(crate) tuples: Vec<Tuple>,
     pub(crate) local_addrs: Vec<(Protocol, SocketAddr)>,
-    pub(crate) selected: Option<TransportTuple>,
     pub(crate) ice_state: IceState,
     pub(crate) dtls_state: DtlsState,
+    /// `connect` was called (DTLS started).
     pub(crate) connected: bool,
-    pub(crate) producers_by_mid: HashMap<Mid, ProducerId>,
-    /// SSRCs the transport's producers declared: (producer, encoding index, media or RTX).
-    /// SSRCs of rid-based encodings are learned by the media session from the packets.
-    pub(crate) producer_ssrcs: HashMap<u32, (ProducerId, usize, RxRole)>,
-    pub(crate) consumers_by_mid: HashMap<Mid, ConsumerId>,
-    /// Consumers by their media SSRC, for the RTCP their endpoint sends about them.
-    pub(crate) consumers_by_ssrc: HashMap<u32, ConsumerId>,
-    /// The header extension ids the endpoint sends with, as its producers declared them.
-    pub(crate) rx_extensions: RxExtensions,
-    /// SRTP and the per-SSRC state of what arrives; `None` until DTLS gives keys.
-    pub(crate) media: Option<MediaSession>,
-    /// Datagrams written for this transport's path and not yet handed to the caller; they go
-    /// out together from `poll_output`, so each destination's datagrams leave in one run.
-    pub(crate) outbox: std::collections::VecDeque<Vec<u8>>,
-    /// When the media session's timer is set for.
-    pub(crate) media_timer_at: Option<Instant>,
-    pub(crate) next_mid: u32,
-    /// The RTCP cname of this transport's producers (the first non-empty one given).
-    pub(crate) cname: Option<String>,
-    /// Packets were written to this transport and it waits in the Sfu's flush queue.
-    pub(crate) flush_pending: bool,
-    pub(crate) stats: TransportStats,
     /// Where this transport's DTLS instance leaves the SRTP keys of the handshake.
     pub(crate) key_slot: KeySlot,
     /// The SRTP keys, taken from `key_slot` when DTLS connects.
-    #[allow(dead_code)] // Read by the media plane's SRTP contexts once they are wired in.
     pub(crate) srtp_keys: Option<SrtpKeys>,
 }
 
-impl std::fmt::Debug for WebRtcTransport {
+impl std::fmt::Debug for WebRtcLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebRtcTransport")
-            .field("router", &self.router)
+        f.debug_struct("WebRtcLink")
             .field("ufrag", &self.ufrag)
             .field("ice_state", &self.ice_state)
             .field("dtls_state", &self.dtls_state)
             .finish_non_exhaustive()
+    }
+}
+
+/// The DTLS certificate every WebRTC transport of an Sfu presents, and the crypto provider
+/// behind it.
+pub(crate) struct DtlsIdentity {
+    cert: DtlsCert,
+    crypto: Arc<CryptoProvider>,
+}
+
+impl DtlsIdentity {
+    /// Makes the certificate.
+    pub(crate) fn new() -> Result<Self, crate::error::Error> {
+        let crypto = dtls::crypto_provider();
+        let cert = crypto.dtls_provider.generate_certificate().ok_or_else(|| {
+            crate::error::Error::Certificate("the crypto provider made none".into())
+        })?;
+        Ok(Self { cert, crypto })
     }
 }
 
@@ -129,18 +121,6 @@ pub(crate) fn rtc_config(
         .set_local_ice_credentials(creds)
         .set_stats_interval(None)
         .clear_codecs()
-}
-
-/// Payload types of the router's codecs that a transport treats as retransmissions.
-pub(crate) fn rtx_payload_types(caps: &RtpCapabilities) -> impl Iterator<Item = u8> + '_ {
-    caps.codecs
-        .iter()
-        .filter(|c| is_rtx(&c.mime_type))
-        .filter_map(|c| c.preferred_payload_type)
-}
-
-fn is_rtx(mime: &str) -> bool {
-    mime.to_ascii_lowercase().ends_with("/rtx")
 }
 
 /// The ICE candidates for `listen`: the str0m candidate and what is signaled to the peer.
@@ -188,9 +168,8 @@ pub(crate) fn candidates(listen: &[ListenInfo]) -> Result<Vec<(Candidate, IceCan
     Ok(out)
 }
 
-impl WebRtcTransport {
+impl WebRtcLink {
     pub(crate) fn new(
-        router: RouterId,
         rtc: Rtc,
         dtls_role: DtlsRole,
         creds: IceCreds,
@@ -198,7 +177,6 @@ impl WebRtcTransport {
         key_slot: KeySlot,
     ) -> Self {
         Self {
-            router,
             rtc,
             dtls_role,
             ice_password: creds.pass,
@@ -206,66 +184,26 @@ impl WebRtcTransport {
             remote_ufrag: None,
             tuples: Vec::new(),
             local_addrs,
-            selected: None,
             ice_state: IceState::New,
             dtls_state: DtlsState::New,
             connected: false,
-            producers_by_mid: HashMap::new(),
-            producer_ssrcs: HashMap::new(),
-            consumers_by_mid: HashMap::new(),
-            consumers_by_ssrc: HashMap::new(),
-            rx_extensions: RxExtensions::default(),
-            media: None,
-            outbox: std::collections::VecDeque::new(),
-            media_timer_at: None,
-            next_mid: 0,
-            cname: None,
-            flush_pending: false,
-            stats: TransportStats {
-                ice_state: IceState::New,
-                dtls_state: DtlsState::New,
-                selected_tuple: None,
-                datagrams_received: 0,
-                bytes_received: 0,
-                datagrams_sent: 0,
-                bytes_sent: 0,
-                rtp_dropped: 0,
-                rtc_errors: 0,
-                dtls_dropped: 0,
-                rtcp_dropped: 0,
-                srtp_profile: None,
-            },
             key_slot,
             srtp_keys: None,
         }
     }
 
     /// Takes the SRTP keys the DTLS handshake left in the slot (str0m drains the keying
-    /// material before it reports `Event::Connected`) and shows their profile in the stats.
-    pub(crate) fn take_srtp_keys(&mut self) {
-        if let Some(keys) = self.key_slot.take() {
-            self.stats.srtp_profile = Some(keys.crypto_suite());
-            self.srtp_keys = Some(keys);
-        }
+    /// material before it reports `Event::Connected`); returns their profile's name.
+    pub(crate) fn take_srtp_keys(&mut self) -> Option<&'static str> {
+        let keys = self.key_slot.take()?;
+        let suite = keys.crypto_suite();
+        self.srtp_keys = Some(keys);
+        Some(suite)
     }
 
     /// Whether `addr` is one of the addresses this transport listens on.
     pub(crate) fn listens_on(&self, proto: Protocol, addr: SocketAddr) -> bool {
         self.local_addrs.contains(&(proto, addr))
-    }
-
-    /// A mid for a new consumer that no producer or consumer on this transport uses.
-    pub(crate) fn next_consumer_mid(&mut self) -> Mid {
-        loop {
-            let text = self.next_mid.to_string();
-            self.next_mid += 1;
-            let mid = Mid::from(text.as_str());
-            if !self.producers_by_mid.contains_key(&mid)
-                && !self.consumers_by_mid.contains_key(&mid)
-            {
-                return mid;
-            }
-        }
     }
 }
 
@@ -279,11 +217,6 @@ pub(crate) fn dtls_active(announced: DtlsRole, remote: Option<DtlsRole>) -> Resu
         (DtlsRole::Client, _) => Ok(true),
         (DtlsRole::Server, _) => Ok(false),
     }
-}
-
-/// When a transport's `Rtc` is due if it reported nothing else.
-pub(crate) fn fallback_deadline(now: Instant) -> Instant {
-    now + std::time::Duration::from_millis(100)
 }
 
 #[cfg(test)]
