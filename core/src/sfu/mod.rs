@@ -1,11 +1,11 @@
 //! The state machine: datagrams and deadlines in, datagrams, events and deadlines out.
 //!
 //! Everything the Sfu owns lives in id-keyed maps. A datagram is routed to exactly one transport
-//! by the demux. STUN and DTLS go to the transport's `Rtc`, which is driven and drained; its
-//! state changes go on a work queue processed until empty. SRTP and SRTCP go to the
-//! transport's media session ([`ingress`]), and forwarded packets leave through the consumers'
-//! transports ([`egress`]). Forwarding one packet touches the producer, its consumers and their
-//! transports, nothing else.
+//! by the demux. STUN and DTLS go to a WebRTC transport's `Rtc` ([`handshake`]), which is
+//! driven and drained; its state changes go on a work queue processed until empty. SRTP and
+//! SRTCP go to the transport's media session ([`ingress`]), and forwarded packets leave through
+//! the consumers' transports ([`egress`]). Forwarding one packet touches the producer, its
+//! consumers and their transports, nothing else.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -32,7 +32,10 @@ use crate::transport::webrtc::{stun, DtlsIdentity};
 use crate::transport::Transport;
 
 pub(crate) mod egress;
+mod handshake;
+pub(crate) use handshake::set_dtls_state;
 pub(crate) mod ingress;
+mod keyframes;
 
 /// NTP time (RFC 5905, 64-bit fixed point) the Sfu's start is taken to be, for sender reports
 /// of streams whose producer sent none yet: 2026-01-01T00:00:00Z. The Sfu has no wall clock;
@@ -300,35 +303,6 @@ impl Sfu {
         self.drain(tid);
     }
 
-    /// A binding request from a path no transport knows yet: find the transport by the local
-    /// ufrag, check the request's integrity with that transport's password, and learn the path.
-    fn admit_stun(&mut self, tuple: Tuple, contents: &[u8]) -> Option<TransportId> {
-        let Some((local, remote)) = stun::binding_request_ufrags(contents) else {
-            self.stats.dropped_stun_unknown_ufrag += 1;
-            return None;
-        };
-        let Some(tid) = self.demux.by_ufrag(&local) else {
-            self.stats.dropped_stun_unknown_ufrag += 1;
-            return None;
-        };
-        let link = self.transports.get_mut(&tid)?.webrtc_mut()?;
-        let max = self.config.max_tuples_per_transport;
-        match link.admit(&self.identity, tuple, remote, contents, max) {
-            Ok(()) => {}
-            Err(AdmitRefusal::Unauthenticated) => {
-                self.stats.dropped_stun_unauthenticated += 1;
-                return None;
-            }
-            Err(AdmitRefusal::TooManyTuples) => {
-                self.stats.dropped_too_many_tuples += 1;
-                return None;
-            }
-        }
-        self.demux.insert_tuple(tuple, tid);
-        debug!(transport = %tid, ?tuple, "path learned");
-        Some(tid)
-    }
-
     /// Wakes everything whose deadline has passed.
     fn timeout(&mut self) {
         let now = self.now;
@@ -363,43 +337,6 @@ impl Sfu {
         }
     }
 
-    /// Polls a WebRTC transport's `Rtc` until it names its next deadline. Datagrams go to the
-    /// output queue, events to the work queue.
-    pub(crate) fn drain(&mut self, tid: TransportId) {
-        let now = self.now;
-        self.stats.transport_polls += 1;
-        let Some(t) = self.transports.get_mut(&tid) else {
-            return;
-        };
-        loop {
-            let Some(link) = t.webrtc_mut() else {
-                return;
-            };
-            match link.poll(now) {
-                LinkOutput::Transmit(tx) => {
-                    t.stats.datagrams_sent += 1;
-                    t.stats.bytes_sent += tx.contents.len() as u64;
-                    note_path(t, tid, &tx, &mut self.out);
-                    self.out.push_back(Output::Transmit(tx));
-                }
-                LinkOutput::Event(e) => self.work.push_back((tid, e)),
-                LinkOutput::Timeout(at) => {
-                    self.timers.schedule(TimerKey::Transport(tid), at);
-                    break;
-                }
-                LinkOutput::Failed { dtls_failed, at } => {
-                    trace!(transport = %tid, "poll failed");
-                    t.stats.rtc_errors += 1;
-                    if dtls_failed {
-                        set_dtls_state(t, tid, DtlsState::Failed, &mut self.out);
-                    }
-                    self.timers.schedule(TimerKey::Transport(tid), at);
-                    break;
-                }
-            }
-        }
-    }
-
     /// Hands the caller the datagrams of the next transport written to since it was last
     /// flushed. False when none waits.
     fn flush_next_consumer_transport(&mut self) -> bool {
@@ -423,195 +360,8 @@ impl Sfu {
         }
         true
     }
-
-    /// Acts on queued `Rtc` events until none are left.
-    pub(crate) fn run_work(&mut self) {
-        while let Some((tid, event)) = self.work.pop_front() {
-            self.on_link_event(tid, event);
-        }
-    }
-
-    fn on_link_event(&mut self, tid: TransportId, event: LinkEvent) {
-        match event {
-            LinkEvent::Ice(state) => {
-                let Some(t) = self.transports.get_mut(&tid) else {
-                    return;
-                };
-                let Some(link) = t.webrtc_mut() else {
-                    return;
-                };
-                if link.ice_state != state {
-                    link.ice_state = state;
-                    t.stats.ice_state = state;
-                    debug!(transport = %tid, ?state, "ICE state");
-                    self.out.push_back(Output::Event(Event::IceStateChange {
-                        transport: tid,
-                        state,
-                    }));
-                }
-            }
-            LinkEvent::Connected => {
-                self.start_media(tid);
-                if let Some(t) = self.transports.get_mut(&tid) {
-                    set_dtls_state(t, tid, DtlsState::Connected, &mut self.out);
-                }
-                self.request_key_frames_for_transport(tid);
-            }
-            LinkEvent::Closed => {
-                if let Some(t) = self.transports.get_mut(&tid) {
-                    set_dtls_state(t, tid, DtlsState::Closed, &mut self.out);
-                }
-            }
-        }
-    }
-
-    /// DTLS is up: the transport's media session starts with the keys the handshake exported.
-    fn start_media(&mut self, tid: TransportId) {
-        let now = self.now;
-        let rtcp_ssrc = self.random_ssrc();
-        let Some(t) = self.transports.get_mut(&tid) else {
-            return;
-        };
-        let Some(link) = t.webrtc_mut() else {
-            return;
-        };
-        if let Some(suite) = link.take_srtp_keys() {
-            t.stats.srtp_profile = Some(suite);
-        }
-        if t.media.is_some() {
-            return;
-        }
-        let keys = t.webrtc().and_then(|link| link.srtp_keys.as_ref());
-        let session = keys.and_then(|keys| {
-            let profile = keys.media_profile()?;
-            MediaSession::new(
-                profile,
-                keys.local_key(),
-                keys.local_salt(),
-                keys.remote_key(),
-                keys.remote_salt(),
-                rtcp_ssrc,
-                now,
-            )
-            .ok()
-        });
-        let Some(session) = session else {
-            // A connected transport without keys cannot carry media; everything it gets is
-            // counted as dropped.
-            t.stats.rtc_errors += 1;
-            return;
-        };
-        let at = session.deadline();
-        t.media = Some(session);
-        self.schedule_media(tid, at);
-    }
-
-    /// Asks a producer's endpoint for a key frame on one encoding, at most once per
-    /// `key_frame_request_interval`; a request inside the interval is sent when it ends.
-    pub(crate) fn request_key_frame(&mut self, pid: ProducerId, layer: usize) {
-        let now = self.now;
-        let interval = self.config.key_frame_request_interval;
-        let Some(p) = self.producers.get_mut(&pid) else {
-            return;
-        };
-        if p.kind != MediaKind::Video {
-            return;
-        }
-        let Some(e) = p.encodings.get_mut(layer) else {
-            return;
-        };
-        if let Some(last) = e.key_frame_sent_at {
-            if now < last + interval {
-                if !e.key_frame_pending {
-                    e.key_frame_pending = true;
-                    self.timers
-                        .schedule(TimerKey::KeyFrame(pid, layer), last + interval);
-                }
-                return;
-            }
-        }
-        self.request_key_frame_now(pid, layer);
-    }
-
-    fn request_key_frame_now(&mut self, pid: ProducerId, layer: usize) {
-        let now = self.now;
-        // No keys yet (before DTLS is up no RTCP can leave) or no SSRC known for the encoding:
-        // nothing is asked, and nothing throttles the next request. Packets only arrive once
-        // DTLS is up, and each one that finds a consumer waiting for a key frame asks again.
-        if !self.send_key_frame_request(pid, layer) {
-            return;
-        }
-        let Some(p) = self.producers.get_mut(&pid) else {
-            return;
-        };
-        if let Some(e) = p.encodings.get_mut(layer) {
-            e.key_frame_sent_at = Some(now);
-            e.key_frame_pending = false;
-        }
-        p.stats.key_frame_requests_sent += 1;
-        trace!(producer = %pid, layer, "key frame request sent");
-    }
-
-    /// A transport just became able to receive: its consumers need a key frame.
-    fn request_key_frames_for_transport(&mut self, tid: TransportId) {
-        let Some(t) = self.transports.get(&tid) else {
-            return;
-        };
-        let wanted: Vec<(ProducerId, usize)> = t
-            .consumers_by_mid
-            .values()
-            .filter_map(|cid| self.consumers.get(cid))
-            .filter(|c| c.kind == MediaKind::Video && c.is_forwarding())
-            .map(|c| (c.producer, c.current_layer.unwrap_or(c.preferred_layer)))
-            .collect();
-        for (pid, layer) in wanted {
-            self.request_key_frame(pid, layer);
-        }
-    }
 }
 
 fn far_future(now: Instant) -> Instant {
     now + std::time::Duration::from_secs(3600)
-}
-
-/// Reports the path a transport sends media over when it changes.
-fn note_path(t: &mut Transport, tid: TransportId, tx: &Transmit, out: &mut VecDeque<Output>) {
-    // STUN answers go wherever a check came from; only media and DTLS show the chosen path.
-    if matches!(tx.contents.first(), Some(0..=3)) {
-        return;
-    }
-    let tuple = TransportTuple {
-        proto: tx.proto,
-        local: tx.source,
-        remote: tx.destination,
-    };
-    if t.selected != Some(tuple) {
-        t.selected = Some(tuple);
-        t.stats.selected_tuple = Some(tuple);
-        out.push_back(Output::Event(Event::IceSelectedTupleChange {
-            transport: tid,
-            tuple,
-        }));
-    }
-}
-
-/// A WebRTC transport's DTLS state changes (an event when it does).
-pub(crate) fn set_dtls_state(
-    t: &mut Transport,
-    tid: TransportId,
-    state: DtlsState,
-    out: &mut VecDeque<Output>,
-) {
-    let Some(link) = t.webrtc_mut() else {
-        return;
-    };
-    if link.dtls_state != state {
-        link.dtls_state = state;
-        t.stats.dtls_state = state;
-        debug!(transport = %tid, ?state, "DTLS state");
-        out.push_back(Output::Event(Event::DtlsStateChange {
-            transport: tid,
-            state,
-        }));
-    }
 }

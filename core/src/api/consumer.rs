@@ -1,0 +1,254 @@
+//! Consumers: a producer forwarded to a transport, with the parameters its endpoint needs.
+
+use super::*;
+
+impl Sfu {
+    /// Starts sending a producer to a transport's endpoint.
+    pub fn consume(
+        &mut self,
+        transport: TransportId,
+        options: ConsumeOptions,
+    ) -> Result<Consumed, Error> {
+        let ConsumeOptions {
+            producer,
+            rtp_capabilities,
+            paused,
+        } = options;
+        let t = self.transport(transport)?;
+        let p = self.producer(producer)?;
+        if p.router != t.router {
+            return Err(Error::WrongRouter(producer));
+        }
+        if !ortc::can_consume(&p.consumable, &rtp_capabilities) {
+            return Err(Error::CannotConsume(producer));
+        }
+        let mut rtp = ortc::get_consumer_rtp_parameters(&p.consumable, &rtp_capabilities)?;
+        let main = rtp
+            .codecs
+            .iter()
+            .find(|c| !c.is_rtx())
+            .ok_or(Error::CannotConsume(producer))?;
+        let (payload_type, clock_rate) = (main.payload_type, main.clock_rate);
+        let rtx_payload_type = rtp
+            .codecs
+            .iter()
+            .filter(|c| c.is_rtx())
+            .find(|c| ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(payload_type)))
+            .map(|c| c.payload_type);
+        let has_rtx = rtx_payload_type.is_some();
+        let (extensions, mid_extension, transport_cc_extension) =
+            consumer_extensions(&p.extensions.to_router, &rtp.header_extensions);
+        let kind = p.kind;
+        let simulcast = p.encodings.len() > 1;
+        let preferred_layer = p.encodings.len().saturating_sub(1);
+        let producer_paused = p.paused;
+
+        let ssrc = self.random_ssrc();
+        let rtx_ssrc = has_rtx.then(|| self.random_ssrc());
+        let initial_seq = (self.next_u64() % 0x7fff) as u16;
+        let initial_rtx_seq = (self.next_u64() % 0x7fff) as u16;
+        let cid = ConsumerId::from_raw(self.next_u64());
+        let Some(t) = self.transports.get_mut(&transport) else {
+            return Err(Error::UnknownTransport(transport));
+        };
+        let mid = t.next_consumer_mid();
+        rtp.mid = Some(mid.to_string());
+        if let Some(e) = rtp.encodings.first_mut() {
+            e.ssrc = Some(ssrc);
+            e.rtx = rtx_ssrc.map(|ssrc| RtxParameters { ssrc });
+        }
+        t.consumers_by_mid.insert(mid, cid);
+        t.consumers_by_ssrc.insert(ssrc, cid);
+        let parameters = ConsumerParameters {
+            id: cid.to_string(),
+            producer_id: producer.to_string(),
+            kind,
+            consumer_type: if simulcast {
+                ConsumerType::Simulcast
+            } else {
+                ConsumerType::Simple
+            },
+            producer_paused,
+            rtp_parameters: rtp,
+        };
+        self.consumers.insert(
+            cid,
+            Consumer {
+                producer,
+                transport,
+                kind,
+                mid,
+                ssrc,
+                payload_type,
+                clock_rate,
+                paused,
+                producer_paused,
+                rewriter: Rewriter::new(initial_seq),
+                current_layer: None,
+                preferred_layer,
+                parameters: parameters.clone(),
+                rtx_payload_type,
+                send: SendStream::new(ssrc, rtx_ssrc, clock_rate, initial_rtx_seq),
+                extensions,
+                mid_extension,
+                transport_cc_extension,
+                first_sent_at: None,
+                report_clock: None,
+                stats: ConsumerStats::default(),
+            },
+        );
+        if let Some(p) = self.producers.get_mut(&producer) {
+            p.consumers.push(cid);
+        }
+        if !paused && !producer_paused {
+            self.request_key_frame(producer, preferred_layer);
+        }
+        self.wake_media(transport);
+        self.kick(transport);
+        info!(consumer = %cid, producer = %producer, transport = %transport, "consumer created");
+        Ok(Consumed {
+            id: cid,
+            parameters,
+        })
+    }
+
+    /// The parameters a consumer was created with.
+    pub fn consumer_parameters(&self, consumer: ConsumerId) -> Result<&ConsumerParameters, Error> {
+        self.consumers
+            .get(&consumer)
+            .map(|c| &c.parameters)
+            .ok_or(Error::UnknownConsumer(consumer))
+    }
+
+    /// Pauses a consumer: nothing is sent to its endpoint.
+    pub fn pause_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        let c = self.consumer_mut(consumer)?;
+        c.paused = true;
+        Ok(())
+    }
+
+    /// Resumes a consumer; video restarts at a key frame, which is requested now.
+    pub fn resume_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        let c = self.consumer_mut(consumer)?;
+        if !c.paused {
+            return Ok(());
+        }
+        c.paused = false;
+        c.rewriter.request_resync();
+        let (pid, layer, forwarding) = (
+            c.producer,
+            c.current_layer.unwrap_or(c.preferred_layer),
+            c.is_forwarding(),
+        );
+        if forwarding {
+            self.request_key_frame(pid, layer);
+            self.run_work();
+        }
+        Ok(())
+    }
+
+    /// Closes a consumer.
+    pub fn close_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        if !self.consumers.contains_key(&consumer) {
+            return Err(Error::UnknownConsumer(consumer));
+        }
+        self.remove_consumer(consumer, None);
+        Ok(())
+    }
+
+    /// Chooses the simulcast encoding (spatial layer, 0 = lowest) a consumer should receive
+    /// when available. The switch happens at the next key frame of that layer.
+    pub fn set_consumer_preferred_layers(
+        &mut self,
+        consumer: ConsumerId,
+        spatial_layer: usize,
+    ) -> Result<(), Error> {
+        let c = self.consumer_mut(consumer)?;
+        c.preferred_layer = spatial_layer;
+        Ok(())
+    }
+
+    /// Asks the producer of a consumer for a key frame (throttled).
+    pub fn request_consumer_key_frame(&mut self, consumer: ConsumerId) -> Result<(), Error> {
+        let c = self.consumer(consumer)?;
+        let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
+        self.request_key_frame(pid, layer);
+        self.run_work();
+        Ok(())
+    }
+
+    /// A consumer's counters.
+    pub fn consumer_stats(&self, consumer: ConsumerId) -> Result<ConsumerStats, Error> {
+        let c = self.consumer(consumer)?;
+        let send = c.send.stats();
+        Ok(ConsumerStats {
+            nacked_packets: send.nacked_packets,
+            packets_retransmitted: send.packets_retransmitted,
+            retransmissions_refused: send.retransmissions_refused_budget,
+            retransmissions_not_found: send.retransmissions_not_found,
+            fraction_lost: send.fraction_lost,
+            packets_lost: send.packets_lost,
+            round_trip_time: send.rtt,
+            ..c.stats.clone()
+        })
+    }
+
+    pub(super) fn remove_consumer(
+        &mut self,
+        consumer: ConsumerId,
+        reason: Option<ConsumerCloseReason>,
+    ) {
+        let Some(c) = self.consumers.remove(&consumer) else {
+            return;
+        };
+        if let Some(p) = self.producers.get_mut(&c.producer) {
+            p.consumers.retain(|&x| x != consumer);
+        }
+        if let Some(t) = self.transports.get_mut(&c.transport) {
+            t.consumers_by_mid.remove(&c.mid);
+            t.consumers_by_ssrc.remove(&c.ssrc);
+        }
+        if let Some(reason) = reason {
+            self.out
+                .push_back(Output::Event(Event::ConsumerClosed { consumer, reason }));
+        }
+        self.kick(c.transport);
+        debug!(consumer = %consumer, ?reason, "consumer closed");
+    }
+
+    pub(crate) fn random_ssrc(&mut self) -> u32 {
+        loop {
+            let ssrc = self.next_u64() as u32;
+            if ssrc > 1 && ssrc != 1234 {
+                return ssrc;
+            }
+        }
+    }
+}
+
+/// How a consumer's packets carry the producer's header extensions: each extension the
+/// consumer's endpoint negotiated (under the router's id) is taken from the producer's packets
+/// under the producer's own id for it (`to_router` maps the producer's ids to the router's),
+/// except the ones written per consumer: its mid and its transport's transport-wide sequence
+/// number (returned apart), and the producer's rid and repaired rid, which a consumer never
+/// sends.
+fn consumer_extensions(
+    to_router: &ExtensionIdMap,
+    negotiated: &[ortc::RtpHeaderExtensionParameters],
+) -> (ExtensionIdMap, Option<u8>, Option<u8>) {
+    let mut map = ExtensionIdMap::new();
+    let (mut mid, mut transport_cc) = (None, None);
+    for ext in negotiated {
+        match ExtensionKind::from_uri(&ext.uri) {
+            ExtensionKind::Mid => mid = Some(ext.id),
+            ExtensionKind::TransportWideCc => transport_cc = Some(ext.id),
+            ExtensionKind::Rid | ExtensionKind::RepairedRid => {}
+            _ => {
+                for from in (1..=u8::MAX).filter(|&from| to_router.get(from) == Some(ext.id)) {
+                    map.set(from, ext.id);
+                }
+            }
+        }
+    }
+    (map, mid, transport_cc)
+}

@@ -1,0 +1,201 @@
+//! WebRTC transports' handshakes: paths admitted by ICE, the `Rtc` drained, its events acted on,
+//! and the media session started with the keys DTLS exported.
+
+use super::*;
+
+impl Sfu {
+    /// A binding request from a path no transport knows yet: find the transport by the local
+    /// ufrag, check the request's integrity with that transport's password, and learn the path.
+    pub(super) fn admit_stun(&mut self, tuple: Tuple, contents: &[u8]) -> Option<TransportId> {
+        let Some((local, remote)) = stun::binding_request_ufrags(contents) else {
+            self.stats.dropped_stun_unknown_ufrag += 1;
+            return None;
+        };
+        let Some(tid) = self.demux.by_ufrag(&local) else {
+            self.stats.dropped_stun_unknown_ufrag += 1;
+            return None;
+        };
+        let link = self.transports.get_mut(&tid)?.webrtc_mut()?;
+        let max = self.config.max_tuples_per_transport;
+        match link.admit(&self.identity, tuple, remote, contents, max) {
+            Ok(()) => {}
+            Err(AdmitRefusal::Unauthenticated) => {
+                self.stats.dropped_stun_unauthenticated += 1;
+                return None;
+            }
+            Err(AdmitRefusal::TooManyTuples) => {
+                self.stats.dropped_too_many_tuples += 1;
+                return None;
+            }
+        }
+        self.demux.insert_tuple(tuple, tid);
+        debug!(transport = %tid, ?tuple, "path learned");
+        Some(tid)
+    }
+
+    /// Polls a WebRTC transport's `Rtc` until it names its next deadline. Datagrams go to the
+    /// output queue, events to the work queue.
+    pub(crate) fn drain(&mut self, tid: TransportId) {
+        let now = self.now;
+        self.stats.transport_polls += 1;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        loop {
+            let Some(link) = t.webrtc_mut() else {
+                return;
+            };
+            match link.poll(now) {
+                LinkOutput::Transmit(tx) => {
+                    t.stats.datagrams_sent += 1;
+                    t.stats.bytes_sent += tx.contents.len() as u64;
+                    note_path(t, tid, &tx, &mut self.out);
+                    self.out.push_back(Output::Transmit(tx));
+                }
+                LinkOutput::Event(e) => self.work.push_back((tid, e)),
+                LinkOutput::Timeout(at) => {
+                    self.timers.schedule(TimerKey::Transport(tid), at);
+                    break;
+                }
+                LinkOutput::Failed { dtls_failed, at } => {
+                    trace!(transport = %tid, "poll failed");
+                    t.stats.rtc_errors += 1;
+                    if dtls_failed {
+                        set_dtls_state(t, tid, DtlsState::Failed, &mut self.out);
+                    }
+                    self.timers.schedule(TimerKey::Transport(tid), at);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Acts on queued `Rtc` events until none are left.
+    pub(crate) fn run_work(&mut self) {
+        while let Some((tid, event)) = self.work.pop_front() {
+            self.on_link_event(tid, event);
+        }
+    }
+
+    pub(super) fn on_link_event(&mut self, tid: TransportId, event: LinkEvent) {
+        match event {
+            LinkEvent::Ice(state) => {
+                let Some(t) = self.transports.get_mut(&tid) else {
+                    return;
+                };
+                let Some(link) = t.webrtc_mut() else {
+                    return;
+                };
+                if link.ice_state != state {
+                    link.ice_state = state;
+                    t.stats.ice_state = state;
+                    debug!(transport = %tid, ?state, "ICE state");
+                    self.out.push_back(Output::Event(Event::IceStateChange {
+                        transport: tid,
+                        state,
+                    }));
+                }
+            }
+            LinkEvent::Connected => {
+                self.start_media(tid);
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    set_dtls_state(t, tid, DtlsState::Connected, &mut self.out);
+                }
+                self.request_key_frames_for_transport(tid);
+            }
+            LinkEvent::Closed => {
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    set_dtls_state(t, tid, DtlsState::Closed, &mut self.out);
+                }
+            }
+        }
+    }
+
+    /// DTLS is up: the transport's media session starts with the keys the handshake exported.
+    pub(super) fn start_media(&mut self, tid: TransportId) {
+        let now = self.now;
+        let rtcp_ssrc = self.random_ssrc();
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(link) = t.webrtc_mut() else {
+            return;
+        };
+        if let Some(suite) = link.take_srtp_keys() {
+            t.stats.srtp_profile = Some(suite);
+        }
+        if t.media.is_some() {
+            return;
+        }
+        let keys = t.webrtc().and_then(|link| link.srtp_keys.as_ref());
+        let session = keys.and_then(|keys| {
+            let profile = keys.media_profile()?;
+            MediaSession::new(
+                profile,
+                keys.local_key(),
+                keys.local_salt(),
+                keys.remote_key(),
+                keys.remote_salt(),
+                rtcp_ssrc,
+                now,
+            )
+            .ok()
+        });
+        let Some(session) = session else {
+            // A connected transport without keys cannot carry media; everything it gets is
+            // counted as dropped.
+            t.stats.rtc_errors += 1;
+            return;
+        };
+        let at = session.deadline();
+        t.media = Some(session);
+        self.schedule_media(tid, at);
+    }
+}
+
+/// Reports the path a transport sends media over when it changes.
+pub(super) fn note_path(
+    t: &mut Transport,
+    tid: TransportId,
+    tx: &Transmit,
+    out: &mut VecDeque<Output>,
+) {
+    // STUN answers go wherever a check came from; only media and DTLS show the chosen path.
+    if matches!(tx.contents.first(), Some(0..=3)) {
+        return;
+    }
+    let tuple = TransportTuple {
+        proto: tx.proto,
+        local: tx.source,
+        remote: tx.destination,
+    };
+    if t.selected != Some(tuple) {
+        t.selected = Some(tuple);
+        t.stats.selected_tuple = Some(tuple);
+        out.push_back(Output::Event(Event::IceSelectedTupleChange {
+            transport: tid,
+            tuple,
+        }));
+    }
+}
+
+/// A WebRTC transport's DTLS state changes (an event when it does).
+pub(crate) fn set_dtls_state(
+    t: &mut Transport,
+    tid: TransportId,
+    state: DtlsState,
+    out: &mut VecDeque<Output>,
+) {
+    let Some(link) = t.webrtc_mut() else {
+        return;
+    };
+    if link.dtls_state != state {
+        link.dtls_state = state;
+        t.stats.dtls_state = state;
+        debug!(transport = %tid, ?state, "DTLS state");
+        out.push_back(Output::Event(Event::DtlsStateChange {
+            transport: tid,
+            state,
+        }));
+    }
+}
