@@ -14,8 +14,16 @@ pub struct SfuConfig {
     /// At most one key frame request per producer stream is sent in this interval; requests in
     /// between are merged into one sent when it ends.
     pub key_frame_request_interval: Duration,
-    /// A transport learns at most this many network paths (a peer may try several candidates).
+    /// A transport knows at most this many network paths (a peer may try several candidates,
+    /// and a NAT may move it): a new authenticated path replaces the oldest one media does not
+    /// go out on.
     pub max_tuples_per_transport: usize,
+    /// ICE consent (RFC 7675; mediasoup's `iceConsentTimeout`): a WebRTC transport whose
+    /// client sent no valid binding request for this long after its first one has lost the
+    /// client's consent: its ICE state becomes disconnected and the transport is closed, with
+    /// the events of [`Sfu::close_transport`](crate::Sfu::close_transport). Browsers check
+    /// every few seconds. Zero turns the check off.
+    pub ice_consent_timeout: Duration,
 }
 
 impl Default for SfuConfig {
@@ -25,6 +33,7 @@ impl Default for SfuConfig {
             max_datagram_size: 2000,
             key_frame_request_interval: Duration::from_millis(200),
             max_tuples_per_transport: 8,
+            ice_consent_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -20,7 +20,8 @@ pub struct SfuStats {
     /// A binding request whose MESSAGE-INTEGRITY does not verify with the transport's password,
     /// or that arrived at an address the transport does not listen on.
     pub dropped_stun_unauthenticated: u64,
-    /// A binding request from a new path to a transport that already knows its maximum of paths.
+    /// A binding request from a new path to a transport that knows its maximum of paths and
+    /// can forget none (the only one it keeps is the one media goes out on).
     pub dropped_too_many_tuples: u64,
     /// Times a transport's WebRTC stack was polled (a measure of work that must grow with
     /// traffic and consumers, never with idle transports).

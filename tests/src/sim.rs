@@ -148,6 +148,12 @@ pub struct Sim {
     pub dtls_role: DtlsRole,
     /// The header extension ids clients added from now on send with (default: the router's).
     pub extension_ids: ExtensionIds,
+    /// Clients behind a NAT whose mapping changed (see [`rebind`](Self::rebind)): the address
+    /// the server sees for each client address, and back.
+    nat: HashMap<SocketAddr, SocketAddr>,
+    nat_back: HashMap<SocketAddr, SocketAddr>,
+    /// Clients whose datagrams are lost from now on (see [`silence`](Self::silence)).
+    silenced: std::collections::HashSet<usize>,
     sfu_deadline: Instant,
     by_addr: HashMap<SocketAddr, usize>,
     next_host: u32,
@@ -183,6 +189,9 @@ impl Sim {
             server_receive_polls: 0,
             dtls_role: DtlsRole::Auto,
             extension_ids: ExtensionIds::Router,
+            nat: HashMap::new(),
+            nat_back: HashMap::new(),
+            silenced: Default::default(),
             sfu_deadline: start,
             by_addr: HashMap::new(),
             next_host: 1,
@@ -295,6 +304,23 @@ impl Sim {
         self.by_addr.insert(local, idx);
         self.clients.push(client);
         idx
+    }
+
+    /// Puts `client` behind a NAT that now maps it to `public` (a NAT rebinding): its datagrams
+    /// reach the server from `public`, datagrams to `public` reach it, and datagrams to its
+    /// previous address are lost. The client itself notices nothing.
+    pub fn rebind(&mut self, client: usize, public: SocketAddr) {
+        let local = self.clients[client].local;
+        if let Some(old) = self.nat.insert(local, public) {
+            self.nat_back.remove(&old);
+        }
+        self.nat_back.insert(public, local);
+    }
+
+    /// Loses every datagram `client` sends from now on (a client that went away without a
+    /// word).
+    pub fn silence(&mut self, client: usize) {
+        self.silenced.insert(client);
     }
 
     /// The RTP capabilities of a device that loaded this router's capabilities.
@@ -501,7 +527,12 @@ impl Sim {
             });
             self.server_receives += 1;
             self.server_receive_polls += self.sfu.stats().transport_polls - polls;
-        } else if let Some(&i) = self.by_addr.get(&d.destination) {
+        } else if let Some(&i) = self
+            .nat_back
+            .get(&d.destination)
+            .or_else(|| (!self.nat.contains_key(&d.destination)).then_some(&d.destination))
+            .and_then(|local| self.by_addr.get(local))
+        {
             // str0m's rule: every input is followed by a full drain.
             self.clients[i].receive(at, proto.into_str0m(), d.source, &d.contents);
             self.drain_client(i);
@@ -569,6 +600,10 @@ impl Sim {
         let out = self.clients[i].drain(now);
         let moved = !out.is_empty();
         for t in out {
+            if self.silenced.contains(&i) {
+                continue;
+            }
+            let source = self.nat.get(&t.source).copied().unwrap_or(t.source);
             self.net.send(
                 now,
                 Datagram {
@@ -577,7 +612,7 @@ impl Sim {
                     } else {
                         Proto::Tcp
                     },
-                    source: t.source,
+                    source,
                     destination: t.destination,
                     contents: t.contents,
                 },

@@ -126,6 +126,7 @@ impl Sfu {
             }
             self.timers.cancel(TimerKey::Transport(transport));
             self.timers.cancel(TimerKey::Media(transport));
+            self.timers.cancel(TimerKey::Consent(transport));
             if let Some(r) = self.routers.get_mut(&t.router) {
                 r.transports.retain(|&x| x != transport);
             }

@@ -2,8 +2,67 @@
 //! and the media session started with the keys DTLS exported.
 
 use super::*;
+use crate::event::IceState;
 
 impl Sfu {
+    /// An authenticated binding request arrived on `tuple`: the client's consent is renewed
+    /// (the timer that checks it starts with the first one), and a request that nominates its
+    /// path (USE-CANDIDATE) makes it the path media goes out on, so a client whose NAT
+    /// mapping changed keeps receiving.
+    pub(super) fn binding_request(&mut self, tid: TransportId, tuple: Tuple, contents: &[u8]) {
+        let consent = self.config.ice_consent_timeout;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(link) = t.webrtc_mut() else {
+            return;
+        };
+        if !consent.is_zero() && !link.consent_timer {
+            link.consent_timer = true;
+            self.timers
+                .schedule(TimerKey::Consent(tid), self.now + consent);
+        }
+        if stun::nominates(contents) {
+            let (proto, local, remote) = tuple;
+            let tuple = TransportTuple {
+                proto,
+                local,
+                remote,
+            };
+            select_path(t, tid, tuple, &mut self.out);
+        }
+    }
+
+    /// A transport's consent timer fired: closes the transport when no valid binding request
+    /// renewed its consent in time (RFC 7675), else waits for the renewed deadline.
+    pub(super) fn consent_timeout(&mut self, tid: TransportId) {
+        let (now, consent) = (self.now, self.config.ice_consent_timeout);
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(link) = t.webrtc_mut() else {
+            return;
+        };
+        let Some(at) = link.consent_at.map(|at| at + consent) else {
+            return;
+        };
+        if at > now {
+            self.timers.schedule(TimerKey::Consent(tid), at);
+            return;
+        }
+        debug!(transport = %tid, "ICE consent expired");
+        if link.ice_state != IceState::Disconnected {
+            link.ice_state = IceState::Disconnected;
+            t.stats.ice_state = IceState::Disconnected;
+            self.out.push_back(Output::Event(Event::IceStateChange {
+                transport: tid,
+                state: IceState::Disconnected,
+            }));
+        }
+        // The transport exists: closing it cannot fail.
+        let _ = self.close_transport(tid);
+    }
+
     /// A binding request from a path no transport knows yet: find the transport by the local
     /// ufrag, check the request's integrity with that transport's password, and learn the path.
     pub(super) fn admit_stun(&mut self, tuple: Tuple, contents: &[u8]) -> Option<TransportId> {
@@ -15,10 +74,17 @@ impl Sfu {
             self.stats.dropped_stun_unknown_ufrag += 1;
             return None;
         };
-        let link = self.transports.get_mut(&tid)?.webrtc_mut()?;
-        let max = self.config.max_tuples_per_transport;
-        match link.admit(&self.identity, tuple, remote, contents, max) {
-            Ok(()) => {}
+        let t = self.transports.get_mut(&tid)?;
+        let selected = t.selected.map(|s| (s.proto, s.local, s.remote));
+        let link = t.webrtc_mut()?;
+        let limits = (self.config.max_tuples_per_transport, selected);
+        match link.admit(&self.identity, tuple, remote, contents, limits) {
+            Ok(evicted) => {
+                if let Some(old) = evicted {
+                    self.demux.remove_tuple(&old);
+                    debug!(transport = %tid, ?old, "path forgotten");
+                }
+            }
             Err(AdmitRefusal::Unauthenticated) => {
                 self.stats.dropped_stun_unauthenticated += 1;
                 return None;
@@ -169,6 +235,16 @@ pub(super) fn note_path(
         local: tx.source,
         remote: tx.destination,
     };
+    select_path(t, tid, tuple, out);
+}
+
+/// Makes `tuple` the path media goes out on (an event when it changes).
+fn select_path(
+    t: &mut Transport,
+    tid: TransportId,
+    tuple: TransportTuple,
+    out: &mut VecDeque<Output>,
+) {
     if t.selected != Some(tuple) {
         t.selected = Some(tuple);
         t.stats.selected_tuple = Some(tuple);

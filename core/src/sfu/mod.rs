@@ -62,6 +62,8 @@ pub(crate) enum TimerKey {
     Observer(ObserverId),
     /// A transport's media session is due (NACKs, feedback, reports).
     Media(TransportId),
+    /// A WebRTC transport's ICE consent expires unless renewed.
+    Consent(TransportId),
 }
 
 /// A selective forwarding unit: routers, transports, producers and consumers, as a pure state
@@ -275,6 +277,7 @@ impl Sfu {
             contents,
         );
         match received {
+            Ok(()) if kind == Kind::Stun => self.binding_request(tid, tuple, contents),
             Ok(()) => {}
             Err(Refusal::Malformed) => {
                 self.stats.dropped_malformed += 1;
@@ -332,6 +335,7 @@ impl Sfu {
                 }
                 TimerKey::Observer(oid) => self.audio_level_report(oid),
                 TimerKey::Media(tid) => self.media_timeout(tid),
+                TimerKey::Consent(tid) => self.consent_timeout(tid),
             }
             self.run_work();
         }

@@ -80,7 +80,7 @@ pub(crate) enum Refusal {
 pub(crate) enum AdmitRefusal {
     /// Its integrity does not verify, or it reached an address the transport does not use.
     Unauthenticated,
-    /// The transport knows as many paths as it may.
+    /// The transport knows as many paths as it may, and all but the selected one are in use.
     TooManyTuples,
 }
 
@@ -171,28 +171,46 @@ impl WebRtcLink {
         if kind == Kind::Dtls && !demux::is_dtls12_records(contents) {
             return Err(Refusal::DtlsMalformed);
         }
-        self.rtc.handle_input(input).map_err(|e| Refusal::Rejected {
-            dtls_failed: self.ends_handshake(&e),
-        })
+        self.rtc
+            .handle_input(input)
+            .map_err(|e| Refusal::Rejected {
+                dtls_failed: self.ends_handshake(&e),
+            })?;
+        if kind == Kind::Stun {
+            // Only an authenticated binding request gets this far.
+            self.consent_at = Some(now);
+        }
+        Ok(())
     }
 
     /// A binding request from a path no transport knows yet, addressed to this link's ufrag
-    /// by a client whose ufrag is `remote`: checks its integrity and learns the path.
+    /// by a client whose ufrag is `remote`: checks its integrity and learns the path. When the
+    /// link knows `max_tuples` paths already, the oldest one media does not use (not
+    /// `selected`) makes room, and is returned for the demux to forget: a client whose NAT
+    /// mapping keeps changing is never locked out (only the client, who knows the ICE password,
+    /// can add paths).
     pub(crate) fn admit(
         &mut self,
         identity: &DtlsIdentity,
         tuple: Tuple,
         remote: String,
         contents: &[u8],
-        max_tuples: usize,
-    ) -> Result<(), AdmitRefusal> {
+        (max_tuples, selected): (usize, Option<Tuple>),
+    ) -> Result<Option<Tuple>, AdmitRefusal> {
         let (proto, destination, _) = tuple;
         let verified = stun::verifies(&identity.crypto, &self.ice_password, contents);
         if !verified || !self.listens_on(proto, destination) {
             return Err(AdmitRefusal::Unauthenticated);
         }
+        let mut evicted = None;
         if self.tuples.len() >= max_tuples {
-            return Err(AdmitRefusal::TooManyTuples);
+            let oldest = self
+                .tuples
+                .iter()
+                .position(|t| Some(*t) != selected)
+                .filter(|_| max_tuples > 0)
+                .ok_or(AdmitRefusal::TooManyTuples)?;
+            evicted = Some(self.tuples.remove(oldest));
         }
         // The server never needs the client's ICE password (ICE-lite answers only), but str0m
         // holds binding requests back until it has remote credentials: learn the client's ufrag
@@ -205,7 +223,7 @@ impl WebRtcLink {
             self.remote_ufrag = Some(remote);
         }
         self.tuples.push(tuple);
-        Ok(())
+        Ok(evicted)
     }
 
     /// Lets the `Rtc` act on the time; `Err` says whether a failure ended a DTLS handshake.

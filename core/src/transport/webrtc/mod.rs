@@ -7,6 +7,7 @@ pub(crate) mod stun;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::net::TcpType;
@@ -72,6 +73,10 @@ pub(crate) struct WebRtcLink {
     pub(crate) dtls_state: DtlsState,
     /// `connect` was called (DTLS started).
     pub(crate) connected: bool,
+    /// When the client last sent a valid binding request (its consent, RFC 7675).
+    pub(crate) consent_at: Option<Instant>,
+    /// The Sfu's consent timer runs for this transport.
+    pub(crate) consent_timer: bool,
     /// Where this transport's DTLS instance leaves the SRTP keys of the handshake.
     pub(crate) key_slot: KeySlot,
     /// The SRTP keys, taken from `key_slot` when DTLS connects.
@@ -187,6 +192,8 @@ impl WebRtcLink {
             ice_state: IceState::New,
             dtls_state: DtlsState::New,
             connected: false,
+            consent_at: None,
+            consent_timer: false,
             key_slot,
             srtp_keys: None,
         }

@@ -13,6 +13,12 @@ pub(crate) fn binding_request_ufrags(buf: &[u8]) -> Option<(String, String)> {
     Some((local.to_owned(), remote.to_owned()))
 }
 
+/// Whether a STUN message is a binding request with USE-CANDIDATE: the client (ICE controlling)
+/// nominates the path it came on.
+pub(crate) fn nominates(buf: &[u8]) -> bool {
+    StunMessage::parse(buf).is_ok_and(|msg| msg.is_binding_request() && msg.use_candidate())
+}
+
 /// Whether a STUN message's MESSAGE-INTEGRITY verifies with a transport's ICE password.
 pub(crate) fn verifies(crypto: &CryptoProvider, password: &str, contents: &[u8]) -> bool {
     let hmac = crypto.sha1_hmac_provider;
