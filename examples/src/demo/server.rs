@@ -262,12 +262,13 @@ async fn connection(shared: Rc<Shared>, tcp: Async<TcpStream>, remote: SocketAdd
     let deadline = now() + shared.options.request_timeout;
     let result = match &shared.acceptor {
         None => exchange(tcp, &shared, deadline).await,
-        Some(acceptor) => match until(deadline, speaks_tls(&tcp)).await {
-            Ok(true) => match until(deadline, acceptor.accept(tcp)).await {
+        Some(acceptor) => match until(deadline, first_byte(&tcp)).await {
+            Ok(Some(TLS_HANDSHAKE)) => match until(deadline, acceptor.accept(tcp)).await {
                 Ok(tls) => exchange(tls, &shared, deadline).await,
                 Err(e) => Err(e),
             },
-            Ok(false) => plain_on_https(tcp, deadline).await,
+            Ok(Some(_)) => plain_on_https(tcp, deadline).await,
+            Ok(None) => Ok(()),
             Err(e) => Err(e),
         },
     };
@@ -284,12 +285,14 @@ async fn connection(shared: Rc<Shared>, tcp: Async<TcpStream>, remote: SocketAdd
     }
 }
 
-/// Whether a client on the HTTPS port starts a TLS handshake (its first byte is a TLS
-/// handshake record's) rather than plain HTTP.
-async fn speaks_tls(tcp: &Async<TcpStream>) -> io::Result<bool> {
+/// The first byte of a TLS handshake record; plain HTTP starts with a letter.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The first byte a client sends, left unread (`None`: it closed without sending any).
+async fn first_byte(tcp: &Async<TcpStream>) -> io::Result<Option<u8>> {
     let mut first = [0u8; 1];
     let n = tcp.peek(&mut first).await?;
-    Ok(n == 0 || first[0] == 0x16)
+    Ok((n == 1).then_some(first[0]))
 }
 
 /// One request on an accepted (and, for HTTPS, decrypted) stream, and its answer. On the HTTPS
