@@ -1,9 +1,9 @@
 //! The demo room server: a page, WebSocket signaling and the mio runtime.
 //!
-//! One HTTP (or HTTPS) port, served by one thread on smol, serves `examples/web` (`index.html` and the bundle `dist/bundle.js`, built by
-//! `npm run build`) and the signaling WebSocket at `/ws?room=NAME&peer=ID`. Each room gets one
-//! router, created on the least loaded worker when its first peer connects and closed when its
-//! last peer leaves.
+//! One HTTP (or HTTPS) port, served by one thread on smol ([`HttpServer`]), serves
+//! `examples/web` (`index.html` and the bundle `dist/bundle.js`, built by `npm run build`) and
+//! the signaling WebSocket at `/ws?room=NAME&peer=ID`. Each room gets one router, created on
+//! the least loaded worker when its first peer connects and closed when its last peer leaves.
 //!
 //! ## The signaling protocol
 //!

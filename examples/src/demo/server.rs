@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -258,20 +259,11 @@ impl Drop for Held<'_> {
 
 async fn connection(shared: Rc<Shared>, tcp: Async<TcpStream>, remote: SocketAddr) {
     let _open = Held::new(&shared.stats.open);
-    let _ = tcp.get_ref().set_nodelay(true);
-    let deadline = now() + shared.options.request_timeout;
-    let result = match &shared.acceptor {
-        None => exchange(tcp, &shared, deadline).await,
-        Some(acceptor) => match until(deadline, first_byte(&tcp)).await {
-            Ok(Some(TLS_HANDSHAKE)) => match until(deadline, acceptor.accept(tcp)).await {
-                Ok(tls) => exchange(tls, &shared, deadline).await,
-                Err(e) => Err(e),
-            },
-            Ok(Some(_)) => plain_on_https(tcp, deadline).await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        },
-    };
+    // A panic in this connection's work (the room logic included) ends this connection only.
+    let result = AssertUnwindSafe(serve_connection(&shared, tcp))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Err(io::Error::other("the connection's task panicked")));
     match result {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -282,6 +274,24 @@ async fn connection(shared: Rc<Shared>, tcp: Async<TcpStream>, remote: SocketAdd
             ServerStats::count(&shared.stats.failed);
             debug!(%remote, error = %e, "connection failed");
         }
+    }
+}
+
+/// Takes a connection from accept to its end: the TLS handshake on the HTTPS port, then one
+/// request and its answer (or the WebSocket session).
+async fn serve_connection(shared: &Shared, tcp: Async<TcpStream>) -> io::Result<()> {
+    let _ = tcp.get_ref().set_nodelay(true);
+    let deadline = now() + shared.options.request_timeout;
+    let Some(acceptor) = &shared.acceptor else {
+        return exchange(tcp, shared, deadline).await;
+    };
+    match until(deadline, first_byte(&tcp)).await? {
+        Some(TLS_HANDSHAKE) => {
+            let tls = until(deadline, acceptor.accept(tcp)).await?;
+            exchange(tls, shared, deadline).await
+        }
+        Some(_) => plain_on_https(tcp, deadline).await,
+        None => Ok(()),
     }
 }
 
