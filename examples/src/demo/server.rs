@@ -305,8 +305,8 @@ async fn first_byte(tcp: &Async<TcpStream>) -> io::Result<Option<u8>> {
     Ok((n == 1).then_some(first[0]))
 }
 
-/// One request on an accepted (and, for HTTPS, decrypted) stream, and its answer. On the HTTPS
-/// port a plain HTTP stream is told to use HTTPS.
+/// One request on an accepted (and, for HTTPS, decrypted) stream, and its answer: a file, an
+/// error, or the signaling WebSocket until it closes.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     shared: &Shared,
