@@ -1,7 +1,7 @@
 // End-to-end test of the demo in headless Chromium (the Debian package at /usr/bin/chromium,
 // driven over the DevTools protocol by playwright-core; no browser download).
 //
-// Usage: node e2e.mjs http://127.0.0.1:PORT
+// Usage: node e2e.mjs http://127.0.0.1:PORT   (or https://… for the HTTPS run)
 //
 // Each page publishes the page's test source (URL parameter testSource=N, see examples/web/src/
 // app.js): a canvas of colour N with a frame counter strip, and a tone of 300 + 200 N Hz that is
@@ -44,7 +44,10 @@
 // (page parameter sfuDtlsRole=client), so Chromium is the DTLS server and picks the SRTP profile:
 // it must be AES_CM_128_HMAC_SHA1_80 on both transports, in Chromium's stats and the server's,
 // with video and audio arriving both ways as above.
-// E2E_SCENARIOS=udp,tcp,simulcast,dtls-client picks the runs; E2E_CHROMIUM_ARGS adds Chromium
+// The HTTPS run (one room of two pages, not in the default list; the URL must be the demo
+// server's https:// one, its certificate self-signed) checks that the pages were loaded over
+// HTTPS and signal over WSS, with video and audio arriving both ways as above.
+// E2E_SCENARIOS=udp,tcp,simulcast,dtls-client,https picks the runs; E2E_CHROMIUM_ARGS adds Chromium
 // flags (e.g. "--enable-logging=stderr --vmodule=*/webrtc/*=1" and DEBUG=pw:browser for
 // libwebrtc's log: probe results, bandwidth estimates).
 // Prints the DTLS version, DTLS role and SRTP profile Chromium negotiated.
@@ -191,6 +194,8 @@ async function openPage(context, name, room, peer, index, { forceTcp, simulcast,
   const logs = [];
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  const sockets = [];
+  page.on('websocket', (w) => sockets.push(w.url()));
   const extra = process.env.E2E_PAGE_PARAMS ? `&${process.env.E2E_PAGE_PARAMS}` : '';
   const options = `${forceTcp ? '&forceTcp=1' : ''}${simulcast ? '&simulcast=1' : ''}` +
     `${sfuDtlsRole ? `&sfuDtlsRole=${sfuDtlsRole}` : ''}${maxBitrate ? `&maxBitrate=${maxBitrate}` : ''}`;
@@ -198,7 +203,7 @@ async function openPage(context, name, room, peer, index, { forceTcp, simulcast,
   const opened = Date.now();
   await page.goto(url);
   // bwe: [seconds since opened, availableOutgoingBitrate of the send transport] per collection.
-  return { name, page, peer, room, index, logs, stats: null, opened, bwe: [] };
+  return { name, page, peer, room, index, logs, sockets, stats: null, opened, bwe: [] };
 }
 
 async function collect(p) {
@@ -535,6 +540,16 @@ async function scenario(browser, mode, options) {
   if (passed && options.maxBitrate) problems.push(...(await rtcpCheck(pages)));
   await Promise.all(pages.map(collect));
   if (options.sfuDtlsRole === 'client') problems.push(...dtlsClientCheck(pages));
+  if (options.https) {
+    for (const p of pages) {
+      const protocol = await p.page.evaluate(() => location.protocol).catch((e) => `${e}`);
+      if (protocol !== 'https:') problems.push(`${p.name} was not loaded over HTTPS (${protocol})`);
+      if (!p.sockets.length || !p.sockets.every((u) => u.startsWith('wss://'))) {
+        problems.push(`${p.name} signaled over ${JSON.stringify(p.sockets)}, not WSS`);
+      }
+    }
+    console.log(`  pages over HTTPS, signaling over ${[...new Set(pages.flatMap((p) => p.sockets.map((u) => u.split('/ws')[0])))].join(', ')}`);
+  }
 
   for (const p of pages) {
     problems.push(...leaks(p, pages, (Date.now() - started) / 1000));
@@ -604,6 +619,8 @@ try {
     headless: false, // --headless=new is in args
     args,
     ignoreDefaultArgs: ['--mute-audio'],
+    // The HTTPS run's server has a self-signed certificate.
+    ignoreHTTPSErrors: true,
     timeout: 60_000,
   });
   browser = { newContext: async () => context, close: () => context.close() };
@@ -627,6 +644,8 @@ try {
   if (only.includes('dtls-client')) {
     results.push(await scenario(browser, 'dtls-client', { forceTcp: false, singleRoom: true, sfuDtlsRole: 'client' }));
   }
+  // One room of two pages loaded over HTTPS (the server must be the HTTPS one).
+  if (only.includes('https')) results.push(await scenario(browser, 'https', { forceTcp: false, singleRoom: true, https: true }));
   allOk = results.length > 0 && results.every(Boolean);
 } catch (e) {
   console.error(`e2e: ${e.stack || e}`);

@@ -1,7 +1,6 @@
 //! The demo's signaling logic against a real mio runtime on loopback, without a browser: bad
 //! input gets clear error replies and disturbs no one, and a peer that leaves is cleaned up.
 
-use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 mod common;
@@ -44,16 +43,23 @@ fn err(session: &mut PeerSession, method: &str, data: Value) -> String {
 /// Waits for a notification `method` (at most 5 s each), skipping others.
 fn wait_for(session: &PeerSession, method: &str) -> Value {
     loop {
-        match session.notifications().recv_timeout(Duration::from_secs(5)) {
-            Ok(text) => {
+        let next = smol::future::or(
+            async { Some(session.notifications().recv().await) },
+            async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                None
+            },
+        );
+        match smol::block_on(next) {
+            Some(Ok(text)) => {
                 let v: Value = serde_json::from_str(&text).unwrap();
                 assert_eq!(v["notification"], true);
                 if v["method"] == method {
                     return v["data"].clone();
                 }
             }
-            Err(RecvTimeoutError::Timeout) => panic!("no {method} notification within 5 s"),
-            Err(RecvTimeoutError::Disconnected) => panic!("notifications closed"),
+            None => panic!("no {method} notification within 5 s"),
+            Some(Err(_)) => panic!("notifications closed"),
         }
     }
 }

@@ -10,7 +10,7 @@ mod common;
 
 use common::{start_signaling, wait_until};
 use serde_json::{json, Value};
-use sfu_examples::demo::{serve, Signaling};
+use sfu_examples::demo::{serve, ServerOptions, Signaling};
 use sfu_runtime_mio::WorkerHandle;
 use tungstenite::{Message, WebSocket};
 
@@ -24,7 +24,7 @@ fn start() -> (String, Signaling, WorkerHandle) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let s = signaling.clone();
-    thread::spawn(move || serve(listener, s, web));
+    thread::spawn(move || serve(listener, s, ServerOptions::new(web)));
     (addr, signaling, worker)
 }
 

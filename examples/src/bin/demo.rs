@@ -1,12 +1,16 @@
 //! The demo room server: `cargo run --release -p sfu-examples --bin demo -- --help`.
 //!
-//! Serves the page in `examples/web` and WebSocket signaling on one HTTP port, and runs the SFU
-//! on the mio runtime. Open `http://127.0.0.1:8080/?room=NAME` in two tabs.
+//! Serves the page in `examples/web` and WebSocket signaling on one HTTP (or, with `--https`,
+//! HTTPS) port, and runs the SFU on the mio runtime. Open `http://127.0.0.1:8080/?room=NAME` in
+//! two tabs.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
 
-use sfu_examples::demo::{default_media_codecs, serve, Command, DemoConfig, Signaling, USAGE};
+use sfu_examples::demo::{
+    default_media_codecs, serve, Command, DemoConfig, Https, ServerOptions, Signaling, TlsIdentity,
+    USAGE,
+};
 use sfu_runtime_mio::{Runtime, RuntimeConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -59,6 +63,18 @@ fn run(config: DemoConfig) -> Result<(), String> {
                 announced = ?l.announced_address, "RTC socket");
         }
     }
+    let tls = match &config.https {
+        None => None,
+        Some(Https::Files { cert, key }) => Some(TlsIdentity::from_pem_files(cert, key)?),
+        Some(Https::SelfSigned) => {
+            let names = certificate_names(&config);
+            tracing::info!(
+                ?names,
+                "HTTPS with a self-signed certificate (browsers warn once)"
+            );
+            Some(TlsIdentity::self_signed(&names)?)
+        }
+    };
     let signaling = Signaling::new(runtime.workers().to_vec(), default_media_codecs());
     let listener = TcpListener::bind(config.http)
         .map_err(|e| format!("cannot listen on {}: {e}", config.http))?;
@@ -85,6 +101,33 @@ fn run(config: DemoConfig) -> Result<(), String> {
     } else {
         host
     };
-    println!("demo: open http://{host}:{}/?room=demo", addr.port());
-    serve(listener, signaling, config.web_dir).map_err(|e| e.to_string())
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("demo: open {scheme}://{host}:{}/?room=demo", addr.port());
+    let options = ServerOptions {
+        tls,
+        max_connections: config.max_connections,
+        ..ServerOptions::new(config.web_dir)
+    };
+    serve(listener, signaling, options).map_err(|e| e.to_string())
+}
+
+/// The names a self-signed certificate is made for: loopback, and the addresses browsers on
+/// other machines are told to use.
+fn certificate_names(config: &DemoConfig) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let more = [
+        Some(config.http.ip().to_string()).filter(|_| !config.http.ip().is_unspecified()),
+        Some(config.listen_ip.to_string()).filter(|_| !config.listen_ip.is_unspecified()),
+        config.announced_address.clone(),
+    ];
+    for name in more.into_iter().flatten() {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }

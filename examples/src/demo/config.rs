@@ -3,6 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use super::server::DEFAULT_MAX_CONNECTIONS;
+
 use sfu_runtime_mio::{ListenOptions, Protocol};
 
 /// Usage text printed by `--help`.
@@ -12,6 +14,12 @@ demo: the sfu room server (HTTP page + WebSocket signaling + WebRTC on the mio r
 USAGE: demo [FLAGS]
 
   --http ADDR              HTTP/WebSocket address              [DEMO_HTTP, default 127.0.0.1:8080]
+  --https                  serve HTTPS (and WSS) on that address, with a self-signed certificate
+                           unless --cert/--key name one       [DEMO_HTTPS=1]
+  --cert PEM --key PEM     serve HTTPS with this certificate chain and private key
+                                                                [DEMO_CERT, DEMO_KEY]
+  --max-connections N      HTTP connections served at once; more get a 503
+                                                                [DEMO_MAX_CONNECTIONS, default 512]
   --listen-ip IP           IP the RTC sockets bind              [DEMO_LISTEN_IP, default 127.0.0.1]
   --announced-address A    address signaled to browsers (ip or name) instead of the listen ip
                                                                 [DEMO_ANNOUNCED_ADDRESS]
@@ -23,6 +31,9 @@ USAGE: demo [FLAGS]
   --workers N              worker threads                       [DEMO_WORKERS, default: cores]
   --web-dir DIR            the page directory                   [DEMO_WEB_DIR, default examples/web]
   -h, --help               this text
+
+Browsers allow the camera only on a secure page: http://localhost, or HTTPS from another machine
+(accept the self-signed certificate's warning once).
 
 Pages may add &forceTcp=1 to their URL to get only TCP candidates, and &sfuDtlsRole=client to
 make the server the DTLS client of their transports (the browser then picks the SRTP profile).";
@@ -48,6 +59,24 @@ pub struct DemoConfig {
     pub workers: Option<usize>,
     /// The directory with `index.html` and `dist/bundle.js`.
     pub web_dir: PathBuf,
+    /// Serve HTTPS instead of plain HTTP.
+    pub https: Option<Https>,
+    /// HTTP connections served at once.
+    pub max_connections: usize,
+}
+
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Https {
+    /// A certificate made at start-up for the listen and announced addresses.
+    SelfSigned,
+    /// A certificate chain and private key from PEM files.
+    Files {
+        /// The certificate chain, leaf first.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
 }
 
 impl Default for DemoConfig {
@@ -62,6 +91,8 @@ impl Default for DemoConfig {
             tcp: true,
             workers: None,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")),
+            https: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -92,12 +123,19 @@ impl DemoConfig {
             ("DEMO_RTC_PORT_RANGE", "--rtc-port-range"),
             ("DEMO_WORKERS", "--workers"),
             ("DEMO_WEB_DIR", "--web-dir"),
+            ("DEMO_CERT", "--cert"),
+            ("DEMO_KEY", "--key"),
+            ("DEMO_MAX_CONNECTIONS", "--max-connections"),
         ] {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
                 settings.push((flag.to_owned(), Some(v)));
             }
         }
-        for (var, flag) in [("DEMO_NO_UDP", "--no-udp"), ("DEMO_NO_TCP", "--no-tcp")] {
+        for (var, flag) in [
+            ("DEMO_NO_UDP", "--no-udp"),
+            ("DEMO_NO_TCP", "--no-tcp"),
+            ("DEMO_HTTPS", "--https"),
+        ] {
             if env(var).is_some_and(|v| v == "1" || v == "true") {
                 settings.push((flag.to_owned(), None));
             }
@@ -110,14 +148,17 @@ impl DemoConfig {
             };
             match flag.as_str() {
                 "-h" | "--help" => return Ok(Command::Help),
-                "--no-udp" | "--no-tcp" => settings.push((flag, None)),
+                "--no-udp" | "--no-tcp" | "--https" => settings.push((flag, None)),
                 "--http"
                 | "--listen-ip"
                 | "--announced-address"
                 | "--rtc-port"
                 | "--rtc-port-range"
                 | "--workers"
-                | "--web-dir" => {
+                | "--web-dir"
+                | "--cert"
+                | "--key"
+                | "--max-connections" => {
                     let value = match inline {
                         Some(v) => v,
                         None => args.next().ok_or(format!("{flag} needs a value"))?,
@@ -127,6 +168,7 @@ impl DemoConfig {
                 other => return Err(format!("unknown argument {other:?} (see --help)")),
             }
         }
+        let (mut https, mut cert, mut key) = (false, None, None);
         for (flag, value) in settings {
             let v = value.unwrap_or_default();
             let bad = |what: &str| format!("{flag}: {v:?} is not {what}");
@@ -156,11 +198,26 @@ impl DemoConfig {
                     c.workers = Some(n);
                 }
                 "--web-dir" => c.web_dir = PathBuf::from(v),
+                "--max-connections" => {
+                    let n: usize = v.parse().map_err(|_| bad("a number"))?;
+                    if n == 0 {
+                        return Err(bad("a positive number"));
+                    }
+                    c.max_connections = n;
+                }
+                "--https" => https = true,
+                "--cert" => cert = Some(PathBuf::from(v)),
+                "--key" => key = Some(PathBuf::from(v)),
                 "--no-udp" => c.udp = false,
                 "--no-tcp" => c.tcp = false,
                 _ => unreachable!("only known flags are collected"),
             }
         }
+        c.https = match (cert, key) {
+            (Some(cert), Some(key)) => Some(Https::Files { cert, key }),
+            (None, None) => https.then_some(Https::SelfSigned),
+            _ => return Err("--cert and --key go together".into()),
+        };
         if !c.udp && !c.tcp {
             return Err("--no-udp and --no-tcp together leave nothing to connect over".into());
         }
@@ -242,5 +299,40 @@ mod tests {
         assert!(parse(&["--bogus"], &[]).unwrap_err().contains("unknown"));
         assert!(parse(&["--no-udp", "--no-tcp"], &[]).is_err());
         assert_eq!(parse(&["-h"], &[]).unwrap(), Command::Help);
+        assert!(parse(&["--cert", "c.pem"], &[])
+            .unwrap_err()
+            .contains("go together"));
+        assert!(parse(&["--max-connections", "0"], &[]).is_err());
+    }
+
+    #[test]
+    fn https_from_flags_or_environment() {
+        let run = |args: &[&str], env: &[(&str, &str)]| match parse(args, env).unwrap() {
+            Command::Run(c) => c,
+            Command::Help => panic!(),
+        };
+        assert_eq!(run(&[], &[]).https, None);
+        assert_eq!(run(&["--https"], &[]).https, Some(Https::SelfSigned));
+        assert_eq!(
+            run(&[], &[("DEMO_HTTPS", "1")]).https,
+            Some(Https::SelfSigned)
+        );
+        let files = Https::Files {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+        };
+        assert_eq!(
+            run(&["--cert", "c.pem", "--key=k.pem"], &[]).https,
+            Some(files.clone())
+        );
+        assert_eq!(
+            run(
+                &["--https"],
+                &[("DEMO_CERT", "c.pem"), ("DEMO_KEY", "k.pem")]
+            )
+            .https,
+            Some(files)
+        );
+        assert_eq!(run(&["--max-connections", "7"], &[]).max_connections, 7);
     }
 }

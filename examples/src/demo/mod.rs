@@ -1,9 +1,9 @@
 //! The demo room server: a page, WebSocket signaling and the mio runtime.
 //!
-//! One HTTP port serves `examples/web` (`index.html` and the bundle `dist/bundle.js`, built by
-//! `npm run build`) and the signaling WebSocket at `/ws?room=NAME&peer=ID`. Each room gets one
-//! router, created on the least loaded worker when its first peer connects and closed when its
-//! last peer leaves.
+//! One HTTP (or HTTPS) port, served by one thread on smol ([`HttpServer`]), serves
+//! `examples/web` (`index.html` and the bundle `dist/bundle.js`, built by `npm run build`) and
+//! the signaling WebSocket at `/ws?room=NAME&peer=ID`. Each room gets one router, created on
+//! the least loaded worker when its first peer connects and closed when its last peer leaves.
 //!
 //! ## The signaling protocol
 //!
@@ -42,11 +42,19 @@
 
 mod config;
 mod http;
+mod server;
 mod signaling;
+mod tls;
+mod websocket;
 
-pub use config::{Command, DemoConfig, USAGE};
-pub use http::{query_param, serve};
+pub use config::{Command, DemoConfig, Https, USAGE};
+pub use http::query_param;
+pub use server::{
+    serve, HttpServer, ServerCounts, ServerOptions, ServerStats, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT,
+};
 pub use signaling::{
     default_media_codecs, PeerSession, Signaling, ACTIVE_SPEAKER_INTERVAL, MAX_NAME_LEN,
     MAX_PRODUCERS_PER_PEER, MAX_TRANSPORTS_PER_PEER,
 };
+pub use tls::TlsIdentity;

@@ -8,7 +8,6 @@
 //! [`Signaling::handle_event`]. The protocol is described in the module [`crate::demo`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::Deserialize;
@@ -22,6 +21,7 @@ use sfu_core::{
     ProducerId, RouterId, RouterOptions, TransportId, WebRtcTransportOptions,
 };
 use sfu_runtime_mio::{RuntimeError, WorkerHandle};
+use smol::channel::{self, Receiver, Sender};
 use tracing::{debug, info, warn};
 
 /// Transports one peer may hold at once (a send and a receive transport, plus restarts).
@@ -119,7 +119,7 @@ impl RoomState {
         let text = notification(method, data.clone());
         for (id, p) in &self.peers {
             if id != except {
-                let _ = p.notify.send(text.clone());
+                let _ = p.notify.try_send(text.clone());
             }
         }
     }
@@ -165,7 +165,7 @@ impl Signaling {
     pub fn connect(&self, room: &str, peer: &str) -> Result<PeerSession, String> {
         check_name("room", room)?;
         check_name("peer", peer)?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = channel::unbounded();
         let mut rooms = lock(&self.inner.rooms);
         let room = match rooms.get(room) {
             Some(r) => r.clone(),
@@ -351,7 +351,7 @@ impl Signaling {
             }
             _ => return,
         };
-        let _ = p.notify.send(message);
+        let _ = p.notify.try_send(message);
     }
 
     fn own(&self, room: &Arc<Room>, peer: &str, key: Owned) {
@@ -506,7 +506,8 @@ impl PeerSession {
         &self.room.name
     }
 
-    /// Server notifications for this peer (JSON text), to be written to its socket.
+    /// Server notifications for this peer (JSON text), to be written to its socket: await
+    /// `recv()` in a task, or `try_recv()` / `recv_blocking()` outside one.
     pub fn notifications(&self) -> &Receiver<String> {
         &self.notifications
     }
@@ -828,7 +829,7 @@ impl PeerSession {
             json!({ "producerId": producer.to_string(), "peerId": self.peer, "kind": d.kind });
         for (id, p) in &state.peers {
             if *id != self.peer && p.rtp_capabilities.is_some() {
-                let _ = p.notify.send(notification("newProducer", data.clone()));
+                let _ = p.notify.try_send(notification("newProducer", data.clone()));
             }
         }
         drop(state);
