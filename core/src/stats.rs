@@ -26,6 +26,9 @@ pub struct SfuStats {
     /// Times a transport's WebRTC stack was polled (a measure of work that must grow with
     /// traffic and consumers, never with idle transports).
     pub transport_polls: u64,
+    /// Panics caught while a transport was served; each closed that transport (a bug: please
+    /// report it).
+    pub transport_panics: u64,
 }
 
 /// A transport's state and counters.

@@ -139,6 +139,7 @@ impl Sfu {
     /// Acts on queued `Rtc` events until none are left.
     pub(crate) fn run_work(&mut self) {
         while let Some((tid, event)) = self.work.pop_front() {
+            self.serving = Some(tid);
             self.on_link_event(tid, event);
         }
     }

@@ -35,6 +35,7 @@ pub(crate) mod egress;
 mod handshake;
 pub(crate) use handshake::set_dtls_state;
 pub(crate) mod ingress;
+mod isolation;
 mod keyframes;
 
 /// NTP time (RFC 5905, 64-bit fixed point) the Sfu's start is taken to be, for sender reports
@@ -100,6 +101,8 @@ pub struct Sfu {
     /// Consumer transports written to since the last [`poll_output`](Sfu::poll_output): their
     /// datagrams leave together, however many packets they were given.
     flush_queue: VecDeque<TransportId>,
+    /// The transport the input being processed belongs to (see [`isolation`]).
+    serving: Option<TransportId>,
     pub(crate) stats: SfuStats,
 }
 
@@ -145,6 +148,7 @@ impl Sfu {
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
             flush_queue: VecDeque::new(),
+            serving: None,
             stats: SfuStats::default(),
         })
     }
@@ -163,14 +167,14 @@ impl Sfu {
                 contents,
             } => {
                 self.advance(now);
-                self.receive(proto, source, destination, contents);
+                self.isolated(|sfu| sfu.receive(proto, source, destination, contents));
             }
             Input::Timeout(now) => {
                 self.advance(now);
                 self.timeout();
             }
         }
-        self.run_work();
+        self.isolated(|sfu| sfu.run_work());
     }
 
     /// The next thing to do: a datagram to send, an event, or the deadline for the next
@@ -251,10 +255,14 @@ impl Sfu {
             }
         };
         let now = self.now;
+        self.serving = Some(tid);
         let Some(t) = self.transports.get_mut(&tid) else {
             self.stats.dropped_unknown_source += 1;
             return;
         };
+        if std::mem::take(&mut t.panic_on_next_datagram) {
+            panic!("a test asked transport {tid} to fail");
+        }
         t.stats.datagrams_received += 1;
         t.stats.bytes_received += contents.len() as u64;
         // SRTP and SRTCP belong to the media session, never to the WebRTC stack.
@@ -310,10 +318,19 @@ impl Sfu {
     fn timeout(&mut self) {
         let now = self.now;
         while let Some(key) = self.timers.pop_due(now) {
+            self.isolated(|sfu| sfu.timer_fired(key));
+        }
+    }
+
+    /// One due deadline.
+    fn timer_fired(&mut self, key: TimerKey) {
+        let now = self.now;
+        {
             match key {
                 TimerKey::Transport(tid) => {
+                    self.serving = Some(tid);
                     let Some(t) = self.transports.get_mut(&tid) else {
-                        continue;
+                        return;
                     };
                     if let Some(Err(dtls_failed)) = t.webrtc_mut().map(|link| link.timeout(now)) {
                         t.stats.rtc_errors += 1;
@@ -334,8 +351,14 @@ impl Sfu {
                     }
                 }
                 TimerKey::Observer(oid) => self.audio_level_report(oid),
-                TimerKey::Media(tid) => self.media_timeout(tid),
-                TimerKey::Consent(tid) => self.consent_timeout(tid),
+                TimerKey::Media(tid) => {
+                    self.serving = Some(tid);
+                    self.media_timeout(tid);
+                }
+                TimerKey::Consent(tid) => {
+                    self.serving = Some(tid);
+                    self.consent_timeout(tid);
+                }
             }
             self.run_work();
         }

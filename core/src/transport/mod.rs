@@ -49,6 +49,8 @@ pub(crate) struct Transport {
     /// Packets were written to this transport and it waits in the Sfu's flush queue.
     pub(crate) flush_pending: bool,
     pub(crate) stats: TransportStats,
+    /// A test asked the next datagram to this transport to panic (fault isolation tests).
+    pub(crate) panic_on_next_datagram: bool,
     /// What the kind of transport adds.
     pub(crate) kind: TransportKind,
 }
@@ -101,6 +103,7 @@ impl Transport {
                 rtcp_dropped: 0,
                 srtp_profile: None,
             },
+            panic_on_next_datagram: false,
             kind,
         }
     }
