@@ -30,6 +30,11 @@ impl Demux {
         self.by_ufrag.get(ufrag).copied()
     }
 
+    /// (paths, ufrags) routed.
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        (self.by_tuple.len(), self.by_ufrag.len())
+    }
+
     pub(crate) fn insert_tuple(&mut self, tuple: Tuple, transport: TransportId) {
         self.by_tuple.insert(tuple, transport);
     }

@@ -148,7 +148,7 @@ pub use ids::{ConsumerId, ObserverId, ParseIdError, ProducerId, RouterId, Transp
 pub use io::{Input, Output, Protocol, Transmit};
 pub use observer::AudioLevelObserverOptions;
 pub use sfu::{Sfu, MAX_SPARE_BUFFERS};
-pub use stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
+pub use stats::{ConsumerStats, Footprint, ProducerStats, SfuStats, TransportStats};
 pub use transport::webrtc::dtls::crypto_provider;
 pub use transport::{ListenInfo, WebRtcTransportOptions};
 

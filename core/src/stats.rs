@@ -31,6 +31,38 @@ pub struct SfuStats {
     pub transport_panics: u64,
 }
 
+/// What an Sfu holds: the size of each of its tables. After objects close, every figure returns
+/// to what it was before they were made (`timer_entries` within a bounded factor of
+/// `timers`, as cancelled deadlines are dropped lazily).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Footprint {
+    /// Routers.
+    pub routers: usize,
+    /// Transports.
+    pub transports: usize,
+    /// Producers.
+    pub producers: usize,
+    /// Consumers.
+    pub consumers: usize,
+    /// Audio level observers.
+    pub observers: usize,
+    /// Entries in the routers' lists of their transports, producers and observers.
+    pub router_members: usize,
+    /// Network paths the demux routes.
+    pub paths: usize,
+    /// ICE ufrags the demux routes.
+    pub ufrags: usize,
+    /// Live deadlines.
+    pub timers: usize,
+    /// Entries in the deadline heap, stale ones included.
+    pub timer_entries: usize,
+    /// Outputs waiting for `poll_output`.
+    pub queued_outputs: usize,
+    /// Sent datagrams' buffers kept for reuse (at most `MAX_SPARE_BUFFERS`).
+    pub spare_buffers: usize,
+}
+
 /// A transport's state and counters.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

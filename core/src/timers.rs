@@ -36,6 +36,11 @@ impl<K: Copy + Eq + Hash + Ord> Timers<K> {
         }
     }
 
+    /// (live deadlines, heap entries including stale ones).
+    pub(crate) fn sizes(&self) -> (usize, usize) {
+        (self.current.len(), self.heap.len())
+    }
+
     /// Forgets `key`.
     pub(crate) fn cancel(&mut self, key: K) {
         self.current.remove(&key);

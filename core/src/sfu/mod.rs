@@ -25,7 +25,7 @@ use crate::media::session::MediaSession;
 use crate::observer::AudioLevelObserver;
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
-use crate::stats::SfuStats;
+use crate::stats::{Footprint, SfuStats};
 use crate::timers::Timers;
 use crate::transport::webrtc::drive::{AdmitRefusal, LinkEvent, LinkOutput, Refusal};
 use crate::transport::webrtc::{stun, DtlsIdentity};
@@ -210,6 +210,30 @@ impl Sfu {
     /// Counters of datagrams dropped before reaching a transport.
     pub fn stats(&self) -> SfuStats {
         self.stats
+    }
+
+    /// The size of each of the Sfu's tables.
+    pub fn footprint(&self) -> Footprint {
+        let (paths, ufrags) = self.demux.sizes();
+        let (timers, timer_entries) = self.timers.sizes();
+        Footprint {
+            routers: self.routers.len(),
+            transports: self.transports.len(),
+            producers: self.producers.len(),
+            consumers: self.consumers.len(),
+            observers: self.observers.len(),
+            router_members: self
+                .routers
+                .values()
+                .map(|r| r.transports.len() + r.producers.len() + r.observers.len())
+                .sum(),
+            paths,
+            ufrags,
+            timers,
+            timer_entries,
+            queued_outputs: self.out.len() + self.work.len() + self.flush_queue.len(),
+            spare_buffers: self.spare_buffers.len(),
+        }
     }
 
     fn advance(&mut self, now: Instant) {
