@@ -146,6 +146,8 @@ pub(crate) struct Consumer {
     pub(crate) mid_extension: Option<u8>,
     /// Extension id of the transport-wide sequence number, if negotiated.
     pub(crate) transport_cc_extension: Option<u8>,
+    /// Extension id of abs-send-time, written with the time each packet leaves, if negotiated.
+    pub(crate) abs_send_time_extension: Option<u8>,
     /// When the first packet was sent to the endpoint.
     pub(crate) first_sent_at: Option<Instant>,
     /// Which clock the consumer's sender reports speak, once the first was sent: the

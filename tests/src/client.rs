@@ -52,6 +52,10 @@ pub struct Received {
     pub audio_level: Option<i8>,
     /// The audio level header extension's voice activity flag, if the packet carried one.
     pub voice_activity: Option<bool>,
+    /// The abs-send-time header extension's value, if the packet carried one, as str0m reads
+    /// it: an instant a fixed base plus 0 to 64 s later (differences between packets are what
+    /// it means).
+    pub abs_send_time: Option<Instant>,
     /// The payload.
     pub payload: Vec<u8>,
 }
@@ -647,6 +651,7 @@ impl ClientTransport {
                             marker: p.header.marker,
                             audio_level: p.header.ext_vals.audio_level,
                             voice_activity: p.header.ext_vals.voice_activity,
+                            abs_send_time: p.header.ext_vals.abs_send_time,
                             payload: p.payload.to_vec(),
                         });
                     }

@@ -427,6 +427,7 @@ mod tests {
                     marker: p.marker,
                     audio_level: None,
                     voice_activity: None,
+                    abs_send_time: None,
                     payload: p.payload,
                 });
             }

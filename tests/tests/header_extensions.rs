@@ -389,3 +389,49 @@ fn producers_of_one_transport_must_agree_on_ids() {
     );
     produce(&mut sim, good).expect("the agreeing producer");
 }
+
+/// A consumer whose endpoint negotiated abs-send-time gets, on every packet, the time the Sfu
+/// sent it (receivers without transport-cc estimate the path from it), whatever the publisher
+/// sent: on a link without jitter the stamps advance exactly as the arrivals.
+#[test]
+fn abs_send_time_is_when_the_sfu_sent_the_packet() {
+    let mut sim = Sim::new(seed_from_env("header_extensions_abs_send_time"));
+    let room = sim.create_router();
+    let send = sim.add_transport(room, Protocol::Udp);
+    let recv = sim.add_transport(room, Protocol::Udp);
+    let video = sim.produce(send, MediaKind::Video, 0x5252_0001);
+    let caps = sim.device_caps(room);
+    let consumed = sim.consume(recv, video, caps, false);
+    assert!(ids_of(&consumed).contains_key(ext_uri::ABS_SEND_TIME));
+    sim.run_for(Duration::from_millis(2000));
+
+    let ssrc = consumed.parameters.rtp_parameters.encodings[0]
+        .ssrc
+        .unwrap();
+    let got: Vec<(Instant, Instant)> = sim.clients[recv]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == ssrc)
+        .map(|p| (p.at, p.abs_send_time.expect("every packet is stamped")))
+        .collect();
+    assert!(got.len() > 100, "{} packets", got.len());
+    let mut compared = 0;
+    for w in got.windows(2) {
+        let arrival = w[1].0 - w[0].0;
+        // The stamp wraps every 64 s: skip the pair across a wrap.
+        let Some(stamped) = w[1].1.checked_duration_since(w[0].1) else {
+            continue;
+        };
+        let error = stamped.abs_diff(arrival);
+        // 6.18 fixed point: about 4 us per unit.
+        assert!(
+            error <= Duration::from_micros(8),
+            "{stamped:?} for {arrival:?}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 100);
+    // And the spacing is real: the stamps span the run.
+    let span = got.last().unwrap().1.saturating_duration_since(got[0].1);
+    assert!(span > Duration::from_millis(1000), "{span:?}");
+}

@@ -36,7 +36,7 @@ impl Sfu {
             .find(|c| ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(payload_type)))
             .map(|c| c.payload_type);
         let has_rtx = rtx_payload_type.is_some();
-        let (extensions, mid_extension, transport_cc_extension) =
+        let (extensions, [mid_extension, transport_cc_extension, abs_send_time_extension]) =
             consumer_extensions(&p.extensions.to_router, &rtp.header_extensions);
         let kind = p.kind;
         let simulcast = p.encodings.len() > 1;
@@ -92,6 +92,7 @@ impl Sfu {
                 extensions,
                 mid_extension,
                 transport_cc_extension,
+                abs_send_time_extension,
                 first_sent_at: None,
                 report_clock: None,
                 stats: ConsumerStats::default(),
@@ -229,19 +230,21 @@ impl Sfu {
 /// How a consumer's packets carry the producer's header extensions: each extension the
 /// consumer's endpoint negotiated (under the router's id) is taken from the producer's packets
 /// under the producer's own id for it (`to_router` maps the producer's ids to the router's),
-/// except the ones written per consumer: its mid and its transport's transport-wide sequence
-/// number (returned apart), and the producer's rid and repaired rid, which a consumer never
-/// sends.
+/// except the ones written per consumer (their ids returned apart): its mid, its transport's
+/// transport-wide sequence number and the time it is sent (abs-send-time, which receivers
+/// without transport-cc estimate the path from); the producer's rid and repaired rid a
+/// consumer never sends.
 fn consumer_extensions(
     to_router: &ExtensionIdMap,
     negotiated: &[ortc::RtpHeaderExtensionParameters],
-) -> (ExtensionIdMap, Option<u8>, Option<u8>) {
+) -> (ExtensionIdMap, [Option<u8>; 3]) {
     let mut map = ExtensionIdMap::new();
-    let (mut mid, mut transport_cc) = (None, None);
+    let (mut mid, mut transport_cc, mut abs_send_time) = (None, None, None);
     for ext in negotiated {
         match ExtensionKind::from_uri(&ext.uri) {
             ExtensionKind::Mid => mid = Some(ext.id),
             ExtensionKind::TransportWideCc => transport_cc = Some(ext.id),
+            ExtensionKind::AbsSendTime => abs_send_time = Some(ext.id),
             ExtensionKind::Rid | ExtensionKind::RepairedRid => {}
             _ => {
                 for from in (1..=u8::MAX).filter(|&from| to_router.get(from) == Some(ext.id)) {
@@ -250,5 +253,5 @@ fn consumer_extensions(
             }
         }
     }
-    (map, mid, transport_cc)
+    (map, [mid, transport_cc, abs_send_time])
 }

@@ -42,6 +42,7 @@ impl Sfu {
         key_frame: bool,
     ) {
         let now = self.now;
+        let sent_at = abs_send_time(self.ntp_base, now);
         let Some(p) = self.producers.get(&pid) else {
             return;
         };
@@ -126,7 +127,15 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
-            if write_media(ct, c, pkt, header, seq, None, &mut self.spare_buffers) {
+            if write_media(
+                ct,
+                c,
+                pkt,
+                header,
+                (seq, None),
+                sent_at,
+                &mut self.spare_buffers,
+            ) {
                 c.stats.packets_sent += 1;
                 c.stats.bytes_sent += pkt.payload().len() as u64;
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
@@ -162,6 +171,7 @@ impl Sfu {
     /// the first time, on the consumer's RTX stream when it has one.
     fn retransmit(&mut self, cid: ConsumerId, out_seq: u64, sent: SentPacket) {
         let now = self.now;
+        let sent_at = abs_send_time(self.ntp_base, now);
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
@@ -209,7 +219,15 @@ impl Sfu {
                 None,
             ),
         };
-        if write_media(ct, c, &pkt, header, ext_seq, osn, &mut self.spare_buffers) {
+        if write_media(
+            ct,
+            c,
+            &pkt,
+            header,
+            (ext_seq, osn),
+            sent_at,
+            &mut self.spare_buffers,
+        ) {
             let osn_len = if osn.is_some() { 2 } else { 0 };
             c.send
                 .on_retransmitted(usize::from(sent.size) + osn_len, now);
@@ -491,15 +509,23 @@ impl Sfu {
     }
 }
 
-/// Writes, protects and queues one RTP packet for a consumer; false when the transport cannot
-/// send yet (no keys or no path) or the packet does not fit.
+/// `at` as abs-send-time: NTP seconds in 6.18 fixed point, 24 bits (wrapping every 64 s).
+fn abs_send_time(ntp_base: (u64, Instant), at: Instant) -> [u8; 3] {
+    let ntp = crate::media::send::ntp::ntp_at(ntp_base, at);
+    let [_, a, b, c] = (((ntp >> 14) & 0xFF_FFFF) as u32).to_be_bytes();
+    [a, b, c]
+}
+
+/// Writes, protects and queues one RTP packet for a consumer (with the packet's extended
+/// sequence number, and its original sequence number when it goes out on RTX); false when the
+/// transport cannot send yet (no keys or no path) or the packet does not fit.
 fn write_media(
     ct: &mut Transport,
     c: &crate::router::Consumer,
     pkt: &RtpPacket<'_>,
     header: OutHeader,
-    ext_seq: u64,
-    rtx_osn: Option<u16>,
+    (ext_seq, rtx_osn): (u64, Option<u16>),
+    sent_at: [u8; 3],
     spare: &mut Vec<Vec<u8>>,
 ) -> bool {
     if ct.selected.is_none() {
@@ -510,7 +536,7 @@ fn write_media(
     };
     let mid = c.mid.as_str().as_bytes();
     let tw = session.tw_seq.to_be_bytes();
-    let mut extra: [(u8, &[u8]); 2] = [(0, &[]), (0, &[])];
+    let mut extra: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
     let mut n_extra = 0;
     if let Some(id) = c.mid_extension {
         extra[n_extra] = (id, mid);
@@ -518,6 +544,10 @@ fn write_media(
     }
     if let Some(id) = c.transport_cc_extension {
         extra[n_extra] = (id, &tw);
+        n_extra += 1;
+    }
+    if let Some(id) = c.abs_send_time_extension {
+        extra[n_extra] = (id, &sent_at);
         n_extra += 1;
     }
     let mut out = spare

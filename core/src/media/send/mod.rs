@@ -18,7 +18,7 @@
 
 mod budget;
 mod history;
-mod ntp;
+pub(crate) mod ntp;
 
 use std::time::{Duration, Instant};
 
