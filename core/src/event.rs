@@ -71,6 +71,13 @@ pub enum Event {
         /// The observer.
         observer: ObserverId,
     },
+    /// An active speaker observer's dominant speaker changed (mediasoup's `dominantspeaker`).
+    ActiveSpeakerObserverDominantSpeaker {
+        /// The observer.
+        observer: ObserverId,
+        /// The producer now dominant.
+        producer: ProducerId,
+    },
 }
 
 /// One producer's level in an [`Event::AudioLevelObserverVolumes`].

@@ -146,7 +146,7 @@ pub use event::{
 };
 pub use ids::{ConsumerId, ObserverId, ParseIdError, ProducerId, RouterId, TransportId};
 pub use io::{Input, Output, Protocol, Transmit};
-pub use observer::AudioLevelObserverOptions;
+pub use observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
 pub use sfu::{Sfu, MAX_SPARE_BUFFERS};
 pub use stats::{ConsumerStats, Footprint, ProducerStats, SfuStats, TransportStats};
 pub use transport::webrtc::dtls::crypto_provider;

@@ -178,7 +178,7 @@ impl Sfu {
                 let level = -(level.min(127) as i8);
                 for oid in &p.observers {
                     if let Some(o) = self.observers.get_mut(oid) {
-                        o.add_level(pid, level);
+                        o.add_level(pid, level, now);
                     }
                 }
             }

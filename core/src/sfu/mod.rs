@@ -22,7 +22,7 @@ use crate::event::{DtlsState, Event, TransportTuple};
 use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
 use crate::io::{Input, Output, Protocol, Transmit};
 use crate::media::session::MediaSession;
-use crate::observer::AudioLevelObserver;
+use crate::observer::Observer;
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
 use crate::stats::{Footprint, SfuStats};
@@ -81,7 +81,7 @@ pub struct Sfu {
     pub(crate) transports: FxHashMap<TransportId, Box<Transport>>,
     pub(crate) producers: FxHashMap<ProducerId, Producer>,
     pub(crate) consumers: FxHashMap<ConsumerId, Consumer>,
-    pub(crate) observers: FxHashMap<ObserverId, AudioLevelObserver>,
+    pub(crate) observers: FxHashMap<ObserverId, Observer>,
     pub(crate) demux: Demux,
     pub(crate) timers: Timers<TimerKey>,
     pub(crate) out: VecDeque<Output>,
@@ -374,7 +374,7 @@ impl Sfu {
                         self.request_key_frame_now(pid, layer);
                     }
                 }
-                TimerKey::Observer(oid) => self.audio_level_report(oid),
+                TimerKey::Observer(oid) => self.observer_timeout(oid),
                 TimerKey::Media(tid) => {
                     self.serving = Some(tid);
                     self.media_timeout(tid);

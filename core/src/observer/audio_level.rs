@@ -3,21 +3,19 @@
 //! `urn:ietf:params:rtp-hdrext:ssrc-audio-level`) their packets carry. The application uses it
 //! to show who is speaking, or to pick which video to forward.
 //!
-//! Each observed packet adds its level to its producer's running sum (no allocation, no scan
-//! beyond the producer's own observers); a deadline per observer turns the sums into an
-//! [`Event::AudioLevelObserverVolumes`] or, once after sound, an
+//! Each observed packet adds its level to its producer's running sum; a deadline per observer
+//! turns the sums into an [`Event::AudioLevelObserverVolumes`] or, once after sound, an
 //! [`Event::AudioLevelObserverSilence`].
 
 use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use super::{Observer, ObserverKind};
 use crate::error::Error;
 use crate::event::{AudioLevelVolume, Event};
 use crate::ids::{ObserverId, ProducerId, RouterId};
 use crate::io::Output;
-use crate::ortc::MediaKind;
-use crate::router::Producer;
 use crate::sfu::{Sfu, TimerKey};
 
 /// The shortest and longest reporting interval; others are clamped to these (as mediasoup does).
@@ -48,11 +46,11 @@ impl Default for AudioLevelObserverOptions {
 /// One observer's state.
 #[derive(Debug)]
 pub(crate) struct AudioLevelObserver {
-    router: RouterId,
+    pub(super) router: RouterId,
     options: AudioLevelObserverOptions,
     paused: bool,
     /// The observed producers and the levels they sent in the current interval.
-    producers: Vec<(ProducerId, LevelSum)>,
+    pub(super) producers: Vec<(ProducerId, LevelSum)>,
     /// The last report was silence (or there was none yet).
     silent: bool,
     next_report: Instant,
@@ -60,12 +58,20 @@ pub(crate) struct AudioLevelObserver {
 
 /// Levels of one interval, as positive magnitudes (−dBov).
 #[derive(Debug, Default, Clone, Copy)]
-struct LevelSum {
+pub(crate) struct LevelSum {
     sum: u64,
     count: u64,
 }
 
 impl AudioLevelObserver {
+    pub(super) fn add_producer(&mut self, producer: ProducerId) {
+        self.producers.push((producer, LevelSum::default()));
+    }
+
+    pub(super) fn remove_producer(&mut self, producer: ProducerId) {
+        self.producers.retain(|(x, _)| *x != producer);
+    }
+
     /// Adds the level (dBov) of one packet of `producer`.
     pub(crate) fn add_level(&mut self, producer: ProducerId, level: i8) {
         if self.paused {
@@ -129,44 +135,23 @@ impl Sfu {
             )));
         }
         options.interval = options.interval.clamp(INTERVAL_RANGE.0, INTERVAL_RANGE.1);
-        let id = ObserverId::from_raw(self.next_u64());
-        let r = self
-            .routers
-            .get_mut(&router)
-            .ok_or(Error::UnknownRouter(router))?;
-        r.observers.push(id);
         let next_report = self.now + options.interval;
-        self.observers.insert(
-            id,
-            AudioLevelObserver {
-                router,
-                options,
-                paused: false,
-                producers: Vec::new(),
-                silent: true,
-                next_report,
-            },
-        );
-        self.timers.schedule(TimerKey::Observer(id), next_report);
+        let observer = Observer::AudioLevel(AudioLevelObserver {
+            router,
+            options,
+            paused: false,
+            producers: Vec::new(),
+            silent: true,
+            next_report,
+        });
+        let id = self.insert_observer(router, observer, next_report)?;
         info!(observer = %id, router = %router, "audio level observer created");
         Ok(id)
     }
 
     /// Closes an audio level observer.
     pub fn close_audio_level_observer(&mut self, observer: ObserverId) -> Result<(), Error> {
-        let o = self
-            .observers
-            .remove(&observer)
-            .ok_or(Error::UnknownObserver(observer))?;
-        for (pid, _) in &o.producers {
-            if let Some(p) = self.producers.get_mut(pid) {
-                p.observers.retain(|&x| x != observer);
-            }
-        }
-        if let Some(r) = self.routers.get_mut(&o.router) {
-            r.observers.retain(|&x| x != observer);
-        }
-        self.timers.cancel(TimerKey::Observer(observer));
+        self.close_observer(observer, ObserverKind::AudioLevel)?;
         info!(observer = %observer, "audio level observer closed");
         Ok(())
     }
@@ -177,18 +162,7 @@ impl Sfu {
         observer: ObserverId,
         producer: ProducerId,
     ) -> Result<(), Error> {
-        let (o, p) = self.observer_and_producer(observer, producer)?;
-        if p.router != o.router {
-            return Err(Error::WrongRouter(producer));
-        }
-        if p.kind != MediaKind::Audio {
-            return Err(Error::NotAudio(producer));
-        }
-        if !p.observers.contains(&observer) {
-            p.observers.push(observer);
-            o.producers.push((producer, LevelSum::default()));
-        }
-        Ok(())
+        self.observe(observer, ObserverKind::AudioLevel, producer)
     }
 
     /// Stops observing a producer.
@@ -197,19 +171,15 @@ impl Sfu {
         observer: ObserverId,
         producer: ProducerId,
     ) -> Result<(), Error> {
-        let (o, p) = self.observer_and_producer(observer, producer)?;
-        p.observers.retain(|&x| x != observer);
-        o.producers.retain(|(x, _)| *x != producer);
-        Ok(())
+        self.unobserve(observer, ObserverKind::AudioLevel, producer)
     }
 
     /// Pauses an observer: it forgets the current interval, reports silence if the last report
     /// was not, and reports nothing more until resumed.
     pub fn pause_audio_level_observer(&mut self, observer: ObserverId) -> Result<(), Error> {
-        let o = self
-            .observers
-            .get_mut(&observer)
-            .ok_or(Error::UnknownObserver(observer))?;
+        let Observer::AudioLevel(o) = self.observer_mut(observer, ObserverKind::AudioLevel)? else {
+            return Err(Error::UnknownObserver(observer));
+        };
         if o.paused {
             return Ok(());
         }
@@ -226,24 +196,23 @@ impl Sfu {
     /// Resumes a paused observer; its next report comes one interval from now.
     pub fn resume_audio_level_observer(&mut self, observer: ObserverId) -> Result<(), Error> {
         let now = self.now;
-        let o = self
-            .observers
-            .get_mut(&observer)
-            .ok_or(Error::UnknownObserver(observer))?;
+        let Observer::AudioLevel(o) = self.observer_mut(observer, ObserverKind::AudioLevel)? else {
+            return Err(Error::UnknownObserver(observer));
+        };
         if !o.paused {
             return Ok(());
         }
         o.paused = false;
         o.next_report = now + o.options.interval;
-        self.timers
-            .schedule(TimerKey::Observer(observer), o.next_report);
+        let at = o.next_report;
+        self.timers.schedule(TimerKey::Observer(observer), at);
         Ok(())
     }
 
     /// An observer's interval ended: report, and schedule the next one.
     pub(crate) fn audio_level_report(&mut self, observer: ObserverId) {
         let now = self.now;
-        let Some(o) = self.observers.get_mut(&observer) else {
+        let Some(Observer::AudioLevel(o)) = self.observers.get_mut(&observer) else {
             return;
         };
         if o.paused {
@@ -268,32 +237,6 @@ impl Sfu {
         }
         self.timers
             .schedule(TimerKey::Observer(observer), o.next_report);
-    }
-
-    /// The observer and the producer a call names, or the error for the one that does not exist.
-    fn observer_and_producer(
-        &mut self,
-        observer: ObserverId,
-        producer: ProducerId,
-    ) -> Result<(&mut AudioLevelObserver, &mut Producer), Error> {
-        let o = self
-            .observers
-            .get_mut(&observer)
-            .ok_or(Error::UnknownObserver(observer))?;
-        let p = self
-            .producers
-            .get_mut(&producer)
-            .ok_or(Error::UnknownProducer(producer))?;
-        Ok((o, p))
-    }
-
-    /// Forgets a closing producer in the observers that watch it.
-    pub(crate) fn unobserve_producer(&mut self, producer: ProducerId, observers: &[ObserverId]) {
-        for oid in observers {
-            if let Some(o) = self.observers.get_mut(oid) {
-                o.producers.retain(|(x, _)| *x != producer);
-            }
-        }
     }
 }
 
