@@ -27,7 +27,7 @@ impl Signaling {
         let signaling = DemoSignaling::new(runtime.workers().to_vec(), default_media_codecs());
         Self {
             signaling,
-            runtime: runtime,
+            runtime,
             inputs: 0,
         }
     }
