@@ -125,6 +125,9 @@ mod error;
 mod event;
 mod forward;
 pub mod framing;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod ids;
 mod io;
 mod keyframe;
