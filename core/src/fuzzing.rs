@@ -2,7 +2,7 @@
 //!
 //! The crate-private code that reads network input, exposed as it is so that coverage-guided
 //! fuzzing reaches it directly: RFC 7983 classification, the DTLS record check and the STUN
-//! username split of [`demux`](crate), and the transport-cc feedback builder. Not a stable API.
+//! username split the Sfu routes new paths by, and the transport-cc feedback builder. Not a stable API.
 
 use std::time::Instant;
 
@@ -39,7 +39,7 @@ pub fn is_dtls12_records(buf: &[u8]) -> bool {
 /// A STUN binding request's username halves (server ufrag, client ufrag), as the Sfu reads
 /// them to route a request from a new path.
 pub fn binding_request_ufrags(buf: &[u8]) -> Option<(String, String)> {
-    demux::binding_request_ufrags(buf)
+    crate::transport::webrtc::stun::binding_request_ufrags(buf)
 }
 
 /// A transport's transport-cc recorder: arrivals in, feedback packets out.
