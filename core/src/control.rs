@@ -8,7 +8,7 @@
 use crate::api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
 use crate::error::Error;
 use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
-use crate::observer::AudioLevelObserverOptions;
+use crate::observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
 use crate::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
 use crate::sfu::Sfu;
 use crate::stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
@@ -112,6 +112,33 @@ pub enum Request {
     PauseAudioLevelObserver(ObserverId),
     /// [`Sfu::resume_audio_level_observer`].
     ResumeAudioLevelObserver(ObserverId),
+    /// [`Sfu::create_active_speaker_observer`].
+    CreateActiveSpeakerObserver {
+        /// The router.
+        router: RouterId,
+        /// The decision interval.
+        options: ActiveSpeakerObserverOptions,
+    },
+    /// [`Sfu::close_active_speaker_observer`].
+    CloseActiveSpeakerObserver(ObserverId),
+    /// [`Sfu::active_speaker_observer_add_producer`].
+    ActiveSpeakerObserverAddProducer {
+        /// The observer.
+        observer: ObserverId,
+        /// The audio producer.
+        producer: ProducerId,
+    },
+    /// [`Sfu::active_speaker_observer_remove_producer`].
+    ActiveSpeakerObserverRemoveProducer {
+        /// The observer.
+        observer: ObserverId,
+        /// The producer.
+        producer: ProducerId,
+    },
+    /// [`Sfu::pause_active_speaker_observer`].
+    PauseActiveSpeakerObserver(ObserverId),
+    /// [`Sfu::resume_active_speaker_observer`].
+    ResumeActiveSpeakerObserver(ObserverId),
     /// [`Sfu::transport_stats`].
     TransportStats(TransportId),
     /// [`Sfu::producer_stats`].
@@ -214,6 +241,24 @@ impl Sfu {
             R::ResumeAudioLevelObserver(id) => {
                 self.resume_audio_level_observer(id).map(|()| Reply::Done)?
             }
+            R::CreateActiveSpeakerObserver { router, options } => {
+                Reply::Observer(self.create_active_speaker_observer(router, options)?)
+            }
+            R::CloseActiveSpeakerObserver(id) => self
+                .close_active_speaker_observer(id)
+                .map(|()| Reply::Done)?,
+            R::ActiveSpeakerObserverAddProducer { observer, producer } => self
+                .active_speaker_observer_add_producer(observer, producer)
+                .map(|()| Reply::Done)?,
+            R::ActiveSpeakerObserverRemoveProducer { observer, producer } => self
+                .active_speaker_observer_remove_producer(observer, producer)
+                .map(|()| Reply::Done)?,
+            R::PauseActiveSpeakerObserver(id) => self
+                .pause_active_speaker_observer(id)
+                .map(|()| Reply::Done)?,
+            R::ResumeActiveSpeakerObserver(id) => self
+                .resume_active_speaker_observer(id)
+                .map(|()| Reply::Done)?,
             R::TransportStats(id) => Reply::TransportStats(self.transport_stats(id)?),
             R::ProducerStats(id) => Reply::ProducerStats(self.producer_stats(id)?),
             R::ConsumerStats(id) => Reply::ConsumerStats(self.consumer_stats(id)?),

@@ -37,6 +37,27 @@ fn dominants(sim: &Sim, observer: ObserverId) -> Vec<(Instant, ProducerId)> {
         .collect()
 }
 
+/// A router closes with its observers of both kinds.
+#[test]
+fn a_router_closes_with_its_observers() {
+    let (mut sim, [a, _, _], observer) = room_of_three("active_speaker_router_close");
+    let room = a.router;
+    let levels = sim
+        .sfu
+        .create_audio_level_observer(room, Default::default())
+        .expect("audio level observer");
+    sim.sfu.close_router(room).expect("close");
+    assert!(matches!(
+        sim.sfu.close_active_speaker_observer(observer),
+        Err(Error::UnknownObserver(_))
+    ));
+    assert!(matches!(
+        sim.sfu.close_audio_level_observer(levels),
+        Err(Error::UnknownObserver(_))
+    ));
+    assert_eq!(sim.sfu.footprint().observers, 0);
+}
+
 fn room_of_three(name: &str) -> (Sim, [Peer; 3], ObserverId) {
     let mut sim = Sim::new(seed_from_env(name));
     let room = sim.create_router();
@@ -146,4 +167,47 @@ fn pause_removal_close_and_misuse() {
         sim.sfu.close_active_speaker_observer(observer),
         Err(Error::UnknownObserver(_))
     ));
+}
+
+#[test]
+fn the_control_api_carries_active_speaker_calls() {
+    use sfu_core::control::{Reply, Request};
+    let mut sim = Sim::new(seed_from_env("active_speaker_control"));
+    let room = sim.create_router();
+    let a = join(&mut sim, room, 0, Protocol::Udp);
+    let Ok(Reply::Observer(observer)) =
+        sim.sfu
+            .handle_request(Request::CreateActiveSpeakerObserver {
+                router: room,
+                options: ActiveSpeakerObserverOptions::default(),
+            })
+    else {
+        panic!("no observer");
+    };
+    for request in [
+        Request::ActiveSpeakerObserverAddProducer {
+            observer,
+            producer: a.audio,
+        },
+        Request::PauseActiveSpeakerObserver(observer),
+        Request::ResumeActiveSpeakerObserver(observer),
+    ] {
+        assert_eq!(sim.sfu.handle_request(request), Ok(Reply::Done));
+    }
+    set_level(&mut sim, &a, TALK);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(dominants(&sim, observer).last().map(|d| d.1), Some(a.audio));
+    for request in [
+        Request::ActiveSpeakerObserverRemoveProducer {
+            observer,
+            producer: a.audio,
+        },
+        Request::CloseActiveSpeakerObserver(observer),
+    ] {
+        assert_eq!(sim.sfu.handle_request(request), Ok(Reply::Done));
+    }
+    assert!(sim
+        .sfu
+        .handle_request(Request::CloseActiveSpeakerObserver(observer))
+        .is_err());
 }

@@ -36,7 +36,7 @@ impl Sfu {
             self.close_transport(tid)?;
         }
         for oid in observers {
-            self.close_audio_level_observer(oid)?;
+            self.close_any_observer(oid)?;
         }
         self.routers.remove(&router);
         info!(router = %router, "router closed");

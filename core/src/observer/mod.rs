@@ -134,6 +134,16 @@ impl Sfu {
         Ok(())
     }
 
+    /// Closes an observer of either kind (with its router).
+    pub(crate) fn close_any_observer(&mut self, id: ObserverId) -> Result<(), Error> {
+        let kind = self
+            .observers
+            .get(&id)
+            .map(Observer::kind)
+            .ok_or(Error::UnknownObserver(id))?;
+        self.close_observer(id, kind)
+    }
+
     /// Starts observing an audio producer of the observer's router. Adding one twice is a no-op.
     pub(crate) fn observe(
         &mut self,
