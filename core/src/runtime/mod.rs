@@ -1,11 +1,19 @@
-//! Plain data shared by the bundled runtimes (`sfu-runtime-mio` and `sfu-runtime-smol`): how
-//! a runtime is configured ([`RuntimeConfig`], [`ListenOptions`]), what its workers count
-//! ([`RuntimeCounters`], kept live in [`CounterCells`]), what a worker shares with its handles
-//! ([`WorkerShared`]), how a control call through a worker handle fails
-//! ([`RuntimeError`]), and which transmits one GSO send can carry ([`gso_run`]).
+//! What the bundled runtimes (`sfu-runtime-mio` and `sfu-runtime-smol`) share, written once:
+//! how a runtime is configured ([`RuntimeConfig`], [`ListenOptions`]), the typed control calls
+//! a handle ferries to its worker ([`Call`], [`Command`], the handles' methods from
+//! [`worker_handle_methods!`](crate::worker_handle_methods)), the worker itself without its way
+//! of waiting ([`Driver`]: the drain loop, GSO batching, GRO splitting, the ICE-TCP table and
+//! framing, deadlines, events), the addresses its sockets show ([`addr`]), what its workers
+//! count ([`RuntimeCounters`], kept live in [`CounterCells`]), what a worker shares with its
+//! handles ([`WorkerShared`]), and how a call through a handle fails ([`RuntimeError`]).
 //!
-//! Nothing here does I/O; both runtimes re-export these types under the same names, so the two
-//! adapters differ only in how they wait.
+//! Nothing here does I/O, reads a clock or starts a thread; a runtime is only how it waits,
+//! its sockets, its threads and its timers.
+//!
+//! Sockets opened on demand (plain and pipe transports, in a port range) will be asked for by
+//! the Sfu and opened by the runtime's worker, which then lends them to the driver through
+//! [`UdpSockets`] like the listen sockets: the socket index space of [`UdpSockets::socket_for`]
+//! is where they join.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,8 +21,20 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::control::{Reply, Request};
 use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig, Transmit};
+
+pub mod addr;
+pub mod call;
+mod driver;
+pub mod tcp;
+
+pub use call::{Call, Command};
+pub use driver::{Driver, EventSink, UdpSend, UdpSockets};
+pub use tcp::{ConnId, TcpTable, MAX_TCP_CONNECTIONS, TCP_QUEUE_LIMIT};
+
+/// How many events may wait for the application before new ones are dropped and counted
+/// ([`RuntimeCounters::events_dropped`]).
+pub const EVENT_QUEUE_LIMIT: usize = 16_384;
 
 /// One address every worker listens on, like mediasoup's `TransportListenInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,9 +159,6 @@ pub enum RuntimeError {
     /// The worker has stopped (the runtime shut down, or the worker panicked).
     #[error("worker {0} has stopped")]
     WorkerStopped(usize),
-    /// The worker answered with a reply of another kind than the call returns (a bug).
-    #[error("unexpected reply from the worker: {0:?}")]
-    UnexpectedReply(Box<Reply>),
 }
 
 /// One live counter: an atomic the worker bumps and handles read.
@@ -335,19 +352,6 @@ impl WorkerShared {
             counters: CounterCells::default(),
             listen_infos,
         }
-    }
-
-    /// Carries out one control request on the worker's Sfu, and counts it. A
-    /// [`Request::CreateWebRtcTransport`] with empty `listen_infos` gets the worker's own.
-    /// Drain the Sfu afterwards, as after any call.
-    pub fn serve(&self, sfu: &mut Sfu, mut request: Request) -> Result<Reply, Error> {
-        if let Request::CreateWebRtcTransport { options, .. } = &mut request {
-            if options.listen_infos.is_empty() {
-                options.listen_infos = self.listen_infos.clone();
-            }
-        }
-        self.counters.requests.inc();
-        sfu.handle_request(request)
     }
 }
 

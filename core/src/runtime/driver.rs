@@ -1,0 +1,323 @@
+//! A worker without its way of waiting: the Sfu, its deadline, its ICE-TCP table, the control
+//! calls, the drain loop with GSO batching, the event queue and the counters. Both runtimes run
+//! exactly this; each only reads its sockets, waits, and lends the driver its UDP sockets for
+//! sending ([`UdpSockets`]).
+//!
+//! The rules, the same on both runtimes:
+//!
+//! - every input (a batch of datagrams or frames, a call, a deadline) is followed by
+//!   [`Driver::drain`], which sends what the Sfu made: UDP through GSO where consecutive
+//!   datagrams allow ([`gso_run`]), TCP onto its connection's queue;
+//! - a control call first brings the Sfu's clock to `now`, so what it creates starts at the
+//!   time it was asked for;
+//! - a deadline is served only when due; one served on a wake by nothing but the timer counts
+//!   in `timer_fires` with its lateness, one the timer woke for too early in `timer_early`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::tcp::{Close, ConnId, TcpTable};
+use super::{gro_segments, gso_run, same_path, Command, CounterCells, RuntimeConfig, WorkerShared};
+use crate::{Error, Event, Input, Output, Protocol, Sfu, Transmit};
+
+/// One UDP send: a datagram, or with `segment_size` several of that size (the last may be
+/// shorter) joined for GSO.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpSend<'a> {
+    /// The local address the core sends from.
+    pub source: SocketAddr,
+    /// The peer.
+    pub destination: SocketAddr,
+    /// The bytes.
+    pub contents: &'a [u8],
+    /// The size of each datagram, when there are several.
+    pub segment_size: Option<usize>,
+}
+
+/// What the driver needs of a runtime's UDP sockets to send.
+pub trait UdpSockets {
+    /// The socket that sends datagrams from `source`, and how many datagrams one send of it may
+    /// carry; `None` if the worker has no such socket.
+    fn socket_for(&self, source: SocketAddr) -> Option<(usize, usize)>;
+    /// Hands one send to socket `socket` without waiting.
+    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()>;
+}
+
+/// Where a worker's events go: `false` when the queue is full (the event is dropped and
+/// counted).
+pub type EventSink = Box<dyn FnMut(usize, Event) -> bool + Send>;
+
+/// One worker's Sfu and everything about it that does not wait.
+pub struct Driver {
+    index: usize,
+    sfu: Sfu,
+    deadline: Instant,
+    shared: Arc<WorkerShared>,
+    tcp: TcpTable,
+    /// UDP datagrams of the current run (one path), not yet sent.
+    out: Vec<Transmit>,
+    gso_buf: Vec<u8>,
+    events: EventSink,
+}
+
+impl Driver {
+    /// The driver of worker `index`: its Sfu made from `config` at `now`. Fails if the Sfu
+    /// cannot be made.
+    pub fn new(
+        index: usize,
+        config: &RuntimeConfig,
+        now: Instant,
+        shared: Arc<WorkerShared>,
+        events: EventSink,
+    ) -> Result<Self, Error> {
+        let sfu = Sfu::new(config.worker_sfu_config(index), now)?;
+        let max_frame = config.sfu.max_datagram_size;
+        let mut driver = Self {
+            index,
+            sfu,
+            deadline: now,
+            shared,
+            tcp: TcpTable::new(max_frame),
+            out: Vec::new(),
+            gso_buf: Vec::with_capacity(super::GSO_MAX_BYTES),
+            events,
+        };
+        driver.drain(&mut NoSockets);
+        Ok(driver)
+    }
+
+    /// The worker's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The Sfu's next deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The worker's live counters.
+    pub fn counters(&self) -> &CounterCells {
+        &self.shared.counters
+    }
+
+    /// The ICE-TCP connections: what each has to write ([`TcpTable::unsent`]).
+    pub fn tcp(&mut self) -> &mut TcpTable {
+        &mut self.tcp
+    }
+
+    /// A connection accepted on `local` from `peer`: see [`TcpTable::open`].
+    pub fn tcp_open(
+        &mut self,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<(ConnId, Option<ConnId>)> {
+        self.tcp.open(local, peer, &self.shared.counters)
+    }
+
+    /// Connection `id` ended: with `None` the peer closed its side ([`TcpTable::end_of_stream`]
+    /// says whether cleanly), else for that reason. Counted once, however often it is reported.
+    pub fn tcp_closed(&mut self, id: ConnId, close: Option<Close>) {
+        let counters = &self.shared.counters;
+        match close {
+            None => {
+                self.tcp.end_of_stream(id, counters);
+            }
+            Some(close) => self.tcp.close(id, close, counters),
+        }
+    }
+
+    /// Carries out a command at `now` and drains. `false` means the worker must stop.
+    pub fn command(&mut self, now: Instant, command: Command, udp: &mut impl UdpSockets) -> bool {
+        let Command::Call(call) = command else {
+            return false;
+        };
+        // Bring the Sfu's clock up to date first (a Timeout before a deadline fires nothing).
+        self.sfu.handle_input(Input::Timeout(now));
+        self.shared.counters.requests.inc();
+        call(&mut self.sfu, &self.shared.listen_infos);
+        self.drain(udp);
+        true
+    }
+
+    /// Feeds one UDP receive buffer that arrived at `now` from `source` at `destination`: one
+    /// datagram, or GRO's `stride`-sized segments. Drain after the batch.
+    pub fn udp_received(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+        stride: usize,
+        ecn_ce: bool,
+    ) {
+        let counters = &self.shared.counters;
+        counters.udp_bytes_received.add(buf.len() as u64);
+        if stride > 0 && buf.len() > stride {
+            counters.udp_gro_buffers.inc();
+        }
+        let source = super::addr::canonical(source);
+        for contents in gro_segments(buf, stride) {
+            counters.udp_datagrams_received.inc();
+            if ecn_ce {
+                counters.udp_ecn_ce.inc();
+            }
+            self.sfu.handle_input(Input::Receive {
+                now,
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            });
+        }
+    }
+
+    /// Feeds bytes read at `now` from ICE-TCP connection `id`: every whole frame goes to the
+    /// Sfu. Broken framing closes the connection (counted) and is returned: close its socket.
+    /// Drain afterwards.
+    pub fn tcp_received(&mut self, id: ConnId, now: Instant, bytes: &[u8]) -> Result<(), Close> {
+        let sfu = &mut self.sfu;
+        self.tcp
+            .received(id, bytes, &self.shared.counters, |source, destination, contents| {
+                sfu.handle_input(Input::Receive {
+                    now,
+                    proto: Protocol::Tcp,
+                    source,
+                    destination,
+                    contents,
+                });
+            })
+    }
+
+    /// Serves the deadline if it is due at `now`, and drains. `timer_wake`: the worker woke for
+    /// nothing but its timer, so the lateness is the timer's (counted in `timer_fires`), or the
+    /// wake was early (`timer_early`).
+    pub fn serve_deadline(&mut self, now: Instant, timer_wake: bool, udp: &mut impl UdpSockets) {
+        let counters = &self.shared.counters;
+        if now < self.deadline {
+            if timer_wake {
+                counters.timer_early.inc();
+            }
+            return;
+        }
+        counters.deadlines_served.inc();
+        if timer_wake {
+            counters.record_timer_fire(now - self.deadline);
+        }
+        self.sfu.handle_input(Input::Timeout(now));
+        self.drain(udp);
+    }
+
+    /// Polls the Sfu until it names its next deadline and sends everything it made: each UDP
+    /// run as soon as the next datagram takes another path (so the first destinations' datagrams
+    /// leave while the Sfu still makes the later ones), TCP frames onto their connection's queue
+    /// (see [`TcpTable::take_dirty`]), events to the sink.
+    pub fn drain(&mut self, udp: &mut impl UdpSockets) {
+        loop {
+            match self.sfu.poll_output() {
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    self.tcp.queue(&t, &self.shared.counters);
+                    self.sfu.recycle(t.contents);
+                }
+                Output::Transmit(t) => {
+                    if self.out.last().is_some_and(|last| !same_path(last, &t)) {
+                        self.send_out(udp);
+                    }
+                    self.out.push(t);
+                }
+                Output::Event(e) => {
+                    if !(self.events)(self.index, e) {
+                        self.shared.counters.events_dropped.inc();
+                    }
+                }
+                Output::Timeout(at) => {
+                    self.deadline = at;
+                    self.send_out(udp);
+                    self.shared.counters.record_sfu(&self.sfu);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the gathered UDP datagrams, in GSO runs, and gives their buffers back to the Sfu.
+    fn send_out(&mut self, udp: &mut impl UdpSockets) {
+        let counters = &self.shared.counters;
+        let mut i = 0;
+        while i < self.out.len() {
+            let first = &self.out[i];
+            let Some((socket, max_segments)) = udp.socket_for(first.source) else {
+                counters.udp_no_socket.inc();
+                i += 1;
+                continue;
+            };
+            let n = gso_run(&self.out[i..], max_segments);
+            let contents = if n == 1 {
+                &first.contents[..]
+            } else {
+                self.gso_buf.clear();
+                for t in &self.out[i..i + n] {
+                    self.gso_buf.extend_from_slice(&t.contents);
+                }
+                &self.gso_buf[..]
+            };
+            let send = UdpSend {
+                source: first.source,
+                destination: first.destination,
+                contents,
+                segment_size: (n > 1).then_some(first.contents.len()),
+            };
+            record_send(counters, &send, n, udp.send(socket, &send));
+            i += n;
+        }
+        for t in self.out.drain(..) {
+            self.sfu.recycle(t.contents);
+        }
+    }
+}
+
+/// Counts one UDP send of `n` datagrams.
+fn record_send(counters: &CounterCells, send: &UdpSend<'_>, n: usize, result: io::Result<()>) {
+    let n = n as u64;
+    match result {
+        Ok(()) => {
+            counters.udp_datagrams_sent.add(n);
+            counters.udp_bytes_sent.add(send.contents.len() as u64);
+            if n > 1 {
+                counters.udp_gso_batches.inc();
+            }
+        }
+        Err(e) => {
+            tracing::trace!(error = %e, to = %send.destination, "udp send dropped");
+            counters.udp_send_errors.add(n);
+            if e.kind() == io::ErrorKind::WouldBlock {
+                counters.udp_send_would_block.add(n);
+            }
+        }
+    }
+}
+
+/// Before the worker runs: nothing can be sent yet.
+struct NoSockets;
+
+impl UdpSockets for NoSockets {
+    fn socket_for(&self, _: SocketAddr) -> Option<(usize, usize)> {
+        None
+    }
+
+    fn send(&mut self, _: usize, _: &UdpSend<'_>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("index", &self.index)
+            .field("deadline", &self.deadline)
+            .field("tcp", &self.tcp.len())
+            .finish_non_exhaustive()
+    }
+}
