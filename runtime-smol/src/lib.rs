@@ -42,7 +42,13 @@
 //! reports each datagram's real destination address (pktinfo) to the core; to serve other
 //! interfaces of a wildcard socket, create transports with explicit `listen_infos` naming
 //! them (with the worker's port). IPv4-mapped IPv6 addresses are turned into IPv4 ones, so the
-//! core sees the address the peer really used.
+//! core sees the address the peer really used. See [`sfu_core::runtime::addr`]; the mio
+//! runtime does the same.
+//!
+//! What a worker does with its input (the drain after every batch, control calls at the
+//! current time, deadlines, GSO batching, GRO splitting, the ICE-TCP table, events and
+//! counters) is [`sfu_core::runtime::Driver`], shared with the mio runtime; this crate is how a
+//! worker waits, with smol.
 //!
 //! UDP sockets ask for 4 MiB buffers each way (capped by `net.core.rmem_max`/`wmem_max`), so a
 //! burst or a flood of garbage does not push good packets out while the worker is busy.
@@ -60,7 +66,8 @@
 //! Passive: the worker accepts connections and frames datagrams with RFC 4571 both ways
 //! ([`sfu_core::framing`]), across partial reads and writes. Each connection has a bounded write
 //! queue; when a slow reader lets it fill, further frames are dropped and counted. Broken
-//! framing or a reset drops the connection and counts it.
+//! framing (a frame too long, or a stream that ends inside one) or a reset drops the connection
+//! and counts it; a new connection from the same address pair replaces the old one.
 //!
 //! ## Timers
 //!
@@ -91,16 +98,20 @@ use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use sfu_core::runtime::WorkerShared;
-use sfu_core::{Event, Sfu};
-use smol::channel::{self, Receiver, Sender};
+use sfu_core::runtime::{Driver, WorkerShared};
+use sfu_core::Event;
+use smol::channel::{self, Receiver, Sender, TrySendError};
 use tracing::info;
 
 pub use handle::WorkerHandle;
-pub use sfu_core::runtime::{ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError};
+pub use sfu_core::runtime::{
+    ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError, EVENT_QUEUE_LIMIT,
+    TCP_QUEUE_LIMIT,
+};
 
-/// Events waiting for the application at most; more are dropped and counted.
-pub const EVENT_CAPACITY: usize = 64 * 1024;
+/// Events waiting for the application at most; more are dropped and counted (the same limit as
+/// the mio runtime's).
+pub const EVENT_CAPACITY: usize = EVENT_QUEUE_LIMIT;
 /// Requests waiting for one worker at most; callers wait when it is full.
 const REQUEST_CAPACITY: usize = 1024;
 
@@ -143,28 +154,27 @@ impl Runtime {
         let udp = bound
             .udp
             .into_iter()
-            .map(|(socket, local)| udp::UdpEndpoint::new(socket, local))
+            .map(|(socket, addrs)| udp::UdpEndpoint::new(socket, addrs))
             .collect::<io::Result<Vec<_>>>()?;
         let tcp = bound
             .tcp
             .into_iter()
-            .map(|(listener, _)| tcp::TcpAcceptor::new(listener))
+            .map(|(listener, local)| tcp::TcpAcceptor::new(listener, local))
             .collect::<io::Result<Vec<_>>>()?;
-        let sfu =
-            Sfu::new(config.worker_sfu_config(index), clock::now()).map_err(io::Error::other)?;
         let shared = Arc::new(WorkerShared::new(bound.listen_infos));
+        let sink = Box::new(move |index, event| {
+            !matches!(events.try_send((index, event)), Err(TrySendError::Full(_)))
+        });
+        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink)
+            .map_err(io::Error::other)?;
         let (requests_tx, requests) = channel::bounded(REQUEST_CAPACITY);
         let (stop_tx, stop) = channel::bounded(1);
         let setup = worker::WorkerSetup {
-            index,
-            sfu,
-            max_datagram: config.sfu.max_datagram_size,
+            driver,
             udp,
             tcp,
             requests,
             stop,
-            events,
-            shared: shared.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("sfu-smol-{index}"))
