@@ -80,17 +80,18 @@ use std::io;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 
+use sfu_core::runtime::Workers;
+
 pub use handle::WorkerHandle;
 pub use sfu_core::runtime::{
-    ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError, EVENT_QUEUE_LIMIT,
-    TCP_QUEUE_LIMIT,
+    ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError, EVENT_QUEUE_LIMIT, TCP_QUEUE_LIMIT,
 };
 pub use sfu_core::Protocol;
 
 /// Running workers. Dropping it shuts them down.
 #[derive(Debug)]
 pub struct Runtime {
-    workers: Vec<WorkerHandle>,
+    workers: Workers<WorkerHandle>,
     threads: Vec<JoinHandle<()>>,
     events: Receiver<(usize, sfu_core::Event)>,
 }
@@ -111,40 +112,21 @@ impl Runtime {
             prepared.push(worker::Worker::new(index, &config, events_tx.clone())?);
         }
         let mut runtime = Runtime {
-            workers: Vec::with_capacity(prepared.len()),
+            workers: Workers::default(),
             threads: Vec::with_capacity(prepared.len()),
             events,
         };
         for (worker, handle) in prepared {
             let name = format!("sfu-mio-{}", handle.index());
+            let shared = worker.shared();
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || worker.run())?;
-            runtime.workers.push(handle);
+            runtime.workers.push(handle, shared);
             runtime.threads.push(thread);
         }
-        tracing::info!(workers = runtime.workers.len(), "mio runtime started");
+        tracing::info!(workers = config.workers, "mio runtime started");
         Ok(runtime)
-    }
-
-    /// Handles to every worker, by index.
-    pub fn workers(&self) -> &[WorkerHandle] {
-        &self.workers
-    }
-
-    /// The handle of worker `index`.
-    pub fn worker(&self, index: usize) -> Option<&WorkerHandle> {
-        self.workers.get(index)
-    }
-
-    /// The worker with the fewest transports (the first of those tied).
-    pub fn least_loaded(&self) -> WorkerHandle {
-        // `start` refuses zero workers, so there is always a minimum.
-        self.workers
-            .iter()
-            .min_by_key(|w| w.load())
-            .cloned()
-            .expect("a runtime has at least one worker")
     }
 
     /// Events from every worker, tagged with the worker's index. At most
@@ -161,7 +143,7 @@ impl Runtime {
     }
 
     fn stop(&mut self) {
-        for w in &self.workers {
+        for w in self.workers.workers() {
             w.request_shutdown();
         }
         for t in self.threads.drain(..) {
@@ -169,6 +151,15 @@ impl Runtime {
                 tracing::error!("a worker thread panicked");
             }
         }
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Workers<WorkerHandle>;
+
+    /// `workers`, `worker`, `least_loaded` and `counters`.
+    fn deref(&self) -> &Workers<WorkerHandle> {
+        &self.workers
     }
 }
 

@@ -23,7 +23,11 @@ pub(crate) fn bind(options: &ListenOptions, index: usize) -> io::Result<Bound> {
         .local_addr()?
         .as_socket()
         .ok_or_else(|| io::Error::other("bound to a non-IP address"))?;
-    let routed = bound.ip().is_unspecified().then(|| outward(bound.ip())).flatten();
+    let routed = bound
+        .ip()
+        .is_unspecified()
+        .then(|| outward(bound.ip()))
+        .flatten();
     let local = concrete(bound, routed);
     Ok(Bound {
         socket,

@@ -219,7 +219,13 @@ impl TcpSide {
     }
 
     /// Closes `id`'s socket; the driver counts why (`None`: the peer closed its side).
-    fn close(&mut self, id: ConnId, close: Option<Close>, registry: &Registry, driver: &mut Driver) {
+    fn close(
+        &mut self,
+        id: ConnId,
+        close: Option<Close>,
+        registry: &Registry,
+        driver: &mut Driver,
+    ) {
         driver.tcp_closed(id, close);
         let Some(token) = self.tokens.remove(&id) else {
             return;

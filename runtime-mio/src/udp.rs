@@ -139,22 +139,32 @@ impl UdpEndpoint {
 pub(crate) struct Endpoints(pub(crate) Vec<UdpEndpoint>);
 
 impl UdpSockets for Endpoints {
-    fn socket_for(&self, source: SocketAddr) -> Option<(usize, usize)> {
-        let i = self.0.iter().position(|e| e.addrs.sends_from(source))?;
-        Some((i, self.0[i].state.max_gso_segments().max(1)))
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
+        self.0.get(socket).map(|e| e.addrs)
+    }
+
+    fn max_segments(&self, socket: usize) -> usize {
+        self.0[socket].state.max_gso_segments().max(1)
     }
 
     fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
         let endpoint = &self.0[socket];
-        let (destination, src_ip) = endpoint.addrs.send_addrs(send.source, send.destination);
+        let UdpSend {
+            destination,
+            contents,
+            segment_size,
+            src_ip,
+        } = *send;
         let transmit = quinn_udp::Transmit {
             destination,
             ecn: None,
-            contents: send.contents,
-            segment_size: send.segment_size,
+            contents,
+            segment_size,
             src_ip,
         };
-        endpoint.state.try_send((&endpoint.socket).into(), &transmit)
+        endpoint
+            .state
+            .try_send((&endpoint.socket).into(), &transmit)
     }
 }
 
@@ -179,7 +189,9 @@ mod tests {
         sender.send_to(&[2, 2], endpoint.local()).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
         let mut arrivals = Vec::new();
-        endpoint.read(1, &counters, |d| arrivals.push((d.contents.to_vec(), d.now)));
+        endpoint.read(1, &counters, |d| {
+            arrivals.push((d.contents.to_vec(), d.now))
+        });
         assert_eq!(arrivals.len(), 2, "one batch holds both");
         let apart = arrivals[1].1.duration_since(arrivals[0].1);
         assert!(

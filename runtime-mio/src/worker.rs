@@ -101,6 +101,11 @@ impl Worker {
         Ok((worker, handle))
     }
 
+    /// What the worker shares with its handles.
+    pub(crate) fn shared(&self) -> Arc<WorkerShared> {
+        self.shared.clone()
+    }
+
     /// The loop: wait for I/O, a command or the deadline; serve them; send what the Sfu made.
     pub(crate) fn run(mut self) {
         let _span = tracing::info_span!("worker", index = self.driver.index()).entered();

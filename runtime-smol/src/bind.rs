@@ -53,7 +53,11 @@ pub(crate) fn bind_all(listen: &[ListenOptions], worker: usize) -> io::Result<Bo
 
 /// A socket bound to `bound`, and the address the core knows it by.
 fn addrs(bound: SocketAddr) -> SocketAddrs {
-    let routed = bound.ip().is_unspecified().then(|| outward(bound.ip())).flatten();
+    let routed = bound
+        .ip()
+        .is_unspecified()
+        .then(|| outward(bound.ip()))
+        .flatten();
     SocketAddrs {
         bound,
         local: concrete(bound, routed),

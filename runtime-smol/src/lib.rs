@@ -98,15 +98,14 @@ use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use sfu_core::runtime::{Driver, WorkerShared};
+use sfu_core::runtime::{Driver, WorkerShared, Workers};
 use sfu_core::Event;
 use smol::channel::{self, Receiver, Sender, TrySendError};
 use tracing::info;
 
 pub use handle::WorkerHandle;
 pub use sfu_core::runtime::{
-    ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError, EVENT_QUEUE_LIMIT,
-    TCP_QUEUE_LIMIT,
+    ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError, EVENT_QUEUE_LIMIT, TCP_QUEUE_LIMIT,
 };
 
 /// Events waiting for the application at most; more are dropped and counted (the same limit as
@@ -119,7 +118,7 @@ const REQUEST_CAPACITY: usize = 1024;
 /// releases every socket and thread.
 #[derive(Debug)]
 pub struct Runtime {
-    handles: Vec<WorkerHandle>,
+    workers: Workers<WorkerHandle>,
     threads: Vec<(Sender<()>, JoinHandle<()>)>,
     events: Receiver<(usize, Event)>,
 }
@@ -133,7 +132,7 @@ impl Runtime {
         }
         let (events_tx, events) = channel::bounded(EVENT_CAPACITY);
         let mut runtime = Runtime {
-            handles: Vec::new(),
+            workers: Workers::default(),
             threads: Vec::new(),
             events,
         };
@@ -180,44 +179,15 @@ impl Runtime {
             .name(format!("sfu-smol-{index}"))
             .spawn(move || worker::run(setup))?;
         self.threads.push((stop_tx, thread));
-        self.handles
-            .push(WorkerHandle::new(index, requests_tx, shared));
+        let handle = WorkerHandle::new(index, requests_tx, shared.clone());
+        self.workers.push(handle, shared);
         Ok(())
-    }
-
-    /// Handles to every worker, by index.
-    pub fn workers(&self) -> &[WorkerHandle] {
-        &self.handles
-    }
-
-    /// One worker's handle.
-    pub fn worker(&self, index: usize) -> Option<&WorkerHandle> {
-        self.handles.get(index)
-    }
-
-    /// The worker with the fewest transports (the first of those tied).
-    pub fn least_loaded(&self) -> WorkerHandle {
-        self.handles
-            .iter()
-            .min_by_key(|h| h.load())
-            .cloned()
-            // `start` refuses zero workers.
-            .expect("at least one worker")
     }
 
     /// Events from every worker, tagged with the worker's index. Usable as a `Stream`. Read
     /// them: when [`EVENT_CAPACITY`] are waiting, further events are dropped and counted.
     pub fn events(&self) -> Receiver<(usize, Event)> {
         self.events.clone()
-    }
-
-    /// The counters of all workers together.
-    pub fn counters(&self) -> RuntimeCounters {
-        let mut total = RuntimeCounters::default();
-        for h in &self.handles {
-            total.merge(&h.counters());
-        }
-        total
     }
 
     /// Stops every worker and waits for its thread; sockets are closed when this returns.
@@ -238,6 +208,15 @@ impl Runtime {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Workers<WorkerHandle>;
+
+    /// `workers`, `worker`, `least_loaded` and `counters`.
+    fn deref(&self) -> &Workers<WorkerHandle> {
+        &self.workers
     }
 }
 

@@ -92,7 +92,11 @@ async fn connection(
 
 /// Feeds what the peer sends to the driver; how the connection ended (`None`: the peer closed
 /// its side).
-async fn read_frames(core: &Rc<RefCell<Core>>, stream: &Async<TcpStream>, id: ConnId) -> Option<Close> {
+async fn read_frames(
+    core: &Rc<RefCell<Core>>,
+    stream: &Async<TcpStream>,
+    id: ConnId,
+) -> Option<Close> {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut reader = stream;
     loop {

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -57,23 +57,32 @@ impl UdpEndpoint {
 pub(crate) struct Endpoints(pub(crate) Vec<Rc<UdpEndpoint>>);
 
 impl UdpSockets for Endpoints {
-    fn socket_for(&self, source: SocketAddr) -> Option<(usize, usize)> {
-        let i = self.0.iter().position(|e| e.addrs.sends_from(source))?;
-        Some((i, self.0[i].state.max_gso_segments().max(1)))
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
+        self.0.get(socket).map(|e| e.addrs)
+    }
+
+    fn max_segments(&self, socket: usize) -> usize {
+        self.0[socket].state.max_gso_segments().max(1)
     }
 
     fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
         let endpoint = &self.0[socket];
-        let (destination, src_ip) = endpoint.addrs.send_addrs(send.source, send.destination);
+        let UdpSend {
+            destination,
+            contents,
+            segment_size,
+            src_ip,
+        } = *send;
         let transmit = quinn_udp::Transmit {
             destination,
             ecn: None,
-            contents: send.contents,
-            segment_size: send.segment_size,
+            contents,
+            segment_size,
             src_ip,
         };
-        let socket = endpoint.socket.get_ref();
-        endpoint.state.try_send(socket.into(), &transmit)
+        endpoint
+            .state
+            .try_send(endpoint.socket.get_ref().into(), &transmit)
     }
 }
 

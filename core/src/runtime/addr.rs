@@ -110,7 +110,11 @@ impl SocketAddrs {
             ip => ip,
         };
         let to = SocketAddr::new(family(destination.ip()), destination.port());
-        let from = self.bound.ip().is_unspecified().then(|| family(source.ip()));
+        let from = self
+            .bound
+            .ip()
+            .is_unspecified()
+            .then(|| family(source.ip()));
         (to, from)
     }
 }

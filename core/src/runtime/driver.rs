@@ -14,35 +14,47 @@
 //!   in `timer_fires` with its lateness, one the timer woke for too early in `timer_early`.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::addr::SocketAddrs;
 use super::tcp::{Close, ConnId, TcpTable};
 use super::{gro_segments, gso_run, same_path, Command, CounterCells, RuntimeConfig, WorkerShared};
 use crate::{Error, Event, Input, Output, Protocol, Sfu, Transmit};
 
-/// One UDP send: a datagram, or with `segment_size` several of that size (the last may be
-/// shorter) joined for GSO.
+/// One UDP send, addressed as the socket wants it ([`SocketAddrs::send_addrs`]): a datagram,
+/// or with `segment_size` several of that size (the last may be shorter) joined for GSO. The
+/// fields are quinn-udp's `Transmit`'s.
 #[derive(Debug, Clone, Copy)]
 pub struct UdpSend<'a> {
-    /// The local address the core sends from.
-    pub source: SocketAddr,
     /// The peer.
     pub destination: SocketAddr,
     /// The bytes.
     pub contents: &'a [u8],
     /// The size of each datagram, when there are several.
     pub segment_size: Option<usize>,
+    /// The local ip to send from, for a wildcard socket.
+    pub src_ip: Option<IpAddr>,
 }
 
-/// What the driver needs of a runtime's UDP sockets to send.
+/// What the driver needs of a runtime's UDP sockets to send: their addresses, and a send that
+/// does not wait. Sockets are numbered from 0; the driver picks the first whose
+/// [`SocketAddrs::sends_from`] the transmit's source.
 pub trait UdpSockets {
-    /// The socket that sends datagrams from `source`, and how many datagrams one send of it may
-    /// carry; `None` if the worker has no such socket.
-    fn socket_for(&self, source: SocketAddr) -> Option<(usize, usize)>;
+    /// The addresses of socket `socket`; `None` past the last.
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs>;
+    /// How many datagrams one send of socket `socket` may carry (GSO), at least 1.
+    fn max_segments(&self, socket: usize) -> usize;
     /// Hands one send to socket `socket` without waiting.
     fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()>;
+}
+
+/// The socket of `udp` that sends from `source`.
+fn socket_for(udp: &impl UdpSockets, source: SocketAddr) -> Option<(usize, SocketAddrs)> {
+    (0..)
+        .map_while(|i| Some((i, udp.addrs(i)?)))
+        .find(|(_, addrs)| addrs.sends_from(source))
 }
 
 /// Where a worker's events go: `false` when the queue is full (the event is dropped and
@@ -179,8 +191,11 @@ impl Driver {
     /// Drain afterwards.
     pub fn tcp_received(&mut self, id: ConnId, now: Instant, bytes: &[u8]) -> Result<(), Close> {
         let sfu = &mut self.sfu;
-        self.tcp
-            .received(id, bytes, &self.shared.counters, |source, destination, contents| {
+        self.tcp.received(
+            id,
+            bytes,
+            &self.shared.counters,
+            |source, destination, contents| {
                 sfu.handle_input(Input::Receive {
                     now,
                     proto: Protocol::Tcp,
@@ -188,7 +203,8 @@ impl Driver {
                     destination,
                     contents,
                 });
-            })
+            },
+        )
     }
 
     /// Serves the deadline if it is due at `now`, and drains. `timer_wake`: the worker woke for
@@ -248,12 +264,12 @@ impl Driver {
         let mut i = 0;
         while i < self.out.len() {
             let first = &self.out[i];
-            let Some((socket, max_segments)) = udp.socket_for(first.source) else {
+            let Some((socket, addrs)) = socket_for(udp, first.source) else {
                 counters.udp_no_socket.inc();
                 i += 1;
                 continue;
             };
-            let n = gso_run(&self.out[i..], max_segments);
+            let n = gso_run(&self.out[i..], udp.max_segments(socket));
             let contents = if n == 1 {
                 &first.contents[..]
             } else {
@@ -263,11 +279,12 @@ impl Driver {
                 }
                 &self.gso_buf[..]
             };
+            let (destination, src_ip) = addrs.send_addrs(first.source, first.destination);
             let send = UdpSend {
-                source: first.source,
-                destination: first.destination,
+                destination,
                 contents,
                 segment_size: (n > 1).then_some(first.contents.len()),
+                src_ip,
             };
             record_send(counters, &send, n, udp.send(socket, &send));
             i += n;
@@ -303,8 +320,12 @@ fn record_send(counters: &CounterCells, send: &UdpSend<'_>, n: usize, result: io
 struct NoSockets;
 
 impl UdpSockets for NoSockets {
-    fn socket_for(&self, _: SocketAddr) -> Option<(usize, usize)> {
+    fn addrs(&self, _: usize) -> Option<SocketAddrs> {
         None
+    }
+
+    fn max_segments(&self, _: usize) -> usize {
+        1
     }
 
     fn send(&mut self, _: usize, _: &UdpSend<'_>) -> io::Result<()> {

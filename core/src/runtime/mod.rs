@@ -542,3 +542,61 @@ mod tests {
         assert_eq!(gro_segments(&[], 1200).count(), 1);
     }
 }
+
+/// The handles of a runtime's workers, with what a runtime answers about them as a whole. Both
+/// runtimes dereference to it, so `runtime.least_loaded()` is the same call on each.
+#[derive(Debug)]
+pub struct Workers<H> {
+    handles: Vec<H>,
+    shared: Vec<std::sync::Arc<WorkerShared>>,
+}
+
+impl<H> Default for Workers<H> {
+    fn default() -> Self {
+        Self {
+            handles: Vec::new(),
+            shared: Vec::new(),
+        }
+    }
+}
+
+impl<H: Clone> Workers<H> {
+    /// Adds the next worker's handle and what it shares with its worker.
+    pub fn push(&mut self, handle: H, shared: std::sync::Arc<WorkerShared>) {
+        self.handles.push(handle);
+        self.shared.push(shared);
+    }
+
+    /// Handles to every worker, by index.
+    pub fn workers(&self) -> &[H] {
+        &self.handles
+    }
+
+    /// The handle of worker `index`.
+    pub fn worker(&self, index: usize) -> Option<&H> {
+        self.handles.get(index)
+    }
+
+    /// The worker with the fewest transports (the first of those tied).
+    ///
+    /// # Panics
+    ///
+    /// With no workers; a started runtime always has one.
+    pub fn least_loaded(&self) -> H {
+        let loads = self.shared.iter().map(|s| s.counters.load());
+        let (index, _) = loads
+            .enumerate()
+            .min_by_key(|&(_, load)| load)
+            .expect("a runtime has at least one worker");
+        self.handles[index].clone()
+    }
+
+    /// The counters of all workers together.
+    pub fn counters(&self) -> RuntimeCounters {
+        let mut total = RuntimeCounters::default();
+        for s in &self.shared {
+            total.merge(&s.counters.snapshot());
+        }
+        total
+    }
+}
