@@ -38,23 +38,38 @@ fn offer(requested: &mut Vec<ListenInfo>, own: &[ListenInfo]) {
     }
 }
 
+/// A call carried out on the worker's Sfu, whose result goes back to the caller once the worker
+/// has drained what the call made (so the caller sees its events and gauges).
+type Run = Box<dyn FnOnce(&mut Sfu, &[ListenInfo]) -> Answer + Send>;
+
 /// What a handle sends to its worker: a call with the way back for its result, or the order to
 /// stop.
 pub enum Command {
-    /// Run this on the worker's Sfu (it sends its own result back).
-    Call(Box<dyn FnOnce(&mut Sfu, &[ListenInfo]) + Send>),
+    /// Run this on the worker's Sfu.
+    Call(Run),
     /// Stop the worker.
     Stop,
 }
 
+/// A call's result on its way back to the caller.
+pub struct Answer(Box<dyn FnOnce() + Send>);
+
+impl Answer {
+    /// Sends it (the caller may have given up waiting).
+    pub fn send(self) {
+        (self.0)()
+    }
+}
+
 impl Command {
-    /// Wraps `call`; the worker passes its result to `reply` (which may find the caller gone).
+    /// Wraps `call`; the worker passes its result to `reply`.
     pub fn call<C: Call>(
         call: C,
         reply: impl FnOnce(Result<C::Output, Error>) + Send + 'static,
     ) -> Self {
         Command::Call(Box::new(move |sfu, listen_infos| {
-            reply(call.call(sfu, listen_infos))
+            let result = call.call(sfu, listen_infos);
+            Answer(Box::new(move || reply(result)))
         }))
     }
 }

@@ -149,8 +149,9 @@ impl Driver {
         // Bring the Sfu's clock up to date first (a Timeout before a deadline fires nothing).
         self.sfu.handle_input(Input::Timeout(now));
         self.shared.counters.requests.inc();
-        call(&mut self.sfu, &self.shared.listen_infos);
+        let answer = call(&mut self.sfu, &self.shared.listen_infos);
         self.drain(udp);
+        answer.send();
         true
     }
 
