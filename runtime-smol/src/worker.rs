@@ -187,3 +187,51 @@ impl Core {
         self.writers.remove(&id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sfu_core::runtime::{RuntimeConfig, WorkerShared};
+    use sfu_core::SfuConfig;
+    use smol::channel::TryRecvError;
+
+    use super::*;
+
+    #[test]
+    fn a_replaced_connection_ending_later_leaves_its_successor_alone() {
+        let config = RuntimeConfig {
+            workers: 1,
+            listen: Vec::new(),
+            sfu: SfuConfig::with_seed(1),
+        };
+        let shared = Arc::new(WorkerShared::new(Vec::new()));
+        let sink = Box::new(|_, _| true);
+        let driver = Driver::new(0, &config, clock::now(), shared, sink).unwrap();
+        let (timer_changed, _timer_wait) = channel::bounded(1);
+        let mut core = Core {
+            deadline: driver.deadline(),
+            driver,
+            udp: Endpoints::default(),
+            writers: HashMap::new(),
+            dirty: Vec::new(),
+            timer_changed,
+        };
+        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (old, old_woken) = core.open(local, peer).unwrap();
+        // The same address pair again: the old connection is told to end (its wake channel
+        // closes), and its task reports the end later, after the new one is in place.
+        let (new, new_woken) = core.open(local, peer).unwrap();
+        assert_eq!(old_woken.try_recv(), Err(TryRecvError::Closed));
+        core.closed(old, Some(Close::Error));
+        core.closed(old, None);
+        assert!(core.writers.contains_key(&new));
+        assert_eq!(core.driver.tcp().unsent(new), Some(&[][..]));
+        assert_eq!(new_woken.try_recv(), Err(TryRecvError::Empty));
+        let counters = core.driver.counters().snapshot();
+        assert_eq!(counters.tcp_connections_accepted, 2);
+        assert_eq!(counters.tcp_dropped_error, 1);
+        assert_eq!(counters.tcp_connections_closed, 0);
+    }
+}

@@ -343,3 +343,91 @@ impl std::fmt::Debug for Driver {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runtime::{call, Call};
+    use crate::SfuConfig;
+
+    fn driver(now: Instant) -> Driver {
+        let config = RuntimeConfig {
+            workers: 1,
+            listen: Vec::new(),
+            sfu: SfuConfig::with_seed(7),
+        };
+        let own = crate::ListenInfo {
+            protocol: Protocol::Udp,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            announced_address: None,
+        };
+        let shared = Arc::new(WorkerShared::new(vec![own]));
+        Driver::new(0, &config, now, shared, Box::new(|_, _| true)).unwrap()
+    }
+
+    fn run<C: Call>(d: &mut Driver, now: Instant, c: C) -> Result<C::Output, Error> {
+        let slot = Arc::new(Mutex::new(None));
+        let back = slot.clone();
+        let command = Command::call(c, move |r| *back.lock().unwrap() = Some(r));
+        assert!(d.command(now, command, &mut NoSockets));
+        let result = slot.lock().unwrap().take();
+        result.expect("answered")
+    }
+
+    #[test]
+    fn calls_run_at_the_time_they_are_carried_out() {
+        #[allow(clippy::disallowed_methods)] // A test's own clock.
+        let t0 = Instant::now();
+        let mut d = driver(t0);
+        let idle = d.deadline() - t0;
+        let later = t0 + Duration::from_secs(60);
+        let router = run(
+            &mut d,
+            later,
+            call::CreateRouter {
+                options: Default::default(),
+            },
+        );
+        // The Sfu's clock moved to the call's time: its idle deadline counts from there.
+        assert_eq!(d.deadline() - later, idle);
+        let options = Default::default();
+        run(
+            &mut d,
+            later,
+            call::CreateWebRtcTransport {
+                router: router.unwrap(),
+                options,
+            },
+        )
+        .unwrap();
+        assert!(d.deadline() >= later);
+        assert_eq!(d.counters().requests.get(), 2);
+        assert_eq!(d.counters().transports.get(), 1);
+    }
+
+    #[test]
+    fn only_timer_wakes_count_as_timer_fires() {
+        #[allow(clippy::disallowed_methods)] // A test's own clock.
+        let t0 = Instant::now();
+        let mut d = driver(t0);
+        let deadline = d.deadline();
+        // A wake before the deadline: not served; counted as early only on a timer wake.
+        d.serve_deadline(deadline - Duration::from_millis(1), false, &mut NoSockets);
+        d.serve_deadline(deadline - Duration::from_millis(1), true, &mut NoSockets);
+        let c = d.counters().snapshot();
+        assert_eq!(
+            (c.deadlines_served, c.timer_early, c.timer_fires),
+            (0, 1, 0)
+        );
+        // Served after other work: a deadline served, not a timer fire.
+        d.serve_deadline(deadline, false, &mut NoSockets);
+        let deadline = d.deadline();
+        d.serve_deadline(deadline + Duration::from_micros(250), true, &mut NoSockets);
+        let c = d.counters().snapshot();
+        assert_eq!((c.deadlines_served, c.timer_fires), (2, 1));
+        assert_eq!(c.timer_late_total_us, 250);
+    }
+}
