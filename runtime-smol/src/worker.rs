@@ -98,11 +98,12 @@ async fn serve(executor: &LocalExecutor<'_>, setup: WorkerSetup) {
 /// Carries out control calls, one at a time, between datagrams.
 async fn control_task(core: Rc<RefCell<Core>>, requests: Receiver<Command>) {
     while let Ok(command) = requests.recv().await {
-        let mut core = core.borrow_mut();
-        let Core { driver, udp, .. } = &mut *core;
-        driver.command(clock::now(), command, udp);
-        core.flush();
-        drop(core);
+        {
+            let mut core = core.borrow_mut();
+            let Core { driver, udp, .. } = &mut *core;
+            driver.command(clock::now(), command, udp);
+            core.flush();
+        }
         future::yield_now().await;
     }
 }

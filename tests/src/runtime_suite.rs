@@ -1,6 +1,6 @@
 //! One body of runtime tests, run against both bundled runtimes over real loopback sockets, so
 //! their behaviour cannot drift apart: each runtime's `tests/suite.rs` implements [`Runtime`]
-//! for a marker type and expands [`runtime_suite!`](crate::runtime_suite) with it.
+//! for a marker type and expands [`runtime_suite!`](macro@crate::runtime_suite) with it.
 #![allow(clippy::disallowed_methods)] // Test code owns its clock.
 
 use std::io::{Read, Write};

@@ -4,7 +4,8 @@
 //! A runtime's handle wraps a call in a [`Command`] with a way to send the result back, ships
 //! it to the worker that owns the [`Sfu`], and the worker runs it through
 //! [`Driver::command`](super::Driver::command). The typed methods of both runtimes' handles
-//! (`create_router`, `produce`, ...) are written once, by [`worker_handle_methods!`].
+//! (`create_router`, `produce`, ...) are written once, by
+//! [`worker_handle_methods!`](crate::worker_handle_methods).
 
 use crate::control::{Reply, Request};
 use crate::{Error, ListenInfo, Sfu};

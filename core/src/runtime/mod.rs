@@ -10,10 +10,14 @@
 //! Nothing here does I/O, reads a clock or starts a thread; a runtime is only how it waits,
 //! its sockets, its threads and its timers.
 //!
-//! Sockets opened on demand (plain and pipe transports, in a port range) will be asked for by
-//! the Sfu and opened by the runtime's worker, which then lends them to the driver through
-//! [`UdpSockets`] like the listen sockets: the socket index space of [`UdpSockets::socket_for`]
-//! is where they join.
+//! ## Sockets opened on demand
+//!
+//! Plain and pipe transports will need sockets of their own, opened on demand in a port range
+//! ([`ListenOptions::worker_ports`], [`addr::bind_first`]). The place for them: the Sfu asks
+//! for a socket in its output, the runtime's worker binds it and adds it to the sockets it
+//! lends the driver ([`UdpSockets`]: sockets are numbered, and [`UdpSockets::addrs`] of the new
+//! one makes the driver send that transport's datagrams through it), and reads it like its
+//! listen sockets. Nothing of that exists yet.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
