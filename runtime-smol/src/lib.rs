@@ -33,7 +33,7 @@
 //! entry, and all its transports share them (mediasoup's `WebRtcServer`): the core tells
 //! transports apart by ICE username and 5-tuple. A request to create a WebRTC transport with
 //! empty `listen_infos` gets the worker's socket addresses. The application picks the worker
-//! for each router; [`Runtime::least_loaded`] helps. A room spread over workers is joined with
+//! for each router; [`least_loaded`](sfu_core::runtime::Workers::least_loaded) helps. A room spread over workers is joined with
 //! pipe transports, as in mediasoup.
 //!
 //! The core needs concrete local addresses (an arriving datagram's destination must equal a
