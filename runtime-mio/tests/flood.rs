@@ -393,7 +393,7 @@ fn attack(target: &Target, stop: &AtomicBool) -> Result<Attack, String> {
             a.expected.tcp_connections_accepted += 1;
             a.expected.tcp_dropped_malformed += 1;
             // Well-framed garbage (an empty frame among it), half a frame the worker must
-            // hold, then a clean close.
+            // hold, then a close inside that frame: broken framing.
             let mut s = TcpStream::connect(target.tcp).map_err(|e| format!("connect: {e}"))?;
             let mut bytes = Vec::new();
             for i in 0..5 {
@@ -415,7 +415,7 @@ fn attack(target: &Target, stop: &AtomicBool) -> Result<Attack, String> {
             s.write_all(&bytes).unwrap();
             drop(s);
             a.expected.tcp_connections_accepted += 1;
-            a.expected.tcp_connections_closed += 1;
+            a.expected.tcp_dropped_malformed += 1;
             // A reset: linger zero, then close.
             let s = TcpStream::connect(target.tcp).map_err(|e| format!("connect: {e}"))?;
             (&s).write_all(&[0, 10, 1]).unwrap();
