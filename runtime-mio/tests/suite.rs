@@ -1,41 +1,5 @@
 //! The runtime test suite shared with the smol runtime (`sfu_tests::runtime_suite`), on mio.
 
-use sfu_core::runtime::{Call, RuntimeConfig, RuntimeCounters, RuntimeError};
-use sfu_core::ListenInfo;
-use sfu_runtime_mio::{Runtime, WorkerHandle};
+mod common;
 
-struct Mio(Runtime);
-
-impl sfu_tests::runtime_suite::Runtime for Mio {
-    type Handle = WorkerHandle;
-
-    fn start(config: RuntimeConfig) -> std::io::Result<Self> {
-        Runtime::start(config).map(Mio)
-    }
-
-    fn handles(&self) -> Vec<WorkerHandle> {
-        self.0.workers().to_vec()
-    }
-
-    fn least_loaded(&self) -> WorkerHandle {
-        self.0.least_loaded()
-    }
-
-    fn call<C: Call>(handle: &WorkerHandle, call: C) -> Result<C::Output, RuntimeError> {
-        handle.call(call)
-    }
-
-    fn listen_infos(handle: &WorkerHandle) -> Vec<ListenInfo> {
-        handle.listen_infos().to_vec()
-    }
-
-    fn counters(handle: &WorkerHandle) -> RuntimeCounters {
-        handle.counters()
-    }
-
-    fn shutdown(self) {
-        self.0.shutdown();
-    }
-}
-
-sfu_tests::runtime_suite!(Mio);
+sfu_tests::runtime_suite!(common::Mio);

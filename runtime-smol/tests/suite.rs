@@ -33,6 +33,13 @@ impl sfu_tests::runtime_suite::Runtime for Smol {
         handle.counters()
     }
 
+    fn event_workers(&self) -> Vec<usize> {
+        let events = self.0.events();
+        std::iter::from_fn(|| events.try_recv().ok())
+            .map(|(index, _)| index)
+            .collect()
+    }
+
     fn shutdown(self) {
         self.0.shutdown();
     }

@@ -3,8 +3,10 @@
 //! for a marker type and expands [`runtime_suite!`](macro@crate::runtime_suite) with it.
 #![allow(clippy::disallowed_methods)] // Test code owns its clock.
 
+pub mod peers;
+
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use sfu_core::control::{Reply, Request};
@@ -27,6 +29,8 @@ pub trait Runtime: Sized {
     fn listen_infos(handle: &Self::Handle) -> Vec<ListenInfo>;
     /// A worker's counters.
     fn counters(handle: &Self::Handle) -> RuntimeCounters;
+    /// The workers of the events that have arrived so far (taking them).
+    fn event_workers(&self) -> Vec<usize>;
     /// Stops every worker.
     fn shutdown(self);
 }
@@ -170,6 +174,114 @@ pub fn udp_datagrams_are_counted<R: Runtime>() {
     runtime.shutdown();
 }
 
+const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// Serializes the conferences of one test binary: each drives its peers from one thread and
+/// checks every packet, so they should not compete for the machine's cores with each other.
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn conference_runtime<R: Runtime>(workers: usize) -> R {
+    let listen = vec![
+        ListenOptions::udp(LOCALHOST),
+        ListenOptions::udp(V6),
+        ListenOptions::tcp(LOCALHOST),
+    ];
+    start(workers, listen)
+}
+
+/// Two peers in one room over `path`: every consumer gets every packet of its source.
+fn two_peers_on<R: Runtime>(runtime: R, path: peers::Path) {
+    let _one_at_a_time = exclusive();
+    let worker = runtime.least_loaded();
+    let (router, caps) = peers::room::<R>(&worker);
+    let mut peers = vec![
+        peers::join::<R>(&worker, router, &caps, path, 1),
+        peers::join::<R>(&worker, router, &caps, path, 2),
+    ];
+    peers::consume_all(&mut peers);
+    peers::conference(&mut peers, Duration::from_secs(3));
+    let c = R::counters(&worker);
+    match path {
+        peers::Path::Tcp => assert!(c.tcp_frames_received > 0 && c.tcp_frames_sent > 0),
+        _ => assert!(c.udp_datagrams_received > 0 && c.udp_datagrams_sent > 0),
+    }
+    assert_eq!(c.udp_send_errors, 0, "{c:?}");
+    assert_eq!(c.tcp_frames_dropped_queue_full, 0, "{c:?}");
+    assert_eq!(c.transports, 2, "{c:?}");
+    runtime.shutdown();
+}
+
+/// Two peers over UDP on IPv4.
+pub fn two_peers_over_udp_ipv4<R: Runtime>() {
+    two_peers_on(conference_runtime::<R>(1), peers::Path::UdpV4);
+}
+
+/// Two peers over UDP on IPv6.
+pub fn two_peers_over_udp_ipv6<R: Runtime>() {
+    two_peers_on(conference_runtime::<R>(1), peers::Path::UdpV6);
+}
+
+/// Two peers over ICE-TCP.
+pub fn two_peers_over_ice_tcp<R: Runtime>() {
+    two_peers_on(conference_runtime::<R>(1), peers::Path::Tcp);
+}
+
+/// Two peers through a wildcard UDP socket, reached at the address it announces.
+pub fn two_peers_through_a_wildcard_socket<R: Runtime>() {
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    two_peers_on(
+        start::<R>(1, vec![ListenOptions::udp(any)]),
+        peers::Path::UdpV4,
+    );
+}
+
+/// Four rooms go to four workers (the least loaded each time); each worker relays its own room
+/// and its events.
+pub fn four_workers_with_rooms_spread_across_them<R: Runtime>() {
+    let _one_at_a_time = exclusive();
+    let runtime = conference_runtime::<R>(4);
+    let paths = [
+        peers::Path::UdpV4,
+        peers::Path::UdpV6,
+        peers::Path::Tcp,
+        peers::Path::UdpV4,
+    ];
+    let mut all = Vec::new();
+    for (r, path) in paths.into_iter().enumerate() {
+        let worker = runtime.least_loaded();
+        assert_eq!(
+            R::counters(&worker).transports,
+            0,
+            "room {r} gets an idle worker"
+        );
+        let (router, caps) = peers::room::<R>(&worker);
+        let n = r as u32 * 2;
+        all.push(peers::join::<R>(&worker, router, &caps, path, n + 1));
+        all.push(peers::join::<R>(&worker, router, &caps, path, n + 2));
+    }
+    for w in runtime.handles() {
+        assert_eq!(R::counters(&w).transports, 2);
+    }
+    peers::consume_all(&mut all);
+    peers::conference(&mut all, Duration::from_secs(3));
+    for w in runtime.handles() {
+        let c = R::counters(&w);
+        assert!(
+            c.udp_datagrams_received + c.tcp_frames_received > 100,
+            "{c:?}"
+        );
+    }
+    let mut seen = [false; 4];
+    for index in runtime.event_workers() {
+        seen[index] = true;
+    }
+    assert_eq!(seen, [true; 4]);
+    runtime.shutdown();
+}
+
 /// Expands the suite into `#[test]` functions for the runtime marker `$runtime` (a type that
 /// implements [`Runtime`](crate::runtime_suite::Runtime)).
 #[macro_export]
@@ -180,6 +292,11 @@ macro_rules! runtime_suite {
             wildcard_binds_announce_a_concrete_address,
             tcp_streams_end_cleanly_or_malformed,
             udp_datagrams_are_counted,
+            two_peers_over_udp_ipv4,
+            two_peers_over_udp_ipv6,
+            two_peers_over_ice_tcp,
+            two_peers_through_a_wildcard_socket,
+            four_workers_with_rooms_spread_across_them,
         );
     };
     (@tests $runtime:ty; $($name:ident,)*) => {
