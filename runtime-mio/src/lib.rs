@@ -32,7 +32,7 @@
 //!   stream that ends inside a frame, a reset or any other read or write error drops the
 //!   connection and is counted; a new connection from the same address pair replaces the old.
 //! - **What a worker does with its input** (the drain after every batch, control calls at the
-//!   current time, deadlines, GSO batching, GRO splitting, the ICE-TCP table, events and
+//!   Sfu's own time, deadlines, GSO batching, GRO splitting, the ICE-TCP table, events and
 //!   counters) is [`sfu_core::runtime::Driver`], shared with the smol runtime; this crate is
 //!   how a worker waits, with mio.
 //! - **Socket buffers**: each UDP socket asks for 4 MiB of receive and send buffer (capped by

@@ -188,7 +188,7 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => return false,
                 Err(TryRecvError::Empty) => return true,
             };
-            if !self.driver.command(clock::now(), command, &mut self.udp) {
+            if !self.driver.command(command, &mut self.udp) {
                 return false;
             }
         }

@@ -46,7 +46,7 @@
 //! runtime does the same.
 //!
 //! What a worker does with its input (the drain after every batch, control calls at the
-//! current time, deadlines, GSO batching, GRO splitting, the ICE-TCP table, events and
+//! Sfu's own time, deadlines, GSO batching, GRO splitting, the ICE-TCP table, events and
 //! counters) is [`sfu_core::runtime::Driver`], shared with the mio runtime; this crate is how a
 //! worker waits, with smol.
 //!

@@ -101,7 +101,7 @@ async fn control_task(core: Rc<RefCell<Core>>, requests: Receiver<Command>) {
         {
             let mut core = core.borrow_mut();
             let Core { driver, udp, .. } = &mut *core;
-            driver.command(clock::now(), command, udp);
+            driver.command(command, udp);
             core.flush();
         }
         future::yield_now().await;
