@@ -29,7 +29,12 @@
 //! - **ICE-TCP** is passive: RFC 4571 framing ([`sfu_core::framing`]) both ways, partial reads
 //!   and writes, a bounded outgoing queue per connection ([`TCP_QUEUE_LIMIT`]; a frame that does
 //!   not fit is dropped and counted). A frame longer than the Sfu's maximum datagram size, a
-//!   reset or any other read or write error drops the connection and is counted.
+//!   stream that ends inside a frame, a reset or any other read or write error drops the
+//!   connection and is counted; a new connection from the same address pair replaces the old.
+//! - **What a worker does with its input** (the drain after every batch, control calls at the
+//!   Sfu's own time, deadlines, GSO batching, GRO splitting, the ICE-TCP table, events and
+//!   counters) is [`sfu_core::runtime::Driver`], shared with the smol runtime; this crate is
+//!   how a worker waits, with mio.
 //! - **Socket buffers**: each UDP socket asks for 4 MiB of receive and send buffer (capped by
 //!   the kernel's `rmem_max`/`wmem_max`), so a burst or a flood waits in the kernel rather than
 //!   being dropped while the worker is busy.
@@ -51,13 +56,13 @@
 //! ## Addresses
 //!
 //! The core needs the concrete address each datagram arrived at. A listen entry with a
-//! concrete ip binds that ip, and the worker reports the destination the kernel gives
-//! (pktinfo). A listen entry with an unspecified ip (`0.0.0.0` or `::`) binds the wildcard, and
-//! the worker presents every datagram to the core as arriving at the loopback address of that
-//! family with the socket's port; the candidate signaled to peers is the entry's
-//! `announced_address` (or the loopback address without one). So on a host with several
-//! interfaces, either bind a concrete ip or announce the address peers must use. IPv6 sockets
-//! are IPv6-only: list `0.0.0.0` and `::` separately to serve both families.
+//! concrete ip binds that ip and is known by it. A listen entry with an unspecified ip
+//! (`0.0.0.0` or `::`) binds the wildcard and is announced with the address of the interface
+//! that routes outward (loopback if none does); each datagram reaches the core with its real
+//! destination (pktinfo), and replies leave from the address the core names. An IPv6 wildcard
+//! is dual stack: IPv4 peers are seen as IPv4. To serve another interface of a wildcard socket,
+//! create transports with explicit `listen_infos` naming it (with the worker's port). See
+//! [`sfu_core::runtime::addr`]; the smol runtime does the same.
 //!
 //! With several workers, a fixed `port` is the port of worker 0 and worker `i` binds
 //! `port + i`; a `port_range` gives every worker the first free port of the range.
@@ -75,21 +80,18 @@ use std::io;
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 
+use sfu_core::runtime::Workers;
+
 pub use handle::WorkerHandle;
-pub use sfu_core::runtime::{ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError};
+pub use sfu_core::runtime::{
+    ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError, EVENT_QUEUE_LIMIT, TCP_QUEUE_LIMIT,
+};
 pub use sfu_core::Protocol;
-
-/// Outgoing bytes an ICE-TCP connection may have queued; a frame that would exceed it is
-/// dropped and counted (a slow reader cannot make the worker buffer without bound).
-pub const TCP_QUEUE_LIMIT: usize = 256 * 1024;
-
-/// How many events may wait in [`Runtime::events`] before new ones are dropped and counted.
-pub const EVENT_QUEUE_LIMIT: usize = 16_384;
 
 /// Running workers. Dropping it shuts them down.
 #[derive(Debug)]
 pub struct Runtime {
-    workers: Vec<WorkerHandle>,
+    workers: Workers<WorkerHandle>,
     threads: Vec<JoinHandle<()>>,
     events: Receiver<(usize, sfu_core::Event)>,
 }
@@ -110,40 +112,21 @@ impl Runtime {
             prepared.push(worker::Worker::new(index, &config, events_tx.clone())?);
         }
         let mut runtime = Runtime {
-            workers: Vec::with_capacity(prepared.len()),
+            workers: Workers::default(),
             threads: Vec::with_capacity(prepared.len()),
             events,
         };
         for (worker, handle) in prepared {
             let name = format!("sfu-mio-{}", handle.index());
+            let shared = worker.shared();
             let thread = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || worker.run())?;
-            runtime.workers.push(handle);
+            runtime.workers.push(handle, shared);
             runtime.threads.push(thread);
         }
-        tracing::info!(workers = runtime.workers.len(), "mio runtime started");
+        tracing::info!(workers = config.workers, "mio runtime started");
         Ok(runtime)
-    }
-
-    /// Handles to every worker, by index.
-    pub fn workers(&self) -> &[WorkerHandle] {
-        &self.workers
-    }
-
-    /// The handle of worker `index`.
-    pub fn worker(&self, index: usize) -> Option<&WorkerHandle> {
-        self.workers.get(index)
-    }
-
-    /// The worker with the fewest transports (the first of those tied).
-    pub fn least_loaded(&self) -> WorkerHandle {
-        // `start` refuses zero workers, so there is always a minimum.
-        self.workers
-            .iter()
-            .min_by_key(|w| w.load())
-            .cloned()
-            .expect("a runtime has at least one worker")
     }
 
     /// Events from every worker, tagged with the worker's index. At most
@@ -160,7 +143,7 @@ impl Runtime {
     }
 
     fn stop(&mut self) {
-        for w in &self.workers {
+        for w in self.workers.workers() {
             w.request_shutdown();
         }
         for t in self.threads.drain(..) {
@@ -168,6 +151,15 @@ impl Runtime {
                 tracing::error!("a worker thread panicked");
             }
         }
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Workers<WorkerHandle>;
+
+    /// `workers`, `worker`, `least_loaded` and `counters`.
+    fn deref(&self) -> &Workers<WorkerHandle> {
+        &self.workers
     }
 }
 

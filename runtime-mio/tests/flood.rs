@@ -16,10 +16,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{conference, consume_all, join, kernel_udp_rcvbuf_errors, room, Path};
+use common::Mio;
 use sfu_core::{DtlsState, Protocol, SfuConfig, SfuStats, TransportId, TransportStats};
 use sfu_runtime_mio::{ListenOptions, Runtime, RuntimeConfig, RuntimeCounters, WorkerHandle};
 use sfu_tests::forge::{stranger_counter, Counted};
+use sfu_tests::runtime_suite::peers::{
+    conference, consume_all, join, kernel_udp_rcvbuf_errors, room, Path,
+};
 
 const V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Garbage datagrams per burst from a stranger's address (at most ~2.3 KB each: a burst is a
@@ -393,7 +396,7 @@ fn attack(target: &Target, stop: &AtomicBool) -> Result<Attack, String> {
             a.expected.tcp_connections_accepted += 1;
             a.expected.tcp_dropped_malformed += 1;
             // Well-framed garbage (an empty frame among it), half a frame the worker must
-            // hold, then a clean close.
+            // hold, then a close inside that frame: broken framing.
             let mut s = TcpStream::connect(target.tcp).map_err(|e| format!("connect: {e}"))?;
             let mut bytes = Vec::new();
             for i in 0..5 {
@@ -415,7 +418,7 @@ fn attack(target: &Target, stop: &AtomicBool) -> Result<Attack, String> {
             s.write_all(&bytes).unwrap();
             drop(s);
             a.expected.tcp_connections_accepted += 1;
-            a.expected.tcp_connections_closed += 1;
+            a.expected.tcp_dropped_malformed += 1;
             // A reset: linger zero, then close.
             let s = TcpStream::connect(target.tcp).map_err(|e| format!("connect: {e}"))?;
             (&s).write_all(&[0, 10, 1]).unwrap();
@@ -474,10 +477,10 @@ fn garbage_and_broken_tcp_do_not_disturb_a_conference_and_are_counted() {
             .expect("listen info")
     };
     let (udp, tcp) = (addr(Protocol::Udp), addr(Protocol::Tcp));
-    let (router, caps) = room(&worker);
+    let (router, caps) = room::<Mio>(&worker);
     let mut peers = vec![
-        join(&worker, router, &caps, Path::UdpV4, 1),
-        join(&worker, router, &caps, Path::Tcp, 2),
+        join::<Mio>(&worker, router, &caps, Path::UdpV4, 1),
+        join::<Mio>(&worker, router, &caps, Path::Tcp, 2),
     ];
     consume_all(&mut peers);
     let transports = [peers[0].client.id, peers[1].client.id];

@@ -33,7 +33,7 @@
 //! entry, and all its transports share them (mediasoup's `WebRtcServer`): the core tells
 //! transports apart by ICE username and 5-tuple. A request to create a WebRTC transport with
 //! empty `listen_infos` gets the worker's socket addresses. The application picks the worker
-//! for each router; [`Runtime::least_loaded`] helps. A room spread over workers is joined with
+//! for each router; [`least_loaded`](sfu_core::runtime::Workers::least_loaded) helps. A room spread over workers is joined with
 //! pipe transports, as in mediasoup.
 //!
 //! The core needs concrete local addresses (an arriving datagram's destination must equal a
@@ -42,7 +42,13 @@
 //! reports each datagram's real destination address (pktinfo) to the core; to serve other
 //! interfaces of a wildcard socket, create transports with explicit `listen_infos` naming
 //! them (with the worker's port). IPv4-mapped IPv6 addresses are turned into IPv4 ones, so the
-//! core sees the address the peer really used.
+//! core sees the address the peer really used. See [`sfu_core::runtime::addr`]; the mio
+//! runtime does the same.
+//!
+//! What a worker does with its input (the drain after every batch, control calls at the
+//! Sfu's own time, deadlines, GSO batching, GRO splitting, the ICE-TCP table, events and
+//! counters) is [`sfu_core::runtime::Driver`], shared with the mio runtime; this crate is how a
+//! worker waits, with smol.
 //!
 //! UDP sockets ask for 4 MiB buffers each way (capped by `net.core.rmem_max`/`wmem_max`), so a
 //! burst or a flood of garbage does not push good packets out while the worker is busy.
@@ -60,7 +66,8 @@
 //! Passive: the worker accepts connections and frames datagrams with RFC 4571 both ways
 //! ([`sfu_core::framing`]), across partial reads and writes. Each connection has a bounded write
 //! queue; when a slow reader lets it fill, further frames are dropped and counted. Broken
-//! framing or a reset drops the connection and counts it.
+//! framing (a frame too long, or a stream that ends inside one) or a reset drops the connection
+//! and counts it; a new connection from the same address pair replaces the old one.
 //!
 //! ## Timers
 //!
@@ -91,16 +98,19 @@ use std::io;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use sfu_core::runtime::WorkerShared;
-use sfu_core::{Event, Sfu};
-use smol::channel::{self, Receiver, Sender};
+use sfu_core::runtime::{Driver, WorkerShared, Workers};
+use sfu_core::Event;
+use smol::channel::{self, Receiver, Sender, TrySendError};
 use tracing::info;
 
 pub use handle::WorkerHandle;
-pub use sfu_core::runtime::{ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError};
+pub use sfu_core::runtime::{
+    ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError, EVENT_QUEUE_LIMIT, TCP_QUEUE_LIMIT,
+};
 
-/// Events waiting for the application at most; more are dropped and counted.
-pub const EVENT_CAPACITY: usize = 64 * 1024;
+/// Events waiting for the application at most; more are dropped and counted (the same limit as
+/// the mio runtime's).
+pub const EVENT_CAPACITY: usize = EVENT_QUEUE_LIMIT;
 /// Requests waiting for one worker at most; callers wait when it is full.
 const REQUEST_CAPACITY: usize = 1024;
 
@@ -108,7 +118,7 @@ const REQUEST_CAPACITY: usize = 1024;
 /// releases every socket and thread.
 #[derive(Debug)]
 pub struct Runtime {
-    handles: Vec<WorkerHandle>,
+    workers: Workers<WorkerHandle>,
     threads: Vec<(Sender<()>, JoinHandle<()>)>,
     events: Receiver<(usize, Event)>,
 }
@@ -122,7 +132,7 @@ impl Runtime {
         }
         let (events_tx, events) = channel::bounded(EVENT_CAPACITY);
         let mut runtime = Runtime {
-            handles: Vec::new(),
+            workers: Workers::default(),
             threads: Vec::new(),
             events,
         };
@@ -143,71 +153,41 @@ impl Runtime {
         let udp = bound
             .udp
             .into_iter()
-            .map(|(socket, local)| udp::UdpEndpoint::new(socket, local))
+            .map(|(socket, addrs)| udp::UdpEndpoint::new(socket, addrs))
             .collect::<io::Result<Vec<_>>>()?;
         let tcp = bound
             .tcp
             .into_iter()
-            .map(|(listener, _)| tcp::TcpAcceptor::new(listener))
+            .map(|(listener, local)| tcp::TcpAcceptor::new(listener, local))
             .collect::<io::Result<Vec<_>>>()?;
-        let sfu =
-            Sfu::new(config.worker_sfu_config(index), clock::now()).map_err(io::Error::other)?;
         let shared = Arc::new(WorkerShared::new(bound.listen_infos));
+        let sink = Box::new(move |index, event| {
+            !matches!(events.try_send((index, event)), Err(TrySendError::Full(_)))
+        });
+        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink)
+            .map_err(io::Error::other)?;
         let (requests_tx, requests) = channel::bounded(REQUEST_CAPACITY);
         let (stop_tx, stop) = channel::bounded(1);
         let setup = worker::WorkerSetup {
-            index,
-            sfu,
-            max_datagram: config.sfu.max_datagram_size,
+            driver,
             udp,
             tcp,
             requests,
             stop,
-            events,
-            shared: shared.clone(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("sfu-smol-{index}"))
             .spawn(move || worker::run(setup))?;
         self.threads.push((stop_tx, thread));
-        self.handles
-            .push(WorkerHandle::new(index, requests_tx, shared));
+        let handle = WorkerHandle::new(index, requests_tx, shared.clone());
+        self.workers.push(handle, shared);
         Ok(())
-    }
-
-    /// Handles to every worker, by index.
-    pub fn workers(&self) -> &[WorkerHandle] {
-        &self.handles
-    }
-
-    /// One worker's handle.
-    pub fn worker(&self, index: usize) -> Option<&WorkerHandle> {
-        self.handles.get(index)
-    }
-
-    /// The worker with the fewest transports (the first of those tied).
-    pub fn least_loaded(&self) -> WorkerHandle {
-        self.handles
-            .iter()
-            .min_by_key(|h| h.load())
-            .cloned()
-            // `start` refuses zero workers.
-            .expect("at least one worker")
     }
 
     /// Events from every worker, tagged with the worker's index. Usable as a `Stream`. Read
     /// them: when [`EVENT_CAPACITY`] are waiting, further events are dropped and counted.
     pub fn events(&self) -> Receiver<(usize, Event)> {
         self.events.clone()
-    }
-
-    /// The counters of all workers together.
-    pub fn counters(&self) -> RuntimeCounters {
-        let mut total = RuntimeCounters::default();
-        for h in &self.handles {
-            total.merge(&h.counters());
-        }
-        total
     }
 
     /// Stops every worker and waits for its thread; sockets are closed when this returns.
@@ -228,6 +208,15 @@ impl Runtime {
                 let _ = thread.join();
             }
         }
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = Workers<WorkerHandle>;
+
+    /// `workers`, `worker`, `least_loaded` and `counters`.
+    fn deref(&self) -> &Workers<WorkerHandle> {
+        &self.workers
     }
 }
 

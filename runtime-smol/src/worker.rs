@@ -1,42 +1,34 @@
-//! One worker: an OS thread running a smol `LocalExecutor` with one `Sfu` and its own sockets.
+//! One worker: an OS thread running a smol `LocalExecutor` with the shared driver and its own
+//! sockets.
 //!
 //! The worker's tasks share the [`Core`] through an `Rc<RefCell<_>>` and borrow it only between
 //! awaits: one task per UDP socket, one per TCP listener, one per TCP connection, one for
-//! control requests and one for the core's deadline. Every call into the `Sfu` is followed by a
-//! full drain; UDP transmits are queued during the drain and sent together afterwards, so that
-//! consecutive datagrams to one destination can leave in one GSO call.
+//! control calls and one for the Sfu's deadline. Every input is followed by [`Core::flush`].
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Instant;
 
-use sfu_core::control::{Reply, Request};
-use sfu_core::runtime::{same_path, CounterCells, WorkerShared};
-use sfu_core::{Event, Input, Output, Protocol, Sfu, Transmit};
-use smol::channel::{Receiver, Sender};
+use sfu_core::runtime::tcp::Close;
+use sfu_core::runtime::{Command, ConnId, Driver};
+use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::{LocalExecutor, Timer};
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::clock;
-use crate::handle::Command;
-use crate::tcp::{self, Connections, TcpAcceptor};
-use crate::udp::{self, UdpEndpoint};
+use crate::tcp::{self, TcpAcceptor};
+use crate::udp::{self, Endpoints, UdpEndpoint};
 
 /// Everything a worker thread starts with.
 pub(crate) struct WorkerSetup {
-    pub(crate) index: usize,
-    pub(crate) sfu: Sfu,
-    /// The core's `max_datagram_size`: also the longest TCP frame accepted.
-    pub(crate) max_datagram: usize,
+    pub(crate) driver: Driver,
     pub(crate) udp: Vec<UdpEndpoint>,
     pub(crate) tcp: Vec<TcpAcceptor>,
     pub(crate) requests: Receiver<Command>,
     pub(crate) stop: Receiver<()>,
-    pub(crate) events: Sender<(usize, Event)>,
-    pub(crate) shared: Arc<WorkerShared>,
 }
 
 /// A future a task hands to the worker's executor to spawn (a new TCP connection).
@@ -45,7 +37,7 @@ pub(crate) type Spawn = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
 /// The worker thread's body: runs until the stop channel closes, then drops every task and
 /// socket.
 pub(crate) fn run(setup: WorkerSetup) {
-    let index = setup.index;
+    let index = setup.driver.index();
     let executor = LocalExecutor::new();
     smol::block_on(executor.run(serve(&executor, setup)));
     // Dropping the executor cancels every task, which drops the core and the sockets.
@@ -55,30 +47,22 @@ pub(crate) fn run(setup: WorkerSetup) {
 
 async fn serve(executor: &LocalExecutor<'_>, setup: WorkerSetup) {
     let WorkerSetup {
-        index,
-        sfu,
-        max_datagram,
+        driver,
         udp,
         tcp,
         requests,
         stop,
-        events,
-        shared,
     } = setup;
-    let (timer_changed, timer_wait) = smol::channel::bounded(1);
-    let (spawner, spawned) = smol::channel::unbounded::<Spawn>();
+    let index = driver.index();
+    let (timer_changed, timer_wait) = channel::bounded(1);
+    let (spawner, spawned) = channel::unbounded::<Spawn>();
     let udp: Vec<Rc<UdpEndpoint>> = udp.into_iter().map(Rc::new).collect();
     let core = Rc::new(RefCell::new(Core {
-        index,
-        deadline: clock::now(),
-        sfu,
-        max_datagram,
-        udp: udp.clone(),
-        tcp: Connections::default(),
-        pending: Vec::new(),
-        scratch: Vec::new(),
-        events,
-        shared,
+        deadline: driver.deadline(),
+        driver,
+        udp: Endpoints(udp.clone()),
+        writers: HashMap::new(),
+        dirty: Vec::new(),
         timer_changed,
     }));
     for endpoint in udp {
@@ -111,17 +95,20 @@ async fn serve(executor: &LocalExecutor<'_>, setup: WorkerSetup) {
     stopped.or(spawn_loop).await;
 }
 
-/// Carries out control requests, one at a time, between datagrams.
+/// Carries out control calls, one at a time, between datagrams.
 async fn control_task(core: Rc<RefCell<Core>>, requests: Receiver<Command>) {
-    while let Ok(Command { request, reply }) = requests.recv().await {
-        let result = core.borrow_mut().request(clock::now(), request);
-        // The caller may have given up waiting; nothing to do then.
-        let _ = reply.try_send(result);
+    while let Ok(command) = requests.recv().await {
+        {
+            let mut core = core.borrow_mut();
+            let Core { driver, udp, .. } = &mut *core;
+            driver.command(command, udp);
+            core.flush();
+        }
         future::yield_now().await;
     }
 }
 
-/// Sleeps until the core's deadline (or until the deadline changes) and wakes the core.
+/// Sleeps until the Sfu's deadline (or until the deadline changes) and serves it.
 async fn timer_task(core: Rc<RefCell<Core>>, changed: Receiver<()>) {
     let mut timer = Timer::never();
     loop {
@@ -138,141 +125,114 @@ async fn timer_task(core: Rc<RefCell<Core>>, changed: Receiver<()>) {
         })
         .await;
         if fired {
-            core.borrow_mut().timeout(clock::now());
+            let mut core = core.borrow_mut();
+            let Core { driver, udp, .. } = &mut *core;
+            // Woken by nothing but the timer: its own task.
+            driver.serve_deadline(clock::now(), true, udp);
+            core.flush();
         }
     }
 }
 
-/// The worker's state: the Sfu, its sockets' send sides, and what drains produce.
+/// The worker's state: the driver, its UDP sockets' send sides, and how to wake the tasks that
+/// write ICE-TCP connections and wait for the deadline.
 pub(crate) struct Core {
-    index: usize,
-    sfu: Sfu,
-    max_datagram: usize,
-    udp: Vec<Rc<UdpEndpoint>>,
-    pub(crate) tcp: Connections,
-    /// UDP transmits of the current drain, sent by [`Core::flush`].
-    pending: Vec<Transmit>,
-    /// Where GSO batches are assembled.
-    scratch: Vec<u8>,
-    events: Sender<(usize, Event)>,
-    shared: Arc<WorkerShared>,
-    /// The core's next deadline.
+    pub(crate) driver: Driver,
+    udp: Endpoints,
+    /// Wakes each connection's writer; dropping one ends its connection.
+    writers: HashMap<ConnId, Sender<()>>,
+    dirty: Vec<ConnId>,
+    /// The deadline the timer task waits for.
     deadline: Instant,
     timer_changed: Sender<()>,
 }
 
 impl Core {
-    pub(crate) fn counters(&self) -> &CounterCells {
-        &self.shared.counters
-    }
-
-    pub(crate) fn max_datagram_size(&self) -> usize {
-        self.max_datagram
-    }
-
-    /// Feeds one datagram (a UDP datagram or a TCP frame) of a batch. Call [`Core::flush`]
-    /// after the batch: the Sfu then sends what the batch forwarded, grouped by destination.
-    pub(crate) fn receive(
-        &mut self,
-        now: Instant,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        contents: &[u8],
-    ) {
-        self.sfu.handle_input(Input::Receive {
-            now,
-            proto,
-            source,
-            destination,
-            contents,
-        });
-    }
-
-    /// Drains the Sfu and sends the UDP transmits queued since the last flush.
+    /// Drains the driver (sending what the Sfu made), wakes the writers of connections with
+    /// new frames, and the timer task if the deadline moved.
     pub(crate) fn flush(&mut self) {
-        self.drain();
-        if !self.pending.is_empty() {
-            udp::send_all(
-                &self.udp,
-                &self.pending,
-                &mut self.scratch,
-                &self.shared.counters,
-            );
-            self.recycle();
-        }
-    }
-
-    /// Gives the buffers of sent datagrams back to the Sfu.
-    fn recycle(&mut self) {
-        for t in self.pending.drain(..) {
-            self.sfu.recycle(t.contents);
-        }
-    }
-
-    fn timeout(&mut self, now: Instant) {
-        let counters = &self.shared.counters;
-        if now < self.deadline {
-            // A wake for a deadline that has since moved later: nothing is due yet, and the timer
-            // task waits again for the new one.
-            counters.timer_early.inc();
-            return;
-        }
-        counters.deadlines_served.inc();
-        counters.record_timer_fire(now.saturating_duration_since(self.deadline));
-        self.sfu.handle_input(Input::Timeout(now));
-        self.flush();
-    }
-
-    fn request(&mut self, now: Instant, request: Request) -> Result<Reply, sfu_core::Error> {
-        // Bring the core's clock up to date first (a deadline-free Timeout fires nothing early).
-        self.sfu.handle_input(Input::Timeout(now));
-        self.drain();
-        debug!(worker = self.index, ?request, "request");
-        let result = self.shared.serve(&mut self.sfu, request);
-        self.flush();
-        result
-    }
-
-    /// Polls the Sfu until it returns its deadline: TCP frames go to their connection's queue,
-    /// UDP datagrams to `pending`, events to the application. A datagram for a new destination
-    /// first sends the finished run before it, so the first destinations' datagrams leave while
-    /// the Sfu is still making the later ones.
-    fn drain(&mut self) {
-        loop {
-            match self.sfu.poll_output() {
-                Output::Transmit(t) => match t.proto {
-                    Protocol::Udp => {
-                        if self.pending.last().is_some_and(|last| !same_path(last, &t)) {
-                            udp::send_all(
-                                &self.udp,
-                                &self.pending,
-                                &mut self.scratch,
-                                &self.shared.counters,
-                            );
-                            self.recycle();
-                        }
-                        self.pending.push(t);
-                    }
-                    Protocol::Tcp => self.tcp.send(t, &self.shared.counters),
-                },
-                Output::Event(e) => self.emit(e),
-                Output::Timeout(at) => {
-                    self.shared.counters.record_sfu(&self.sfu);
-                    if at != self.deadline {
-                        self.deadline = at;
-                        // Full means the timer task has not looked yet; it will see `at`.
-                        let _ = self.timer_changed.try_send(());
-                    }
-                    return;
-                }
+        self.driver.drain(&mut self.udp);
+        self.driver.tcp().take_dirty(&mut self.dirty);
+        for id in self.dirty.drain(..) {
+            if let Some(wake) = self.writers.get(&id) {
+                // Full means a wake-up is already pending.
+                let _ = wake.try_send(());
             }
         }
+        if self.driver.deadline() != self.deadline {
+            self.deadline = self.driver.deadline();
+            // Full means the timer task has not looked yet; it will see the new deadline.
+            let _ = self.timer_changed.try_send(());
+        }
     }
 
-    fn emit(&mut self, event: Event) {
-        if self.events.try_send((self.index, event)).is_err() {
-            self.shared.counters.events_dropped.inc();
+    /// Opens a connection in the driver: its id and the channel that wakes its writer. A
+    /// connection it replaces loses its writer's channel, which ends it.
+    pub(crate) fn open(
+        &mut self,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<(ConnId, Receiver<()>)> {
+        let (id, old) = self.driver.tcp_open(local, peer)?;
+        if let Some(old) = old {
+            self.writers.remove(&old);
         }
+        let (wake, woken) = channel::bounded(1);
+        self.writers.insert(id, wake);
+        Some((id, woken))
+    }
+
+    /// Connection `id` ended (`None`: the peer closed its side). Only its own state goes.
+    pub(crate) fn closed(&mut self, id: ConnId, close: Option<Close>) {
+        self.driver.tcp_closed(id, close);
+        self.writers.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sfu_core::runtime::{RuntimeConfig, WorkerShared};
+    use sfu_core::SfuConfig;
+    use smol::channel::TryRecvError;
+
+    use super::*;
+
+    #[test]
+    fn a_replaced_connection_ending_later_leaves_its_successor_alone() {
+        let config = RuntimeConfig {
+            workers: 1,
+            listen: Vec::new(),
+            sfu: SfuConfig::with_seed(1),
+        };
+        let shared = Arc::new(WorkerShared::new(Vec::new()));
+        let sink = Box::new(|_, _| true);
+        let driver = Driver::new(0, &config, clock::now(), shared, sink).unwrap();
+        let (timer_changed, _timer_wait) = channel::bounded(1);
+        let mut core = Core {
+            deadline: driver.deadline(),
+            driver,
+            udp: Endpoints::default(),
+            writers: HashMap::new(),
+            dirty: Vec::new(),
+            timer_changed,
+        };
+        let local: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (old, old_woken) = core.open(local, peer).unwrap();
+        // The same address pair again: the old connection is told to end (its wake channel
+        // closes), and its task reports the end later, after the new one is in place.
+        let (new, new_woken) = core.open(local, peer).unwrap();
+        assert_eq!(old_woken.try_recv(), Err(TryRecvError::Closed));
+        core.closed(old, Some(Close::Error));
+        core.closed(old, None);
+        assert!(core.writers.contains_key(&new));
+        assert_eq!(core.driver.tcp().unsent(new), Some(&[][..]));
+        assert_eq!(new_woken.try_recv(), Err(TryRecvError::Empty));
+        let counters = core.driver.counters().snapshot();
+        assert_eq!(counters.tcp_connections_accepted, 2);
+        assert_eq!(counters.tcp_dropped_error, 1);
+        assert_eq!(counters.tcp_connections_closed, 0);
     }
 }

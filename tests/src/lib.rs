@@ -6,4 +6,5 @@ pub mod forge;
 pub mod media;
 pub mod netsim;
 pub mod pcap;
+pub mod runtime_suite;
 pub mod sim;

@@ -1,11 +1,23 @@
-//! Plain data shared by the bundled runtimes (`sfu-runtime-mio` and `sfu-runtime-smol`): how
-//! a runtime is configured ([`RuntimeConfig`], [`ListenOptions`]), what its workers count
-//! ([`RuntimeCounters`], kept live in [`CounterCells`]), what a worker shares with its handles
-//! ([`WorkerShared`]), how a control call through a worker handle fails
-//! ([`RuntimeError`]), and which transmits one GSO send can carry ([`gso_run`]).
+//! What the bundled runtimes (`sfu-runtime-mio` and `sfu-runtime-smol`) share, written once:
+//! how a runtime is configured ([`RuntimeConfig`], [`ListenOptions`]), the typed control calls
+//! a handle ferries to its worker ([`Call`], [`Command`], the handles' methods from
+//! [`worker_handle_methods!`](crate::worker_handle_methods)), the worker itself without its way
+//! of waiting ([`Driver`]: the drain loop, GSO batching, GRO splitting, the ICE-TCP table and
+//! framing, deadlines, events), the addresses its sockets show ([`addr`]), what its workers
+//! count ([`RuntimeCounters`], kept live in [`CounterCells`]), what a worker shares with its
+//! handles ([`WorkerShared`]), and how a call through a handle fails ([`RuntimeError`]).
 //!
-//! Nothing here does I/O; both runtimes re-export these types under the same names, so the two
-//! adapters differ only in how they wait.
+//! Nothing here does I/O, reads a clock or starts a thread; a runtime is only how it waits,
+//! its sockets, its threads and its timers.
+//!
+//! ## Sockets opened on demand
+//!
+//! Plain and pipe transports will need sockets of their own, opened on demand in a port range
+//! ([`ListenOptions::worker_ports`], [`addr::bind_first`]). The place for them: the Sfu asks
+//! for a socket in its output, the runtime's worker binds it and adds it to the sockets it
+//! lends the driver ([`UdpSockets`]: sockets are numbered, and [`UdpSockets::addrs`] of the new
+//! one makes the driver send that transport's datagrams through it), and reads it like its
+//! listen sockets. Nothing of that exists yet.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -13,8 +25,20 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::control::{Reply, Request};
 use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig, Transmit};
+
+pub mod addr;
+pub mod call;
+mod driver;
+pub mod tcp;
+
+pub use call::{Call, Command};
+pub use driver::{Driver, EventSink, UdpSend, UdpSockets};
+pub use tcp::{ConnId, TcpTable, MAX_TCP_CONNECTIONS, TCP_QUEUE_LIMIT};
+
+/// How many events may wait for the application before new ones are dropped and counted
+/// ([`RuntimeCounters::events_dropped`]).
+pub const EVENT_QUEUE_LIMIT: usize = 16_384;
 
 /// One address every worker listens on, like mediasoup's `TransportListenInfo`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,9 +163,6 @@ pub enum RuntimeError {
     /// The worker has stopped (the runtime shut down, or the worker panicked).
     #[error("worker {0} has stopped")]
     WorkerStopped(usize),
-    /// The worker answered with a reply of another kind than the call returns (a bug).
-    #[error("unexpected reply from the worker: {0:?}")]
-    UnexpectedReply(Box<Reply>),
 }
 
 /// One live counter: an atomic the worker bumps and handles read.
@@ -336,19 +357,6 @@ impl WorkerShared {
             listen_infos,
         }
     }
-
-    /// Carries out one control request on the worker's Sfu, and counts it. A
-    /// [`Request::CreateWebRtcTransport`] with empty `listen_infos` gets the worker's own.
-    /// Drain the Sfu afterwards, as after any call.
-    pub fn serve(&self, sfu: &mut Sfu, mut request: Request) -> Result<Reply, Error> {
-        if let Request::CreateWebRtcTransport { options, .. } = &mut request {
-            if options.listen_infos.is_empty() {
-                options.listen_infos = self.listen_infos.clone();
-            }
-        }
-        self.counters.requests.inc();
-        sfu.handle_request(request)
-    }
 }
 
 // What the handles share crosses threads (checked when compiling).
@@ -536,5 +544,63 @@ mod tests {
         assert_eq!(gro_segments(&buf, 10).count(), 1);
         assert_eq!(gro_segments(&[], 0).collect::<Vec<_>>(), [&[] as &[u8]]);
         assert_eq!(gro_segments(&[], 1200).count(), 1);
+    }
+}
+
+/// The handles of a runtime's workers, with what a runtime answers about them as a whole. Both
+/// runtimes dereference to it, so `runtime.least_loaded()` is the same call on each.
+#[derive(Debug)]
+pub struct Workers<H> {
+    handles: Vec<H>,
+    shared: Vec<std::sync::Arc<WorkerShared>>,
+}
+
+impl<H> Default for Workers<H> {
+    fn default() -> Self {
+        Self {
+            handles: Vec::new(),
+            shared: Vec::new(),
+        }
+    }
+}
+
+impl<H: Clone> Workers<H> {
+    /// Adds the next worker's handle and what it shares with its worker.
+    pub fn push(&mut self, handle: H, shared: std::sync::Arc<WorkerShared>) {
+        self.handles.push(handle);
+        self.shared.push(shared);
+    }
+
+    /// Handles to every worker, by index.
+    pub fn workers(&self) -> &[H] {
+        &self.handles
+    }
+
+    /// The handle of worker `index`.
+    pub fn worker(&self, index: usize) -> Option<&H> {
+        self.handles.get(index)
+    }
+
+    /// The worker with the fewest transports (the first of those tied).
+    ///
+    /// # Panics
+    ///
+    /// With no workers; a started runtime always has one.
+    pub fn least_loaded(&self) -> H {
+        let loads = self.shared.iter().map(|s| s.counters.load());
+        let (index, _) = loads
+            .enumerate()
+            .min_by_key(|&(_, load)| load)
+            .expect("a runtime has at least one worker");
+        self.handles[index].clone()
+    }
+
+    /// The counters of all workers together.
+    pub fn counters(&self) -> RuntimeCounters {
+        let mut total = RuntimeCounters::default();
+        for s in &self.shared {
+            total.merge(&s.counters.snapshot());
+        }
+        total
     }
 }

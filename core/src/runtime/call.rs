@@ -1,0 +1,283 @@
+//! Control calls as typed values: each call names what it returns ([`Call::Output`]), so a
+//! worker hands back exactly that and no runtime matches on a reply it did not expect.
+//!
+//! A runtime's handle wraps a call in a [`Command`] with a way to send the result back, ships
+//! it to the worker that owns the [`Sfu`], and the worker runs it through
+//! [`Driver::command`](super::Driver::command). The typed methods of both runtimes' handles
+//! (`create_router`, `produce`, ...) are written once, by
+//! [`worker_handle_methods!`](crate::worker_handle_methods).
+
+use crate::control::{Reply, Request};
+use crate::{Error, ListenInfo, Sfu};
+
+/// One control call on a worker's Sfu.
+pub trait Call: Send + 'static {
+    /// What the call returns.
+    type Output: Send + 'static;
+
+    /// Carries the call out. `listen_infos` are the worker's own socket addresses, offered to
+    /// a WebRTC transport created with none.
+    fn call(self, sfu: &mut Sfu, listen_infos: &[ListenInfo]) -> Result<Self::Output, Error>;
+}
+
+/// Any request of the control API, answered with the matching [`Reply`].
+impl Call for Request {
+    type Output = Reply;
+
+    fn call(mut self, sfu: &mut Sfu, listen_infos: &[ListenInfo]) -> Result<Reply, Error> {
+        if let Request::CreateWebRtcTransport { options, .. } = &mut self {
+            offer(&mut options.listen_infos, listen_infos);
+        }
+        sfu.handle_request(self)
+    }
+}
+
+/// Fills empty listen infos with the worker's own.
+fn offer(requested: &mut Vec<ListenInfo>, own: &[ListenInfo]) {
+    if requested.is_empty() {
+        requested.extend_from_slice(own);
+    }
+}
+
+/// A call carried out on the worker's Sfu, whose result goes back to the caller once the worker
+/// has drained what the call made (so the caller sees its events and gauges).
+type Run = Box<dyn FnOnce(&mut Sfu, &[ListenInfo]) -> Answer + Send>;
+
+/// What a handle sends to its worker: a call with the way back for its result, or the order to
+/// stop.
+pub enum Command {
+    /// Run this on the worker's Sfu.
+    Call(Run),
+    /// Stop the worker.
+    Stop,
+}
+
+/// A call's result on its way back to the caller.
+pub struct Answer(Box<dyn FnOnce() + Send>);
+
+impl Answer {
+    /// Sends it (the caller may have given up waiting).
+    pub fn send(self) {
+        (self.0)()
+    }
+}
+
+impl Command {
+    /// Wraps `call`; the worker passes its result to `reply`.
+    pub fn call<C: Call>(
+        call: C,
+        reply: impl FnOnce(Result<C::Output, Error>) + Send + 'static,
+    ) -> Self {
+        Command::Call(Box::new(move |sfu, listen_infos| {
+            let result = call.call(sfu, listen_infos);
+            Answer(Box::new(move || reply(result)))
+        }))
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Call(_) => "Command::Call",
+            Command::Stop => "Command::Stop",
+        })
+    }
+}
+
+/// Every typed call: `method / Type (arguments) -> Output = |sfu, listen_infos| body;`, given
+/// to the macro named first (with any tokens after it).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_calls {
+    ($then:ident $($extra:tt)*) => {
+        $crate::$then! { $($extra)* ;
+            /// Creates a router (a room).
+            create_router / CreateRouter(options: $crate::RouterOptions) -> $crate::RouterId =
+                |sfu, _l| sfu.create_router(options);
+            /// Closes a router with everything in it.
+            close_router / CloseRouter(router: $crate::RouterId) -> () =
+                |sfu, _l| sfu.close_router(router);
+            /// The router's RTP capabilities (for the client's device).
+            router_rtp_capabilities / RouterRtpCapabilities(router: $crate::RouterId)
+                -> $crate::ortc::RtpCapabilities =
+                |sfu, _l| sfu.router_rtp_capabilities(router).cloned();
+            /// Whether a device with these capabilities can consume the producer.
+            can_consume / CanConsume(
+                producer: $crate::ProducerId,
+                rtp_capabilities: $crate::ortc::RtpCapabilities
+            ) -> bool = |sfu, _l| sfu.can_consume(producer, &rtp_capabilities);
+            /// Creates a WebRTC transport; empty `listen_infos` means the worker's own sockets.
+            create_webrtc_transport / CreateWebRtcTransport(
+                router: $crate::RouterId,
+                options: $crate::WebRtcTransportOptions
+            ) -> $crate::WebRtcTransportCreated = |sfu, own| {
+                let mut options = options;
+                offer(&mut options.listen_infos, own);
+                sfu.create_webrtc_transport(router, options)
+            };
+            /// Connects a transport with the client's DTLS parameters (mediasoup's `connect`).
+            connect_webrtc_transport / ConnectWebRtcTransport(
+                transport: $crate::TransportId,
+                dtls_parameters: $crate::ortc::DtlsParameters
+            ) -> () = |sfu, _l| sfu.connect_webrtc_transport(transport, &dtls_parameters);
+            /// Restarts ICE with new credentials.
+            restart_ice / RestartIce(transport: $crate::TransportId)
+                -> $crate::ortc::IceParameters = |sfu, _l| sfu.restart_ice(transport);
+            /// Closes a transport with its producers and consumers.
+            close_transport / CloseTransport(transport: $crate::TransportId) -> () =
+                |sfu, _l| sfu.close_transport(transport);
+            /// Publishes a producer on a transport.
+            produce / Produce(transport: $crate::TransportId, options: $crate::ProduceOptions)
+                -> $crate::ProducerId = |sfu, _l| sfu.produce(transport, options);
+            /// Closes a producer and its consumers.
+            close_producer / CloseProducer(producer: $crate::ProducerId) -> () =
+                |sfu, _l| sfu.close_producer(producer);
+            /// Pauses a producer.
+            pause_producer / PauseProducer(producer: $crate::ProducerId) -> () =
+                |sfu, _l| sfu.pause_producer(producer);
+            /// Resumes a producer.
+            resume_producer / ResumeProducer(producer: $crate::ProducerId) -> () =
+                |sfu, _l| sfu.resume_producer(producer);
+            /// Creates a consumer on a transport.
+            consume / Consume(transport: $crate::TransportId, options: $crate::ConsumeOptions)
+                -> $crate::Consumed = |sfu, _l| sfu.consume(transport, options);
+            /// Closes a consumer.
+            close_consumer / CloseConsumer(consumer: $crate::ConsumerId) -> () =
+                |sfu, _l| sfu.close_consumer(consumer);
+            /// Pauses a consumer.
+            pause_consumer / PauseConsumer(consumer: $crate::ConsumerId) -> () =
+                |sfu, _l| sfu.pause_consumer(consumer);
+            /// Resumes a consumer.
+            resume_consumer / ResumeConsumer(consumer: $crate::ConsumerId) -> () =
+                |sfu, _l| sfu.resume_consumer(consumer);
+            /// Picks the simulcast layer a consumer should receive.
+            set_consumer_preferred_layers / SetConsumerPreferredLayers(
+                consumer: $crate::ConsumerId,
+                spatial_layer: usize
+            ) -> () = |sfu, _l| sfu.set_consumer_preferred_layers(consumer, spatial_layer);
+            /// Asks the consumer's producer for a key frame.
+            request_consumer_key_frame / RequestConsumerKeyFrame(consumer: $crate::ConsumerId)
+                -> () = |sfu, _l| sfu.request_consumer_key_frame(consumer);
+            /// Creates an audio level observer in a router.
+            create_audio_level_observer / CreateAudioLevelObserver(
+                router: $crate::RouterId,
+                options: $crate::AudioLevelObserverOptions
+            ) -> $crate::ObserverId = |sfu, _l| sfu.create_audio_level_observer(router, options);
+            /// Closes an audio level observer.
+            close_audio_level_observer / CloseAudioLevelObserver(observer: $crate::ObserverId)
+                -> () = |sfu, _l| sfu.close_audio_level_observer(observer);
+            /// Starts observing an audio producer's levels.
+            audio_level_observer_add_producer / AudioLevelObserverAddProducer(
+                observer: $crate::ObserverId,
+                producer: $crate::ProducerId
+            ) -> () = |sfu, _l| sfu.audio_level_observer_add_producer(observer, producer);
+            /// Stops observing a producer.
+            audio_level_observer_remove_producer / AudioLevelObserverRemoveProducer(
+                observer: $crate::ObserverId,
+                producer: $crate::ProducerId
+            ) -> () = |sfu, _l| sfu.audio_level_observer_remove_producer(observer, producer);
+            /// Pauses an audio level observer.
+            pause_audio_level_observer / PauseAudioLevelObserver(observer: $crate::ObserverId)
+                -> () = |sfu, _l| sfu.pause_audio_level_observer(observer);
+            /// Resumes an audio level observer.
+            resume_audio_level_observer / ResumeAudioLevelObserver(observer: $crate::ObserverId)
+                -> () = |sfu, _l| sfu.resume_audio_level_observer(observer);
+            /// A transport's state and counters.
+            transport_stats / TransportStats(transport: $crate::TransportId)
+                -> $crate::TransportStats = |sfu, _l| sfu.transport_stats(transport);
+            /// A producer's counters.
+            producer_stats / ProducerStats(producer: $crate::ProducerId)
+                -> $crate::ProducerStats = |sfu, _l| sfu.producer_stats(producer);
+            /// A consumer's counters.
+            consumer_stats / ConsumerStats(consumer: $crate::ConsumerId)
+                -> $crate::ConsumerStats = |sfu, _l| sfu.consumer_stats(consumer);
+            /// The Sfu's counters of datagrams dropped before any transport.
+            sfu_stats / SfuStats() -> $crate::SfuStats = |sfu, _l| Ok(sfu.stats());
+        }
+    };
+}
+
+/// Defines one struct per call, with its [`Call`] implementation.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __define_calls {
+    (; $($(#[doc = $doc:literal])* $method:ident / $name:ident ($($arg:ident: $ty:ty),*)
+        -> $out:ty = |$sfu:ident, $own:ident| $body:expr;)*) => {
+        $(
+            $(#[doc = $doc])*
+            #[derive(Debug, Clone, PartialEq)]
+            pub struct $name { $(#[doc = concat!("`", stringify!($arg), "`.")] pub $arg: $ty,)* }
+
+            impl Call for $name {
+                type Output = $out;
+
+                #[allow(clippy::unused_unit)]
+                fn call(self, $sfu: &mut Sfu, $own: &[ListenInfo]) -> Result<$out, Error> {
+                    let Self { $($arg),* } = self;
+                    $body
+                }
+            }
+        )*
+    };
+}
+__with_calls!(__define_calls);
+
+/// The methods of a worker handle, written once for both runtimes: one per call, and what the
+/// handle reads without a round trip. `worker_handle_methods!(blocking)` in a type whose
+/// `call(&self, C) -> Result<C::Output, RuntimeError>` blocks, `worker_handle_methods!(async)`
+/// where `call` is async. Expand it in an `impl` block of a type with the fields `index:
+/// usize` and `shared: Arc<WorkerShared>`.
+#[macro_export]
+macro_rules! worker_handle_methods {
+    ($mode:tt) => {
+        /// The worker's index in the runtime's workers; events carry it.
+        pub fn index(&self) -> usize {
+            self.index
+        }
+
+        /// The worker's load, what the runtime's `least_loaded` compares: the transports alive
+        /// in its Sfu.
+        pub fn load(&self) -> usize {
+            self.shared.counters.load()
+        }
+
+        /// A snapshot of the worker's counters (read without a round trip to the worker).
+        pub fn counters(&self) -> $crate::runtime::RuntimeCounters {
+            self.shared.counters.snapshot()
+        }
+
+        /// The concrete addresses of the worker's sockets, as offered to transports created
+        /// with empty listen infos.
+        pub fn listen_infos(&self) -> &[$crate::ListenInfo] {
+            &self.shared.listen_infos
+        }
+
+        $crate::__with_calls!(__handle_methods $mode);
+    };
+}
+
+/// Expands to the handle methods (see [`worker_handle_methods!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __handle_methods {
+    (blocking ; $($(#[doc = $doc:literal])* $method:ident / $name:ident ($($arg:ident: $ty:ty),*)
+        -> $out:ty = |$sfu:ident, $own:ident| $body:expr;)*) => {
+        $(
+            $(#[doc = $doc])*
+            pub fn $method(&self, $($arg: $ty),*)
+                -> ::std::result::Result<$out, $crate::runtime::RuntimeError> {
+                self.call($crate::runtime::call::$name { $($arg),* })
+            }
+        )*
+    };
+    (async ; $($(#[doc = $doc:literal])* $method:ident / $name:ident ($($arg:ident: $ty:ty),*)
+        -> $out:ty = |$sfu:ident, $own:ident| $body:expr;)*) => {
+        $(
+            $(#[doc = $doc])*
+            pub async fn $method(&self, $($arg: $ty),*)
+                -> ::std::result::Result<$out, $crate::runtime::RuntimeError> {
+                self.call($crate::runtime::call::$name { $($arg),* }).await
+            }
+        )*
+    };
+}

@@ -1,0 +1,430 @@
+//! A worker without its way of waiting: the Sfu, its deadline, its ICE-TCP table, the control
+//! calls, the drain loop with GSO batching, the event queue and the counters. Both runtimes run
+//! exactly this; each only reads its sockets, waits, and lends the driver its UDP sockets for
+//! sending ([`UdpSockets`]).
+//!
+//! The rules, the same on both runtimes:
+//!
+//! - every input (a batch of datagrams or frames, a call, a deadline) is followed by
+//!   [`Driver::drain`], which sends what the Sfu made: UDP through GSO where consecutive
+//!   datagrams allow ([`gso_run`]), TCP onto its connection's queue;
+//! - a control call runs at the Sfu's own time (that of its latest input), never moving its
+//!   clock: datagrams still waiting in the socket carry kernel arrival times from before the
+//!   call, and a clock moved past them would make a burst seem to arrive at one instant to
+//!   transport-wide congestion control (the sender's bandwidth probes then fail);
+//! - a deadline is served only when due; one served on a wake by nothing but the timer counts
+//!   in `timer_fires` with its lateness, one the timer woke for too early in `timer_early`.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::addr::SocketAddrs;
+use super::tcp::{Close, ConnId, TcpTable};
+use super::{gro_segments, gso_run, same_path, Command, CounterCells, RuntimeConfig, WorkerShared};
+use crate::{Error, Event, Input, Output, Protocol, Sfu, Transmit};
+
+/// One UDP send, addressed as the socket wants it ([`SocketAddrs::send_addrs`]): a datagram,
+/// or with `segment_size` several of that size (the last may be shorter) joined for GSO. The
+/// fields are quinn-udp's `Transmit`'s.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpSend<'a> {
+    /// The peer.
+    pub destination: SocketAddr,
+    /// The bytes.
+    pub contents: &'a [u8],
+    /// The size of each datagram, when there are several.
+    pub segment_size: Option<usize>,
+    /// The local ip to send from, for a wildcard socket.
+    pub src_ip: Option<IpAddr>,
+}
+
+/// What the driver needs of a runtime's UDP sockets to send: their addresses, and a send that
+/// does not wait. Sockets are numbered from 0; the driver picks the first whose
+/// [`SocketAddrs::sends_from`] the transmit's source.
+pub trait UdpSockets {
+    /// The addresses of socket `socket`; `None` past the last.
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs>;
+    /// How many datagrams one send of socket `socket` may carry (GSO), at least 1.
+    fn max_segments(&self, socket: usize) -> usize;
+    /// Hands one send to socket `socket` without waiting.
+    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()>;
+}
+
+/// The socket of `udp` that sends from `source`.
+fn socket_for(udp: &impl UdpSockets, source: SocketAddr) -> Option<(usize, SocketAddrs)> {
+    (0..)
+        .map_while(|i| Some((i, udp.addrs(i)?)))
+        .find(|(_, addrs)| addrs.sends_from(source))
+}
+
+/// Where a worker's events go: `false` when the queue is full (the event is dropped and
+/// counted).
+pub type EventSink = Box<dyn FnMut(usize, Event) -> bool + Send>;
+
+/// One worker's Sfu and everything about it that does not wait.
+pub struct Driver {
+    index: usize,
+    sfu: Sfu,
+    deadline: Instant,
+    shared: Arc<WorkerShared>,
+    tcp: TcpTable,
+    /// UDP datagrams of the current run (one path), not yet sent.
+    out: Vec<Transmit>,
+    gso_buf: Vec<u8>,
+    events: EventSink,
+}
+
+impl Driver {
+    /// The driver of worker `index`: its Sfu made from `config` at `now`. Fails if the Sfu
+    /// cannot be made.
+    pub fn new(
+        index: usize,
+        config: &RuntimeConfig,
+        now: Instant,
+        shared: Arc<WorkerShared>,
+        events: EventSink,
+    ) -> Result<Self, Error> {
+        let sfu = Sfu::new(config.worker_sfu_config(index), now)?;
+        let max_frame = config.sfu.max_datagram_size;
+        let mut driver = Self {
+            index,
+            sfu,
+            deadline: now,
+            shared,
+            tcp: TcpTable::new(max_frame),
+            out: Vec::new(),
+            gso_buf: Vec::with_capacity(super::GSO_MAX_BYTES),
+            events,
+        };
+        driver.drain(&mut NoSockets);
+        Ok(driver)
+    }
+
+    /// The worker's index.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The Sfu's next deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// The worker's live counters.
+    pub fn counters(&self) -> &CounterCells {
+        &self.shared.counters
+    }
+
+    /// The ICE-TCP connections: what each has to write ([`TcpTable::unsent`]).
+    pub fn tcp(&mut self) -> &mut TcpTable {
+        &mut self.tcp
+    }
+
+    /// A connection accepted on `local` from `peer`: see [`TcpTable::open`].
+    pub fn tcp_open(
+        &mut self,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Option<(ConnId, Option<ConnId>)> {
+        self.tcp.open(local, peer, &self.shared.counters)
+    }
+
+    /// Connection `id` ended: with `None` the peer closed its side ([`TcpTable::end_of_stream`]
+    /// says whether cleanly), else for that reason. Counted once, however often it is reported.
+    pub fn tcp_closed(&mut self, id: ConnId, close: Option<Close>) {
+        let counters = &self.shared.counters;
+        match close {
+            None => {
+                self.tcp.end_of_stream(id, counters);
+            }
+            Some(close) => self.tcp.close(id, close, counters),
+        }
+    }
+
+    /// Carries out a command at the Sfu's own time and drains. `false` means the worker must
+    /// stop.
+    pub fn command(&mut self, command: Command, udp: &mut impl UdpSockets) -> bool {
+        let Command::Call(call) = command else {
+            return false;
+        };
+        self.shared.counters.requests.inc();
+        let answer = call(&mut self.sfu, &self.shared.listen_infos);
+        self.drain(udp);
+        answer.send();
+        true
+    }
+
+    /// Feeds one UDP receive buffer that arrived at `now` from `source` at `destination`: one
+    /// datagram, or GRO's `stride`-sized segments. Drain after the batch.
+    pub fn udp_received(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+        stride: usize,
+        ecn_ce: bool,
+    ) {
+        let counters = &self.shared.counters;
+        counters.udp_bytes_received.add(buf.len() as u64);
+        if stride > 0 && buf.len() > stride {
+            counters.udp_gro_buffers.inc();
+        }
+        let source = super::addr::canonical(source);
+        for contents in gro_segments(buf, stride) {
+            counters.udp_datagrams_received.inc();
+            if ecn_ce {
+                counters.udp_ecn_ce.inc();
+            }
+            self.sfu.handle_input(Input::Receive {
+                now,
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            });
+        }
+    }
+
+    /// Feeds bytes read at `now` from ICE-TCP connection `id`: every whole frame goes to the
+    /// Sfu. Broken framing closes the connection (counted) and is returned: close its socket.
+    /// Drain afterwards.
+    pub fn tcp_received(&mut self, id: ConnId, now: Instant, bytes: &[u8]) -> Result<(), Close> {
+        let sfu = &mut self.sfu;
+        self.tcp.received(
+            id,
+            bytes,
+            &self.shared.counters,
+            |source, destination, contents| {
+                sfu.handle_input(Input::Receive {
+                    now,
+                    proto: Protocol::Tcp,
+                    source,
+                    destination,
+                    contents,
+                });
+            },
+        )
+    }
+
+    /// Serves the deadline if it is due at `now`, and drains. `timer_wake`: the worker woke for
+    /// nothing but its timer, so the lateness is the timer's (counted in `timer_fires`), or the
+    /// wake was early (`timer_early`).
+    pub fn serve_deadline(&mut self, now: Instant, timer_wake: bool, udp: &mut impl UdpSockets) {
+        let counters = &self.shared.counters;
+        if now < self.deadline {
+            if timer_wake {
+                counters.timer_early.inc();
+            }
+            return;
+        }
+        counters.deadlines_served.inc();
+        if timer_wake {
+            counters.record_timer_fire(now - self.deadline);
+        }
+        self.sfu.handle_input(Input::Timeout(now));
+        self.drain(udp);
+    }
+
+    /// Polls the Sfu until it names its next deadline and sends everything it made: each UDP
+    /// run as soon as the next datagram takes another path (so the first destinations' datagrams
+    /// leave while the Sfu still makes the later ones), TCP frames onto their connection's queue
+    /// (see [`TcpTable::take_dirty`]), events to the sink.
+    pub fn drain(&mut self, udp: &mut impl UdpSockets) {
+        loop {
+            match self.sfu.poll_output() {
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    self.tcp.queue(&t, &self.shared.counters);
+                    self.sfu.recycle(t.contents);
+                }
+                Output::Transmit(t) => {
+                    if self.out.last().is_some_and(|last| !same_path(last, &t)) {
+                        self.send_out(udp);
+                    }
+                    self.out.push(t);
+                }
+                Output::Event(e) => {
+                    if !(self.events)(self.index, e) {
+                        self.shared.counters.events_dropped.inc();
+                    }
+                }
+                Output::Timeout(at) => {
+                    self.deadline = at;
+                    self.send_out(udp);
+                    self.shared.counters.record_sfu(&self.sfu);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the gathered UDP datagrams, in GSO runs, and gives their buffers back to the Sfu.
+    fn send_out(&mut self, udp: &mut impl UdpSockets) {
+        let counters = &self.shared.counters;
+        let mut i = 0;
+        while i < self.out.len() {
+            let first = &self.out[i];
+            let Some((socket, addrs)) = socket_for(udp, first.source) else {
+                counters.udp_no_socket.inc();
+                i += 1;
+                continue;
+            };
+            let n = gso_run(&self.out[i..], udp.max_segments(socket));
+            let contents = if n == 1 {
+                &first.contents[..]
+            } else {
+                self.gso_buf.clear();
+                for t in &self.out[i..i + n] {
+                    self.gso_buf.extend_from_slice(&t.contents);
+                }
+                &self.gso_buf[..]
+            };
+            let (destination, src_ip) = addrs.send_addrs(first.source, first.destination);
+            let send = UdpSend {
+                destination,
+                contents,
+                segment_size: (n > 1).then_some(first.contents.len()),
+                src_ip,
+            };
+            record_send(counters, &send, n, udp.send(socket, &send));
+            i += n;
+        }
+        for t in self.out.drain(..) {
+            self.sfu.recycle(t.contents);
+        }
+    }
+}
+
+/// Counts one UDP send of `n` datagrams.
+fn record_send(counters: &CounterCells, send: &UdpSend<'_>, n: usize, result: io::Result<()>) {
+    let n = n as u64;
+    match result {
+        Ok(()) => {
+            counters.udp_datagrams_sent.add(n);
+            counters.udp_bytes_sent.add(send.contents.len() as u64);
+            if n > 1 {
+                counters.udp_gso_batches.inc();
+            }
+        }
+        Err(e) => {
+            tracing::trace!(error = %e, to = %send.destination, "udp send dropped");
+            counters.udp_send_errors.add(n);
+            if e.kind() == io::ErrorKind::WouldBlock {
+                counters.udp_send_would_block.add(n);
+            }
+        }
+    }
+}
+
+/// Before the worker runs: nothing can be sent yet.
+struct NoSockets;
+
+impl UdpSockets for NoSockets {
+    fn addrs(&self, _: usize) -> Option<SocketAddrs> {
+        None
+    }
+
+    fn max_segments(&self, _: usize) -> usize {
+        1
+    }
+
+    fn send(&mut self, _: usize, _: &UdpSend<'_>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("index", &self.index)
+            .field("deadline", &self.deadline)
+            .field("tcp", &self.tcp.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runtime::{call, Call};
+    use crate::SfuConfig;
+
+    fn driver(now: Instant) -> Driver {
+        let config = RuntimeConfig {
+            workers: 1,
+            listen: Vec::new(),
+            sfu: SfuConfig::with_seed(7),
+        };
+        let own = crate::ListenInfo {
+            protocol: Protocol::Udp,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            announced_address: None,
+        };
+        let shared = Arc::new(WorkerShared::new(vec![own]));
+        Driver::new(0, &config, now, shared, Box::new(|_, _| true)).unwrap()
+    }
+
+    fn run<C: Call>(d: &mut Driver, c: C) -> Result<C::Output, Error> {
+        let slot = Arc::new(Mutex::new(None));
+        let back = slot.clone();
+        let command = Command::call(c, move |r| *back.lock().unwrap() = Some(r));
+        assert!(d.command(command, &mut NoSockets));
+        let result = slot.lock().unwrap().take();
+        result.expect("answered")
+    }
+
+    #[test]
+    fn calls_leave_the_clock_where_the_inputs_put_it() {
+        #[allow(clippy::disallowed_methods)] // A test's own clock.
+        let t0 = Instant::now();
+        let mut d = driver(t0);
+        let idle = d.deadline();
+        let router = run(
+            &mut d,
+            call::CreateRouter {
+                options: Default::default(),
+            },
+        );
+        // A datagram read after the call may have arrived before it: the clock did not move.
+        assert_eq!(d.deadline(), idle);
+        let options = Default::default();
+        run(
+            &mut d,
+            call::CreateWebRtcTransport {
+                router: router.unwrap(),
+                options,
+            },
+        )
+        .unwrap();
+        assert_eq!(d.counters().requests.get(), 2);
+        assert_eq!(d.counters().transports.get(), 1);
+    }
+
+    #[test]
+    fn only_timer_wakes_count_as_timer_fires() {
+        #[allow(clippy::disallowed_methods)] // A test's own clock.
+        let t0 = Instant::now();
+        let mut d = driver(t0);
+        let deadline = d.deadline();
+        // A wake before the deadline: not served; counted as early only on a timer wake.
+        d.serve_deadline(deadline - Duration::from_millis(1), false, &mut NoSockets);
+        d.serve_deadline(deadline - Duration::from_millis(1), true, &mut NoSockets);
+        let c = d.counters().snapshot();
+        assert_eq!(
+            (c.deadlines_served, c.timer_early, c.timer_fires),
+            (0, 1, 0)
+        );
+        // Served after other work: a deadline served, not a timer fire.
+        d.serve_deadline(deadline, false, &mut NoSockets);
+        let deadline = d.deadline();
+        d.serve_deadline(deadline + Duration::from_micros(250), true, &mut NoSockets);
+        let c = d.counters().snapshot();
+        assert_eq!((c.deadlines_served, c.timer_fires), (2, 1));
+        assert_eq!(c.timer_late_total_us, 250);
+    }
+}

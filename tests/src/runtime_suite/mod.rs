@@ -1,0 +1,310 @@
+//! One body of runtime tests, run against both bundled runtimes over real loopback sockets, so
+//! their behaviour cannot drift apart: each runtime's `tests/suite.rs` implements [`Runtime`]
+//! for a marker type and expands [`runtime_suite!`](macro@crate::runtime_suite) with it.
+#![allow(clippy::disallowed_methods)] // Test code owns its clock.
+
+pub mod peers;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use sfu_core::control::{Reply, Request};
+use sfu_core::runtime::{call, Call, ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError};
+use sfu_core::{ListenInfo, RouterOptions, SfuConfig, WebRtcTransportOptions};
+
+/// What the suite needs of a runtime: start it, reach its workers, call them (blocking), stop.
+pub trait Runtime: Sized {
+    /// A worker's handle.
+    type Handle: Clone;
+    /// Starts the runtime.
+    fn start(config: RuntimeConfig) -> std::io::Result<Self>;
+    /// Its workers' handles, by index.
+    fn handles(&self) -> Vec<Self::Handle>;
+    /// The least loaded worker.
+    fn least_loaded(&self) -> Self::Handle;
+    /// Carries out a call on a worker, waiting for its result.
+    fn call<C: Call>(handle: &Self::Handle, call: C) -> Result<C::Output, RuntimeError>;
+    /// A worker's socket addresses.
+    fn listen_infos(handle: &Self::Handle) -> Vec<ListenInfo>;
+    /// A worker's counters.
+    fn counters(handle: &Self::Handle) -> RuntimeCounters;
+    /// The workers of the events that have arrived so far (taking them).
+    fn event_workers(&self) -> Vec<usize>;
+    /// Stops every worker.
+    fn shutdown(self);
+}
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn start<R: Runtime>(workers: usize, listen: Vec<ListenOptions>) -> R {
+    R::start(RuntimeConfig {
+        workers,
+        listen,
+        sfu: SfuConfig::with_seed(16),
+    })
+    .expect("runtime starts")
+}
+
+/// Waits until `done` holds for the worker's counters; fails (with them) after 10 s.
+fn wait_for<R: Runtime>(
+    handle: &R::Handle,
+    what: &str,
+    done: impl Fn(&RuntimeCounters) -> bool,
+) -> RuntimeCounters {
+    let start = Instant::now();
+    loop {
+        let c = R::counters(handle);
+        if done(&c) {
+            return c;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{what}: {c:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Typed calls and plain requests reach the worker; a transport created without listen infos
+/// gets the worker's own; the worker's load follows; calls after shutdown fail.
+pub fn calls_typed_and_plain<R: Runtime>() {
+    let runtime: R = start(
+        2,
+        vec![ListenOptions::udp(LOCALHOST), ListenOptions::tcp(LOCALHOST)],
+    );
+    let worker = runtime.least_loaded();
+    let router = R::call(
+        &worker,
+        call::CreateRouter {
+            options: RouterOptions::default(),
+        },
+    )
+    .expect("router");
+    let created = R::call(
+        &worker,
+        call::CreateWebRtcTransport {
+            router,
+            options: WebRtcTransportOptions::default(),
+        },
+    )
+    .expect("transport");
+    let offered: Vec<SocketAddr> = created
+        .parameters
+        .ice_candidates
+        .iter()
+        .map(|c| SocketAddr::new(c.address.parse().unwrap(), c.port))
+        .collect();
+    let own: Vec<SocketAddr> = R::listen_infos(&worker).iter().map(|l| l.local).collect();
+    assert_eq!(offered, own, "the worker's own sockets are offered");
+    assert_eq!(R::counters(&worker).transports, 1);
+    assert_ne!(
+        R::counters(&runtime.least_loaded()).transports,
+        1,
+        "the other worker is now the least loaded"
+    );
+    let reply = R::call(&worker, Request::CloseRouter(router)).expect("close");
+    assert_eq!(reply, Reply::Done);
+    let refused = R::call(&worker, call::CloseRouter { router });
+    assert!(matches!(refused, Err(RuntimeError::Sfu(_))), "{refused:?}");
+    assert_eq!(R::counters(&worker).requests, 4);
+    runtime.shutdown();
+    let stopped = R::call(&worker, call::SfuStats {});
+    assert!(
+        matches!(stopped, Err(RuntimeError::WorkerStopped(_))),
+        "{stopped:?}"
+    );
+}
+
+/// A wildcard bind is announced with a concrete address (the interface that routes outward, or
+/// loopback), the same on every runtime.
+pub fn wildcard_binds_announce_a_concrete_address<R: Runtime>() {
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let runtime: R = start(1, vec![ListenOptions::udp(any), ListenOptions::tcp(any)]);
+    let worker = &runtime.handles()[0];
+    for info in R::listen_infos(worker) {
+        assert!(info.local.is_ipv4(), "{info:?}");
+        assert!(!info.local.ip().is_unspecified(), "{info:?}");
+        assert_ne!(info.local.port(), 0, "{info:?}");
+    }
+    runtime.shutdown();
+}
+
+/// ICE-TCP: a stream that ends between frames is a clean close, one that ends inside a frame
+/// or announces a frame longer than allowed is broken framing; each is counted once.
+pub fn tcp_streams_end_cleanly_or_malformed<R: Runtime>() {
+    let runtime: R = start(1, vec![ListenOptions::tcp(LOCALHOST)]);
+    let worker = &runtime.handles()[0];
+    let server = R::listen_infos(worker)[0].local;
+    let cases: [(&[u8], &str); 3] = [
+        (&[0, 3, 1, 2, 3], "clean"),
+        (&[0, 10, 1, 2], "inside a frame"),
+        (&[0xff, 0xff, 0], "too long"),
+    ];
+    for (bytes, _) in cases {
+        let mut stream = TcpStream::connect(server).expect("connect");
+        stream.write_all(bytes).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        // The server closes its side once it has judged the stream.
+        let _ = stream.read(&mut [0; 16]);
+    }
+    let c = wait_for::<R>(worker, "three connections judged", |c| {
+        c.tcp_connections_closed + c.tcp_dropped_malformed + c.tcp_dropped_error >= 3
+    });
+    assert_eq!(c.tcp_connections_accepted, 3, "{c:?}");
+    assert_eq!(c.tcp_frames_received, 1, "{c:?}");
+    assert_eq!(c.tcp_connections_closed, 1, "{c:?}");
+    assert_eq!(c.tcp_dropped_malformed, 2, "{c:?}");
+    assert_eq!(c.tcp_dropped_error, 0, "{c:?}");
+    runtime.shutdown();
+}
+
+/// UDP datagrams are counted one by one, and garbage is the core's to drop (the worker keeps
+/// serving calls).
+pub fn udp_datagrams_are_counted<R: Runtime>() {
+    let runtime: R = start(1, vec![ListenOptions::udp(LOCALHOST)]);
+    let worker = &runtime.handles()[0];
+    let server = R::listen_infos(worker)[0].local;
+    let client = std::net::UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    for len in [1, 100, 1200, 0] {
+        client.send_to(&vec![0x55; len], server).unwrap();
+    }
+    let c = wait_for::<R>(worker, "four datagrams", |c| c.udp_datagrams_received >= 4);
+    assert_eq!(c.udp_datagrams_received, 4, "{c:?}");
+    assert_eq!(c.udp_bytes_received, 1301, "{c:?}");
+    let stats = R::call(worker, call::SfuStats {}).expect("stats");
+    assert!(format!("{stats:?}").len() > 2);
+    runtime.shutdown();
+}
+
+const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+
+/// Serializes the conferences of one test binary: each drives its peers from one thread and
+/// checks every packet, so they should not compete for the machine's cores with each other.
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn conference_runtime<R: Runtime>(workers: usize) -> R {
+    let listen = vec![
+        ListenOptions::udp(LOCALHOST),
+        ListenOptions::udp(V6),
+        ListenOptions::tcp(LOCALHOST),
+    ];
+    start(workers, listen)
+}
+
+/// Two peers in one room over `path`: every consumer gets every packet of its source.
+fn two_peers_on<R: Runtime>(runtime: R, path: peers::Path) {
+    let _one_at_a_time = exclusive();
+    let worker = runtime.least_loaded();
+    let (router, caps) = peers::room::<R>(&worker);
+    let mut peers = vec![
+        peers::join::<R>(&worker, router, &caps, path, 1),
+        peers::join::<R>(&worker, router, &caps, path, 2),
+    ];
+    peers::consume_all(&mut peers);
+    peers::conference(&mut peers, Duration::from_secs(3));
+    let c = R::counters(&worker);
+    match path {
+        peers::Path::Tcp => assert!(c.tcp_frames_received > 0 && c.tcp_frames_sent > 0),
+        _ => assert!(c.udp_datagrams_received > 0 && c.udp_datagrams_sent > 0),
+    }
+    assert_eq!(c.udp_send_errors, 0, "{c:?}");
+    assert_eq!(c.tcp_frames_dropped_queue_full, 0, "{c:?}");
+    assert_eq!(c.transports, 2, "{c:?}");
+    runtime.shutdown();
+}
+
+/// Two peers over UDP on IPv4.
+pub fn two_peers_over_udp_ipv4<R: Runtime>() {
+    two_peers_on(conference_runtime::<R>(1), peers::Path::UdpV4);
+}
+
+/// Two peers over UDP on IPv6.
+pub fn two_peers_over_udp_ipv6<R: Runtime>() {
+    two_peers_on(conference_runtime::<R>(1), peers::Path::UdpV6);
+}
+
+/// Two peers over ICE-TCP.
+pub fn two_peers_over_ice_tcp<R: Runtime>() {
+    two_peers_on(conference_runtime::<R>(1), peers::Path::Tcp);
+}
+
+/// Two peers through a wildcard UDP socket, reached at the address it announces.
+pub fn two_peers_through_a_wildcard_socket<R: Runtime>() {
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    two_peers_on(
+        start::<R>(1, vec![ListenOptions::udp(any)]),
+        peers::Path::UdpV4,
+    );
+}
+
+/// Four rooms go to four workers (the least loaded each time); each worker relays its own room
+/// and its events.
+pub fn four_workers_with_rooms_spread_across_them<R: Runtime>() {
+    let _one_at_a_time = exclusive();
+    let runtime = conference_runtime::<R>(4);
+    let paths = [
+        peers::Path::UdpV4,
+        peers::Path::UdpV6,
+        peers::Path::Tcp,
+        peers::Path::UdpV4,
+    ];
+    let mut all = Vec::new();
+    for (r, path) in paths.into_iter().enumerate() {
+        let worker = runtime.least_loaded();
+        assert_eq!(
+            R::counters(&worker).transports,
+            0,
+            "room {r} gets an idle worker"
+        );
+        let (router, caps) = peers::room::<R>(&worker);
+        let n = r as u32 * 2;
+        all.push(peers::join::<R>(&worker, router, &caps, path, n + 1));
+        all.push(peers::join::<R>(&worker, router, &caps, path, n + 2));
+    }
+    for w in runtime.handles() {
+        assert_eq!(R::counters(&w).transports, 2);
+    }
+    peers::consume_all(&mut all);
+    peers::conference(&mut all, Duration::from_secs(3));
+    for w in runtime.handles() {
+        let c = R::counters(&w);
+        assert!(
+            c.udp_datagrams_received + c.tcp_frames_received > 100,
+            "{c:?}"
+        );
+    }
+    let mut seen = [false; 4];
+    for index in runtime.event_workers() {
+        seen[index] = true;
+    }
+    assert_eq!(seen, [true; 4]);
+    runtime.shutdown();
+}
+
+/// Expands the suite into `#[test]` functions for the runtime marker `$runtime` (a type that
+/// implements [`Runtime`](crate::runtime_suite::Runtime)).
+#[macro_export]
+macro_rules! runtime_suite {
+    ($runtime:ty) => {
+        $crate::runtime_suite!(@tests $runtime;
+            calls_typed_and_plain,
+            wildcard_binds_announce_a_concrete_address,
+            tcp_streams_end_cleanly_or_malformed,
+            udp_datagrams_are_counted,
+            two_peers_over_udp_ipv4,
+            two_peers_over_udp_ipv6,
+            two_peers_over_ice_tcp,
+            two_peers_through_a_wildcard_socket,
+            four_workers_with_rooms_spread_across_them,
+        );
+    };
+    (@tests $runtime:ty; $($name:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::runtime_suite::$name::<$runtime>();
+            }
+        )*
+    };
+}
