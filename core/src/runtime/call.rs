@@ -182,6 +182,34 @@ macro_rules! __with_calls {
             /// Resumes an audio level observer.
             resume_audio_level_observer / ResumeAudioLevelObserver(observer: $crate::ObserverId)
                 -> () = |sfu, _l| sfu.resume_audio_level_observer(observer);
+            /// Creates an active speaker observer in a router.
+            create_active_speaker_observer / CreateActiveSpeakerObserver(
+                router: $crate::RouterId,
+                options: $crate::ActiveSpeakerObserverOptions
+            ) -> $crate::ObserverId =
+                |sfu, _l| sfu.create_active_speaker_observer(router, options);
+            /// Closes an active speaker observer.
+            close_active_speaker_observer / CloseActiveSpeakerObserver(
+                observer: $crate::ObserverId
+            ) -> () = |sfu, _l| sfu.close_active_speaker_observer(observer);
+            /// Starts observing an audio producer for the dominant speaker.
+            active_speaker_observer_add_producer / ActiveSpeakerObserverAddProducer(
+                observer: $crate::ObserverId,
+                producer: $crate::ProducerId
+            ) -> () = |sfu, _l| sfu.active_speaker_observer_add_producer(observer, producer);
+            /// Stops observing a producer.
+            active_speaker_observer_remove_producer / ActiveSpeakerObserverRemoveProducer(
+                observer: $crate::ObserverId,
+                producer: $crate::ProducerId
+            ) -> () = |sfu, _l| sfu.active_speaker_observer_remove_producer(observer, producer);
+            /// Pauses an active speaker observer.
+            pause_active_speaker_observer / PauseActiveSpeakerObserver(
+                observer: $crate::ObserverId
+            ) -> () = |sfu, _l| sfu.pause_active_speaker_observer(observer);
+            /// Resumes an active speaker observer.
+            resume_active_speaker_observer / ResumeActiveSpeakerObserver(
+                observer: $crate::ObserverId
+            ) -> () = |sfu, _l| sfu.resume_active_speaker_observer(observer);
             /// A transport's state and counters.
             transport_stats / TransportStats(transport: $crate::TransportId)
                 -> $crate::TransportStats = |sfu, _l| sfu.transport_stats(transport);
