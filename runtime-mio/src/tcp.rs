@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -25,12 +26,17 @@ const BUDGET: usize = 16;
 /// (with the driver's queue limit it bounds how far a slow reader falls behind) yet above the
 /// bandwidth-delay product of a few Mbit/s at 100 ms.
 const SEND_BUFFER: usize = 128 * 1024;
+/// How long a listener rests after `accept` failed (out of file descriptors, say), so the
+/// worker does not spin on a connection it cannot take.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 struct Listener {
     listener: TcpListener,
     /// The address the core knows it by.
     local: SocketAddr,
+    /// `accept` failed: the listener is tried again then.
+    retry_at: Option<Instant>,
 }
 
 /// The ICE-TCP sockets of a worker.
@@ -68,6 +74,7 @@ impl TcpSide {
         self.listeners.push(Listener {
             listener,
             local: bound.addrs.local,
+            retry_at: None,
         });
         Ok(())
     }
@@ -90,6 +97,27 @@ impl TcpSide {
     /// Whether some socket may still have data to read.
     pub(crate) fn pending(&self) -> bool {
         !self.ready.is_empty()
+    }
+
+    /// When a resting listener is to be tried again (see [`ACCEPT_BACKOFF`]).
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        self.listeners.iter().filter_map(|l| l.retry_at).min()
+    }
+
+    /// Ends the connections past their timeouts (see [`Driver::tcp_expire`]) and tries resting
+    /// listeners again once their pause is over.
+    pub(crate) fn housekeeping(&mut self, now: Instant, registry: &Registry, driver: &mut Driver) {
+        let mut ended = Vec::new();
+        driver.tcp_expire(now, &mut ended);
+        for id in ended {
+            self.close(id, Some(Close::Error), registry, driver);
+        }
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if l.retry_at.is_some_and(|at| at <= now) {
+                l.retry_at = None;
+                self.ready.insert(Token(LISTENER_BASE + i));
+            }
+        }
     }
 
     /// Accepts and reads what the ready sockets have, within a budget each, into the driver.
@@ -123,24 +151,31 @@ impl TcpSide {
 
     fn accept(&mut self, index: usize, registry: &Registry, driver: &mut Driver) -> bool {
         for _ in 0..BUDGET {
-            let Some(listener) = self.listeners.get(index) else {
+            let Some(listener) = self.listeners.get_mut(index) else {
                 return false;
             };
+            if listener.retry_at.is_some() {
+                return false;
+            }
             let local = listener.local;
             let (mut stream, peer) = match listener.listener.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // Rest rather than spin; `housekeeping` tries the listener again.
                     tracing::debug!(error = %e, "tcp accept failed");
                     driver.counters().tcp_accept_errors.inc();
-                    continue;
+                    listener.retry_at = Some(clock::now() + ACCEPT_BACKOFF);
+                    return false;
                 }
             };
-            let Some((id, old)) = driver.tcp_open(local, canonical(peer)) else {
+            let Some(opened) = driver.tcp_open(local, canonical(peer), clock::now()) else {
                 continue;
             };
-            if let Some(old) = old {
-                self.close(old, None, registry, driver);
+            let id = opened.id;
+            for ended in opened.ended.into_iter().flatten() {
+                self.close(ended, None, registry, driver);
             }
             let token = Token(self.next_token);
             self.next_token += 1;

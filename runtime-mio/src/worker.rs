@@ -150,6 +150,8 @@ impl Worker {
             self.tcp.service(self.poll.registry(), &mut self.driver);
             self.driver.drain(&mut self.udp);
             self.serve_deadline(timer_wake);
+            self.tcp
+                .housekeeping(clock::now(), self.poll.registry(), &mut self.driver);
             self.tcp.flush(self.poll.registry(), &mut self.driver);
         }
         tracing::info!("worker stopped");
@@ -160,6 +162,7 @@ impl Worker {
     fn wait_timeout(&mut self) -> Duration {
         let now = clock::now();
         let deadline = self.driver.deadline();
+        let deadline = self.tcp.retry_at().map_or(deadline, |at| at.min(deadline));
         let timeout = clock::poll_timeout(now, deadline);
         if timeout.is_zero() && deadline > now {
             if let Some(alarm) = &mut self.alarm {
@@ -228,6 +231,8 @@ impl Worker {
         } else {
             clock::sleep_rest(self.driver.deadline())
         };
+        // A wake for a resting TCP listener is not the Sfu's timer.
+        let timer_wake = timer_wake && self.tcp.retry_at().is_none_or(|at| at > now);
         self.driver.serve_deadline(now, timer_wake, &mut self.udp);
     }
 }

@@ -47,6 +47,10 @@ impl TcpAcceptor {
     }
 }
 
+/// How long accepting rests after `accept` failed (out of file descriptors, say), so the worker
+/// does not spin on a connection it cannot take.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Accepts connections until the worker stops, handing each to the executor as a task.
 pub(crate) async fn accept_task(
     core: Rc<RefCell<Core>>,
@@ -60,7 +64,7 @@ pub(crate) async fn accept_task(
                 // Out of file descriptors, for example: wait a little rather than spin.
                 debug!(error = %e, "tcp accept failed");
                 core.borrow().driver.counters().tcp_accept_errors.inc();
-                Timer::after(Duration::from_millis(10)).await;
+                Timer::after(ACCEPT_BACKOFF).await;
                 continue;
             }
         };

@@ -128,7 +128,9 @@ async fn timer_task(core: Rc<RefCell<Core>>, changed: Receiver<()>) {
             let mut core = core.borrow_mut();
             let Core { driver, udp, .. } = &mut *core;
             // Woken by nothing but the timer: its own task.
-            driver.serve_deadline(clock::now(), true, udp);
+            let now = clock::now();
+            driver.serve_deadline(now, true, udp);
+            core.expire_tcp(now);
             core.flush();
         }
     }
@@ -173,13 +175,23 @@ impl Core {
         local: SocketAddr,
         peer: SocketAddr,
     ) -> Option<(ConnId, Receiver<()>)> {
-        let (id, old) = self.driver.tcp_open(local, peer)?;
-        if let Some(old) = old {
-            self.writers.remove(&old);
+        let opened = self.driver.tcp_open(local, peer, clock::now())?;
+        for ended in opened.ended.into_iter().flatten() {
+            self.writers.remove(&ended);
         }
         let (wake, woken) = channel::bounded(1);
-        self.writers.insert(id, wake);
-        Some((id, woken))
+        self.writers.insert(opened.id, wake);
+        Some((opened.id, woken))
+    }
+
+    /// Ends the ICE-TCP connections past their timeouts (see `Driver::tcp_expire`): their
+    /// writers' channels go, which ends their tasks.
+    pub(crate) fn expire_tcp(&mut self, now: Instant) {
+        let mut ended = Vec::new();
+        self.driver.tcp_expire(now, &mut ended);
+        for id in ended {
+            self.writers.remove(&id);
+        }
     }
 
     /// Connection `id` ended (`None`: the peer closed its side). Only its own state goes.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::addr::SocketAddrs;
-use super::tcp::{Close, ConnId, TcpTable};
+use super::tcp::{Close, ConnId, Opened, TcpTable, TCP_SWEEP_INTERVAL};
 use super::{gro_segments, gso_run, same_path, Command, CounterCells, RuntimeConfig, WorkerShared};
 use crate::{Error, Event, Input, Output, Protocol, Sfu, Transmit};
 
@@ -70,6 +70,8 @@ pub struct Driver {
     deadline: Instant,
     shared: Arc<WorkerShared>,
     tcp: TcpTable,
+    /// When ICE-TCP connections are next checked against their timeouts.
+    tcp_sweep_at: Instant,
     /// UDP datagrams of the current run (one path), not yet sent.
     out: Vec<Transmit>,
     gso_buf: Vec<u8>,
@@ -94,6 +96,7 @@ impl Driver {
             deadline: now,
             shared,
             tcp: TcpTable::new(max_frame),
+            tcp_sweep_at: now,
             out: Vec::new(),
             gso_buf: Vec::with_capacity(super::GSO_MAX_BYTES),
             events,
@@ -107,9 +110,14 @@ impl Driver {
         self.index
     }
 
-    /// The Sfu's next deadline.
+    /// When the worker must wake next: the Sfu's deadline, or the check of ICE-TCP
+    /// connections' timeouts (see [`Driver::tcp_expire`]) while there are connections.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        if self.tcp.is_empty() {
+            self.deadline
+        } else {
+            self.deadline.min(self.tcp_sweep_at)
+        }
     }
 
     /// The worker's live counters.
@@ -122,13 +130,28 @@ impl Driver {
         &mut self.tcp
     }
 
-    /// A connection accepted on `local` from `peer`: see [`TcpTable::open`].
+    /// A connection accepted at `now` on `local` from `peer`: see [`TcpTable::open`] (close
+    /// the sockets of the connections it ended).
     pub fn tcp_open(
         &mut self,
         local: SocketAddr,
         peer: SocketAddr,
-    ) -> Option<(ConnId, Option<ConnId>)> {
-        self.tcp.open(local, peer, &self.shared.counters)
+        now: Instant,
+    ) -> Option<Opened> {
+        if self.tcp.is_empty() {
+            self.tcp_sweep_at = now + TCP_SWEEP_INTERVAL;
+        }
+        self.tcp.open(local, peer, now, &self.shared.counters)
+    }
+
+    /// Closes the ICE-TCP connections past their timeouts at `now` (once per
+    /// [`TCP_SWEEP_INTERVAL`]) and adds their ids to `ended`: close their sockets.
+    pub fn tcp_expire(&mut self, now: Instant, ended: &mut Vec<ConnId>) {
+        if now < self.tcp_sweep_at {
+            return;
+        }
+        self.tcp_sweep_at = now + TCP_SWEEP_INTERVAL;
+        self.tcp.expire(now, &self.shared.counters, ended);
     }
 
     /// Connection `id` ended: with `None` the peer closed its side ([`TcpTable::end_of_stream`]
@@ -196,6 +219,7 @@ impl Driver {
         self.tcp.received(
             id,
             bytes,
+            now,
             &self.shared.counters,
             |source, destination, contents| {
                 sfu.handle_input(Input::Receive {
@@ -206,7 +230,16 @@ impl Driver {
                     contents,
                 });
             },
-        )
+        )?;
+        // A connection is trusted once a valid ICE binding request made its path known.
+        if !self.tcp.is_authenticated(id) {
+            if let Some((local, peer)) = self.tcp.pair(id) {
+                if self.sfu.knows_path(Protocol::Tcp, local, peer) {
+                    self.tcp.authenticate(id);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Serves the deadline if it is due at `now`, and drains. `timer_wake`: the worker woke for
@@ -215,7 +248,8 @@ impl Driver {
     pub fn serve_deadline(&mut self, now: Instant, timer_wake: bool, udp: &mut impl UdpSockets) {
         let counters = &self.shared.counters;
         if now < self.deadline {
-            if timer_wake {
+            // A wake for the ICE-TCP timeouts is not early.
+            if timer_wake && now < self.tcp_sweep_at {
                 counters.timer_early.inc();
             }
             return;

@@ -273,7 +273,14 @@ counters! {
     tcp_dropped_malformed,
     /// ICE-TCP connections dropped because reading or writing failed (a reset, for example).
     tcp_dropped_error,
-    /// Errors from `accept`.
+    /// ICE-TCP connections closed by a timeout: no valid ICE binding within
+    /// [`tcp::TCP_HANDSHAKE_TIMEOUT`], or no frame for [`tcp::TCP_IDLE_TIMEOUT`] after one.
+    tcp_timeouts,
+    /// ICE-TCP connections without a valid ICE binding closed to make room for a new one when
+    /// the worker held its maximum.
+    tcp_evicted,
+    /// Errors from `accept` (each pauses accepting on that listener for a moment, so running
+    /// out of file descriptors cannot make the worker spin).
     tcp_accept_errors,
     /// RFC 4571 frames received.
     tcp_frames_received,

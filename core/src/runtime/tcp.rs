@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use super::CounterCells;
 use crate::framing::{frame_header, FrameDecoder};
@@ -18,8 +19,20 @@ use crate::Transmit;
 /// dropped and counted (a slow reader cannot make the worker buffer without bound).
 pub const TCP_QUEUE_LIMIT: usize = 256 * 1024;
 
-/// Connections one worker holds at most; more are refused and counted.
+/// Connections one worker holds at most. When it holds this many, a new connection replaces
+/// the oldest one without a valid ICE binding, and is refused (counted) when every one has.
 pub const MAX_TCP_CONNECTIONS: usize = 4_096;
+
+/// A connection that has not carried a valid ICE binding (the Sfu learned its path) this long
+/// after it was accepted is closed: an outsider's idle connections cannot pile up.
+pub const TCP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection with a valid ICE binding that carries no frame for this long is closed
+/// (browsers check ICE consent every few seconds).
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often connections are checked against the timeouts.
+pub const TCP_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One ICE-TCP connection of a worker. Never reused within a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,6 +67,22 @@ struct Conn {
     sent: usize,
     /// Listed in `dirty` already.
     dirty: bool,
+    opened: Instant,
+    /// When the last frame arrived.
+    last_frame: Instant,
+    /// The Sfu learned the connection's path from a valid ICE binding request.
+    authenticated: bool,
+}
+
+/// A connection [`TcpTable::open`] made, and the connections it ended (their sockets are to be
+/// closed): the one it replaced on the same address pair, and the one it evicted from a full
+/// table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The new connection.
+    pub id: ConnId,
+    /// Connections ended to make way for it.
+    pub ended: [Option<ConnId>; 2],
 }
 
 /// The ICE-TCP connections of one worker.
@@ -89,18 +118,33 @@ impl TcpTable {
         self.conns.is_empty()
     }
 
-    /// A connection accepted on `local` from `peer`: its id, or `None` (counted) when the
-    /// worker holds [`MAX_TCP_CONNECTIONS`]. A connection that had the same pair is dead: it
-    /// is forgotten and counted, and its id is returned as well so its socket can be closed.
+    /// A connection accepted at `now` on `local` from `peer`. A connection that had the same
+    /// pair is dead: it is forgotten and counted. When the worker holds
+    /// [`MAX_TCP_CONNECTIONS`], the oldest connection without a valid ICE binding makes room
+    /// (counted in `tcp_evicted`); `None` (counted) when every one has a binding. The ended
+    /// connections come back in [`Opened::ended`] so their sockets can be closed.
     pub fn open(
         &mut self,
         local: SocketAddr,
         peer: SocketAddr,
+        now: Instant,
         counters: &CounterCells,
-    ) -> Option<(ConnId, Option<ConnId>)> {
+    ) -> Option<Opened> {
+        let mut evicted = None;
         if self.conns.len() >= MAX_TCP_CONNECTIONS {
-            counters.tcp_connections_refused.inc();
-            return None;
+            let oldest = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.authenticated)
+                .min_by_key(|(id, _)| **id)
+                .map(|(id, _)| *id);
+            let Some(oldest) = oldest else {
+                counters.tcp_connections_refused.inc();
+                return None;
+            };
+            self.forget(oldest);
+            counters.tcp_evicted.inc();
+            evicted = Some(oldest);
         }
         let id = ConnId(self.next);
         self.next += 1;
@@ -117,10 +161,61 @@ impl TcpTable {
             out: Vec::new(),
             sent: 0,
             dirty: false,
+            opened: now,
+            last_frame: now,
+            authenticated: false,
         };
         self.conns.insert(id, conn);
         tracing::debug!(%peer, %local, "ice-tcp connection accepted");
-        Some((id, old))
+        Some(Opened {
+            id,
+            ended: [old, evicted],
+        })
+    }
+
+    /// Connection `id` carried a valid ICE binding: it is kept until idle, and never evicted.
+    pub fn authenticate(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.authenticated = true;
+        }
+    }
+
+    /// Whether `id` carried a valid ICE binding.
+    pub fn is_authenticated(&self, id: ConnId) -> bool {
+        self.conns.get(&id).is_some_and(|c| c.authenticated)
+    }
+
+    /// The (local, peer) pair of `id`.
+    pub fn pair(&self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
+        self.conns.get(&id).map(|c| (c.local, c.peer))
+    }
+
+    /// Closes the connections past their timeout at `now` (counted in `tcp_timeouts`) and adds
+    /// their ids to `ended`, so their sockets can be closed.
+    pub fn expire(&mut self, now: Instant, counters: &CounterCells, ended: &mut Vec<ConnId>) {
+        let first = ended.len();
+        ended.extend(self.conns.iter().filter_map(|(id, c)| {
+            let expired = if c.authenticated {
+                now.saturating_duration_since(c.last_frame) >= TCP_IDLE_TIMEOUT
+            } else {
+                now.saturating_duration_since(c.opened) >= TCP_HANDSHAKE_TIMEOUT
+            };
+            expired.then_some(*id)
+        }));
+        for &id in &ended[first..] {
+            self.forget(id);
+            counters.tcp_timeouts.inc();
+            tracing::debug!(?id, "ice-tcp connection timed out");
+        }
+    }
+
+    /// Removes `id` from the tables (uncounted).
+    fn forget(&mut self, id: ConnId) -> Option<Conn> {
+        let conn = self.conns.remove(&id)?;
+        if self.by_pair.get(&(conn.local, conn.peer)) == Some(&id) {
+            self.by_pair.remove(&(conn.local, conn.peer));
+        }
+        Some(conn)
     }
 
     /// Whether `id` is open.
@@ -134,6 +229,7 @@ impl TcpTable {
         &mut self,
         id: ConnId,
         bytes: &[u8],
+        now: Instant,
         counters: &CounterCells,
         mut frame: impl FnMut(SocketAddr, SocketAddr, &[u8]),
     ) -> Result<(), Close> {
@@ -145,6 +241,7 @@ impl TcpTable {
             match conn.decoder.next_frame() {
                 Ok(Some(contents)) => {
                     counters.tcp_frames_received.inc();
+                    conn.last_frame = now;
                     frame(conn.peer, conn.local, contents);
                 }
                 Ok(None) => return Ok(()),
@@ -176,12 +273,9 @@ impl TcpTable {
     /// Forgets `id` and counts why; nothing if it is already gone (a replaced connection's
     /// socket failing later counts nothing and touches nothing of its successor).
     pub fn close(&mut self, id: ConnId, close: Close, counters: &CounterCells) {
-        let Some(conn) = self.conns.remove(&id) else {
+        let Some(conn) = self.forget(id) else {
             return;
         };
-        if self.by_pair.get(&(conn.local, conn.peer)) == Some(&id) {
-            self.by_pair.remove(&(conn.local, conn.peer));
-        }
         let counter = match close {
             Close::Eof => &counters.tcp_connections_closed,
             Close::Malformed => &counters.tcp_dropped_malformed,
@@ -253,6 +347,11 @@ mod tests {
     use super::*;
     use crate::Protocol;
 
+    fn now() -> Instant {
+        #[allow(clippy::disallowed_methods)] // Tests own the clock.
+        Instant::now()
+    }
+
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::new([127, 0, 0, 1].into(), port)
     }
@@ -270,10 +369,11 @@ mod tests {
     fn a_repeated_pair_replaces_the_old_connection_and_the_old_cannot_touch_the_new() {
         let c = CounterCells::default();
         let mut table = TcpTable::new(1500);
-        let (old, none) = table.open(addr(1), addr(2), &c).unwrap();
-        assert_eq!(none, None);
-        let (new, replaced) = table.open(addr(1), addr(2), &c).unwrap();
-        assert_eq!(replaced, Some(old));
+        let old = table.open(addr(1), addr(2), now(), &c).unwrap();
+        assert_eq!(old.ended, [None, None]);
+        let (old, new) = (old.id, table.open(addr(1), addr(2), now(), &c).unwrap());
+        assert_eq!(new.ended, [Some(old), None]);
+        let new = new.id;
         assert_eq!(c.tcp_dropped_error.get(), 1);
         // The old connection's socket ends later: nothing of the new one goes with it.
         table.close(old, Close::Error, &c);
@@ -291,13 +391,13 @@ mod tests {
     fn frames_in_and_out_and_a_bounded_queue() {
         let c = CounterCells::default();
         let mut table = TcpTable::new(1500);
-        let (id, _) = table.open(addr(1), addr(2), &c).unwrap();
+        let id = table.open(addr(1), addr(2), now(), &c).unwrap().id;
         let mut got = Vec::new();
         table
-            .received(id, &[0, 3, 1, 2], &c, |_, _, f| got.push(f.to_vec()))
+            .received(id, &[0, 3, 1, 2], now(), &c, |_, _, f| got.push(f.to_vec()))
             .unwrap();
         table
-            .received(id, &[3, 0, 0], &c, |p, l, f| {
+            .received(id, &[3, 0, 0], now(), &c, |p, l, f| {
                 assert_eq!((p, l), (addr(2), addr(1)));
                 got.push(f.to_vec())
             })
@@ -318,19 +418,90 @@ mod tests {
     fn a_stream_ending_inside_a_frame_is_malformed_and_between_frames_clean() {
         let c = CounterCells::default();
         let mut table = TcpTable::new(1500);
-        let (a, _) = table.open(addr(1), addr(2), &c).unwrap();
-        let (b, _) = table.open(addr(1), addr(3), &c).unwrap();
-        table.received(a, &[0, 5, 1], &c, |_, _, _| {}).unwrap();
+        let a = table.open(addr(1), addr(2), now(), &c).unwrap().id;
+        let b = table.open(addr(1), addr(3), now(), &c).unwrap().id;
+        table
+            .received(a, &[0, 5, 1], now(), &c, |_, _, _| {})
+            .unwrap();
         assert_eq!(table.end_of_stream(a, &c), Close::Malformed);
-        table.received(b, &[0, 1, 1], &c, |_, _, _| {}).unwrap();
+        table
+            .received(b, &[0, 1, 1], now(), &c, |_, _, _| {})
+            .unwrap();
         assert_eq!(table.end_of_stream(b, &c), Close::Eof);
         assert_eq!(c.tcp_dropped_malformed.get(), 1);
         assert_eq!(c.tcp_connections_closed.get(), 1);
-        let (d, _) = table.open(addr(1), addr(4), &c).unwrap();
+        let d = table.open(addr(1), addr(4), now(), &c).unwrap().id;
         assert_eq!(
-            table.received(d, &[0xff, 0xff], &c, |_, _, _| {}),
+            table.received(d, &[0xff, 0xff], now(), &c, |_, _, _| {}),
             Err(Close::Malformed)
         );
         assert!(table.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::new([127, 0, 0, 1].into(), port)
+    }
+
+    #[test]
+    fn silent_connections_time_out_and_bound_ones_only_when_idle() {
+        #[allow(clippy::disallowed_methods)] // Tests own the clock.
+        let t0 = Instant::now();
+        let c = CounterCells::default();
+        let mut table = TcpTable::new(1500);
+        let silent = table.open(addr(1), addr(2), t0, &c).unwrap().id;
+        let bound = table.open(addr(1), addr(3), t0, &c).unwrap().id;
+        table.authenticate(bound);
+        let mut ended = Vec::new();
+        table.expire(
+            t0 + TCP_HANDSHAKE_TIMEOUT - Duration::from_millis(1),
+            &c,
+            &mut ended,
+        );
+        assert!(ended.is_empty());
+        table.expire(t0 + TCP_HANDSHAKE_TIMEOUT, &c, &mut ended);
+        assert_eq!(ended, [silent]);
+        // A frame keeps the bound connection alive; silence for the idle timeout ends it.
+        let later = t0 + TCP_IDLE_TIMEOUT - Duration::from_secs(1);
+        table
+            .received(bound, &[0, 1, 9], later, &c, |_, _, _| {})
+            .unwrap();
+        table.expire(t0 + TCP_IDLE_TIMEOUT, &c, &mut ended);
+        assert_eq!(ended, [silent]);
+        table.expire(later + TCP_IDLE_TIMEOUT, &c, &mut ended);
+        assert_eq!(ended, [silent, bound]);
+        assert_eq!(c.tcp_timeouts.get(), 2);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_unbound_connection_never_a_bound_one() {
+        #[allow(clippy::disallowed_methods)] // Tests own the clock.
+        let now = Instant::now();
+        let c = CounterCells::default();
+        let mut table = TcpTable::new(1500);
+        let peer = |i: usize| SocketAddr::new([10, 0, (i >> 8) as u8, i as u8].into(), 9);
+        let ids: Vec<ConnId> = (0..MAX_TCP_CONNECTIONS)
+            .map(|i| table.open(addr(1), peer(i), now, &c).unwrap().id)
+            .collect();
+        // The first two carried a binding; the third is the oldest without one.
+        table.authenticate(ids[0]);
+        table.authenticate(ids[1]);
+        let opened = table.open(addr(1), addr(7), now, &c).unwrap();
+        assert_eq!(opened.ended, [None, Some(ids[2])]);
+        assert_eq!(c.tcp_evicted.get(), 1);
+        assert!(table.contains(ids[0]) && table.contains(ids[1]) && !table.contains(ids[2]));
+        // Only bound connections left: a new one is refused.
+        for &id in &ids[3..] {
+            table.authenticate(id);
+        }
+        table.authenticate(opened.id);
+        assert_eq!(table.open(addr(1), addr(8), now, &c), None);
+        assert_eq!(c.tcp_connections_refused.get(), 1);
+        assert_eq!(table.len(), MAX_TCP_CONNECTIONS);
     }
 }

@@ -8,6 +8,7 @@
 //! consumers and their transports, nothing else.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::{RngCore, SeedableRng};
@@ -210,6 +211,12 @@ impl Sfu {
     /// Counters of datagrams dropped before reaching a transport.
     pub fn stats(&self) -> SfuStats {
         self.stats
+    }
+
+    /// Whether a transport routes datagrams of this path (ICE validated it with an
+    /// authenticated binding request): `local` is the Sfu's address, `remote` the peer's.
+    pub fn knows_path(&self, proto: Protocol, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.demux.by_tuple(&(proto, local, remote)).is_some()
     }
 
     /// The size of each of the Sfu's tables.

@@ -156,6 +156,92 @@ pub fn tcp_streams_end_cleanly_or_malformed<R: Runtime>() {
     runtime.shutdown();
 }
 
+/// ICE-TCP: connections that carry no valid ICE binding, silent or sending frames, are closed
+/// by the server after the handshake timeout, each counted once.
+pub fn ice_tcp_connections_without_a_binding_time_out<R: Runtime>() {
+    let runtime: R = start(1, vec![ListenOptions::tcp(LOCALHOST)]);
+    let worker = &runtime.handles()[0];
+    let server = R::listen_infos(worker)[0].local;
+    let mut silent: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server).expect("connect"))
+        .collect();
+    let mut chatty = TcpStream::connect(server).expect("connect");
+    chatty.write_all(&[0, 4, 0xde, 0xad, 0xbe, 0xef]).unwrap();
+    let c = wait_for::<R>(worker, "connections timed out", |c| c.tcp_timeouts >= 4);
+    assert_eq!(c.tcp_timeouts, 4, "{c:?}");
+    assert_eq!(c.tcp_connections_accepted, 4, "{c:?}");
+    assert_eq!(c.tcp_frames_received, 1, "{c:?}");
+    // The server closed its side of each.
+    for stream in silent.iter_mut().chain([&mut chatty]) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0; 16];
+        assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)), "closed");
+    }
+    runtime.shutdown();
+}
+
+/// ICE-TCP: when `accept` fails (here: the process is out of file descriptors), the listener
+/// rests instead of spinning, each failure is counted, and the waiting connections are
+/// accepted once descriptors are free again. The descriptor limit is the whole process's, so
+/// the test runs alone in a child process: the test binary again, with only this test.
+pub fn accept_failures_back_off<R: Runtime>(test_name: &str) {
+    const CHILD: &str = "SFU_SUITE_ACCEPT_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("child runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "child: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let runtime: R = start(1, vec![ListenOptions::tcp(LOCALHOST)]);
+    let worker = &runtime.handles()[0];
+    let server = R::listen_infos(worker)[0].local;
+    let clients: Vec<socket2::Socket> = (0..3)
+        .map(|_| {
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket")
+        })
+        .collect();
+    // No descriptor left for `accept`.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let open = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count() as u64);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            // Fewer than are open (the count included the directory being read).
+            current: Some(open.saturating_sub(2)),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("lower the descriptor limit");
+    for c in &clients {
+        c.connect(&server.into()).expect("connect");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let c = R::counters(worker);
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).expect("restore");
+    assert!(c.tcp_accept_errors >= 1, "{c:?}");
+    // A worker that retried at once would fail thousands of times a second.
+    assert!(c.tcp_accept_errors <= 30, "accept spun: {c:?}");
+    assert_eq!(c.tcp_connections_accepted, 0, "{c:?}");
+    let c = wait_for::<R>(worker, "accepted after the pause", |c| {
+        c.tcp_connections_accepted == 3
+    });
+    assert!(c.tcp_accept_errors <= 40, "{c:?}");
+    drop(clients);
+    runtime.shutdown();
+}
+
 /// UDP datagrams are counted one by one, and garbage is the core's to drop (the worker keeps
 /// serving calls).
 pub fn udp_datagrams_are_counted<R: Runtime>() {
@@ -291,6 +377,7 @@ macro_rules! runtime_suite {
             calls_typed_and_plain,
             wildcard_binds_announce_a_concrete_address,
             tcp_streams_end_cleanly_or_malformed,
+            ice_tcp_connections_without_a_binding_time_out,
             udp_datagrams_are_counted,
             two_peers_over_udp_ipv4,
             two_peers_over_udp_ipv6,
@@ -306,5 +393,10 @@ macro_rules! runtime_suite {
                 $crate::runtime_suite::$name::<$runtime>();
             }
         )*
+
+        #[test]
+        fn accept_failures_back_off() {
+            $crate::runtime_suite::accept_failures_back_off::<$runtime>("accept_failures_back_off");
+        }
     };
 }
