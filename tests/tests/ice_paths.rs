@@ -11,8 +11,8 @@ mod common_peers;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common_peers::join;
-use sfu_core::{ConsumerCloseReason, Event, IceState, TransportId};
+use common_peers::{join, Peer};
+use sfu_core::{Consumed, ConsumerCloseReason, Event, IceState, TransportId};
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
@@ -39,9 +39,9 @@ fn is_closed(e: &Event, transport: TransportId) -> bool {
     matches!(e, Event::TransportClosed { transport: t } if *t == transport)
 }
 
-#[test]
-fn a_client_that_stops_checking_loses_its_transport() {
-    let mut sim = Sim::new(seed_from_env("ice_consent"));
+/// Two peers; B receives A's video, which flows for 2 s.
+fn a_watches_b(name: &str) -> (Sim, Peer, Peer, Consumed) {
+    let mut sim = Sim::new(seed_from_env(name));
     let room = sim.create_router();
     let a = join(&mut sim, room, 0, Protocol::Udp);
     let b = join(&mut sim, room, 1, Protocol::Udp);
@@ -52,6 +52,15 @@ fn a_client_that_stops_checking_loses_its_transport() {
         .unwrap();
     sim.run_for(Duration::from_secs(2));
     assert!(received_since(&sim, b.recv, ssrc, sim.start) > 20);
+    (sim, a, b, consumed)
+}
+
+#[test]
+fn a_client_that_stops_checking_loses_its_transport() {
+    let (mut sim, a, b, consumed) = a_watches_b("ice_consent");
+    let ssrc = consumed.parameters.rtp_parameters.encodings[0]
+        .ssrc
+        .unwrap();
 
     // B's receive transport goes silent: no more binding requests (nor RTCP).
     let (gone, stays) = (sim.clients[b.recv].id, sim.clients[a.send].id);
@@ -94,17 +103,10 @@ fn a_client_that_stops_checking_loses_its_transport() {
 
 #[test]
 fn media_follows_a_client_whose_nat_mapping_changes() {
-    let mut sim = Sim::new(seed_from_env("nat_rebinding"));
-    let room = sim.create_router();
-    let a = join(&mut sim, room, 0, Protocol::Udp);
-    let b = join(&mut sim, room, 1, Protocol::Udp);
-    let caps = sim.device_caps(room);
-    let consumed = sim.consume(b.recv, a.video, caps, false);
+    let (mut sim, a, b, consumed) = a_watches_b("nat_rebinding");
     let ssrc = consumed.parameters.rtp_parameters.encodings[0]
         .ssrc
         .unwrap();
-    sim.run_for(Duration::from_secs(2));
-    assert!(received_since(&sim, b.recv, ssrc, sim.start) > 20);
 
     // Both the publisher's and the subscriber's NAT mappings change.
     let new_recv: SocketAddr = "127.0.200.1:41000".parse().unwrap();
