@@ -58,9 +58,6 @@ fn a_watches_b(name: &str) -> (Sim, Peer, Peer, Consumed) {
 #[test]
 fn a_client_that_stops_checking_loses_its_transport() {
     let (mut sim, a, b, consumed) = a_watches_b("ice_consent");
-    let ssrc = consumed.parameters.rtp_parameters.encodings[0]
-        .ssrc
-        .unwrap();
 
     // B's receive transport goes silent: no more binding requests (nor RTCP).
     let (gone, stays) = (sim.clients[b.recv].id, sim.clients[a.send].id);
