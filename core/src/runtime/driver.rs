@@ -249,7 +249,8 @@ impl Driver {
         let counters = &self.shared.counters;
         if now < self.deadline {
             // A wake for the ICE-TCP timeouts is not early.
-            if timer_wake && now < self.tcp_sweep_at {
+            let for_tcp = !self.tcp.is_empty() && now >= self.tcp_sweep_at;
+            if timer_wake && !for_tcp {
                 counters.timer_early.inc();
             }
             return;
