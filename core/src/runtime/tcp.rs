@@ -437,15 +437,6 @@ mod tests {
         );
         assert!(table.is_empty());
     }
-}
-
-#[cfg(test)]
-mod limits {
-    use super::*;
-
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::new([127, 0, 0, 1].into(), port)
-    }
 
     #[test]
     fn silent_connections_time_out_and_bound_ones_only_when_idle() {

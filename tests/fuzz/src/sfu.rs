@@ -40,6 +40,7 @@ pub struct Datagrams {
     now: Instant,
     udp: SocketAddr,
     tcp: SocketAddr,
+    ufrag: String,
     password: String,
     streams: Vec<FrameDecoder>,
 }
@@ -79,6 +80,7 @@ impl Datagrams {
             now,
             udp,
             tcp,
+            ufrag: created.parameters.ice_parameters.username_fragment,
             password: created.parameters.ice_parameters.password,
             streams: (0..4).map(|_| FrameDecoder::new(1500)).collect(),
         };
@@ -87,37 +89,8 @@ impl Datagrams {
     }
 
     /// The transport's ICE username fragment (what a binding request names first).
-    pub fn ufrag(&self) -> String {
-        // The transport is created with the seed; its ufrag is known once created. Read it
-        // back from a fresh Sfu with the same seed rather than keeping a second copy here.
-        Self::ice_parameters().0
-    }
-
-    /// (ufrag, password) of the transport of a fresh `Datagrams`.
-    fn ice_parameters() -> (String, String) {
-        #[allow(clippy::disallowed_methods)] // Only an origin.
-        let now = Instant::now();
-        let mut sfu = Sfu::new(SfuConfig::with_seed(SEED), now).expect("sfu");
-        let router = sfu
-            .create_router(RouterOptions {
-                media_codecs: media_codecs(),
-            })
-            .expect("router");
-        let created = sfu
-            .create_webrtc_transport(
-                router,
-                WebRtcTransportOptions {
-                    listen_infos: vec![ListenInfo {
-                        protocol: OrtcProtocol::Udp,
-                        local: "127.0.0.1:40000".parse().expect("address"),
-                        announced_address: None,
-                    }],
-                    ..Default::default()
-                },
-            )
-            .expect("transport");
-        let ice = created.parameters.ice_parameters;
-        (ice.username_fragment, ice.password)
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
     }
 
     /// Feeds one input.
