@@ -8,7 +8,10 @@ mod common_peers;
 use std::time::{Duration, Instant};
 
 use common_peers::{connected, join, key_frame_requests, one_way, SETTLE};
-use sfu_core::SfuConfig;
+use sfu_core::media::rtcp::{self, RtcpPacket};
+use sfu_core::media::srtp::RtcpReplay;
+use sfu_core::ortc::MediaKind;
+use sfu_core::{Input, Output, SfuConfig};
 use sfu_tests::client::Received;
 use sfu_tests::delivery::{delivery, Expect};
 use sfu_tests::media::verify_payload;
@@ -339,4 +342,144 @@ fn ice_restart_keeps_media_flowing() {
     assert_eq!(d.runs, 1, "{d:?}");
     assert_eq!(sim.sfu.stats().dropped_stun_unauthenticated, 0);
     assert_eq!(sim.sfu.stats().dropped_stun_unknown_ufrag, 0);
+}
+
+/// A runtime reads datagrams in batches and gives each its kernel arrival time, which is often
+/// before the Sfu's clock (a timer or an earlier batch moved it on). Transport-wide feedback
+/// reports each datagram's own arrival: a sender's delay-based estimate reads a batch stamped
+/// all at once as a queue building up and cuts its rate.
+#[test]
+fn transport_cc_feedback_reports_each_datagrams_own_arrival() {
+    let mut sim = Sim::new(seed_from_env("twcc_arrivals"));
+    let room = sim.create_router();
+    let send = sim.add_transport(room, Protocol::Udp);
+    sim.produce(send, MediaKind::Video, 5000);
+    sim.run_for(Duration::from_secs(1));
+    for p in &mut sim.publications {
+        p.muted = true;
+    }
+    // Past every feedback still due for what was sent so far.
+    sim.run_for(Duration::from_millis(300));
+    let mut batch = Vec::new();
+    while batch.len() < 8 {
+        let at = sim.publications[0].source.next_at();
+        sim.now = sim.now.max(at);
+        let packets = sim.take_source_packets(0, at);
+        batch.extend(media_datagrams(&mut sim, send, "0", packets));
+    }
+    batch.truncate(8);
+    let arrivals = feedback_for_batch(&mut sim, send, &batch);
+    assert_eq!(
+        arrivals.len(),
+        batch.len(),
+        "every packet of the batch is reported"
+    );
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (4_750..=5_250).contains(&gap),
+            "arrivals reported {gap} µs apart, sent 5 ms apart: {arrivals:?}"
+        );
+    }
+}
+
+/// A browser sends a new track's first packets while its `produce` request is still on its
+/// way: they count for congestion control (the sender learns they arrived) although no
+/// producer takes them yet.
+#[test]
+fn transport_cc_feedback_covers_packets_that_race_their_produce() {
+    let mut sim = Sim::new(seed_from_env("twcc_unrouted"));
+    let room = sim.create_router();
+    let send = sim.add_transport(room, Protocol::Udp);
+    sim.produce(send, MediaKind::Audio, 1000);
+    sim.run_for(Duration::from_secs(1));
+    for p in &mut sim.publications {
+        p.muted = true;
+    }
+    sim.run_for(Duration::from_millis(300));
+    // Video the client sends on a new mid the Sfu has no producer for.
+    let params = sim.clients[send].prepare_produce(MediaKind::Video, 5000);
+    let mid = params.mid.clone().expect("mid");
+    let mut source = sfu_tests::media::Source::video(5000, sim.now);
+    let mut batch = Vec::new();
+    while batch.len() < 6 {
+        let at = source.next_at();
+        sim.now = sim.now.max(at);
+        let packets = source.poll(at);
+        batch.extend(media_datagrams(&mut sim, send, &mid, packets));
+    }
+    let dropped = sim
+        .sfu
+        .transport_stats(sim.clients[send].id)
+        .unwrap()
+        .rtp_dropped;
+    let arrivals = feedback_for_batch(&mut sim, send, &batch);
+    assert_eq!(
+        arrivals.len(),
+        batch.len(),
+        "every authentic packet is reported"
+    );
+    let stats = sim.sfu.transport_stats(sim.clients[send].id).unwrap();
+    assert_eq!(
+        stats.rtp_dropped - dropped,
+        batch.len() as u64,
+        "and none of them is forwarded"
+    );
+}
+
+/// The SRTP datagrams client `client` writes for `packets` on `mid`.
+fn media_datagrams(
+    sim: &mut Sim,
+    client: usize,
+    mid: &str,
+    packets: Vec<sfu_tests::media::OutPacket>,
+) -> Vec<Vec<u8>> {
+    sim.capture_sent(client, mid, packets)
+        .into_iter()
+        .filter(|d| sfu_tests::forge::is_srtp(d))
+        .collect()
+}
+
+/// Feeds `batch` (datagrams from `client`) to the Sfu as arrived 5 ms apart but read 50 ms
+/// later, after the Sfu's clock moved on, lets its feedback fall due, and returns the arrival
+/// times the transport-cc feedback to `client` reports, in microseconds on its clock.
+fn feedback_for_batch(sim: &mut Sim, client: usize, batch: &[Vec<u8>]) -> Vec<i64> {
+    let (source, server) = (sim.clients[client].local, sim.server_udp);
+    let t0 = sim.now;
+    sim.sfu
+        .handle_input(Input::Timeout(t0 + Duration::from_millis(50)));
+    for (i, d) in batch.iter().enumerate() {
+        sim.sfu.handle_input(Input::Receive {
+            now: t0 + Duration::from_millis(5) * i as u32,
+            proto: sfu_core::Protocol::Udp,
+            source,
+            destination: server,
+            contents: d,
+        });
+    }
+    sim.sfu
+        .handle_input(Input::Timeout(t0 + Duration::from_millis(400)));
+    let ctx = sim
+        .sfu
+        .test_only_endpoint_srtp_receive_context(sim.clients[client].id)
+        .expect("connected");
+    let mut arrivals = Vec::new();
+    loop {
+        match sim.sfu.poll_output() {
+            Output::Transmit(t) if t.destination == source && rtcp::is_rtcp(&t.contents) => {
+                let mut buf = t.contents.clone();
+                let mut replay = RtcpReplay::default();
+                let len = ctx.unprotect_rtcp(&mut buf, &mut replay).expect("SRTCP");
+                for p in rtcp::compound(&buf[..len]).flatten() {
+                    if let RtcpPacket::TransportCc(cc) = p {
+                        let reference = i64::from(cc.reference_time()) * 64_000;
+                        arrivals.extend(cc.packets().filter_map(|(_, at)| Some(reference + at?)));
+                    }
+                }
+            }
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    arrivals
 }

@@ -41,19 +41,18 @@ impl Sfu {
     /// Authenticates and decrypts an SRTP packet, learns its SSRC at the first one, and hands
     /// the producer packet on.
     fn rtp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) {
-        let now = self.now;
+        let arrival = self.arrival;
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };
         let route = rx_route(t, &mut self.producers, buf);
-        let Some((pid, layer, role)) = route else {
+        let (Some(route), Ok(pkt)) = (route, RtpPacket::parse(buf)) else {
             t.stats.rtp_dropped += 1;
             return;
         };
-        let Ok(pkt) = RtpPacket::parse(buf) else {
-            t.stats.rtp_dropped += 1;
-            return;
-        };
+        // Every authentic packet counts for congestion control, routed or not (the sender's
+        // first packets race its `produce`): the feedback carries its own arrival time, not
+        // the Sfu's clock, which may have moved past it while the batch waited.
         if let (Some(session), Some(seq)) = (
             t.media.as_mut(),
             t.rx_extensions
@@ -61,10 +60,16 @@ impl Sfu {
                 .and_then(|id| pkt.extension(id))
                 .and_then(packet::transport_wide_seq),
         ) {
-            session.twcc.record(seq, now);
+            session.twcc.record(seq, arrival);
             let at = session.deadline();
             self.schedule_media(tid, at);
         }
+        let Some((pid, layer, role)) = route else {
+            if let Some(t) = self.transports.get_mut(&tid) {
+                t.stats.rtp_dropped += 1;
+            }
+            return;
+        };
         match role {
             RxRole::Media => self.producer_packet(tid, pid, layer, &pkt, false),
             RxRole::Rtx => {
@@ -319,22 +324,32 @@ impl Sfu {
         let keys = self.transports.get(&id)?.webrtc()?.srtp_keys.as_ref()?;
         SrtpContext::new(keys.media_profile()?, keys.remote_key(), keys.remote_salt()).ok()
     }
+
+    /// Test support, not API: an SRTP context that unprotects as the endpoint of transport
+    /// `id` does (the Sfu's write key and salt), so integration tests can read the SRTCP the
+    /// Sfu sends. `None` until the transport's DTLS has connected.
+    #[doc(hidden)]
+    pub fn test_only_endpoint_srtp_receive_context(&self, id: TransportId) -> Option<SrtpContext> {
+        let keys = self.transports.get(&id)?.webrtc()?.srtp_keys.as_ref()?;
+        SrtpContext::new(keys.media_profile()?, keys.local_key(), keys.local_salt()).ok()
+    }
 }
 
 /// Finds where an SRTP packet goes and decrypts it in place (`buf` is truncated to the
-/// plaintext). An SSRC seen for the first time takes a place in the session only once its
-/// packet authenticates and names a producer of the transport.
+/// plaintext): `None` when it does not authenticate, `Some(None)` when it does but no producer
+/// of the transport takes it. An SSRC seen for the first time takes a place in the session
+/// only once its packet authenticates and names a producer of the transport.
 fn rx_route(
     t: &mut Transport,
     producers: &mut rustc_hash::FxHashMap<ProducerId, Producer>,
     buf: &mut Vec<u8>,
-) -> Option<(ProducerId, usize, RxRole)> {
+) -> Option<Option<(ProducerId, usize, RxRole)>> {
     let session = t.media.as_mut()?;
     let ssrc = srtp::rtp_ssrc(buf)?;
     if let Some(rx) = session.rx_ssrcs.get_mut(&ssrc) {
         let len = session.rx.unprotect_rtp(buf, &mut rx.replay).ok()?;
         buf.truncate(len);
-        return Some((rx.producer, rx.layer, rx.role));
+        return Some(Some((rx.producer, rx.layer, rx.role)));
     }
     if session.rx_ssrcs.len() >= MAX_RX_SSRCS {
         return None;
@@ -342,14 +357,21 @@ fn rx_route(
     let mut replay = RtpReplay::default();
     let len = session.rx.unprotect_rtp(buf, &mut replay).ok()?;
     buf.truncate(len);
-    let (pid, layer, role) = match t.producer_ssrcs.get(&ssrc) {
-        Some(&declared) => declared,
-        None => {
-            let pkt = RtpPacket::parse(buf).ok()?;
-            resolve_by_extensions(&t.producers_by_mid, &t.rx_extensions, producers, &pkt)?
-        }
+    let route = match t.producer_ssrcs.get(&ssrc) {
+        Some(&declared) => Some(declared),
+        None => RtpPacket::parse(buf).ok().and_then(|pkt| {
+            resolve_by_extensions(&t.producers_by_mid, &t.rx_extensions, producers, &pkt)
+        }),
     };
-    let e = producers.get_mut(&pid)?.encodings.get_mut(layer)?;
+    let Some((pid, layer, role)) = route else {
+        return Some(None);
+    };
+    let Some(e) = producers
+        .get_mut(&pid)
+        .and_then(|p| p.encodings.get_mut(layer))
+    else {
+        return Some(None);
+    };
     match role {
         RxRole::Media => {
             e.ssrc.get_or_insert(ssrc);
@@ -367,7 +389,7 @@ fn rx_route(
             role,
         },
     );
-    Some((pid, layer, role))
+    Some(Some((pid, layer, role)))
 }
 
 /// The producer encoding a packet of an undeclared SSRC belongs to, from its mid and rid (or

@@ -74,6 +74,9 @@ pub struct Sfu {
     pub(crate) config: SfuConfig,
     pub(crate) rng: ChaCha8Rng,
     pub(crate) now: Instant,
+    /// When the datagram being processed arrived, as the caller said: `now` can be later, as
+    /// the Sfu's clock never goes back.
+    pub(crate) arrival: Instant,
     /// The DTLS certificate every WebRTC transport presents.
     pub(crate) identity: DtlsIdentity,
     pub(crate) routers: FxHashMap<RouterId, Router>,
@@ -133,6 +136,7 @@ impl Sfu {
             config,
             rng,
             now,
+            arrival: now,
             identity,
             routers: FxHashMap::default(),
             transports: FxHashMap::default(),
@@ -168,6 +172,7 @@ impl Sfu {
                 contents,
             } => {
                 self.advance(now);
+                self.arrival = now;
                 self.isolated(|sfu| sfu.receive(proto, source, destination, contents));
             }
             Input::Timeout(now) => {

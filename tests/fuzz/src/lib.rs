@@ -22,6 +22,7 @@
 
 pub mod packets;
 pub mod sfu;
+#[cfg(feature = "signaling")]
 pub mod signaling;
 
 /// Every target's name, in the order `tests/run` runs them.
@@ -71,6 +72,7 @@ pub enum Target {
     /// [`sfu::Ortc`].
     Ortc(Box<sfu::Ortc>),
     /// [`signaling::Signaling`], built at its first input.
+    #[cfg(feature = "signaling")]
     Signaling(Option<Box<signaling::Signaling>>),
 }
 
@@ -87,6 +89,7 @@ impl Target {
             "datagrams" => Target::Datagrams(Box::default()),
             "session" => Target::Session(Box::default()),
             "ortc" => Target::Ortc(Box::default()),
+            #[cfg(feature = "signaling")]
             "signaling" => Target::Signaling(None),
             _ => return None,
         })
@@ -108,6 +111,7 @@ impl Target {
             Target::Datagrams(t) => t.run(data),
             Target::Session(t) => t.run(data),
             Target::Ortc(t) => t.run(data),
+            #[cfg(feature = "signaling")]
             Target::Signaling(t) => t.get_or_insert_with(Box::default).run(data),
         }
     }
