@@ -221,6 +221,8 @@ macro_rules! __with_calls {
                 -> $crate::ConsumerStats = |sfu, _l| sfu.consumer_stats(consumer);
             /// The Sfu's counters of datagrams dropped before any transport.
             sfu_stats / SfuStats() -> $crate::SfuStats = |sfu, _l| Ok(sfu.stats());
+            /// The size of each of the Sfu's tables (to check that they return to their size).
+            footprint / Footprint() -> $crate::Footprint = |sfu, _l| Ok(sfu.footprint());
         }
     };
 }
