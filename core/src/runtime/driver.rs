@@ -52,6 +52,62 @@ pub trait UdpSockets {
     fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()>;
 }
 
+/// One UDP socket of a runtime, as the driver sends through it; a `Vec` of them is the
+/// runtime's [`UdpSockets`].
+pub trait UdpSocketSend {
+    /// Its addresses.
+    fn addrs(&self) -> SocketAddrs;
+    /// How many datagrams one send may carry (GSO).
+    fn max_segments(&self) -> usize;
+    /// Hands one send to the socket without waiting.
+    fn try_send(&self, send: &UdpSend<'_>) -> io::Result<()>;
+}
+
+impl<S: UdpSocketSend> UdpSockets for Vec<S> {
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
+        self.get(socket).map(S::addrs)
+    }
+
+    fn max_segments(&self, socket: usize) -> usize {
+        self.get(socket).map_or(1, |s| s.max_segments().max(1))
+    }
+
+    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
+        match self.get(socket) {
+            Some(s) => s.try_send(send),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
+impl<S: UdpSocketSend + ?Sized> UdpSocketSend for std::rc::Rc<S> {
+    fn addrs(&self) -> SocketAddrs {
+        (**self).addrs()
+    }
+
+    fn max_segments(&self) -> usize {
+        (**self).max_segments()
+    }
+
+    fn try_send(&self, send: &UdpSend<'_>) -> io::Result<()> {
+        (**self).try_send(send)
+    }
+}
+
+/// The same send as quinn-udp takes it (both runtimes send through quinn-udp).
+#[cfg(feature = "quinn-udp")]
+impl<'a> From<&UdpSend<'a>> for quinn_udp::Transmit<'a> {
+    fn from(send: &UdpSend<'a>) -> Self {
+        quinn_udp::Transmit {
+            destination: send.destination,
+            ecn: None,
+            contents: send.contents,
+            segment_size: send.segment_size,
+            src_ip: send.src_ip,
+        }
+    }
+}
+
 /// The socket of `udp` that sends from `source`.
 fn socket_for(udp: &impl UdpSockets, source: SocketAddr) -> Option<(usize, SocketAddrs)> {
     (0..)

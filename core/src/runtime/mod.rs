@@ -33,7 +33,7 @@ mod driver;
 pub mod tcp;
 
 pub use call::{Call, Command};
-pub use driver::{Driver, EventSink, UdpSend, UdpSockets};
+pub use driver::{Driver, EventSink, UdpSend, UdpSocketSend, UdpSockets};
 pub use tcp::{ConnId, TcpTable, MAX_TCP_CONNECTIONS, TCP_QUEUE_LIMIT};
 
 /// How many events may wait for the application before new ones are dropped and counted
