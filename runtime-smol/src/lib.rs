@@ -211,20 +211,7 @@ impl Runtime {
     }
 }
 
-impl std::ops::Deref for Runtime {
-    type Target = Workers<WorkerHandle>;
-
-    /// `workers`, `worker`, `least_loaded` and `counters`.
-    fn deref(&self) -> &Workers<WorkerHandle> {
-        &self.workers
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+sfu_core::runtime_common!(Runtime, WorkerHandle);
 
 // Handles and the runtime cross threads (checked when compiling).
 const _: () = {

@@ -252,6 +252,30 @@ macro_rules! __define_calls {
 }
 __with_calls!(__define_calls);
 
+/// What a runtime type is beside its own start and stop, written once for both runtimes: it
+/// dereferences to its [`Workers`](crate::runtime::Workers) (`workers`, `worker`,
+/// `least_loaded`, `counters`) and stops when dropped. `runtime_common!(Runtime, WorkerHandle)`
+/// for a `Runtime` with a field `workers: Workers<WorkerHandle>` and a method `stop(&mut self)`.
+#[macro_export]
+macro_rules! runtime_common {
+    ($runtime:ty, $handle:ty) => {
+        impl ::std::ops::Deref for $runtime {
+            type Target = $crate::runtime::Workers<$handle>;
+
+            /// `workers`, `worker`, `least_loaded` and `counters`.
+            fn deref(&self) -> &$crate::runtime::Workers<$handle> {
+                &self.workers
+            }
+        }
+
+        impl Drop for $runtime {
+            fn drop(&mut self) {
+                self.stop();
+            }
+        }
+    };
+}
+
 /// The methods of a worker handle, written once for both runtimes: one per call, and what the
 /// handle reads without a round trip. `worker_handle_methods!(blocking)` in a type whose
 /// `call(&self, C) -> Result<C::Output, RuntimeError>` blocks, `worker_handle_methods!(async)`
