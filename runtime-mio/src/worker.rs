@@ -84,7 +84,8 @@ impl Worker {
         let sink = Box::new(move |index, event| {
             !matches!(events.try_send((index, event)), Err(TrySendError::Full(_)))
         });
-        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink)
+        let gso = sfu_core::runtime::gso_segments(&udp);
+        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink, gso)
             .map_err(io::Error::other)?;
         let (commands_tx, commands) = mpsc::channel();
         let handle = WorkerHandle::new(index, commands_tx, waker, shared.clone());

@@ -164,7 +164,8 @@ impl Runtime {
         let sink = Box::new(move |index, event| {
             !matches!(events.try_send((index, event)), Err(TrySendError::Full(_)))
         });
-        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink)
+        let gso = sfu_core::runtime::gso_segments(&udp);
+        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink, gso)
             .map_err(io::Error::other)?;
         let (requests_tx, requests) = channel::bounded(REQUEST_CAPACITY);
         let (stop_tx, stop) = channel::bounded(1);

@@ -220,7 +220,7 @@ mod tests {
         };
         let shared = Arc::new(WorkerShared::new(Vec::new()));
         let sink = Box::new(|_, _| true);
-        let driver = Driver::new(0, &config, clock::now(), shared, sink).unwrap();
+        let driver = Driver::new(0, &config, clock::now(), shared, sink, 1).unwrap();
         let (timer_changed, _timer_wait) = channel::bounded(1);
         let mut core = Core {
             deadline: driver.deadline(),

@@ -47,7 +47,11 @@ impl Sfu {
         self.demux.insert_ufrag(ufrag, id);
         self.transports.insert(
             id,
-            Box::new(Transport::new(router, TransportKind::WebRtc(link))),
+            Box::new(Transport::new(
+                router,
+                TransportKind::WebRtc(link),
+                self.config.gso_segments,
+            )),
         );
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);

@@ -108,6 +108,16 @@ impl<'a> From<&UdpSend<'a>> for quinn_udp::Transmit<'a> {
     }
 }
 
+/// How many datagrams one send may carry on every socket of `udp` (GSO): what the Sfu may put
+/// in one [`Transmit`] ([`SfuConfig::gso_segments`](crate::SfuConfig::gso_segments)).
+pub fn gso_segments(udp: &impl UdpSockets) -> usize {
+    (0..)
+        .map_while(|i| udp.addrs(i).map(|_| udp.max_segments(i)))
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// The socket of `udp` that sends from `source`.
 fn socket_for(udp: &impl UdpSockets, source: SocketAddr) -> Option<(usize, SocketAddrs)> {
     (0..)
@@ -143,8 +153,11 @@ impl Driver {
         now: Instant,
         shared: Arc<WorkerShared>,
         events: EventSink,
+        gso_segments: usize,
     ) -> Result<Self, Error> {
-        let sfu = Sfu::new(config.worker_sfu_config(index), now)?;
+        let mut sfu_config = config.worker_sfu_config(index);
+        sfu_config.gso_segments = gso_segments.max(1);
+        let sfu = Sfu::new(sfu_config, now)?;
         let max_frame = config.sfu.max_datagram_size;
         let mut driver = Self {
             index,
@@ -362,24 +375,36 @@ impl Driver {
                 i += 1;
                 continue;
             };
-            let n = gso_run(&self.out[i..], udp.max_segments(socket));
-            let contents = if n == 1 {
-                &first.contents[..]
-            } else {
-                self.gso_buf.clear();
-                for t in &self.out[i..i + n] {
-                    self.gso_buf.extend_from_slice(&t.contents);
+            // A run the Sfu wrote back to back goes as it is; single datagrams in a row to one
+            // path are joined here.
+            let (n, datagrams, contents, segment_size) = match first.segment_size {
+                Some(size) => (
+                    1,
+                    first.datagrams().count(),
+                    &first.contents[..],
+                    Some(size),
+                ),
+                None => {
+                    let n = gso_run(&self.out[i..], udp.max_segments(socket));
+                    if n == 1 {
+                        (1, 1, &first.contents[..], None)
+                    } else {
+                        self.gso_buf.clear();
+                        for t in &self.out[i..i + n] {
+                            self.gso_buf.extend_from_slice(&t.contents);
+                        }
+                        (n, n, &self.gso_buf[..], Some(first.contents.len()))
+                    }
                 }
-                &self.gso_buf[..]
             };
             let (destination, src_ip) = addrs.send_addrs(first.source, first.destination);
             let send = UdpSend {
                 destination,
                 contents,
-                segment_size: (n > 1).then_some(first.contents.len()),
+                segment_size,
                 src_ip,
             };
-            record_send(counters, &send, n, udp.send(socket, &send));
+            record_send(counters, &send, datagrams, udp.send(socket, &send));
             i += n;
         }
         for t in self.out.drain(..) {
@@ -457,7 +482,7 @@ mod tests {
             announced_address: None,
         };
         let shared = Arc::new(WorkerShared::new(vec![own]));
-        Driver::new(0, &config, now, shared, Box::new(|_, _| true)).unwrap()
+        Driver::new(0, &config, now, shared, Box::new(|_, _| true), 1).unwrap()
     }
 
     fn run<C: Call>(d: &mut Driver, c: C) -> Result<C::Output, Error> {
