@@ -42,6 +42,15 @@ impl Buffers {
             .unwrap_or_else(|| Vec::with_capacity(SPARE_BUFFER_SIZE))
     }
 
+    /// A buffer to start a run in: a large one while any is kept (the run then never moves),
+    /// else a small one.
+    fn first_of_run(&mut self) -> Vec<u8> {
+        match self.large.pop() {
+            Some(large) => large,
+            None => self.small(),
+        }
+    }
+
     /// A buffer for a run.
     fn large(&mut self) -> Vec<u8> {
         self.large
@@ -119,8 +128,13 @@ impl Outbox {
             .back()
             .is_some_and(|run| run.open && run.count < max && run.used + room <= RUN_MAX_BYTES);
         if !joins {
+            let buf = if max > 1 {
+                buffers.first_of_run()
+            } else {
+                buffers.small()
+            };
             self.runs.push_back(Run {
-                buf: buffers.small(),
+                buf,
                 used: 0,
                 segment: 0,
                 count: 0,
@@ -132,8 +146,8 @@ impl Outbox {
         };
         let end = run.used + room;
         if joins && end > run.buf.capacity() {
-            // The first datagram of a run is written into a small buffer; the run moves to
-            // a large one when a second joins (once per run).
+            // A run started in a small buffer moves to a large one when a second datagram
+            // joins (once per run).
             let mut large = buffers.large();
             large.clear();
             large.extend_from_slice(&run.buf[..run.used]);
