@@ -120,6 +120,7 @@
 mod api;
 mod config;
 pub mod control;
+mod data;
 mod demux;
 mod error;
 mod event;
@@ -141,17 +142,27 @@ mod stats;
 mod timers;
 mod transport;
 
-pub use api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
+pub use api::{
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, ProduceDataOptions, ProduceOptions,
+    RouterOptions, WebRtcTransportCreated,
+};
 pub use config::SfuConfig;
 pub use error::Error;
 pub use event::{
-    AudioLevelVolume, ConsumerCloseReason, DtlsState, Event, IceState, TransportTuple,
+    AudioLevelVolume, ConsumerCloseReason, DataConsumerCloseReason, DtlsState, Event, IceState,
+    SctpState, TransportTuple,
 };
-pub use ids::{ConsumerId, ObserverId, ParseIdError, ProducerId, RouterId, TransportId};
+pub use ids::{
+    ConsumerId, DataConsumerId, DataProducerId, ObserverId, ParseIdError, ProducerId, RouterId,
+    TransportId,
+};
 pub use io::{Input, Output, Protocol, Transmit};
 pub use observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
 pub use sfu::{Sfu, MAX_SPARE_BUFFERS};
-pub use stats::{ConsumerStats, Footprint, ProducerStats, SfuStats, TransportStats};
+pub use stats::{
+    ConsumerStats, DataConsumerStats, DataProducerStats, Footprint, ProducerStats, SfuStats,
+    TransportStats,
+};
 pub use transport::webrtc::dtls::crypto_provider;
 pub use transport::{ListenInfo, WebRtcTransportOptions};
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::negotiate::OrtcError;
+
 /// Media kind of a codec, header extension, producer or consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -466,6 +468,99 @@ pub struct SctpParameters {
     pub mis: u16,
     /// Maximum message size.
     pub max_message_size: u32,
+}
+
+/// The number of SCTP streams a transport's association offers (mediasoup's `numSctpStreams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumSctpStreams {
+    /// Outgoing streams: the transport's data consumers use stream ids below this.
+    #[serde(rename = "OS")]
+    pub os: u16,
+    /// Incoming streams: the transport's data producers use stream ids below this.
+    #[serde(rename = "MIS")]
+    pub mis: u16,
+}
+
+impl Default for NumSctpStreams {
+    /// mediasoup's default: 1024 each way.
+    fn default() -> Self {
+        Self {
+            os: 1024,
+            mis: 1024,
+        }
+    }
+}
+
+/// How a data channel's messages travel on its SCTP stream (mediasoup's
+/// `sctpStreamParameters`). `ordered` left out means ordered, unless a `maxPacketLifeTime` or
+/// `maxRetransmits` is given (then unordered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SctpStreamParameters {
+    /// The SCTP stream id (the data channel's `id`, as the channel is pre-negotiated).
+    pub stream_id: u16,
+    /// Whether messages are delivered in the order they were sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered: Option<bool>,
+    /// Partial reliability: how long, in milliseconds, a message may be retransmitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_packet_life_time: Option<u16>,
+    /// Partial reliability: how many times a message may be retransmitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retransmits: Option<u16>,
+}
+
+impl SctpStreamParameters {
+    /// Ordered and reliable on `stream_id`.
+    pub fn reliable(stream_id: u16) -> Self {
+        Self {
+            stream_id,
+            ordered: Some(true),
+            max_packet_life_time: None,
+            max_retransmits: None,
+        }
+    }
+
+    /// Whether messages are delivered in order (the default, unless partially reliable).
+    pub fn is_ordered(&self) -> bool {
+        self.ordered
+            .unwrap_or(self.max_packet_life_time.is_none() && self.max_retransmits.is_none())
+    }
+
+    /// Checks mediasoup's rules (not both partial reliability limits; an ordered channel is
+    /// reliable) and fills in `ordered`.
+    pub fn validated(mut self) -> Result<Self, OrtcError> {
+        if self.max_packet_life_time.is_some() && self.max_retransmits.is_some() {
+            return Err(OrtcError::InvalidParameters(
+                "both maxPacketLifeTime and maxRetransmits".into(),
+            ));
+        }
+        let partial = self.max_packet_life_time.is_some() || self.max_retransmits.is_some();
+        if self.ordered == Some(true) && partial {
+            return Err(OrtcError::InvalidParameters(
+                "an ordered stream cannot have maxPacketLifeTime or maxRetransmits".into(),
+            ));
+        }
+        self.ordered = Some(self.is_ordered());
+        Ok(self)
+    }
+}
+
+/// What a client needs to consume data (mediasoup-client's `consumeData`): it opens a
+/// pre-negotiated data channel on the stream id the server chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataConsumerParameters {
+    /// The data consumer's id.
+    pub id: String,
+    /// The data producer's id.
+    pub data_producer_id: String,
+    /// The stream and its reliability.
+    pub sctp_stream_parameters: SctpStreamParameters,
+    /// The channel's label (the data producer's).
+    pub label: String,
+    /// The channel's subprotocol (the data producer's).
+    pub protocol: String,
 }
 
 /// Everything a client needs to create a send or receive transport.
