@@ -476,6 +476,37 @@ fn bad_input_and_api_misuse_are_dropped_counted_or_refused() {
     let dcs = sim.sfu.data_consumer_stats(dc.id).expect("stats");
     assert_eq!((dcs.messages_sent, dcs.messages_dropped), (2, 0));
 
+    // A paused data producer drops what arrives (counted); a paused data consumer sends
+    // nothing; both resume.
+    sim.sfu.pause_data_producer(dp).expect("pause");
+    sim.flush();
+    assert!(events(&sim).contains(&Event::DataConsumerProducerPaused {
+        data_consumer: dc.id
+    }));
+    assert!(sim.clients[a].send_message(1, false, b"while paused"));
+    sim.run_for(Duration::from_millis(300));
+    sim.sfu.resume_data_producer(dp).expect("resume");
+    sim.sfu.pause_data_consumer(dc.id).expect("pause");
+    assert!(sim.clients[a].send_message(1, false, b"consumer paused"));
+    sim.run_for(Duration::from_millis(300));
+    sim.sfu.resume_data_consumer(dc.id).expect("resume");
+    assert!(sim.clients[a].send_message(1, false, b"resumed"));
+    sim.run_for(Duration::from_millis(300));
+    sim.flush();
+    assert!(events(&sim).contains(&Event::DataConsumerProducerResumed {
+        data_consumer: dc.id
+    }));
+    let got = received(&sim, b, b_stream);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2], (false, b"resumed".to_vec()));
+    let producer = sim.sfu.data_producer_stats(dp).expect("stats");
+    assert_eq!(
+        (producer.messages_received, producer.messages_dropped),
+        (4, 2)
+    );
+    let dcs = sim.sfu.data_consumer_stats(dc.id).expect("stats");
+    assert_eq!(dcs.messages_sent, 3);
+
     // The data producer closes: its data consumer reports it.
     sim.sfu.close_data_producer(dp).expect("close");
     sim.flush();

@@ -659,4 +659,55 @@ mod tests {
                 .unwrap();
         assert_eq!(e.rid.as_deref(), Some("r0"));
     }
+
+    #[test]
+    fn sctp_shapes_are_mediasoups() {
+        let p = SctpParameters {
+            port: 5000,
+            os: 1024,
+            mis: 1024,
+            max_message_size: 262_144,
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"port":5000,"OS":1024,"MIS":1024,"maxMessageSize":262144}"#
+        );
+        let s: SctpStreamParameters =
+            serde_json::from_str(r#"{"streamId":3,"maxRetransmits":0}"#).unwrap();
+        assert_eq!(
+            (s.stream_id, s.max_retransmits, s.ordered),
+            (3, Some(0), None)
+        );
+        let d = DataConsumerParameters {
+            id: "a".into(),
+            data_producer_id: "b".into(),
+            sctp_stream_parameters: SctpStreamParameters::reliable(2),
+            label: "chat".into(),
+            protocol: String::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"id":"a","dataProducerId":"b","sctpStreamParameters":{"streamId":2,"ordered":true},"label":"chat","protocol":""}"#
+        );
+    }
+
+    #[test]
+    fn sctp_stream_parameters_follow_mediasoups_rules() {
+        let unordered = |life: Option<u16>, rtx: Option<u16>, ordered: Option<bool>| {
+            SctpStreamParameters {
+                stream_id: 1,
+                ordered,
+                max_packet_life_time: life,
+                max_retransmits: rtx,
+            }
+            .validated()
+            .map(|s| s.ordered)
+        };
+        assert_eq!(unordered(None, None, None), Ok(Some(true)));
+        assert_eq!(unordered(None, None, Some(false)), Ok(Some(false)));
+        assert_eq!(unordered(Some(100), None, None), Ok(Some(false)));
+        assert_eq!(unordered(None, Some(0), None), Ok(Some(false)));
+        assert!(unordered(Some(100), Some(1), None).is_err());
+        assert!(unordered(None, Some(1), Some(true)).is_err());
+    }
 }
