@@ -108,9 +108,12 @@ pub struct TransportStats {
     pub srtp_profile: Option<&'static str>,
     /// The SCTP association's state (`None` for a transport without SCTP).
     pub sctp_state: Option<SctpState>,
-    /// Data channel messages dropped on arrival: on a stream no data producer of this
-    /// transport uses, larger than the transport's `max_sctp_message_size`, or on a transport
-    /// without SCTP, each counted once.
+    /// Data channel messages dropped on arrival, each counted once: on a stream a data
+    /// consumer of this transport sends on, or on a channel the peer opened in-band (DCEP) that
+    /// no data producer asked for (such a channel is closed, and its opening counted too);
+    /// larger than the transport's `max_sctp_message_size`; DTLS application data on a
+    /// transport without SCTP. (Data on a pre-negotiated stream the Sfu has no channel for is
+    /// discarded by str0m, uncounted.)
     pub data_dropped: u64,
 }
 

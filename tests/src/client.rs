@@ -141,6 +141,8 @@ pub struct ClientTransport {
     pub messages: Vec<ReceivedMessage>,
     /// The client's data channels by SCTP stream id, and whether each is open.
     channels: HashMap<u16, (ChannelId, bool)>,
+    /// Channels opened in-band.
+    in_band: Vec<ChannelId>,
     next_timeout: Instant,
     produced: HashMap<(Mid, Option<Rid>), (u32, u8)>,
     next_mid: u32,
@@ -362,6 +364,7 @@ impl ClientTransport {
             received_extensions: Vec::new(),
             messages: Vec::new(),
             channels: HashMap::new(),
+            in_band: Vec::new(),
             send_extensions: HashMap::new(),
             raw_offers: raw_offers(router_caps).collect(),
             send_ids,
@@ -683,6 +686,16 @@ impl ClientTransport {
                     Event::ChannelOpen(id, _) => {
                         if let Some(c) = self.channels.values_mut().find(|c| c.0 == id) {
                             c.1 = true;
+                        } else if self.in_band.contains(&id) {
+                            let stream = self.rtc.direct_api().sctp_stream_id_by_channel_id(id);
+                            if let Some(stream) = stream {
+                                self.channels.insert(stream, (id, true));
+                            }
+                        }
+                    }
+                    Event::ChannelClose(id) => {
+                        if let Some(c) = self.channels.values_mut().find(|c| c.0 == id) {
+                            c.1 = false;
                         }
                     }
                     Event::ChannelData(d) => {
@@ -749,6 +762,25 @@ impl ClientTransport {
     pub fn start_sctp(&mut self) {
         let active = self.dtls_active;
         self.rtc.direct_api().start_sctp(active);
+    }
+
+    /// Opens a data channel in-band (DCEP, `negotiated: false`), as a browser does by default;
+    /// str0m picks its stream id (see [`Self::in_band_stream`]).
+    pub fn open_in_band_channel(&mut self, label: &str) {
+        let id = self.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.into(),
+            ..Default::default()
+        });
+        self.in_band.push(id);
+    }
+
+    /// The stream id of the first in-band channel, once it opened.
+    pub fn in_band_stream(&self) -> Option<u16> {
+        let id = *self.in_band.first()?;
+        self.channels
+            .iter()
+            .find(|(_, c)| c.0 == id)
+            .map(|(stream, _)| *stream)
     }
 
     /// Whether the data channel on `stream_id` is open.

@@ -448,6 +448,21 @@ fn bad_input_and_api_misuse_are_dropped_counted_or_refused() {
     sim.run_for(Duration::from_millis(300));
     assert!(sim.clients[a].send_message(9, false, b"nobody listens"));
     assert!(sim.clients[a].send_message(1, false, b"text"));
+    // A channel opened in-band (DCEP) that nobody produced: closed, and counted.
+    sim.run_for(Duration::from_millis(300));
+    let before = sim.sfu.transport_stats(ta).expect("stats").data_dropped;
+    sim.clients[a].open_in_band_channel("uninvited");
+    sim.run_for(Duration::from_millis(500));
+    let stray = sim.clients[a].in_band_stream().expect("an in-band stream");
+    assert_eq!(
+        sim.sfu.transport_stats(ta).expect("stats").data_dropped,
+        before + 1,
+        "the uninvited channel is counted"
+    );
+    assert!(
+        !sim.clients[a].data_channel_open(stray),
+        "and closed by the server"
+    );
     // Data on a transport without SCTP.
     sim.clients[plain].start_sctp();
     connect_all(&mut sim);
@@ -465,7 +480,7 @@ fn bad_input_and_api_misuse_are_dropped_counted_or_refused() {
     let producer = sim.sfu.data_producer_stats(dp).expect("stats");
     assert_eq!(producer.messages_received, 2);
     assert_eq!(producer.messages_dropped, 1);
-    assert_eq!(sim.sfu.transport_stats(ta).expect("stats").data_dropped, 1);
+    assert_eq!(sim.sfu.transport_stats(ta).expect("stats").data_dropped, 2);
     let tb = sim.clients[b].id;
     assert_eq!(sim.sfu.transport_stats(tb).expect("stats").data_dropped, 1);
     assert!(sim.sfu.transport_stats(tplain).expect("stats").data_dropped > 0);

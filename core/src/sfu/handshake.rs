@@ -172,6 +172,12 @@ impl Sfu {
             LinkEvent::Channel(ChannelEvent::BufferedAmountLow { stream_id }) => {
                 self.buffered_amount_low(tid, stream_id);
             }
+            LinkEvent::Channel(ChannelEvent::Stray) => {
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    trace!(transport = %tid, "stray data channel");
+                    t.stats.data_dropped += 1;
+                }
+            }
             LinkEvent::Channel(ChannelEvent::Connected) => {
                 if let Some(t) = self.transports.get_mut(&tid) {
                     set_sctp_state(t, tid, SctpState::Connected, &mut self.out);

@@ -58,6 +58,9 @@ pub(crate) enum ChannelEvent {
     },
     /// The buffered amount of a stream's channel fell below its threshold.
     BufferedAmountLow { stream_id: u16 },
+    /// The peer opened a channel in-band (DCEP), or sent on one, that no data producer or
+    /// consumer asked for: it is closed, and its data dropped.
+    Stray,
 }
 
 impl SctpLink {
@@ -213,7 +216,10 @@ impl WebRtcLink {
                 if sctp.probe == Some(id) {
                     return Some(ChannelEvent::Connected);
                 }
-                let stream_id = *sctp.streams.get(&id)?;
+                let Some(&stream_id) = sctp.streams.get(&id) else {
+                    self.rtc.direct_api().close_data_channel(id);
+                    return Some(ChannelEvent::Stray);
+                };
                 match sctp.channels.get_mut(&stream_id) {
                     // Closed before it opened: close it now that str0m can.
                     None => self.rtc.direct_api().close_data_channel(id),
@@ -229,7 +235,9 @@ impl WebRtcLink {
                 None
             }
             str0m::Event::ChannelData(d) => {
-                let stream_id = *sctp.streams.get(&d.id)?;
+                let Some(&stream_id) = sctp.streams.get(&d.id) else {
+                    return Some(ChannelEvent::Stray);
+                };
                 Some(ChannelEvent::Message {
                     stream_id,
                     binary: d.binary,
