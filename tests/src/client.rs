@@ -757,6 +757,11 @@ impl ClientTransport {
         self.channels.insert(params.stream_id, (id, false));
     }
 
+    /// Closes the connection (DTLS close_notify), as closing an `RTCPeerConnection` does.
+    pub fn close(&mut self) {
+        let _ = self.rtc.close();
+    }
+
     /// Starts an SCTP association the server did not offer (for tests of a transport without
     /// SCTP).
     pub fn start_sctp(&mut self) {

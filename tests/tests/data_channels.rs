@@ -582,6 +582,19 @@ fn a_full_send_buffer_drops_and_counts_and_reports_its_amount_low() {
         Event::DataConsumerBufferedAmountLow { data_consumer, .. } if *data_consumer == dc.id
     )));
 
+    // The consuming peer goes away: its association closes.
+    let tb = sim.clients[b].id;
+    sim.clients[b].close();
+    sim.run_for(Duration::from_millis(500));
+    assert!(events(&sim).contains(&Event::SctpStateChange {
+        transport: tb,
+        state: SctpState::Closed
+    }));
+    assert_eq!(
+        sim.sfu.transport_stats(tb).expect("stats").sctp_state,
+        Some(SctpState::Closed)
+    );
+
     // Closing the transport closes its data producers and consumers.
     let ta = sim.clients[a].id;
     sim.sfu.close_transport(ta).expect("close");
