@@ -22,7 +22,7 @@
 //!
 //! ## The media plane
 //!
-//! Each WebRTC transport keeps a str0m `Rtc` for ICE-lite and DTLS only, with no media
+//! Each WebRTC transport keeps a str0m `Rtc` for ICE-lite, DTLS and SCTP, with no media
 //! declared. The SRTP keys come out of its DTLS handshake, and every RTP and RTCP datagram goes
 //! to the core's own [`media`] plane: SRTP and SRTCP (RFC 3711, RFC 7714), RTP parsing and
 //! header rewriting with the header extensions carried through, receive statistics and NACKs
@@ -105,6 +105,19 @@
 //! audio producers to it, and every interval it reports the loudest of them as
 //! [`Event::AudioLevelObserverVolumes`] (from the RFC 6464 audio level header extension of
 //! their packets), or [`Event::AudioLevelObserverSilence`] once when they fall silent.
+//!
+//! ## Data channels
+//!
+//! A WebRTC transport created with [`WebRtcTransportOptions::enable_sctp`] signals
+//! `sctpParameters` and carries str0m's SCTP association. [`Sfu::produce_data`] takes a stream
+//! the client opened (mediasoup-client's pre-negotiated channel, identified by its stream id);
+//! [`Sfu::consume_data`] picks a free stream on another transport of the same router and hands
+//! back the parameters for the client's `consumeData`. Each message that arrives for a data
+//! producer goes to each of its data consumers, text or binary as it came. A data consumer
+//! buffers at most [`WebRtcTransportOptions::sctp_send_buffer_size`] bytes not yet
+//! acknowledged; past that a message is dropped and counted
+//! ([`DataConsumerStats::messages_dropped`]), and [`Event::DataConsumerBufferedAmountLow`] says
+//! when the buffer drained below the threshold the application set.
 //!
 //! ## Payload types and header extensions
 //!

@@ -1,4 +1,4 @@
-//! The WebRTC transport: one str0m `Rtc` (ICE-lite, DTLS, SRTP) per endpoint.
+//! The WebRTC transport: one str0m `Rtc` (ICE-lite, DTLS, SCTP) per endpoint.
 
 pub(crate) mod drive;
 pub(crate) mod dtls;
@@ -97,8 +97,8 @@ impl WebRtcTransportOptions {
     }
 }
 
-/// What a WebRTC transport adds to a [`Transport`](super::Transport): ICE-lite and DTLS, in
-/// one str0m `Rtc` with no media declared (str0m never sees RTP or RTCP).
+/// What a WebRTC transport adds to a [`Transport`](super::Transport): ICE-lite, DTLS and
+/// SCTP, in one str0m `Rtc` with no media declared (str0m never sees RTP or RTCP).
 pub(crate) struct WebRtcLink {
     pub(crate) rtc: Rtc,
     /// The DTLS role the transport announced (its options' `dtls_role`).
