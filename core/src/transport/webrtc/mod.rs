@@ -64,7 +64,10 @@ pub struct WebRtcTransportOptions {
     /// The SCTP streams each way (mediasoup's `numSctpStreams`; default 1024 each).
     pub num_sctp_streams: NumSctpStreams,
     /// The largest message a data producer of the transport may send (mediasoup's
-    /// `maxSctpMessageSize`; default 262,144 bytes). Larger ones are dropped and counted.
+    /// `maxSctpMessageSize`; default 262,144 bytes), signaled in `sctpParameters` so that
+    /// clients keep to it. Larger ones, up to twice this size, are dropped and counted; the SCTP
+    /// stack refuses a message larger than that, which stops that transport's association
+    /// (only that one).
     pub max_sctp_message_size: u32,
     /// The most bytes each data consumer of the transport may have buffered, sent and not yet
     /// acknowledged (mediasoup's `sctpSendBufferSize`; default 262,144). A message that would
