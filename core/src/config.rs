@@ -11,6 +11,11 @@ pub struct SfuConfig {
     pub seed: Option<u64>,
     /// Datagrams longer than this are dropped and counted.
     pub max_datagram_size: usize,
+    /// How many datagrams to one UDP path the Sfu may put back to back in one
+    /// [`Transmit`](crate::Transmit) (with `segment_size` set) for the caller to send in one
+    /// GSO call. 1, the default, gives one datagram per transmit. The bundled runtimes set it
+    /// from their sockets.
+    pub gso_segments: usize,
     /// At most one key frame request per producer stream is sent in this interval; requests in
     /// between are merged into one sent when it ends.
     pub key_frame_request_interval: Duration,
@@ -31,6 +36,7 @@ impl Default for SfuConfig {
         Self {
             seed: None,
             max_datagram_size: 2000,
+            gso_segments: 1,
             key_frame_request_interval: Duration::from_millis(200),
             max_tuples_per_transport: 8,
             ice_consent_timeout: Duration::from_secs(30),

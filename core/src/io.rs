@@ -41,7 +41,7 @@ pub enum Output {
     Timeout(Instant),
 }
 
-/// A datagram to send.
+/// A datagram to send, or several to one destination back to back.
 #[derive(Debug)]
 pub struct Transmit {
     /// UDP, or TCP (to be framed with RFC 4571 on the connection to `destination`).
@@ -50,6 +50,22 @@ pub struct Transmit {
     pub source: SocketAddr,
     /// The peer's address.
     pub destination: SocketAddr,
-    /// The datagram.
+    /// The datagram, or with `segment_size` the datagrams.
     pub contents: Vec<u8>,
+    /// `Some(n)`: `contents` holds several UDP datagrams of `n` bytes each, the last possibly
+    /// shorter, for one GSO send (Linux `UDP_SEGMENT`; quinn-udp's `Transmit::segment_size`),
+    /// or to be sent one by one ([`datagrams`](Self::datagrams)). Only when
+    /// [`SfuConfig::gso_segments`](crate::SfuConfig::gso_segments) is above 1.
+    pub segment_size: Option<usize>,
+}
+
+impl Transmit {
+    /// The datagrams in `contents`.
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        let size = match self.segment_size {
+            Some(n) if n > 0 => n,
+            _ => self.contents.len().max(1),
+        };
+        self.contents.chunks(size)
+    }
 }

@@ -11,6 +11,7 @@ fn quick_conference_forwards_everything_it_is_given() {
         // Leave the test harness's threads where the scheduler puts them.
         pin: false,
         create: 10,
+        churn: 40,
         ..Options::quick()
     };
     let r = run(&opts).expect("the quick conference runs");
@@ -30,6 +31,11 @@ fn quick_conference_forwards_everything_it_is_given() {
     assert_eq!(r.totals.probe_match_disagreed, 0);
     assert!(r.joins.samples > 0);
     assert!(r.creation.transports == 10);
+    // The churn phase's joins connected (or it fails) and left the Sfu's tables as they were
+    // (timer entries excepted: cancelled deadlines leave the heap lazily).
+    let churn = r.churn.expect("the churn phase ran");
+    assert_eq!(churn.joins, 40);
+    assert_eq!(churn.footprint_start[..6], churn.footprint_end[..6]);
     let security = r.security.expect("the DTLS ServerHello was seen");
     assert!(security.srtp_profile.is_some());
 }

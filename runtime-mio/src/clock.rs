@@ -146,10 +146,11 @@ mod tests {
         (total / u64::from(samples), max)
     }
 
-    /// Not an assertion on the machine's timers: prints what a worker gains (run with
-    /// `--nocapture`). The precise wait must never be early, and on average no later than the
-    /// naive one plus the slack of a loaded machine.
+    /// A measurement, not a test of behaviour (a loaded machine makes any wait late): prints
+    /// what a worker gains over mio's millisecond timeouts. Run with
+    /// `cargo test -p sfu-runtime-mio --lib -- --ignored --nocapture`.
     #[test]
+    #[ignore = "a measurement of the machine's timers: run with --ignored --nocapture"]
     fn sub_millisecond_deadlines_fire_closer_than_mio_alone() {
         let naive = measure(200, |poll, events, deadline| {
             while now() < deadline {

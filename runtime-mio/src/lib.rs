@@ -154,20 +154,7 @@ impl Runtime {
     }
 }
 
-impl std::ops::Deref for Runtime {
-    type Target = Workers<WorkerHandle>;
-
-    /// `workers`, `worker`, `least_loaded` and `counters`.
-    fn deref(&self) -> &Workers<WorkerHandle> {
-        &self.workers
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+sfu_core::runtime_common!(Runtime, WorkerHandle);
 
 // A handle crosses threads (checked when compiling).
 const _: () = {

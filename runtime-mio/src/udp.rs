@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
 use sfu_core::runtime::addr::SocketAddrs;
-use sfu_core::runtime::{kernel_arrival, CounterCells, Driver, UdpSend, UdpSockets};
+use sfu_core::runtime::{kernel_arrival, CounterCells, Driver, UdpSend, UdpSocketSend};
 
 use crate::clock;
 use crate::net::Bound;
@@ -134,37 +134,17 @@ impl UdpEndpoint {
     }
 }
 
-/// A worker's UDP sockets, lent to the driver for sending.
-#[derive(Debug, Default)]
-pub(crate) struct Endpoints(pub(crate) Vec<UdpEndpoint>);
-
-impl UdpSockets for Endpoints {
-    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
-        self.0.get(socket).map(|e| e.addrs)
+impl UdpSocketSend for UdpEndpoint {
+    fn addrs(&self) -> SocketAddrs {
+        self.addrs
     }
 
-    fn max_segments(&self, socket: usize) -> usize {
-        self.0[socket].state.max_gso_segments().max(1)
+    fn max_segments(&self) -> usize {
+        self.state.max_gso_segments()
     }
 
-    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
-        let endpoint = &self.0[socket];
-        let UdpSend {
-            destination,
-            contents,
-            segment_size,
-            src_ip,
-        } = *send;
-        let transmit = quinn_udp::Transmit {
-            destination,
-            ecn: None,
-            contents,
-            segment_size,
-            src_ip,
-        };
-        endpoint
-            .state
-            .try_send((&endpoint.socket).into(), &transmit)
+    fn try_send(&self, send: &UdpSend<'_>) -> io::Result<()> {
+        self.state.try_send((&self.socket).into(), &send.into())
     }
 }
 

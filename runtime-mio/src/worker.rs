@@ -14,7 +14,7 @@ use crate::clock;
 use crate::handle::WorkerHandle;
 use crate::net;
 use crate::tcp::{TcpSide, LISTENER_BASE};
-use crate::udp::{Endpoints, UdpEndpoint};
+use crate::udp::UdpEndpoint;
 use crate::RuntimeConfig;
 
 const WAKER: Token = Token(0);
@@ -30,7 +30,7 @@ pub(crate) struct Worker {
     poll: Poll,
     commands: Receiver<Command>,
     driver: Driver,
-    udp: Endpoints,
+    udp: Vec<UdpEndpoint>,
     /// UDP sockets that may still have data (mio is edge-triggered).
     udp_ready: Vec<bool>,
     tcp: TcpSide,
@@ -84,7 +84,8 @@ impl Worker {
         let sink = Box::new(move |index, event| {
             !matches!(events.try_send((index, event)), Err(TrySendError::Full(_)))
         });
-        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink)
+        let gso = sfu_core::runtime::gso_segments(&udp);
+        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink, gso)
             .map_err(io::Error::other)?;
         let (commands_tx, commands) = mpsc::channel();
         let handle = WorkerHandle::new(index, commands_tx, waker, shared.clone());
@@ -93,7 +94,7 @@ impl Worker {
             commands,
             driver,
             udp_ready: vec![false; udp.len()],
-            udp: Endpoints(udp),
+            udp,
             tcp,
             alarm,
             shared,
@@ -200,14 +201,14 @@ impl Worker {
     /// Reads and feeds UDP batches, serving control calls between them (a call waits for at
     /// most one batch, not for a flood to end). Returns false when the worker must stop.
     fn read_udp(&mut self) -> bool {
-        for i in 0..self.udp.0.len() {
+        for i in 0..self.udp.len() {
             if !self.udp_ready[i] {
                 continue;
             }
             let mut more = true;
             for _ in 0..UDP_BATCHES {
                 let driver = &mut self.driver;
-                more = self.udp.0[i].read(1, &self.shared.counters, |d| d.feed(driver));
+                more = self.udp[i].read(1, &self.shared.counters, |d| d.feed(driver));
                 // Send after every batch, so replies do not wait for a flood to end.
                 self.driver.drain(&mut self.udp);
                 self.tcp.flush(self.poll.registry(), &mut self.driver);

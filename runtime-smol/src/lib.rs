@@ -164,7 +164,8 @@ impl Runtime {
         let sink = Box::new(move |index, event| {
             !matches!(events.try_send((index, event)), Err(TrySendError::Full(_)))
         });
-        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink)
+        let gso = sfu_core::runtime::gso_segments(&udp);
+        let driver = Driver::new(index, config, clock::now(), shared.clone(), sink, gso)
             .map_err(io::Error::other)?;
         let (requests_tx, requests) = channel::bounded(REQUEST_CAPACITY);
         let (stop_tx, stop) = channel::bounded(1);
@@ -211,20 +212,7 @@ impl Runtime {
     }
 }
 
-impl std::ops::Deref for Runtime {
-    type Target = Workers<WorkerHandle>;
-
-    /// `workers`, `worker`, `least_loaded` and `counters`.
-    fn deref(&self) -> &Workers<WorkerHandle> {
-        &self.workers
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+sfu_core::runtime_common!(Runtime, WorkerHandle);
 
 // Handles and the runtime cross threads (checked when compiling).
 const _: () = {

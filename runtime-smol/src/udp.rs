@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
 use sfu_core::runtime::addr::SocketAddrs;
-use sfu_core::runtime::{kernel_arrival, UdpSend, UdpSockets};
+use sfu_core::runtime::{kernel_arrival, UdpSend, UdpSocketSend};
 use smol::{future, Async, Timer};
 use tracing::{debug, trace};
 
@@ -52,37 +52,18 @@ impl UdpEndpoint {
     }
 }
 
-/// A worker's UDP sockets, lent to the driver for sending.
-#[derive(Debug, Default)]
-pub(crate) struct Endpoints(pub(crate) Vec<Rc<UdpEndpoint>>);
-
-impl UdpSockets for Endpoints {
-    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
-        self.0.get(socket).map(|e| e.addrs)
+impl UdpSocketSend for UdpEndpoint {
+    fn addrs(&self) -> SocketAddrs {
+        self.addrs
     }
 
-    fn max_segments(&self, socket: usize) -> usize {
-        self.0[socket].state.max_gso_segments().max(1)
+    fn max_segments(&self) -> usize {
+        self.state.max_gso_segments()
     }
 
-    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
-        let endpoint = &self.0[socket];
-        let UdpSend {
-            destination,
-            contents,
-            segment_size,
-            src_ip,
-        } = *send;
-        let transmit = quinn_udp::Transmit {
-            destination,
-            ecn: None,
-            contents,
-            segment_size,
-            src_ip,
-        };
-        endpoint
-            .state
-            .try_send(endpoint.socket.get_ref().into(), &transmit)
+    fn try_send(&self, send: &UdpSend<'_>) -> io::Result<()> {
+        self.state
+            .try_send(self.socket.get_ref().into(), &send.into())
     }
 }
 

@@ -20,7 +20,7 @@ use tracing::info;
 
 use crate::clock;
 use crate::tcp::{self, TcpAcceptor};
-use crate::udp::{self, Endpoints, UdpEndpoint};
+use crate::udp::{self, UdpEndpoint};
 
 /// Everything a worker thread starts with.
 pub(crate) struct WorkerSetup {
@@ -60,7 +60,7 @@ async fn serve(executor: &LocalExecutor<'_>, setup: WorkerSetup) {
     let core = Rc::new(RefCell::new(Core {
         deadline: driver.deadline(),
         driver,
-        udp: Endpoints(udp.clone()),
+        udp: udp.clone(),
         writers: HashMap::new(),
         dirty: Vec::new(),
         timer_changed,
@@ -140,7 +140,7 @@ async fn timer_task(core: Rc<RefCell<Core>>, changed: Receiver<()>) {
 /// write ICE-TCP connections and wait for the deadline.
 pub(crate) struct Core {
     pub(crate) driver: Driver,
-    udp: Endpoints,
+    udp: Vec<Rc<UdpEndpoint>>,
     /// Wakes each connection's writer; dropping one ends its connection.
     writers: HashMap<ConnId, Sender<()>>,
     dirty: Vec<ConnId>,
@@ -220,12 +220,12 @@ mod tests {
         };
         let shared = Arc::new(WorkerShared::new(Vec::new()));
         let sink = Box::new(|_, _| true);
-        let driver = Driver::new(0, &config, clock::now(), shared, sink).unwrap();
+        let driver = Driver::new(0, &config, clock::now(), shared, sink, 1).unwrap();
         let (timer_changed, _timer_wait) = channel::bounded(1);
         let mut core = Core {
             deadline: driver.deadline(),
             driver,
-            udp: Endpoints::default(),
+            udp: Vec::new(),
             writers: HashMap::new(),
             dirty: Vec::new(),
             timer_changed,

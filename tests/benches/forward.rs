@@ -5,7 +5,8 @@
 //! every participant publishes audio and video and consumes the other 18 streams, so each
 //! receive transport carries 18 send streams, and packets arrive from all publishers in time
 //! order. Throughput is in forwarded packets. `room_idle_batch16/N` is that room beside N
-//! connected idle transports (no media): the per-packet path must not grow with them. Their
+//! connected idle transports (no media): the per-packet path must not grow with them.
+//! `room_batch16_runs/10` is the room with datagrams written back to back in runs for GSO. Their
 //! timers are not served in the measured loop (no `Input::Timeout` is fed), so what it measures
 //! is forwarding alone, not the idle transports' own upkeep.
 //!
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sfu_core::ortc::{MediaKind, Protocol};
-use sfu_core::{DtlsState, Input, Output};
+use sfu_core::{DtlsState, Input, Output, SfuConfig};
 use sfu_tests::media::Source;
 use sfu_tests::sim::{Sim, SERVER_UDP};
 
@@ -57,9 +58,12 @@ impl Setup {
     }
 
     /// A room of `participants`, each publishing audio and video on a send transport and
-    /// consuming everyone else's on a receive transport.
-    fn room(participants: u32, idle: usize) -> Self {
-        let mut sim = Sim::new(1);
+    /// consuming everyone else's on a receive transport; up to `gso_segments` datagrams per
+    /// transmit.
+    fn room(participants: u32, idle: usize, gso_segments: usize) -> Self {
+        let mut config = SfuConfig::with_seed(1);
+        config.gso_segments = gso_segments;
+        let mut sim = Sim::with_config(1, config);
         let room = sim.create_router();
         let caps = sim.device_caps(room);
         let mut producers = Vec::new();
@@ -190,6 +194,9 @@ enum Shape {
     Room(u32),
     /// A room of [`IDLE_ROOM`] beside this many connected idle transports.
     RoomIdle(usize),
+    /// A conference room of this many participants, datagrams written in runs for GSO
+    /// (`SfuConfig::gso_segments` 16).
+    RoomRuns(u32),
 }
 
 /// Received packets over which heap allocations are counted after each case.
@@ -202,7 +209,7 @@ impl Shape {
     fn param(self) -> u64 {
         match self {
             Shape::FanOut(n) => n as u64,
-            Shape::Room(n) => u64::from(n),
+            Shape::Room(n) | Shape::RoomRuns(n) => u64::from(n),
             Shape::RoomIdle(n) => n as u64,
         }
     }
@@ -211,7 +218,7 @@ impl Shape {
     fn per_packet(self) -> u64 {
         match self {
             Shape::FanOut(n) => n as u64,
-            Shape::Room(n) => u64::from(n) - 1,
+            Shape::Room(n) | Shape::RoomRuns(n) => u64::from(n) - 1,
             Shape::RoomIdle(_) => u64::from(IDLE_ROOM) - 1,
         }
     }
@@ -219,8 +226,9 @@ impl Shape {
     fn setup(self) -> Setup {
         match self {
             Shape::FanOut(n) => Setup::fan_out(n),
-            Shape::Room(n) => Setup::room(n, 0),
-            Shape::RoomIdle(n) => Setup::room(IDLE_ROOM, n),
+            Shape::Room(n) => Setup::room(n, 0, 1),
+            Shape::RoomIdle(n) => Setup::room(IDLE_ROOM, n, 1),
+            Shape::RoomRuns(n) => Setup::room(n, 0, 16),
         }
     }
 }
@@ -267,6 +275,7 @@ fn forward(c: &mut Criterion) {
     bench_group(c, "forward_batch16", 16, &fan_outs);
     bench_group(c, "room", 1, &[Shape::Room(10)]);
     bench_group(c, "room_batch16", 16, &[Shape::Room(10)]);
+    bench_group(c, "room_batch16_runs", 16, &[Shape::RoomRuns(10)]);
     let idle = [10, 1_000, 5_000].map(Shape::RoomIdle);
     bench_group(c, "room_idle_batch16", 16, &idle);
 }

@@ -142,6 +142,8 @@ pub struct Sim {
     pub server_receives: u64,
     /// Transport polls caused by datagrams delivered to the server.
     pub server_receive_polls: u64,
+    /// Transmits the server handed out (a run of datagrams for GSO counts once).
+    pub transmits: u64,
     /// The DTLS role the server's transports are created with from now on
     /// (`WebRtcTransportOptions::dtls_role`; default `Auto`). Each client takes the role
     /// mediasoup-client would: the DTLS server when the server announces `client`, else the
@@ -175,13 +177,19 @@ impl Sim {
     /// A simulation with this seed (for the network and the server).
     #[allow(clippy::disallowed_methods)] // The simulation's origin; only durations are added.
     pub fn new(seed: u64) -> Self {
+        Self::with_config(seed, SfuConfig::with_seed(seed))
+    }
+
+    /// A simulation whose server runs with `config` (its seed should be `seed`'s).
+    #[allow(clippy::disallowed_methods)] // The simulation's origin; only durations are added.
+    pub fn with_config(seed: u64, config: SfuConfig) -> Self {
         let start = Instant::now();
         let mut net = Network::new(seed);
         net.set_default_link(LinkConfig::default().with_latency(Duration::from_millis(10)));
         Self {
             now: start,
             start,
-            sfu: Sfu::new(SfuConfig::with_seed(seed), start).expect("sfu"),
+            sfu: Sfu::new(config, start).expect("sfu"),
             net,
             clients: Vec::new(),
             publications: Vec::new(),
@@ -191,6 +199,7 @@ impl Sim {
             server_tcp: SERVER_TCP,
             server_receives: 0,
             server_receive_polls: 0,
+            transmits: 0,
             dtls_role: DtlsRole::Auto,
             extension_ids: ExtensionIds::Router,
             transport_options: WebRtcTransportOptions::default(),
@@ -611,18 +620,24 @@ impl Sim {
                 match self.sfu.poll_output() {
                     Output::Transmit(t) => {
                         moved = true;
-                        self.net.send(
-                            now,
-                            Datagram {
-                                proto: match t.proto {
-                                    OrtcProtocol::Udp => Proto::Udp,
-                                    OrtcProtocol::Tcp => Proto::Tcp,
-                                },
-                                source: t.source,
-                                destination: t.destination,
-                                contents: t.contents,
-                            },
-                        );
+                        let proto = match t.proto {
+                            OrtcProtocol::Udp => Proto::Udp,
+                            OrtcProtocol::Tcp => Proto::Tcp,
+                        };
+                        self.transmits += 1;
+                        let datagram = |contents| Datagram {
+                            proto,
+                            source: t.source,
+                            destination: t.destination,
+                            contents,
+                        };
+                        if t.segment_size.is_none() {
+                            self.net.send(now, datagram(t.contents));
+                        } else {
+                            for d in t.datagrams() {
+                                self.net.send(now, datagram(d.to_vec()));
+                            }
+                        }
                     }
                     Output::Event(e) => self.events.push((now, e)),
                     Output::Timeout(at) => {

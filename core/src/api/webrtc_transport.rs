@@ -45,7 +45,11 @@ impl Sfu {
             sctp_parameters: options.sctp_parameters(),
         };
         self.demux.insert_ufrag(ufrag, id);
-        let mut transport = Transport::new(router, TransportKind::WebRtc(link));
+        let mut transport = Transport::new(
+            router,
+            TransportKind::WebRtc(link),
+            self.config.gso_segments,
+        );
         if options.enable_sctp {
             transport.stats.sctp_state = Some(SctpState::New);
         }

@@ -267,6 +267,8 @@ macro_rules! __with_calls {
                 -> $crate::ConsumerStats = |sfu, _l| sfu.consumer_stats(consumer);
             /// The Sfu's counters of datagrams dropped before any transport.
             sfu_stats / SfuStats() -> $crate::SfuStats = |sfu, _l| Ok(sfu.stats());
+            /// The size of each of the Sfu's tables (to check that they return to their size).
+            footprint / Footprint() -> $crate::Footprint = |sfu, _l| Ok(sfu.footprint());
         }
     };
 }
@@ -295,6 +297,30 @@ macro_rules! __define_calls {
     };
 }
 __with_calls!(__define_calls);
+
+/// What a runtime type is beside its own start and stop, written once for both runtimes: it
+/// dereferences to its [`Workers`](crate::runtime::Workers) (`workers`, `worker`,
+/// `least_loaded`, `counters`) and stops when dropped. `runtime_common!(Runtime, WorkerHandle)`
+/// for a `Runtime` with a field `workers: Workers<WorkerHandle>` and a method `stop(&mut self)`.
+#[macro_export]
+macro_rules! runtime_common {
+    ($runtime:ty, $handle:ty) => {
+        impl ::std::ops::Deref for $runtime {
+            type Target = $crate::runtime::Workers<$handle>;
+
+            /// `workers`, `worker`, `least_loaded` and `counters`.
+            fn deref(&self) -> &$crate::runtime::Workers<$handle> {
+                &self.workers
+            }
+        }
+
+        impl Drop for $runtime {
+            fn drop(&mut self) {
+                self.stop();
+            }
+        }
+    };
+}
 
 /// The methods of a worker handle, written once for both runtimes: one per call, and what the
 /// handle reads without a round trip. `worker_handle_methods!(blocking)` in a type whose

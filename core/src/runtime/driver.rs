@@ -52,6 +52,72 @@ pub trait UdpSockets {
     fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()>;
 }
 
+/// One UDP socket of a runtime, as the driver sends through it; a `Vec` of them is the
+/// runtime's [`UdpSockets`].
+pub trait UdpSocketSend {
+    /// Its addresses.
+    fn addrs(&self) -> SocketAddrs;
+    /// How many datagrams one send may carry (GSO).
+    fn max_segments(&self) -> usize;
+    /// Hands one send to the socket without waiting.
+    fn try_send(&self, send: &UdpSend<'_>) -> io::Result<()>;
+}
+
+impl<S: UdpSocketSend> UdpSockets for Vec<S> {
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
+        self.get(socket).map(S::addrs)
+    }
+
+    fn max_segments(&self, socket: usize) -> usize {
+        self.get(socket).map_or(1, |s| s.max_segments().max(1))
+    }
+
+    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
+        match self.get(socket) {
+            Some(s) => s.try_send(send),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
+impl<S: UdpSocketSend + ?Sized> UdpSocketSend for std::rc::Rc<S> {
+    fn addrs(&self) -> SocketAddrs {
+        (**self).addrs()
+    }
+
+    fn max_segments(&self) -> usize {
+        (**self).max_segments()
+    }
+
+    fn try_send(&self, send: &UdpSend<'_>) -> io::Result<()> {
+        (**self).try_send(send)
+    }
+}
+
+/// The same send as quinn-udp takes it (both runtimes send through quinn-udp).
+#[cfg(feature = "quinn-udp")]
+impl<'a> From<&UdpSend<'a>> for quinn_udp::Transmit<'a> {
+    fn from(send: &UdpSend<'a>) -> Self {
+        quinn_udp::Transmit {
+            destination: send.destination,
+            ecn: None,
+            contents: send.contents,
+            segment_size: send.segment_size,
+            src_ip: send.src_ip,
+        }
+    }
+}
+
+/// How many datagrams one send may carry on every socket of `udp` (GSO): what the Sfu may put
+/// in one [`Transmit`] ([`SfuConfig::gso_segments`](crate::SfuConfig::gso_segments)).
+pub fn gso_segments(udp: &impl UdpSockets) -> usize {
+    (0..)
+        .map_while(|i| udp.addrs(i).map(|_| udp.max_segments(i)))
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// The socket of `udp` that sends from `source`.
 fn socket_for(udp: &impl UdpSockets, source: SocketAddr) -> Option<(usize, SocketAddrs)> {
     (0..)
@@ -87,8 +153,11 @@ impl Driver {
         now: Instant,
         shared: Arc<WorkerShared>,
         events: EventSink,
+        gso_segments: usize,
     ) -> Result<Self, Error> {
-        let sfu = Sfu::new(config.worker_sfu_config(index), now)?;
+        let mut sfu_config = config.worker_sfu_config(index);
+        sfu_config.gso_segments = gso_segments.max(1);
+        let sfu = Sfu::new(sfu_config, now)?;
         let max_frame = config.sfu.max_datagram_size;
         let mut driver = Self {
             index,
@@ -306,24 +375,36 @@ impl Driver {
                 i += 1;
                 continue;
             };
-            let n = gso_run(&self.out[i..], udp.max_segments(socket));
-            let contents = if n == 1 {
-                &first.contents[..]
-            } else {
-                self.gso_buf.clear();
-                for t in &self.out[i..i + n] {
-                    self.gso_buf.extend_from_slice(&t.contents);
+            // A run the Sfu wrote back to back goes as it is; single datagrams in a row to one
+            // path are joined here.
+            let (n, datagrams, contents, segment_size) = match first.segment_size {
+                Some(size) => (
+                    1,
+                    first.datagrams().count(),
+                    &first.contents[..],
+                    Some(size),
+                ),
+                None => {
+                    let n = gso_run(&self.out[i..], udp.max_segments(socket));
+                    if n == 1 {
+                        (1, 1, &first.contents[..], None)
+                    } else {
+                        self.gso_buf.clear();
+                        for t in &self.out[i..i + n] {
+                            self.gso_buf.extend_from_slice(&t.contents);
+                        }
+                        (n, n, &self.gso_buf[..], Some(first.contents.len()))
+                    }
                 }
-                &self.gso_buf[..]
             };
             let (destination, src_ip) = addrs.send_addrs(first.source, first.destination);
             let send = UdpSend {
                 destination,
                 contents,
-                segment_size: (n > 1).then_some(first.contents.len()),
+                segment_size,
                 src_ip,
             };
-            record_send(counters, &send, n, udp.send(socket, &send));
+            record_send(counters, &send, datagrams, udp.send(socket, &send));
             i += n;
         }
         for t in self.out.drain(..) {
@@ -401,7 +482,7 @@ mod tests {
             announced_address: None,
         };
         let shared = Arc::new(WorkerShared::new(vec![own]));
-        Driver::new(0, &config, now, shared, Box::new(|_, _| true)).unwrap()
+        Driver::new(0, &config, now, shared, Box::new(|_, _| true), 1).unwrap()
     }
 
     fn run<C: Call>(d: &mut Driver, c: C) -> Result<C::Output, Error> {

@@ -33,7 +33,7 @@ mod driver;
 pub mod tcp;
 
 pub use call::{Call, Command};
-pub use driver::{Driver, EventSink, UdpSend, UdpSockets};
+pub use driver::{gso_segments, Driver, EventSink, UdpSend, UdpSocketSend, UdpSockets};
 pub use tcp::{ConnId, TcpTable, MAX_TCP_CONNECTIONS, TCP_QUEUE_LIMIT};
 
 /// How many events may wait for the application before new ones are dropped and counted
@@ -396,6 +396,8 @@ pub fn gso_run(ts: &[Transmit], max_segments: usize) -> usize {
         let len = t.contents.len();
         if n >= max_segments
             || first.proto != Protocol::Udp
+            || first.segment_size.is_some()
+            || t.segment_size.is_some()
             || !same_path(first, t)
             || len > size
             || len == 0
@@ -518,6 +520,7 @@ mod tests {
             source: "127.0.0.1:1000".parse().unwrap(),
             destination: std::net::SocketAddr::new([127, 0, 0, 1].into(), dest),
             contents: vec![0; len],
+            segment_size: None,
         }
     }
 
@@ -540,6 +543,12 @@ mod tests {
             ..t(1, 100)
         };
         assert_eq!(gso_run(&[t(1, 100), tcp], 64), 1);
+        // A run the Sfu made is sent as it is, never joined to a neighbour.
+        let run = Transmit {
+            segment_size: Some(100),
+            ..t(1, 300)
+        };
+        assert_eq!(gso_run(&[t(1, 100), run], 64), 1);
     }
 
     #[test]

@@ -288,15 +288,27 @@ impl TcpTable {
     /// Frames `t` onto the queue of the connection to its destination. Drops and counts it when
     /// there is no such connection or the queue would pass [`TCP_QUEUE_LIMIT`].
     pub fn queue(&mut self, t: &Transmit, counters: &CounterCells) {
-        let id = self.by_pair.get(&(t.source, t.destination));
+        for datagram in t.datagrams() {
+            self.queue_frame((t.source, t.destination), datagram, counters);
+        }
+    }
+
+    /// Frames one datagram onto the connection of `pair`.
+    fn queue_frame(
+        &mut self,
+        pair: (SocketAddr, SocketAddr),
+        datagram: &[u8],
+        counters: &CounterCells,
+    ) {
+        let id = self.by_pair.get(&pair);
         let (Some(conn), Some(header)) = (
             id.and_then(|id| self.conns.get_mut(id)),
-            frame_header(t.contents.len()),
+            frame_header(datagram.len()),
         ) else {
             counters.tcp_frames_dropped_no_connection.inc();
             return;
         };
-        if conn.out.len() - conn.sent + 2 + t.contents.len() > TCP_QUEUE_LIMIT {
+        if conn.out.len() - conn.sent + 2 + datagram.len() > TCP_QUEUE_LIMIT {
             counters.tcp_frames_dropped_queue_full.inc();
             return;
         }
@@ -305,7 +317,7 @@ impl TcpTable {
             conn.sent = 0;
         }
         conn.out.extend_from_slice(&header);
-        conn.out.extend_from_slice(&t.contents);
+        conn.out.extend_from_slice(datagram);
         counters.tcp_frames_sent.inc();
         if !conn.dirty {
             conn.dirty = true;
@@ -362,6 +374,7 @@ mod tests {
             source: addr(1),
             destination: to,
             contents: vec![7; len],
+            segment_size: None,
         }
     }
 

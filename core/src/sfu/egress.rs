@@ -11,6 +11,7 @@ use crate::media::rtcp;
 use crate::media::send::SentPacket;
 use crate::ortc::MediaKind;
 use crate::router::ReportClock;
+use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
 use super::{Sfu, TimerKey, MAX_LAYERS};
@@ -127,15 +128,7 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
-            if write_media(
-                ct,
-                c,
-                pkt,
-                header,
-                (seq, None),
-                sent_at,
-                &mut self.spare_buffers,
-            ) {
+            if write_media(ct, c, pkt, header, (seq, None), sent_at, &mut self.buffers) {
                 c.stats.packets_sent += 1;
                 c.stats.bytes_sent += pkt.payload().len() as u64;
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
@@ -226,7 +219,7 @@ impl Sfu {
             header,
             (ext_seq, osn),
             sent_at,
-            &mut self.spare_buffers,
+            &mut self.buffers,
         ) {
             let osn_len = if osn.is_some() { 2 } else { 0 };
             c.send
@@ -526,7 +519,7 @@ fn write_media(
     header: OutHeader,
     (ext_seq, rtx_osn): (u64, Option<u16>),
     sent_at: [u8; 3],
-    spare: &mut Vec<Vec<u8>>,
+    buffers: &mut Buffers,
 ) -> bool {
     if ct.selected.is_none() {
         return false;
@@ -550,43 +543,25 @@ fn write_media(
         extra[n_extra] = (id, &sent_at);
         n_extra += 1;
     }
-    let mut out = spare
-        .pop()
-        .unwrap_or_else(|| Vec::with_capacity(super::SPARE_BUFFER_SIZE));
-    // Every byte up to the final length is written below; a reused buffer is only zeroed
-    // where it grows.
     let room = pkt.as_bytes().len() + HEADROOM;
-    if out.len() < room {
-        out.resize(room, 0);
-    } else {
-        out.truncate(room);
-    }
-    let Ok(len) = packet::write_forwarded(
-        &mut out,
-        pkt,
-        header,
-        &c.extensions,
-        &extra[..n_extra],
-        rtx_osn,
-    ) else {
-        spare.push(out);
+    let out = ct.outbox.reserve(room, buffers);
+    let Ok(len) =
+        packet::write_forwarded(out, pkt, header, &c.extensions, &extra[..n_extra], rtx_osn)
+    else {
+        ct.outbox.abandon(buffers);
         return false;
     };
-    let Ok(len) = session
-        .tx
-        .protect_rtp(&mut out, len, (ext_seq >> 16) as u32)
-    else {
+    let Ok(len) = session.tx.protect_rtp(out, len, (ext_seq >> 16) as u32) else {
         trace!("SRTP protect failed");
-        spare.push(out);
+        ct.outbox.abandon(buffers);
         return false;
     };
     if c.transport_cc_extension.is_some() {
         session.next_tw_seq();
     }
-    out.truncate(len);
+    ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;
-    ct.outbox.push_back(out);
     true
 }
 
@@ -607,7 +582,7 @@ fn send_rtcp(t: &mut Transport, buf: &mut [u8], len: usize) -> bool {
     out.truncate(len);
     t.stats.datagrams_sent += 1;
     t.stats.bytes_sent += len as u64;
-    t.outbox.push_back(out);
+    t.outbox.push(out);
     true
 }
 

@@ -268,6 +268,7 @@ fn select_path(
 ) {
     if t.selected != Some(tuple) {
         t.selected = Some(tuple);
+        t.outbox.set_udp(tuple.proto == Protocol::Udp);
         t.stats.selected_tuple = Some(tuple);
         out.push_back(Output::Event(Event::IceSelectedTupleChange {
             transport: tid,

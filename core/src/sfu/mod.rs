@@ -31,6 +31,7 @@ use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, Router};
 use crate::stats::{Footprint, SfuStats};
 use crate::timers::Timers;
+use crate::transport::outbox::Buffers;
 use crate::transport::webrtc::drive::{AdmitRefusal, LinkEvent, LinkOutput, Refusal};
 use crate::transport::webrtc::{stun, DtlsIdentity};
 use crate::transport::Transport;
@@ -100,7 +101,7 @@ pub struct Sfu {
     rx_buf: Vec<u8>,
     /// Buffers of sent datagrams the caller gave back ([`Sfu::recycle`]), reused for the next
     /// ones.
-    pub(crate) spare_buffers: Vec<Vec<u8>>,
+    pub(crate) buffers: Buffers,
     /// The NTP time of an Instant, for sender reports.
     pub(crate) ntp_base: (u64, Instant),
     /// Reused list of consumers while forwarding one packet.
@@ -157,7 +158,7 @@ impl Sfu {
             out: VecDeque::new(),
             work: VecDeque::new(),
             rx_buf: Vec::with_capacity(max_datagram),
-            spare_buffers: Vec::new(),
+            buffers: Buffers::default(),
             ntp_base: (NTP_AT_START, now),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
@@ -215,12 +216,10 @@ impl Sfu {
     /// Gives back the buffer of a datagram [`Output::Transmit`] handed out, once it is sent,
     /// so the Sfu writes a later datagram into it instead of allocating a new one. Optional:
     /// a caller that drops its transmits' buffers only costs an allocation per datagram. The
-    /// Sfu keeps at most [`MAX_SPARE_BUFFERS`] and drops the rest.
+    /// Sfu keeps at most [`MAX_SPARE_BUFFERS`] (and 64 of runs for GSO) and drops the rest.
     pub fn recycle(&mut self, buffer: Vec<u8>) {
         // Kept at its length: only the bytes a later datagram writes are used again.
-        if self.spare_buffers.len() < MAX_SPARE_BUFFERS && buffer.capacity() >= SPARE_BUFFER_SIZE {
-            self.spare_buffers.push(buffer);
-        }
+        self.buffers.give(buffer);
     }
 
     /// Counters of datagrams dropped before reaching a transport.
@@ -254,7 +253,7 @@ impl Sfu {
             timers,
             timer_entries,
             queued_outputs: self.out.len() + self.work.len() + self.flush_queue.len(),
-            spare_buffers: self.spare_buffers.len(),
+            spare_buffers: self.buffers.len(),
         }
     }
 
@@ -423,16 +422,17 @@ impl Sfu {
         if let Some(t) = self.transports.get_mut(&tid) {
             t.flush_pending = false;
             if let Some(tuple) = t.selected {
-                for contents in t.outbox.drain(..) {
+                for (contents, segment_size) in t.outbox.drain() {
                     self.out.push_back(Output::Transmit(Transmit {
                         proto: tuple.proto,
                         source: tuple.local,
                         destination: tuple.remote,
                         contents,
+                        segment_size,
                     }));
                 }
             } else {
-                t.outbox.clear();
+                t.outbox.clear(&mut self.buffers);
             }
         }
         true

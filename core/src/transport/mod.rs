@@ -7,9 +7,10 @@
 //! str0m). Router and forwarding code see only [`Transport`].
 
 pub(crate) mod extensions;
+pub(crate) mod outbox;
 pub(crate) mod webrtc;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::data::DataStream;
@@ -19,6 +20,7 @@ use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
 use extensions::RxExtensions;
+use outbox::Outbox;
 use webrtc::WebRtcLink;
 
 pub use webrtc::{ListenInfo, WebRtcTransportOptions};
@@ -43,7 +45,7 @@ pub(crate) struct Transport {
     pub(crate) media: Option<MediaSession>,
     /// Datagrams written for this transport's path and not yet handed to the caller; they go
     /// out together from `poll_output`, so each destination's datagrams leave in one run.
-    pub(crate) outbox: VecDeque<Vec<u8>>,
+    pub(crate) outbox: Outbox,
     /// When the media session's timer is set for.
     pub(crate) media_timer_at: Option<Instant>,
     pub(crate) next_mid: u32,
@@ -77,7 +79,8 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    pub(crate) fn new(router: RouterId, kind: TransportKind) -> Self {
+    /// A transport whose runs of datagrams hold at most `gso_segments` on a UDP path.
+    pub(crate) fn new(router: RouterId, kind: TransportKind, gso_segments: usize) -> Self {
         Self {
             router,
             selected: None,
@@ -88,7 +91,7 @@ impl Transport {
             data_streams: HashMap::new(),
             rx_extensions: RxExtensions::default(),
             media: None,
-            outbox: VecDeque::new(),
+            outbox: Outbox::new(gso_segments),
             media_timer_at: None,
             next_mid: 0,
             cname: None,

@@ -27,6 +27,8 @@
 //! # sweeps (participants 2..20 per room; 10..5,000 idle transports beside a room of 10), chart
 //! cargo run --release -p sfu-examples --bin loadgen -- --rooms 3 --participants 10 --sweep \
 //!     --json target/loadgen/sweep.json --chart target/loadgen/loadgen.png
+//! # churn: 10,000 joins and leaves (RSS and the Sfu's table sizes before and after)
+//! cargo run --release -p sfu-examples --bin loadgen -- --quick --churn 10000
 //! # replay a capture as every participant's media
 //! cargo run --release -p sfu-examples --bin loadgen -- --pcap capture.pcap
 //!
@@ -53,7 +55,7 @@
 //!
 //! Flags: `--workload conference|broadcast|idle`, `--rooms R`, `--participants P`,
 //! `--viewers N`, `--idle N`, `--create N` (transports created to measure setup rate and
-//! memory), `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--json FILE`,
+//! memory), `--churn N` (joins and leaves, see `sfu_examples::loadgen::Churn`), `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--json FILE`,
 //! `--chart FILE`, `--no-pin`.
 
 #[cfg(target_os = "linux")]
@@ -108,6 +110,7 @@ fn main() {
             "--viewers" => opts.viewers = num(value()),
             "--idle" => opts.idle = num(value()),
             "--create" => opts.create = num(value()),
+            "--churn" => opts.churn = num(value()),
             "--duration" => opts.duration = secs(value()),
             "--warmup" => opts.warmup = secs(value()),
             "--pcap" => opts.pcap = Some(PathBuf::from(value())),

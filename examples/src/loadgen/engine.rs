@@ -78,11 +78,17 @@ pub enum Role {
     Idle,
 }
 
-/// One client transport and its socket.
-pub struct Endpoint {
+/// A client transport and its socket, dropped when the endpoint closes.
+struct Link {
     client: ClientTransport,
     socket: mio::net::UdpSocket,
     state: UdpSocketState,
+}
+
+/// One client transport and its socket.
+pub struct Endpoint {
+    /// `None` once closed.
+    link: Option<Box<Link>>,
     /// What it is for.
     pub role: Role,
     /// The server's transport id.
@@ -101,7 +107,8 @@ pub struct Endpoint {
     pub join_sample: bool,
     scheduled: Instant,
     pubs: Vec<usize>,
-    closed: bool,
+    /// The SSRCs of its consumers.
+    consumer_ssrcs: Vec<u32>,
 }
 
 /// Packets from a pcap capture, looped.
@@ -227,6 +234,8 @@ pub struct Publication {
 
 /// One consumer as its receiver sees it.
 struct Track {
+    /// The consuming endpoint.
+    ep: usize,
     publication: usize,
     kind: MediaKind,
     next: Option<u16>,
@@ -381,9 +390,11 @@ impl Engine {
         self.worker
             .connect_webrtc_transport(created.id, client.dtls_parameters())?;
         self.eps.push(Endpoint {
-            client,
-            socket,
-            state,
+            link: Some(Box::new(Link {
+                client,
+                socket,
+                state,
+            })),
             role,
             transport: created.id,
             created: created_at,
@@ -394,7 +405,7 @@ impl Engine {
             join_sample: false,
             scheduled: now,
             pubs: Vec::new(),
-            closed: false,
+            consumer_ssrcs: Vec::new(),
         });
         self.flush(e, now);
         Ok(e)
@@ -421,7 +432,7 @@ impl Engine {
         pcap: Option<Arc<Capture>>,
         stagger: Duration,
     ) -> Result<usize, Error> {
-        let rtp_parameters = self.eps[e].client.prepare_produce(kind, ssrc);
+        let rtp_parameters = self.link(e)?.client.prepare_produce(kind, ssrc);
         let mid = rtp_parameters.mid.clone().unwrap_or_default();
         let producer = self.worker.produce(
             self.eps[e].transport,
@@ -472,14 +483,16 @@ impl Engine {
                 paused: true,
             },
         )?;
-        self.eps[e].client.accept_consumer(&consumed.parameters);
+        self.link(e)?.client.accept_consumer(&consumed.parameters);
         let enc = &consumed.parameters.rtp_parameters.encodings[0];
         let ssrc = enc.ssrc.ok_or("consumer without ssrc")?;
+        self.eps[e].consumer_ssrcs.push(ssrc);
         if let Some(rtx) = &enc.rtx {
             self.rtx_ssrcs.insert(rtx.ssrc);
         }
         self.by_consumer.insert(ssrc, self.tracks.len());
         self.tracks.push(Track {
+            ep: e,
             publication: p,
             kind: self.pubs[p].kind,
             next: None,
@@ -491,16 +504,33 @@ impl Engine {
         Ok(consumed.id)
     }
 
-    /// Closes an endpoint's transport on the server and forgets its socket.
+    /// Closes an endpoint's transport on the server, and drops its client, socket and the
+    /// bookkeeping of its publications and consumers (a long churn run holds only the
+    /// endpoints still open).
     pub fn close(&mut self, e: usize) -> Result<(), Error> {
         let ep = &mut self.eps[e];
-        if ep.closed {
+        let Some(mut link) = ep.link.take() else {
             return Ok(());
+        };
+        let _ = self.poll.registry().deregister(&mut link.socket);
+        drop(link);
+        for p in std::mem::take(&mut ep.pubs) {
+            let publication = &mut self.pubs[p];
+            publication.active = false;
+            publication.media = None;
+            publication.ring = Vec::new();
+            self.by_ssrc.remove(&publication.ssrc);
         }
-        ep.closed = true;
-        let _ = self.poll.registry().deregister(&mut ep.socket);
+        for ssrc in std::mem::take(&mut ep.consumer_ssrcs) {
+            self.by_consumer.remove(&ssrc);
+        }
         self.worker.close_transport(ep.transport)?;
         Ok(())
+    }
+
+    /// Endpoint `e`'s client and socket, or an error once it is closed.
+    fn link(&mut self, e: usize) -> Result<&mut Link, Error> {
+        Ok(self.eps[e].link.as_mut().ok_or("endpoint closed")?)
     }
 
     /// Stops every publication (for good: a restarted source would repeat sequence numbers).
@@ -510,11 +540,20 @@ impl Engine {
         }
     }
 
+    /// What the generator keeps of a closed join (two endpoints, two publications, two
+    /// tracks; its tables are indexed by position), in bytes, before the tables' spare
+    /// capacity.
+    pub fn retained_per_join() -> usize {
+        2 * (std::mem::size_of::<Endpoint>()
+            + std::mem::size_of::<Publication>()
+            + std::mem::size_of::<Track>())
+    }
+
     /// Endpoints not yet connected (closed ones excluded).
     pub fn unconnected(&self) -> usize {
         self.eps
             .iter()
-            .filter(|e| !e.closed && e.connected.is_none())
+            .filter(|e| e.link.is_some() && e.connected.is_none())
             .count()
     }
 
@@ -647,10 +686,10 @@ impl Engine {
             let ep = publication.ep;
             let mid = publication.mid.clone();
             self.due.push(Reverse((next, p)));
-            if self.eps[ep].closed {
+            let Some(link) = self.eps[ep].link.as_mut() else {
                 continue;
-            }
-            self.eps[ep].client.send(now, &mid, packets);
+            };
+            link.client.send(now, &mid, packets);
             self.flush(ep, now);
         }
     }
@@ -662,10 +701,10 @@ impl Engine {
             }
             self.timers.pop();
             let ep = &mut self.eps[e];
-            if ep.closed || ep.scheduled != at {
+            let Some(link) = ep.link.as_mut().filter(|_| ep.scheduled == at) else {
                 continue; // stale entry
-            }
-            ep.client.timeout(now);
+            };
+            link.client.timeout(now);
             self.flush(e, now);
         }
     }
@@ -674,20 +713,23 @@ impl Engine {
     /// requests to sources, checks what a probe decrypted, reschedules its timer.
     fn flush(&mut self, e: usize, now: Instant) {
         let ep = &mut self.eps[e];
-        let mut out = ep.client.drain(now);
+        let Some(link) = ep.link.as_mut() else {
+            return;
+        };
+        let mut out = link.client.drain(now);
         // A client that wants time right away (ICE starting its checks, a DTLS flight) gets it
         // now rather than at the next loop round, which may come only after a control call.
         for _ in 0..4 {
-            if ep.client.next_timeout() > now {
+            if link.client.next_timeout() > now {
                 break;
             }
-            ep.client.timeout(now);
-            out.extend(ep.client.drain(now));
+            link.client.timeout(now);
+            out.extend(link.client.drain(now));
         }
         for t in out {
             let at = Instant::now();
             let wall = wall_now();
-            match ep.socket.send_to(&t.contents, t.destination) {
+            match link.socket.send_to(&t.contents, t.destination) {
                 Ok(_) => {}
                 Err(_) => {
                     self.totals.send_errors += 1;
@@ -712,7 +754,7 @@ impl Engine {
                 }
             }
         }
-        if ep.connected.is_none() && ep.client.connected {
+        if ep.connected.is_none() && link.client.connected {
             ep.connected = Some(now);
             let pubs = ep.pubs.clone();
             for p in pubs {
@@ -722,7 +764,10 @@ impl Engine {
             }
         }
         let ep = &mut self.eps[e];
-        for (mid, _) in ep.client.take_key_frame_requests() {
+        let Some(link) = ep.link.as_mut() else {
+            return;
+        };
+        for (mid, _) in link.client.take_key_frame_requests() {
             for &p in &ep.pubs {
                 if self.pubs[p].mid == mid.to_string() {
                     if let Some(m) = self.pubs[p].media.as_mut() {
@@ -731,14 +776,17 @@ impl Engine {
                 }
             }
         }
-        if !ep.client.received.is_empty() {
-            let received = std::mem::take(&mut ep.client.received);
+        if !link.client.received.is_empty() {
+            let received = std::mem::take(&mut link.client.received);
             for r in received {
                 self.check_probe_packet(r.ssrc, r.seq, &r.payload);
             }
         }
         let ep = &mut self.eps[e];
-        let next = ep.client.next_timeout();
+        let Some(link) = ep.link.as_mut() else {
+            return;
+        };
+        let next = link.client.next_timeout();
         if next != ep.scheduled || next <= now {
             ep.scheduled = next;
             self.timers.push(Reverse((next, e)));
@@ -768,7 +816,7 @@ impl Engine {
     }
 
     fn read(&mut self, e: usize) {
-        if self.eps[e].closed {
+        if self.eps[e].link.is_none() {
             return;
         }
         let mut buf = std::mem::take(&mut self.buf);
@@ -778,10 +826,13 @@ impl Engine {
         let mut now = Instant::now();
         loop {
             let result = {
-                let ep = &self.eps[e];
+                let Some(link) = self.eps[e].link.as_ref() else {
+                    break;
+                };
                 let mut slices: Vec<IoSliceMut<'_>> =
                     buf.chunks_mut(slot).map(IoSliceMut::new).collect();
-                ep.state.recv((&ep.socket).into(), &mut slices, &mut meta)
+                link.state
+                    .recv((&link.socket).into(), &mut slices, &mut meta)
             };
             let count = match result {
                 Ok(n) => n,
@@ -822,7 +873,9 @@ impl Engine {
             let role = self.eps[e].role;
             self.on_rtp(e, now, kernel, h, d.len());
             if role == (Role::Recv { probe: true }) {
-                self.eps[e].client.receive(now, proto, source, d);
+                if let Some(link) = self.eps[e].link.as_mut() {
+                    link.client.receive(now, proto, source, d);
+                }
                 return true;
             }
             return false;
@@ -830,7 +883,9 @@ impl Engine {
         if self.security.is_none() && (20..=63).contains(&d[0]) {
             self.security = wire::sniff_server_hello(d);
         }
-        self.eps[e].client.receive(now, proto, source, d);
+        if let Some(link) = self.eps[e].link.as_mut() {
+            link.client.receive(now, proto, source, d);
+        }
         true
     }
 
@@ -926,7 +981,7 @@ impl Engine {
         let (mut lost, mut expected, mut silent) = (0u64, 0u64, 0u64);
         for t in &self.tracks {
             let publication = &self.pubs[t.publication];
-            if self.eps[publication.ep].closed {
+            if self.eps[publication.ep].link.is_none() || self.eps[t.ep].link.is_none() {
                 continue;
             }
             if t.received == 0 {
@@ -948,7 +1003,10 @@ impl Engine {
 
     /// Consumers that exist.
     pub fn consumers(&self) -> usize {
-        self.tracks.len()
+        self.tracks
+            .iter()
+            .filter(|t| self.eps[t.ep].link.is_some())
+            .count()
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Options {
     pub idle: usize,
     /// Transports created (and closed again) to measure the creation rate and memory.
     pub create: usize,
+    /// Joins and leaves of the churn phase (0: none): see [`Churn`].
+    pub churn: usize,
     /// Measurement window.
     pub duration: Duration,
     /// Media before the window opens.
@@ -81,6 +83,7 @@ impl Default for Options {
             viewers: 200,
             idle: 2000,
             create: 500,
+            churn: 0,
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(2),
             pcap: None,
@@ -256,6 +259,40 @@ pub struct Creation {
     pub rss_per_connected_transport: i64,
 }
 
+/// Joins and leaves in a room where media flows: each join is a send transport publishing
+/// audio and video and a receive transport consuming the room's publisher, both connected
+/// (ICE, DTLS) and carrying media for a moment, then closed. Done in batches of
+/// [`CHURN_BATCH`] joins.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Churn {
+    /// Joins (each: 2 transports, 2 producers, 2 consumers).
+    pub joins: usize,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// SFU CPU per join (create, ICE, DTLS, produce, consume, media, close), microseconds.
+    pub sfu_us_per_join: f64,
+    /// Process RSS before the first join, after the first tenth (warm: allocator pools and
+    /// tables at their working size) and after the last, bytes. The process holds the
+    /// generator's clients too; it drops each one with its transport.
+    pub rss_start: u64,
+    /// See `rss_start`.
+    pub rss_warm: u64,
+    /// See `rss_start`.
+    pub rss_end: u64,
+    /// RSS growth per join after the warm point, bytes.
+    pub rss_per_join_after_warm: f64,
+    /// Of which the generator's own bookkeeping of closed joins, bytes per join.
+    pub generator_per_join: usize,
+    /// The Sfu's table sizes before the first join and a second after the last, from the
+    /// worker (transports, producers, consumers, paths, ufrags, timers, timer entries).
+    pub footprint_start: [usize; 7],
+    /// See `footprint_start`.
+    pub footprint_end: [usize; 7],
+}
+
+/// Joins per churn batch: created together, connected, closed together.
+pub const CHURN_BATCH: usize = 20;
+
 /// One sweep point.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Point {
@@ -291,6 +328,8 @@ pub struct Report {
     pub creation: Creation,
     /// The idle workload's transports (kept connected through the run).
     pub idle_creation: Option<Creation>,
+    /// The churn phase, when asked for.
+    pub churn: Option<Churn>,
     /// RSS growth per consumer over the conference's setup and warm-up (includes its share
     /// of transports, client state and RTX caches).
     pub rss_per_consumer: i64,
@@ -443,6 +482,119 @@ impl Harness {
             gen_setup_us: per(s2.gen.since(&s0.gen).on_cpu),
             rss_per_created_transport: (rss1 - rss0) / n.max(1) as i64,
             rss_per_connected_transport: (rss2 - rss0) / n.max(1) as i64,
+        })
+    }
+
+    /// The Sfu's table sizes, as [`Churn`] reports them.
+    fn footprint(&self) -> Result<[usize; 7], Error> {
+        let f = self.engine.worker.footprint()?;
+        Ok([
+            f.transports,
+            f.producers,
+            f.consumers,
+            f.paths,
+            f.ufrags,
+            f.timers,
+            f.timer_entries,
+        ])
+    }
+
+    /// `joins` joins and leaves in a room of one publisher (see [`Churn`]).
+    fn churn(&mut self, joins: usize, captures: &Captures) -> Result<Churn, Error> {
+        let (router, caps) = self.room()?;
+        let engine = &mut self.engine;
+        let host = engine.add_endpoint(router, &caps, Role::Send)?;
+        let a = engine.produce(
+            host,
+            MediaKind::Audio,
+            800_001,
+            captures.audio(),
+            Duration::ZERO,
+        )?;
+        let v = engine.produce(
+            host,
+            MediaKind::Video,
+            800_003,
+            captures.video(),
+            Duration::ZERO,
+        )?;
+        if !engine.run_until_connected(Duration::from_secs(10))? {
+            return Err("the churn room's publisher did not connect".into());
+        }
+        engine.run_until(Instant::now() + Duration::from_millis(500))?;
+        let footprint_start = self.footprint()?;
+        let rss_start = sys::rss_bytes();
+        let s0 = self.snapshot();
+        let mut rss_warm = rss_start;
+        let warm_at = (joins / 10).max(1);
+        let mut done = 0;
+        let mut ssrc = 2_000_000u32;
+        while done < joins {
+            let batch = CHURN_BATCH.min(joins - done);
+            let engine = &mut self.engine;
+            let mut eps = Vec::with_capacity(2 * batch);
+            for _ in 0..batch {
+                let send = engine.add_endpoint(router, &caps, Role::Send)?;
+                engine.produce(
+                    send,
+                    MediaKind::Audio,
+                    ssrc,
+                    captures.audio(),
+                    Duration::ZERO,
+                )?;
+                engine.produce(
+                    send,
+                    MediaKind::Video,
+                    ssrc + 2,
+                    captures.video(),
+                    Duration::ZERO,
+                )?;
+                ssrc += 10;
+                let recv = engine.add_endpoint(router, &caps, Role::Recv { probe: false })?;
+                for p in [a, v] {
+                    let c = engine.consume(recv, p, &caps)?;
+                    engine.worker.resume_consumer(c)?;
+                }
+                engine.pump()?;
+                eps.extend([send, recv]);
+            }
+            if !engine.run_until_connected(Duration::from_secs(30))? {
+                return Err("churn transports did not connect within 30 s".into());
+            }
+            engine.run_until(Instant::now() + Duration::from_millis(50))?;
+            for e in eps {
+                engine.close(e)?;
+            }
+            let before = done;
+            done += batch;
+            if before < warm_at && done >= warm_at {
+                rss_warm = sys::rss_bytes();
+            }
+            if done % 1000 < batch {
+                eprintln!(
+                    "loadgen: churn, {done} joins, RSS {} MB",
+                    sys::rss_bytes() >> 20
+                );
+            }
+        }
+        let s1 = self.snapshot();
+        let rss_end = sys::rss_bytes();
+        self.engine
+            .run_until(Instant::now() + Duration::from_secs(1))?;
+        let footprint_end = self.footprint()?;
+        let sfu = s1.sfu.since(&s0.sfu).on_cpu;
+        Ok(Churn {
+            joins,
+            wall_s: (s1.at - s0.at).as_secs_f64(),
+            sfu_us_per_join: sfu.as_secs_f64() * 1e6 / joins.max(1) as f64,
+            rss_start,
+            rss_warm,
+            rss_end,
+            rss_per_join_after_warm: (rss_end as f64 - rss_warm as f64)
+                / (joins - warm_at).max(1) as f64,
+            generator_per_join: Engine::retained_per_join(),
+            footprint_start,
+            footprint_end,
         })
     }
 
@@ -748,6 +900,12 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     );
     eprintln!("loadgen: creation test, {} transports", opts.create);
     let creation = h.create_idle(opts.create, false)?;
+    let churn = if opts.churn > 0 {
+        eprintln!("loadgen: churn, {} joins and leaves", opts.churn);
+        Some(h.churn(opts.churn, &captures)?)
+    } else {
+        None
+    };
     let mut idle_creation = None;
     if opts.workload == Workload::Idle {
         eprintln!("loadgen: {} idle transports", opts.idle);
@@ -824,6 +982,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         joins,
         creation,
         idle_creation,
+        churn,
         rss_per_consumer,
         consumers,
         security,

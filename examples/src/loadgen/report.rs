@@ -166,6 +166,26 @@ pub fn table(r: &Report) -> String {
             c.rss_per_connected_transport
         );
     }
+    if let Some(c) = &r.churn {
+        let _ = writeln!(
+            out,
+            "  {:<44} {} joins in {:.1} s, {:.0} SFU µs each; RSS {} -> {} (after {}) -> {} MB, \
+             {:.0} B per join after the first tenth (the generator keeps {} B of each); Sfu tables (transports, producers, \
+             consumers, paths, ufrags, timers, timer entries) {:?} -> {:?}",
+            "churn (join: 2 transports, produce, consume)",
+            c.joins,
+            c.wall_s,
+            c.sfu_us_per_join,
+            c.rss_start >> 20,
+            c.rss_warm >> 20,
+            (c.joins / 10).max(1),
+            c.rss_end >> 20,
+            c.rss_per_join_after_warm,
+            c.generator_per_join,
+            c.footprint_start,
+            c.footprint_end
+        );
+    }
     let _ = writeln!(
         out,
         "  {:<44} {} B ({} consumers; includes their transports, client state, RTX caches)",

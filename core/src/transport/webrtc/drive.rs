@@ -255,12 +255,7 @@ impl WebRtcLink {
     pub(crate) fn poll(&mut self, now: Instant) -> LinkOutput {
         loop {
             return match self.rtc.poll_output() {
-                Ok(str0m::Output::Transmit(tx)) => LinkOutput::Transmit(Transmit {
-                    proto: tx.proto.into(),
-                    source: tx.source,
-                    destination: tx.destination,
-                    contents: tx.contents.into(),
-                }),
+                Ok(str0m::Output::Transmit(tx)) => LinkOutput::Transmit(transmit(tx)),
                 Ok(str0m::Output::Event(e)) => match self.link_event(e) {
                     Some(e) => LinkOutput::Event(e),
                     None => continue,
@@ -327,12 +322,7 @@ impl WebRtcLink {
     pub(crate) fn close(&mut self, mut send: impl FnMut(Transmit)) {
         if self.rtc.close().is_ok() {
             while let Ok(str0m::Output::Transmit(tx)) = self.rtc.poll_output() {
-                send(Transmit {
-                    proto: tx.proto.into(),
-                    source: tx.source,
-                    destination: tx.destination,
-                    contents: tx.contents.into(),
-                });
+                send(transmit(tx));
             }
         }
     }
@@ -373,5 +363,16 @@ impl From<Protocol> for str0m::net::Protocol {
             Protocol::Udp => str0m::net::Protocol::Udp,
             Protocol::Tcp => str0m::net::Protocol::Tcp,
         }
+    }
+}
+
+/// One datagram of the `Rtc`'s (ICE, DTLS) as the Sfu hands datagrams out.
+fn transmit(tx: str0m::net::Transmit) -> Transmit {
+    Transmit {
+        proto: tx.proto.into(),
+        source: tx.source,
+        destination: tx.destination,
+        contents: tx.contents.into(),
+        segment_size: None,
     }
 }
