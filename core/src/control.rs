@@ -5,13 +5,20 @@
 //! way as [`Event`](crate::Event)s tagged with the worker that produced them. Both bundled
 //! runtimes ferry exactly these types.
 
-use crate::api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
+use crate::api::{
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, ProduceDataOptions, ProduceOptions,
+    RouterOptions, WebRtcTransportCreated,
+};
 use crate::error::Error;
-use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
+use crate::ids::{
+    ConsumerId, DataConsumerId, DataProducerId, ObserverId, ProducerId, RouterId, TransportId,
+};
 use crate::observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
 use crate::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
 use crate::sfu::Sfu;
-use crate::stats::{ConsumerStats, ProducerStats, SfuStats, TransportStats};
+use crate::stats::{
+    ConsumerStats, DataConsumerStats, DataProducerStats, ProducerStats, SfuStats, TransportStats,
+};
 use crate::transport::WebRtcTransportOptions;
 
 /// One call of the control API.
@@ -85,6 +92,41 @@ pub enum Request {
     },
     /// [`Sfu::request_consumer_key_frame`].
     RequestConsumerKeyFrame(ConsumerId),
+    /// [`Sfu::produce_data`].
+    ProduceData {
+        /// The transport.
+        transport: TransportId,
+        /// The stream, label and protocol.
+        options: ProduceDataOptions,
+    },
+    /// [`Sfu::close_data_producer`].
+    CloseDataProducer(DataProducerId),
+    /// [`Sfu::pause_data_producer`].
+    PauseDataProducer(DataProducerId),
+    /// [`Sfu::resume_data_producer`].
+    ResumeDataProducer(DataProducerId),
+    /// [`Sfu::consume_data`].
+    ConsumeData {
+        /// The transport.
+        transport: TransportId,
+        /// The data producer and the reliability.
+        options: ConsumeDataOptions,
+    },
+    /// [`Sfu::close_data_consumer`].
+    CloseDataConsumer(DataConsumerId),
+    /// [`Sfu::pause_data_consumer`].
+    PauseDataConsumer(DataConsumerId),
+    /// [`Sfu::resume_data_consumer`].
+    ResumeDataConsumer(DataConsumerId),
+    /// [`Sfu::data_consumer_buffered_amount`].
+    DataConsumerBufferedAmount(DataConsumerId),
+    /// [`Sfu::set_data_consumer_buffered_amount_low_threshold`].
+    SetDataConsumerBufferedAmountLowThreshold {
+        /// The data consumer.
+        data_consumer: DataConsumerId,
+        /// The threshold, in bytes.
+        threshold: usize,
+    },
     /// [`Sfu::create_audio_level_observer`].
     CreateAudioLevelObserver {
         /// The router.
@@ -145,6 +187,10 @@ pub enum Request {
     ProducerStats(ProducerId),
     /// [`Sfu::consumer_stats`].
     ConsumerStats(ConsumerId),
+    /// [`Sfu::data_producer_stats`].
+    DataProducerStats(DataProducerId),
+    /// [`Sfu::data_consumer_stats`].
+    DataConsumerStats(DataConsumerId),
     /// [`Sfu::stats`].
     SfuStats,
 }
@@ -171,6 +217,16 @@ pub enum Reply {
     Consumer(Consumed),
     /// A new audio level observer.
     Observer(ObserverId),
+    /// A new data producer.
+    DataProducer(DataProducerId),
+    /// A new data consumer.
+    DataConsumer(DataConsumed),
+    /// A number of bytes.
+    Bytes(usize),
+    /// Data producer stats.
+    DataProducerStats(DataProducerStats),
+    /// Data consumer stats.
+    DataConsumerStats(DataConsumerStats),
     /// Transport stats.
     TransportStats(TransportStats),
     /// Producer stats.
@@ -223,6 +279,29 @@ impl Sfu {
             R::RequestConsumerKeyFrame(id) => {
                 self.request_consumer_key_frame(id).map(|()| Reply::Done)?
             }
+            R::ProduceData { transport, options } => {
+                Reply::DataProducer(self.produce_data(transport, options)?)
+            }
+            R::CloseDataProducer(id) => self.close_data_producer(id).map(|()| Reply::Done)?,
+            R::PauseDataProducer(id) => self.pause_data_producer(id).map(|()| Reply::Done)?,
+            R::ResumeDataProducer(id) => self.resume_data_producer(id).map(|()| Reply::Done)?,
+            R::ConsumeData { transport, options } => {
+                Reply::DataConsumer(self.consume_data(transport, options)?)
+            }
+            R::CloseDataConsumer(id) => self.close_data_consumer(id).map(|()| Reply::Done)?,
+            R::PauseDataConsumer(id) => self.pause_data_consumer(id).map(|()| Reply::Done)?,
+            R::ResumeDataConsumer(id) => self.resume_data_consumer(id).map(|()| Reply::Done)?,
+            R::DataConsumerBufferedAmount(id) => {
+                Reply::Bytes(self.data_consumer_buffered_amount(id)?)
+            }
+            R::SetDataConsumerBufferedAmountLowThreshold {
+                data_consumer,
+                threshold,
+            } => self
+                .set_data_consumer_buffered_amount_low_threshold(data_consumer, threshold)
+                .map(|()| Reply::Done)?,
+            R::DataProducerStats(id) => Reply::DataProducerStats(self.data_producer_stats(id)?),
+            R::DataConsumerStats(id) => Reply::DataConsumerStats(self.data_consumer_stats(id)?),
             R::CreateAudioLevelObserver { router, options } => {
                 Reply::Observer(self.create_audio_level_observer(router, options)?)
             }

@@ -98,6 +98,19 @@ pub(crate) fn is_dtls12_records(mut buf: &[u8]) -> bool {
     true
 }
 
+/// Whether a datagram of well-formed DTLS records (see [`is_dtls12_records`]) holds
+/// application data (what SCTP travels in).
+pub(crate) fn has_dtls_application_data(mut buf: &[u8]) -> bool {
+    while let Some(header) = buf.get(..13) {
+        if header[0] == 23 {
+            return true;
+        }
+        let len = 13 + usize::from(u16::from_be_bytes([header[11], header[12]]));
+        buf = buf.get(len..).unwrap_or_default();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

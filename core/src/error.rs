@@ -1,6 +1,8 @@
 //! Errors of the control API. Bad network input is never an error: it is dropped and counted.
 
-use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
+use crate::ids::{
+    ConsumerId, DataConsumerId, DataProducerId, ObserverId, ProducerId, RouterId, TransportId,
+};
 use crate::ortc::{DtlsRole, OrtcError};
 
 /// An API call could not be carried out. Nothing changed.
@@ -19,6 +21,32 @@ pub enum Error {
     /// No such consumer.
     #[error("unknown consumer {0}")]
     UnknownConsumer(ConsumerId),
+    /// No such data producer.
+    #[error("unknown data producer {0}")]
+    UnknownDataProducer(DataProducerId),
+    /// No such data consumer.
+    #[error("unknown data consumer {0}")]
+    UnknownDataConsumer(DataConsumerId),
+    /// The transport was created without SCTP (`enable_sctp`), so it carries no data channels.
+    #[error("transport {0} has no SCTP")]
+    SctpNotEnabled(TransportId),
+    /// The SCTP stream id is already used by a data producer or consumer of this transport.
+    #[error("SCTP stream id {0} is already in use on this transport")]
+    StreamIdInUse(u16),
+    /// The SCTP stream id is not below the transport's number of streams that way.
+    #[error("SCTP stream id {stream_id} is out of range (the transport has {streams} streams)")]
+    StreamIdOutOfRange {
+        /// The stream id.
+        stream_id: u16,
+        /// The number of streams (MIS for data producers, OS for data consumers).
+        streams: u16,
+    },
+    /// Every outgoing SCTP stream of the transport is in use.
+    #[error("transport {0} has no free SCTP stream")]
+    NoFreeStreamId(TransportId),
+    /// The data producer lives in another router than the transport.
+    #[error("data producer {0} is not in the transport's router")]
+    DataProducerWrongRouter(DataProducerId),
     /// No such audio level observer.
     #[error("unknown audio level observer {0}")]
     UnknownObserver(ObserverId),

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::ids::{ConsumerId, ObserverId, ProducerId, TransportId};
+use crate::ids::{ConsumerId, DataConsumerId, DataProducerId, ObserverId, ProducerId, TransportId};
 use crate::io::Protocol;
 
 /// Something happened that the application may want to act on or tell its peers.
@@ -57,6 +57,44 @@ pub enum Event {
         /// Why.
         reason: ConsumerCloseReason,
     },
+    /// A transport's SCTP association changed state (mediasoup's `sctpstatechange`).
+    SctpStateChange {
+        /// The transport.
+        transport: TransportId,
+        /// The new state.
+        state: SctpState,
+    },
+    /// A data producer closed because its transport closed; its data consumers closed too
+    /// (reported as [`Event::DataConsumerClosed`]).
+    DataProducerClosed {
+        /// The data producer.
+        data_producer: DataProducerId,
+    },
+    /// A data consumer closed for a reason other than its own `close_data_consumer` call.
+    DataConsumerClosed {
+        /// The data consumer.
+        data_consumer: DataConsumerId,
+        /// Why (mediasoup's `dataproducerclose` or `transportclose`).
+        reason: DataConsumerCloseReason,
+    },
+    /// The data producer of this data consumer was paused (mediasoup's `dataproducerpause`).
+    DataConsumerProducerPaused {
+        /// The data consumer.
+        data_consumer: DataConsumerId,
+    },
+    /// The data producer of this data consumer was resumed (mediasoup's `dataproducerresume`).
+    DataConsumerProducerResumed {
+        /// The data consumer.
+        data_consumer: DataConsumerId,
+    },
+    /// A data consumer's buffered amount fell below the threshold the application set
+    /// (mediasoup's `bufferedamountlow`).
+    DataConsumerBufferedAmountLow {
+        /// The data consumer.
+        data_consumer: DataConsumerId,
+        /// The bytes still buffered.
+        buffered_amount: usize,
+    },
     /// An audio level observer's interval ended with sound: the loudest observed producers at
     /// or above its threshold, loudest first (mediasoup's `volumes`).
     AudioLevelObserverVolumes {
@@ -97,6 +135,31 @@ pub enum ConsumerCloseReason {
     ProducerClosed,
     /// Its transport closed (mediasoup's `transportclose`).
     TransportClosed,
+}
+
+/// Why a data consumer closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DataConsumerCloseReason {
+    /// Its data producer closed (mediasoup's `dataproducerclose`).
+    DataProducerClosed,
+    /// Its transport closed (mediasoup's `transportclose`).
+    TransportClosed,
+}
+
+/// SCTP state of a transport (mediasoup's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SctpState {
+    /// DTLS is not up yet.
+    New,
+    /// DTLS is up; the association is being set up.
+    Connecting,
+    /// The association is up: data channels open.
+    Connected,
+    /// The association could not be set up (DTLS failed).
+    Failed,
+    /// The association closed.
+    Closed,
 }
 
 /// ICE state of a transport (mediasoup's names).

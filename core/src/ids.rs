@@ -55,6 +55,15 @@ id_type!(
     ConsumerId
 );
 id_type!(
+    /// Identifies a data producer (an SCTP stream a transport receives messages on).
+    DataProducerId
+);
+id_type!(
+    /// Identifies a data consumer (an SCTP stream a transport sends a data producer's messages
+    /// on).
+    DataConsumerId
+);
+id_type!(
     /// Identifies an audio level observer.
     ObserverId
 );

@@ -22,7 +22,7 @@
 //!
 //! ## The media plane
 //!
-//! Each WebRTC transport keeps a str0m `Rtc` for ICE-lite and DTLS only, with no media
+//! Each WebRTC transport keeps a str0m `Rtc` for ICE-lite, DTLS and SCTP, with no media
 //! declared. The SRTP keys come out of its DTLS handshake, and every RTP and RTCP datagram goes
 //! to the core's own [`media`] plane: SRTP and SRTCP (RFC 3711, RFC 7714), RTP parsing and
 //! header rewriting with the header extensions carried through, receive statistics and NACKs
@@ -106,6 +106,19 @@
 //! [`Event::AudioLevelObserverVolumes`] (from the RFC 6464 audio level header extension of
 //! their packets), or [`Event::AudioLevelObserverSilence`] once when they fall silent.
 //!
+//! ## Data channels
+//!
+//! A WebRTC transport created with [`WebRtcTransportOptions::enable_sctp`] signals
+//! `sctpParameters` and carries str0m's SCTP association. [`Sfu::produce_data`] takes a stream
+//! the client opened (mediasoup-client's pre-negotiated channel, identified by its stream id);
+//! [`Sfu::consume_data`] picks a free stream on another transport of the same router and hands
+//! back the parameters for the client's `consumeData`. Each message that arrives for a data
+//! producer goes to each of its data consumers, text or binary as it came. A data consumer
+//! buffers at most [`WebRtcTransportOptions::sctp_send_buffer_size`] bytes not yet
+//! acknowledged; past that a message is dropped and counted
+//! ([`DataConsumerStats::messages_dropped`]), and [`Event::DataConsumerBufferedAmountLow`] says
+//! when the buffer drained below the threshold the application set.
+//!
 //! ## Payload types and header extensions
 //!
 //! Consumers are sent with the router's payload types; producers may use any other dynamic payload
@@ -120,6 +133,7 @@
 mod api;
 mod config;
 pub mod control;
+mod data;
 mod demux;
 mod error;
 mod event;
@@ -141,17 +155,27 @@ mod stats;
 mod timers;
 mod transport;
 
-pub use api::{ConsumeOptions, Consumed, ProduceOptions, RouterOptions, WebRtcTransportCreated};
+pub use api::{
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, ProduceDataOptions, ProduceOptions,
+    RouterOptions, WebRtcTransportCreated,
+};
 pub use config::SfuConfig;
 pub use error::Error;
 pub use event::{
-    AudioLevelVolume, ConsumerCloseReason, DtlsState, Event, IceState, TransportTuple,
+    AudioLevelVolume, ConsumerCloseReason, DataConsumerCloseReason, DtlsState, Event, IceState,
+    SctpState, TransportTuple,
 };
-pub use ids::{ConsumerId, ObserverId, ParseIdError, ProducerId, RouterId, TransportId};
+pub use ids::{
+    ConsumerId, DataConsumerId, DataProducerId, ObserverId, ParseIdError, ProducerId, RouterId,
+    TransportId,
+};
 pub use io::{Input, Output, Protocol, Transmit};
 pub use observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
 pub use sfu::{Sfu, MAX_SPARE_BUFFERS};
-pub use stats::{ConsumerStats, Footprint, ProducerStats, SfuStats, TransportStats};
+pub use stats::{
+    ConsumerStats, DataConsumerStats, DataProducerStats, Footprint, ProducerStats, SfuStats,
+    TransportStats,
+};
 pub use transport::webrtc::dtls::crypto_provider;
 pub use transport::{ListenInfo, WebRtcTransportOptions};
 

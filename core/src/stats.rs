@@ -1,6 +1,6 @@
 //! Counters the [`Sfu`](crate::Sfu) keeps, and the snapshots its `*_stats` calls return.
 
-use crate::event::{DtlsState, IceState, TransportTuple};
+use crate::event::{DtlsState, IceState, SctpState, TransportTuple};
 
 /// Datagrams the Sfu dropped before they reached any transport, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,6 +106,15 @@ pub struct TransportStats {
     /// `srtpCryptoSuite` (`"AEAD_AES_256_GCM"`, `"AEAD_AES_128_GCM"` or
     /// `"AES_CM_128_HMAC_SHA1_80"`); `None` until DTLS connects.
     pub srtp_profile: Option<&'static str>,
+    /// The SCTP association's state (`None` for a transport without SCTP).
+    pub sctp_state: Option<SctpState>,
+    /// Data channel messages dropped on arrival, each counted once: on a stream a data
+    /// consumer of this transport sends on, or on a channel the peer opened in-band (DCEP) that
+    /// no data producer asked for (such a channel is closed, and its opening counted too);
+    /// larger than the transport's `max_sctp_message_size`; DTLS application data on a
+    /// transport without SCTP. (Data on a pre-negotiated stream the Sfu has no channel for is
+    /// discarded by str0m, uncounted.)
+    pub data_dropped: u64,
 }
 
 /// A producer's counters.
@@ -139,6 +148,34 @@ pub struct ProducerStats {
     pub packets_given_up: u64,
     /// Per encoding (simulcast layer), packets received.
     pub packets_per_encoding: Vec<u64>,
+}
+
+/// A data producer's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DataProducerStats {
+    /// Messages received from the endpoint and taken (relayed to the data consumers).
+    pub messages_received: u64,
+    /// Bytes of those messages.
+    pub bytes_received: u64,
+    /// Messages dropped on arrival: larger than the transport's maximum message size, or
+    /// received while the data producer was paused.
+    pub messages_dropped: u64,
+}
+
+/// A data consumer's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DataConsumerStats {
+    /// Messages handed to the SCTP association for the endpoint.
+    pub messages_sent: u64,
+    /// Bytes of those messages.
+    pub bytes_sent: u64,
+    /// Messages not sent: the send buffer would have gone past its limit, the channel was not
+    /// open yet, or the endpoint cannot take a message that large.
+    pub messages_dropped: u64,
+    /// Bytes sent but not yet acknowledged by the endpoint.
+    pub buffered_amount: usize,
 }
 
 /// A consumer's counters.

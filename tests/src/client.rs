@@ -17,6 +17,7 @@ use sfu_core::ortc::{
     RtpEncodingParameters, RtpHeaderExtension, RtpHeaderExtensionDirection,
     RtpHeaderExtensionParameters, RtpParameters, RtxParameters, WebRtcTransportParameters,
 };
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, Mid, Rid};
@@ -75,6 +76,19 @@ pub struct SenderReportSeen {
     pub packet_count: u32,
 }
 
+/// One data channel message a client received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// When (virtual time).
+    pub at: Instant,
+    /// The SCTP stream id of its channel.
+    pub stream_id: u16,
+    /// Binary (else text).
+    pub binary: bool,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
 /// A datagram a client wants sent.
 #[derive(Debug)]
 pub struct ClientTransmit {
@@ -123,6 +137,12 @@ pub struct ClientTransport {
     raw_offers: Vec<(MediaKind, &'static str, u8)>,
     /// The header extension ids the client sends with.
     send_ids: ExtensionIds,
+    /// Data channel messages received, in arrival order.
+    pub messages: Vec<ReceivedMessage>,
+    /// The client's data channels by SCTP stream id, and whether each is open.
+    channels: HashMap<u16, (ChannelId, bool)>,
+    /// Channels opened in-band.
+    in_band: Vec<ChannelId>,
     next_timeout: Instant,
     produced: HashMap<(Mid, Option<Rid>), (u32, u8)>,
     next_mid: u32,
@@ -323,6 +343,10 @@ impl ClientTransport {
         rtc.direct_api()
             .start_dtls(dtls_active)
             .expect("DTLS start");
+        if params.sctp_parameters.is_some() {
+            // As a browser does for an m=application section: the DTLS client initiates.
+            rtc.direct_api().start_sctp(dtls_active);
+        }
         let id = params.id.parse().expect("transport id");
         Self {
             id,
@@ -338,6 +362,9 @@ impl ClientTransport {
             sender_report_log: Vec::new(),
             ice_states: Vec::new(),
             received_extensions: Vec::new(),
+            messages: Vec::new(),
+            channels: HashMap::new(),
+            in_band: Vec::new(),
             send_extensions: HashMap::new(),
             raw_offers: raw_offers(router_caps).collect(),
             send_ids,
@@ -656,6 +683,36 @@ impl ClientTransport {
                         });
                     }
                     Event::KeyframeRequest(r) => self.key_frame_requests.push((r.mid, r.rid)),
+                    Event::ChannelOpen(id, _) => {
+                        if let Some(c) = self.channels.values_mut().find(|c| c.0 == id) {
+                            c.1 = true;
+                        } else if self.in_band.contains(&id) {
+                            let stream = self.rtc.direct_api().sctp_stream_id_by_channel_id(id);
+                            if let Some(stream) = stream {
+                                self.channels.insert(stream, (id, true));
+                            }
+                        }
+                    }
+                    Event::ChannelClose(id) => {
+                        if let Some(c) = self.channels.values_mut().find(|c| c.0 == id) {
+                            c.1 = false;
+                        }
+                    }
+                    Event::ChannelData(d) => {
+                        let stream_id = self
+                            .channels
+                            .iter()
+                            .find(|(_, c)| c.0 == d.id)
+                            .map(|(s, _)| *s);
+                        if let Some(stream_id) = stream_id {
+                            self.messages.push(ReceivedMessage {
+                                at: now,
+                                stream_id,
+                                binary: d.binary,
+                                data: d.data,
+                            });
+                        }
+                    }
                     Event::SenderFeedback(f) => {
                         self.sender_reports += 1;
                         let info = f.sender_info;
@@ -676,6 +733,84 @@ impl ClientTransport {
             }
         }
         out
+    }
+
+    /// Opens a pre-negotiated data channel on `params.stream_id` (mediasoup-client's
+    /// `produceData` and `consumeData` open their channels with `negotiated: true`).
+    pub fn open_data_channel(
+        &mut self,
+        params: &sfu_core::ortc::SctpStreamParameters,
+        label: &str,
+    ) {
+        let reliability = match (params.max_packet_life_time, params.max_retransmits) {
+            (Some(lifetime), _) => Reliability::MaxPacketLifetime { lifetime },
+            (None, Some(retransmits)) => Reliability::MaxRetransmits { retransmits },
+            (None, None) => Reliability::Reliable,
+        };
+        let id = self.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.into(),
+            ordered: params.is_ordered(),
+            reliability,
+            negotiated: Some(params.stream_id),
+            protocol: String::new(),
+        });
+        self.channels.insert(params.stream_id, (id, false));
+    }
+
+    /// Closes the connection (DTLS close_notify), as closing an `RTCPeerConnection` does.
+    pub fn close(&mut self) {
+        let _ = self.rtc.close();
+    }
+
+    /// Starts an SCTP association the server did not offer (for tests of a transport without
+    /// SCTP).
+    pub fn start_sctp(&mut self) {
+        let active = self.dtls_active;
+        self.rtc.direct_api().start_sctp(active);
+    }
+
+    /// Opens a data channel in-band (DCEP, `negotiated: false`), as a browser does by default;
+    /// str0m picks its stream id (see [`Self::in_band_stream`]).
+    pub fn open_in_band_channel(&mut self, label: &str) {
+        let id = self.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.into(),
+            ..Default::default()
+        });
+        self.in_band.push(id);
+    }
+
+    /// The stream id of the first in-band channel, once it opened.
+    pub fn in_band_stream(&self) -> Option<u16> {
+        let id = *self.in_band.first()?;
+        self.channels
+            .iter()
+            .find(|(_, c)| c.0 == id)
+            .map(|(stream, _)| *stream)
+    }
+
+    /// Whether the data channel on `stream_id` is open.
+    pub fn data_channel_open(&self, stream_id: u16) -> bool {
+        self.channels.get(&stream_id).is_some_and(|c| c.1)
+    }
+
+    /// Sends a message on the data channel of `stream_id`; false if the channel is not open or
+    /// its buffer cannot take it.
+    pub fn send_message(&mut self, stream_id: u16, binary: bool, data: &[u8]) -> bool {
+        let Some(&(id, true)) = self.channels.get(&stream_id) else {
+            return false;
+        };
+        let Some(mut channel) = self.rtc.channel(id) else {
+            return false;
+        };
+        channel.write(binary, data).unwrap_or(false)
+    }
+
+    /// The bytes the data channel of `stream_id` has sent and the server not yet acknowledged.
+    pub fn buffered_amount(&mut self, stream_id: u16) -> usize {
+        let Some(&(id, true)) = self.channels.get(&stream_id) else {
+            return 0;
+        };
+        self.rtc.channel(id).map_or(0, |mut c| c.buffered_amount())
     }
 
     /// Takes new ICE credentials from the server after an ICE restart (what

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use sfu_core::ortc::{
     DtlsRole, MediaKind, ParameterValue, Protocol as OrtcProtocol, RtpCapabilities,
-    RtpCodecCapability,
+    RtpCodecCapability, SctpStreamParameters,
 };
 use sfu_core::{
-    ConsumeOptions, Consumed, Input, ListenInfo, Output, ProduceOptions, ProducerId, RouterId,
-    RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions,
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, DataProducerId, Input, ListenInfo,
+    Output, ProduceDataOptions, ProduceOptions, ProducerId, RouterId, RouterOptions, Sfu,
+    SfuConfig, WebRtcTransportOptions,
 };
 use str0m::net::Protocol;
 
@@ -150,6 +151,9 @@ pub struct Sim {
     pub dtls_role: DtlsRole,
     /// The header extension ids clients added from now on send with (default: the router's).
     pub extension_ids: ExtensionIds,
+    /// The options the server's transports are created with from now on, but for their listen
+    /// addresses and DTLS role (default: [`WebRtcTransportOptions::default`], no SCTP).
+    pub transport_options: WebRtcTransportOptions,
     /// Clients behind a NAT whose mapping changed (see [`rebind`](Self::rebind)): the address
     /// the server sees for each client address, and back.
     nat: HashMap<SocketAddr, SocketAddr>,
@@ -198,6 +202,7 @@ impl Sim {
             transmits: 0,
             dtls_role: DtlsRole::Auto,
             extension_ids: ExtensionIds::Router,
+            transport_options: WebRtcTransportOptions::default(),
             nat: HashMap::new(),
             nat_back: HashMap::new(),
             silenced: Default::default(),
@@ -287,6 +292,7 @@ impl Sim {
                 WebRtcTransportOptions {
                     listen_infos: self.listen_infos(),
                     dtls_role: self.dtls_role,
+                    ..self.transport_options.clone()
                 },
             )
             .expect("transport");
@@ -445,6 +451,46 @@ impl Sim {
             )
             .expect("consume");
         self.clients[client].accept_consumer(&consumed.parameters);
+        self.flush();
+        consumed
+    }
+
+    /// `client` opens a pre-negotiated data channel with `params` and the server takes it as a
+    /// data producer (mediasoup-client's `produceData`).
+    pub fn produce_data(
+        &mut self,
+        client: usize,
+        params: SctpStreamParameters,
+        label: &str,
+    ) -> DataProducerId {
+        self.clients[client].open_data_channel(&params, label);
+        let transport = self.clients[client].id;
+        let id = self
+            .sfu
+            .produce_data(
+                transport,
+                ProduceDataOptions {
+                    sctp_stream_parameters: params,
+                    label: label.into(),
+                    protocol: String::new(),
+                    paused: false,
+                },
+            )
+            .expect("produce_data");
+        self.flush();
+        id
+    }
+
+    /// The server creates a data consumer on `client`'s transport and the client opens its
+    /// channel with the parameters handed back (mediasoup-client's `consumeData`).
+    pub fn consume_data(&mut self, client: usize, options: ConsumeDataOptions) -> DataConsumed {
+        let transport = self.clients[client].id;
+        let consumed = self
+            .sfu
+            .consume_data(transport, options)
+            .expect("consume_data");
+        let p = &consumed.parameters;
+        self.clients[client].open_data_channel(&p.sctp_stream_parameters, &p.label);
         self.flush();
         consumed
     }

@@ -62,6 +62,7 @@ fn the_announced_dtls_role_is_in_the_transport_parameters() {
                 WebRtcTransportOptions {
                     listen_infos: sim.listen_infos(),
                     dtls_role: role,
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -84,6 +85,7 @@ fn a_client_contradicting_the_announced_role_is_refused() {
                 WebRtcTransportOptions {
                     listen_infos: sim.listen_infos(),
                     dtls_role: announced,
+                    ..Default::default()
                 },
             )
             .unwrap();
@@ -109,6 +111,7 @@ fn a_client_contradicting_the_announced_role_is_refused() {
                 WebRtcTransportOptions {
                     listen_infos: sim.listen_infos(),
                     dtls_role: announced,
+                    ..Default::default()
                 },
             )
             .unwrap();

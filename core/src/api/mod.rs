@@ -4,6 +4,8 @@
 //! [`Sfu::poll_output`] after every call.
 
 mod consumer;
+mod data_consumer;
+mod data_producer;
 mod producer;
 mod router;
 mod webrtc_transport;
@@ -11,23 +13,29 @@ mod webrtc_transport;
 use rand::RngCore;
 use tracing::{debug, info};
 
+use crate::data::{DataConsumer, DataProducer, DataStream};
 use crate::error::Error;
 use crate::event::{ConsumerCloseReason, DtlsState, Event, IceState};
+use crate::event::{DataConsumerCloseReason, SctpState};
 use crate::forward::Rewriter;
-use crate::ids::{ConsumerId, Mid, ProducerId, Rid, RouterId, TransportId};
+use crate::ids::{
+    ConsumerId, DataConsumerId, DataProducerId, Mid, ProducerId, Rid, RouterId, TransportId,
+};
 use crate::io::Output;
 use crate::keyframe::VideoCodec;
 use crate::media::packet::{ExtensionIdMap, ExtensionKind};
 use crate::media::send::SendStream;
 use crate::media::session::RxRole;
 use crate::ortc::{
-    self, ConsumerParameters, ConsumerType, DtlsFingerprint, DtlsParameters, IceParameters,
-    MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters, RtxParameters,
-    WebRtcTransportParameters,
+    self, ConsumerParameters, ConsumerType, DataConsumerParameters, DtlsFingerprint,
+    DtlsParameters, IceParameters, MediaKind, RtpCapabilities, RtpCodecCapability, RtpParameters,
+    RtxParameters, SctpStreamParameters, WebRtcTransportParameters,
 };
 use crate::router::{Consumer, Encoding, Producer, Router};
 use crate::sfu::{set_dtls_state, Sfu, TimerKey};
-use crate::stats::{ConsumerStats, ProducerStats, TransportStats};
+use crate::stats::{
+    ConsumerStats, DataConsumerStats, DataProducerStats, ProducerStats, TransportStats,
+};
 use crate::transport::extensions::ProducerExtensions;
 use crate::transport::webrtc::drive::Created;
 use crate::transport::webrtc::WebRtcLink;
@@ -81,6 +89,57 @@ pub struct Consumed {
     pub parameters: ConsumerParameters,
 }
 
+/// Options for [`Sfu::produce_data`] (mediasoup-client's `produceData` request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceDataOptions {
+    /// The SCTP stream the client sends on, and how.
+    pub sctp_stream_parameters: SctpStreamParameters,
+    /// The channel's label.
+    pub label: String,
+    /// The channel's subprotocol.
+    pub protocol: String,
+    /// Start paused (messages are dropped until resumed).
+    pub paused: bool,
+}
+
+/// Options for [`Sfu::consume_data`]. The reliability fields left out are the data
+/// producer's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumeDataOptions {
+    /// The data producer to receive.
+    pub data_producer: DataProducerId,
+    /// Whether messages are delivered in order (`Some(true)`: ordered and reliable).
+    pub ordered: Option<bool>,
+    /// Partial reliability: how long, in milliseconds, a message may be retransmitted.
+    pub max_packet_life_time: Option<u16>,
+    /// Partial reliability: how many times a message may be retransmitted.
+    pub max_retransmits: Option<u16>,
+    /// Start paused (nothing is sent until resumed).
+    pub paused: bool,
+}
+
+impl ConsumeDataOptions {
+    /// The data producer's own reliability, not paused.
+    pub fn new(data_producer: DataProducerId) -> Self {
+        Self {
+            data_producer,
+            ordered: None,
+            max_packet_life_time: None,
+            max_retransmits: None,
+            paused: false,
+        }
+    }
+}
+
+/// A created data consumer: its id and the parameters to signal to the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConsumed {
+    /// The data consumer's id.
+    pub id: DataConsumerId,
+    /// What the client needs (`transport.consumeData(..)`).
+    pub parameters: DataConsumerParameters,
+}
+
 impl Sfu {
     /// The number of routers, transports, producers and consumers alive.
     pub fn counts(&self) -> (usize, usize, usize, usize) {
@@ -122,6 +181,18 @@ impl Sfu {
 
     fn consumer(&self, id: ConsumerId) -> Result<&Consumer, Error> {
         self.consumers.get(&id).ok_or(Error::UnknownConsumer(id))
+    }
+
+    fn data_producer_mut(&mut self, id: DataProducerId) -> Result<&mut DataProducer, Error> {
+        self.data_producers
+            .get_mut(&id)
+            .ok_or(Error::UnknownDataProducer(id))
+    }
+
+    fn data_consumer_mut(&mut self, id: DataConsumerId) -> Result<&mut DataConsumer, Error> {
+        self.data_consumers
+            .get_mut(&id)
+            .ok_or(Error::UnknownDataConsumer(id))
     }
 
     fn consumer_mut(&mut self, id: ConsumerId) -> Result<&mut Consumer, Error> {

@@ -42,17 +42,18 @@ impl Sfu {
                     value: fingerprint.1,
                 }],
             },
-            sctp_parameters: None,
+            sctp_parameters: options.sctp_parameters(),
         };
         self.demux.insert_ufrag(ufrag, id);
-        self.transports.insert(
-            id,
-            Box::new(Transport::new(
-                router,
-                TransportKind::WebRtc(link),
-                self.config.gso_segments,
-            )),
+        let mut transport = Transport::new(
+            router,
+            TransportKind::WebRtc(link),
+            self.config.gso_segments,
         );
+        if options.enable_sctp {
+            transport.stats.sctp_state = Some(SctpState::New);
+        }
+        self.transports.insert(id, Box::new(transport));
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);
         }
@@ -117,6 +118,7 @@ impl Sfu {
         for cid in consumers {
             self.remove_consumer(cid, Some(ConsumerCloseReason::TransportClosed));
         }
+        self.close_transport_data(transport);
         if let Some(mut t) = self.transports.remove(&transport) {
             // Say goodbye (DTLS close_notify) before forgetting the transport.
             let mut ice_state = IceState::Closed;
@@ -145,6 +147,26 @@ impl Sfu {
             info!(transport = %transport, "transport closed");
         }
         Ok(())
+    }
+
+    /// Closes a transport's data producers (their data consumers close too) and data
+    /// consumers.
+    fn close_transport_data(&mut self, transport: TransportId) {
+        let Some(t) = self.transports.get(&transport) else {
+            return;
+        };
+        let streams: Vec<DataStream> = t.data_streams.values().copied().collect();
+        for stream in streams {
+            match stream {
+                DataStream::Producer(dpid) => {
+                    // It exists while its stream is listed: closing it cannot fail.
+                    let _ = self.close_data_producer(dpid);
+                }
+                DataStream::Consumer(dcid) => {
+                    self.remove_data_consumer(dcid, Some(DataConsumerCloseReason::TransportClosed))
+                }
+            }
+        }
     }
 
     /// A transport's state and counters.

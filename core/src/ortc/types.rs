@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::negotiate::OrtcError;
+
 /// Media kind of a codec, header extension, producer or consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -468,6 +470,99 @@ pub struct SctpParameters {
     pub max_message_size: u32,
 }
 
+/// The number of SCTP streams a transport's association offers (mediasoup's `numSctpStreams`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NumSctpStreams {
+    /// Outgoing streams: the transport's data consumers use stream ids below this.
+    #[serde(rename = "OS")]
+    pub os: u16,
+    /// Incoming streams: the transport's data producers use stream ids below this.
+    #[serde(rename = "MIS")]
+    pub mis: u16,
+}
+
+impl Default for NumSctpStreams {
+    /// mediasoup's default: 1024 each way.
+    fn default() -> Self {
+        Self {
+            os: 1024,
+            mis: 1024,
+        }
+    }
+}
+
+/// How a data channel's messages travel on its SCTP stream (mediasoup's
+/// `sctpStreamParameters`). `ordered` left out means ordered, unless a `maxPacketLifeTime` or
+/// `maxRetransmits` is given (then unordered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SctpStreamParameters {
+    /// The SCTP stream id (the data channel's `id`, as the channel is pre-negotiated).
+    pub stream_id: u16,
+    /// Whether messages are delivered in the order they were sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered: Option<bool>,
+    /// Partial reliability: how long, in milliseconds, a message may be retransmitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_packet_life_time: Option<u16>,
+    /// Partial reliability: how many times a message may be retransmitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retransmits: Option<u16>,
+}
+
+impl SctpStreamParameters {
+    /// Ordered and reliable on `stream_id`.
+    pub fn reliable(stream_id: u16) -> Self {
+        Self {
+            stream_id,
+            ordered: Some(true),
+            max_packet_life_time: None,
+            max_retransmits: None,
+        }
+    }
+
+    /// Whether messages are delivered in order (the default, unless partially reliable).
+    pub fn is_ordered(&self) -> bool {
+        self.ordered
+            .unwrap_or(self.max_packet_life_time.is_none() && self.max_retransmits.is_none())
+    }
+
+    /// Checks mediasoup's rules (not both partial reliability limits; an ordered channel is
+    /// reliable) and fills in `ordered`.
+    pub fn validated(mut self) -> Result<Self, OrtcError> {
+        if self.max_packet_life_time.is_some() && self.max_retransmits.is_some() {
+            return Err(OrtcError::InvalidParameters(
+                "both maxPacketLifeTime and maxRetransmits".into(),
+            ));
+        }
+        let partial = self.max_packet_life_time.is_some() || self.max_retransmits.is_some();
+        if self.ordered == Some(true) && partial {
+            return Err(OrtcError::InvalidParameters(
+                "an ordered stream cannot have maxPacketLifeTime or maxRetransmits".into(),
+            ));
+        }
+        self.ordered = Some(self.is_ordered());
+        Ok(self)
+    }
+}
+
+/// What a client needs to consume data (mediasoup-client's `consumeData`): it opens a
+/// pre-negotiated data channel on the stream id the server chose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataConsumerParameters {
+    /// The data consumer's id.
+    pub id: String,
+    /// The data producer's id.
+    pub data_producer_id: String,
+    /// The stream and its reliability.
+    pub sctp_stream_parameters: SctpStreamParameters,
+    /// The channel's label (the data producer's).
+    pub label: String,
+    /// The channel's subprotocol (the data producer's).
+    pub protocol: String,
+}
+
 /// Everything a client needs to create a send or receive transport.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -563,5 +658,56 @@ mod tests {
             serde_json::from_str(r#"{"rid":"r0","networkPriority":"low","priority":"high"}"#)
                 .unwrap();
         assert_eq!(e.rid.as_deref(), Some("r0"));
+    }
+
+    #[test]
+    fn sctp_shapes_are_mediasoups() {
+        let p = SctpParameters {
+            port: 5000,
+            os: 1024,
+            mis: 1024,
+            max_message_size: 262_144,
+        };
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"port":5000,"OS":1024,"MIS":1024,"maxMessageSize":262144}"#
+        );
+        let s: SctpStreamParameters =
+            serde_json::from_str(r#"{"streamId":3,"maxRetransmits":0}"#).unwrap();
+        assert_eq!(
+            (s.stream_id, s.max_retransmits, s.ordered),
+            (3, Some(0), None)
+        );
+        let d = DataConsumerParameters {
+            id: "a".into(),
+            data_producer_id: "b".into(),
+            sctp_stream_parameters: SctpStreamParameters::reliable(2),
+            label: "chat".into(),
+            protocol: String::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"id":"a","dataProducerId":"b","sctpStreamParameters":{"streamId":2,"ordered":true},"label":"chat","protocol":""}"#
+        );
+    }
+
+    #[test]
+    fn sctp_stream_parameters_follow_mediasoups_rules() {
+        let unordered = |life: Option<u16>, rtx: Option<u16>, ordered: Option<bool>| {
+            SctpStreamParameters {
+                stream_id: 1,
+                ordered,
+                max_packet_life_time: life,
+                max_retransmits: rtx,
+            }
+            .validated()
+            .map(|s| s.ordered)
+        };
+        assert_eq!(unordered(None, None, None), Ok(Some(true)));
+        assert_eq!(unordered(None, None, Some(false)), Ok(Some(false)));
+        assert_eq!(unordered(Some(100), None, None), Ok(Some(false)));
+        assert_eq!(unordered(None, Some(0), None), Ok(Some(false)));
+        assert!(unordered(Some(100), Some(1), None).is_err());
+        assert!(unordered(None, Some(1), Some(true)).is_err());
     }
 }

@@ -158,6 +158,52 @@ macro_rules! __with_calls {
             /// Asks the consumer's producer for a key frame.
             request_consumer_key_frame / RequestConsumerKeyFrame(consumer: $crate::ConsumerId)
                 -> () = |sfu, _l| sfu.request_consumer_key_frame(consumer);
+            /// Starts receiving a data channel on a transport (mediasoup's `produceData`).
+            produce_data / ProduceData(
+                transport: $crate::TransportId,
+                options: $crate::ProduceDataOptions
+            ) -> $crate::DataProducerId = |sfu, _l| sfu.produce_data(transport, options);
+            /// Closes a data producer and its data consumers.
+            close_data_producer / CloseDataProducer(data_producer: $crate::DataProducerId)
+                -> () = |sfu, _l| sfu.close_data_producer(data_producer);
+            /// Pauses a data producer.
+            pause_data_producer / PauseDataProducer(data_producer: $crate::DataProducerId)
+                -> () = |sfu, _l| sfu.pause_data_producer(data_producer);
+            /// Resumes a data producer.
+            resume_data_producer / ResumeDataProducer(data_producer: $crate::DataProducerId)
+                -> () = |sfu, _l| sfu.resume_data_producer(data_producer);
+            /// Creates a data consumer on a transport (mediasoup's `consumeData`).
+            consume_data / ConsumeData(
+                transport: $crate::TransportId,
+                options: $crate::ConsumeDataOptions
+            ) -> $crate::DataConsumed = |sfu, _l| sfu.consume_data(transport, options);
+            /// Closes a data consumer.
+            close_data_consumer / CloseDataConsumer(data_consumer: $crate::DataConsumerId)
+                -> () = |sfu, _l| sfu.close_data_consumer(data_consumer);
+            /// Pauses a data consumer.
+            pause_data_consumer / PauseDataConsumer(data_consumer: $crate::DataConsumerId)
+                -> () = |sfu, _l| sfu.pause_data_consumer(data_consumer);
+            /// Resumes a data consumer.
+            resume_data_consumer / ResumeDataConsumer(data_consumer: $crate::DataConsumerId)
+                -> () = |sfu, _l| sfu.resume_data_consumer(data_consumer);
+            /// The bytes a data consumer has sent and its endpoint not yet acknowledged.
+            data_consumer_buffered_amount / DataConsumerBufferedAmount(
+                data_consumer: $crate::DataConsumerId
+            ) -> usize = |sfu, _l| sfu.data_consumer_buffered_amount(data_consumer);
+            /// Sets when a data consumer reports its buffered amount low.
+            set_data_consumer_buffered_amount_low_threshold /
+                SetDataConsumerBufferedAmountLowThreshold(
+                    data_consumer: $crate::DataConsumerId,
+                    threshold: usize
+                ) -> () = |sfu, _l| {
+                    sfu.set_data_consumer_buffered_amount_low_threshold(data_consumer, threshold)
+                };
+            /// A data producer's counters.
+            data_producer_stats / DataProducerStats(data_producer: $crate::DataProducerId)
+                -> $crate::DataProducerStats = |sfu, _l| sfu.data_producer_stats(data_producer);
+            /// A data consumer's counters.
+            data_consumer_stats / DataConsumerStats(data_consumer: $crate::DataConsumerId)
+                -> $crate::DataConsumerStats = |sfu, _l| sfu.data_consumer_stats(data_consumer);
             /// Creates an audio level observer in a router.
             create_audio_level_observer / CreateAudioLevelObserver(
                 router: $crate::RouterId,

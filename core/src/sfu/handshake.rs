@@ -2,7 +2,8 @@
 //! and the media session started with the keys DTLS exported.
 
 use super::*;
-use crate::event::IceState;
+use crate::event::{IceState, SctpState};
+use crate::transport::webrtc::sctp::ChannelEvent;
 
 impl Sfu {
     /// An authenticated binding request arrived on `tuple`: the client's consent is renewed
@@ -163,6 +164,25 @@ impl Sfu {
                     }));
                 }
             }
+            LinkEvent::Channel(ChannelEvent::Message {
+                stream_id,
+                binary,
+                data,
+            }) => self.relay_message(tid, stream_id, binary, &data),
+            LinkEvent::Channel(ChannelEvent::BufferedAmountLow { stream_id }) => {
+                self.buffered_amount_low(tid, stream_id);
+            }
+            LinkEvent::Channel(ChannelEvent::Stray) => {
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    trace!(transport = %tid, "stray data channel");
+                    t.stats.data_dropped += 1;
+                }
+            }
+            LinkEvent::Channel(ChannelEvent::Connected) => {
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    set_sctp_state(t, tid, SctpState::Connected, &mut self.out);
+                }
+            }
             LinkEvent::Connected => {
                 self.start_media(tid);
                 if let Some(t) = self.transports.get_mut(&tid) {
@@ -272,6 +292,41 @@ pub(crate) fn set_dtls_state(
         t.stats.dtls_state = state;
         debug!(transport = %tid, ?state, "DTLS state");
         out.push_back(Output::Event(Event::DtlsStateChange {
+            transport: tid,
+            state,
+        }));
+        let sctp = match state {
+            DtlsState::Connected => Some(SctpState::Connecting),
+            DtlsState::Failed => Some(SctpState::Failed),
+            DtlsState::Closed => Some(SctpState::Closed),
+            DtlsState::New | DtlsState::Connecting => None,
+        };
+        if let Some(sctp) = sctp {
+            set_sctp_state(t, tid, sctp, out);
+        }
+    }
+}
+
+/// A transport's SCTP state changes (an event when it does); nothing for a transport without
+/// SCTP. An association fails only before it is up (its DTLS failed).
+pub(crate) fn set_sctp_state(
+    t: &mut Transport,
+    tid: TransportId,
+    state: SctpState,
+    out: &mut VecDeque<Output>,
+) {
+    let Some(sctp) = t.webrtc_mut().and_then(|l| l.sctp.as_mut()) else {
+        return;
+    };
+    let allowed = match state {
+        SctpState::Failed => matches!(sctp.state, SctpState::New | SctpState::Connecting),
+        _ => true,
+    };
+    if sctp.state != state && allowed {
+        sctp.state = state;
+        t.stats.sctp_state = Some(state);
+        debug!(transport = %tid, ?state, "SCTP state");
+        out.push_back(Output::Event(Event::SctpStateChange {
             transport: tid,
             state,
         }));

@@ -17,10 +17,13 @@ use rustc_hash::FxHashMap;
 use tracing::{debug, trace};
 
 use crate::config::SfuConfig;
+use crate::data::{DataConsumer, DataProducer};
 use crate::demux::{self, Demux, Kind, Tuple};
 use crate::error::Error;
 use crate::event::{DtlsState, Event, TransportTuple};
-use crate::ids::{ConsumerId, ObserverId, ProducerId, RouterId, TransportId};
+use crate::ids::{
+    ConsumerId, DataConsumerId, DataProducerId, ObserverId, ProducerId, RouterId, TransportId,
+};
 use crate::io::{Input, Output, Protocol, Transmit};
 use crate::media::session::MediaSession;
 use crate::observer::Observer;
@@ -87,6 +90,8 @@ pub struct Sfu {
     pub(crate) producers: FxHashMap<ProducerId, Producer>,
     pub(crate) consumers: FxHashMap<ConsumerId, Consumer>,
     pub(crate) observers: FxHashMap<ObserverId, Observer>,
+    pub(crate) data_producers: FxHashMap<DataProducerId, DataProducer>,
+    pub(crate) data_consumers: FxHashMap<DataConsumerId, DataConsumer>,
     pub(crate) demux: Demux,
     pub(crate) timers: Timers<TimerKey>,
     pub(crate) out: VecDeque<Output>,
@@ -103,6 +108,8 @@ pub struct Sfu {
     scratch_consumers: Vec<ConsumerId>,
     /// Key frame requests raised while forwarding one packet.
     scratch_key_frames: Vec<(ProducerId, usize)>,
+    /// Reused list of transports a relayed message was written to.
+    pub(crate) scratch_data_transports: Vec<TransportId>,
     /// Consumer transports written to since the last [`poll_output`](Sfu::poll_output): their
     /// datagrams leave together, however many packets they were given.
     flush_queue: VecDeque<TransportId>,
@@ -144,6 +151,8 @@ impl Sfu {
             producers: FxHashMap::default(),
             consumers: FxHashMap::default(),
             observers: FxHashMap::default(),
+            data_producers: FxHashMap::default(),
+            data_consumers: FxHashMap::default(),
             demux: Demux::default(),
             timers: Timers::new(),
             out: VecDeque::new(),
@@ -153,6 +162,7 @@ impl Sfu {
             ntp_base: (NTP_AT_START, now),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
+            scratch_data_transports: Vec::new(),
             flush_queue: VecDeque::new(),
             serving: None,
             stats: SfuStats::default(),
@@ -336,6 +346,10 @@ impl Sfu {
             }
             Err(Refusal::DtlsMalformed) => {
                 t.stats.dtls_dropped += 1;
+                return;
+            }
+            Err(Refusal::DataWithoutSctp) => {
+                t.stats.data_dropped += 1;
                 return;
             }
             Err(Refusal::Rejected { dtls_failed }) => {

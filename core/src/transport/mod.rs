@@ -13,6 +13,7 @@ pub(crate) mod webrtc;
 use std::collections::HashMap;
 use std::time::Instant;
 
+use crate::data::DataStream;
 use crate::event::{DtlsState, IceState, TransportTuple};
 use crate::ids::{ConsumerId, Mid, ProducerId, RouterId};
 use crate::media::session::{MediaSession, RxRole};
@@ -36,6 +37,8 @@ pub(crate) struct Transport {
     pub(crate) consumers_by_mid: HashMap<Mid, ConsumerId>,
     /// Consumers by their media SSRC, for the RTCP their endpoint sends about them.
     pub(crate) consumers_by_ssrc: HashMap<u32, ConsumerId>,
+    /// The SCTP streams its data producers and data consumers use.
+    pub(crate) data_streams: HashMap<u16, DataStream>,
     /// The header extension ids the endpoint sends with, as its producers declared them.
     pub(crate) rx_extensions: RxExtensions,
     /// SRTP and the per-SSRC state of what arrives; `None` until the transport has keys.
@@ -85,6 +88,7 @@ impl Transport {
             producer_ssrcs: HashMap::new(),
             consumers_by_mid: HashMap::new(),
             consumers_by_ssrc: HashMap::new(),
+            data_streams: HashMap::new(),
             rx_extensions: RxExtensions::default(),
             media: None,
             outbox: Outbox::new(gso_segments),
@@ -105,6 +109,8 @@ impl Transport {
                 dtls_dropped: 0,
                 rtcp_dropped: 0,
                 srtp_profile: None,
+                sctp_state: None,
+                data_dropped: 0,
             },
             panic_on_next_datagram: false,
             kind,

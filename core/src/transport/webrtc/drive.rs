@@ -10,6 +10,7 @@ use str0m::{IceConnectionState, IceCreds, RtcError};
 
 use super::dtls::with_key_slot;
 use super::keys::KeySlot;
+use super::sctp::{ChannelEvent, SctpLink};
 use super::{
     candidates, dtls_active, rtc_config, stun, DtlsIdentity, WebRtcLink, WebRtcTransportOptions,
 };
@@ -47,8 +48,10 @@ pub(crate) enum LinkOutput {
 }
 
 /// A change a link reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LinkEvent {
+    /// Something on the SCTP association's channels.
+    Channel(ChannelEvent),
     /// ICE reached a new state.
     Ice(IceState),
     /// DTLS is up: the SRTP keys wait in the link's key slot.
@@ -68,6 +71,8 @@ pub(crate) enum Refusal {
     StunUnknownUfrag,
     /// A DTLS datagram that is not a sequence of well-formed DTLS 1.2 records.
     DtlsMalformed,
+    /// DTLS application data (SCTP) for a transport without SCTP.
+    DataWithoutSctp,
     /// The WebRTC stack refused it.
     Rejected {
         /// The refusal ended a DTLS handshake in progress.
@@ -106,7 +111,7 @@ impl WebRtcLink {
             ufrag,
             pass: password,
         };
-        let config = rtc_config(&identity.cert, &identity.crypto, creds.clone());
+        let config = rtc_config(&identity.cert, &identity.crypto, creds.clone(), options);
         // The DTLS instance `build` makes reports this transport's SRTP keys to `key_slot`.
         let key_slot = KeySlot::default();
         let mut rtc = with_key_slot(&key_slot, || config.build(now));
@@ -129,7 +134,16 @@ impl WebRtcLink {
             .map(|l| (l.protocol, l.local))
             .collect();
         Ok(Created {
-            link: WebRtcLink::new(rtc, options.dtls_role, creds, local_addrs, key_slot),
+            link: WebRtcLink::new(
+                rtc,
+                options.dtls_role,
+                creds,
+                local_addrs,
+                key_slot,
+                options
+                    .sctp_parameters()
+                    .map(|p| SctpLink::new(p, options.sctp_send_buffer_size as usize)),
+            ),
             candidates: signaled,
             fingerprint,
         })
@@ -170,6 +184,9 @@ impl WebRtcLink {
         // stack would discard it silently, uncounted.
         if kind == Kind::Dtls && !demux::is_dtls12_records(contents) {
             return Err(Refusal::DtlsMalformed);
+        }
+        if kind == Kind::Dtls && self.sctp.is_none() && demux::has_dtls_application_data(contents) {
+            return Err(Refusal::DataWithoutSctp);
         }
         self.rtc
             .handle_input(input)
@@ -239,7 +256,7 @@ impl WebRtcLink {
         loop {
             return match self.rtc.poll_output() {
                 Ok(str0m::Output::Transmit(tx)) => LinkOutput::Transmit(transmit(tx)),
-                Ok(str0m::Output::Event(e)) => match link_event(e) {
+                Ok(str0m::Output::Event(e)) => match self.link_event(e) {
                     Some(e) => LinkOutput::Event(e),
                     None => continue,
                 },
@@ -287,6 +304,7 @@ impl WebRtcLink {
         api.start_dtls(active)
             .map_err(|e| Error::Rtc(e.to_string()))?;
         self.connected = true;
+        self.start_sctp(active);
         Ok(())
     }
 
@@ -309,25 +327,25 @@ impl WebRtcLink {
         }
     }
 
+    /// The core's view of an `Rtc` event; `None` for what it does not act on.
+    fn link_event(&mut self, e: str0m::Event) -> Option<LinkEvent> {
+        Some(match e {
+            str0m::Event::IceConnectionStateChange(state) => LinkEvent::Ice(match state {
+                IceConnectionState::New | IceConnectionState::Checking => return None,
+                IceConnectionState::Connected => IceState::Connected,
+                IceConnectionState::Completed => IceState::Completed,
+                IceConnectionState::Disconnected => IceState::Disconnected,
+            }),
+            str0m::Event::Connected => LinkEvent::Connected,
+            str0m::Event::Closed => LinkEvent::Closed,
+            e => LinkEvent::Channel(self.channel_event(e)?),
+        })
+    }
+
     /// Whether `e` ends a DTLS handshake in progress.
     fn ends_handshake(&self, e: &RtcError) -> bool {
         matches!(e, RtcError::Dtls(_)) && self.dtls_state == DtlsState::Connecting
     }
-}
-
-/// The core's view of an `Rtc` event; `None` for what it does not act on.
-fn link_event(e: str0m::Event) -> Option<LinkEvent> {
-    Some(match e {
-        str0m::Event::IceConnectionStateChange(state) => LinkEvent::Ice(match state {
-            IceConnectionState::New | IceConnectionState::Checking => return None,
-            IceConnectionState::Connected => IceState::Connected,
-            IceConnectionState::Completed => IceState::Completed,
-            IceConnectionState::Disconnected => IceState::Disconnected,
-        }),
-        str0m::Event::Connected => LinkEvent::Connected,
-        str0m::Event::Closed => LinkEvent::Closed,
-        _ => return None,
-    })
 }
 
 impl From<str0m::net::Protocol> for Protocol {

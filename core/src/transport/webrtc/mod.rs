@@ -1,8 +1,9 @@
-//! The WebRTC transport: one str0m `Rtc` (ICE-lite, DTLS, SRTP) per endpoint.
+//! The WebRTC transport: one str0m `Rtc` (ICE-lite, DTLS, SCTP) per endpoint.
 
 pub(crate) mod drive;
 pub(crate) mod dtls;
 pub(crate) mod keys;
+pub(crate) mod sctp;
 pub(crate) mod stun;
 
 use std::net::SocketAddr;
@@ -16,8 +17,11 @@ use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use crate::demux::Tuple;
 use crate::event::{DtlsState, IceState};
 use crate::io::Protocol;
-use crate::ortc::{DtlsRole, IceCandidate, IceCandidateTcpType, IceCandidateType};
+use crate::ortc::{
+    DtlsRole, IceCandidate, IceCandidateTcpType, IceCandidateType, NumSctpStreams, SctpParameters,
+};
 use keys::{KeySlot, SrtpKeys};
+use sctp::SctpLink;
 
 /// Where a WebRTC transport can be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +36,7 @@ pub struct ListenInfo {
 }
 
 /// Options for [`Sfu::create_webrtc_transport`](crate::Sfu::create_webrtc_transport).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebRtcTransportOptions {
     /// The addresses to offer as ICE candidates, most preferred first. UDP candidates are
     /// preferred over TCP ones whatever the order.
@@ -54,10 +58,50 @@ pub struct WebRtcTransportOptions {
     /// With `Client` or `Server`, a client that asks for the same role in `connect` gets
     /// [`Error::DtlsRoleConflict`](crate::Error::DtlsRoleConflict).
     pub dtls_role: DtlsRole,
+    /// Whether the transport carries data channels over SCTP (mediasoup's `enableSctp`;
+    /// default false).
+    pub enable_sctp: bool,
+    /// The SCTP streams each way (mediasoup's `numSctpStreams`; default 1024 each).
+    pub num_sctp_streams: NumSctpStreams,
+    /// The largest message a data producer of the transport may send (mediasoup's
+    /// `maxSctpMessageSize`; default 262,144 bytes), signaled in `sctpParameters` so that
+    /// clients keep to it. Larger ones, up to twice this size, are dropped and counted; the SCTP
+    /// stack refuses a message larger than that, which stops that transport's association
+    /// (only that one).
+    pub max_sctp_message_size: u32,
+    /// The most bytes each data consumer of the transport may have buffered, sent and not yet
+    /// acknowledged (mediasoup's `sctpSendBufferSize`; default 262,144). A message that would
+    /// pass it is dropped and counted.
+    pub sctp_send_buffer_size: u32,
 }
 
-/// What a WebRTC transport adds to a [`Transport`](super::Transport): ICE-lite and DTLS, in
-/// one str0m `Rtc` with no media declared (str0m never sees RTP or RTCP).
+impl Default for WebRtcTransportOptions {
+    fn default() -> Self {
+        Self {
+            listen_infos: Vec::new(),
+            dtls_role: DtlsRole::Auto,
+            enable_sctp: false,
+            num_sctp_streams: NumSctpStreams::default(),
+            max_sctp_message_size: 262_144,
+            sctp_send_buffer_size: 262_144,
+        }
+    }
+}
+
+impl WebRtcTransportOptions {
+    /// The `sctpParameters` to signal, when SCTP is enabled.
+    pub(crate) fn sctp_parameters(&self) -> Option<SctpParameters> {
+        self.enable_sctp.then_some(SctpParameters {
+            port: 5000,
+            os: self.num_sctp_streams.os,
+            mis: self.num_sctp_streams.mis,
+            max_message_size: self.max_sctp_message_size,
+        })
+    }
+}
+
+/// What a WebRTC transport adds to a [`Transport`](super::Transport): ICE-lite, DTLS and
+/// SCTP, in one str0m `Rtc` with no media declared (str0m never sees RTP or RTCP).
 pub(crate) struct WebRtcLink {
     pub(crate) rtc: Rtc,
     /// The DTLS role the transport announced (its options' `dtls_role`).
@@ -81,6 +125,8 @@ pub(crate) struct WebRtcLink {
     pub(crate) key_slot: KeySlot,
     /// The SRTP keys, taken from `key_slot` when DTLS connects.
     pub(crate) srtp_keys: Option<SrtpKeys>,
+    /// The SCTP association, for a transport created with `enable_sctp`.
+    pub(crate) sctp: Option<SctpLink>,
 }
 
 impl std::fmt::Debug for WebRtcLink {
@@ -111,14 +157,23 @@ impl DtlsIdentity {
     }
 }
 
-/// The str0m configuration for a transport: ICE-lite and DTLS only. No media is declared, so
+/// The str0m configuration for a transport: ICE-lite, DTLS and SCTP. No media is declared, so
 /// str0m never sends or receives RTP or RTCP; the media session does.
 pub(crate) fn rtc_config(
     cert: &DtlsCert,
     crypto: &Arc<CryptoProvider>,
     creds: IceCreds,
+    options: &WebRtcTransportOptions,
 ) -> RtcConfig {
+    // str0m takes messages up to twice the transport's limit, so that the Sfu sees (and
+    // counts) the ones past it; each data consumer's buffer is bounded by the Sfu, and the
+    // association's by their number.
+    let receive_limit = options.max_sctp_message_size.saturating_mul(2);
+    let buffered = (options.sctp_send_buffer_size as usize)
+        .saturating_mul(usize::from(options.num_sctp_streams.os).max(1));
     RtcConfig::new()
+        .set_sctp_max_message_size(receive_limit)
+        .set_sctp_max_buffered_amount(buffered)
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_dtls_cert(cert.clone())
@@ -180,6 +235,7 @@ impl WebRtcLink {
         creds: IceCreds,
         local_addrs: Vec<(Protocol, SocketAddr)>,
         key_slot: KeySlot,
+        sctp: Option<SctpLink>,
     ) -> Self {
         Self {
             rtc,
@@ -196,6 +252,7 @@ impl WebRtcLink {
             consent_timer: false,
             key_slot,
             srtp_keys: None,
+            sctp,
         }
     }
 

@@ -1,0 +1,101 @@
+//! The relay: a message that arrived on a data producer's stream goes out on the stream of
+//! each of its data consumers, with its type (text or binary, empty or not) kept.
+
+use tracing::trace;
+
+use super::DataStream;
+use crate::event::Event;
+use crate::ids::TransportId;
+use crate::io::Output;
+use crate::sfu::Sfu;
+use crate::transport::webrtc::sctp::SendOutcome;
+
+impl Sfu {
+    /// A message arrived on `stream_id` of transport `tid` (the per-message path).
+    pub(crate) fn relay_message(
+        &mut self,
+        tid: TransportId,
+        stream_id: u16,
+        binary: bool,
+        data: &[u8],
+    ) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let max_size = t
+            .webrtc()
+            .and_then(|l| l.sctp.as_ref())
+            .map_or(0, |s| s.parameters.max_message_size as usize);
+        let Some(&DataStream::Producer(dpid)) = t.data_streams.get(&stream_id) else {
+            trace!(transport = %tid, stream_id, "message on a stream no data producer uses");
+            t.stats.data_dropped += 1;
+            return;
+        };
+        let Some(dp) = self.data_producers.get_mut(&dpid) else {
+            t.stats.data_dropped += 1;
+            return;
+        };
+        if data.len() > max_size {
+            trace!(data_producer = %dpid, len = data.len(), "message too large");
+            t.stats.data_dropped += 1;
+            dp.stats.messages_dropped += 1;
+            return;
+        }
+        if dp.paused {
+            dp.stats.messages_dropped += 1;
+            return;
+        }
+        dp.stats.messages_received += 1;
+        dp.stats.bytes_received += data.len() as u64;
+        let mut touched = std::mem::take(&mut self.scratch_data_transports);
+        for dcid in &dp.consumers {
+            let Some(dc) = self.data_consumers.get_mut(dcid) else {
+                continue;
+            };
+            if dc.paused || dc.producer_paused {
+                continue;
+            }
+            let link = self
+                .transports
+                .get_mut(&dc.transport)
+                .and_then(|t| t.webrtc_mut());
+            let outcome = link.map_or(SendOutcome::Dropped, |l| {
+                l.send_message(dc.stream.stream_id, binary, data)
+            });
+            match outcome {
+                SendOutcome::Sent => {
+                    dc.stats.messages_sent += 1;
+                    dc.stats.bytes_sent += data.len() as u64;
+                    if !touched.contains(&dc.transport) {
+                        touched.push(dc.transport);
+                    }
+                }
+                SendOutcome::Dropped => {
+                    trace!(data_consumer = %dcid, "message dropped");
+                    dc.stats.messages_dropped += 1;
+                }
+            }
+        }
+        for &t in &touched {
+            self.drain(t);
+        }
+        touched.clear();
+        self.scratch_data_transports = touched;
+    }
+
+    /// A data consumer's channel reported its buffered amount low.
+    pub(crate) fn buffered_amount_low(&mut self, tid: TransportId, stream_id: u16) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let Some(&DataStream::Consumer(dcid)) = t.data_streams.get(&stream_id) else {
+            return;
+        };
+        let buffered_amount = t.webrtc_mut().map_or(0, |l| l.buffered_amount(stream_id));
+        self.out
+            .push_back(Output::Event(Event::DataConsumerBufferedAmountLow {
+                data_consumer: dcid,
+                buffered_amount,
+            }));
+    }
+}
