@@ -12,6 +12,7 @@ fn quick_conference_forwards_everything_it_is_given() {
         pin: false,
         create: 10,
         churn: 40,
+        data: vec![3],
         ..Options::quick()
     };
     let r = run(&opts).expect("the quick conference runs");
@@ -36,6 +37,10 @@ fn quick_conference_forwards_everything_it_is_given() {
     let churn = r.churn.expect("the churn phase ran");
     assert_eq!(churn.joins, 40);
     assert_eq!(churn.footprint_start[..6], churn.footprint_end[..6]);
+    // Every message the data channel's publisher sent reached each of its 3 data consumers.
+    let data = &r.data[0];
+    assert!(data.sent > 0);
+    assert_eq!(data.relayed, data.sent * 3, "{data:?}");
     let security = r.security.expect("the DTLS ServerHello was seen");
     assert!(security.srtp_profile.is_some());
 }

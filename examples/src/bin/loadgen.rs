@@ -29,6 +29,8 @@
 //!     --json target/loadgen/sweep.json --chart target/loadgen/loadgen.png
 //! # churn: 10,000 joins and leaves (RSS and the Sfu's table sizes before and after)
 //! cargo run --release -p sfu-examples --bin loadgen -- --quick --churn 10000
+//! # data channels: one data producer relayed to 1, 10 and 50 data consumers
+//! cargo run --release -p sfu-examples --bin loadgen -- --quick --data 1,10,50
 //! # replay a capture as every participant's media
 //! cargo run --release -p sfu-examples --bin loadgen -- --pcap capture.pcap
 //!
@@ -55,7 +57,9 @@
 //!
 //! Flags: `--workload conference|broadcast|idle`, `--rooms R`, `--participants P`,
 //! `--viewers N`, `--idle N`, `--create N` (transports created to measure setup rate and
-//! memory), `--churn N` (joins and leaves, see `sfu_examples::loadgen::Churn`), `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--json FILE`,
+//! memory), `--churn N` (joins and leaves, see `sfu_examples::loadgen::Churn`), `--data N,M,..`
+//! (a data channel relayed to N, M, .. consumers, see `sfu_examples::loadgen::DataRelay`),
+//! `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--json FILE`,
 //! `--chart FILE`, `--no-pin`.
 
 #[cfg(target_os = "linux")]
@@ -111,6 +115,15 @@ fn main() {
             "--idle" => opts.idle = num(value()),
             "--create" => opts.create = num(value()),
             "--churn" => opts.churn = num(value()),
+            "--data" => {
+                opts.data = value()
+                    .split(',')
+                    .map(|n| {
+                        n.parse()
+                            .unwrap_or_else(|_| usage("--data takes counts: 1,10,50"))
+                    })
+                    .collect()
+            }
             "--duration" => opts.duration = secs(value()),
             "--warmup" => opts.warmup = secs(value()),
             "--pcap" => opts.pcap = Some(PathBuf::from(value())),

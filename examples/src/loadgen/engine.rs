@@ -287,6 +287,25 @@ pub struct Totals {
     pub recv_errors: u64,
 }
 
+/// Messages one endpoint sends on a data channel at a steady rate (the data relay phase).
+#[derive(Debug)]
+pub struct DataSource {
+    /// The sending endpoint.
+    pub ep: usize,
+    /// Its channel's stream id.
+    pub stream: u16,
+    /// The message (binary), sent again and again.
+    pub message: Vec<u8>,
+    /// Time between messages.
+    pub interval: Duration,
+    /// When the next one is due.
+    pub next: Instant,
+    /// Messages the client took.
+    pub sent: u64,
+    /// Messages the client's channel refused (its buffer was full).
+    pub refused: u64,
+}
+
 /// The generator.
 pub struct Engine {
     /// The SFU worker.
@@ -313,6 +332,12 @@ pub struct Engine {
     pub totals: Totals,
     /// What DTLS negotiated.
     pub security: Option<Security>,
+    /// Transports are created with SCTP (data channels).
+    pub sctp: bool,
+    /// The data channel sender, when one runs.
+    pub data_source: Option<DataSource>,
+    /// Data channel messages the endpoints received.
+    pub messages_received: u64,
 }
 
 impl Engine {
@@ -337,14 +362,19 @@ impl Engine {
             win: Window::default(),
             totals: Totals::default(),
             security: None,
+            sctp: false,
+            data_source: None,
+            messages_received: 0,
         })
     }
 
     /// Creates a transport on the server (the first half of joining).
     pub fn create_transport(&self, router: RouterId) -> Result<WebRtcTransportCreated, Error> {
-        Ok(self
-            .worker
-            .create_webrtc_transport(router, WebRtcTransportOptions::default())?)
+        let options = WebRtcTransportOptions {
+            enable_sctp: self.sctp,
+            ..WebRtcTransportOptions::default()
+        };
+        Ok(self.worker.create_webrtc_transport(router, options)?)
     }
 
     /// Builds the client for a created transport, connects it (mediasoup's `connect`) and
@@ -607,8 +637,12 @@ impl Engine {
     /// of those deadlines or `until` (at most 5 ms) and reads them.
     fn step(&mut self, now: Instant, until: Instant) -> io::Result<()> {
         self.send_due(now);
+        self.send_data(now);
         self.serve_timers(now);
         let mut next = until;
+        if let Some(d) = &self.data_source {
+            next = next.min(d.next);
+        }
         if let Some(Reverse((at, _))) = self.due.peek() {
             next = next.min(*at);
         }
@@ -694,6 +728,49 @@ impl Engine {
         }
     }
 
+    /// Sends the data channel messages due by `now`.
+    fn send_data(&mut self, now: Instant) {
+        let Some(d) = self.data_source.as_mut() else {
+            return;
+        };
+        if d.next > now {
+            return;
+        }
+        let ep = d.ep;
+        let Some(link) = self.eps[ep].link.as_mut() else {
+            return;
+        };
+        while d.next <= now {
+            if link.client.send_message(d.stream, true, &d.message) {
+                d.sent += 1;
+            } else {
+                d.refused += 1;
+            }
+            d.next += d.interval;
+        }
+        self.flush(ep, now);
+    }
+
+    /// Opens endpoint `e`'s pre-negotiated data channel (after `produce_data` or
+    /// `consume_data`).
+    pub fn open_data_channel(
+        &mut self,
+        e: usize,
+        params: &sfu_core::ortc::SctpStreamParameters,
+    ) -> Result<(), Error> {
+        self.link(e)?.client.open_data_channel(params, "load");
+        self.flush(e, Instant::now());
+        Ok(())
+    }
+
+    /// Whether endpoint `e`'s data channel on `stream` is open.
+    pub fn data_channel_open(&self, e: usize, stream: u16) -> bool {
+        self.eps[e]
+            .link
+            .as_ref()
+            .is_some_and(|l| l.client.data_channel_open(stream))
+    }
+
     fn serve_timers(&mut self, now: Instant) {
         while let Some(&Reverse((at, e))) = self.timers.peek() {
             if at > now {
@@ -775,6 +852,10 @@ impl Engine {
                     }
                 }
             }
+        }
+        if !link.client.messages.is_empty() {
+            self.messages_received += link.client.messages.len() as u64;
+            link.client.messages.clear();
         }
         if !link.client.received.is_empty() {
             let received = std::mem::take(&mut link.client.received);

@@ -56,6 +56,8 @@ pub struct Options {
     pub create: usize,
     /// Joins and leaves of the churn phase (0: none): see [`Churn`].
     pub churn: usize,
+    /// Data consumers of each data relay phase (none: no such phase): see [`DataRelay`].
+    pub data: Vec<usize>,
     /// Measurement window.
     pub duration: Duration,
     /// Media before the window opens.
@@ -84,6 +86,7 @@ impl Default for Options {
             idle: 2000,
             create: 500,
             churn: 0,
+            data: Vec::new(),
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(2),
             pcap: None,
@@ -290,6 +293,37 @@ pub struct Churn {
     pub footprint_end: [usize; 7],
 }
 
+/// One data channel relayed to data consumers: a publisher sends [`DATA_RATE`] binary
+/// messages of [`DATA_SIZE`] bytes per second on an ordered, reliable channel (its data
+/// producer); each consumer's transport receives them on its own channel. All transports are
+/// WebRTC with SCTP over loopback.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DataRelay {
+    /// Data consumers.
+    pub consumers: usize,
+    /// Measurement window, seconds.
+    pub wall_s: f64,
+    /// Messages the publisher sent in the window.
+    pub sent: u64,
+    /// Messages the publisher's channel refused (full buffer).
+    pub refused: u64,
+    /// Messages the consumers received: those sent in the window, waited for up to 10 s after
+    /// it (the SFU's CPU is counted over the window only).
+    pub relayed: u64,
+    /// Messages relayed per SFU CPU-second.
+    pub per_sfu_cpu_s: f64,
+    /// SFU CPU per relayed message, microseconds.
+    pub sfu_us_per_message: f64,
+    /// Share of a core the SFU worker used.
+    pub sfu_util: f64,
+}
+
+/// Messages per second the data relay's publisher sends.
+pub const DATA_RATE: u32 = 1_000;
+
+/// Bytes per data relay message.
+pub const DATA_SIZE: usize = 100;
+
 /// Joins per churn batch: created together, connected, closed together.
 pub const CHURN_BATCH: usize = 20;
 
@@ -330,6 +364,8 @@ pub struct Report {
     pub idle_creation: Option<Creation>,
     /// The churn phase, when asked for.
     pub churn: Option<Churn>,
+    /// The data relay phases, when asked for.
+    pub data: Vec<DataRelay>,
     /// RSS growth per consumer over the conference's setup and warm-up (includes its share
     /// of transports, client state and RTX caches).
     pub rss_per_consumer: i64,
@@ -595,6 +631,97 @@ impl Harness {
             generator_per_join: Engine::retained_per_join(),
             footprint_start,
             footprint_end,
+        })
+    }
+
+    /// One data producer relayed to `consumers` data consumers for `duration` (see
+    /// [`DataRelay`]); every transport is closed afterwards.
+    fn data_relay(&mut self, consumers: usize, duration: Duration) -> Result<DataRelay, Error> {
+        use sfu_core::ortc::SctpStreamParameters;
+        use sfu_core::{ConsumeDataOptions, ProduceDataOptions};
+        self.engine.sctp = true;
+        let (router, caps) = self.room()?;
+        let engine = &mut self.engine;
+        let send = engine.add_endpoint(router, &caps, Role::Idle)?;
+        let params = SctpStreamParameters {
+            stream_id: 0,
+            ordered: Some(true),
+            max_packet_life_time: None,
+            max_retransmits: None,
+        };
+        let producer = engine.worker.produce_data(
+            engine.eps[send].transport,
+            ProduceDataOptions {
+                sctp_stream_parameters: params.clone(),
+                label: "load".into(),
+                protocol: String::new(),
+                paused: false,
+            },
+        )?;
+        engine.open_data_channel(send, &params)?;
+        let mut receivers = Vec::with_capacity(consumers);
+        for _ in 0..consumers {
+            let recv = engine.add_endpoint(router, &caps, Role::Idle)?;
+            let consumed = engine.worker.consume_data(
+                engine.eps[recv].transport,
+                ConsumeDataOptions::new(producer),
+            )?;
+            let stream = consumed.parameters.sctp_stream_parameters.clone();
+            engine.open_data_channel(recv, &stream)?;
+            receivers.push((recv, stream.stream_id));
+            engine.pump()?;
+        }
+        let open_by = Instant::now() + Duration::from_secs(30);
+        loop {
+            let open = engine.data_channel_open(send, 0)
+                && receivers
+                    .iter()
+                    .all(|&(e, stream)| engine.data_channel_open(e, stream));
+            if open {
+                break;
+            }
+            if Instant::now() >= open_by {
+                return Err("data channels did not open within 30 s".into());
+            }
+            engine.run_until(Instant::now() + Duration::from_millis(5))?;
+        }
+        engine.messages_received = 0;
+        engine.data_source = Some(engine::DataSource {
+            ep: send,
+            stream: 0,
+            message: vec![0x5a; DATA_SIZE],
+            interval: Duration::from_secs(1) / DATA_RATE,
+            next: Instant::now(),
+            sent: 0,
+            refused: 0,
+        });
+        let s0 = self.snapshot();
+        self.engine.run_until(s0.at + duration)?;
+        let s1 = self.snapshot();
+        let source = self.engine.data_source.take();
+        // What is still on its way arrives (within 10 s).
+        let expected = source.as_ref().map_or(0, |d| d.sent) * consumers as u64;
+        let drain_by = Instant::now() + Duration::from_secs(10);
+        while self.engine.messages_received < expected && Instant::now() < drain_by {
+            self.engine
+                .run_until(Instant::now() + Duration::from_millis(10))?;
+        }
+        let relayed = self.engine.messages_received;
+        for e in std::iter::once(send).chain(receivers.iter().map(|r| r.0)) {
+            self.engine.close(e)?;
+        }
+        self.engine.sctp = false;
+        let sfu = s1.sfu.since(&s0.sfu).on_cpu.as_secs_f64();
+        let wall = (s1.at - s0.at).as_secs_f64();
+        Ok(DataRelay {
+            consumers,
+            wall_s: wall,
+            sent: source.as_ref().map_or(0, |d| d.sent),
+            refused: source.as_ref().map_or(0, |d| d.refused),
+            relayed,
+            per_sfu_cpu_s: relayed as f64 / sfu.max(1e-9),
+            sfu_us_per_message: sfu * 1e6 / relayed.max(1) as f64,
+            sfu_util: sfu / wall,
         })
     }
 
@@ -906,6 +1033,11 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     } else {
         None
     };
+    let mut data = Vec::new();
+    for &consumers in &opts.data {
+        eprintln!("loadgen: data relay to {consumers} data consumers");
+        data.push(h.data_relay(consumers, opts.duration)?);
+    }
     let mut idle_creation = None;
     if opts.workload == Workload::Idle {
         eprintln!("loadgen: {} idle transports", opts.idle);
@@ -983,6 +1115,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         creation,
         idle_creation,
         churn,
+        data,
         rss_per_consumer,
         consumers,
         security,

@@ -166,6 +166,25 @@ pub fn table(r: &Report) -> String {
             c.rss_per_connected_transport
         );
     }
+    for d in &r.data {
+        let _ = writeln!(
+            out,
+            "  {:<44} {} consumers: {:.0} messages relayed per SFU CPU-second ({:.1} µs each; \
+             {} sent, {} refused, {} relayed; SFU {:.0}% busy)",
+            format!(
+                "data relay ({} B x {}/s)",
+                super::DATA_SIZE,
+                super::DATA_RATE
+            ),
+            d.consumers,
+            d.per_sfu_cpu_s,
+            d.sfu_us_per_message,
+            d.sent,
+            d.refused,
+            d.relayed,
+            d.sfu_util * 100.0
+        );
+    }
     if let Some(c) = &r.churn {
         let _ = writeln!(
             out,
