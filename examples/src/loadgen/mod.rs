@@ -652,7 +652,7 @@ impl Harness {
         let producer = engine.worker.produce_data(
             engine.eps[send].transport,
             ProduceDataOptions {
-                sctp_stream_parameters: params.clone(),
+                sctp_stream_parameters: params,
                 label: "load".into(),
                 protocol: String::new(),
                 paused: false,
@@ -666,7 +666,7 @@ impl Harness {
                 engine.eps[recv].transport,
                 ConsumeDataOptions::new(producer),
             )?;
-            let stream = consumed.parameters.sctp_stream_parameters.clone();
+            let stream = consumed.parameters.sctp_stream_parameters;
             engine.open_data_channel(recv, &stream)?;
             receivers.push((recv, stream.stream_id));
             engine.pump()?;
