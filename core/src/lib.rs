@@ -17,8 +17,10 @@
 //!
 //! A runtime that reads datagrams in batches (recvmmsg, GRO) may feed the whole batch before
 //! draining. Forwarded packets are then sent from `poll_output`, grouped by consumer transport:
-//! each destination's datagrams come out one after another, ready for one GSO send
-//! ([`runtime::gso_run`], [`runtime::same_path`]). Both bundled runtimes do this.
+//! each destination's datagrams come out one after another. With
+//! [`SfuConfig::gso_segments`] above 1, a destination's equal-size datagrams come as one
+//! [`Transmit`] (`segment_size` set) for one GSO send, or to split with
+//! [`Transmit::datagrams`]. Both bundled runtimes do this.
 //!
 //! ## The media plane
 //!

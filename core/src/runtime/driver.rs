@@ -6,8 +6,10 @@
 //! The rules, the same on both runtimes:
 //!
 //! - every input (a batch of datagrams or frames, a call, a deadline) is followed by
-//!   [`Driver::drain`], which sends what the Sfu made: UDP through GSO where consecutive
-//!   datagrams allow ([`gso_run`]), TCP onto its connection's queue;
+//!   [`Driver::drain`], which sends what the Sfu made: each UDP transmit in one send (a run
+//!   of datagrams the Sfu wrote back to back, `Transmit::segment_size`, through GSO; the Sfu
+//!   makes runs up to [`gso_segments`] of the worker's sockets), TCP onto its connection's
+//!   queue;
 //! - a control call runs at the Sfu's own time (that of its latest input), never moving its
 //!   clock: datagrams still waiting in the socket carry kernel arrival times from before the
 //!   call, and a clock moved past them would make a burst seem to arrive at one instant to
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 use super::addr::SocketAddrs;
 use super::tcp::{Close, ConnId, Opened, TcpTable, TCP_SWEEP_INTERVAL};
-use super::{gro_segments, gso_run, same_path, Command, CounterCells, RuntimeConfig, WorkerShared};
+use super::{gro_segments, Command, CounterCells, RuntimeConfig, WorkerShared};
 use crate::{Error, Event, Input, Output, Protocol, Sfu, Transmit};
 
 /// One UDP send, addressed as the socket wants it ([`SocketAddrs::send_addrs`]): a datagram,
@@ -138,9 +140,6 @@ pub struct Driver {
     tcp: TcpTable,
     /// When ICE-TCP connections are next checked against their timeouts.
     tcp_sweep_at: Instant,
-    /// UDP datagrams of the current run (one path), not yet sent.
-    out: Vec<Transmit>,
-    gso_buf: Vec<u8>,
     events: EventSink,
 }
 
@@ -166,8 +165,6 @@ impl Driver {
             shared,
             tcp: TcpTable::new(max_frame),
             tcp_sweep_at: now,
-            out: Vec::new(),
-            gso_buf: Vec::with_capacity(super::GSO_MAX_BYTES),
             events,
         };
         driver.drain(&mut NoSockets);
@@ -333,9 +330,9 @@ impl Driver {
     }
 
     /// Polls the Sfu until it names its next deadline and sends everything it made: each UDP
-    /// run as soon as the next datagram takes another path (so the first destinations' datagrams
-    /// leave while the Sfu still makes the later ones), TCP frames onto their connection's queue
-    /// (see [`TcpTable::take_dirty`]), events to the sink.
+    /// transmit at once, a run of datagrams the Sfu wrote back to back in one GSO send (so the
+    /// first destinations' datagrams leave while the Sfu still makes the later ones), TCP
+    /// frames onto their connection's queue (see [`TcpTable::take_dirty`]), events to the sink.
     pub fn drain(&mut self, udp: &mut impl UdpSockets) {
         loop {
             match self.sfu.poll_output() {
@@ -344,10 +341,8 @@ impl Driver {
                     self.sfu.recycle(t.contents);
                 }
                 Output::Transmit(t) => {
-                    if self.out.last().is_some_and(|last| !same_path(last, &t)) {
-                        self.send_out(udp);
-                    }
-                    self.out.push(t);
+                    send_udp(&self.shared.counters, udp, &t);
+                    self.sfu.recycle(t.contents);
                 }
                 Output::Event(e) => {
                     if !(self.events)(self.index, e) {
@@ -356,61 +351,29 @@ impl Driver {
                 }
                 Output::Timeout(at) => {
                     self.deadline = at;
-                    self.send_out(udp);
                     self.shared.counters.record_sfu(&self.sfu);
                     return;
                 }
             }
         }
     }
+}
 
-    /// Sends the gathered UDP datagrams, in GSO runs, and gives their buffers back to the Sfu.
-    fn send_out(&mut self, udp: &mut impl UdpSockets) {
-        let counters = &self.shared.counters;
-        let mut i = 0;
-        while i < self.out.len() {
-            let first = &self.out[i];
-            let Some((socket, addrs)) = socket_for(udp, first.source) else {
-                counters.udp_no_socket.inc();
-                i += 1;
-                continue;
-            };
-            // A run the Sfu wrote back to back goes as it is; single datagrams in a row to one
-            // path are joined here.
-            let (n, datagrams, contents, segment_size) = match first.segment_size {
-                Some(size) => (
-                    1,
-                    first.datagrams().count(),
-                    &first.contents[..],
-                    Some(size),
-                ),
-                None => {
-                    let n = gso_run(&self.out[i..], udp.max_segments(socket));
-                    if n == 1 {
-                        (1, 1, &first.contents[..], None)
-                    } else {
-                        self.gso_buf.clear();
-                        for t in &self.out[i..i + n] {
-                            self.gso_buf.extend_from_slice(&t.contents);
-                        }
-                        (n, n, &self.gso_buf[..], Some(first.contents.len()))
-                    }
-                }
-            };
-            let (destination, src_ip) = addrs.send_addrs(first.source, first.destination);
-            let send = UdpSend {
-                destination,
-                contents,
-                segment_size,
-                src_ip,
-            };
-            record_send(counters, &send, datagrams, udp.send(socket, &send));
-            i += n;
-        }
-        for t in self.out.drain(..) {
-            self.sfu.recycle(t.contents);
-        }
-    }
+/// Sends one UDP transmit (a run of datagrams in one GSO send) from the socket of its source.
+fn send_udp(counters: &CounterCells, udp: &mut impl UdpSockets, t: &Transmit) {
+    let Some((socket, addrs)) = socket_for(udp, t.source) else {
+        counters.udp_no_socket.inc();
+        return;
+    };
+    let (destination, src_ip) = addrs.send_addrs(t.source, t.destination);
+    let send = UdpSend {
+        destination,
+        contents: &t.contents,
+        segment_size: t.segment_size,
+        src_ip,
+    };
+    let datagrams = t.datagrams().count();
+    record_send(counters, &send, datagrams, udp.send(socket, &send));
 }
 
 /// Counts one UDP send of `n` datagrams.

@@ -25,7 +25,7 @@ use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig, Transmit};
+use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig};
 
 pub mod addr;
 pub mod call;
@@ -375,51 +375,8 @@ const _: () = {
     is_send_sync::<RuntimeConfig>();
 };
 
-/// The most bytes one GSO send carries.
+/// The most bytes one GSO send carries (what the Sfu puts in one run of datagrams).
 pub const GSO_MAX_BYTES: usize = 64_000;
-
-/// How many transmits at the start of `ts` one UDP GSO send can carry: UDP, the same source and
-/// destination, the size of the first (the last may be shorter), at most `max_segments` and
-/// [`GSO_MAX_BYTES`]. 0 for an empty slice. The segment size of the send is the first
-/// transmit's length.
-///
-/// [`Sfu::poll_output`] yields each destination's datagrams of a batch one after another, so
-/// the runs are as long as the traffic allows.
-pub fn gso_run(ts: &[Transmit], max_segments: usize) -> usize {
-    let Some(first) = ts.first() else {
-        return 0;
-    };
-    let size = first.contents.len();
-    let mut total = size;
-    let mut n = 1;
-    for t in &ts[1..] {
-        let len = t.contents.len();
-        if n >= max_segments
-            || first.proto != Protocol::Udp
-            || first.segment_size.is_some()
-            || t.segment_size.is_some()
-            || !same_path(first, t)
-            || len > size
-            || len == 0
-            || total + len > GSO_MAX_BYTES
-        {
-            break;
-        }
-        total += len;
-        n += 1;
-        if len < size {
-            break;
-        }
-    }
-    n
-}
-
-/// Whether two datagrams take the same path (protocol, source and destination): a runtime
-/// that sees the next datagram from [`Sfu::poll_output`] take another path can send the run
-/// before it right away.
-pub fn same_path(a: &Transmit, b: &Transmit) -> bool {
-    (a.proto, a.source, a.destination) == (b.proto, b.source, b.destination)
-}
 
 /// When a datagram arrived, from its kernel receive timestamp (`SO_TIMESTAMPNS`, time since
 /// the Unix epoch on the wall clock, as quinn-udp's `RecvMeta::timestamp` gives it), given the
@@ -512,43 +469,6 @@ mod tests {
             .with_port_range(10, 9)
             .worker_ports(0)
             .is_err());
-    }
-
-    fn t(dest: u16, len: usize) -> Transmit {
-        Transmit {
-            proto: Protocol::Udp,
-            source: "127.0.0.1:1000".parse().unwrap(),
-            destination: std::net::SocketAddr::new([127, 0, 0, 1].into(), dest),
-            contents: vec![0; len],
-            segment_size: None,
-        }
-    }
-
-    #[test]
-    fn gso_runs_share_destination_and_size_and_end_at_a_shorter_datagram() {
-        let ts = [t(1, 100), t(1, 100), t(1, 60), t(1, 100)];
-        assert_eq!(gso_run(&ts, 64), 3);
-        assert_eq!(gso_run(&ts[3..], 64), 1);
-        let ts = [t(1, 100), t(2, 100)];
-        assert_eq!(gso_run(&ts, 64), 1);
-        let ts = [t(1, 100), t(1, 120)];
-        assert_eq!(gso_run(&ts, 64), 1);
-        let ts = [t(1, 100), t(1, 100), t(1, 100)];
-        assert_eq!(gso_run(&ts, 2), 2);
-        assert_eq!(gso_run(&[], 2), 0);
-        let big: Vec<_> = (0..60).map(|_| t(1, 1_200)).collect();
-        assert_eq!(gso_run(&big, 64), GSO_MAX_BYTES / 1_200);
-        let tcp = Transmit {
-            proto: Protocol::Tcp,
-            ..t(1, 100)
-        };
-        assert_eq!(gso_run(&[t(1, 100), tcp], 64), 1);
-        // A run the Sfu made is sent as it is, never joined to a neighbour.
-        let run = Transmit {
-            segment_size: Some(100),
-            ..t(1, 300)
-        };
-        assert_eq!(gso_run(&[t(1, 100), run], 64), 1);
     }
 
     #[test]
