@@ -12,7 +12,7 @@ use crate::runtime::GSO_MAX_BYTES as RUN_MAX_BYTES;
 use crate::sfu::{MAX_SPARE_BUFFERS, SPARE_BUFFER_SIZE};
 
 /// Buffers given back by the caller, kept for the next datagrams: small ones for single
-/// datagrams and the first of a run, large ones for runs.
+/// datagrams, large ones for runs (a run starts in a large one while any is kept).
 #[derive(Debug, Default)]
 pub(crate) struct Buffers {
     small: Vec<Vec<u8>>,
@@ -35,7 +35,7 @@ impl Buffers {
     }
 
     /// A buffer for one datagram.
-    pub(crate) fn small(&mut self) -> Vec<u8> {
+    fn small(&mut self) -> Vec<u8> {
         self.small
             .pop()
             .or_else(|| self.large.pop())
