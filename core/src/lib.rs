@@ -158,8 +158,8 @@ mod timers;
 mod transport;
 
 pub use api::{
-    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, ProduceDataOptions, ProduceOptions,
-    RouterOptions, WebRtcTransportCreated,
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PlainTransportCreated,
+    ProduceDataOptions, ProduceOptions, RouterOptions, WebRtcTransportCreated,
 };
 pub use config::SfuConfig;
 pub use error::Error;

@@ -6,5 +6,6 @@ pub mod forge;
 pub mod media;
 pub mod netsim;
 pub mod pcap;
+pub mod plain;
 pub mod runtime_suite;
 pub mod sim;

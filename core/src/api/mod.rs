@@ -6,6 +6,7 @@
 mod consumer;
 mod data_consumer;
 mod data_producer;
+mod plain_transport;
 mod producer;
 mod router;
 mod webrtc_transport;
@@ -41,6 +42,8 @@ use crate::transport::webrtc::drive::Created;
 use crate::transport::webrtc::WebRtcLink;
 use crate::transport::WebRtcTransportOptions;
 use crate::transport::{Transport, TransportKind};
+
+pub use plain_transport::PlainTransportCreated;
 
 /// Options for [`Sfu::create_router`].
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -120,6 +120,17 @@ macro_rules! __with_calls {
                 transport: $crate::TransportId,
                 dtls_parameters: $crate::ortc::DtlsParameters
             ) -> () = |sfu, _l| sfu.connect_webrtc_transport(transport, &dtls_parameters);
+            /// Creates a plain transport (RTP for ffmpeg, GStreamer and the like).
+            create_plain_transport / CreatePlainTransport(
+                router: $crate::RouterId,
+                options: $crate::ortc::PlainTransportOptions
+            ) -> $crate::PlainTransportCreated =
+                |sfu, _l| sfu.create_plain_transport(router, options);
+            /// Gives a plain transport the remote's address and SRTP keys.
+            connect_plain_transport / ConnectPlainTransport(
+                transport: $crate::TransportId,
+                parameters: $crate::ortc::PlainTransportConnectParameters
+            ) -> () = |sfu, _l| sfu.connect_plain_transport(transport, &parameters);
             /// Restarts ICE with new credentials.
             restart_ice / RestartIce(transport: $crate::TransportId)
                 -> $crate::ortc::IceParameters = |sfu, _l| sfu.restart_ice(transport);

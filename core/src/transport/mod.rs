@@ -4,10 +4,12 @@
 //! consumers on it, its media session (SRTP, the state of what arrives, the transport-wide
 //! sequence numbers) and the datagrams it has written. [`TransportKind`] holds what one kind
 //! adds: a WebRTC transport's ICE-lite and DTLS ([`webrtc`], the only module that speaks to
-//! str0m). Router and forwarding code see only [`Transport`].
+//! str0m), a plain transport's own socket and remote address ([`plain`]). Router and
+//! forwarding code see only [`Transport`].
 
 pub(crate) mod extensions;
 pub(crate) mod outbox;
+pub(crate) mod plain;
 pub(crate) mod webrtc;
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
 use extensions::RxExtensions;
 use outbox::Outbox;
+use plain::PlainLink;
 use webrtc::WebRtcLink;
 
 pub use webrtc::{ListenInfo, WebRtcTransportOptions};
@@ -30,6 +33,13 @@ pub(crate) struct Transport {
     pub(crate) router: RouterId,
     /// The path media goes out on, once known.
     pub(crate) selected: Option<TransportTuple>,
+    /// The path RTCP goes out on when it is not muxed with media (a plain transport's
+    /// `rtcpTuple`), once known; its datagrams wait in `rtcp_out`.
+    pub(crate) rtcp_selected: Option<TransportTuple>,
+    /// RTCP must go out on `rtcp_selected`, not with media.
+    pub(crate) rtcp_separate: bool,
+    /// RTCP datagrams for `rtcp_selected`, not yet handed to the caller.
+    pub(crate) rtcp_out: Vec<Vec<u8>>,
     pub(crate) producers_by_mid: HashMap<Mid, ProducerId>,
     /// SSRCs the transport's producers declared: (producer, encoding index, media or RTX).
     /// SSRCs of rid-based encodings are learned by the media session from the packets.
@@ -61,9 +71,13 @@ pub(crate) struct Transport {
 }
 
 /// The kinds of transport, each with what it adds to a [`Transport`].
+// Unboxed: transports are boxed whole, and WebRTC ones are the common kind.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TransportKind {
     /// A WebRTC endpoint: ICE-lite and DTLS.
     WebRtc(WebRtcLink),
+    /// Plain RTP or SDES-SRTP to one remote address.
+    Plain(PlainLink),
 }
 
 impl std::fmt::Debug for Transport {
@@ -73,6 +87,7 @@ impl std::fmt::Debug for Transport {
             .field("selected", &self.selected);
         match &self.kind {
             TransportKind::WebRtc(w) => d.field("webrtc", w),
+            TransportKind::Plain(p) => d.field("plain", p),
         };
         d.finish_non_exhaustive()
     }
@@ -84,6 +99,9 @@ impl Transport {
         Self {
             router,
             selected: None,
+            rtcp_selected: None,
+            rtcp_separate: false,
+            rtcp_out: Vec::new(),
             producers_by_mid: HashMap::new(),
             producer_ssrcs: HashMap::new(),
             consumers_by_mid: HashMap::new(),
@@ -111,6 +129,8 @@ impl Transport {
                 srtp_profile: None,
                 sctp_state: None,
                 data_dropped: 0,
+                rtcp_tuple: None,
+                dropped_foreign_source: 0,
             },
             panic_on_next_datagram: false,
             kind,
@@ -121,6 +141,7 @@ impl Transport {
     pub(crate) fn webrtc(&self) -> Option<&WebRtcLink> {
         match &self.kind {
             TransportKind::WebRtc(w) => Some(w),
+            _ => None,
         }
     }
 
@@ -128,6 +149,23 @@ impl Transport {
     pub(crate) fn webrtc_mut(&mut self) -> Option<&mut WebRtcLink> {
         match &mut self.kind {
             TransportKind::WebRtc(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The plain part, for a plain transport.
+    pub(crate) fn plain(&self) -> Option<&PlainLink> {
+        match &self.kind {
+            TransportKind::Plain(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The plain part, for a plain transport.
+    pub(crate) fn plain_mut(&mut self) -> Option<&mut PlainLink> {
+        match &mut self.kind {
+            TransportKind::Plain(p) => Some(p),
+            _ => None,
         }
     }
 
