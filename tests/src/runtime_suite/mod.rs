@@ -369,8 +369,6 @@ pub fn four_workers_with_rooms_spread_across_them<R: Runtime>() {
     runtime.shutdown();
 }
 
-/// Expands the suite into `#[test]` functions for the runtime marker `$runtime` (a type that
-/// implements [`Runtime`](crate::runtime_suite::Runtime)).
 /// Plain transports over loopback: each gets a socket the worker opens in the configured port
 /// range (the RTCP one too without rtcpMux); RTP sent from a plain UDP socket is learned by
 /// comedia and forwarded, byte for byte under the consumer's header, to the address another
@@ -583,6 +581,8 @@ pub fn plain_transports_open_and_close_their_sockets<R: Runtime>() {
     runtime.shutdown();
 }
 
+/// Expands the suite into `#[test]` functions for the runtime marker `$runtime` (a type that
+/// implements [`Runtime`](crate::runtime_suite::Runtime)).
 #[macro_export]
 macro_rules! runtime_suite {
     ($runtime:ty) => {
