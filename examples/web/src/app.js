@@ -181,7 +181,7 @@ async function onNotification(method, data) {
       }
       break;
     case 'transportState':
-      note(`server transport ${data.transportId}: ${data.ice ? `ICE ${data.ice}` : `DTLS ${data.dtls}`}`);
+      note(`server transport ${data.transportId}: ${data.ice ? `ICE ${data.ice}` : data.dtls ? `DTLS ${data.dtls}` : `SCTP ${data.sctp}`}`);
       break;
     case 'error':
       fail('server', data.error);
