@@ -522,6 +522,20 @@ fn bad_input_and_api_misuse_are_dropped_counted_or_refused() {
     let dcs = sim.sfu.data_consumer_stats(dc.id).expect("stats");
     assert_eq!(dcs.messages_sent, 3);
 
+    // SCTP garbage inside authentic DTLS: each corrupted packet is dropped and counted before
+    // the SCTP stack, and the association carries on (the sender retransmits).
+    assert_eq!(sim.sfu.transport_stats(ta).expect("stats").sctp_dropped, 0);
+    sim.clients[a].garble.next(3);
+    assert!(sim.clients[a].send_message(1, false, b"through garbage"));
+    run_until(&mut sim, Duration::from_secs(60), |sim| {
+        received(sim, b, b_stream).len() == 4
+    });
+    let got = received(&sim, b, b_stream);
+    assert_eq!(got.get(3), Some(&(false, b"through garbage".to_vec())));
+    let ta_stats = sim.sfu.transport_stats(ta).expect("stats");
+    assert_eq!(ta_stats.sctp_dropped, 3);
+    assert_eq!(ta_stats.sctp_state, Some(SctpState::Connected));
+
     // The data producer closes: its data consumer reports it.
     sim.sfu.close_data_producer(dp).expect("close");
     sim.flush();

@@ -120,6 +120,7 @@ impl Transport {
                 srtp_profile: None,
                 sctp_state: None,
                 data_dropped: 0,
+                sctp_dropped: 0,
             },
             panic_on_next_datagram: false,
             kind,
