@@ -53,7 +53,8 @@
 // The HTTPS run (one room of two pages, not in the default list; the URL must be the demo
 // server's https:// one, its certificate self-signed) checks that the pages were loaded over
 // HTTPS and signal over WSS, with video and audio arriving both ways as above.
-// E2E_SCENARIOS=udp,tcp,simulcast,dtls-client,https picks the runs; E2E_CHROMIUM_ARGS adds Chromium
+// The ffmpeg run: see ffmpegScenario below.
+// E2E_SCENARIOS=udp,tcp,simulcast,dtls-client,ffmpeg,https picks the runs; E2E_CHROMIUM_ARGS adds Chromium
 // flags (e.g. "--enable-logging=stderr --vmodule=*/webrtc/*=1" and DEBUG=pw:browser for
 // libwebrtc's log: probe results, bandwidth estimates).
 // Prints the DTLS version, DTLS role and SRTP profile Chromium negotiated.
@@ -61,6 +62,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import { chromium } from 'playwright-core';
 
 const base = process.argv[2];
@@ -727,6 +729,90 @@ async function scenario(browser, mode, options) {
   return problems.length === 0;
 }
 
+// The ffmpeg run: one page joins a room of its own; the test POSTs /rooms/ROOM/ffmpeg, runs the ffmpeg command line the server answers
+// (a 640x360 VP8 test pattern and an Opus tone into comedia plain transports) and, within
+// FFMPEG_DEADLINE_MS, the page must consume the publisher's streams like any peer's: its video
+// decoded (> MIN_FRAMES frames, 640 px wide) and its audio received (> MIN_AUDIO_PACKETS
+// packets). Then DELETE /rooms/ROOM/ffmpeg/PEER must close the publisher: the page loses its
+// streams, and a second DELETE is a 404.
+const FFMPEG_DEADLINE_MS = Number(process.env.E2E_FFMPEG_DEADLINE_MS || 15_000);
+
+async function ffmpegScenario(browser) {
+  console.log('\n== scenario ffmpeg');
+  const context = await browser.newContext();
+  const room = `ffmpeg-${Math.random().toString(36).slice(2, 8)}`;
+  const p = await openPage(context, 'viewer', room, 'viewer', 1, {});
+  const problems = [];
+  let ffmpeg = null;
+  let ffmpegLog = '';
+  try {
+    const until = Date.now() + 10_000;
+    while (!(await p.page.evaluate(() => window.sfuDemo.state.joined).catch(() => false))) {
+      if (Date.now() > until) throw new Error('the page did not join');
+      await sleep(200);
+    }
+    const answer = await fetch(`${base}/rooms/${room}/ffmpeg`, { method: 'POST' });
+    const command = (await answer.text()).trim();
+    if (answer.status !== 200) throw new Error(`POST /rooms/${room}/ffmpeg: ${answer.status} ${command}`);
+    const publisher = answer.headers.get('x-peer-id');
+    console.log(`  publisher ${publisher}: ${command.replace(/\\\n/g, '')}`);
+    ffmpeg = spawn('sh', ['-c', `exec ${command.replace(/^ffmpeg /, 'ffmpeg -loglevel error -nostdin ')}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    ffmpeg.stderr.on('data', (d) => { ffmpegLog += d; });
+    const deadline = Date.now() + FFMPEG_DEADLINE_MS;
+    let video = [];
+    let audio = [];
+    for (;;) {
+      await collect(p);
+      const remote = p.stats ? p.stats.remote.filter((r) => r.peerId === publisher) : [];
+      video = remote.filter((r) => r.kind === 'video');
+      audio = remote.filter((r) => r.kind === 'audio');
+      const ok = video.some((v) => v.framesDecoded > MIN_FRAMES && v.frameWidth === 640) &&
+        audio.some((a) => a.packetsReceived > MIN_AUDIO_PACKETS);
+      if (ok) break;
+      if (Date.now() > deadline || ffmpeg.exitCode !== null) {
+        problems.push(`from ffmpeg: video ${JSON.stringify(video.map((v) => [v.framesDecoded, v.frameWidth]))}, ` +
+          `audio ${JSON.stringify(audio.map((a) => a.packetsReceived))} (want > ${MIN_FRAMES} frames 640 px wide, ` +
+          `> ${MIN_AUDIO_PACKETS} audio packets)${ffmpeg.exitCode !== null ? `; ffmpeg exited ${ffmpeg.exitCode}` : ''}`);
+        break;
+      }
+      await sleep(500);
+    }
+    if (problems.length === 0) {
+      console.log(`  page decoded ${video[0].framesDecoded} frames ${video[0].frameWidth}x${video[0].frameHeight} and ` +
+        `received ${audio[0].packetsReceived} audio packets from ${publisher}`);
+      const closed = await fetch(`${base}/rooms/${room}/ffmpeg/${publisher}`, { method: 'DELETE' });
+      if (closed.status !== 200) problems.push(`DELETE the publisher: ${closed.status} ${await closed.text()}`);
+      const gone = Date.now() + 5_000;
+      for (;;) {
+        await collect(p);
+        const left = p.stats ? p.stats.remote.filter((r) => r.peerId === publisher).length : -1;
+        if (left === 0) break;
+        if (Date.now() > gone) {
+          problems.push(`after DELETE the page still has ${left} streams of ${publisher}`);
+          break;
+        }
+        await sleep(200);
+      }
+      const again = await fetch(`${base}/rooms/${room}/ffmpeg/${publisher}`, { method: 'DELETE' });
+      if (again.status !== 404) problems.push(`a second DELETE answered ${again.status}, not 404`);
+    }
+  } catch (e) {
+    problems.push(e.message);
+  } finally {
+    if (ffmpeg && ffmpeg.exitCode === null) ffmpeg.kill('SIGINT');
+  }
+  if (problems.length) {
+    console.log(`  FAIL:\n    ${problems.join('\n    ')}`);
+    console.log(describe(p));
+    if (ffmpegLog) console.log(`  ffmpeg said: ${ffmpegLog.slice(-2000)}`);
+  } else {
+    console.log('  ok');
+  }
+  await p.page.evaluate(() => window.sfuDemo.leave()).catch(() => {});
+  await context.close();
+  return problems.length === 0;
+}
+
 let browser;
 let allOk = false;
 try {
@@ -749,7 +835,7 @@ try {
   });
   console.log(`Chromium ${context.browser() ? context.browser().version() : ''} at ${executablePath}`);
   // E2E_SCENARIOS=udp,simulcast runs only those.
-  const only = (process.env.E2E_SCENARIOS || 'udp,tcp,simulcast,dtls-client').split(',');
+  const only = (process.env.E2E_SCENARIOS || 'udp,tcp,simulcast,dtls-client,ffmpeg').split(',');
   const results = [];
   // UDP, with a video limit that lets the send-side estimate show above 1 Mbit/s (RTCP checks).
   if (only.includes('udp')) results.push(await scenario(browser, 'udp', { forceTcp: false, maxBitrate: RTCP_RUN_MAX_BITRATE }));
@@ -762,6 +848,8 @@ try {
   }
   // One room of two pages loaded over HTTPS (the server must be the HTTPS one).
   if (only.includes('https')) results.push(await scenario(browser, 'https', { forceTcp: false, singleRoom: true, https: true }));
+  // ffmpeg publishing into a room through the server's plain transports.
+  if (only.includes('ffmpeg')) results.push(await ffmpegScenario(browser));
   allOk = results.length > 0 && results.every(Boolean);
 } catch (e) {
   console.error(`e2e: ${e.stack || e}`);

@@ -40,6 +40,17 @@
 //! room's audio level observer; `{peerId: null}` once when the room falls silent), and `error`
 //! (then the socket closes) when the connection itself is refused.
 //!
+//! ## Publishing from ffmpeg
+//!
+//! `POST /rooms/ROOM/ffmpeg` (for a room with someone in it) makes a publisher for ffmpeg
+//! ([`Signaling::publish_ffmpeg`]): two comedia plain transports, a VP8 and an Opus producer
+//! with fixed SSRCs and payload types, and a peer `ffmpeg-N` that the room's pages see join
+//! (`peerJoined`, `newProducer`) and consume like any other. The answer is the ffmpeg command
+//! line to run, its peer id in the `X-Peer-Id` header; `404` when the room is not open, `429`
+//! past [`MAX_FFMPEG_PER_ROOM`] per room or [`MAX_FFMPEG_TOTAL`] in all. A publisher closes
+//! after [`FFMPEG_IDLE_TIMEOUT`] without a datagram (ffmpeg never started, or stopped), on
+//! `DELETE /rooms/ROOM/ffmpeg/PEER`, or with its room (when its last page leaves).
+//!
 //! The consume flow is mediasoup's: on `newProducer` the client asks to `consume`, the server
 //! checks `canConsume` and creates the consumer paused, the client calls
 //! `recvTransport.consume(…)`, then `resumeConsumer`, which requests a key frame. Data channels
@@ -61,7 +72,9 @@ pub use server::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use signaling::{
-    default_media_codecs, PeerSession, Signaling, ACTIVE_SPEAKER_INTERVAL,
-    MAX_DATA_PRODUCERS_PER_PEER, MAX_NAME_LEN, MAX_PRODUCERS_PER_PEER, MAX_TRANSPORTS_PER_PEER,
+    default_media_codecs, FfmpegPublisher, FfmpegRefusal, PeerSession, Signaling,
+    ACTIVE_SPEAKER_INTERVAL, FFMPEG_AUDIO_SSRC, FFMPEG_IDLE_TIMEOUT, FFMPEG_OPUS_PT,
+    FFMPEG_VIDEO_SSRC, FFMPEG_VP8_PT, MAX_DATA_PRODUCERS_PER_PEER, MAX_FFMPEG_PER_ROOM,
+    MAX_FFMPEG_TOTAL, MAX_NAME_LEN, MAX_PRODUCERS_PER_PEER, MAX_TRANSPORTS_PER_PEER,
 };
 pub use tls::TlsIdentity;

@@ -24,8 +24,8 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::{Async, LocalExecutor, Timer};
 use tracing::{debug, warn};
 
-use super::http::{read_head, respond, serve_file, Request};
-use super::signaling::Signaling;
+use super::http::{read_head, respond, serve_file, Head, Request};
+use super::signaling::{FfmpegRefusal, Signaling};
 use super::tls::TlsIdentity;
 use super::websocket;
 
@@ -336,6 +336,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         Request::Head(head, rest) if head.path == "/ws" => {
             websocket::serve(stream, head, rest, shared).await
         }
+        Request::Head(head, _) if head.path.starts_with("/rooms/") => {
+            timed(options.idle_timeout, async {
+                rooms_route(&mut stream, &shared.signaling, &head).await?;
+                stream.close().await
+            })
+            .await
+        }
         Request::Head(head, _) => {
             timed(options.idle_timeout, async {
                 serve_file(&mut stream, &options.web_dir, &head).await?;
@@ -343,6 +350,43 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             })
             .await
         }
+    }
+}
+
+/// Answers `/rooms/…`: `POST /rooms/ROOM/ffmpeg` makes an ffmpeg publisher in an open room
+/// and answers the ffmpeg command line that feeds it (its peer id in `X-Peer-Id`);
+/// `DELETE /rooms/ROOM/ffmpeg/PEER` closes one.
+async fn rooms_route<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    signaling: &Signaling,
+    head: &Head,
+) -> io::Result<()> {
+    let parts: Vec<&str> = head.path.split('/').skip(2).collect();
+    let text = |s: &str| format!("{s}\n").into_bytes();
+    match (head.method.as_str(), parts.as_slice()) {
+        ("POST", [room, "ffmpeg"]) => match signaling.publish_ffmpeg(room) {
+            Ok(p) => {
+                let extra = [("X-Peer-Id", p.peer_id.as_str())];
+                respond(stream, 200, "text/plain", &extra, &text(&p.command)).await
+            }
+            Err(e) => {
+                let status = match e {
+                    FfmpegRefusal::NoRoom(_) => 404,
+                    FfmpegRefusal::Limit(_) => 429,
+                    FfmpegRefusal::Failed(_) => 500,
+                };
+                respond(stream, status, "text/plain", &[], &text(&e.to_string())).await
+            }
+        },
+        ("DELETE", [room, "ffmpeg", peer]) => match signaling.close_ffmpeg(room, peer) {
+            Ok(()) => respond(stream, 200, "text/plain", &[], b"closed\n").await,
+            Err(e) => respond(stream, 404, "text/plain", &[], &text(&e)).await,
+        },
+        (_, [_, "ffmpeg"]) | (_, [_, "ffmpeg", _]) => {
+            let allow = [("Allow", "POST, DELETE")];
+            respond(stream, 405, "text/plain", &allow, b"method not allowed\n").await
+        }
+        _ => respond(stream, 404, "text/plain", &[], b"not found\n").await,
     }
 }
 

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sfu_core::ortc::{
-    DtlsParameters, DtlsRole, MediaKind, Protocol, RtpCapabilities, RtpCodecCapability,
-    RtpParameters, SctpStreamParameters,
+    DtlsParameters, DtlsRole, MediaKind, PlainTransportOptions, Protocol, RtcpParameters,
+    RtpCapabilities, RtpCodecCapability, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
+    SctpStreamParameters, TransportListenInfo,
 };
 use sfu_core::{
     AudioLevelObserverOptions, ConsumeDataOptions, ConsumeOptions, ConsumerId, DataConsumerId,
@@ -35,6 +36,21 @@ pub const MAX_DATA_PRODUCERS_PER_PEER: usize = 4;
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest accepted data channel label or subprotocol.
 const MAX_LABEL_LEN: usize = 256;
+/// ffmpeg publishers one room may hold at once.
+pub const MAX_FFMPEG_PER_ROOM: usize = 2;
+/// ffmpeg publishers the whole server may hold at once.
+pub const MAX_FFMPEG_TOTAL: usize = 16;
+/// An ffmpeg publisher that receives no datagram for this long is closed: it never started, or
+/// ffmpeg stopped.
+pub const FFMPEG_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The SSRC ffmpeg's video stream is told to use.
+pub const FFMPEG_VIDEO_SSRC: u32 = 22_222_222;
+/// The SSRC ffmpeg's audio stream is told to use.
+pub const FFMPEG_AUDIO_SSRC: u32 = 11_111_111;
+/// The payload type of ffmpeg's VP8.
+pub const FFMPEG_VP8_PT: u8 = 96;
+/// The payload type of ffmpeg's Opus.
+pub const FFMPEG_OPUS_PT: u8 = 111;
 /// How often a room reports its active speaker.
 pub const ACTIVE_SPEAKER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(800);
 
@@ -54,6 +70,8 @@ struct Inner {
     workers: Vec<WorkerHandle>,
     media_codecs: Vec<RtpCodecCapability>,
     rooms: Mutex<HashMap<String, Arc<Room>>>,
+    /// How long an ffmpeg publisher may go without a datagram.
+    ffmpeg_idle_timeout: std::time::Duration,
     /// Which room and peer own a transport or consumer, to route the runtime's events.
     owners: Mutex<HashMap<Owned, Owner>>,
 }
@@ -100,6 +118,9 @@ struct PeerState {
     /// Each data producer's label.
     data_producers: BTreeMap<DataProducerId, String>,
     data_consumers: BTreeMap<DataConsumerId, DataProducerId>,
+    /// An ffmpeg publisher made by [`Signaling::publish_ffmpeg`], not a browser: it has no
+    /// session, and the room closes when only such peers are left.
+    ffmpeg: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +213,7 @@ impl Signaling {
                 workers,
                 media_codecs,
                 rooms: Mutex::new(HashMap::new()),
+                ffmpeg_idle_timeout: FFMPEG_IDLE_TIMEOUT,
                 owners: Mutex::new(HashMap::new()),
             }),
         }
@@ -278,6 +300,7 @@ impl Signaling {
                 consumers: BTreeMap::new(),
                 data_producers: BTreeMap::new(),
                 data_consumers: BTreeMap::new(),
+                ffmpeg: false,
             },
         );
         drop(state);
@@ -441,6 +464,243 @@ impl Signaling {
         let _ = p.notify.try_send(message);
     }
 
+    /// The same rooms, with ffmpeg publishers closed after `timeout` without a datagram
+    /// instead of [`FFMPEG_IDLE_TIMEOUT`]. Call it before cloning the signaling.
+    pub fn with_ffmpeg_idle_timeout(mut self, timeout: std::time::Duration) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("set the ffmpeg timeout before the signaling is shared")
+            .ffmpeg_idle_timeout = timeout;
+        self
+    }
+
+    /// Makes a publisher for ffmpeg in an open room: two comedia plain transports (VP8 video and
+    /// Opus audio, each with its own RTCP port as ffmpeg's RTP muxer sends it), a producer on
+    /// each with fixed SSRCs and payload types, and a peer (`ffmpeg-N`) that the room's pages
+    /// see join and publish like any browser. Returns the ffmpeg command line that feeds it.
+    ///
+    /// Fails when the room has nobody in it, or at [`MAX_FFMPEG_PER_ROOM`] or
+    /// [`MAX_FFMPEG_TOTAL`] publishers. A publisher is closed when no datagram has arrived for
+    /// the idle timeout ([`FFMPEG_IDLE_TIMEOUT`]), by [`Signaling::close_ffmpeg`], or with its
+    /// room.
+    pub fn publish_ffmpeg(&self, room: &str) -> Result<FfmpegPublisher, FfmpegRefusal> {
+        let rooms = lock(&self.inner.rooms);
+        let room = rooms
+            .get(room)
+            .cloned()
+            .ok_or_else(|| FfmpegRefusal::NoRoom(room.to_owned()))?;
+        let total: usize = rooms
+            .values()
+            .map(|r| lock(&r.state).peers.values().filter(|p| p.ffmpeg).count())
+            .sum();
+        if total >= MAX_FFMPEG_TOTAL {
+            return Err(FfmpegRefusal::Limit(format!(
+                "the server holds its limit of {MAX_FFMPEG_TOTAL} ffmpeg publishers"
+            )));
+        }
+        let peer = {
+            let state = lock(&room.state);
+            if state.peers.values().filter(|p| p.ffmpeg).count() >= MAX_FFMPEG_PER_ROOM {
+                return Err(FfmpegRefusal::Limit(format!(
+                    "a room may hold at most {MAX_FFMPEG_PER_ROOM} ffmpeg publishers"
+                )));
+            }
+            (1..)
+                .map(|n| format!("ffmpeg-{n}"))
+                .find(|name| !state.peers.contains_key(name))
+                .expect("a free name")
+        };
+        let worker = &room.worker;
+        let ip = worker
+            .listen_infos()
+            .iter()
+            .find(|l| l.protocol == Protocol::Udp)
+            .map(|l| l.local.ip())
+            .ok_or_else(|| FfmpegRefusal::Failed("the server has no UDP socket".into()))?;
+        let mut made: Vec<(MediaKind, sfu_core::PlainTransportCreated, ProducerId)> = Vec::new();
+        let close_made = |made: &[(MediaKind, sfu_core::PlainTransportCreated, ProducerId)]| {
+            for (_, t, _) in made {
+                let _ = worker.close_transport(t.id);
+            }
+        };
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let mut options = PlainTransportOptions::new(TransportListenInfo::udp(ip));
+            options.comedia = true;
+            options.rtcp_mux = false;
+            let created = match worker.create_plain_transport(room.router, options) {
+                Ok(c) => c,
+                Err(e) => {
+                    close_made(&made);
+                    return Err(FfmpegRefusal::Failed(runtime_error(
+                        "createPlainTransport",
+                        e,
+                    )));
+                }
+            };
+            match worker.produce(
+                created.id,
+                ProduceOptions {
+                    kind,
+                    rtp_parameters: ffmpeg_rtp_parameters(kind),
+                    paused: false,
+                },
+            ) {
+                Ok(producer) => made.push((kind, created, producer)),
+                Err(e) => {
+                    let _ = worker.close_transport(created.id);
+                    close_made(&made);
+                    return Err(FfmpegRefusal::Failed(runtime_error("produce", e)));
+                }
+            }
+        }
+        if let Some(observer) = room.observer {
+            let audio = made.iter().find(|(k, _, _)| *k == MediaKind::Audio);
+            if let Some((_, _, producer)) = audio {
+                let _ = worker.audio_level_observer_add_producer(observer, *producer);
+            }
+        }
+        // Nobody reads an ffmpeg peer's notifications.
+        let (notify, _) = channel::bounded(1);
+        let mut me = PeerState {
+            notify,
+            rtp_capabilities: Some(room.rtp_capabilities.clone()),
+            transports: BTreeMap::new(),
+            producers: BTreeMap::new(),
+            consumers: BTreeMap::new(),
+            data_producers: BTreeMap::new(),
+            data_consumers: BTreeMap::new(),
+            ffmpeg: true,
+        };
+        for (kind, t, producer) in &made {
+            let entry = TransportEntry {
+                direction: Direction::Send,
+                connected: true,
+            };
+            me.transports.insert(t.id, entry);
+            me.producers.insert(*producer, *kind);
+            self.own(&room, &peer, Owned::Transport(worker.index(), t.id));
+            self.own(&room, &peer, Owned::Producer(worker.index(), *producer));
+        }
+        {
+            let mut state = lock(&room.state);
+            state.peers.insert(peer.clone(), me);
+            state.broadcast(&peer, "peerJoined", &json!({ "peerId": peer }));
+            for (kind, _, producer) in &made {
+                let data =
+                    json!({ "producerId": producer.to_string(), "peerId": peer, "kind": kind });
+                state.announce(&peer, "newProducer", &data);
+            }
+        }
+        drop(rooms);
+        let ports = |kind: MediaKind| {
+            let (_, t, _) = made.iter().find(|(k, _, _)| *k == kind).expect("made");
+            let rtcp = t.parameters.rtcp_tuple.as_ref();
+            (
+                t.parameters.tuple.local_address.clone(),
+                t.parameters.tuple.local_port,
+                rtcp.map_or(t.parameters.tuple.local_port, |r| r.local_port),
+            )
+        };
+        let (host, video_port, video_rtcp_port) = ports(MediaKind::Video);
+        let (_, audio_port, audio_rtcp_port) = ports(MediaKind::Audio);
+        let publisher = FfmpegPublisher {
+            room: room.name.clone(),
+            peer_id: peer.clone(),
+            command: ffmpeg_command(
+                &host,
+                (video_port, video_rtcp_port),
+                (audio_port, audio_rtcp_port),
+            ),
+            host,
+            video_port,
+            video_rtcp_port,
+            audio_port,
+            audio_rtcp_port,
+        };
+        info!(room = %room.name, peer = %peer, video_port, audio_port, "ffmpeg publisher created");
+        self.watch_ffmpeg(room, peer, made.iter().map(|(_, t, _)| t.id).collect());
+        Ok(publisher)
+    }
+
+    /// Closes an ffmpeg publisher; its room's pages see its producers close and it leave.
+    /// Fails when `room` has no ffmpeg publisher `peer`.
+    pub fn close_ffmpeg(&self, room: &str, peer: &str) -> Result<(), String> {
+        let room = lock(&self.inner.rooms)
+            .get(room)
+            .cloned()
+            .ok_or_else(|| format!("room {room:?} has nobody in it"))?;
+        if self.remove_ffmpeg(&room, peer, None) {
+            Ok(())
+        } else {
+            Err(format!(
+                "room {:?} has no ffmpeg publisher {peer:?}",
+                room.name
+            ))
+        }
+    }
+
+    /// Removes the ffmpeg peer `peer` from `room` (only if it still holds `transport`, when
+    /// given), telling the others and closing its transports. Whether it was there.
+    fn remove_ffmpeg(&self, room: &Arc<Room>, peer: &str, transport: Option<TransportId>) -> bool {
+        let mut state = lock(&room.state);
+        let present = state
+            .peers
+            .get(peer)
+            .is_some_and(|p| p.ffmpeg && transport.is_none_or(|t| p.transports.contains_key(&t)));
+        if !present {
+            return false;
+        }
+        let me = state.peers.remove(peer).expect("present");
+        for pid in me.producers.keys() {
+            let data = json!({ "producerId": pid.to_string(), "peerId": peer });
+            state.broadcast(peer, "producerClosed", &data);
+        }
+        state.broadcast(peer, "peerLeft", &json!({ "peerId": peer }));
+        drop(state);
+        for tid in me.transports.keys() {
+            let _ = room.worker.close_transport(*tid);
+        }
+        self.disown(owned_by(room.worker.index(), &me));
+        info!(room = %room.name, peer, "ffmpeg publisher closed");
+        true
+    }
+
+    /// Closes the publisher once a whole idle timeout passes without a datagram on its
+    /// transports; ends when the publisher is gone.
+    fn watch_ffmpeg(&self, room: Arc<Room>, peer: String, transports: Vec<TransportId>) {
+        let signaling = self.clone();
+        let idle = self.inner.ffmpeg_idle_timeout;
+        let watch = move || {
+            let mut last = 0;
+            loop {
+                std::thread::sleep(idle);
+                let alive = lock(&room.state)
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|p| p.ffmpeg && p.transports.contains_key(&transports[0]));
+                if !alive {
+                    return;
+                }
+                let received: u64 = transports
+                    .iter()
+                    .filter_map(|t| room.worker.transport_stats(*t).ok())
+                    .map(|s| s.datagrams_received)
+                    .sum();
+                if received == last {
+                    info!(room = %room.name, peer = %peer, received, "ffmpeg publisher idle");
+                    signaling.remove_ffmpeg(&room, &peer, Some(transports[0]));
+                    return;
+                }
+                last = received;
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("ffmpeg-watch".into())
+            .spawn(watch)
+        {
+            warn!(error = %e, "cannot watch an ffmpeg publisher; it lives as long as its room");
+        }
+    }
+
     fn own(&self, room: &Arc<Room>, peer: &str, key: Owned) {
         lock(&self.inner.owners).insert(
             key,
@@ -457,6 +717,123 @@ impl Signaling {
             owners.remove(&k);
         }
     }
+}
+
+/// An ffmpeg publisher made by [`Signaling::publish_ffmpeg`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FfmpegPublisher {
+    /// Its room.
+    pub room: String,
+    /// The peer id the room's pages see it as (`ffmpeg-N`).
+    pub peer_id: String,
+    /// The address ffmpeg sends to.
+    pub host: String,
+    /// The video transport's RTP port.
+    pub video_port: u16,
+    /// The video transport's RTCP port.
+    pub video_rtcp_port: u16,
+    /// The audio transport's RTP port.
+    pub audio_port: u16,
+    /// The audio transport's RTCP port.
+    pub audio_rtcp_port: u16,
+    /// The shell command that publishes a test pattern and a tone to it until interrupted.
+    pub command: String,
+}
+
+/// Why [`Signaling::publish_ffmpeg`] made no publisher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FfmpegRefusal {
+    /// No room of that name is open (nobody is in it).
+    NoRoom(String),
+    /// The room or the server holds as many publishers as it may.
+    Limit(String),
+    /// The runtime refused a transport or producer.
+    Failed(String),
+}
+
+impl std::fmt::Display for FfmpegRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoRoom(room) => write!(f, "room {room:?} has nobody in it; open it first"),
+            Self::Limit(text) | Self::Failed(text) => f.write_str(text),
+        }
+    }
+}
+
+/// The parameters ffmpeg's RTP muxer sends with: one codec, one fixed SSRC.
+fn ffmpeg_rtp_parameters(kind: MediaKind) -> RtpParameters {
+    let (mime, payload_type, clock_rate, channels, ssrc) = match kind {
+        MediaKind::Video => ("video/VP8", FFMPEG_VP8_PT, 90_000, None, FFMPEG_VIDEO_SSRC),
+        MediaKind::Audio => (
+            "audio/opus",
+            FFMPEG_OPUS_PT,
+            48_000,
+            Some(2),
+            FFMPEG_AUDIO_SSRC,
+        ),
+    };
+    RtpParameters {
+        mid: None,
+        codecs: vec![RtpCodecParameters {
+            mime_type: mime.into(),
+            payload_type,
+            clock_rate,
+            channels,
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        }],
+        header_extensions: vec![],
+        encodings: vec![RtpEncodingParameters {
+            ssrc: Some(ssrc),
+            ..Default::default()
+        }],
+        rtcp: RtcpParameters {
+            cname: Some("ffmpeg".into()),
+            ..Default::default()
+        },
+    }
+}
+
+/// The ffmpeg command line that sends a 640x360 test pattern (VP8, a key frame a second) and a
+/// 440 Hz tone (Opus) in real time to the given (RTP, RTCP) ports.
+fn ffmpeg_command(host: &str, video: (u16, u16), audio: (u16, u16)) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let url =
+        |(rtp, rtcp): (u16, u16)| format!("'rtp://{host}:{rtp}?rtcpport={rtcp}&pkt_size=1200'");
+    format!(
+        "ffmpeg -re -f lavfi -i testsrc=size=640x360:rate=30 \
+-f lavfi -i sine=frequency=440:sample_rate=48000 \
+-map 0:v -c:v libvpx -deadline realtime -g 30 -b:v 800k -auto-alt-ref 0 \
+-ssrc {FFMPEG_VIDEO_SSRC} -payload_type {FFMPEG_VP8_PT} -f rtp {} \
+-map 1:a -c:a libopus -ac 2 -b:a 64k \
+-ssrc {FFMPEG_AUDIO_SSRC} -payload_type {FFMPEG_OPUS_PT} -f rtp {}",
+        url(video),
+        url(audio),
+    )
+}
+
+/// The runtime objects a peer holds, as owner-map keys.
+fn owned_by(worker: usize, p: &PeerState) -> Vec<Owned> {
+    p.transports
+        .keys()
+        .map(|t| Owned::Transport(worker, *t))
+        .chain(p.producers.keys().map(|x| Owned::Producer(worker, *x)))
+        .chain(p.consumers.keys().map(|c| Owned::Consumer(worker, *c)))
+        .chain(
+            p.data_producers
+                .keys()
+                .map(|d| Owned::DataProducer(worker, *d)),
+        )
+        .chain(
+            p.data_consumers
+                .keys()
+                .map(|d| Owned::DataConsumer(worker, *d)),
+        )
+        .collect()
 }
 
 fn lower(value: &impl std::fmt::Debug) -> String {
@@ -1137,24 +1514,18 @@ impl Drop for PeerSession {
                 debug!(transport = %tid, error = %e, "close on leave");
             }
         }
-        let empty = state.peers.is_empty();
+        // ffmpeg publishers alone do not keep a room open.
+        let empty = state.peers.values().all(|p| p.ffmpeg);
+        let publishers = if empty {
+            std::mem::take(&mut state.peers)
+        } else {
+            BTreeMap::new()
+        };
         drop(state);
         self.signaling.disown(
-            me.transports
-                .keys()
-                .map(|t| Owned::Transport(worker, *t))
-                .chain(me.producers.keys().map(|p| Owned::Producer(worker, *p)))
-                .chain(me.consumers.keys().map(|c| Owned::Consumer(worker, *c)))
-                .chain(
-                    me.data_producers
-                        .keys()
-                        .map(|d| Owned::DataProducer(worker, *d)),
-                )
-                .chain(
-                    me.data_consumers
-                        .keys()
-                        .map(|d| Owned::DataConsumer(worker, *d)),
-                ),
+            std::iter::once(&me)
+                .chain(publishers.values())
+                .flat_map(|p| owned_by(worker, p)),
         );
         if empty {
             rooms.remove(&self.room.name);
