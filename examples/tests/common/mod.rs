@@ -8,13 +8,22 @@ use sfu_runtime_mio::{Runtime, RuntimeConfig, WorkerHandle};
 
 /// A Signaling on a one-worker runtime whose events are routed by a background thread.
 pub fn start_signaling() -> (Signaling, WorkerHandle) {
+    start_signaling_with(|s| s)
+}
+
+/// [`start_signaling`], the signaling first passed through `setup`.
+#[allow(dead_code)] // Not every test binary sets the signaling up.
+pub fn start_signaling_with(setup: impl FnOnce(Signaling) -> Signaling) -> (Signaling, WorkerHandle) {
     let runtime = Runtime::start(RuntimeConfig {
         workers: 1,
         ..RuntimeConfig::default()
     })
     .expect("runtime starts on loopback");
     let worker = runtime.workers()[0].clone();
-    let signaling = Signaling::new(runtime.workers().to_vec(), default_media_codecs());
+    let signaling = setup(Signaling::new(
+        runtime.workers().to_vec(),
+        default_media_codecs(),
+    ));
     let events = signaling.clone();
     thread::spawn(move || {
         while let Ok((w, e)) = runtime.events().recv() {
