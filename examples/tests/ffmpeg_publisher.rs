@@ -13,7 +13,7 @@ mod support;
 use common::{start_signaling, start_signaling_with, wait_until};
 use serde_json::{json, Value};
 use sfu_examples::demo::{
-    FfmpegRefusal, PeerSession, FFMPEG_AUDIO_SSRC, FFMPEG_OPUS_PT, FFMPEG_VIDEO_SSRC,
+    FfmpegPublisher, FfmpegRefusal, PeerSession, FFMPEG_AUDIO_SSRC, FFMPEG_OPUS_PT, FFMPEG_VIDEO_SSRC,
     FFMPEG_VP8_PT, MAX_FFMPEG_PER_ROOM, MAX_FFMPEG_TOTAL,
 };
 use support::{options, read_all, start};
@@ -196,6 +196,7 @@ fn a_closed_publisher_leaves_its_room_and_the_last_page_closes_the_room() {
         count(l, "producerClosed", "ffmpeg-1") == 2 && count(l, "peerLeft", "ffmpeg-1") == 1
     });
     assert_eq!(signaling.peers("one"), vec!["alice"]);
+    assert_ports_free(&p);
 
     // A publisher does not keep its room open: the room closes with its last page, and the
     // publisher's sockets with it.
@@ -208,7 +209,11 @@ fn a_closed_publisher_leaves_its_room_and_the_last_page_closes_the_room() {
         Err(FfmpegRefusal::NoRoom(_))
     ));
     wait_until("the room's transports to close", || worker.load() < before);
-    // The publisher's sockets are closed: its ports can be bound again.
+    assert_ports_free(&p);
+}
+
+/// Waits for the publisher's sockets to close: its ports can be bound again.
+fn assert_ports_free(p: &FfmpegPublisher) {
     for port in [p.video_port, p.video_rtcp_port, p.audio_port, p.audio_rtcp_port] {
         wait_until("the publisher's sockets to close", || {
             UdpSocket::bind(("127.0.0.1", port)).is_ok()
