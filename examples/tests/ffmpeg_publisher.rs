@@ -13,8 +13,8 @@ mod support;
 use common::{start_signaling, start_signaling_with, wait_until};
 use serde_json::{json, Value};
 use sfu_examples::demo::{
-    FfmpegPublisher, FfmpegRefusal, PeerSession, FFMPEG_AUDIO_SSRC, FFMPEG_OPUS_PT, FFMPEG_VIDEO_SSRC,
-    FFMPEG_VP8_PT, MAX_FFMPEG_PER_ROOM, MAX_FFMPEG_TOTAL,
+    FfmpegPublisher, FfmpegRefusal, PeerSession, FFMPEG_AUDIO_SSRC, FFMPEG_OPUS_PT,
+    FFMPEG_VIDEO_SSRC, FFMPEG_VP8_PT, MAX_FFMPEG_PER_ROOM, MAX_FFMPEG_TOTAL,
 };
 use support::{options, read_all, start};
 
@@ -84,15 +84,26 @@ fn a_publisher_is_announced_to_its_room_only_and_consumed_like_a_page() {
     let p = signaling.publish_ffmpeg("one").expect("a publisher");
     assert_eq!((p.room.as_str(), p.peer_id.as_str()), ("one", "ffmpeg-1"));
     assert_eq!(p.host, "127.0.0.1");
-    let ports = [p.video_port, p.video_rtcp_port, p.audio_port, p.audio_rtcp_port];
+    let ports = [
+        p.video_port,
+        p.video_rtcp_port,
+        p.audio_port,
+        p.audio_rtcp_port,
+    ];
     assert!(ports.iter().all(|&x| x != 0), "{p:?}");
     let mut distinct = ports.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), 4, "four sockets: {p:?}");
     for needle in [
-        format!("rtp://127.0.0.1:{}?rtcpport={}", p.video_port, p.video_rtcp_port),
-        format!("rtp://127.0.0.1:{}?rtcpport={}", p.audio_port, p.audio_rtcp_port),
+        format!(
+            "rtp://127.0.0.1:{}?rtcpport={}",
+            p.video_port, p.video_rtcp_port
+        ),
+        format!(
+            "rtp://127.0.0.1:{}?rtcpport={}",
+            p.audio_port, p.audio_rtcp_port
+        ),
         format!("-ssrc {FFMPEG_VIDEO_SSRC} -payload_type {FFMPEG_VP8_PT}"),
         format!("-ssrc {FFMPEG_AUDIO_SSRC} -payload_type {FFMPEG_OPUS_PT}"),
         "-c:v libvpx".to_owned(),
@@ -117,13 +128,26 @@ fn a_publisher_is_announced_to_its_room_only_and_consumed_like_a_page() {
     assert_eq!(drain(&carol, Duration::from_millis(200)), vec![]);
 
     // Alice consumes both; Carol may not.
-    call(&mut alice, "createWebRtcTransport", json!({ "direction": "recv" }));
+    call(
+        &mut alice,
+        "createWebRtcTransport",
+        json!({ "direction": "recv" }),
+    );
     for (_, d) in seen.iter().filter(|(m, _)| m == "newProducer") {
-        let consumer = call(&mut alice, "consume", json!({ "producerId": d["producerId"] }));
+        let consumer = call(
+            &mut alice,
+            "consume",
+            json!({ "producerId": d["producerId"] }),
+        );
         assert_eq!(consumer["peerId"], "ffmpeg-1");
         assert_eq!(consumer["kind"], d["kind"]);
-        call(&mut carol, "createWebRtcTransport", json!({ "direction": "recv" }));
-        let text = json!({ "id": 2, "method": "consume", "data": { "producerId": d["producerId"] } });
+        call(
+            &mut carol,
+            "createWebRtcTransport",
+            json!({ "direction": "recv" }),
+        );
+        let text =
+            json!({ "id": 2, "method": "consume", "data": { "producerId": d["producerId"] } });
         let reply: Value = serde_json::from_str(&carol.handle_text(&text.to_string())).unwrap();
         assert_eq!(reply["ok"], false, "{reply}");
     }
@@ -131,7 +155,13 @@ fn a_publisher_is_announced_to_its_room_only_and_consumed_like_a_page() {
     // A page that joins later finds the publisher in the join reply.
     let mut bob = signaling.connect("one", "bob").unwrap();
     let joined = join(&mut bob);
-    assert!(joined["peers"].as_array().unwrap().contains(&json!("ffmpeg-1")), "{joined}");
+    assert!(
+        joined["peers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ffmpeg-1")),
+        "{joined}"
+    );
     let theirs = joined["producers"]
         .as_array()
         .unwrap()
@@ -180,7 +210,10 @@ fn publishers_are_limited_per_room_and_in_all_and_need_an_open_room() {
     // Closing one makes room for another.
     signaling.close_ffmpeg("r0", "ffmpeg-1").unwrap();
     assert!(signaling.close_ffmpeg("r0", "ffmpeg-1").is_err());
-    assert!(signaling.close_ffmpeg("r0", "page").is_err(), "a page is no publisher");
+    assert!(
+        signaling.close_ffmpeg("r0", "page").is_err(),
+        "a page is no publisher"
+    );
     assert_eq!(signaling.publish_ffmpeg("r0").unwrap().peer_id, "ffmpeg-1");
 }
 
@@ -214,7 +247,12 @@ fn a_closed_publisher_leaves_its_room_and_the_last_page_closes_the_room() {
 
 /// Waits for the publisher's sockets to close: its ports can be bound again.
 fn assert_ports_free(p: &FfmpegPublisher) {
-    for port in [p.video_port, p.video_rtcp_port, p.audio_port, p.audio_rtcp_port] {
+    for port in [
+        p.video_port,
+        p.video_rtcp_port,
+        p.audio_port,
+        p.audio_rtcp_port,
+    ] {
         wait_until("the publisher's sockets to close", || {
             UdpSocket::bind(("127.0.0.1", port)).is_ok()
         });
@@ -229,7 +267,10 @@ fn an_idle_publisher_is_closed_and_a_fed_one_is_kept() {
     join(&mut alice);
     let quiet = signaling.publish_ffmpeg("one").unwrap();
     let fed = signaling.publish_ffmpeg("one").unwrap();
-    assert_eq!((quiet.peer_id.as_str(), fed.peer_id.as_str()), ("ffmpeg-1", "ffmpeg-2"));
+    assert_eq!(
+        (quiet.peer_id.as_str(), fed.peer_id.as_str()),
+        ("ffmpeg-1", "ffmpeg-2")
+    );
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let until = Instant::now() + idle * 4;
     let mut seq = 0;
@@ -254,7 +295,11 @@ fn an_idle_publisher_is_closed_and_a_fed_one_is_kept() {
 /// One HTTP request with `method`; the whole answer.
 fn http(addr: &str, method: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
     read_all(&mut s)
 }
 

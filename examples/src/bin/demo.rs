@@ -103,6 +103,11 @@ fn run(config: DemoConfig) -> Result<(), String> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("demo: open {scheme}://{host}:{}/?room=demo", addr.port());
+    let insecure = if scheme == "https" { "-k " } else { "" };
+    println!(
+        "demo: publish from ffmpeg into it: eval \"$(curl -fsS {insecure}-X POST {scheme}://{host}:{}/rooms/demo/ffmpeg)\"",
+        addr.port()
+    );
     let options = ServerOptions {
         tls,
         max_connections: config.max_connections,

@@ -13,7 +13,9 @@ pub fn start_signaling() -> (Signaling, WorkerHandle) {
 
 /// [`start_signaling`], the signaling first passed through `setup`.
 #[allow(dead_code)] // Not every test binary sets the signaling up.
-pub fn start_signaling_with(setup: impl FnOnce(Signaling) -> Signaling) -> (Signaling, WorkerHandle) {
+pub fn start_signaling_with(
+    setup: impl FnOnce(Signaling) -> Signaling,
+) -> (Signaling, WorkerHandle) {
     let runtime = Runtime::start(RuntimeConfig {
         workers: 1,
         ..RuntimeConfig::default()
