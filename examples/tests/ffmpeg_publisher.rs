@@ -2,6 +2,7 @@
 //! `publish_ffmpeg` answers, that only the pages of its room are told of it and may consume it,
 //! its limits, and each way it closes (idle, on request, with its room); and the HTTP route.
 //! Real ffmpeg into a real page is the end to end's ffmpeg run (examples/e2e).
+#![allow(clippy::disallowed_methods)] // Test code owns its clock.
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
