@@ -733,9 +733,17 @@ async function scenario(browser, mode, options) {
 // (a 640x360 VP8 test pattern and an Opus tone into comedia plain transports) and, within
 // FFMPEG_DEADLINE_MS, the page must consume the publisher's streams like any peer's: its video
 // decoded (> MIN_FRAMES frames, 640 px wide) and its audio received (> MIN_AUDIO_PACKETS
-// packets). Then DELETE /rooms/ROOM/ffmpeg/PEER must close the publisher: the page loses its
+// packets) and heard (its 440 Hz tone, by the page's analyser). Then DELETE /rooms/ROOM/ffmpeg/PEER must close the publisher: the page loses its
 // streams, and a second DELETE is a 404.
 const FFMPEG_DEADLINE_MS = Number(process.env.E2E_FFMPEG_DEADLINE_MS || 15_000);
+
+const FFMPEG_TONE_HZ = 440;
+
+/** Whether the page's analyser heard ffmpeg's tone on audio stream `a`. */
+function heardTone(a) {
+  return Boolean(a.probe) && a.probe.loud >= MIN_LOUD_READINGS &&
+    Math.abs(a.probe.dominantFreq - FFMPEG_TONE_HZ) <= FREQ_TOLERANCE_HZ;
+}
 
 async function ffmpegScenario(browser) {
   console.log('\n== scenario ffmpeg');
@@ -767,19 +775,19 @@ async function ffmpegScenario(browser) {
       video = remote.filter((r) => r.kind === 'video');
       audio = remote.filter((r) => r.kind === 'audio');
       const ok = video.some((v) => v.framesDecoded > MIN_FRAMES && v.frameWidth === 640) &&
-        audio.some((a) => a.packetsReceived > MIN_AUDIO_PACKETS);
+        audio.some((a) => a.packetsReceived > MIN_AUDIO_PACKETS && heardTone(a));
       if (ok) break;
       if (Date.now() > deadline || ffmpeg.exitCode !== null) {
         problems.push(`from ffmpeg: video ${JSON.stringify(video.map((v) => [v.framesDecoded, v.frameWidth]))}, ` +
-          `audio ${JSON.stringify(audio.map((a) => a.packetsReceived))} (want > ${MIN_FRAMES} frames 640 px wide, ` +
-          `> ${MIN_AUDIO_PACKETS} audio packets)${ffmpeg.exitCode !== null ? `; ffmpeg exited ${ffmpeg.exitCode}` : ''}`);
+          `audio ${JSON.stringify(audio.map((a) => [a.packetsReceived, probeText(a)]))} (want > ${MIN_FRAMES} frames 640 px wide, ` +
+          `> ${MIN_AUDIO_PACKETS} audio packets and its ${FFMPEG_TONE_HZ} Hz tone heard)${ffmpeg.exitCode !== null ? `; ffmpeg exited ${ffmpeg.exitCode}` : ''}`);
         break;
       }
       await sleep(500);
     }
     if (problems.length === 0) {
       console.log(`  page decoded ${video[0].framesDecoded} frames ${video[0].frameWidth}x${video[0].frameHeight} and ` +
-        `received ${audio[0].packetsReceived} audio packets from ${publisher}`);
+        `received ${audio[0].packetsReceived} audio packets (${probeText(audio[0])}) from ${publisher}`);
       const closed = await fetch(`${base}/rooms/${room}/ffmpeg/${publisher}`, { method: 'DELETE' });
       if (closed.status !== 200) problems.push(`DELETE the publisher: ${closed.status} ${await closed.text()}`);
       const gone = Date.now() + 5_000;
