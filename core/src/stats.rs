@@ -124,6 +124,9 @@ pub struct TransportStats {
     /// or, with comedia, datagrams that were not a valid RTP or RTCP packet (with SRTP: one
     /// that authenticates), each counted once. Such a datagram changes nothing else.
     pub dropped_foreign_source: u64,
+    /// DTLS application data that authenticated but held no intact SCTP packet (too short, or
+    /// its CRC-32C checksum fails): dropped before the SCTP stack sees it.
+    pub sctp_dropped: u64,
 }
 
 /// A producer's counters.

@@ -174,10 +174,10 @@ impl Sfu {
 
     /// A transport's state and counters.
     pub fn transport_stats(&self, transport: TransportId) -> Result<TransportStats, Error> {
-        self.transports
-            .get(&transport)
-            .map(|t| t.stats.clone())
-            .ok_or(Error::UnknownTransport(transport))
+        let t = self.transport(transport)?;
+        let mut stats = t.stats.clone();
+        stats.sctp_dropped = t.webrtc().map_or(0, |l| l.key_slot.sctp_dropped());
+        Ok(stats)
     }
 
     /// Lets a transport's `Rtc` act on a change made through its API, then drains it.

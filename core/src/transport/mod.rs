@@ -7,6 +7,7 @@
 //! str0m), a plain transport's own socket and remote address ([`plain`]). Router and
 //! forwarding code see only [`Transport`].
 
+pub(crate) mod direct;
 pub(crate) mod extensions;
 pub(crate) mod outbox;
 pub(crate) mod plain;
@@ -21,11 +22,13 @@ use crate::ids::{ConsumerId, Mid, ProducerId, RouterId};
 use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
+use direct::DirectLink;
 use extensions::RxExtensions;
 use outbox::Outbox;
 use plain::PlainLink;
 use webrtc::WebRtcLink;
 
+pub use direct::DirectTransportOptions;
 pub use webrtc::{ListenInfo, WebRtcTransportOptions};
 
 /// Everything the Sfu keeps for one transport.
@@ -71,13 +74,16 @@ pub(crate) struct Transport {
 }
 
 /// The kinds of transport, each with what it adds to a [`Transport`].
-// Unboxed: transports are boxed whole, and WebRTC ones are the common kind.
+// Transports live boxed in the Sfu's table; keeping the WebRTC link inline spares the packet
+// path a pointer hop, at the price of unused bytes in the few transports of other kinds.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum TransportKind {
     /// A WebRTC endpoint: ICE-lite and DTLS.
     WebRtc(WebRtcLink),
     /// Plain RTP or SDES-SRTP to one remote address.
     Plain(PlainLink),
+    /// The application itself.
+    Direct(DirectLink),
 }
 
 impl std::fmt::Debug for Transport {
@@ -88,6 +94,7 @@ impl std::fmt::Debug for Transport {
         match &self.kind {
             TransportKind::WebRtc(w) => d.field("webrtc", w),
             TransportKind::Plain(p) => d.field("plain", p),
+            TransportKind::Direct(l) => d.field("direct", l),
         };
         d.finish_non_exhaustive()
     }
@@ -131,6 +138,7 @@ impl Transport {
                 data_dropped: 0,
                 rtcp_tuple: None,
                 dropped_foreign_source: 0,
+                sctp_dropped: 0,
             },
             panic_on_next_datagram: false,
             kind,
@@ -167,6 +175,39 @@ impl Transport {
             TransportKind::Plain(p) => Some(p),
             _ => None,
         }
+    }
+
+    /// The direct part, for a direct transport.
+    pub(crate) fn direct(&self) -> Option<&DirectLink> {
+        match &self.kind {
+            TransportKind::Direct(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The largest message the transport's endpoint takes: the SCTP association's maximum
+    /// message size, the direct transport's, or 0 without data channels.
+    pub(crate) fn max_message_size(&self) -> usize {
+        match &self.kind {
+            TransportKind::WebRtc(w) => w
+                .sctp
+                .as_ref()
+                .map_or(0, |s| s.parameters.max_message_size as usize),
+            TransportKind::Direct(l) => l.max_message_size,
+            TransportKind::Plain(_) => 0,
+        }
+    }
+
+    /// A stream id no data producer or data consumer of the transport uses, below `limit`.
+    pub(crate) fn free_stream_id(&self, limit: u16) -> Option<u16> {
+        let busy = |id: u16| {
+            self.data_streams.contains_key(&id)
+                || self
+                    .webrtc()
+                    .and_then(|l| l.sctp.as_ref())
+                    .is_some_and(|s| s.stream_busy(id))
+        };
+        (0..limit).find(|&id| !busy(id))
     }
 
     /// A mid for a new consumer that no producer or consumer on this transport uses.
