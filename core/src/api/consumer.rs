@@ -18,6 +18,9 @@ impl Sfu {
         if t.direct().is_some() {
             return Err(Error::NoMedia(transport));
         }
+        if t.pipe_rtx().is_some() {
+            return self.consume_pipe(transport, producer, paused);
+        }
         let p = self.producer(producer)?;
         if p.router != t.router {
             return Err(Error::WrongRouter(producer));
@@ -99,6 +102,7 @@ impl Sfu {
                 first_sent_at: None,
                 report_clock: None,
                 stats: ConsumerStats::default(),
+                pipe: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {
@@ -184,6 +188,10 @@ impl Sfu {
     /// A consumer's counters.
     pub fn consumer_stats(&self, consumer: ConsumerId) -> Result<ConsumerStats, Error> {
         let c = self.consumer(consumer)?;
+        if c.pipe.is_some() {
+            // A pipe consumer answers NACKs from the producer's packets, counted as it goes.
+            return Ok(c.stats.clone());
+        }
         let send = c.send.stats();
         Ok(ConsumerStats {
             nacked_packets: send.nacked_packets,
@@ -197,7 +205,7 @@ impl Sfu {
         })
     }
 
-    pub(super) fn remove_consumer(
+    pub(crate) fn remove_consumer(
         &mut self,
         consumer: ConsumerId,
         reason: Option<ConsumerCloseReason>,
@@ -211,6 +219,11 @@ impl Sfu {
         if let Some(t) = self.transports.get_mut(&c.transport) {
             t.consumers_by_mid.remove(&c.mid);
             t.consumers_by_ssrc.remove(&c.ssrc);
+            if let Some(pipe) = &c.pipe {
+                for ssrc in pipe.ssrcs.iter().chain(&pipe.rtx_ssrcs) {
+                    t.consumers_by_ssrc.remove(ssrc);
+                }
+            }
         }
         if let Some(reason) = reason {
             self.out
@@ -237,7 +250,7 @@ impl Sfu {
 /// transport-wide sequence number and the time it is sent (abs-send-time, which receivers
 /// without transport-cc estimate the path from); the producer's rid and repaired rid a
 /// consumer never sends.
-fn consumer_extensions(
+pub(super) fn consumer_extensions(
     to_router: &ExtensionIdMap,
     negotiated: &[ortc::RtpHeaderExtensionParameters],
 ) -> (ExtensionIdMap, [Option<u8>; 3]) {

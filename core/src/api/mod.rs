@@ -6,8 +6,9 @@
 mod consumer;
 mod data_consumer;
 mod data_producer;
-mod plain_transport;
 mod direct_transport;
+mod pipe_transport;
+mod plain_transport;
 mod producer;
 mod router;
 mod webrtc_transport;
@@ -45,6 +46,9 @@ use crate::transport::webrtc::WebRtcLink;
 use crate::transport::{DirectTransportOptions, WebRtcTransportOptions};
 use crate::transport::{Transport, TransportKind};
 
+pub use pipe_transport::{
+    pipe_produce_options, PipeToRouterOptions, PipeTransportCreated, PipedProducer,
+};
 pub use plain_transport::PlainTransportCreated;
 
 /// Options for [`Sfu::create_router`].

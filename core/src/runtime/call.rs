@@ -142,6 +142,21 @@ macro_rules! __with_calls {
                 transport: $crate::TransportId,
                 parameters: $crate::ortc::PlainTransportConnectParameters
             ) -> () = |sfu, _l| sfu.connect_plain_transport(transport, &parameters);
+            /// Creates a pipe transport (a link to a peer pipe transport in another router).
+            create_pipe_transport / CreatePipeTransport(
+                router: $crate::RouterId,
+                options: $crate::ortc::PipeTransportOptions
+            ) -> $crate::PipeTransportCreated =
+                |sfu, _l| sfu.create_pipe_transport(router, options);
+            /// Gives a pipe transport its peer's address and SRTP keys.
+            connect_pipe_transport / ConnectPipeTransport(
+                transport: $crate::TransportId,
+                parameters: $crate::ortc::PipeTransportConnectParameters
+            ) -> () = |sfu, _l| sfu.connect_pipe_transport(transport, &parameters);
+            /// Pipes a producer into another router of the same worker.
+            pipe_to_router / PipeToRouter(
+                options: $crate::PipeToRouterOptions
+            ) -> $crate::PipedProducer = |sfu, _l| sfu.pipe_to_router(options);
             /// Restarts ICE with new credentials.
             restart_ice / RestartIce(transport: $crate::TransportId)
                 -> $crate::ortc::IceParameters = |sfu, _l| sfu.restart_ice(transport);

@@ -71,6 +71,41 @@ impl Sfu {
             if !c.is_forwarding() {
                 continue;
             }
+            if let Some(pipe) = c.pipe.as_deref_mut() {
+                // Every encoding, on its own stream, numbered as the producer received it.
+                let Some(&ssrc) = pipe.ssrcs.get(layer) else {
+                    continue;
+                };
+                let index = pipe.index(layer, ext_seq);
+                let header = OutHeader {
+                    payload_type: c.payload_type,
+                    sequence_number: ext_seq as u16,
+                    timestamp: pkt.timestamp(),
+                    ssrc,
+                    marker: pkt.marker(),
+                };
+                let Some(ct) = self.transports.get_mut(&c.transport) else {
+                    continue;
+                };
+                let ctid = c.transport;
+                if write_media(
+                    ct,
+                    c,
+                    pkt,
+                    header,
+                    (index, None),
+                    sent_at,
+                    &mut self.buffers,
+                ) {
+                    c.stats.packets_sent += 1;
+                    c.stats.bytes_sent += pkt.payload().len() as u64;
+                    c.first_sent_at.get_or_insert(now);
+                    if !std::mem::replace(&mut ct.flush_pending, true) {
+                        self.flush_queue.push_back(ctid);
+                    }
+                }
+                continue;
+            }
             // Which encoding this consumer should get, and whether this packet may start it.
             let target = best[c.preferred_layer.min(layers - 1)];
             if c.current_layer != Some(target) {
@@ -153,6 +188,10 @@ impl Sfu {
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
+        if c.pipe.is_some() {
+            self.pipe_nack(cid, ssrc, seqs);
+            return;
+        }
         let mut found = [(0u64, SentPacket::default()); MAX_RESENDS_PER_NACK];
         let n = c.send.on_nack(seqs, now, &mut found);
         for &(out_seq, sent) in &found[..n] {
@@ -227,6 +266,84 @@ impl Sfu {
             if !std::mem::replace(&mut ct.flush_pending, true) {
                 self.flush_queue.push_back(ctid);
             }
+        }
+    }
+
+    /// A pipe peer asks for packets of one encoding again: the producer's stored packets, on
+    /// the encoding's RTX stream (a pipe without RTX answers nothing).
+    fn pipe_nack(&mut self, cid: ConsumerId, ssrc: u32, seqs: impl Iterator<Item = u16>) {
+        let now = self.now;
+        let sent_at = abs_send_time(self.ntp_base, now);
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        let (Some(pipe), Some(rtx_pt)) = (c.pipe.as_deref(), c.rtx_payload_type) else {
+            return;
+        };
+        let Some(layer) = pipe.ssrcs.iter().position(|&s| s == ssrc) else {
+            return;
+        };
+        let Some(&rtx_ssrc) = pipe.rtx_ssrcs.get(layer) else {
+            return;
+        };
+        let Some(e) = self
+            .producers
+            .get(&c.producer)
+            .and_then(|p| p.encodings.get(layer))
+        else {
+            return;
+        };
+        let (Some(store), Some(highest)) = (
+            e.store.as_ref(),
+            e.recv.as_ref().and_then(|r| r.extended_highest()),
+        ) else {
+            return;
+        };
+        let Some(ct) = self.transports.get_mut(&c.transport) else {
+            return;
+        };
+        let ctid = c.transport;
+        let mut queued = false;
+        for seq in seqs.take(MAX_RESENDS_PER_NACK) {
+            c.stats.nacked_packets += 1;
+            let ext_seq = nearest_extended(highest, seq);
+            let Some(pkt) = store
+                .get(ext_seq)
+                .and_then(|(_, bytes)| RtpPacket::parse(bytes).ok())
+            else {
+                c.stats.retransmissions_not_found += 1;
+                continue;
+            };
+            let Some(pipe) = c.pipe.as_deref_mut() else {
+                return;
+            };
+            let Some(rtx_seq) = pipe.rtx_seqs.get_mut(layer) else {
+                return;
+            };
+            let header = OutHeader {
+                payload_type: rtx_pt,
+                sequence_number: *rtx_seq as u16,
+                timestamp: pkt.timestamp(),
+                ssrc: rtx_ssrc,
+                marker: pkt.marker(),
+            };
+            let index = *rtx_seq;
+            *rtx_seq += 1;
+            if write_media(
+                ct,
+                c,
+                &pkt,
+                header,
+                (index, Some(seq)),
+                sent_at,
+                &mut self.buffers,
+            ) {
+                c.stats.packets_retransmitted += 1;
+                queued = true;
+            }
+        }
+        if queued && !std::mem::replace(&mut ct.flush_pending, true) {
+            self.flush_queue.push_back(ctid);
         }
     }
 
@@ -386,7 +503,7 @@ impl Sfu {
         // Sender reports, each followed by the SDES that names its stream's cname.
         let consumers: Vec<ConsumerId> = t.consumers_by_mid.values().copied().collect();
         for cid in consumers {
-            let Some(c) = self.consumers.get_mut(&cid) else {
+            let Some(c) = self.consumers.get_mut(&cid).filter(|c| c.pipe.is_none()) else {
                 continue;
             };
             let producer_sr = self
@@ -500,6 +617,18 @@ impl Sfu {
                 self.flush_queue.push_back(tid);
             }
         }
+    }
+}
+
+/// The extended sequence number nearest `highest` whose low 16 bits are `seq`.
+fn nearest_extended(highest: u64, seq: u16) -> u64 {
+    let candidate = (highest & !0xFFFF) | u64::from(seq);
+    if candidate > highest + 0x8000 {
+        candidate.saturating_sub(0x1_0000)
+    } else if candidate + 0x8000 < highest {
+        candidate + 0x1_0000
+    } else {
+        candidate
     }
 }
 

@@ -313,7 +313,15 @@ impl Sfu {
             return;
         };
         c.stats.key_frame_requests_received += 1;
-        let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
+        let layer = match c.pipe.as_deref() {
+            // A pipe peer asks for the encoding whose stream it names.
+            Some(pipe) => match pipe.layer_of(ssrc) {
+                Some(layer) => layer,
+                None => return,
+            },
+            None => c.current_layer.unwrap_or(c.preferred_layer),
+        };
+        let pid = c.producer;
         trace!(consumer = %cid, "key frame requested");
         self.request_key_frame(pid, layer);
     }

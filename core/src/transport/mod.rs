@@ -82,6 +82,14 @@ pub(crate) enum TransportKind {
     WebRtc(WebRtcLink),
     /// Plain RTP or SDES-SRTP to one remote address.
     Plain(PlainLink),
+    /// A link to a peer pipe transport in another router: a plain link without comedia, whose
+    /// consumers are pipe consumers.
+    Pipe {
+        /// The socket, remote and keys, as a plain transport's.
+        link: PlainLink,
+        /// Pipe consumers carry RTX and answer NACKs.
+        rtx: bool,
+    },
     /// The application itself.
     Direct(DirectLink),
 }
@@ -94,6 +102,7 @@ impl std::fmt::Debug for Transport {
         match &self.kind {
             TransportKind::WebRtc(w) => d.field("webrtc", w),
             TransportKind::Plain(p) => d.field("plain", p),
+            TransportKind::Pipe { link, rtx } => d.field("pipe", link).field("rtx", rtx),
             TransportKind::Direct(l) => d.field("direct", l),
         };
         d.finish_non_exhaustive()
@@ -161,18 +170,26 @@ impl Transport {
         }
     }
 
-    /// The plain part, for a plain transport.
+    /// The socket-and-remote part, for a plain or pipe transport.
     pub(crate) fn plain(&self) -> Option<&PlainLink> {
         match &self.kind {
-            TransportKind::Plain(p) => Some(p),
+            TransportKind::Plain(p) | TransportKind::Pipe { link: p, .. } => Some(p),
             _ => None,
         }
     }
 
-    /// The plain part, for a plain transport.
+    /// The socket-and-remote part, for a plain or pipe transport.
     pub(crate) fn plain_mut(&mut self) -> Option<&mut PlainLink> {
         match &mut self.kind {
-            TransportKind::Plain(p) => Some(p),
+            TransportKind::Plain(p) | TransportKind::Pipe { link: p, .. } => Some(p),
+            _ => None,
+        }
+    }
+
+    /// For a pipe transport, whether it carries RTX; `None` for other kinds.
+    pub(crate) fn pipe_rtx(&self) -> Option<bool> {
+        match &self.kind {
+            TransportKind::Pipe { rtx, .. } => Some(*rtx),
             _ => None,
         }
     }
@@ -194,7 +211,7 @@ impl Transport {
                 .as_ref()
                 .map_or(0, |s| s.parameters.max_message_size as usize),
             TransportKind::Direct(l) => l.max_message_size,
-            TransportKind::Plain(_) => 0,
+            TransportKind::Plain(_) | TransportKind::Pipe { .. } => 0,
         }
     }
 
