@@ -357,3 +357,35 @@ fn plain_transport_api_errors_and_close() {
     sim.inject_at(sim.plain[rec].local, sim.plain[rec].server, &[0x80; 20]);
     assert_eq!(sim.sfu.stats().dropped_unknown_source, 1);
 }
+
+#[test]
+fn on_a_muxed_socket_comedia_learns_from_rtp_not_from_rtcp_that_comes_first() {
+    let mut sim = Sim::new(seed_from_env("plain_rtcp_first"));
+    let room = sim.create_router();
+    let (publisher, created) = sim.add_plain_transport(room, None, |o| o.comedia = true);
+    let server = sim.plain[publisher].server;
+    // A sender report from the publisher's RTCP port (as ffmpeg sends it, before its RTP).
+    let rtcp_port = SocketAddr::new(sim.plain[publisher].local.ip(), 5005);
+    let mut sr = vec![0x80, 200, 0, 6];
+    sr.extend_from_slice(&1111u32.to_be_bytes());
+    sr.extend_from_slice(&[0; 20]);
+    sim.inject_at(rtcp_port, server, &sr);
+    let stats = sim.sfu.transport_stats(created.id).unwrap();
+    assert_eq!(
+        stats.selected_tuple, None,
+        "RTCP teaches nothing on a muxed socket"
+    );
+    assert_eq!((stats.rtcp_dropped, stats.dropped_foreign_source), (0, 0));
+    sim.plain_produce(publisher, MediaKind::Audio, 1111);
+    sim.run_for(Duration::from_millis(200));
+    let stats = sim.sfu.transport_stats(created.id).unwrap();
+    assert_eq!(
+        stats.selected_tuple.map(|t| t.remote),
+        Some(sim.plain[publisher].local),
+        "the first RTP packet's sender is the remote"
+    );
+    // Its RTCP port is a stranger now.
+    sim.inject_at(rtcp_port, server, &sr);
+    let stats = sim.sfu.transport_stats(created.id).unwrap();
+    assert_eq!(stats.dropped_foreign_source, 1);
+}

@@ -90,7 +90,9 @@ pub struct PlainTransportOptions {
     #[serde(default = "yes")]
     pub rtcp_mux: bool,
     /// Learn the remote address from the first valid packet instead of `connect` (default
-    /// false). Valid means authentic with SRTP, well-formed RTP or RTCP without. Datagrams from
+    /// false). Valid means authentic with SRTP, well-formed RTP or RTCP without; with
+    /// `rtcp_mux` only an RTP packet teaches the address (RTCP that comes first, as ffmpeg
+    /// sends it from another port, is taken but teaches nothing). Datagrams from
     /// any other address afterwards are dropped and counted
     /// ([`TransportStats::dropped_foreign_source`](crate::TransportStats::dropped_foreign_source)).
     #[serde(default)]

@@ -1,5 +1,6 @@
 //! Datagrams at a plain transport's own socket from an address with no route yet: comedia
-//! learns its remote from the first valid one; anyone else is a stranger, dropped and counted.
+//! learns its remote from the first valid one (on a socket shared by RTP and RTCP, the first
+//! valid RTP packet); anyone else is a stranger, dropped and counted.
 
 use std::net::SocketAddr;
 
@@ -37,7 +38,10 @@ impl Sfu {
             return;
         };
         // Taken like any packet of the remote; only a valid one makes its sender the remote.
-        if self.media_in(tid, contents) {
+        // On a muxed socket only RTP does: senders such as ffmpeg send their RTCP from
+        // another port, often first.
+        let teaches = socket == PlainSocket::Rtcp || !crate::media::rtcp::is_rtcp(contents);
+        if self.media_in(tid, contents) && teaches {
             self.set_plain_remote(tid, socket, source);
             if socket == PlainSocket::Rtp {
                 self.request_key_frames_for_transport(tid);
