@@ -87,7 +87,8 @@ pub enum Request {
         /// The peer's address and SRTP keys.
         parameters: PipeTransportConnectParameters,
     },
-    /// [`Sfu::pipe_to_router`].
+    /// [`Sfu::pipe_to_router`], for an Sfu whose caller opened the pipes' sockets (the
+    /// bundled runtimes pipe with [`runtime::pipe`](crate::runtime::pipe) instead).
     PipeToRouter(PipeToRouterOptions),
     /// [`Sfu::restart_ice`].
     RestartIce(TransportId),
