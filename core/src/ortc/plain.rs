@@ -20,7 +20,8 @@ pub struct TransportListenInfo {
     /// Only UDP for plain transports.
     #[serde(default = "udp")]
     pub protocol: Protocol,
-    /// The local ip.
+    /// The local ip: a concrete one (the bundled runtimes refuse a wildcard for plain
+    /// transports; give the public address as `announced_address`).
     pub ip: IpAddr,
     /// The address (ip or host name) to signal instead of `ip` (a public address behind NAT).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -59,6 +59,14 @@ impl<'a> WorkerContext<'a> {
     /// Opens a UDP socket for `info`: on its port, else the first free one of its port range,
     /// else of the runtime's `rtc_port_range`, else any.
     fn open(&mut self, info: &TransportListenInfo) -> Result<(usize, SocketAddrs), Error> {
+        // The Sfu knows a plain transport by the address its datagrams arrive at, which a
+        // wildcard socket does not name.
+        if info.ip.is_unspecified() {
+            return Err(Error::InvalidListenInfo(format!(
+                "a plain transport listens on a concrete ip, not {}",
+                info.ip
+            )));
+        }
         let range = info.port_range.map(|r| (r.min, r.max)).or(self.port_range);
         let options = ListenOptions {
             protocol: info.protocol,

@@ -489,6 +489,22 @@ pub fn plain_transports_open_and_close_their_sockets<R: Runtime>() {
         },
     )
     .expect("router");
+    let wildcard =
+        PlainTransportOptions::new(TransportListenInfo::udp(Ipv4Addr::UNSPECIFIED.into()));
+    let refused = R::call(
+        &worker,
+        call::CreatePlainTransport {
+            router,
+            options: wildcard,
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(RuntimeError::Sfu(sfu_core::Error::InvalidListenInfo(_)))
+        ),
+        "{refused:?}"
+    );
     let mut comedia = PlainTransportOptions::new(TransportListenInfo::udp(LOCALHOST));
     comedia.comedia = true;
     let publisher = R::call(
