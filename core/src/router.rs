@@ -194,6 +194,18 @@ impl PipeStreams {
 }
 
 impl Consumer {
+    /// The producer encodings a key frame is asked of for this consumer: the one it forwards
+    /// (or prefers), or every one for a pipe consumer.
+    pub(crate) fn key_frame_layers(&self) -> std::ops::Range<usize> {
+        match self.pipe.as_deref() {
+            Some(pipe) => 0..pipe.ssrcs.len(),
+            None => {
+                let layer = self.current_layer.unwrap_or(self.preferred_layer);
+                layer..layer + 1
+            }
+        }
+    }
+
     pub(crate) fn is_forwarding(&self) -> bool {
         !self.paused && !self.producer_paused
     }

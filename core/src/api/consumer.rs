@@ -143,13 +143,11 @@ impl Sfu {
         }
         c.paused = false;
         c.rewriter.request_resync();
-        let (pid, layer, forwarding) = (
-            c.producer,
-            c.current_layer.unwrap_or(c.preferred_layer),
-            c.is_forwarding(),
-        );
+        let (pid, layers, forwarding) = (c.producer, c.key_frame_layers(), c.is_forwarding());
         if forwarding {
-            self.request_key_frame(pid, layer);
+            for layer in layers {
+                self.request_key_frame(pid, layer);
+            }
             self.run_work();
         }
         Ok(())
@@ -179,8 +177,10 @@ impl Sfu {
     /// Asks the producer of a consumer for a key frame (throttled).
     pub fn request_consumer_key_frame(&mut self, consumer: ConsumerId) -> Result<(), Error> {
         let c = self.consumer(consumer)?;
-        let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
-        self.request_key_frame(pid, layer);
+        let (pid, layers) = (c.producer, c.key_frame_layers());
+        for layer in layers {
+            self.request_key_frame(pid, layer);
+        }
         self.run_work();
         Ok(())
     }

@@ -59,17 +59,7 @@ impl Sfu {
             .values()
             .filter_map(|cid| self.consumers.get(cid))
             .filter(|c| c.kind == MediaKind::Video && c.is_forwarding())
-            .flat_map(|c| {
-                // A pipe consumer carries every encoding.
-                let layers = match c.pipe.as_deref() {
-                    Some(pipe) => 0..pipe.ssrcs.len(),
-                    None => {
-                        let layer = c.current_layer.unwrap_or(c.preferred_layer);
-                        layer..layer + 1
-                    }
-                };
-                layers.map(move |layer| (c.producer, layer))
-            })
+            .flat_map(|c| c.key_frame_layers().map(move |layer| (c.producer, layer)))
             .collect();
         for (pid, layer) in wanted {
             self.request_key_frame(pid, layer);
