@@ -18,3 +18,4 @@ pub(crate) mod send;
 pub(crate) mod session;
 pub(crate) mod store;
 pub(crate) mod twcc;
+pub(crate) mod bwe;
