@@ -53,6 +53,7 @@ impl Sfu {
         if options.enable_sctp {
             transport.stats.sctp_state = Some(SctpState::New);
         }
+        transport.bwe = Bwe::new(options.initial_available_outgoing_bitrate);
         self.transports.insert(id, Box::new(transport));
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);
@@ -173,7 +174,13 @@ impl Sfu {
     pub fn transport_stats(&self, transport: TransportId) -> Result<TransportStats, Error> {
         self.transports
             .get(&transport)
-            .map(|t| t.stats.clone())
+            .map(|t| {
+                let mut stats = t.stats.clone();
+                stats.available_outgoing_bitrate = t.bwe.estimate();
+                let counters = t.bwe.counters;
+                stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;
+                stats
+            })
             .ok_or(Error::UnknownTransport(transport))
     }
 

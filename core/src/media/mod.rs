@@ -13,9 +13,9 @@ pub mod packet;
 pub mod rtcp;
 pub mod srtp;
 
+pub(crate) mod bwe;
 pub(crate) mod recv;
 pub(crate) mod send;
 pub(crate) mod session;
 pub(crate) mod store;
 pub(crate) mod twcc;
-pub(crate) mod bwe;

@@ -15,8 +15,6 @@ pub(crate) const MAX_AGE_US: i64 = 3_000_000;
 
 /// The packet was a retransmission.
 pub(crate) const FLAG_RTX: u8 = 1;
-/// The packet was sent to probe for more bandwidth.
-pub(crate) const FLAG_PROBE: u8 = 2;
 
 /// What feedback has said about a sent packet so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +36,9 @@ pub(crate) struct SentRecord {
     pub(crate) sent_us: i64,
     /// The datagram's size in bytes.
     pub(crate) size: u16,
-    /// [`FLAG_RTX`], [`FLAG_PROBE`].
+    /// [`FLAG_RTX`]. Nothing reads it yet: it is kept for probing, which will tell its probes
+    /// apart (with a flag of its own) from media and retransmissions.
+    #[allow(dead_code)]
     pub(crate) flags: u8,
     /// What feedback said about it.
     pub(crate) reported: Reported,

@@ -48,6 +48,7 @@ impl LossBased {
     }
 
     /// The loss fraction of the latest update.
+    #[cfg(test)]
     pub(crate) fn last_fraction(&self) -> f64 {
         self.last_fraction
     }

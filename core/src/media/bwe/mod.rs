@@ -136,7 +136,7 @@ impl Bwe {
     }
 
     /// Records a packet sent at `now` with transport-wide sequence number `seq`, `size` bytes
-    /// on the wire; `flags` from [`history`] (retransmission, probe).
+    /// on the wire; `flags` from [`history`] ([`history::FLAG_RTX`]).
     pub(crate) fn on_sent(&mut self, seq: u16, size: usize, now: Instant, flags: u8) {
         let sent_us = self.local_us(now);
         self.history.on_sent(seq, size, sent_us, flags);
@@ -262,7 +262,8 @@ impl Bwe {
     fn apply_bounds(&mut self) {
         let (lower, upper) = self.bounds();
         self.aimd.set_rate(self.aimd.rate().clamp(lower, upper));
-        self.loss.set_estimate(self.loss.estimate().clamp(lower, upper));
+        self.loss
+            .set_estimate(self.loss.estimate().clamp(lower, upper));
         self.estimate = self.combined();
     }
 }

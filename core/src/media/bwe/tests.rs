@@ -308,7 +308,12 @@ fn hostile_feedback_is_ignored_and_counted() {
     let mut parsed = 0;
     for i in 0..20_000u32 {
         let now = t0 + Duration::from_micros(u64::from(i) * 700);
-        bwe.on_sent(110u16.wrapping_add(i as u16), rng.random_range(0..1500), now, 0);
+        bwe.on_sent(
+            110u16.wrapping_add(i as u16),
+            rng.random_range(0..1500),
+            now,
+            0,
+        );
         let base = 100u16.wrapping_add(rng.random_range(0..(i as u16).max(1)));
         let count = rng.random_range(1..300u16);
         let rest: Vec<u8> = (0..rng.random_range(0..80)).map(|_| rng.random()).collect();
