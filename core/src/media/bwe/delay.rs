@@ -52,7 +52,7 @@ impl DelayBased {
         let in_burst = {
             let arrival_delta = arrival_us - current.last_arrival_us;
             let send_delta = send_us - current.last_send_us;
-            arrival_delta >= 0 && arrival_delta < BURST_US && arrival_delta - send_delta < 0
+            (0..BURST_US).contains(&arrival_delta) && arrival_delta - send_delta < 0
         };
         if send_us - current.first_send_us <= BURST_US || in_burst {
             current.last_send_us = current.last_send_us.max(send_us);
