@@ -240,7 +240,10 @@ mod tests {
     /// Serves the pacer at each of its deadlines until `end`: (time sent, item).
     fn serve(p: &mut Pacer<u32>, mut now: Instant, end: Instant) -> Vec<(Instant, u32)> {
         let mut out = Vec::new();
+        let mut steps = 0;
         while let Some(at) = p.next_at(now) {
+            steps += 1;
+            assert!(steps < 100_000, "the pacer's deadlines make no progress");
             now = at.max(now);
             if now > end {
                 break;
@@ -295,7 +298,10 @@ mod tests {
         let mut next_audio = t0;
         let mut audio_id = 1000;
         let end = t0 + Duration::from_millis(500);
+        let mut steps = 0;
         while now < end {
+            steps += 1;
+            assert!(steps < 100_000, "the pacer's deadlines make no progress");
             if now >= next_audio {
                 p.push(audio_id, 100, Class::Audio, now).unwrap();
                 audio_id += 1;
