@@ -47,6 +47,23 @@ pub enum Error {
     /// The data producer lives in another router than the transport.
     #[error("data producer {0} is not in the transport's router")]
     DataProducerWrongRouter(DataProducerId),
+    /// Only a data producer of a direct transport takes messages from the application.
+    #[error("data producer {0} is not on a direct transport")]
+    NotDirectDataProducer(DataProducerId),
+    /// The call is for direct transports and this transport is of another kind.
+    #[error("transport {0} is not a direct transport")]
+    NotDirect(TransportId),
+    /// Media (producers and consumers) is not carried by this kind of transport yet.
+    #[error("transport {0} does not carry media")]
+    NoMedia(TransportId),
+    /// The message is larger than the transport's maximum message size.
+    #[error("message of {size} bytes is larger than the transport's maximum of {max}")]
+    MessageTooLarge {
+        /// The message's size.
+        size: usize,
+        /// The transport's maximum message size.
+        max: usize,
+    },
     /// No such audio level observer.
     #[error("unknown audio level observer {0}")]
     UnknownObserver(ObserverId),

@@ -95,6 +95,16 @@ pub enum Event {
         /// The bytes still buffered.
         buffered_amount: usize,
     },
+    /// A message for the application from a data consumer on a direct transport (mediasoup's
+    /// data consumer `message` event).
+    DataConsumerMessage {
+        /// The data consumer.
+        data_consumer: DataConsumerId,
+        /// Binary (WebRTC's PPID 53 or 57) or text (51 or 56).
+        binary: bool,
+        /// The message, byte for byte (possibly empty).
+        data: Vec<u8>,
+    },
     /// An audio level observer's interval ended with sound: the loudest observed producers at
     /// or above its threshold, loudest first (mediasoup's `volumes`).
     AudioLevelObserverVolumes {

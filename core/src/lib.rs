@@ -179,7 +179,7 @@ pub use stats::{
     TransportStats,
 };
 pub use transport::webrtc::dtls::crypto_provider;
-pub use transport::{ListenInfo, WebRtcTransportOptions};
+pub use transport::{DirectTransportOptions, ListenInfo, WebRtcTransportOptions};
 
 #[cfg(test)]
 mod type_tests {

@@ -115,6 +115,9 @@ pub struct TransportStats {
     /// transport without SCTP. (Data on a pre-negotiated stream the Sfu has no channel for is
     /// discarded by str0m, uncounted.)
     pub data_dropped: u64,
+    /// DTLS application data that authenticated but held no intact SCTP packet (too short, or
+    /// its CRC-32C checksum fails): dropped before the SCTP stack sees it.
+    pub sctp_dropped: u64,
     /// The bandwidth estimated toward the endpoint, in bits per second (mediasoup's
     /// `availableOutgoingBitrate`): from the endpoint's transport-wide congestion control
     /// feedback, bounded by its REMB and by the transport's minimum and maximum outgoing

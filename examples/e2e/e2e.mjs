@@ -40,6 +40,12 @@
 // outbound stream, and a send-side bandwidth estimate (availableOutgoingBitrate of the candidate
 // pair, which Chromium's estimator derives from the server's transport-wide-cc feedback) above
 // 1 Mbit/s within 10 s of the page opening.
+// Then, in every run, the chat (a data channel per page, mediasoup-client's produceData and
+// consumeData): once every page has its chat channel open and one open for each other page of its
+// room, a message is typed into the first page of each room and into the second page of room A
+// (the other direction), each with a unique text; each must be shown, once, on the other page of
+// its room within CHAT_DEADLINE_MS, and after CHAT_ABSENCE_MS more on no page of the other room.
+// Every data channel a page receives must come from a page of its room.
 // The DTLS-client run (one room of two pages) creates the server's transports as DTLS client
 // (page parameter sfuDtlsRole=client), so Chromium is the DTLS server and picks the SRTP profile:
 // it must be AES_CM_128_HMAC_SHA1_80 on both transports, in Chromium's stats and the server's,
@@ -86,6 +92,11 @@ const BWE_DEADLINE_MS = 10_000;
 // The video limit of the UDP run's pages (kbit/s): Chromium caps its estimate near the sum of
 // its streams' limits, so the default 800 kbit/s could never show an estimate above 1 Mbit/s.
 const RTCP_RUN_MAX_BITRATE = 2500;
+// The chat: how long the pages have to open their channels, how long a message has to arrive,
+// and how long the other room is then watched for it.
+const CHAT_READY_MS = 10_000;
+const CHAT_DEADLINE_MS = 5_000;
+const CHAT_ABSENCE_MS = 2_000;
 // The SRTP profile Chromium picks as DTLS server (stats spell it one of these ways).
 const AES_CM_NAMES = ['AES_CM_128_HMAC_SHA1_80', 'SRTP_AES128_CM_HMAC_SHA1_80', 'SRTP_AES128_CM_SHA1_80'];
 
@@ -467,6 +478,104 @@ async function rtcpCheck(pages) {
   return problems;
 }
 
+/** The lines of a page's chat list, as shown ("peer: text", "peer (you): text"). */
+async function chatLines(p) {
+  return p.page.$$eval('#chat-log li', (items) => items.map((li) => li.textContent)).catch((e) => [`(unreadable: ${e.message})`]);
+}
+
+/**
+ * The chat: messages typed on a page reach the other page of its room, once, and no page of
+ * the other room. Returns the problems.
+ */
+async function chatCheck(pages, tag) {
+  const problems = [];
+  const roomOf = (p) => pages.filter((o) => o.room === p.room);
+  const chat = (p) => (p.stats && p.stats.chat) || { producer: null, consumers: [], messages: [] };
+  for (const p of pages) {
+    for (const c of chat(p).consumers) {
+      if (!roomOf(p).some((o) => o !== p && o.peer === c.peerId)) {
+        problems.push(`${p.name} receives a data channel ("${c.label}") labelled ${c.peerId}, who is not in its room`);
+      }
+    }
+  }
+  const ready = (p) => chat(p).producer === 'open' &&
+    roomOf(p).every((o) => o === p || chat(p).consumers.some((c) => c.peerId === o.peer && c.readyState === 'open'));
+  const readyStarted = Date.now();
+  if (!(await until(pages, CHAT_READY_MS, () => pages.every(ready)))) {
+    for (const p of pages.filter((x) => !ready(x))) {
+      problems.push(`${p.name}: the chat is not ready within ${CHAT_READY_MS / 1000} s (its channel ${chat(p).producer}, ` +
+        `receiving ${JSON.stringify(chat(p).consumers)})`);
+    }
+    return problems;
+  }
+  const readyIn = ((Date.now() - readyStarted) / 1000).toFixed(1);
+  // The first page of each room, and the second page of the first room (the other direction).
+  const rooms = [...new Set(pages.map((p) => p.room))];
+  const senders = rooms.map((r) => pages.find((p) => p.room === r));
+  const second = pages.filter((p) => p.room === rooms[0])[1];
+  if (second) senders.push(second);
+  const messages = [];
+  for (const from of senders) {
+    const text = `hello from ${from.peer} ${tag} ${Math.random().toString(36).slice(2, 10)}`;
+    await from.page.fill('#chat-input', text, { timeout: 5_000 });
+    await from.page.click('#chat-send', { timeout: 5_000 });
+    messages.push({ from, text, sentAt: Date.now(), arrived: new Set() });
+  }
+  const line = (m) => `${m.from.peer}: ${m.text}`;
+  const receivers = (m) => roomOf(m.from).filter((p) => p !== m.from);
+  const started = Date.now();
+  let lines = new Map();
+  const readAll = async () => {
+    lines = new Map(await Promise.all(pages.map(async (p) => [p, await chatLines(p)])));
+  };
+  const arrivedAll = () => messages.every((m) => receivers(m).every((p) => {
+    if (lines.get(p).includes(line(m))) m.arrived.add(p);
+    return m.arrived.has(p);
+  }));
+  await readAll();
+  while (!arrivedAll() && Date.now() - started < CHAT_DEADLINE_MS) {
+    await sleep(100);
+    await readAll();
+  }
+  // Time for a stray copy to reach the other room, then the last look.
+  await sleep(CHAT_ABSENCE_MS);
+  await readAll();
+  await Promise.all(pages.map(collect));
+  // From the send to the display, by the pages' clocks (one machine).
+  const shownAt = (p, m, mine) => {
+    const x = chat(p).messages.find((c) => c.text === m.text && c.mine === mine);
+    return x ? x.at : null;
+  };
+  const latency = (p, m) => {
+    const [sent, shown] = [shownAt(m.from, m, true), shownAt(p, m, false)];
+    return sent !== null && shown !== null ? `in ${shown - sent} ms` : 'at an unknown time';
+  };
+  for (const m of messages) {
+    if (!lines.get(m.from).includes(`${m.from.peer} (you): ${m.text}`)) {
+      problems.push(`${m.from.name} does not show the message typed on it ("${m.text}")`);
+    }
+    for (const p of pages) {
+      const copies = lines.get(p).filter((l) => l.includes(m.text)).length;
+      if (p === m.from) continue;
+      if (p.room === m.from.room) {
+        if (!m.arrived.has(p)) {
+          problems.push(`${p.name} did not show "${line(m)}", typed on ${m.from.name}, within ${CHAT_DEADLINE_MS / 1000} s ` +
+            `(it shows ${JSON.stringify(lines.get(p).slice(-5))})`);
+        } else if (copies !== 1) {
+          problems.push(`${p.name} shows "${m.text}" ${copies} times`);
+        }
+      } else if (copies) {
+        problems.push(`${p.name} (the other room) shows "${m.text}", typed on ${m.from.name}`);
+      }
+    }
+  }
+  const others = (m) => pages.filter((p) => p.room !== m.from.room).map((p) => p.name);
+  console.log(`  chat ready in ${readyIn} s; ` + messages.map((m) => `${m.from.name}'s message reached ` +
+    `${receivers(m).map((p) => `${p.name} ${m.arrived.has(p) ? latency(p, m) : 'NEVER'}`).join(', ')}` +
+    `${others(m).length ? `, not ${others(m).join(' or ')} (${(CHAT_ABSENCE_MS / 1000).toFixed(0)} s more)` : ''}`).join('; '));
+  return problems;
+}
+
 /** With the server as DTLS client, Chromium (DTLS server) must have picked AES-CM everywhere. */
 function dtlsClientCheck(pages) {
   const problems = [];
@@ -578,6 +687,13 @@ async function scenario(browser, mode, options) {
   }
   console.log(`  receive transports, RTP packets beyond the consumers' streams (browser / server): ` +
     pages.map((p) => `${p.name} ${p.unaccounted ? `${p.unaccounted.browserExtra} / ${p.unaccounted.serverExtra}` : '?'}`).join(', '));
+  // The chat, after the media checks (its packets are not in the counts above).
+  const errorsBefore = new Map(pages.map((p) => [p, p.stats ? p.stats.errors.length : 0]));
+  problems.push(...(await chatCheck(pages, tag)));
+  for (const p of pages) {
+    const added = p.stats ? p.stats.errors.slice(errorsBefore.get(p)) : [];
+    if (added.length) problems.push(`${p.name}, during the chat: ${added.join(' | ')}`);
+  }
 
   const seen = new Set();
   for (const p of pages) {

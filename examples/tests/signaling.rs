@@ -370,3 +370,168 @@ fn producers_of_a_transport_share_one_cname() {
     let cname = consumed["rtpParameters"]["rtcp"]["cname"].as_str().unwrap();
     assert!(!cname.is_empty());
 }
+
+/// Every notification already queued for a session (nothing waits).
+fn queued(session: &PeerSession) -> Vec<Value> {
+    std::iter::from_fn(|| session.notifications().try_recv().ok())
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .collect()
+}
+
+fn chat(transport: &str, stream_id: u16) -> Value {
+    json!({
+        "transportId": transport,
+        "sctpStreamParameters": { "streamId": stream_id, "ordered": true },
+        "label": "chat",
+        "protocol": "",
+    })
+}
+
+#[test]
+fn data_producers_are_offered_and_consumed_within_their_room_only() {
+    let (signaling, _) = start_signaling();
+    let mut a = signaling.connect("one", "a").unwrap();
+    let mut b = signaling.connect("one", "b").unwrap();
+    let mut c = signaling.connect("two", "c").unwrap();
+    let caps = ok(&mut a, "getRouterRtpCapabilities", json!({}));
+
+    // Every transport carries data channels: mediasoup's sctpParameters.
+    let t = ok(
+        &mut a,
+        "createWebRtcTransport",
+        json!({ "direction": "send" }),
+    );
+    assert_eq!(
+        t["sctpParameters"],
+        json!({ "port": 5000, "OS": 1024, "MIS": 1024, "maxMessageSize": 262144 }),
+        "{t}"
+    );
+    let send_a = t["id"].as_str().unwrap().to_owned();
+    let recv_b = transport(&mut b, "recv");
+    let recv_c = transport(&mut c, "recv");
+
+    // Consuming data needs a join; a receive transport cannot produce data.
+    let e = err(
+        &mut b,
+        "consumeData",
+        json!({ "dataProducerId": "0123456789abcdef" }),
+    );
+    assert!(e.contains("join"), "{e}");
+    let e = err(&mut b, "produceData", chat(&recv_b, 0));
+    assert!(e.contains("receive transport"), "{e}");
+
+    for s in [&mut a, &mut b, &mut c] {
+        ok(s, "join", json!({ "rtpCapabilities": caps }));
+    }
+    queued(&b);
+    queued(&c);
+
+    // Another peer cannot produce data on a's transport.
+    let e = err(&mut b, "produceData", chat(&send_a, 0));
+    assert!(e.contains("not one of this peer's transports"), "{e}");
+
+    let produced = ok(&mut a, "produceData", chat(&send_a, 3));
+    let data_producer = produced["id"].as_str().unwrap().to_owned();
+
+    // b, in the same room, is told; c, in the other room, is told nothing (the notifications
+    // are queued before the reply, so none can still be on its way).
+    let announced = wait_for(&b, "newDataProducer");
+    assert_eq!(
+        announced,
+        json!({ "dataProducerId": data_producer, "peerId": "a", "label": "chat" })
+    );
+    let told_c = queued(&c);
+    assert!(
+        told_c.iter().all(|n| n["method"] != "newDataProducer"),
+        "{told_c:?}"
+    );
+
+    // b consumes it on a stream the server picks, with the producer's reliability and label.
+    let consumed = ok(
+        &mut b,
+        "consumeData",
+        json!({ "dataProducerId": data_producer, "transportId": recv_b }),
+    );
+    assert_eq!(consumed["dataProducerId"], data_producer);
+    assert_eq!(consumed["peerId"], "a");
+    assert_eq!(consumed["label"], "chat");
+    assert_eq!(consumed["protocol"], "");
+    assert_eq!(
+        consumed["sctpStreamParameters"],
+        json!({ "streamId": 0, "ordered": true })
+    );
+    let data_consumer = consumed["id"].as_str().unwrap().to_owned();
+    assert_ne!(data_consumer, data_producer);
+
+    // c cannot consume it, even with its own receive transport and the right id.
+    let e = err(
+        &mut c,
+        "consumeData",
+        json!({ "dataProducerId": data_producer, "transportId": recv_c }),
+    );
+    assert!(e.contains("is not in room \"two\""), "{e}");
+    // Nor does c's data producer reach room one.
+    let send_c = transport(&mut c, "send");
+    ok(&mut c, "produceData", chat(&send_c, 0));
+    assert!(queued(&a)
+        .iter()
+        .chain(&queued(&b))
+        .all(|n| n["method"] != "newDataProducer"));
+
+    // A late joiner of room one finds a's data producer (and not c's) in its join reply.
+    let mut d = signaling.connect("one", "d").unwrap();
+    let joined = ok(&mut d, "join", json!({ "rtpCapabilities": caps }));
+    assert_eq!(
+        joined["dataProducers"],
+        json!([{ "dataProducerId": data_producer, "peerId": "a", "label": "chat" }])
+    );
+    let joined = ok(
+        &mut signaling.connect("two", "e").unwrap(),
+        "join",
+        json!({ "rtpCapabilities": caps }),
+    );
+    assert_eq!(
+        joined["dataProducers"].as_array().unwrap().len(),
+        1,
+        "{joined}"
+    );
+    assert_ne!(joined["dataProducers"][0]["dataProducerId"], data_producer);
+    drop(d);
+
+    // a leaves: b is told its data producer closed, and that b's data consumer closed with it.
+    drop(a);
+    assert_eq!(
+        wait_for(&b, "dataProducerClosed"),
+        json!({ "dataProducerId": data_producer, "peerId": "a" })
+    );
+    let closed = wait_for(&b, "dataConsumerClosed");
+    assert_eq!(closed["dataConsumerId"], data_consumer);
+    assert_eq!(closed["dataProducerId"], data_producer);
+    assert_eq!(closed["reason"], "dataproducerclosed");
+    let e = err(
+        &mut b,
+        "consumeData",
+        json!({ "dataProducerId": data_producer }),
+    );
+    assert!(e.contains("is not in room \"one\""), "{e}");
+}
+
+#[test]
+fn data_producers_per_peer_are_limited() {
+    let (signaling, _) = start_signaling();
+    let mut a = signaling.connect("room", "a").unwrap();
+    let send = transport(&mut a, "send");
+    for stream_id in 0..sfu_examples::demo::MAX_DATA_PRODUCERS_PER_PEER as u16 {
+        ok(&mut a, "produceData", chat(&send, stream_id));
+    }
+    let e = err(&mut a, "produceData", chat(&send, 100));
+    assert!(e.contains("at most"), "{e}");
+    // The same stream twice, and a bad stream, are refused by the Sfu.
+    let mut b = signaling.connect("room", "b").unwrap();
+    let send_b = transport(&mut b, "send");
+    ok(&mut b, "produceData", chat(&send_b, 0));
+    let e = err(&mut b, "produceData", chat(&send_b, 0));
+    assert!(e.contains("produceData failed"), "{e}");
+    let e = err(&mut b, "produceData", chat(&send_b, 5000));
+    assert!(e.contains("produceData failed"), "{e}");
+}

@@ -33,11 +33,9 @@ impl sfu_tests::runtime_suite::Runtime for Smol {
         handle.counters()
     }
 
-    fn event_workers(&self) -> Vec<usize> {
+    fn events(&self) -> Vec<(usize, sfu_core::Event)> {
         let events = self.0.events();
-        std::iter::from_fn(|| events.try_recv().ok())
-            .map(|(index, _)| index)
-            .collect()
+        std::iter::from_fn(|| events.try_recv().ok()).collect()
     }
 
     fn shutdown(self) {

@@ -19,6 +19,8 @@ use sfu_core::ortc::{
 };
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::config::{CryptoProvider, DtlsCert};
+
+use crate::garble::Garble;
 use str0m::format::Codec;
 use str0m::media::{Frequency, KeyframeRequestKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -122,6 +124,8 @@ pub struct ClientTransport {
     /// Whether this client is the DTLS client (false: the DTLS server, because the server
     /// announced the role `client`).
     pub dtls_active: bool,
+    /// Corrupts the SCTP packets inside the next DTLS records the client sends.
+    pub garble: Garble,
     /// RTCP sender reports received (SenderFeedback events).
     pub sender_reports: u64,
     /// What each of those sender reports said, in arrival order.
@@ -235,7 +239,8 @@ impl ClientTransport {
         proto: Protocol,
         send_ids: ExtensionIds,
     ) -> Self {
-        let crypto = sfu_core::crypto_provider();
+        let garble = Garble::default();
+        let crypto = crate::garble::crypto_provider(&garble);
         let mut config = RtcConfig::new()
             .set_dtls_cert(shared_certificate(&crypto))
             .set_crypto_provider(crypto)
@@ -358,6 +363,7 @@ impl ClientTransport {
             key_frame_requests: Vec::new(),
             connected: false,
             dtls_active,
+            garble,
             sender_reports: 0,
             sender_report_log: Vec::new(),
             ice_states: Vec::new(),

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod delivery;
 pub mod forge;
+pub mod garble;
 pub mod media;
 pub mod netsim;
 pub mod pcap;

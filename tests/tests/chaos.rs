@@ -9,8 +9,13 @@ use std::time::Duration;
 use common_peers::{consume_all, join, sub_delivery, Sub};
 use proptest::prelude::*;
 use sfu_core::media::rtcp::write_pli;
+use sfu_core::ortc::SctpStreamParameters;
 use sfu_core::ortc::{MediaKind, Protocol as P, RtpParameters};
-use sfu_core::{AudioLevelObserverOptions, ConsumeOptions, ProduceOptions, SfuConfig, SfuStats};
+use sfu_core::{
+    AudioLevelObserverOptions, ConsumeDataOptions, ConsumeOptions, DataConsumerId, DataProducerId,
+    DirectTransportOptions, Error, ProduceDataOptions, ProduceOptions, RouterId, SctpState,
+    SfuConfig, SfuStats,
+};
 use sfu_tests::delivery::{delivery, Expect};
 use sfu_tests::forge::{endpoint_srtp, is_srtp, srtcp, stranger_counter, Counted};
 use sfu_tests::sim::Sim;
@@ -72,6 +77,23 @@ enum Action {
         interval_ms: u64,
         calls: Vec<u8>,
     },
+    /// A valid data channel message from the first peer, relayed to the second.
+    DataMessage { len: usize, binary: bool },
+    /// A message over the transports' maximum message size (dropped and counted).
+    DataOversized { extra: usize },
+    /// A message on a pre-negotiated SCTP stream no data producer uses.
+    DataStray { stream: u16, len: usize },
+    /// The next `n` SCTP packets a base client sends are corrupted inside authentic DTLS.
+    SctpGarbage { client: usize, n: u32 },
+    /// Data calls: a data producer with random stream parameters, ids that name nothing,
+    /// a direct transport that sends and receives, then closes.
+    DataApi {
+        stream: u16,
+        ordered: Option<bool>,
+        life: Option<u16>,
+        retransmits: Option<u16>,
+        raw: u64,
+    },
     /// Let time pass.
     Run { ms: u64 },
 }
@@ -127,6 +149,27 @@ fn action() -> impl Strategy<Value = Action> {
                     threshold,
                     interval_ms,
                     calls
+                }
+            ),
+        (1usize..=MAX_MESSAGE, any::<bool>())
+            .prop_map(|(len, binary)| Action::DataMessage { len, binary }),
+        (1usize..=MAX_MESSAGE).prop_map(|extra| Action::DataOversized { extra }),
+        (2u16..1024, 1usize..300).prop_map(|(stream, len)| Action::DataStray { stream, len }),
+        (0usize..4, 1u32..4).prop_map(|(client, n)| Action::SctpGarbage { client, n }),
+        (
+            0u16..1100,
+            any::<Option<bool>>(),
+            any::<Option<u16>>(),
+            any::<Option<u16>>(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(stream, ordered, life, retransmits, raw)| Action::DataApi {
+                    stream,
+                    ordered,
+                    life,
+                    retransmits,
+                    raw
                 }
             ),
         (1u64..300).prop_map(|ms| Action::Run { ms }),
@@ -240,7 +283,116 @@ fn edited_produce(edits: &[(usize, u8, u8)]) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
-fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra: &mut Vec<usize>) {
+/// The largest data channel message the base transports take.
+const MAX_MESSAGE: usize = 1024;
+
+/// The data relay the chaos must leave whole: the first peer's data producer on stream 1
+/// (client 0), consumed on the second peer's receive transport (client 3).
+struct DataFlow {
+    producer: DataProducerId,
+    consumer: DataConsumerId,
+    /// The stream the consumer's messages arrive on at client 3.
+    stream: u16,
+    /// The valid messages sent, in order.
+    sent: Vec<(bool, Vec<u8>)>,
+    /// The messages over the maximum size sent.
+    oversized: u64,
+}
+
+impl DataFlow {
+    fn new(sim: &mut Sim) -> Self {
+        let producer = sim.produce_data(0, SctpStreamParameters::reliable(1), "chaos");
+        let consumed = sim.consume_data(3, ConsumeDataOptions::new(producer));
+        Self {
+            producer,
+            consumer: consumed.id,
+            stream: consumed.parameters.sctp_stream_parameters.stream_id,
+            sent: Vec::new(),
+            oversized: 0,
+        }
+    }
+
+    /// The messages client 3 received on the relay's stream.
+    fn received(&self, sim: &Sim) -> Vec<(bool, Vec<u8>)> {
+        sim.clients[3]
+            .messages
+            .iter()
+            .filter(|m| m.stream_id == self.stream)
+            .map(|m| (m.binary, m.data.clone()))
+            .collect()
+    }
+}
+
+/// Data calls on the base transports and a direct transport: each returns what it should, and
+/// leaves nothing behind.
+fn data_api(
+    sim: &mut Sim,
+    data: &DataFlow,
+    stream: SctpStreamParameters,
+    raw: u64,
+    room: RouterId,
+) {
+    let t = sim.clients[0].id;
+    let options = ProduceDataOptions {
+        sctp_stream_parameters: stream,
+        label: "x".into(),
+        protocol: String::new(),
+        paused: false,
+    };
+    match sim.sfu.produce_data(t, options) {
+        Ok(dp) => {
+            assert!(
+                stream.stream_id < 1024 && stream.stream_id != 1,
+                "{stream:?}"
+            );
+            sim.sfu.close_data_producer(dp).unwrap();
+        }
+        Err(Error::StreamIdInUse(1)) => assert_eq!(stream.stream_id, 1),
+        Err(Error::StreamIdOutOfRange { stream_id, .. }) => assert!(stream_id >= 1024),
+        Err(Error::Ortc(_)) => {}
+        Err(e) => panic!("unexpected error for {stream:?}: {e}"),
+    }
+    let text = format!("{raw:016x}");
+    let unknown_dp: DataProducerId = text.parse().unwrap();
+    let unknown_dc: DataConsumerId = text.parse().unwrap();
+    assert_eq!(
+        sim.sfu
+            .consume_data(t, ConsumeDataOptions::new(unknown_dp))
+            .map(|c| c.id),
+        Err(Error::UnknownDataProducer(unknown_dp))
+    );
+    assert!(sim.sfu.close_data_consumer(unknown_dc).is_err());
+    assert!(sim.sfu.send_data(unknown_dp, true, b"x").is_err());
+    assert_eq!(
+        sim.sfu.send_data(data.producer, true, b"x"),
+        Err(Error::NotDirectDataProducer(data.producer))
+    );
+    // A direct transport hears the relay, and sends on its own data producer, which no one
+    // consumes; then it closes.
+    let direct = sim
+        .sfu
+        .create_direct_transport(room, DirectTransportOptions::default())
+        .unwrap();
+    sim.sfu
+        .consume_data(direct, ConsumeDataOptions::new(data.producer))
+        .unwrap();
+    let own = sim
+        .sfu
+        .produce_data(direct, ProduceDataOptions::direct("bot"))
+        .unwrap();
+    sim.sfu.send_data(own, false, text.as_bytes()).unwrap();
+    sim.sfu.close_transport(direct).unwrap();
+    sim.flush();
+}
+
+fn apply(
+    sim: &mut Sim,
+    subs: &[Sub],
+    ufrags: &[String],
+    action: &Action,
+    extra: &mut Vec<usize>,
+    data: &mut DataFlow,
+) {
     let stranger =
         |port: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 9, 9)), port.max(1));
     match action {
@@ -459,6 +611,42 @@ fn apply(sim: &mut Sim, subs: &[Sub], ufrags: &[String], action: &Action, extra:
                 sim.flush();
             }
         }
+        Action::DataMessage { len, binary } => {
+            let n = data.sent.len();
+            let message: Vec<u8> = (0..*len).map(|i| (i + n) as u8).collect();
+            assert!(sim.clients[0].send_message(1, *binary, &message));
+            data.sent.push((*binary, message));
+            sim.flush();
+        }
+        Action::DataOversized { extra } => {
+            assert!(sim.clients[0].send_message(1, true, &vec![0xee; MAX_MESSAGE + extra]));
+            data.oversized += 1;
+            sim.flush();
+        }
+        Action::DataStray { stream, len } => {
+            let c = &mut sim.clients[0];
+            c.open_data_channel(&SctpStreamParameters::reliable(*stream), "stray");
+            c.send_message(*stream, false, &vec![b's'; *len]);
+            sim.flush();
+        }
+        Action::SctpGarbage { client, n } => {
+            sim.clients[client % BASE].garble.next(*n);
+        }
+        Action::DataApi {
+            stream,
+            ordered,
+            life,
+            retransmits,
+            raw,
+        } => {
+            let stream = SctpStreamParameters {
+                stream_id: *stream,
+                ordered: *ordered,
+                max_packet_life_time: *life,
+                max_retransmits: *retransmits,
+            };
+            data_api(sim, data, stream, *raw, subs[0].router);
+        }
         Action::Run { ms } => sim.run_for(Duration::from_millis(*ms)),
     }
 }
@@ -472,16 +660,40 @@ proptest! {
         actions in proptest::collection::vec(action(), 1..40),
     ) {
         let mut sim = Sim::new(seed);
+        sim.transport_options.enable_sctp = true;
+        sim.transport_options.max_sctp_message_size = MAX_MESSAGE as u32;
         let room = sim.create_router();
         let peers: Vec<_> = (0..2).map(|n| join(&mut sim, room, n, Protocol::Udp)).collect();
         let subs = consume_all(&mut sim, &peers);
         let ufrags: Vec<String> = (0..sim.clients.len()).map(|i| sim.clients[i].server_ufrag.clone()).collect();
         sim.run_for(Duration::from_secs(1));
+        let mut data = DataFlow::new(&mut sim);
+        sim.run_for(Duration::from_millis(500));
         let mut extra = Vec::new();
         for a in &actions {
-            apply(&mut sim, &subs, &ufrags, a, &mut extra);
+            apply(&mut sim, &subs, &ufrags, a, &mut extra, &mut data);
         }
         sim.run_for(Duration::from_millis(1500));
+        // Corrupted SCTP packets are retransmitted after SCTP's timeouts, which back off.
+        let deadline = sim.now + Duration::from_secs(30);
+        while data.received(&sim).len() < data.sent.len() && sim.now < deadline {
+            sim.run_for(Duration::from_millis(100));
+        }
+
+        // Every valid message arrived once, in order, byte-equal; the oversized ones and the
+        // corrupted SCTP packets were dropped and counted, each once.
+        prop_assert!(data.received(&sim) == data.sent, "relayed messages differ from those sent");
+        let dc = sim.sfu.data_consumer_stats(data.consumer).unwrap();
+        prop_assert_eq!(dc.messages_sent, data.sent.len() as u64);
+        prop_assert_eq!(dc.messages_dropped, 0);
+        let dp = sim.sfu.data_producer_stats(data.producer).unwrap();
+        prop_assert_eq!(dp.messages_dropped, data.oversized);
+        prop_assert_eq!(sim.sfu.transport_stats(sim.clients[0].id).unwrap().data_dropped, data.oversized);
+        for c in 0..BASE {
+            let stats = sim.sfu.transport_stats(sim.clients[c].id).unwrap();
+            prop_assert_eq!(stats.sctp_dropped, u64::from(sim.clients[c].garble.corrupted()), "client {}", c);
+            prop_assert_eq!(stats.sctp_state, Some(SctpState::Connected), "client {}", c);
+        }
 
         // Every source packet from the first decodable start after both transports connected
         // until SETTLE ago reached its consumer exactly once, byte-equal, in order, on

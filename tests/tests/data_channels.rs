@@ -4,10 +4,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sfu_core::ortc::SctpStreamParameters;
+use sfu_core::ortc::{MediaKind, SctpStreamParameters};
 use sfu_core::{
-    ConsumeDataOptions, DataConsumerCloseReason, DataConsumerId, DataProducerId, Error, Event,
-    ProduceDataOptions, SctpState, WebRtcTransportOptions,
+    ConsumeDataOptions, ConsumeOptions, DataConsumerCloseReason, DataConsumerId, DataProducerId,
+    DirectTransportOptions, Error, Event, ProduceDataOptions, SctpState, WebRtcTransportOptions,
 };
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
 use sfu_tests::sim::Sim;
@@ -522,6 +522,20 @@ fn bad_input_and_api_misuse_are_dropped_counted_or_refused() {
     let dcs = sim.sfu.data_consumer_stats(dc.id).expect("stats");
     assert_eq!(dcs.messages_sent, 3);
 
+    // SCTP garbage inside authentic DTLS: each corrupted packet is dropped and counted before
+    // the SCTP stack, and the association carries on (the sender retransmits).
+    assert_eq!(sim.sfu.transport_stats(ta).expect("stats").sctp_dropped, 0);
+    sim.clients[a].garble.next(3);
+    assert!(sim.clients[a].send_message(1, false, b"through garbage"));
+    run_until(&mut sim, Duration::from_secs(60), |sim| {
+        received(sim, b, b_stream).len() == 4
+    });
+    let got = received(&sim, b, b_stream);
+    assert_eq!(got.get(3), Some(&(false, b"through garbage".to_vec())));
+    let ta_stats = sim.sfu.transport_stats(ta).expect("stats");
+    assert_eq!(ta_stats.sctp_dropped, 3);
+    assert_eq!(ta_stats.sctp_state, Some(SctpState::Connected));
+
     // The data producer closes: its data consumer reports it.
     sim.sfu.close_data_producer(dp).expect("close");
     sim.flush();
@@ -605,4 +619,198 @@ fn a_full_send_buffer_drops_and_counts_and_reports_its_amount_low() {
         data_consumer: dc.id,
         reason: DataConsumerCloseReason::DataProducerClosed
     }));
+}
+
+/// The messages `dc` handed the application, in order.
+fn direct_received(sim: &Sim, dc: DataConsumerId) -> Vec<Message> {
+    sim.events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::DataConsumerMessage {
+                data_consumer,
+                binary,
+                data,
+            } if *data_consumer == dc => Some((*binary, data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn direct_transports_send_messages_into_a_room_and_receive_its_messages() {
+    let mut sim = sctp_sim("data_direct", 4 << 20);
+    let room = sim.create_router();
+    let other = sim.create_router();
+    let peer = sim.add_transport(room, Protocol::Udp);
+    let outsider = sim.add_transport(other, Protocol::Udp);
+    connect_all(&mut sim);
+    let direct = sim
+        .sfu
+        .create_direct_transport(room, DirectTransportOptions::default())
+        .expect("direct transport");
+    let other_direct = sim
+        .sfu
+        .create_direct_transport(other, DirectTransportOptions::default())
+        .expect("direct transport");
+
+    // The application → the peer.
+    let app = sim
+        .sfu
+        .produce_data(direct, ProduceDataOptions::direct("bot"))
+        .expect("direct data producer");
+    let to_peer = sim.consume_data(peer, ConsumeDataOptions::new(app));
+    assert_eq!(to_peer.parameters.label, "bot");
+    let to_peer_stream = to_peer.parameters.sctp_stream_parameters.stream_id;
+    // The peer → the application, and the outsider → the other room's application.
+    let peer_dp = sim.produce_data(peer, SctpStreamParameters::reliable(1), "chat");
+    let outsider_dp = sim.produce_data(outsider, SctpStreamParameters::reliable(1), "chat");
+    let from_peer = sim
+        .sfu
+        .consume_data(direct, ConsumeDataOptions::new(peer_dp))
+        .expect("direct data consumer")
+        .id;
+    let from_outsider = sim
+        .sfu
+        .consume_data(other_direct, ConsumeDataOptions::new(outsider_dp))
+        .expect("direct data consumer")
+        .id;
+    assert_eq!(
+        sim.sfu
+            .consume_data(direct, ConsumeDataOptions::new(outsider_dp))
+            .map(|_| ()),
+        Err(Error::DataProducerWrongRouter(outsider_dp)),
+    );
+    // The application hears itself too, through a second direct transport's consumer.
+    let echo = sim
+        .sfu
+        .create_direct_transport(room, DirectTransportOptions::default())
+        .expect("direct transport");
+    let echo_dc = sim
+        .sfu
+        .consume_data(echo, ConsumeDataOptions::new(app))
+        .expect("direct data consumer")
+        .id;
+    sim.run_for(Duration::from_millis(300));
+
+    let app_msgs: Vec<Message> = (0..300).map(|i| message(7, i)).collect();
+    for (binary, data) in &app_msgs {
+        sim.sfu.send_data(app, *binary, data).expect("send_data");
+        sim.flush();
+    }
+    let peer_msgs: Vec<Message> = (0..300).map(|i| message(1, i)).collect();
+    let mut queue: Vec<Outbox> = vec![
+        (peer, 1, peer_msgs.clone()),
+        (outsider, 1, (0..20).map(|i| message(9, i)).collect()),
+    ];
+    send_all(&mut sim, &mut queue, Duration::from_secs(2));
+
+    assert_eq!(received(&sim, peer, to_peer_stream), app_msgs, "app → peer");
+    assert_eq!(direct_received(&sim, echo_dc), app_msgs, "app → app");
+    assert_eq!(direct_received(&sim, from_peer), peer_msgs, "peer → app");
+    assert_eq!(
+        direct_received(&sim, from_outsider),
+        queue[1].2,
+        "the other room's application hears its own room only"
+    );
+    let dp_stats = sim.sfu.data_producer_stats(app).expect("stats");
+    assert_eq!(dp_stats.messages_received, app_msgs.len() as u64);
+    let dc_stats = sim.sfu.data_consumer_stats(from_peer).expect("stats");
+    assert_eq!(dc_stats.messages_sent, peer_msgs.len() as u64);
+    assert_eq!(dc_stats.buffered_amount, 0);
+
+    // Empty messages keep their type for the application.
+    sim.sfu.send_data(app, true, b"").expect("empty binary");
+    sim.sfu.send_data(app, false, b"").expect("empty text");
+    sim.flush();
+    let echoed = direct_received(&sim, echo_dc);
+    assert_eq!(
+        echoed[echoed.len() - 2..],
+        [(true, vec![]), (false, vec![])]
+    );
+
+    // Misuse is refused with a typed error, and nothing else changes.
+    assert_eq!(
+        sim.sfu.send_data(peer_dp, false, b"x"),
+        Err(Error::NotDirectDataProducer(peer_dp))
+    );
+    assert_eq!(
+        sim.sfu.send_data(app, true, &vec![0; 262_145]),
+        Err(Error::MessageTooLarge {
+            size: 262_145,
+            max: 262_144
+        })
+    );
+    let audio = sim.produce(peer, MediaKind::Audio, 1111);
+    assert!(matches!(
+        sim.sfu.consume(
+            direct,
+            ConsumeOptions {
+                producer: audio,
+                rtp_capabilities: sim.device_caps(room),
+                paused: false,
+            }
+        ),
+        Err(Error::NoMedia(t)) if t == direct
+    ));
+    // A direct consumer with a smaller maximum drops (and counts) larger relayed messages.
+    let small = sim
+        .sfu
+        .create_direct_transport(
+            room,
+            DirectTransportOptions {
+                max_message_size: 10,
+            },
+        )
+        .expect("direct transport");
+    let small_dc = sim
+        .sfu
+        .consume_data(small, ConsumeDataOptions::new(app))
+        .expect("direct data consumer")
+        .id;
+    sim.sfu.send_data(app, false, b"short").expect("send");
+    sim.sfu
+        .send_data(app, false, b"longer than ten")
+        .expect("send");
+    sim.flush();
+    assert_eq!(
+        direct_received(&sim, small_dc),
+        [(false, b"short".to_vec())]
+    );
+    let small_stats = sim.sfu.data_consumer_stats(small_dc).expect("stats");
+    assert_eq!(
+        (small_stats.messages_sent, small_stats.messages_dropped),
+        (1, 1)
+    );
+    // A paused direct data producer drops what the application sends, and counts it.
+    sim.sfu.pause_data_producer(app).expect("pause");
+    sim.sfu
+        .send_data(app, false, b"while paused")
+        .expect("send");
+    sim.flush();
+    assert!(!direct_received(&sim, echo_dc).contains(&(false, b"while paused".to_vec())));
+    assert_eq!(
+        sim.sfu
+            .data_producer_stats(app)
+            .expect("stats")
+            .messages_dropped,
+        1
+    );
+
+    // Closing the direct transport closes its data producer, whose consumers close too.
+    sim.sfu.close_transport(direct).expect("close");
+    sim.flush();
+    let evs = events(&sim);
+    assert!(evs.contains(&Event::DataProducerClosed { data_producer: app }));
+    assert!(evs.contains(&Event::DataConsumerClosed {
+        data_consumer: to_peer.id,
+        reason: DataConsumerCloseReason::DataProducerClosed
+    }));
+    assert!(evs.contains(&Event::DataConsumerClosed {
+        data_consumer: from_peer,
+        reason: DataConsumerCloseReason::TransportClosed
+    }));
+    assert_eq!(
+        sim.sfu.send_data(app, false, b"x"),
+        Err(Error::UnknownDataProducer(app))
+    );
 }

@@ -15,6 +15,9 @@ impl Sfu {
             paused,
         } = options;
         let t = self.transport(transport)?;
+        if t.direct().is_some() {
+            return Err(Error::NoMedia(transport));
+        }
         let p = self.producer(producer)?;
         if p.router != t.router {
             return Err(Error::WrongRouter(producer));

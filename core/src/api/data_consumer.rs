@@ -6,6 +6,8 @@ impl Sfu {
     /// Starts sending a data producer's messages on a transport (mediasoup's `consumeData`).
     /// The Sfu picks the lowest stream id free on the transport; reliability not given in
     /// `options` is the data producer's, and the label and protocol are the data producer's.
+    /// On a direct transport the messages reach the application as
+    /// [`Event::DataConsumerMessage`], each once and in order.
     pub fn consume_data(
         &mut self,
         transport: TransportId,
@@ -19,14 +21,21 @@ impl Sfu {
         if dp.router != t.router {
             return Err(Error::DataProducerWrongRouter(options.data_producer));
         }
-        let sctp = t
-            .webrtc()
-            .and_then(|l| l.sctp.as_ref())
-            .ok_or(Error::SctpNotEnabled(transport))?;
-        let stream_id = (0..sctp.parameters.os)
-            .find(|id| !t.data_streams.contains_key(id) && !sctp.stream_busy(*id))
-            .ok_or(Error::NoFreeStreamId(transport))?;
-        let stream = consumer_stream(stream_id, &dp.stream, &options).validated()?;
+        let stream = match &t.kind {
+            TransportKind::WebRtc(link) => {
+                let sctp = link.sctp.as_ref().ok_or(Error::SctpNotEnabled(transport))?;
+                let stream_id = t
+                    .free_stream_id(sctp.parameters.os)
+                    .ok_or(Error::NoFreeStreamId(transport))?;
+                consumer_stream(stream_id, &dp.stream, &options).validated()?
+            }
+            // The application receives every message once, in order.
+            TransportKind::Direct(_) => t
+                .free_stream_id(u16::MAX)
+                .map(SctpStreamParameters::reliable)
+                .ok_or(Error::NoFreeStreamId(transport))?,
+        };
+        let stream_id = stream.stream_id;
         let (label, protocol) = (dp.label.clone(), dp.protocol.clone());
         let producer_paused = dp.paused;
         let id = DataConsumerId::from_raw(self.next_u64());

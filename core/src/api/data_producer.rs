@@ -16,22 +16,30 @@ impl Sfu {
             protocol,
             paused,
         } = options;
-        let stream = sctp_stream_parameters.validated()?;
-        let stream_id = stream.stream_id;
         let t = self.transport(transport)?;
-        let sctp = t
-            .webrtc()
-            .and_then(|l| l.sctp.as_ref())
-            .ok_or(Error::SctpNotEnabled(transport))?;
-        if stream_id >= sctp.parameters.mis {
-            return Err(Error::StreamIdOutOfRange {
-                stream_id,
-                streams: sctp.parameters.mis,
-            });
-        }
-        if t.data_streams.contains_key(&stream_id) || sctp.stream_busy(stream_id) {
-            return Err(Error::StreamIdInUse(stream_id));
-        }
+        let stream = match &t.kind {
+            TransportKind::WebRtc(link) => {
+                let stream = sctp_stream_parameters.validated()?;
+                let stream_id = stream.stream_id;
+                let sctp = link.sctp.as_ref().ok_or(Error::SctpNotEnabled(transport))?;
+                if stream_id >= sctp.parameters.mis {
+                    return Err(Error::StreamIdOutOfRange {
+                        stream_id,
+                        streams: sctp.parameters.mis,
+                    });
+                }
+                if t.data_streams.contains_key(&stream_id) || sctp.stream_busy(stream_id) {
+                    return Err(Error::StreamIdInUse(stream_id));
+                }
+                stream
+            }
+            // The application's messages: no stream on the wire, a number to key them by.
+            TransportKind::Direct(_) => t
+                .free_stream_id(u16::MAX)
+                .map(SctpStreamParameters::reliable)
+                .ok_or(Error::NoFreeStreamId(transport))?,
+        };
+        let stream_id = stream.stream_id;
         let router = t.router;
         let id = DataProducerId::from_raw(self.next_u64());
         let t = self.transport_mut(transport)?;

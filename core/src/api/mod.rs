@@ -7,6 +7,7 @@ mod bitrate;
 mod consumer;
 mod data_consumer;
 mod data_producer;
+mod direct_transport;
 mod producer;
 mod router;
 mod webrtc_transport;
@@ -38,10 +39,11 @@ use crate::sfu::{set_dtls_state, Sfu, TimerKey};
 use crate::stats::{
     ConsumerStats, DataConsumerStats, DataProducerStats, ProducerStats, TransportStats,
 };
+use crate::transport::direct::DirectLink;
 use crate::transport::extensions::ProducerExtensions;
 use crate::transport::webrtc::drive::Created;
 use crate::transport::webrtc::WebRtcLink;
-use crate::transport::WebRtcTransportOptions;
+use crate::transport::{DirectTransportOptions, WebRtcTransportOptions};
 use crate::transport::{Transport, TransportKind};
 
 /// Options for [`Sfu::create_router`].
@@ -94,7 +96,9 @@ pub struct Consumed {
 /// Options for [`Sfu::produce_data`] (mediasoup-client's `produceData` request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProduceDataOptions {
-    /// The SCTP stream the client sends on, and how.
+    /// The SCTP stream the client sends on, and how. A direct transport has no SCTP: there it
+    /// is not read (see [`ProduceDataOptions::direct`]), and messages from the application
+    /// are delivered in order, each once.
     pub sctp_stream_parameters: SctpStreamParameters,
     /// The channel's label.
     pub label: String,
@@ -102,6 +106,18 @@ pub struct ProduceDataOptions {
     pub protocol: String,
     /// Start paused (messages are dropped until resumed).
     pub paused: bool,
+}
+
+impl ProduceDataOptions {
+    /// Options for a data producer on a direct transport, with a label and no subprotocol.
+    pub fn direct(label: &str) -> Self {
+        Self {
+            sctp_stream_parameters: SctpStreamParameters::reliable(0),
+            label: label.to_owned(),
+            protocol: String::new(),
+            paused: false,
+        }
+    }
 }
 
 /// Options for [`Sfu::consume_data`]. The reliability fields left out are the data

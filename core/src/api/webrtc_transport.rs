@@ -172,16 +172,13 @@ impl Sfu {
 
     /// A transport's state and counters.
     pub fn transport_stats(&self, transport: TransportId) -> Result<TransportStats, Error> {
-        self.transports
-            .get(&transport)
-            .map(|t| {
-                let mut stats = t.stats.clone();
-                stats.available_outgoing_bitrate = t.bwe.estimate();
-                let counters = t.bwe.counters;
-                stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;
-                stats
-            })
-            .ok_or(Error::UnknownTransport(transport))
+        let t = self.transport(transport)?;
+        let mut stats = t.stats.clone();
+        stats.sctp_dropped = t.webrtc().map_or(0, |l| l.key_slot.sctp_dropped());
+        stats.available_outgoing_bitrate = t.bwe.estimate();
+        let counters = t.bwe.counters;
+        stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;
+        Ok(stats)
     }
 
     /// Lets a transport's `Rtc` act on a change made through its API, then drains it.

@@ -5,10 +5,11 @@ use tracing::trace;
 
 use super::DataStream;
 use crate::event::Event;
-use crate::ids::TransportId;
+use crate::ids::{DataProducerId, TransportId};
 use crate::io::Output;
 use crate::sfu::Sfu;
 use crate::transport::webrtc::sctp::SendOutcome;
+use crate::transport::TransportKind;
 
 impl Sfu {
     /// A message arrived on `stream_id` of transport `tid` (the per-message path).
@@ -22,25 +23,29 @@ impl Sfu {
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };
-        let max_size = t
-            .webrtc()
-            .and_then(|l| l.sctp.as_ref())
-            .map_or(0, |s| s.parameters.max_message_size as usize);
+        let max_size = t.max_message_size();
         let Some(&DataStream::Producer(dpid)) = t.data_streams.get(&stream_id) else {
             trace!(transport = %tid, stream_id, "message on a stream no data producer uses");
-            t.stats.data_dropped += 1;
-            return;
-        };
-        let Some(dp) = self.data_producers.get_mut(&dpid) else {
             t.stats.data_dropped += 1;
             return;
         };
         if data.len() > max_size {
             trace!(data_producer = %dpid, len = data.len(), "message too large");
             t.stats.data_dropped += 1;
-            dp.stats.messages_dropped += 1;
+            if let Some(dp) = self.data_producers.get_mut(&dpid) {
+                dp.stats.messages_dropped += 1;
+            }
             return;
         }
+        self.relay_from(dpid, binary, data);
+    }
+
+    /// A message for data producer `dpid` (from its endpoint, or from the application on a
+    /// direct transport) goes to each of its data consumers.
+    pub(crate) fn relay_from(&mut self, dpid: DataProducerId, binary: bool, data: &[u8]) {
+        let Some(dp) = self.data_producers.get_mut(&dpid) else {
+            return;
+        };
         if dp.paused {
             dp.stats.messages_dropped += 1;
             return;
@@ -55,25 +60,32 @@ impl Sfu {
             if dc.paused || dc.producer_paused {
                 continue;
             }
-            let link = self
-                .transports
-                .get_mut(&dc.transport)
-                .and_then(|t| t.webrtc_mut());
-            let outcome = link.map_or(SendOutcome::Dropped, |l| {
-                l.send_message(dc.stream.stream_id, binary, data)
-            });
-            match outcome {
-                SendOutcome::Sent => {
-                    dc.stats.messages_sent += 1;
-                    dc.stats.bytes_sent += data.len() as u64;
-                    if !touched.contains(&dc.transport) {
+            let delivered = match self.transports.get_mut(&dc.transport).map(|t| &mut t.kind) {
+                Some(TransportKind::WebRtc(link)) => {
+                    let sent =
+                        link.send_message(dc.stream.stream_id, binary, data) == SendOutcome::Sent;
+                    if sent && !touched.contains(&dc.transport) {
                         touched.push(dc.transport);
                     }
+                    sent
                 }
-                SendOutcome::Dropped => {
-                    trace!(data_consumer = %dcid, "message dropped");
-                    dc.stats.messages_dropped += 1;
+                Some(TransportKind::Direct(link)) if data.len() <= link.max_message_size => {
+                    self.out
+                        .push_back(Output::Event(Event::DataConsumerMessage {
+                            data_consumer: *dcid,
+                            binary,
+                            data: data.to_vec(),
+                        }));
+                    true
                 }
+                Some(TransportKind::Direct(_)) | None => false,
+            };
+            if delivered {
+                dc.stats.messages_sent += 1;
+                dc.stats.bytes_sent += data.len() as u64;
+            } else {
+                trace!(data_consumer = %dcid, "message dropped");
+                dc.stats.messages_dropped += 1;
             }
         }
         for &t in &touched {

@@ -115,6 +115,17 @@ macro_rules! __with_calls {
                 offer(&mut options.listen_infos, own);
                 sfu.create_webrtc_transport(router, options)
             };
+            /// Creates a direct transport: the application's own data producers and consumers.
+            create_direct_transport / CreateDirectTransport(
+                router: $crate::RouterId,
+                options: $crate::DirectTransportOptions
+            ) -> $crate::TransportId = |sfu, _l| sfu.create_direct_transport(router, options);
+            /// Sends a message on a data producer of a direct transport (`dataProducer.send`).
+            send_data / SendData(
+                data_producer: $crate::DataProducerId,
+                binary: bool,
+                data: Vec<u8>
+            ) -> () = |sfu, _l| sfu.send_data(data_producer, binary, &data);
             /// Connects a transport with the client's DTLS parameters (mediasoup's `connect`).
             connect_webrtc_transport / ConnectWebRtcTransport(
                 transport: $crate::TransportId,

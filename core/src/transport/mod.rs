@@ -6,6 +6,7 @@
 //! adds: a WebRTC transport's ICE-lite and DTLS ([`webrtc`], the only module that speaks to
 //! str0m). Router and forwarding code see only [`Transport`].
 
+pub(crate) mod direct;
 pub(crate) mod extensions;
 pub(crate) mod outbox;
 pub(crate) mod webrtc;
@@ -20,10 +21,12 @@ use crate::media::bwe::Bwe;
 use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
+use direct::DirectLink;
 use extensions::RxExtensions;
 use outbox::Outbox;
 use webrtc::WebRtcLink;
 
+pub use direct::DirectTransportOptions;
 pub use webrtc::{ListenInfo, WebRtcTransportOptions};
 
 /// Everything the Sfu keeps for one transport.
@@ -64,9 +67,14 @@ pub(crate) struct Transport {
 }
 
 /// The kinds of transport, each with what it adds to a [`Transport`].
+// Transports live boxed in the Sfu's table; keeping the WebRTC link inline spares the packet
+// path a pointer hop, at the price of unused bytes in the few transports of other kinds.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TransportKind {
     /// A WebRTC endpoint: ICE-lite and DTLS.
     WebRtc(WebRtcLink),
+    /// The application itself.
+    Direct(DirectLink),
 }
 
 impl std::fmt::Debug for Transport {
@@ -76,6 +84,7 @@ impl std::fmt::Debug for Transport {
             .field("selected", &self.selected);
         match &self.kind {
             TransportKind::WebRtc(w) => d.field("webrtc", w),
+            TransportKind::Direct(l) => d.field("direct", l),
         };
         d.finish_non_exhaustive()
     }
@@ -115,6 +124,7 @@ impl Transport {
                 srtp_profile: None,
                 sctp_state: None,
                 data_dropped: 0,
+                sctp_dropped: 0,
                 available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
                 feedback_ignored: 0,
             },
@@ -127,6 +137,7 @@ impl Transport {
     pub(crate) fn webrtc(&self) -> Option<&WebRtcLink> {
         match &self.kind {
             TransportKind::WebRtc(w) => Some(w),
+            TransportKind::Direct(_) => None,
         }
     }
 
@@ -134,7 +145,40 @@ impl Transport {
     pub(crate) fn webrtc_mut(&mut self) -> Option<&mut WebRtcLink> {
         match &mut self.kind {
             TransportKind::WebRtc(w) => Some(w),
+            TransportKind::Direct(_) => None,
         }
+    }
+
+    /// The direct part, for a direct transport.
+    pub(crate) fn direct(&self) -> Option<&DirectLink> {
+        match &self.kind {
+            TransportKind::Direct(l) => Some(l),
+            TransportKind::WebRtc(_) => None,
+        }
+    }
+
+    /// The largest message the transport's endpoint takes: the SCTP association's maximum
+    /// message size, the direct transport's, or 0 without data channels.
+    pub(crate) fn max_message_size(&self) -> usize {
+        match &self.kind {
+            TransportKind::WebRtc(w) => w
+                .sctp
+                .as_ref()
+                .map_or(0, |s| s.parameters.max_message_size as usize),
+            TransportKind::Direct(l) => l.max_message_size,
+        }
+    }
+
+    /// A stream id no data producer or data consumer of the transport uses, below `limit`.
+    pub(crate) fn free_stream_id(&self, limit: u16) -> Option<u16> {
+        let busy = |id: u16| {
+            self.data_streams.contains_key(&id)
+                || self
+                    .webrtc()
+                    .and_then(|l| l.sctp.as_ref())
+                    .is_some_and(|s| s.stream_busy(id))
+        };
+        (0..limit).find(|&id| !busy(id))
     }
 
     /// A mid for a new consumer that no producer or consumer on this transport uses.

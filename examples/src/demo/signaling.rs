@@ -14,11 +14,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sfu_core::ortc::{
     DtlsParameters, DtlsRole, MediaKind, Protocol, RtpCapabilities, RtpCodecCapability,
-    RtpParameters,
+    RtpParameters, SctpStreamParameters,
 };
 use sfu_core::{
-    AudioLevelObserverOptions, ConsumeOptions, ConsumerId, Event, ObserverId, ProduceOptions,
-    ProducerId, RouterId, RouterOptions, TransportId, WebRtcTransportOptions,
+    AudioLevelObserverOptions, ConsumeDataOptions, ConsumeOptions, ConsumerId, DataConsumerId,
+    DataProducerId, Event, ObserverId, ProduceDataOptions, ProduceOptions, ProducerId, RouterId,
+    RouterOptions, TransportId, WebRtcTransportOptions,
 };
 use sfu_runtime_mio::{RuntimeError, WorkerHandle};
 use smol::channel::{self, Receiver, Sender};
@@ -28,8 +29,12 @@ use tracing::{debug, info, warn};
 pub const MAX_TRANSPORTS_PER_PEER: usize = 4;
 /// Producers one peer may hold at once.
 pub const MAX_PRODUCERS_PER_PEER: usize = 8;
+/// Data producers (data channels it sends on) one peer may hold at once.
+pub const MAX_DATA_PRODUCERS_PER_PEER: usize = 4;
 /// Longest accepted room name or peer id.
 pub const MAX_NAME_LEN: usize = 64;
+/// Longest accepted data channel label or subprotocol.
+const MAX_LABEL_LEN: usize = 256;
 /// How often a room reports its active speaker.
 pub const ACTIVE_SPEAKER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(800);
 
@@ -59,6 +64,8 @@ enum Owned {
     Transport(usize, TransportId),
     Consumer(usize, ConsumerId),
     Producer(usize, ProducerId),
+    DataConsumer(usize, DataConsumerId),
+    DataProducer(usize, DataProducerId),
     /// A room's audio level observer (its owner's peer is empty).
     Observer(usize, ObserverId),
 }
@@ -90,6 +97,9 @@ struct PeerState {
     transports: BTreeMap<TransportId, TransportEntry>,
     producers: BTreeMap<ProducerId, MediaKind>,
     consumers: BTreeMap<ConsumerId, ProducerId>,
+    /// Each data producer's label.
+    data_producers: BTreeMap<DataProducerId, String>,
+    data_consumers: BTreeMap<DataConsumerId, DataProducerId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +123,30 @@ fn notification(method: &str, data: Value) -> String {
     json!({ "notification": true, "method": method, "data": data }).to_string()
 }
 
+impl PeerState {
+    /// The receive transport a consumer goes on: the one named, or the peer's first.
+    fn recv_transport(&self, requested: Option<&str>) -> Result<TransportId, Failure> {
+        match requested {
+            Some(t) => {
+                let id: TransportId = parse_id("transportId", t)?;
+                match self.transports.get(&id) {
+                    Some(e) if e.direction == Direction::Recv => Ok(id),
+                    Some(_) => Err(format!("transport {id} is a send transport")),
+                    None => Err(format!(
+                        "transport {id} is not one of this peer's transports"
+                    )),
+                }
+            }
+            None => self
+                .transports
+                .iter()
+                .find(|(_, e)| e.direction == Direction::Recv)
+                .map(|(id, _)| *id)
+                .ok_or_else(|| "create a receive transport before consuming".to_owned()),
+        }
+    }
+}
+
 impl RoomState {
     /// Sends a notification to every peer but `except`.
     fn broadcast(&self, except: &str, method: &str, data: &Value) {
@@ -124,10 +158,27 @@ impl RoomState {
         }
     }
 
+    /// Sends a notification to every peer but `except` that has joined.
+    fn announce(&self, except: &str, method: &str, data: &Value) {
+        let text = notification(method, data.clone());
+        for (id, p) in &self.peers {
+            if id != except && p.rtp_capabilities.is_some() {
+                let _ = p.notify.try_send(text.clone());
+            }
+        }
+    }
+
     fn producer_owner(&self, producer: ProducerId) -> Option<&str> {
         self.peers
             .iter()
             .find(|(_, p)| p.producers.contains_key(&producer))
+            .map(|(id, _)| id.as_str())
+    }
+
+    fn data_producer_owner(&self, data_producer: DataProducerId) -> Option<&str> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.data_producers.contains_key(&data_producer))
             .map(|(id, _)| id.as_str())
     }
 }
@@ -225,6 +276,8 @@ impl Signaling {
                 transports: BTreeMap::new(),
                 producers: BTreeMap::new(),
                 consumers: BTreeMap::new(),
+                data_producers: BTreeMap::new(),
+                data_consumers: BTreeMap::new(),
             },
         );
         drop(state);
@@ -247,7 +300,8 @@ impl Signaling {
             }
             Event::IceStateChange { transport, .. }
             | Event::IceSelectedTupleChange { transport, .. }
-            | Event::DtlsStateChange { transport, .. } => {
+            | Event::DtlsStateChange { transport, .. }
+            | Event::SctpStateChange { transport, .. } => {
                 (Owned::Transport(worker, *transport), false)
             }
             Event::TransportClosed { transport } => (Owned::Transport(worker, *transport), true),
@@ -257,6 +311,12 @@ impl Signaling {
                 (Owned::Consumer(worker, *consumer), false)
             }
             Event::ConsumerClosed { consumer, .. } => (Owned::Consumer(worker, *consumer), true),
+            Event::DataProducerClosed { data_producer } => {
+                (Owned::DataProducer(worker, *data_producer), true)
+            }
+            Event::DataConsumerClosed { data_consumer, .. } => {
+                (Owned::DataConsumer(worker, *data_consumer), true)
+            }
             _ => return,
         };
         let owner = {
@@ -306,6 +366,10 @@ impl Signaling {
                 "transportState",
                 json!({ "transportId": transport.to_string(), "dtls": lower(state) }),
             ),
+            Event::SctpStateChange { transport, state } => notification(
+                "transportState",
+                json!({ "transportId": transport.to_string(), "sctp": lower(state) }),
+            ),
             Event::IceSelectedTupleChange { transport, tuple } => notification(
                 "transportTuple",
                 json!({
@@ -346,6 +410,29 @@ impl Signaling {
                 if p.producers.remove(producer).is_some() {
                     let data = json!({ "producerId": producer.to_string(), "peerId": peer });
                     state.broadcast(&peer, "producerClosed", &data);
+                }
+                return;
+            }
+            Event::DataConsumerClosed {
+                data_consumer,
+                reason,
+            } => {
+                let data_producer = p.data_consumers.remove(data_consumer);
+                notification(
+                    "dataConsumerClosed",
+                    json!({
+                        "dataConsumerId": data_consumer.to_string(),
+                        "dataProducerId": data_producer.map(|p| p.to_string()),
+                        "reason": lower(reason),
+                    }),
+                )
+            }
+            Event::DataProducerClosed { data_producer } => {
+                // Closed by the Sfu itself (its transport closed); tell the others.
+                if p.data_producers.remove(data_producer).is_some() {
+                    let data =
+                        json!({ "dataProducerId": data_producer.to_string(), "peerId": peer });
+                    state.broadcast(&peer, "dataProducerClosed", &data);
                 }
                 return;
             }
@@ -478,6 +565,25 @@ struct ConsumeData {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct ProduceDataData {
+    transport_id: String,
+    sctp_stream_parameters: SctpStreamParameters,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    protocol: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumeDataData {
+    data_producer_id: String,
+    #[serde(default)]
+    transport_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ProducerData {
     producer_id: String,
 }
@@ -563,6 +669,8 @@ impl PeerSession {
                 Ok(json!({}))
             }
             "consume" => self.consume(data(method, d)?),
+            "produceData" => self.produce_data(data(method, d)?),
+            "consumeData" => self.consume_data(data(method, d)?),
             "resumeConsumer" | "pauseConsumer" | "closeConsumer" => {
                 let d: ConsumerData = data(method, d)?;
                 let id = self.own_consumer(&d.consumer_id)?;
@@ -691,6 +799,7 @@ impl PeerSession {
                 self.room.router,
                 WebRtcTransportOptions {
                     dtls_role: d.dtls_role,
+                    enable_sctp: true,
                     ..WebRtcTransportOptions::default()
                 },
             )
@@ -760,6 +869,7 @@ impl PeerSession {
         me.rtp_capabilities = Some(d.rtp_capabilities);
         let mut peers = Vec::new();
         let mut producers = Vec::new();
+        let mut data_producers = Vec::new();
         for (id, p) in &state.peers {
             if *id == self.peer || p.rtp_capabilities.is_none() {
                 continue;
@@ -769,6 +879,11 @@ impl PeerSession {
                 producers
                     .push(json!({ "producerId": pid.to_string(), "peerId": id, "kind": kind }));
             }
+            for (dpid, label) in &p.data_producers {
+                data_producers.push(
+                    json!({ "dataProducerId": dpid.to_string(), "peerId": id, "label": label }),
+                );
+            }
         }
         state.broadcast(&self.peer, "peerJoined", &json!({ "peerId": self.peer }));
         info!(room = %self.room.name, peer = %self.peer, "peer joined");
@@ -777,6 +892,7 @@ impl PeerSession {
             "room": self.room.name,
             "peers": peers,
             "producers": producers,
+            "dataProducers": data_producers,
             "worker": self.room.worker.index(),
             "router": self.room.router.to_string(),
         }))
@@ -827,11 +943,7 @@ impl PeerSession {
         }
         let data =
             json!({ "producerId": producer.to_string(), "peerId": self.peer, "kind": d.kind });
-        for (id, p) in &state.peers {
-            if *id != self.peer && p.rtp_capabilities.is_some() {
-                let _ = p.notify.try_send(notification("newProducer", data.clone()));
-            }
-        }
+        state.announce(&self.peer, "newProducer", &data);
         drop(state);
         self.signaling.own(
             &self.room,
@@ -868,26 +980,7 @@ impl PeerSession {
                 .rtp_capabilities
                 .clone()
                 .ok_or("join (with the device's rtpCapabilities) before consuming")?;
-            let transport = match &d.transport_id {
-                Some(t) => {
-                    let id: TransportId = parse_id("transportId", t)?;
-                    match me.transports.get(&id) {
-                        Some(e) if e.direction == Direction::Recv => id,
-                        Some(_) => return Err(format!("transport {id} is a send transport")),
-                        None => {
-                            return Err(format!(
-                                "transport {id} is not one of this peer's transports"
-                            ))
-                        }
-                    }
-                }
-                None => me
-                    .transports
-                    .iter()
-                    .find(|(_, e)| e.direction == Direction::Recv)
-                    .map(|(id, _)| *id)
-                    .ok_or("create a receive transport before consuming")?,
-            };
+            let transport = me.recv_transport(d.transport_id.as_deref())?;
             let owner = state
                 .producer_owner(producer)
                 .ok_or_else(|| format!("producer {producer} is not in room {:?}", self.room.name))?
@@ -925,6 +1018,93 @@ impl PeerSession {
         }
         Ok(value)
     }
+
+    fn produce_data(&mut self, d: ProduceDataData) -> Result<Value, Failure> {
+        let (transport, direction) = self.own_transport(&d.transport_id)?;
+        if direction != Direction::Send {
+            return Err(format!("transport {transport} is a receive transport"));
+        }
+        if d.label.len() > MAX_LABEL_LEN || d.protocol.len() > MAX_LABEL_LEN {
+            return Err(format!(
+                "label and protocol may be at most {MAX_LABEL_LEN} bytes long"
+            ));
+        }
+        if self.with_peer(|p| p.data_producers.len()) >= MAX_DATA_PRODUCERS_PER_PEER {
+            return Err(format!(
+                "a peer may hold at most {MAX_DATA_PRODUCERS_PER_PEER} data producers"
+            ));
+        }
+        let label = d.label.clone();
+        let data_producer = self
+            .room
+            .worker
+            .produce_data(
+                transport,
+                ProduceDataOptions {
+                    sctp_stream_parameters: d.sctp_stream_parameters,
+                    label: d.label,
+                    protocol: d.protocol,
+                    paused: false,
+                },
+            )
+            .map_err(|e| runtime_error("produceData", e))?;
+        let mut state = lock(&self.room.state);
+        if let Some(p) = state.peers.get_mut(&self.peer) {
+            p.data_producers.insert(data_producer, label.clone());
+        }
+        let data = json!({
+            "dataProducerId": data_producer.to_string(),
+            "peerId": self.peer,
+            "label": label,
+        });
+        state.announce(&self.peer, "newDataProducer", &data);
+        drop(state);
+        self.signaling.own(
+            &self.room,
+            &self.peer,
+            Owned::DataProducer(self.room.worker.index(), data_producer),
+        );
+        info!(room = %self.room.name, peer = %self.peer, data_producer = %data_producer,
+            label = %label, "produce data");
+        Ok(json!({ "id": data_producer.to_string() }))
+    }
+
+    fn consume_data(&mut self, d: ConsumeDataData) -> Result<Value, Failure> {
+        let data_producer: DataProducerId = parse_id("dataProducerId", &d.data_producer_id)?;
+        let (transport, producer_peer) = {
+            let state = lock(&self.room.state);
+            let me = &state.peers[&self.peer];
+            if me.rtp_capabilities.is_none() {
+                return Err("join before consuming data".into());
+            }
+            let transport = me.recv_transport(d.transport_id.as_deref())?;
+            let owner = state
+                .data_producer_owner(data_producer)
+                .ok_or_else(|| {
+                    format!(
+                        "data producer {data_producer} is not in room {:?}",
+                        self.room.name
+                    )
+                })?
+                .to_owned();
+            (transport, owner)
+        };
+        let worker = &self.room.worker;
+        let consumed = worker
+            .consume_data(transport, ConsumeDataOptions::new(data_producer))
+            .map_err(|e| runtime_error("consumeData", e))?;
+        self.with_peer(|p| p.data_consumers.insert(consumed.id, data_producer));
+        self.signaling.own(
+            &self.room,
+            &self.peer,
+            Owned::DataConsumer(worker.index(), consumed.id),
+        );
+        let mut value = to_value(&consumed.parameters);
+        if let Some(o) = value.as_object_mut() {
+            o.insert("peerId".into(), Value::String(producer_peer));
+        }
+        Ok(value)
+    }
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
@@ -943,6 +1123,10 @@ impl Drop for PeerSession {
             let data = json!({ "producerId": pid.to_string(), "peerId": self.peer });
             state.broadcast(&self.peer, "producerClosed", &data);
         }
+        for dpid in me.data_producers.keys() {
+            let data = json!({ "dataProducerId": dpid.to_string(), "peerId": self.peer });
+            state.broadcast(&self.peer, "dataProducerClosed", &data);
+        }
         if me.rtp_capabilities.is_some() {
             state.broadcast(&self.peer, "peerLeft", &json!({ "peerId": self.peer }));
         }
@@ -960,7 +1144,17 @@ impl Drop for PeerSession {
                 .keys()
                 .map(|t| Owned::Transport(worker, *t))
                 .chain(me.producers.keys().map(|p| Owned::Producer(worker, *p)))
-                .chain(me.consumers.keys().map(|c| Owned::Consumer(worker, *c))),
+                .chain(me.consumers.keys().map(|c| Owned::Consumer(worker, *c)))
+                .chain(
+                    me.data_producers
+                        .keys()
+                        .map(|d| Owned::DataProducer(worker, *d)),
+                )
+                .chain(
+                    me.data_consumers
+                        .keys()
+                        .map(|d| Owned::DataConsumer(worker, *d)),
+                ),
         );
         if empty {
             rooms.remove(&self.room.name);

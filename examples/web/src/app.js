@@ -1,6 +1,7 @@
 // The sfu demo page: join a room, publish camera and microphone with mediasoup-client, see and
-// hear everyone else in the room. Signaling is the demo server's WebSocket (see
-// examples/src/demo/mod.rs for the protocol).
+// hear everyone else in the room, and chat with it over a data channel (produceData /
+// consumeData). Signaling is the demo server's WebSocket (see examples/src/demo/mod.rs for the
+// protocol).
 //
 // URL parameters: room=NAME, peer=ID (default: random), forceTcp=1 (ask the server for ICE-TCP
 // candidates only), autojoin=1 (join on load), nomedia=1 (join without publishing),
@@ -11,7 +12,7 @@
 // and a tone that identify this page; see "test source" below).
 //
 // For tests the page exposes window.sfuDemo: { join(), leave(), stats(), setPreferredLayer(n),
-// state, log }.
+// sendChat(text), state, log }.
 
 import { Device } from 'mediasoup-client';
 
@@ -38,6 +39,8 @@ const state = {
   // Peer id -> how many times the server named it the room's active speaker.
   activeSpeakers: {},
   produced: [],
+  // Chat messages shown: {from, text, mine, at (Date.now() when shown)}.
+  chat: [],
   errors: [],
 };
 const log = [];
@@ -51,6 +54,12 @@ let nextId = 1;
 const pending = new Map(); // request id -> {resolve, reject, method}
 const consumers = new Map(); // consumer id -> {consumer, peerId, kind, last: {bytes, at}, bitrate, probe}
 const producers = new Map(); // producer id -> Producer
+const dataConsumers = new Map(); // data consumer id -> {dataConsumer, peerId, dataProducerId}
+const consumingData = new Set(); // data producer ids consumed or being consumed
+let chatProducer = null; // the DataProducer this page chats on
+const CHAT_LABEL = 'chat';
+const CHAT_KEEP = 200; // messages kept in the list
+const CHAT_MAX_CHARS = 2000; // longest message shown (longer ones are cut)
 
 function note(text) {
   const line = `${new Date().toISOString().slice(11, 23)} ${text}`;
@@ -135,6 +144,16 @@ async function onNotification(method, data) {
         if (id === data.consumerId || c.consumer.producerId === data.producerId) removeConsumer(id);
       }
       break;
+    case 'newDataProducer':
+      note(`new data producer ${data.dataProducerId} ("${data.label}") of ${data.peerId}`);
+      await consumeData(data.dataProducerId);
+      break;
+    case 'dataProducerClosed':
+    case 'dataConsumerClosed':
+      for (const [id, c] of dataConsumers) {
+        if (id === data.dataConsumerId || c.dataProducerId === data.dataProducerId) removeDataConsumer(id);
+      }
+      break;
     case 'consumerPaused':
     case 'consumerResumed':
       note(`${method} ${data.consumerId}`);
@@ -162,7 +181,7 @@ async function onNotification(method, data) {
       }
       break;
     case 'transportState':
-      note(`server transport ${data.transportId}: ${data.ice ? `ICE ${data.ice}` : `DTLS ${data.dtls}`}`);
+      note(`server transport ${data.transportId}: ${data.ice ? `ICE ${data.ice}` : data.dtls ? `DTLS ${data.dtls}` : `SCTP ${data.sctp}`}`);
       break;
     case 'error':
       fail('server', data.error);
@@ -196,6 +215,11 @@ async function createTransport(direction) {
         .then(({ id }) => callback({ id }))
         .catch(errback);
     });
+    transport.on('producedata', ({ sctpStreamParameters, label, protocol }, callback, errback) => {
+      request('produceData', { transportId: transport.id, sctpStreamParameters, label, protocol })
+        .then(({ id }) => callback({ id }))
+        .catch(errback);
+    });
   }
   return transport;
 }
@@ -218,6 +242,41 @@ async function consume(producerId) {
   if (state.test) consumers.get(consumer.id).probe = consumer.kind === 'video' ? videoProbe(media) : audioProbe(consumer.track);
   await request('resumeConsumer', { consumerId: consumer.id });
   note(`consuming ${consumer.kind} of ${params.peerId}`);
+}
+
+async function consumeData(dataProducerId) {
+  if (consumingData.has(dataProducerId)) return;
+  consumingData.add(dataProducerId);
+  let params;
+  let dataConsumer;
+  try {
+    params = await request('consumeData', { dataProducerId, transportId: recvTransport.id });
+    dataConsumer = await recvTransport.consumeData({
+      id: params.id,
+      dataProducerId: params.dataProducerId,
+      sctpStreamParameters: params.sctpStreamParameters,
+      label: params.label,
+      protocol: params.protocol,
+    });
+  } catch (e) {
+    consumingData.delete(dataProducerId);
+    throw e;
+  }
+  dataConsumers.set(dataConsumer.id, { dataConsumer, peerId: params.peerId, dataProducerId });
+  dataConsumer.on('message', (message) => {
+    if (dataConsumer.label === CHAT_LABEL) addChat(params.peerId, typeof message === 'string' ? message : '(binary message)');
+  });
+  dataConsumer.on('open', () => note(`data channel "${dataConsumer.label}" of ${params.peerId} open`));
+  note(`consuming data "${dataConsumer.label}" of ${params.peerId} (stream ${params.sctpStreamParameters.streamId})`);
+}
+
+function removeDataConsumer(id) {
+  const c = dataConsumers.get(id);
+  if (!c) return;
+  dataConsumers.delete(id);
+  consumingData.delete(c.dataProducerId);
+  c.dataConsumer.close();
+  note(`data consumer ${id} of ${c.peerId} closed`);
 }
 
 function removeConsumer(id) {
@@ -263,7 +322,9 @@ async function join() {
     $('leave').disabled = false;
     setStatus(`in room ${state.room} as ${state.peerId}`);
     for (const p of joined.peers) tile(p);
+    for (const d of joined.dataProducers || []) await consumeData(d.dataProducerId);
     for (const p of joined.producers) await consume(p.producerId);
+    await startChat();
     if (state.publish) await publish();
   } catch (e) {
     fail('join', e);
@@ -301,6 +362,11 @@ async function publish() {
 
 function cleanup() {
   for (const id of [...consumers.keys()]) removeConsumer(id);
+  for (const id of [...dataConsumers.keys()]) removeDataConsumer(id);
+  consumingData.clear();
+  if (chatProducer) chatProducer.close();
+  chatProducer = null;
+  setChatEnabled(false);
   for (const p of producers.values()) p.close();
   producers.clear();
   if (sendTransport) sendTransport.close();
@@ -326,6 +392,53 @@ function leave() {
   if (socket) socket.close();
   cleanup();
   setStatus('left the room');
+}
+
+// ---- chat ----------------------------------------------------------------------------------
+//
+// Each page sends its messages on one ordered, reliable data channel (a DataProducer labelled
+// "chat" on the send transport) and receives those of every other page of the room on its
+// receive transport (one DataConsumer each), as text.
+
+async function startChat() {
+  chatProducer = await sendTransport.produceData({ ordered: true, label: CHAT_LABEL });
+  chatProducer.on('open', () => {
+    note(`chat channel open (stream ${chatProducer.sctpStreamParameters.streamId})`);
+    setChatEnabled(true);
+  });
+  chatProducer.on('close', () => setChatEnabled(false));
+  chatProducer.on('transportclose', () => setChatEnabled(false));
+  chatProducer.on('error', (e) => note(`chat channel error: ${e && e.message ? e.message : e}`));
+  if (chatProducer.readyState === 'open') setChatEnabled(true);
+}
+
+function setChatEnabled(on) {
+  $('chat-input').disabled = !on;
+  $('chat-send').disabled = !on;
+}
+
+/** Sends a chat message to the room; false when there is nothing to send or no open channel. */
+function sendChat(text) {
+  const message = String(text).trim();
+  if (!message || !chatProducer || chatProducer.readyState !== 'open') return false;
+  chatProducer.send(message);
+  addChat(state.peerId, message, true);
+  return true;
+}
+
+function addChat(from, text, mine = false) {
+  const shown = text.length > CHAT_MAX_CHARS ? `${text.slice(0, CHAT_MAX_CHARS)}…` : text;
+  state.chat.push({ from, text: shown, mine, at: Date.now() });
+  if (state.chat.length > CHAT_KEEP) state.chat.shift();
+  const list = $('chat-log');
+  const item = document.createElement('li');
+  const who = document.createElement('span');
+  who.className = 'from';
+  who.textContent = mine ? `${from} (you)` : from;
+  item.append(who, `: ${shown}`);
+  list.append(item);
+  while (list.children.length > CHAT_KEEP) list.firstElementChild.remove();
+  list.scrollTop = list.scrollHeight;
 }
 
 // ---- test source ---------------------------------------------------------------------------
@@ -708,6 +821,15 @@ async function stats() {
     activeSpeakers: state.activeSpeakers,
     loudest: state.loudest,
     produced: state.produced,
+    chat: {
+      producer: chatProducer ? chatProducer.readyState : null,
+      consumers: [...dataConsumers.values()].map((c) => ({
+        peerId: c.peerId,
+        label: c.dataConsumer.label,
+        readyState: c.dataConsumer.readyState,
+      })),
+      messages: state.chat,
+    },
     remote,
     errors: state.errors,
   };
@@ -737,7 +859,7 @@ async function refresh() {
   }
 }
 
-window.sfuDemo = { join, leave, stats, setPreferredLayer, state, log };
+window.sfuDemo = { join, leave, stats, setPreferredLayer, sendChat, state, log };
 
 window.addEventListener('DOMContentLoaded', () => {
   $('room').value = state.room;
@@ -751,6 +873,10 @@ window.addEventListener('DOMContentLoaded', () => {
     join();
   };
   $('leave').onclick = leave;
+  $('chat-form').onsubmit = (ev) => {
+    ev.preventDefault();
+    if (sendChat($('chat-input').value)) $('chat-input').value = '';
+  };
   renderStates();
   setInterval(refresh, 1000);
   if (params.get('autojoin') === '1') join();

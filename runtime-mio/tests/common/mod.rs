@@ -35,8 +35,8 @@ impl sfu_tests::runtime_suite::Runtime for Mio {
         handle.counters()
     }
 
-    fn event_workers(&self) -> Vec<usize> {
-        self.0.events().try_iter().map(|(index, _)| index).collect()
+    fn events(&self) -> Vec<(usize, sfu_core::Event)> {
+        self.0.events().try_iter().collect()
     }
 
     fn shutdown(self) {

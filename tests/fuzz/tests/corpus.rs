@@ -404,6 +404,16 @@ fn write_seeds() {
         "malformed",
         b"{\"id\":1,\"method\":7}\n[1,2]\n{\"id\":2,\"method\":\"produce\",\"data\":{}}\n",
     );
+    let data = format!(
+        r#"{{"id":1,"method":"join","data":{{"rtpCapabilities":{caps}}}}}
+>{{"id":1,"method":"join","data":{{"rtpCapabilities":{caps}}}}}
+>{{"id":2,"method":"createWebRtcTransport","data":{{"direction":"recv"}}}}
+{{"id":2,"method":"createWebRtcTransport","data":{{"direction":"send"}}}}
+{{"id":3,"method":"produceData","data":{{"transportId":"$0","sctpStreamParameters":{{"streamId":0,"ordered":true}},"label":"chat","protocol":""}}}}
+>{{"id":3,"method":"consumeData","data":{{"dataProducerId":"$0"}}}}
+"#
+    );
+    write("signaling", "data", data.as_bytes());
     write("signaling", "restart", b"{\"id\":1,\"method\":\"createWebRtcTransport\",\"data\":{\"direction\":\"recv\",\"dtlsRole\":\"client\"}}\n{\"id\":2,\"method\":\"restartIce\",\"data\":{\"transportId\":\"$0\"}}\n");
 }
 

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use sfu_core::control::{Reply, Request};
 use sfu_core::runtime::{call, Call, ListenOptions, RuntimeConfig, RuntimeCounters, RuntimeError};
-use sfu_core::{ListenInfo, RouterOptions, SfuConfig, WebRtcTransportOptions};
+use sfu_core::{
+    ConsumeDataOptions, DirectTransportOptions, Event, ListenInfo, ProduceDataOptions,
+    RouterOptions, SfuConfig, WebRtcTransportOptions,
+};
 
 /// What the suite needs of a runtime: start it, reach its workers, call them (blocking), stop.
 pub trait Runtime: Sized {
@@ -29,8 +32,8 @@ pub trait Runtime: Sized {
     fn listen_infos(handle: &Self::Handle) -> Vec<ListenInfo>;
     /// A worker's counters.
     fn counters(handle: &Self::Handle) -> RuntimeCounters;
-    /// The workers of the events that have arrived so far (taking them).
-    fn event_workers(&self) -> Vec<usize>;
+    /// The events that have arrived so far, each with its worker's index (taking them).
+    fn events(&self) -> Vec<(usize, Event)>;
     /// Stops every worker.
     fn shutdown(self);
 }
@@ -361,10 +364,94 @@ pub fn four_workers_with_rooms_spread_across_them<R: Runtime>() {
         );
     }
     let mut seen = [false; 4];
-    for index in runtime.event_workers() {
+    for (index, _) in runtime.events() {
         seen[index] = true;
     }
     assert_eq!(seen, [true; 4]);
+    runtime.shutdown();
+}
+
+/// The application sends messages into a room through a worker's handle, on a direct
+/// transport's data producer, and receives them through the runtime's events on another direct
+/// transport's data consumer, in order and byte-equal.
+pub fn direct_data_through_the_handle<R: Runtime>() {
+    let runtime: R = start(1, vec![ListenOptions::udp(LOCALHOST)]);
+    let worker = runtime.least_loaded();
+    let router = R::call(
+        &worker,
+        call::CreateRouter {
+            options: RouterOptions::default(),
+        },
+    )
+    .expect("router");
+    let direct = |w: &R::Handle| {
+        R::call(
+            w,
+            call::CreateDirectTransport {
+                router,
+                options: DirectTransportOptions::default(),
+            },
+        )
+        .expect("direct transport")
+    };
+    let (sender, receiver) = (direct(&worker), direct(&worker));
+    let producer = R::call(
+        &worker,
+        call::ProduceData {
+            transport: sender,
+            options: ProduceDataOptions::direct("bot"),
+        },
+    )
+    .expect("data producer");
+    let consumer = R::call(
+        &worker,
+        call::ConsumeData {
+            transport: receiver,
+            options: ConsumeDataOptions::new(producer),
+        },
+    )
+    .expect("data consumer")
+    .id;
+    let sent: Vec<(bool, Vec<u8>)> = (0..50u8)
+        .map(|i| (i % 2 == 0, vec![i; usize::from(i) * 7]))
+        .collect();
+    for (binary, data) in &sent {
+        R::call(
+            &worker,
+            call::SendData {
+                data_producer: producer,
+                binary: *binary,
+                data: data.clone(),
+            },
+        )
+        .expect("send");
+    }
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < sent.len() && start.elapsed() < Duration::from_secs(10) {
+        for (_, e) in runtime.events() {
+            if let Event::DataConsumerMessage {
+                data_consumer,
+                binary,
+                data,
+            } = e
+            {
+                assert_eq!(data_consumer, consumer);
+                got.push((binary, data));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(got, sent);
+    let refused = R::call(
+        &worker,
+        call::SendData {
+            data_producer: producer,
+            binary: true,
+            data: vec![0; 262_145],
+        },
+    );
+    assert!(matches!(refused, Err(RuntimeError::Sfu(_))), "{refused:?}");
     runtime.shutdown();
 }
 
@@ -384,6 +471,7 @@ macro_rules! runtime_suite {
             two_peers_over_ice_tcp,
             two_peers_through_a_wildcard_socket,
             four_workers_with_rooms_spread_across_them,
+            direct_data_through_the_handle,
         );
     };
     (@tests $runtime:ty; $($name:ident,)*) => {

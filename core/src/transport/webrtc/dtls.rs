@@ -168,7 +168,17 @@ impl DtlsInstance for Instance {
     fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
         let output = self.dtls.poll_output(buf);
         self.observe(&output);
-        output
+        match output {
+            // Authentic DTLS whose content is no intact SCTP packet: counted, and handed on
+            // empty, which the SCTP stack ignores.
+            DtlsOutput::ApplicationData(data) if !sctp_packet_intact(data) => {
+                if let Some(slot) = &self.keys {
+                    slot.count_sctp_dropped();
+                }
+                DtlsOutput::ApplicationData(&[])
+            }
+            other => other,
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
@@ -200,6 +210,23 @@ impl DtlsInstance for Instance {
     }
 }
 
+/// Whether `data` is an SCTP packet (RFC 9260 section 3) whose CRC-32C checksum holds: the
+/// checksum over the whole packet with its own field zeroed, sent least significant byte
+/// first (Appendix A).
+fn sctp_packet_intact(data: &[u8]) -> bool {
+    const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+    let (Some(head), Some(&[a, b, c, d]), Some(rest)) =
+        (data.get(..8), data.get(8..12), data.get(12..))
+    else {
+        return false;
+    };
+    let mut digest = CRC32C.digest();
+    digest.update(head);
+    digest.update(&[0; 4]);
+    digest.update(rest);
+    u32::from_le_bytes([a, b, c, d]) == digest.finalize()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -207,6 +234,24 @@ mod tests {
     use str0m::crypto::dtls::SrtpProfile;
 
     use super::*;
+
+    #[test]
+    fn sctp_checksum_follows_rfc_3720s_crc32c_vector() {
+        // RFC 3720 B.4: the CRC-32C of 32 zero bytes is 0x8A9136AA. A packet of 32 zero bytes
+        // but for that checksum (least significant byte first) in its field is intact.
+        let mut packet = [0u8; 32];
+        packet[8..12].copy_from_slice(&[0xaa, 0x36, 0x91, 0x8a]);
+        assert!(sctp_packet_intact(&packet));
+        for i in (0..32).filter(|i| !(8..12).contains(i)) {
+            let mut bad = packet;
+            bad[i] ^= 0x40;
+            assert!(!sctp_packet_intact(&bad), "byte {i} flipped");
+        }
+        packet[8..12].copy_from_slice(&[0x8a, 0x91, 0x36, 0xaa]);
+        assert!(!sctp_packet_intact(&packet), "big-endian checksum");
+        assert!(!sctp_packet_intact(&[]));
+        assert!(!sctp_packet_intact(&[0; 11]));
+    }
 
     /// One side of a handshake: its instance and what it has seen.
     struct Side {

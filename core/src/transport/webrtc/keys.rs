@@ -12,6 +12,7 @@
 //! the DTLS instance made for it (see [`super::dtls::with_key_slot`]), and takes the keys out
 //! once DTLS reports the connection.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use str0m::crypto::dtls::SrtpProfile;
@@ -173,13 +174,20 @@ impl std::fmt::Debug for SrtpKeys {
     }
 }
 
-/// Where a transport's DTLS instance leaves the SRTP keys for the transport to take.
+/// Where a transport's DTLS instance reports to the transport: the SRTP keys it leaves for the
+/// transport to take, and a count of the SCTP packets it dropped.
 ///
 /// Clones share one slot. The DTLS instance and the transport live in the same `Sfu`, so the
 /// lock is never contended; it is there to keep both `Send + Sync` as str0m requires, and is
 /// taken once per handshake, never per packet.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct KeySlot(Arc<Mutex<Option<SrtpKeys>>>);
+pub(crate) struct KeySlot(Arc<Slot>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    keys: Mutex<Option<SrtpKeys>>,
+    sctp_dropped: AtomicU64,
+}
 
 impl KeySlot {
     /// Leaves `keys` in the slot, replacing any keys not yet taken.
@@ -192,9 +200,19 @@ impl KeySlot {
         self.lock().take()
     }
 
+    /// Counts an SCTP packet the DTLS instance dropped.
+    pub(crate) fn count_sctp_dropped(&self) {
+        self.0.sctp_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The SCTP packets the DTLS instance dropped.
+    pub(crate) fn sctp_dropped(&self) -> u64 {
+        self.0.sctp_dropped.load(Ordering::Relaxed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<SrtpKeys>> {
         // A poisoned lock only means a thread panicked holding it; an Option is always whole.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.0.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
