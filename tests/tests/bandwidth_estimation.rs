@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sfu_core::control::{Reply, Request};
 use sfu_core::ortc::MediaKind;
 use sfu_core::{Error, WebRtcTransportOptions};
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
@@ -94,7 +95,12 @@ fn the_initial_estimate_and_the_limits_bound_it() {
             .available_outgoing_bitrate,
         300_000
     );
-    sim.sfu.set_max_outgoing_bitrate(id, 400_000).unwrap();
+    // Through the control requests, as a runtime ferries them.
+    let reply = sim.sfu.handle_request(Request::SetMaxOutgoingBitrate {
+        transport: id,
+        bitrate: 400_000,
+    });
+    assert!(matches!(reply, Ok(Reply::Done)), "{reply:?}");
     let capped = watch(&mut sim, bob, 5);
     assert!(capped.iter().all(|&e| e <= 400_000), "{capped:?}");
     assert_eq!(capped.last(), Some(&400_000));
@@ -120,4 +126,14 @@ fn the_initial_estimate_and_the_limits_bound_it() {
     );
     let floored = watch(&mut sim, bob, 5);
     assert!(floored.iter().all(|&e| e >= 2_000_000), "{floored:?}");
+    assert!(
+        sim.sfu.transport_stats(id).unwrap().datagrams_sent > 0,
+        "media still flows"
+    );
+    sim.sfu.close_transport(sim.clients[alice].id).unwrap();
+    let closed = sim.clients[alice].id;
+    assert!(matches!(
+        sim.sfu.set_min_outgoing_bitrate(closed, 1),
+        Err(Error::UnknownTransport(t)) if t == closed
+    ));
 }
