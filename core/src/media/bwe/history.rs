@@ -27,11 +27,13 @@ pub(crate) enum Reported {
     Received,
 }
 
-/// One sent packet.
+/// One sent packet, in 16 bytes (the ring is 32 KiB).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SentRecord {
-    /// The extended transport-wide sequence number (`u64::MAX`: an empty slot).
-    ext: u64,
+    /// The low 32 bits of the extended transport-wide sequence number (with `size` 0 and
+    /// `sent_us` `i64::MIN`: an empty slot). Sequence numbers 2^32 apart share them, but no
+    /// packet stays remembered that long ([`MAX_AGE_US`]).
+    ext: u32,
     /// When it was sent, in microseconds on the estimator's clock.
     pub(crate) sent_us: i64,
     /// The datagram's size in bytes.
@@ -46,8 +48,8 @@ pub(crate) struct SentRecord {
 
 impl SentRecord {
     const EMPTY: SentRecord = SentRecord {
-        ext: u64::MAX,
-        sent_us: 0,
+        ext: u32::MAX,
+        sent_us: i64::MIN,
         size: 0,
         flags: 0,
         reported: Reported::No,
@@ -91,7 +93,7 @@ impl SendHistory {
             self.highest = Some(ext);
         }
         self.slots[slot(ext)] = SentRecord {
-            ext,
+            ext: ext as u32,
             sent_us,
             size: size.min(usize::from(u16::MAX)) as u16,
             flags,
@@ -121,7 +123,7 @@ impl SendHistory {
             return Lookup::Unsent;
         }
         let record = &mut self.slots[slot(ext)];
-        if record.ext != ext || now_us.saturating_sub(record.sent_us) > MAX_AGE_US {
+        if record.ext != ext as u32 || now_us.saturating_sub(record.sent_us) > MAX_AGE_US {
             return Lookup::Forgotten;
         }
         Lookup::Found(record)
@@ -175,6 +177,11 @@ mod tests {
             h.get_mut(tenth, 10 + MAX_AGE_US + 1),
             Lookup::Forgotten
         ));
+    }
+
+    #[test]
+    fn a_slot_is_16_bytes() {
+        assert_eq!(std::mem::size_of::<SentRecord>(), 16);
     }
 
     #[test]
