@@ -6,15 +6,18 @@
 //! runtimes ferry exactly these types.
 
 use crate::api::{
-    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, ProduceDataOptions, ProduceOptions,
-    RouterOptions, WebRtcTransportCreated,
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PlainTransportCreated,
+    ProduceDataOptions, ProduceOptions, RouterOptions, WebRtcTransportCreated,
 };
 use crate::error::Error;
 use crate::ids::{
     ConsumerId, DataConsumerId, DataProducerId, ObserverId, ProducerId, RouterId, TransportId,
 };
 use crate::observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
-use crate::ortc::{DtlsParameters, IceParameters, RtpCapabilities};
+use crate::ortc::{
+    DtlsParameters, IceParameters, PlainTransportConnectParameters, PlainTransportOptions,
+    RtpCapabilities,
+};
 use crate::sfu::Sfu;
 use crate::stats::{
     ConsumerStats, DataConsumerStats, DataProducerStats, ProducerStats, SfuStats, TransportStats,
@@ -52,6 +55,21 @@ pub enum Request {
         transport: TransportId,
         /// The client's DTLS parameters.
         dtls_parameters: DtlsParameters,
+    },
+    /// [`Sfu::create_plain_transport`]. A runtime opens the transport's socket when its listen
+    /// info has port 0.
+    CreatePlainTransport {
+        /// The router.
+        router: RouterId,
+        /// Listen info, RTCP mux, comedia, SRTP.
+        options: PlainTransportOptions,
+    },
+    /// [`Sfu::connect_plain_transport`].
+    ConnectPlainTransport {
+        /// The transport.
+        transport: TransportId,
+        /// The remote's address and SRTP keys.
+        parameters: PlainTransportConnectParameters,
     },
     /// [`Sfu::restart_ice`].
     RestartIce(TransportId),
@@ -223,6 +241,8 @@ pub enum Reply {
     Bool(bool),
     /// A new WebRTC transport.
     WebRtcTransport(WebRtcTransportCreated),
+    /// A new plain transport.
+    PlainTransport(PlainTransportCreated),
     /// New ICE parameters.
     IceParameters(IceParameters),
     /// A new producer.
@@ -273,6 +293,15 @@ impl Sfu {
                 dtls_parameters,
             } => self
                 .connect_webrtc_transport(transport, &dtls_parameters)
+                .map(|()| Reply::Done)?,
+            R::CreatePlainTransport { router, options } => {
+                Reply::PlainTransport(self.create_plain_transport(router, options)?)
+            }
+            R::ConnectPlainTransport {
+                transport,
+                parameters,
+            } => self
+                .connect_plain_transport(transport, &parameters)
                 .map(|()| Reply::Done)?,
             R::RestartIce(id) => Reply::IceParameters(self.restart_ice(id)?),
             R::CloseTransport(id) => self.close_transport(id).map(|()| Reply::Done)?,

@@ -2,8 +2,10 @@
 //!
 //! A datagram is routed by its 5-tuple once ICE has validated that path. A STUN binding request
 //! from a new path is routed by the local ufrag in its USERNAME; the transport checks the
-//! request's MESSAGE-INTEGRITY before the path is learned. Both maps use SipHash with a random
-//! key, since the peer chooses the key.
+//! request's MESSAGE-INTEGRITY before the path is learned. A datagram on no known path that
+//! arrived at a plain transport's own socket is routed by that local address (the transport
+//! decides whether its sender may speak). The maps use SipHash with a random key, since the
+//! peer chooses the key.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +21,8 @@ pub(crate) type Tuple = (Protocol, SocketAddr, SocketAddr);
 pub(crate) struct Demux {
     by_tuple: HashMap<Tuple, TransportId>,
     by_ufrag: HashMap<String, TransportId>,
+    /// Plain transports by their own local addresses (UDP).
+    by_local: HashMap<SocketAddr, TransportId>,
 }
 
 impl Demux {
@@ -30,9 +34,31 @@ impl Demux {
         self.by_ufrag.get(ufrag).copied()
     }
 
-    /// (paths, ufrags) routed.
-    pub(crate) fn sizes(&self) -> (usize, usize) {
-        (self.by_tuple.len(), self.by_ufrag.len())
+    /// The plain transport whose socket is `local`.
+    pub(crate) fn by_local(&self, local: &SocketAddr) -> Option<TransportId> {
+        self.by_local.get(local).copied()
+    }
+
+    /// Whether a transport's socket is `local`.
+    pub(crate) fn has_local(&self, local: &SocketAddr) -> bool {
+        self.by_local.contains_key(local)
+    }
+
+    pub(crate) fn insert_local(&mut self, local: SocketAddr, transport: TransportId) {
+        self.by_local.insert(local, transport);
+    }
+
+    pub(crate) fn remove_local(&mut self, local: &SocketAddr) {
+        self.by_local.remove(local);
+    }
+
+    /// (paths, ufrags, local addresses) routed.
+    pub(crate) fn sizes(&self) -> (usize, usize, usize) {
+        (
+            self.by_tuple.len(),
+            self.by_ufrag.len(),
+            self.by_local.len(),
+        )
     }
 
     pub(crate) fn insert_tuple(&mut self, tuple: Tuple, transport: TransportId) {

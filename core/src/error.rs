@@ -88,6 +88,16 @@ pub enum Error {
     /// The call is for WebRTC transports and this transport is of another kind.
     #[error("transport {0} is not a WebRTC transport")]
     NotWebRtc(TransportId),
+    /// The call is for plain transports and this transport is of another kind.
+    #[error("transport {0} is not a plain transport")]
+    NotPlain(TransportId),
+    /// A plain transport's SRTP parameters are missing or unusable (a key of the wrong length,
+    /// not base64).
+    #[error("invalid SRTP parameters: {0}")]
+    InvalidSrtpParameters(String),
+    /// A plain transport's `connect` parameters are missing or unusable.
+    #[error("invalid connect parameters: {0}")]
+    InvalidConnectParameters(String),
     /// The DTLS parameters are unusable.
     #[error("invalid DTLS parameters: {0}")]
     InvalidDtlsParameters(String),

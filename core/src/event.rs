@@ -23,6 +23,22 @@ pub enum Event {
         /// The path now in use.
         tuple: TransportTuple,
     },
+    /// A plain transport's remote address became known: given by `connect`, or learned by
+    /// comedia from the first valid packet (mediasoup's `tuple`).
+    Tuple {
+        /// The transport.
+        transport: TransportId,
+        /// The path, with the remote address.
+        tuple: TransportTuple,
+    },
+    /// A plain transport's remote RTCP address became known when RTCP is not muxed
+    /// (mediasoup's `rtcptuple`).
+    RtcpTuple {
+        /// The transport.
+        transport: TransportId,
+        /// The RTCP path, with the remote address.
+        tuple: TransportTuple,
+    },
     /// A transport's DTLS state changed.
     DtlsStateChange {
         /// The transport.

@@ -121,6 +121,16 @@
 //! ([`DataConsumerStats::messages_dropped`]), and [`Event::DataConsumerBufferedAmountLow`] says
 //! when the buffer drained below the threshold the application set.
 //!
+//! ## Plain transports
+//!
+//! [`Sfu::create_plain_transport`] makes mediasoup's `PlainTransport`, for endpoints such as
+//! ffmpeg and GStreamer that send and receive RTP without ICE or DTLS: plain RTP, or SRTP keyed
+//! by SDES (`srtpParameters`, [`ortc::SrtpParameters`]). It lives on a socket of its own (the
+//! caller's; the bundled runtimes open one for it), RTCP muxed or on a second socket. Its
+//! remote is given by [`Sfu::connect_plain_transport`], or with `comedia` learned from the
+//! first valid packet ([`Event::Tuple`], [`Event::RtcpTuple`]); datagrams from anyone else
+//! are dropped and counted ([`TransportStats::dropped_foreign_source`]).
+//!
 //! ## Payload types and header extensions
 //!
 //! Consumers are sent with the router's payload types; producers may use any other dynamic payload
@@ -158,8 +168,8 @@ mod timers;
 mod transport;
 
 pub use api::{
-    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, ProduceDataOptions, ProduceOptions,
-    RouterOptions, WebRtcTransportCreated,
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PlainTransportCreated,
+    ProduceDataOptions, ProduceOptions, RouterOptions, WebRtcTransportCreated,
 };
 pub use config::SfuConfig;
 pub use error::Error;

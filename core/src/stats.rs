@@ -53,6 +53,8 @@ pub struct Footprint {
     pub paths: usize,
     /// ICE ufrags the demux routes.
     pub ufrags: usize,
+    /// Plain transports' local addresses the demux routes.
+    pub local_addresses: usize,
     /// Live deadlines.
     pub timers: usize,
     /// Entries in the deadline heap, stale ones included.
@@ -115,6 +117,13 @@ pub struct TransportStats {
     /// transport without SCTP. (Data on a pre-negotiated stream the Sfu has no channel for is
     /// discarded by str0m, uncounted.)
     pub data_dropped: u64,
+    /// A plain transport's RTCP path when RTCP is not muxed, once known.
+    pub rtcp_tuple: Option<TransportTuple>,
+    /// Datagrams that arrived at a plain transport's address from another than its remote
+    /// (once `connect` gave it or comedia learned it), or before it has one: without comedia,
+    /// or, with comedia, datagrams that were not a valid RTP or RTCP packet (with SRTP: one
+    /// that authenticates), each counted once. Such a datagram changes nothing else.
+    pub dropped_foreign_source: u64,
     /// DTLS application data that authenticated but held no intact SCTP packet (too short, or
     /// its CRC-32C checksum fails): dropped before the SCTP stack sees it.
     pub sctp_dropped: u64,

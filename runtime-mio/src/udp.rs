@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
 use sfu_core::runtime::addr::SocketAddrs;
-use sfu_core::runtime::{kernel_arrival, CounterCells, Driver, UdpSend, UdpSocketSend};
+use sfu_core::runtime::{kernel_arrival, CounterCells, Driver, UdpOpener, UdpSend, UdpSocketSend};
 
 use crate::clock;
 use crate::net::Bound;
@@ -131,6 +131,41 @@ impl UdpEndpoint {
     #[cfg(test)]
     pub(crate) fn local(&self) -> SocketAddr {
         self.addrs.local
+    }
+}
+
+/// Opens a worker's plain transports' sockets: bound, registered with the worker's poll under
+/// their slot's token.
+#[derive(Debug)]
+pub(crate) struct Opener {
+    pub(crate) registry: mio::Registry,
+    pub(crate) max_datagram: usize,
+    /// The token of slot 0.
+    pub(crate) token_base: usize,
+    /// The most slots (tokens past them belong to others).
+    pub(crate) max_slots: usize,
+}
+
+impl UdpOpener for Opener {
+    type Socket = UdpEndpoint;
+
+    fn open(&mut self, slot: usize, addr: SocketAddr) -> io::Result<UdpEndpoint> {
+        if slot >= self.max_slots {
+            return Err(io::Error::other("the worker holds its most UDP sockets"));
+        }
+        let options = crate::ListenOptions::udp(addr.ip()).with_port(addr.port());
+        let mut endpoint = UdpEndpoint::new(crate::net::bind(&options, 0)?, self.max_datagram)?;
+        self.registry.register(
+            &mut endpoint.socket,
+            mio::Token(self.token_base + slot),
+            mio::Interest::READABLE,
+        )?;
+        Ok(endpoint)
+    }
+
+    fn close(&mut self, _slot: usize, mut socket: UdpEndpoint) {
+        // Dropping the socket closes it; deregistering first keeps the poll's set exact.
+        let _ = self.registry.deregister(&mut socket.socket);
     }
 }
 

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use sfu_core::runtime::{Command, Driver, WorkerShared};
+use sfu_core::runtime::{Command, Driver, UdpSlots, WorkerShared};
 use sfu_core::{Event, ListenInfo, Protocol};
 
 use crate::clock;
 use crate::handle::WorkerHandle;
 use crate::net;
 use crate::tcp::{TcpSide, LISTENER_BASE};
-use crate::udp::UdpEndpoint;
+use crate::udp::{Opener, UdpEndpoint};
 use crate::RuntimeConfig;
 
 const WAKER: Token = Token(0);
@@ -30,7 +30,8 @@ pub(crate) struct Worker {
     poll: Poll,
     commands: Receiver<Command>,
     driver: Driver,
-    udp: Vec<UdpEndpoint>,
+    /// The listen sockets, then plain transports' own.
+    udp: UdpSlots<Opener>,
     /// UDP sockets that may still have data (mio is edge-triggered).
     udp_ready: Vec<bool>,
     tcp: TcpSide,
@@ -84,6 +85,13 @@ impl Worker {
         let sink = Box::new(move |index, event| {
             !matches!(events.try_send((index, event)), Err(TrySendError::Full(_)))
         });
+        let opener = Opener {
+            registry: poll.registry().try_clone()?,
+            max_datagram: config.sfu.max_datagram_size,
+            token_base: UDP_BASE,
+            max_slots: LISTENER_BASE - UDP_BASE,
+        };
+        let udp = UdpSlots::new(udp, opener);
         let gso = sfu_core::runtime::gso_segments(&udp);
         let driver = Driver::new(index, config, clock::now(), shared.clone(), sink, gso)
             .map_err(io::Error::other)?;
@@ -139,8 +147,12 @@ impl Worker {
                     let readable =
                         event.is_readable() || event.is_read_closed() || event.is_error();
                     self.tcp.on_event(token, readable, event.is_writable());
-                } else if let Some(ready) = self.udp_ready.get_mut(token.0 - UDP_BASE) {
-                    *ready = true;
+                } else if let Some(slot) = token.0.checked_sub(UDP_BASE) {
+                    // A socket opened since the last round takes its place here.
+                    if slot >= self.udp_ready.len() {
+                        self.udp_ready.resize(slot + 1, false);
+                    }
+                    self.udp_ready[slot] = true;
                 }
             }
             // Woken by nothing but the clock: the lateness is the timer's, not a busy worker's.
@@ -201,14 +213,19 @@ impl Worker {
     /// Reads and feeds UDP batches, serving control calls between them (a call waits for at
     /// most one batch, not for a flood to end). Returns false when the worker must stop.
     fn read_udp(&mut self) -> bool {
-        for i in 0..self.udp.len() {
+        for i in 0..self.udp_ready.len() {
             if !self.udp_ready[i] {
                 continue;
             }
             let mut more = true;
             for _ in 0..UDP_BATCHES {
                 let driver = &mut self.driver;
-                more = self.udp[i].read(1, &self.shared.counters, |d| d.feed(driver));
+                // A socket closed by a call since it became ready has nothing to read.
+                let Some(socket) = self.udp.get_mut(i) else {
+                    more = false;
+                    break;
+                };
+                more = socket.read(1, &self.shared.counters, |d| d.feed(driver));
                 // Send after every batch, so replies do not wait for a flood to end.
                 self.driver.drain(&mut self.udp);
                 self.tcp.flush(self.poll.registry(), &mut self.driver);

@@ -465,6 +465,7 @@ fn garbage_and_broken_tcp_do_not_disturb_a_conference_and_are_counted() {
         workers: 1,
         listen: vec![ListenOptions::udp(V4), ListenOptions::tcp(V4)],
         sfu: SfuConfig::with_seed(9),
+        rtc_port_range: None,
     })
     .expect("runtime");
     let worker = runtime.least_loaded();

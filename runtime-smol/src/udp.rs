@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use quinn_udp::{EcnCodepoint, RecvMeta, UdpSocketState, BATCH_SIZE};
 use sfu_core::runtime::addr::SocketAddrs;
-use sfu_core::runtime::{kernel_arrival, UdpSend, UdpSocketSend};
+use sfu_core::runtime::{kernel_arrival, UdpOpener, UdpSend, UdpSocketSend};
+use smol::future::FutureExt;
 use smol::{future, Async, Timer};
 use tracing::{debug, trace};
 
@@ -52,6 +53,66 @@ impl UdpEndpoint {
     }
 }
 
+/// A socket in the worker's slots: its endpoint, and for a plain transport's own the channel
+/// whose end stops its receive task (which then drops the socket).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) endpoint: Rc<UdpEndpoint>,
+    pub(crate) _stop: Option<smol::channel::Sender<()>>,
+}
+
+impl UdpSocketSend for Slot {
+    fn addrs(&self) -> SocketAddrs {
+        self.endpoint.addrs
+    }
+
+    fn max_segments(&self) -> usize {
+        self.endpoint.max_segments()
+    }
+
+    fn try_send(&self, send: &UdpSend<'_>) -> io::Result<()> {
+        self.endpoint.try_send(send)
+    }
+}
+
+/// Opens a worker's plain transports' sockets: bound, with a receive task spawned on the
+/// worker's executor.
+pub(crate) struct Opener {
+    pub(crate) core: std::rc::Weak<RefCell<Core>>,
+    pub(crate) spawner: smol::channel::Sender<crate::worker::Spawn>,
+}
+
+impl UdpOpener for Opener {
+    type Socket = Slot;
+
+    fn open(&mut self, _slot: usize, addr: std::net::SocketAddr) -> io::Result<Slot> {
+        let core = self
+            .core
+            .upgrade()
+            .ok_or_else(|| io::Error::other("the worker is stopping"))?;
+        let socket = UdpSocket::bind(addr)?;
+        let bound = socket.local_addr()?;
+        let addrs = SocketAddrs {
+            bound,
+            local: sfu_core::runtime::addr::canonical(bound),
+        };
+        let endpoint = Rc::new(UdpEndpoint::new(socket, addrs)?);
+        let (stop, stopped) = smol::channel::bounded(1);
+        self.spawner
+            .try_send(Box::pin(recv_task(core, endpoint.clone(), Some(stopped))))
+            .map_err(|_| io::Error::other("the worker is stopping"))?;
+        Ok(Slot {
+            endpoint,
+            _stop: Some(stop),
+        })
+    }
+
+    fn close(&mut self, _slot: usize, socket: Slot) {
+        // Its receive task ends when the stop channel closes, and drops the socket.
+        drop(socket);
+    }
+}
+
 impl UdpSocketSend for UdpEndpoint {
     fn addrs(&self) -> SocketAddrs {
         self.addrs
@@ -67,12 +128,30 @@ impl UdpSocketSend for UdpEndpoint {
     }
 }
 
-/// Reads datagrams from `endpoint` and feeds them to the core, until the worker stops.
-pub(crate) async fn recv_task(core: Rc<RefCell<Core>>, endpoint: Rc<UdpEndpoint>) {
+/// Reads datagrams from `endpoint` and feeds them to the core, until the worker stops (or,
+/// with `stop`, until that channel closes: the socket closed).
+pub(crate) async fn recv_task(
+    core: Rc<RefCell<Core>>,
+    endpoint: Rc<UdpEndpoint>,
+    stop: Option<smol::channel::Receiver<()>>,
+) {
     let mut storage = vec![0u8; BATCH_SIZE * RECV_BUFFER];
     let mut meta = [RecvMeta::default(); BATCH_SIZE];
     loop {
-        if endpoint.socket.readable().await.is_err() {
+        let readable = async { Some(endpoint.socket.readable().await) };
+        let stopped = async {
+            match &stop {
+                Some(stop) => {
+                    let _ = stop.recv().await;
+                    None
+                }
+                None => future::pending().await,
+            }
+        };
+        let Some(readable) = readable.or(stopped).await else {
+            return;
+        };
+        if readable.is_err() {
             core.borrow().driver.counters().udp_recv_errors.inc();
             Timer::after(Duration::from_millis(1)).await;
             continue;

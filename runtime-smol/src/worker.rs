@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use sfu_core::runtime::tcp::Close;
-use sfu_core::runtime::{Command, ConnId, Driver};
+use sfu_core::runtime::{Command, ConnId, Driver, UdpSlots};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::{LocalExecutor, Timer};
@@ -20,7 +20,7 @@ use tracing::info;
 
 use crate::clock;
 use crate::tcp::{self, TcpAcceptor};
-use crate::udp::{self, UdpEndpoint};
+use crate::udp::{self, Opener, Slot, UdpEndpoint};
 
 /// Everything a worker thread starts with.
 pub(crate) struct WorkerSetup {
@@ -57,17 +57,33 @@ async fn serve(executor: &LocalExecutor<'_>, setup: WorkerSetup) {
     let (timer_changed, timer_wait) = channel::bounded(1);
     let (spawner, spawned) = channel::unbounded::<Spawn>();
     let udp: Vec<Rc<UdpEndpoint>> = udp.into_iter().map(Rc::new).collect();
-    let core = Rc::new(RefCell::new(Core {
-        deadline: driver.deadline(),
-        driver,
-        udp: udp.clone(),
-        writers: HashMap::new(),
-        dirty: Vec::new(),
-        timer_changed,
-    }));
+    let slots = udp
+        .iter()
+        .map(|endpoint| Slot {
+            endpoint: endpoint.clone(),
+            _stop: None,
+        })
+        .collect();
+    let opener_spawner = spawner.clone();
+    let core = Rc::new_cyclic(|weak| {
+        RefCell::new(Core {
+            deadline: driver.deadline(),
+            driver,
+            udp: UdpSlots::new(
+                slots,
+                Opener {
+                    core: weak.clone(),
+                    spawner: opener_spawner,
+                },
+            ),
+            writers: HashMap::new(),
+            dirty: Vec::new(),
+            timer_changed,
+        })
+    });
     for endpoint in udp {
         executor
-            .spawn(udp::recv_task(core.clone(), endpoint))
+            .spawn(udp::recv_task(core.clone(), endpoint, None))
             .detach();
     }
     for acceptor in tcp {
@@ -140,7 +156,8 @@ async fn timer_task(core: Rc<RefCell<Core>>, changed: Receiver<()>) {
 /// write ICE-TCP connections and wait for the deadline.
 pub(crate) struct Core {
     pub(crate) driver: Driver,
-    udp: Vec<Rc<UdpEndpoint>>,
+    /// The listen sockets, then plain transports' own.
+    udp: UdpSlots<Opener>,
     /// Wakes each connection's writer; dropping one ends its connection.
     writers: HashMap<ConnId, Sender<()>>,
     dirty: Vec<ConnId>,
@@ -217,6 +234,7 @@ mod tests {
             workers: 1,
             listen: Vec::new(),
             sfu: SfuConfig::with_seed(1),
+            rtc_port_range: None,
         };
         let shared = Arc::new(WorkerShared::new(Vec::new()));
         let sink = Box::new(|_, _| true);
@@ -225,7 +243,13 @@ mod tests {
         let mut core = Core {
             deadline: driver.deadline(),
             driver,
-            udp: Vec::new(),
+            udp: UdpSlots::new(
+                Vec::new(),
+                Opener {
+                    core: std::rc::Weak::new(),
+                    spawner: channel::unbounded().0,
+                },
+            ),
             writers: HashMap::new(),
             dirty: Vec::new(),
             timer_changed,

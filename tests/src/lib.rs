@@ -7,5 +7,6 @@ pub mod garble;
 pub mod media;
 pub mod netsim;
 pub mod pcap;
+pub mod plain;
 pub mod runtime_suite;
 pub mod sim;

@@ -7,19 +7,27 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sfu_core::ortc::{
-    DtlsRole, MediaKind, ParameterValue, Protocol as OrtcProtocol, RtpCapabilities,
-    RtpCodecCapability, SctpStreamParameters,
+    DtlsRole, MediaKind, ParameterValue, PlainTransportConnectParameters, PlainTransportOptions,
+    Protocol as OrtcProtocol, RtcpFeedback, RtcpParameters, RtpCapabilities, RtpCodecCapability,
+    RtpCodecParameters, RtpEncodingParameters, RtpParameters, SctpStreamParameters,
+    SrtpCryptoSuite, TransportListenInfo,
 };
 use sfu_core::{
     ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, DataProducerId, Input, ListenInfo,
-    Output, ProduceDataOptions, ProduceOptions, ProducerId, RouterId, RouterOptions, Sfu,
-    SfuConfig, WebRtcTransportOptions,
+    Output, PlainTransportCreated, ProduceDataOptions, ProduceOptions, ProducerId, RouterId,
+    RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions,
 };
 use str0m::net::Protocol;
 
 use crate::client::{device_capabilities, ClientTransport, ExtensionIds};
 use crate::media::Source;
 use crate::netsim::{Datagram, LinkConfig, Network, Proto};
+use crate::plain::PlainClient;
+
+/// The payload type plain endpoints send VP8 with (ffmpeg's first dynamic one).
+pub const PLAIN_VP8_PT: u8 = 96;
+/// The payload type plain endpoints send Opus with.
+pub const PLAIN_OPUS_PT: u8 = 111;
 
 /// The server's UDP address in simulations.
 pub const SERVER_UDP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 40000);
@@ -158,6 +166,12 @@ pub struct Sim {
     /// the server sees for each client address, and back.
     nat: HashMap<SocketAddr, SocketAddr>,
     nat_back: HashMap<SocketAddr, SocketAddr>,
+    /// Plain RTP endpoints (see [`add_plain_transport`](Self::add_plain_transport)).
+    pub plain: Vec<PlainClient>,
+    /// The plain endpoints' addresses (RTP and RTCP).
+    plain_by_addr: HashMap<SocketAddr, usize>,
+    /// The server's plain transports' own addresses.
+    server_plain: std::collections::HashSet<SocketAddr>,
     /// Clients whose datagrams are lost from now on (see [`silence`](Self::silence)).
     silenced: std::collections::HashSet<usize>,
     sfu_deadline: Instant,
@@ -205,6 +219,9 @@ impl Sim {
             transport_options: WebRtcTransportOptions::default(),
             nat: HashMap::new(),
             nat_back: HashMap::new(),
+            plain: Vec::new(),
+            plain_by_addr: HashMap::new(),
+            server_plain: Default::default(),
             silenced: Default::default(),
             sfu_deadline: start,
             by_addr: HashMap::new(),
@@ -517,6 +534,9 @@ impl Sim {
             for p in self.publications.iter().filter(|p| !p.muted) {
                 next = next.min(p.source.next_at());
             }
+            for c in &self.plain {
+                next = c.next_at().map_or(next, |at| next.min(at));
+            }
             if next <= self.now {
                 same_time += 1;
                 // Something asks to be served at an instant that never passes: a bug in the
@@ -550,6 +570,9 @@ impl Sim {
                     }
                 }
             }
+            for i in 0..self.plain.len() {
+                self.poll_plain_sources(i, now);
+            }
             if self.sfu_deadline <= now {
                 self.sfu.handle_input(Input::Timeout(now));
             }
@@ -571,7 +594,10 @@ impl Sim {
             Proto::Udp => OrtcProtocol::Udp,
             Proto::Tcp => OrtcProtocol::Tcp,
         };
-        if d.destination == self.server_udp || d.destination == self.server_tcp {
+        if d.destination == self.server_udp
+            || d.destination == self.server_tcp
+            || self.server_plain.contains(&d.destination)
+        {
             let polls = self.sfu.stats().transport_polls;
             self.sfu.handle_input(Input::Receive {
                 now: at,
@@ -591,6 +617,8 @@ impl Sim {
             // str0m's rule: every input is followed by a full drain.
             self.clients[i].receive(at, proto.into_str0m(), d.source, &d.contents);
             self.drain_client(i);
+        } else if let Some(&i) = self.plain_by_addr.get(&d.destination) {
+            self.plain[i].receive(at, d.destination, &d.contents);
         }
     }
 
@@ -649,10 +677,221 @@ impl Sim {
             for i in 0..self.clients.len() {
                 moved |= self.drain_client(i);
             }
+            for i in 0..self.plain.len() {
+                moved |= self.drain_plain(i);
+            }
             if !moved {
                 break;
             }
         }
+    }
+
+    /// A plain transport in `router` (options from `configure`, whose listen infos the
+    /// simulation sets) and a plain endpoint for it, which sends with SRTP of `own_suite` (a
+    /// random key) when the transport has SRTP. Returns the endpoint's index in
+    /// [`plain`](Self::plain) and what the server created.
+    pub fn add_plain_transport(
+        &mut self,
+        router: RouterId,
+        own_suite: Option<SrtpCryptoSuite>,
+        configure: impl FnOnce(&mut PlainTransportOptions),
+    ) -> (usize, PlainTransportCreated) {
+        let n = self.plain.len() as u16;
+        let server_ip = self.server_udp.ip();
+        let server = SocketAddr::new(server_ip, 41_000 + 2 * n);
+        let server_rtcp = SocketAddr::new(server_ip, 41_001 + 2 * n);
+        let mut options = PlainTransportOptions::new(TransportListenInfo::at(server));
+        configure(&mut options);
+        options.listen_info = TransportListenInfo {
+            announced_address: options.listen_info.announced_address.clone(),
+            ..TransportListenInfo::at(server)
+        };
+        if !options.rtcp_mux {
+            options.rtcp_listen_info = Some(TransportListenInfo::at(server_rtcp));
+        }
+        let created = self
+            .sfu
+            .create_plain_transport(router, options)
+            .expect("plain transport");
+        self.flush();
+        let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 3, 1 + n as u8)), 5004);
+        let own = created.parameters.srtp_parameters.as_ref().map(|_| {
+            let suite = own_suite.unwrap_or_default();
+            let key: Vec<u8> = (0..suite.key_len())
+                .map(|i| (u32::from(n) * 31 + i as u32 * 7 + 1) as u8)
+                .collect();
+            (suite, key)
+        });
+        let mut client = PlainClient::new(
+            created.id,
+            local,
+            server,
+            created.parameters.srtp_parameters.as_ref(),
+            own,
+        );
+        self.server_plain.insert(server);
+        if created.parameters.rtcp_tuple.is_some() {
+            let rtcp_local = SocketAddr::new(local.ip(), 5005);
+            client.rtcp_local = Some(rtcp_local);
+            client.server_rtcp = Some(server_rtcp);
+            self.server_plain.insert(server_rtcp);
+            self.plain_by_addr.insert(rtcp_local, self.plain.len());
+        }
+        self.plain_by_addr.insert(local, self.plain.len());
+        self.plain.push(client);
+        (self.plain.len() - 1, created)
+    }
+
+    /// `connect` of plain endpoint `i`'s transport: its address (unless `comedia`) and its
+    /// SRTP keys.
+    pub fn connect_plain(&mut self, i: usize, comedia: bool) -> Result<(), sfu_core::Error> {
+        let c = &self.plain[i];
+        let parameters = PlainTransportConnectParameters {
+            ip: (!comedia).then_some(c.local.ip()),
+            port: (!comedia).then_some(c.local.port()),
+            rtcp_port: c.rtcp_local.filter(|_| !comedia).map(|a| a.port()),
+            srtp_parameters: c.srtp_parameters.clone(),
+        };
+        let result = self.sfu.connect_plain_transport(c.transport, &parameters);
+        self.flush();
+        result
+    }
+
+    /// Plain endpoint `i` produces a VP8 or Opus stream on `ssrc` (ssrc-based encoding, no
+    /// mid, payload types [`PLAIN_VP8_PT`] and [`PLAIN_OPUS_PT`]; video with NACK and PLI),
+    /// starting now.
+    pub fn plain_produce(&mut self, i: usize, kind: MediaKind, ssrc: u32) -> ProducerId {
+        let video = kind == MediaKind::Video;
+        let (mime, pt, clock_rate, channels) = if video {
+            ("video/VP8", PLAIN_VP8_PT, 90_000, None)
+        } else {
+            ("audio/opus", PLAIN_OPUS_PT, 48_000, Some(2))
+        };
+        let rtcp_feedback = if video {
+            vec![
+                RtcpFeedback::new("nack", ""),
+                RtcpFeedback::new("nack", "pli"),
+            ]
+        } else {
+            vec![]
+        };
+        let rtp_parameters = RtpParameters {
+            mid: None,
+            codecs: vec![RtpCodecParameters {
+                mime_type: mime.into(),
+                payload_type: pt,
+                clock_rate,
+                channels,
+                parameters: Default::default(),
+                rtcp_feedback,
+            }],
+            header_extensions: vec![],
+            encodings: vec![RtpEncodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            }],
+            rtcp: RtcpParameters {
+                cname: Some(format!("plain-{i}")),
+                reduced_size: None,
+                mux: None,
+            },
+        };
+        let producer = self
+            .sfu
+            .produce(
+                self.plain[i].transport,
+                ProduceOptions {
+                    kind,
+                    rtp_parameters,
+                    paused: false,
+                },
+            )
+            .expect("produce on a plain transport");
+        self.flush();
+        let source = if video {
+            Source::video(ssrc, self.now)
+        } else {
+            Source::audio(ssrc, self.now)
+        };
+        self.plain[i].sources.push((source, pt));
+        producer
+    }
+
+    /// Consumes `producer` on plain endpoint `i`'s transport with `caps`.
+    pub fn plain_consume(
+        &mut self,
+        i: usize,
+        producer: ProducerId,
+        caps: RtpCapabilities,
+    ) -> Consumed {
+        let consumed = self
+            .sfu
+            .consume(
+                self.plain[i].transport,
+                ConsumeOptions {
+                    producer,
+                    rtp_capabilities: caps,
+                    paused: false,
+                },
+            )
+            .expect("consume on a plain transport");
+        self.flush();
+        consumed
+    }
+
+    /// Sends a raw datagram now from `source` to the server's address `destination`.
+    pub fn inject_at(&mut self, source: SocketAddr, destination: SocketAddr, contents: &[u8]) {
+        self.sfu.handle_input(Input::Receive {
+            now: self.now,
+            proto: OrtcProtocol::Udp,
+            source,
+            destination,
+            contents,
+        });
+        self.flush();
+    }
+
+    /// Plain endpoint `i`'s sources make their due packets, logged and sent.
+    fn poll_plain_sources(&mut self, i: usize, now: Instant) {
+        for s in 0..self.plain[i].sources.len() {
+            let (source, pt) = &mut self.plain[i].sources[s];
+            if source.next_at() > now {
+                continue;
+            }
+            let pt = *pt;
+            let packets = source.poll(now);
+            let ssrc = source.ssrc;
+            record(
+                &mut self.sent,
+                &self.plain[i].sources[s].0,
+                &packets,
+                now,
+                true,
+            );
+            for p in &packets {
+                self.plain[i].send(ssrc, pt, p);
+            }
+        }
+        self.drain_plain(i);
+    }
+
+    /// Moves plain endpoint `i`'s datagrams onto the network; true if there were any.
+    fn drain_plain(&mut self, i: usize) -> bool {
+        let now = self.now;
+        let out = std::mem::take(&mut self.plain[i].outbox);
+        let moved = !out.is_empty();
+        for (source, destination, contents) in out {
+            self.net.send(
+                now,
+                Datagram {
+                    proto: Proto::Udp,
+                    source,
+                    destination,
+                    contents,
+                },
+            );
+        }
+        moved
     }
 
     /// Moves a client's pending output onto the network; true if it sent anything.

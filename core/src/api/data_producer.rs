@@ -38,6 +38,8 @@ impl Sfu {
                 .free_stream_id(u16::MAX)
                 .map(SctpStreamParameters::reliable)
                 .ok_or(Error::NoFreeStreamId(transport))?,
+            // Plain transports carry no SCTP.
+            TransportKind::Plain(_) => return Err(Error::SctpNotEnabled(transport)),
         };
         let stream_id = stream.stream_id;
         let router = t.router;

@@ -8,6 +8,7 @@ mod consumer;
 mod data_consumer;
 mod data_producer;
 mod direct_transport;
+mod plain_transport;
 mod producer;
 mod router;
 mod webrtc_transport;
@@ -45,6 +46,8 @@ use crate::transport::webrtc::drive::Created;
 use crate::transport::webrtc::WebRtcLink;
 use crate::transport::{DirectTransportOptions, WebRtcTransportOptions};
 use crate::transport::{Transport, TransportKind};
+
+pub use plain_transport::PlainTransportCreated;
 
 /// Options for [`Sfu::create_router`].
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -27,10 +27,21 @@ impl Sfu {
         let mapping = ortc::get_producer_rtp_mapping(&rtp_parameters, caps)?;
         check_producer_fits_transport(&rtp_parameters, caps)?;
         t.rx_extensions.check(&rtp_parameters.header_extensions)?;
-        let mid_text = rtp_parameters
-            .mid
-            .clone()
-            .ok_or_else(|| ortc::OrtcError::InvalidParameters("missing mid".into()))?;
+        // Endpoints of plain transports declare no mid: the producer gets one of the
+        // transport's, so that it has a place like any other.
+        let mid_text = match rtp_parameters.mid.clone() {
+            Some(mid) => mid,
+            None if t.webrtc().is_none() => (0u32..)
+                .map(|n| format!("p{n}"))
+                .find(|m| {
+                    Mid::new(m).is_some_and(|mid| {
+                        !t.producers_by_mid.contains_key(&mid)
+                            && !t.consumers_by_mid.contains_key(&mid)
+                    })
+                })
+                .unwrap_or_default(),
+            None => return Err(ortc::OrtcError::InvalidParameters("missing mid".into()).into()),
+        };
         let mid = short_id(Mid::new, &mid_text, "mid")?;
         if t.producers_by_mid.contains_key(&mid) || t.consumers_by_mid.contains_key(&mid) {
             return Err(Error::MidInUse(mid_text));

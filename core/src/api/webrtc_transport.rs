@@ -131,6 +131,9 @@ impl Sfu {
                 self.demux.remove_ufrag(&link.ufrag);
                 ice_state = link.ice_state;
             }
+            if let Some(link) = t.plain() {
+                link.unroute(&mut self.demux);
+            }
             self.timers.cancel(TimerKey::Transport(transport));
             self.timers.cancel(TimerKey::Media(transport));
             self.timers.cancel(TimerKey::Consent(transport));

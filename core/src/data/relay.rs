@@ -78,7 +78,7 @@ impl Sfu {
                         }));
                     true
                 }
-                Some(TransportKind::Direct(_)) | None => false,
+                Some(TransportKind::Direct(_) | TransportKind::Plain(_)) | None => false,
             };
             if delivered {
                 dc.stats.messages_sent += 1;

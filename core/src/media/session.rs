@@ -1,7 +1,9 @@
 //! One transport's media session: its SRTP contexts, the SRTP state of every SSRC that
 //! arrives on it, transport-wide feedback, and the schedule of its RTCP reports.
 //!
-//! A session exists once the transport has keys (for WebRTC, when DTLS connects). What each
+//! A session exists once the transport has keys (for WebRTC, when DTLS connects; for a plain
+//! transport with SDES keys, when `connect` gives the remote's), or from the start for a plain
+//! transport without SRTP, whose packets pass in the clear ([`Protection::Clear`]). What each
 //! SSRC belongs to (a producer encoding, or its retransmissions) is learned at the first packet
 //! that authenticates, and only then does the SSRC take a place in the table: a forged packet
 //! for a new SSRC costs one failed authentication and leaves nothing behind.
@@ -42,12 +44,82 @@ pub(crate) struct RxSsrc {
     pub(crate) role: RxRole,
 }
 
-/// The media state of one transport with keys.
+/// How one direction of a session's packets is protected: SRTP, or not at all (plain RTP).
+// Unboxed: SRTP is the common case, and every packet goes through it.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Protection {
+    /// SRTP and SRTCP with this context.
+    Srtp(SrtpContext),
+    /// Plain RTP and RTCP: packets pass unchanged, and nothing authenticates them.
+    Clear,
+}
+
+impl Protection {
+    /// The SRTP profile, when protected.
+    pub(crate) fn profile(&self) -> Option<SrtpProfile> {
+        match self {
+            Self::Srtp(c) => Some(c.profile()),
+            Self::Clear => None,
+        }
+    }
+
+    /// See [`SrtpContext::protect_rtp`]; the clear length unchanged without SRTP.
+    pub(crate) fn protect_rtp(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        roc: u32,
+    ) -> Result<usize, SrtpError> {
+        match self {
+            Self::Srtp(c) => c.protect_rtp(buf, len, roc),
+            Self::Clear => Ok(len),
+        }
+    }
+
+    /// See [`SrtpContext::unprotect_rtp`]; the whole packet without SRTP.
+    pub(crate) fn unprotect_rtp(
+        &self,
+        buf: &mut [u8],
+        replay: &mut RtpReplay,
+    ) -> Result<usize, SrtpError> {
+        match self {
+            Self::Srtp(c) => c.unprotect_rtp(buf, replay),
+            Self::Clear => Ok(buf.len()),
+        }
+    }
+
+    /// See [`SrtpContext::protect_rtcp`]; the clear length unchanged without SRTP.
+    pub(crate) fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
+        match self {
+            Self::Srtp(c) => c.protect_rtcp(buf, len),
+            Self::Clear => Ok(len),
+        }
+    }
+
+    /// See [`SrtpContext::unprotect_rtcp`]; the whole packet without SRTP.
+    pub(crate) fn unprotect_rtcp(
+        &self,
+        buf: &mut [u8],
+        replay: &mut RtcpReplay,
+    ) -> Result<usize, SrtpError> {
+        match self {
+            Self::Srtp(c) => c.unprotect_rtcp(buf, replay),
+            Self::Clear => Ok(buf.len()),
+        }
+    }
+
+    /// The bytes protecting an RTCP packet adds.
+    pub(crate) fn rtcp_overhead(&self) -> usize {
+        self.profile().map_or(0, SrtpProfile::rtcp_overhead)
+    }
+}
+
+/// The media state of one transport with keys (or without SRTP).
 pub(crate) struct MediaSession {
     /// Protects what the transport sends.
-    pub(crate) tx: SrtpContext,
+    pub(crate) tx: Protection,
     /// Unprotects what arrives.
-    pub(crate) rx: SrtpContext,
+    pub(crate) rx: Protection,
     pub(crate) rx_ssrcs: FxHashMap<u32, RxSsrc>,
     pub(crate) rtcp_replays: FxHashMap<u32, RtcpReplay>,
     /// Arrival times of transport-wide sequence numbers, for feedback to the sender.
@@ -80,16 +152,31 @@ impl MediaSession {
         rtcp_ssrc: u32,
         now: Instant,
     ) -> Result<Self, SrtpError> {
-        Ok(Self {
-            tx: SrtpContext::new(profile, local_key, local_salt)?,
-            rx: SrtpContext::new(profile, remote_key, remote_salt)?,
+        Ok(Self::with(
+            Protection::Srtp(SrtpContext::new(profile, local_key, local_salt)?),
+            Protection::Srtp(SrtpContext::new(profile, remote_key, remote_salt)?),
+            rtcp_ssrc,
+            now,
+        ))
+    }
+
+    /// A session whose packets pass in the clear (a plain transport without SRTP).
+    pub(crate) fn clear(rtcp_ssrc: u32, now: Instant) -> Self {
+        Self::with(Protection::Clear, Protection::Clear, rtcp_ssrc, now)
+    }
+
+    /// A session from its two directions' protections.
+    pub(crate) fn with(tx: Protection, rx: Protection, rtcp_ssrc: u32, now: Instant) -> Self {
+        Self {
+            tx,
+            rx,
             rx_ssrcs: FxHashMap::default(),
             rtcp_replays: FxHashMap::default(),
             twcc: TwccRecorder::new(),
             tw_seq: 0,
             rtcp_ssrc,
             next_report_at: now + REPORT_INTERVAL / 2,
-        })
+        }
     }
 
     /// Unprotects an SRTCP datagram in place; the sender's replay state is created only for

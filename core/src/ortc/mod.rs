@@ -10,7 +10,9 @@
 //! as [`OrtcError`].
 
 mod negotiate;
+mod plain;
 mod types;
 
 pub use negotiate::*;
+pub use plain::*;
 pub use types::*;

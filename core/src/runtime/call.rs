@@ -7,26 +7,146 @@
 //! (`create_router`, `produce`, ...) are written once, by
 //! [`worker_handle_methods!`](crate::worker_handle_methods).
 
+use std::net::SocketAddr;
+
+use super::addr::SocketAddrs;
+use super::driver::UdpSockets;
+use super::ListenOptions;
 use crate::control::{Reply, Request};
-use crate::{Error, ListenInfo, Sfu};
+use crate::ortc::{PlainTransportOptions, TransportListenInfo};
+use crate::{Error, ListenInfo, PlainTransportCreated, RouterId, Sfu, TransportId};
 
 /// One control call on a worker's Sfu.
 pub trait Call: Send + 'static {
     /// What the call returns.
     type Output: Send + 'static;
 
-    /// Carries the call out. `listen_infos` are the worker's own socket addresses, offered to
-    /// a WebRTC transport created with none.
-    fn call(self, sfu: &mut Sfu, listen_infos: &[ListenInfo]) -> Result<Self::Output, Error>;
+    /// Carries the call out on `sfu`, with what the worker offers it (`worker`: its own
+    /// sockets' addresses, and sockets opened on demand).
+    fn call(self, sfu: &mut Sfu, worker: &mut WorkerContext<'_>) -> Result<Self::Output, Error>;
+}
+
+/// What a worker offers a call besides its Sfu: the addresses of its own sockets (for a
+/// WebRTC transport created with none), and sockets opened on demand for plain transports,
+/// which the worker closes when their transport closes.
+pub struct WorkerContext<'a> {
+    /// The worker's own sockets' addresses.
+    pub listen_infos: &'a [ListenInfo],
+    sockets: &'a mut dyn UdpSockets,
+    port_range: Option<(u16, u16)>,
+    opened: &'a mut Vec<(TransportId, SocketAddr)>,
+}
+
+impl<'a> WorkerContext<'a> {
+    /// A context whose sockets come from `sockets`, in `port_range` when a listen info names
+    /// no port; sockets opened for a transport are added to `opened`.
+    pub(crate) fn new(
+        listen_infos: &'a [ListenInfo],
+        sockets: &'a mut dyn UdpSockets,
+        port_range: Option<(u16, u16)>,
+        opened: &'a mut Vec<(TransportId, SocketAddr)>,
+    ) -> Self {
+        Self {
+            listen_infos,
+            sockets,
+            port_range,
+            opened,
+        }
+    }
+
+    /// Opens a UDP socket for `info`: on its port, else the first free one of its port range,
+    /// else of the runtime's `rtc_port_range`, else any.
+    fn open(&mut self, info: &TransportListenInfo) -> Result<(usize, SocketAddrs), Error> {
+        // The Sfu knows a plain transport by the address its datagrams arrive at, which a
+        // wildcard socket does not name.
+        if info.ip.is_unspecified() {
+            return Err(Error::InvalidListenInfo(format!(
+                "a plain transport listens on a concrete ip, not {}",
+                info.ip
+            )));
+        }
+        let range = info.port_range.map(|r| (r.min, r.max)).or(self.port_range);
+        let options = ListenOptions {
+            protocol: info.protocol,
+            ip: info.ip,
+            announced_address: None,
+            port: info.port,
+            port_range: if info.port == 0 { range } else { None },
+        };
+        let sockets = &mut *self.sockets;
+        super::addr::bind_first(&options, 0, |addr| sockets.open(addr))
+            .map_err(|e| Error::InvalidListenInfo(format!("no UDP socket on {}: {e}", info.ip)))
+    }
+
+    /// Creates a plain transport on sockets opened for it (the RTCP one too without
+    /// `rtcp_mux`, on the RTP listen info's ip unless an RTCP listen info says otherwise). The
+    /// sockets close again if the Sfu refuses the transport, and with the transport.
+    pub fn create_plain_transport(
+        &mut self,
+        sfu: &mut Sfu,
+        router: RouterId,
+        mut options: PlainTransportOptions,
+    ) -> Result<PlainTransportCreated, Error> {
+        let mut opened = Vec::new();
+        let result = self
+            .open_plain(&mut options, &mut opened)
+            .and_then(|()| sfu.create_plain_transport(router, options));
+        match &result {
+            Ok(created) => self.opened.extend(
+                opened
+                    .into_iter()
+                    .map(|(_, addrs)| (created.id, addrs.local)),
+            ),
+            Err(_) => {
+                for (slot, _) in opened {
+                    self.sockets.close(slot);
+                }
+            }
+        }
+        result
+    }
+
+    fn open_plain(
+        &mut self,
+        options: &mut PlainTransportOptions,
+        opened: &mut Vec<(usize, SocketAddrs)>,
+    ) -> Result<(), Error> {
+        let rtp = self.open(&options.listen_info)?;
+        opened.push(rtp);
+        let rtp = rtp.1;
+        if !options.rtcp_mux {
+            let info = options
+                .rtcp_listen_info
+                .get_or_insert_with(|| TransportListenInfo {
+                    port: 0,
+                    ..options.listen_info.clone()
+                });
+            let rtcp = self.open(info)?;
+            opened.push(rtcp);
+            let rtcp = rtcp.1;
+            info.ip = rtcp.local.ip();
+            info.port = rtcp.local.port();
+        }
+        options.listen_info.ip = rtp.local.ip();
+        options.listen_info.port = rtp.local.port();
+        Ok(())
+    }
 }
 
 /// Any request of the control API, answered with the matching [`Reply`].
 impl Call for Request {
     type Output = Reply;
 
-    fn call(mut self, sfu: &mut Sfu, listen_infos: &[ListenInfo]) -> Result<Reply, Error> {
-        if let Request::CreateWebRtcTransport { options, .. } = &mut self {
-            offer(&mut options.listen_infos, listen_infos);
+    fn call(mut self, sfu: &mut Sfu, worker: &mut WorkerContext<'_>) -> Result<Reply, Error> {
+        match &mut self {
+            Request::CreateWebRtcTransport { options, .. } => {
+                offer(&mut options.listen_infos, worker.listen_infos);
+            }
+            Request::CreatePlainTransport { router, options } => {
+                let created = worker.create_plain_transport(sfu, *router, options.clone())?;
+                return Ok(Reply::PlainTransport(created));
+            }
+            _ => {}
         }
         sfu.handle_request(self)
     }
@@ -41,7 +161,7 @@ fn offer(requested: &mut Vec<ListenInfo>, own: &[ListenInfo]) {
 
 /// A call carried out on the worker's Sfu, whose result goes back to the caller once the worker
 /// has drained what the call made (so the caller sees its events and gauges).
-type Run = Box<dyn FnOnce(&mut Sfu, &[ListenInfo]) -> Answer + Send>;
+type Run = Box<dyn FnOnce(&mut Sfu, &mut WorkerContext<'_>) -> Answer + Send>;
 
 /// What a handle sends to its worker: a call with the way back for its result, or the order to
 /// stop.
@@ -68,8 +188,8 @@ impl Command {
         call: C,
         reply: impl FnOnce(Result<C::Output, Error>) + Send + 'static,
     ) -> Self {
-        Command::Call(Box::new(move |sfu, listen_infos| {
-            let result = call.call(sfu, listen_infos);
+        Command::Call(Box::new(move |sfu, worker| {
+            let result = call.call(sfu, worker);
             Answer(Box::new(move || reply(result)))
         }))
     }
@@ -84,8 +204,8 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// Every typed call: `method / Type (arguments) -> Output = |sfu, listen_infos| body;`, given
-/// to the macro named first (with any tokens after it).
+/// Every typed call: `method / Type (arguments) -> Output = |sfu, worker| body;` (`worker`
+/// the [`WorkerContext`]), given to the macro named first (with any tokens after it).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __with_calls {
@@ -112,7 +232,7 @@ macro_rules! __with_calls {
                 options: $crate::WebRtcTransportOptions
             ) -> $crate::WebRtcTransportCreated = |sfu, own| {
                 let mut options = options;
-                offer(&mut options.listen_infos, own);
+                offer(&mut options.listen_infos, own.listen_infos);
                 sfu.create_webrtc_transport(router, options)
             };
             /// Creates a direct transport: the application's own data producers and consumers.
@@ -131,6 +251,20 @@ macro_rules! __with_calls {
                 transport: $crate::TransportId,
                 dtls_parameters: $crate::ortc::DtlsParameters
             ) -> () = |sfu, _l| sfu.connect_webrtc_transport(transport, &dtls_parameters);
+            /// Creates a plain transport (RTP for ffmpeg, GStreamer and the like) on a UDP
+            /// socket the worker opens for it: on the listen info's port, else in its port
+            /// range, else in the runtime's `rtc_port_range`. The socket closes with the
+            /// transport.
+            create_plain_transport / CreatePlainTransport(
+                router: $crate::RouterId,
+                options: $crate::ortc::PlainTransportOptions
+            ) -> $crate::PlainTransportCreated =
+                |sfu, own| own.create_plain_transport(sfu, router, options);
+            /// Gives a plain transport the remote's address and SRTP keys.
+            connect_plain_transport / ConnectPlainTransport(
+                transport: $crate::TransportId,
+                parameters: $crate::ortc::PlainTransportConnectParameters
+            ) -> () = |sfu, _l| sfu.connect_plain_transport(transport, &parameters);
             /// Restarts ICE with new credentials.
             restart_ice / RestartIce(transport: $crate::TransportId)
                 -> $crate::ortc::IceParameters = |sfu, _l| sfu.restart_ice(transport);
@@ -309,7 +443,8 @@ macro_rules! __define_calls {
                 type Output = $out;
 
                 #[allow(clippy::unused_unit)]
-                fn call(self, $sfu: &mut Sfu, $own: &[ListenInfo]) -> Result<$out, Error> {
+                fn call(self, $sfu: &mut Sfu, $own: &mut WorkerContext<'_>)
+                    -> Result<$out, Error> {
                     let Self { $($arg),* } = self;
                     $body
                 }

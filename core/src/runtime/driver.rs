@@ -17,15 +17,17 @@
 //! - a deadline is served only when due; one served on a wake by nothing but the timer counts
 //!   in `timer_fires` with its lateness, one the timer woke for too early in `timer_early`.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::addr::SocketAddrs;
+use super::call::WorkerContext;
 use super::tcp::{Close, ConnId, Opened, TcpTable, TCP_SWEEP_INTERVAL};
 use super::{gro_segments, Command, CounterCells, RuntimeConfig, WorkerShared};
-use crate::{Error, Event, Input, Output, Protocol, Sfu, Transmit};
+use crate::{Error, Event, Input, Output, Protocol, Sfu, Transmit, TransportId};
 
 /// One UDP send, addressed as the socket wants it ([`SocketAddrs::send_addrs`]): a datagram,
 /// or with `segment_size` several of that size (the last may be shorter) joined for GSO. The
@@ -52,7 +54,122 @@ pub trait UdpSockets {
     fn max_segments(&self, socket: usize) -> usize;
     /// Hands one send to socket `socket` without waiting.
     fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()>;
+    /// Opens a socket bound to `addr` exactly (a plain transport's), read like the others:
+    /// its number and addresses. Unsupported unless the runtime says otherwise.
+    fn open(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddrs)> {
+        let _ = addr;
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Closes socket `socket`, one [`open`](Self::open) made.
+    fn close(&mut self, socket: usize) {
+        let _ = socket;
+    }
 }
+
+/// How a runtime opens and closes the sockets of [`UdpSlots`]: binding, and registering with
+/// its way of waiting.
+pub trait UdpOpener {
+    /// The runtime's socket.
+    type Socket: UdpSocketSend;
+    /// Binds `addr` exactly and registers the socket as number `slot`.
+    fn open(&mut self, slot: usize, addr: SocketAddr) -> io::Result<Self::Socket>;
+    /// Unregisters socket `slot` (it closes when dropped).
+    fn close(&mut self, slot: usize, socket: Self::Socket);
+}
+
+/// A worker's UDP sockets in numbered slots: its listen sockets first, then those opened on
+/// demand for plain transports (a closed one's slot is taken by the next). What both runtimes
+/// lend the driver.
+#[derive(Debug)]
+pub struct UdpSlots<O: UdpOpener> {
+    slots: Vec<Option<O::Socket>>,
+    opener: O,
+}
+
+impl<O: UdpOpener> UdpSlots<O> {
+    /// The listen sockets, numbered from 0, and how to open more.
+    pub fn new(listen: Vec<O::Socket>, opener: O) -> Self {
+        Self {
+            slots: listen.into_iter().map(Some).collect(),
+            opener,
+        }
+    }
+
+    /// The number of slots (some may be empty).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether there are no slots.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The socket in slot `slot`.
+    pub fn get(&self, slot: usize) -> Option<&O::Socket> {
+        self.slots.get(slot)?.as_ref()
+    }
+
+    /// The socket in slot `slot`.
+    pub fn get_mut(&mut self, slot: usize) -> Option<&mut O::Socket> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    /// The opener.
+    pub fn opener(&mut self) -> &mut O {
+        &mut self.opener
+    }
+}
+
+impl<O: UdpOpener> UdpSockets for UdpSlots<O> {
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
+        match self.slots.get(socket)? {
+            Some(s) => Some(s.addrs()),
+            // An empty slot matches no source.
+            None => Some(SocketAddrs {
+                bound: UNROUTABLE,
+                local: UNROUTABLE,
+            }),
+        }
+    }
+
+    fn max_segments(&self, socket: usize) -> usize {
+        self.get(socket).map_or(1, |s| s.max_segments().max(1))
+    }
+
+    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
+        match self.get(socket) {
+            Some(s) => s.try_send(send),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn open(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddrs)> {
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.slots.len());
+        let socket = self.opener.open(slot, addr)?;
+        let addrs = socket.addrs();
+        if slot == self.slots.len() {
+            self.slots.push(Some(socket));
+        } else {
+            self.slots[slot] = Some(socket);
+        }
+        Ok((slot, addrs))
+    }
+
+    fn close(&mut self, socket: usize) {
+        if let Some(s) = self.slots.get_mut(socket).and_then(Option::take) {
+            self.opener.close(socket, s);
+        }
+    }
+}
+
+/// The address an empty slot shows: port 0 of the unspecified address, which no transmit
+/// names as its source.
+const UNROUTABLE: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// One UDP socket of a runtime, as the driver sends through it; a `Vec` of them is the
 /// runtime's [`UdpSockets`].
@@ -111,7 +228,8 @@ impl<'a> From<&UdpSend<'a>> for quinn_udp::Transmit<'a> {
 }
 
 /// How many datagrams one send may carry on every socket of `udp` (GSO): what the Sfu may put
-/// in one [`Transmit`] ([`SfuConfig::gso_segments`](crate::SfuConfig::gso_segments)).
+/// in one [`Transmit`] ([`SfuConfig::gso_segments`](crate::SfuConfig::gso_segments)). Sockets
+/// opened later take the same socket options, so the same figure.
 pub fn gso_segments(udp: &impl UdpSockets) -> usize {
     (0..)
         .map_while(|i| udp.addrs(i).map(|_| udp.max_segments(i)))
@@ -120,8 +238,16 @@ pub fn gso_segments(udp: &impl UdpSockets) -> usize {
         .max(1)
 }
 
-/// The socket of `udp` that sends from `source`.
-fn socket_for(udp: &impl UdpSockets, source: SocketAddr) -> Option<(usize, SocketAddrs)> {
+/// The socket of `udp` that sends from `source`: a plain transport's own socket by its
+/// address, else the first listen socket that sends from it.
+fn socket_for(
+    udp: &impl UdpSockets,
+    opened: &HashMap<SocketAddr, usize>,
+    source: SocketAddr,
+) -> Option<(usize, SocketAddrs)> {
+    if let Some(&slot) = opened.get(&source) {
+        return Some((slot, udp.addrs(slot)?));
+    }
     (0..)
         .map_while(|i| Some((i, udp.addrs(i)?)))
         .find(|(_, addrs)| addrs.sends_from(source))
@@ -141,6 +267,12 @@ pub struct Driver {
     /// When ICE-TCP connections are next checked against their timeouts.
     tcp_sweep_at: Instant,
     events: EventSink,
+    /// Where plain transports' sockets are opened when their listen info names no port.
+    rtc_port_range: Option<(u16, u16)>,
+    /// The sockets opened for each plain transport, closed with it.
+    transport_sockets: HashMap<TransportId, Vec<SocketAddr>>,
+    /// The slots of those sockets, by their local address.
+    opened: HashMap<SocketAddr, usize>,
 }
 
 impl Driver {
@@ -166,6 +298,9 @@ impl Driver {
             tcp: TcpTable::new(max_frame),
             tcp_sweep_at: now,
             events,
+            rtc_port_range: config.rtc_port_range,
+            transport_sockets: HashMap::new(),
+            opened: HashMap::new(),
         };
         driver.drain(&mut NoSockets);
         Ok(driver)
@@ -239,10 +374,32 @@ impl Driver {
             return false;
         };
         self.shared.counters.requests.inc();
-        let answer = call(&mut self.sfu, &self.shared.listen_infos);
+        let mut opened = Vec::new();
+        let mut slots = Opening {
+            udp,
+            slots: &mut self.opened,
+        };
+        let mut worker = WorkerContext::new(
+            &self.shared.listen_infos,
+            &mut slots,
+            self.rtc_port_range,
+            &mut opened,
+        );
+        let answer = call(&mut self.sfu, &mut worker);
+        for (transport, local) in opened {
+            self.transport_sockets
+                .entry(transport)
+                .or_default()
+                .push(local);
+        }
         self.drain(udp);
         answer.send();
         true
+    }
+
+    /// The sockets open for plain transports (their local addresses).
+    pub fn transport_sockets(&self) -> usize {
+        self.opened.len()
     }
 
     /// Feeds one UDP receive buffer that arrived at `now` from `source` at `destination`: one
@@ -341,10 +498,17 @@ impl Driver {
                     self.sfu.recycle(t.contents);
                 }
                 Output::Transmit(t) => {
-                    send_udp(&self.shared.counters, udp, &t);
+                    send_udp(&self.shared.counters, udp, &self.opened, &t);
                     self.sfu.recycle(t.contents);
                 }
                 Output::Event(e) => {
+                    if let Event::TransportClosed { transport } = &e {
+                        for local in self.transport_sockets.remove(transport).unwrap_or_default() {
+                            if let Some(slot) = self.opened.remove(&local) {
+                                udp.close(slot);
+                            }
+                        }
+                    }
                     if !(self.events)(self.index, e) {
                         self.shared.counters.events_dropped.inc();
                     }
@@ -360,8 +524,13 @@ impl Driver {
 }
 
 /// Sends one UDP transmit (a run of datagrams in one GSO send) from the socket of its source.
-fn send_udp(counters: &CounterCells, udp: &mut impl UdpSockets, t: &Transmit) {
-    let Some((socket, addrs)) = socket_for(udp, t.source) else {
+fn send_udp(
+    counters: &CounterCells,
+    udp: &mut impl UdpSockets,
+    opened: &HashMap<SocketAddr, usize>,
+    t: &Transmit,
+) {
+    let Some((socket, addrs)) = socket_for(udp, opened, t.source) else {
         counters.udp_no_socket.inc();
         return;
     };
@@ -394,6 +563,38 @@ fn record_send(counters: &CounterCells, send: &UdpSend<'_>, n: usize, result: io
                 counters.udp_send_would_block.add(n);
             }
         }
+    }
+}
+
+/// The runtime's sockets while a call may open some: each one opened is noted by its local
+/// address.
+struct Opening<'a, U> {
+    udp: &'a mut U,
+    slots: &'a mut HashMap<SocketAddr, usize>,
+}
+
+impl<U: UdpSockets> UdpSockets for Opening<'_, U> {
+    fn addrs(&self, socket: usize) -> Option<SocketAddrs> {
+        self.udp.addrs(socket)
+    }
+
+    fn max_segments(&self, socket: usize) -> usize {
+        self.udp.max_segments(socket)
+    }
+
+    fn send(&mut self, socket: usize, send: &UdpSend<'_>) -> io::Result<()> {
+        self.udp.send(socket, send)
+    }
+
+    fn open(&mut self, addr: SocketAddr) -> io::Result<(usize, SocketAddrs)> {
+        let (slot, addrs) = self.udp.open(addr)?;
+        self.slots.insert(addrs.local, slot);
+        Ok((slot, addrs))
+    }
+
+    fn close(&mut self, socket: usize) {
+        self.slots.retain(|_, &mut slot| slot != socket);
+        self.udp.close(socket);
     }
 }
 
@@ -438,6 +639,7 @@ mod tests {
             workers: 1,
             listen: Vec::new(),
             sfu: SfuConfig::with_seed(7),
+            rtc_port_range: None,
         };
         let own = crate::ListenInfo {
             protocol: Protocol::Udp,

@@ -12,12 +12,16 @@
 //!
 //! ## Sockets opened on demand
 //!
-//! Plain and pipe transports will need sockets of their own, opened on demand in a port range
-//! ([`ListenOptions::worker_ports`], [`addr::bind_first`]). The place for them: the Sfu asks
-//! for a socket in its output, the runtime's worker binds it and adds it to the sockets it
-//! lends the driver ([`UdpSockets`]: sockets are numbered, and [`UdpSockets::addrs`] of the new
-//! one makes the driver send that transport's datagrams through it), and reads it like its
-//! listen sockets. Nothing of that exists yet.
+//! A plain transport has a UDP socket of its own. Its create call
+//! ([`call::CreatePlainTransport`], or the [`Request`](crate::control::Request)) opens it
+//! before the Sfu makes the transport ([`WorkerContext::create_plain_transport`]): on the
+//! listen info's port, else the first free one of its port range, else of
+//! [`RuntimeConfig::rtc_port_range`] ([`addr::bind_first`]), so the reply names the port. The
+//! runtime's sockets sit in numbered slots ([`UdpSlots`]; a runtime writes only how it binds
+//! and registers one, [`UdpOpener`]), the driver sends each transport's datagrams through its
+//! own socket (found by its address, not by a scan), and when the Sfu reports the transport
+//! closed ([`Event::TransportClosed`](crate::Event::TransportClosed), also when its router
+//! closes) the driver closes its sockets.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -32,8 +36,11 @@ pub mod call;
 mod driver;
 pub mod tcp;
 
+pub use call::WorkerContext;
 pub use call::{Call, Command};
-pub use driver::{gso_segments, Driver, EventSink, UdpSend, UdpSocketSend, UdpSockets};
+pub use driver::{
+    gso_segments, Driver, EventSink, UdpOpener, UdpSend, UdpSlots, UdpSocketSend, UdpSockets,
+};
 pub use tcp::{ConnId, TcpTable, MAX_TCP_CONNECTIONS, TCP_QUEUE_LIMIT};
 
 /// How many events may wait for the application before new ones are dropped and counted
@@ -130,6 +137,10 @@ pub struct RuntimeConfig {
     /// The configuration of each worker's Sfu. A seed, if set, is varied per worker so
     /// workers never draw the same ids (see [`RuntimeConfig::worker_sfu_config`]).
     pub sfu: SfuConfig,
+    /// The inclusive range of ports a worker opens a plain transport's socket in when its
+    /// listen info names neither a port nor a range (mediasoup's `rtcMinPort`/`rtcMaxPort`).
+    /// Default `None`: any port the system gives.
+    pub rtc_port_range: Option<(u16, u16)>,
 }
 
 impl RuntimeConfig {
@@ -149,6 +160,7 @@ impl Default for RuntimeConfig {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             listen: vec![ListenOptions::udp(loopback), ListenOptions::tcp(loopback)],
             sfu: SfuConfig::default(),
+            rtc_port_range: None,
         }
     }
 }

@@ -504,7 +504,8 @@ impl Sfu {
     /// Puts a transport with datagrams waiting on the flush queue.
     pub(crate) fn queue_flush(&mut self, tid: TransportId) {
         if let Some(t) = self.transports.get_mut(&tid) {
-            if !t.outbox.is_empty() && !std::mem::replace(&mut t.flush_pending, true) {
+            let waiting = !t.outbox.is_empty() || !t.rtcp_out.is_empty();
+            if waiting && !std::mem::replace(&mut t.flush_pending, true) {
                 self.flush_queue.push_back(tid);
             }
         }
@@ -577,9 +578,15 @@ fn write_media(
     true
 }
 
-/// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it.
+/// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it: with
+/// the media, or for the separate RTCP path when RTCP is not muxed.
 fn send_rtcp(t: &mut Transport, buf: &mut [u8], len: usize) -> bool {
-    if t.selected.is_none() {
+    let path = if t.rtcp_separate {
+        t.rtcp_selected
+    } else {
+        t.selected
+    };
+    if path.is_none() {
         return false;
     }
     let Some(session) = t.media.as_mut() else {
@@ -587,14 +594,18 @@ fn send_rtcp(t: &mut Transport, buf: &mut [u8], len: usize) -> bool {
     };
     let mut out = Vec::with_capacity(len + 32);
     out.extend_from_slice(&buf[..len]);
-    out.resize(len + session.tx.profile().rtcp_overhead(), 0);
+    out.resize(len + session.tx.rtcp_overhead(), 0);
     let Ok(len) = session.tx.protect_rtcp(&mut out, len) else {
         return false;
     };
     out.truncate(len);
     t.stats.datagrams_sent += 1;
     t.stats.bytes_sent += len as u64;
-    t.outbox.push(out);
+    if t.rtcp_separate {
+        t.rtcp_out.push(out);
+    } else {
+        t.outbox.push(out);
+    }
     true
 }
 

@@ -25,30 +25,33 @@ const STORE_SLOTS: usize = 512;
 const STORE_SLOT_SIZE: usize = 1500;
 
 impl Sfu {
-    /// An SRTP or SRTCP datagram on a transport with a validated path.
-    pub(crate) fn media_in(&mut self, tid: TransportId, contents: &[u8]) {
+    /// An SRTP or SRTCP datagram on a transport with a validated path (or at a comedia plain
+    /// transport that has yet to learn its remote). True when it was valid: authentic (with
+    /// SRTP) and well-formed RTP or RTCP.
+    pub(crate) fn media_in(&mut self, tid: TransportId, contents: &[u8]) -> bool {
         let mut buf = std::mem::take(&mut self.rx_buf);
         buf.clear();
         buf.extend_from_slice(contents);
-        if rtcp::is_rtcp(&buf) {
-            self.rtcp_in(tid, &mut buf);
+        let valid = if rtcp::is_rtcp(&buf) {
+            self.rtcp_in(tid, &mut buf)
         } else {
-            self.rtp_in(tid, &mut buf);
-        }
+            self.rtp_in(tid, &mut buf)
+        };
         self.rx_buf = buf;
+        valid
     }
 
     /// Authenticates and decrypts an SRTP packet, learns its SSRC at the first one, and hands
     /// the producer packet on.
-    fn rtp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) {
+    fn rtp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) -> bool {
         let arrival = self.arrival;
         let Some(t) = self.transports.get_mut(&tid) else {
-            return;
+            return false;
         };
         let route = rx_route(t, &mut self.producers, buf);
         let (Some(route), Ok(pkt)) = (route, RtpPacket::parse(buf)) else {
             t.stats.rtp_dropped += 1;
-            return;
+            return false;
         };
         // Every authentic packet counts for congestion control, routed or not (the sender's
         // first packets race its `produce`): the feedback carries its own arrival time, not
@@ -68,7 +71,7 @@ impl Sfu {
             if let Some(t) = self.transports.get_mut(&tid) {
                 t.stats.rtp_dropped += 1;
             }
-            return;
+            return true;
         };
         match role {
             RxRole::Media => self.producer_packet(tid, pid, layer, &pkt, false),
@@ -76,7 +79,7 @@ impl Sfu {
                 // Back to the original packet in place: the header moves over the original
                 // sequence number, then takes the encoding's SSRC and payload type.
                 let Some(p) = self.producers.get(&pid) else {
-                    return;
+                    return true;
                 };
                 let original = p
                     .rtx_payload_types
@@ -92,7 +95,7 @@ impl Sfu {
                     if let Some(t) = self.transports.get_mut(&tid) {
                         t.stats.rtp_dropped += 1;
                     }
-                    return;
+                    return true;
                 };
                 let header = pkt.header_len();
                 buf.copy_within(0..header, 2);
@@ -105,6 +108,7 @@ impl Sfu {
                 }
             }
         }
+        true
     }
 
     /// One packet of a producer encoding, in order or late: statistics,
@@ -204,25 +208,25 @@ impl Sfu {
     }
 
     /// Decrypts and acts on an SRTCP compound packet from a transport's endpoint.
-    fn rtcp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) {
+    fn rtcp_in(&mut self, tid: TransportId, buf: &mut Vec<u8>) -> bool {
         let Some(t) = self.transports.get_mut(&tid) else {
-            return;
+            return false;
         };
         let Some(session) = t.media.as_mut() else {
             t.stats.rtcp_dropped += 1;
-            return;
+            return false;
         };
         let Ok(len) = session.unprotect_rtcp(buf) else {
             t.stats.rtcp_dropped += 1;
-            return;
+            return false;
         };
         buf.truncate(len);
-        for item in rtcp::compound(buf) {
+        for (index, item) in rtcp::compound(buf).enumerate() {
             let Ok(packet) = item else {
                 if let Some(t) = self.transports.get_mut(&tid) {
                     t.stats.rtcp_dropped += 1;
                 }
-                break;
+                return index > 0;
             };
             match packet {
                 RtcpPacket::SenderReport(sr) => {
@@ -259,6 +263,7 @@ impl Sfu {
                 _ => {}
             }
         }
+        true
     }
 
     fn on_sender_report(&mut self, tid: TransportId, ssrc: u32, ntp: u64, rtp_ts: u32) {

@@ -45,6 +45,9 @@ impl Sfu {
                 }
                 self.demux.remove_ufrag(&link.ufrag);
             }
+            if let Some(link) = t.plain() {
+                link.unroute(&mut self.demux);
+            }
             self.out
                 .push_back(Output::Event(Event::TransportClosed { transport: tid }));
         }

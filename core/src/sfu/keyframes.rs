@@ -50,7 +50,7 @@ impl Sfu {
     }
 
     /// A transport just became able to receive: its consumers need a key frame.
-    pub(super) fn request_key_frames_for_transport(&mut self, tid: TransportId) {
+    pub(crate) fn request_key_frames_for_transport(&mut self, tid: TransportId) {
         let Some(t) = self.transports.get(&tid) else {
             return;
         };

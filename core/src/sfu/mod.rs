@@ -42,6 +42,7 @@ pub(crate) use handshake::set_dtls_state;
 pub(crate) mod ingress;
 mod isolation;
 mod keyframes;
+mod plain;
 
 /// NTP time (RFC 5905, 64-bit fixed point) the Sfu's start is taken to be, for sender reports
 /// of streams whose producer sent none yet: 2026-01-01T00:00:00Z. The Sfu has no wall clock;
@@ -235,7 +236,7 @@ impl Sfu {
 
     /// The size of each of the Sfu's tables.
     pub fn footprint(&self) -> Footprint {
-        let (paths, ufrags) = self.demux.sizes();
+        let (paths, ufrags, local_addresses) = self.demux.sizes();
         let (timers, timer_entries) = self.timers.sizes();
         Footprint {
             routers: self.routers.len(),
@@ -250,6 +251,7 @@ impl Sfu {
                 .sum(),
             paths,
             ufrags,
+            local_addresses,
             timers,
             timer_entries,
             queued_outputs: self.out.len() + self.work.len() + self.flush_queue.len(),
@@ -290,6 +292,10 @@ impl Sfu {
         let known_path = routed.is_some();
         let tid = match routed {
             Some(tid) => tid,
+            None if proto == Protocol::Udp && self.demux.has_local(&destination) => {
+                self.plain_from_new_source(kind, source, destination, contents);
+                return;
+            }
             None if kind == Kind::Stun => match self.admit_stun(tuple, contents) {
                 Some(tid) => tid,
                 None => return,
@@ -313,6 +319,11 @@ impl Sfu {
         // SRTP and SRTCP belong to the media session, never to the WebRTC stack.
         if kind == Kind::RtpOrRtcp {
             self.media_in(tid, contents);
+            return;
+        }
+        if t.plain().is_some() {
+            // A plain transport's remote sends only RTP and RTCP.
+            t.stats.rtp_dropped += 1;
             return;
         }
         let Some(link) = t.webrtc_mut() else {
@@ -421,6 +432,17 @@ impl Sfu {
         };
         if let Some(t) = self.transports.get_mut(&tid) {
             t.flush_pending = false;
+            if let Some(tuple) = t.rtcp_selected {
+                for contents in t.rtcp_out.drain(..) {
+                    self.out.push_back(Output::Transmit(Transmit {
+                        proto: tuple.proto,
+                        source: tuple.local,
+                        destination: tuple.remote,
+                        contents,
+                        segment_size: None,
+                    }));
+                }
+            }
             if let Some(tuple) = t.selected {
                 for (contents, segment_size) in t.outbox.drain() {
                     self.out.push_back(Output::Transmit(Transmit {

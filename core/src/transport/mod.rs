@@ -4,11 +4,13 @@
 //! consumers on it, its media session (SRTP, the state of what arrives, the transport-wide
 //! sequence numbers) and the datagrams it has written. [`TransportKind`] holds what one kind
 //! adds: a WebRTC transport's ICE-lite and DTLS ([`webrtc`], the only module that speaks to
-//! str0m). Router and forwarding code see only [`Transport`].
+//! str0m), a plain transport's own socket and remote address ([`plain`]). Router and
+//! forwarding code see only [`Transport`].
 
 pub(crate) mod direct;
 pub(crate) mod extensions;
 pub(crate) mod outbox;
+pub(crate) mod plain;
 pub(crate) mod webrtc;
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use crate::stats::TransportStats;
 use direct::DirectLink;
 use extensions::RxExtensions;
 use outbox::Outbox;
+use plain::PlainLink;
 use webrtc::WebRtcLink;
 
 pub use direct::DirectTransportOptions;
@@ -34,6 +37,13 @@ pub(crate) struct Transport {
     pub(crate) router: RouterId,
     /// The path media goes out on, once known.
     pub(crate) selected: Option<TransportTuple>,
+    /// The path RTCP goes out on when it is not muxed with media (a plain transport's
+    /// `rtcpTuple`), once known; its datagrams wait in `rtcp_out`.
+    pub(crate) rtcp_selected: Option<TransportTuple>,
+    /// RTCP must go out on `rtcp_selected`, not with media.
+    pub(crate) rtcp_separate: bool,
+    /// RTCP datagrams for `rtcp_selected`, not yet handed to the caller.
+    pub(crate) rtcp_out: Vec<Vec<u8>>,
     pub(crate) producers_by_mid: HashMap<Mid, ProducerId>,
     /// SSRCs the transport's producers declared: (producer, encoding index, media or RTX).
     /// SSRCs of rid-based encodings are learned by the media session from the packets.
@@ -73,6 +83,8 @@ pub(crate) struct Transport {
 pub(crate) enum TransportKind {
     /// A WebRTC endpoint: ICE-lite and DTLS.
     WebRtc(WebRtcLink),
+    /// Plain RTP or SDES-SRTP to one remote address.
+    Plain(PlainLink),
     /// The application itself.
     Direct(DirectLink),
 }
@@ -84,6 +96,7 @@ impl std::fmt::Debug for Transport {
             .field("selected", &self.selected);
         match &self.kind {
             TransportKind::WebRtc(w) => d.field("webrtc", w),
+            TransportKind::Plain(p) => d.field("plain", p),
             TransportKind::Direct(l) => d.field("direct", l),
         };
         d.finish_non_exhaustive()
@@ -96,6 +109,9 @@ impl Transport {
         Self {
             router,
             selected: None,
+            rtcp_selected: None,
+            rtcp_separate: false,
+            rtcp_out: Vec::new(),
             producers_by_mid: HashMap::new(),
             producer_ssrcs: HashMap::new(),
             consumers_by_mid: HashMap::new(),
@@ -124,6 +140,8 @@ impl Transport {
                 srtp_profile: None,
                 sctp_state: None,
                 data_dropped: 0,
+                rtcp_tuple: None,
+                dropped_foreign_source: 0,
                 sctp_dropped: 0,
                 available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
                 feedback_ignored: 0,
@@ -137,7 +155,7 @@ impl Transport {
     pub(crate) fn webrtc(&self) -> Option<&WebRtcLink> {
         match &self.kind {
             TransportKind::WebRtc(w) => Some(w),
-            TransportKind::Direct(_) => None,
+            _ => None,
         }
     }
 
@@ -145,7 +163,23 @@ impl Transport {
     pub(crate) fn webrtc_mut(&mut self) -> Option<&mut WebRtcLink> {
         match &mut self.kind {
             TransportKind::WebRtc(w) => Some(w),
-            TransportKind::Direct(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The plain part, for a plain transport.
+    pub(crate) fn plain(&self) -> Option<&PlainLink> {
+        match &self.kind {
+            TransportKind::Plain(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The plain part, for a plain transport.
+    pub(crate) fn plain_mut(&mut self) -> Option<&mut PlainLink> {
+        match &mut self.kind {
+            TransportKind::Plain(p) => Some(p),
+            _ => None,
         }
     }
 
@@ -153,7 +187,7 @@ impl Transport {
     pub(crate) fn direct(&self) -> Option<&DirectLink> {
         match &self.kind {
             TransportKind::Direct(l) => Some(l),
-            TransportKind::WebRtc(_) => None,
+            TransportKind::WebRtc(_) | TransportKind::Plain(_) => None,
         }
     }
 
@@ -166,6 +200,7 @@ impl Transport {
                 .as_ref()
                 .map_or(0, |s| s.parameters.max_message_size as usize),
             TransportKind::Direct(l) => l.max_message_size,
+            TransportKind::Plain(_) => 0,
         }
     }
 

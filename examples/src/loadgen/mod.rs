@@ -412,6 +412,7 @@ fn start(opts: &Options) -> Result<Harness, Error> {
         workers: 1,
         listen: vec![ListenOptions::udp(IpAddr::V4(Ipv4Addr::LOCALHOST))],
         sfu: SfuConfig::with_seed(7),
+        rtc_port_range: None,
     })?;
     if pin {
         core_affinity::set_for_current(cores[1]);

@@ -45,6 +45,7 @@ fn start<R: Runtime>(workers: usize, listen: Vec<ListenOptions>) -> R {
         workers,
         listen,
         sfu: SfuConfig::with_seed(16),
+        rtc_port_range: None,
     })
     .expect("runtime starts")
 }
@@ -455,6 +456,234 @@ pub fn direct_data_through_the_handle<R: Runtime>() {
     runtime.shutdown();
 }
 
+/// Plain transports over loopback: each gets a socket the worker opens in the configured port
+/// range (the RTCP one too without rtcpMux); RTP sent from a plain UDP socket is learned by
+/// comedia and forwarded, byte for byte under the consumer's header, to the address another
+/// plain transport was connected to; a stranger's datagrams are dropped and counted; closing a
+/// transport (or its router) closes its sockets, so their ports bind again.
+pub fn plain_transports_open_and_close_their_sockets<R: Runtime>() {
+    use sfu_core::ortc::{
+        MediaKind, PlainTransportConnectParameters, PlainTransportOptions, RtcpParameters,
+        RtpCodecCapability, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
+        TransportListenInfo,
+    };
+    use sfu_core::{ConsumeOptions, ProduceOptions};
+    use std::net::UdpSocket;
+
+    // A range no other test uses, clear of the system's ephemeral ports.
+    let base = 20_000 + (std::process::id() % 400) as u16 * 20;
+    let runtime = R::start(RuntimeConfig {
+        workers: 1,
+        listen: vec![ListenOptions::udp(LOCALHOST)],
+        sfu: SfuConfig::with_seed(17),
+        rtc_port_range: Some((base, base + 9)),
+    })
+    .expect("runtime starts");
+    let worker = runtime.least_loaded();
+    let router = R::call(
+        &worker,
+        call::CreateRouter {
+            options: RouterOptions {
+                media_codecs: vec![RtpCodecCapability::opus()],
+            },
+        },
+    )
+    .expect("router");
+    let wildcard =
+        PlainTransportOptions::new(TransportListenInfo::udp(Ipv4Addr::UNSPECIFIED.into()));
+    let refused = R::call(
+        &worker,
+        call::CreatePlainTransport {
+            router,
+            options: wildcard,
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(RuntimeError::Sfu(sfu_core::Error::InvalidListenInfo(_)))
+        ),
+        "{refused:?}"
+    );
+    let mut comedia = PlainTransportOptions::new(TransportListenInfo::udp(LOCALHOST));
+    comedia.comedia = true;
+    let publisher = R::call(
+        &worker,
+        call::CreatePlainTransport {
+            router,
+            options: comedia,
+        },
+    )
+    .expect("plain transport");
+    let port = publisher.parameters.tuple.local_port;
+    assert!(
+        (base..=base + 9).contains(&port),
+        "port {port} in the range"
+    );
+    let mut separate = PlainTransportOptions::new(TransportListenInfo::udp(LOCALHOST));
+    separate.rtcp_mux = false;
+    let receiver = R::call(
+        &worker,
+        call::CreatePlainTransport {
+            router,
+            options: separate,
+        },
+    )
+    .expect("plain transport");
+    let rtcp_port = receiver
+        .parameters
+        .rtcp_tuple
+        .as_ref()
+        .expect("rtcp tuple")
+        .local_port;
+    let ports = [port, receiver.parameters.tuple.local_port, rtcp_port];
+    for p in ports {
+        assert!((base..=base + 9).contains(&p), "port {p} in the range");
+        assert!(
+            UdpSocket::bind((LOCALHOST, p)).is_err(),
+            "port {p} is the worker's"
+        );
+    }
+    let producer = R::call(
+        &worker,
+        call::Produce {
+            transport: publisher.id,
+            options: ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: RtpParameters {
+                    mid: None,
+                    codecs: vec![RtpCodecParameters {
+                        mime_type: "audio/opus".into(),
+                        payload_type: 111,
+                        clock_rate: 48_000,
+                        channels: Some(2),
+                        parameters: Default::default(),
+                        rtcp_feedback: vec![],
+                    }],
+                    header_extensions: vec![],
+                    encodings: vec![RtpEncodingParameters {
+                        ssrc: Some(4242),
+                        ..Default::default()
+                    }],
+                    rtcp: RtcpParameters::default(),
+                },
+                paused: false,
+            },
+        },
+    )
+    .expect("produce");
+    let caps = R::call(&worker, call::RouterRtpCapabilities { router }).expect("caps");
+    let consumed = R::call(
+        &worker,
+        call::Consume {
+            transport: receiver.id,
+            options: ConsumeOptions {
+                producer,
+                rtp_capabilities: caps,
+                paused: false,
+            },
+        },
+    )
+    .expect("consume");
+    let sink = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    let sink_rtcp = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    R::call(
+        &worker,
+        call::ConnectPlainTransport {
+            transport: receiver.id,
+            parameters: PlainTransportConnectParameters {
+                ip: Some(LOCALHOST),
+                port: Some(sink.local_addr().unwrap().port()),
+                rtcp_port: Some(sink_rtcp.local_addr().unwrap().port()),
+                srtp_parameters: None,
+            },
+        },
+    )
+    .expect("connect");
+    // ffmpeg's part: plain RTP to the publisher's port.
+    let source = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    let ssrc = consumed.parameters.rtp_parameters.encodings[0]
+        .ssrc
+        .unwrap();
+    let pt = consumed.parameters.rtp_parameters.codecs[0].payload_type;
+    for seq in 0..50u16 {
+        let mut packet = vec![0x80, 111];
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+        packet.extend_from_slice(&4242u32.to_be_bytes());
+        packet.extend_from_slice(&[seq as u8; 40]);
+        source.send_to(&packet, (LOCALHOST, port)).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = sink.recv_from(&mut buf).expect("the packet forwarded");
+        // The consumer's header (with the header extensions it negotiated), then the payload.
+        let header = if buf[0] & 0x10 != 0 {
+            16 + 4 * usize::from(u16::from_be_bytes([buf[14], buf[15]]))
+        } else {
+            12
+        };
+        assert_eq!(buf[1] & 0x7f, pt);
+        assert_eq!(buf[8..12], ssrc.to_be_bytes());
+        assert_eq!(buf[header..n], [seq as u8; 40], "payload byte for byte");
+    }
+    // A stranger after comedia learned the source.
+    let stranger = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    stranger
+        .send_to(
+            &[0x80, 111, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0x92, 1],
+            (LOCALHOST, port),
+        )
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let stats = R::call(
+            &worker,
+            call::TransportStats {
+                transport: publisher.id,
+            },
+        )
+        .unwrap();
+        if stats.dropped_foreign_source == 1 {
+            assert_eq!(
+                stats.selected_tuple.map(|t| t.remote),
+                Some(source.local_addr().unwrap())
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{stats:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Closing closes the sockets (a runtime may let its reader go first): their ports bind
+    // again.
+    let freed = |p: u16| {
+        let start = Instant::now();
+        while UdpSocket::bind((LOCALHOST, p)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "port {p} not freed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    R::call(
+        &worker,
+        call::CloseTransport {
+            transport: receiver.id,
+        },
+    )
+    .expect("close");
+    for p in &ports[1..] {
+        freed(*p);
+    }
+    assert!(
+        UdpSocket::bind((LOCALHOST, port)).is_err(),
+        "port {port} still open"
+    );
+    R::call(&worker, call::CloseRouter { router }).expect("close router");
+    freed(port);
+    runtime.shutdown();
+}
+
 /// Expands the suite into `#[test]` functions for the runtime marker `$runtime` (a type that
 /// implements [`Runtime`](crate::runtime_suite::Runtime)).
 #[macro_export]
@@ -472,6 +701,7 @@ macro_rules! runtime_suite {
             two_peers_through_a_wildcard_socket,
             four_workers_with_rooms_spread_across_them,
             direct_data_through_the_handle,
+            plain_transports_open_and_close_their_sockets,
         );
     };
     (@tests $runtime:ty; $($name:ident,)*) => {
