@@ -240,6 +240,16 @@ macro_rules! __with_calls {
                 router: $crate::RouterId,
                 options: $crate::DirectTransportOptions
             ) -> $crate::TransportId = |sfu, _l| sfu.create_direct_transport(router, options);
+            /// Hands a producer of a direct transport an RTP packet (`producer.send`).
+            send_rtp / SendRtp(
+                producer: $crate::ProducerId,
+                packet: Vec<u8>
+            ) -> () = |sfu, _l| sfu.send_rtp(producer, &packet);
+            /// Hands a direct transport an RTCP compound packet (`directTransport.sendRtcp`).
+            send_rtcp / SendRtcp(
+                transport: $crate::TransportId,
+                packet: Vec<u8>
+            ) -> () = |sfu, _l| sfu.send_rtcp(transport, &packet);
             /// Sends a message on a data producer of a direct transport (`dataProducer.send`).
             send_data / SendData(
                 data_producer: $crate::DataProducerId,

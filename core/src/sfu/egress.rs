@@ -145,6 +145,11 @@ impl Sfu {
                 if !std::mem::replace(&mut ct.flush_pending, true) {
                     self.flush_queue.push_back(ctid);
                 }
+            } else if c.first_sent_at.is_none() {
+                // Not started after all (its transport cannot send yet): it starts at a key
+                // frame once it can, not in the middle of this one's group of pictures.
+                c.current_layer = None;
+                c.stats.current_layer = None;
             }
         }
         for i in 0..self.scratch_key_frames.len() {
@@ -533,7 +538,7 @@ fn write_media(
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> bool {
-    if ct.selected.is_none() {
+    if !ct.has_path() {
         return false;
     }
     let Some(session) = ct.media.as_mut() else {
@@ -581,12 +586,7 @@ fn write_media(
 /// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it: with
 /// the media, or for the separate RTCP path when RTCP is not muxed.
 fn send_rtcp(t: &mut Transport, buf: &mut [u8], len: usize) -> bool {
-    let path = if t.rtcp_separate {
-        t.rtcp_selected
-    } else {
-        t.selected
-    };
-    if path.is_none() {
+    if !t.has_rtcp_path() {
         return false;
     }
     let Some(session) = t.media.as_mut() else {

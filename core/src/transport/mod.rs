@@ -183,6 +183,21 @@ impl Transport {
         }
     }
 
+    /// Whether media written for the transport has somewhere to go: a known path, or the
+    /// application (a direct transport).
+    pub(crate) fn has_path(&self) -> bool {
+        self.selected.is_some() || matches!(self.kind, TransportKind::Direct(_))
+    }
+
+    /// Whether RTCP written for the transport has somewhere to go.
+    pub(crate) fn has_rtcp_path(&self) -> bool {
+        if self.rtcp_separate {
+            self.rtcp_selected.is_some()
+        } else {
+            self.has_path()
+        }
+    }
+
     /// The direct part, for a direct transport.
     pub(crate) fn direct(&self) -> Option<&DirectLink> {
         match &self.kind {
