@@ -144,6 +144,14 @@ pub enum Error {
         /// The extension's URI.
         uri: String,
     },
+    /// A transport's minimum outgoing bitrate would be above its maximum.
+    #[error("minimum outgoing bitrate {min} is above the maximum {max}")]
+    BitrateLimitConflict {
+        /// The minimum, bits per second.
+        min: u64,
+        /// The maximum, bits per second.
+        max: u64,
+    },
     /// The DTLS certificate could not be made.
     #[error("DTLS certificate: {0}")]
     Certificate(String),

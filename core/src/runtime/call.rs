@@ -281,6 +281,16 @@ macro_rules! __with_calls {
             /// Closes a transport with its producers and consumers.
             close_transport / CloseTransport(transport: $crate::TransportId) -> () =
                 |sfu, _l| sfu.close_transport(transport);
+            /// Caps the bandwidth estimate toward a transport's endpoint (0: no cap).
+            set_max_outgoing_bitrate / SetMaxOutgoingBitrate(
+                transport: $crate::TransportId,
+                bitrate: u64
+            ) -> () = |sfu, _l| sfu.set_max_outgoing_bitrate(transport, bitrate);
+            /// Keeps the bandwidth estimate toward a transport's endpoint above a floor (0: none).
+            set_min_outgoing_bitrate / SetMinOutgoingBitrate(
+                transport: $crate::TransportId,
+                bitrate: u64
+            ) -> () = |sfu, _l| sfu.set_min_outgoing_bitrate(transport, bitrate);
             /// Publishes a producer on a transport.
             produce / Produce(transport: $crate::TransportId, options: $crate::ProduceOptions)
                 -> $crate::ProducerId = |sfu, _l| sfu.produce(transport, options);

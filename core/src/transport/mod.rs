@@ -19,6 +19,7 @@ use std::time::Instant;
 use crate::data::DataStream;
 use crate::event::{DtlsState, IceState, TransportTuple};
 use crate::ids::{ConsumerId, Mid, ProducerId, RouterId};
+use crate::media::bwe::Bwe;
 use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
@@ -61,6 +62,8 @@ pub(crate) struct Transport {
     pub(crate) outbox: Outbox,
     /// When the media session's timer is set for.
     pub(crate) media_timer_at: Option<Instant>,
+    /// The estimate of the bandwidth toward the endpoint, from its transport-cc feedback.
+    pub(crate) bwe: Bwe,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
@@ -118,6 +121,7 @@ impl Transport {
             media: None,
             outbox: Outbox::new(gso_segments),
             media_timer_at: None,
+            bwe: Bwe::new(crate::media::bwe::DEFAULT_INITIAL_BITRATE),
             next_mid: 0,
             cname: None,
             flush_pending: false,
@@ -139,6 +143,8 @@ impl Transport {
                 rtcp_tuple: None,
                 dropped_foreign_source: 0,
                 sctp_dropped: 0,
+                available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
+                feedback_ignored: 0,
             },
             panic_on_next_datagram: false,
             kind,
