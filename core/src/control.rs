@@ -94,6 +94,20 @@ pub enum Request {
     RestartIce(TransportId),
     /// [`Sfu::close_transport`].
     CloseTransport(TransportId),
+    /// [`Sfu::set_max_outgoing_bitrate`].
+    SetMaxOutgoingBitrate {
+        /// The transport.
+        transport: TransportId,
+        /// Bits per second; 0 for no limit.
+        bitrate: u64,
+    },
+    /// [`Sfu::set_min_outgoing_bitrate`].
+    SetMinOutgoingBitrate {
+        /// The transport.
+        transport: TransportId,
+        /// Bits per second; 0 for no floor.
+        bitrate: u64,
+    },
     /// [`Sfu::produce`].
     Produce {
         /// The transport.
@@ -337,6 +351,12 @@ impl Sfu {
                 spatial_layer,
             } => self
                 .set_consumer_preferred_layers(consumer, spatial_layer)
+                .map(|()| Reply::Done)?,
+            R::SetMaxOutgoingBitrate { transport, bitrate } => self
+                .set_max_outgoing_bitrate(transport, bitrate)
+                .map(|()| Reply::Done)?,
+            R::SetMinOutgoingBitrate { transport, bitrate } => self
+                .set_min_outgoing_bitrate(transport, bitrate)
                 .map(|()| Reply::Done)?,
             R::RequestConsumerKeyFrame(id) => {
                 self.request_consumer_key_frame(id).map(|()| Reply::Done)?

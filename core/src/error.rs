@@ -53,9 +53,20 @@ pub enum Error {
     /// The call is for direct transports and this transport is of another kind.
     #[error("transport {0} is not a direct transport")]
     NotDirect(TransportId),
-    /// Media (producers and consumers) is not carried by this kind of transport yet.
-    #[error("transport {0} does not carry media")]
-    NoMedia(TransportId),
+    /// The packet the application handed in is no RTP packet of this producer.
+    #[error("invalid RTP packet for producer {producer}: {reason}")]
+    InvalidRtpPacket {
+        /// The producer.
+        producer: ProducerId,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The packet the application handed a direct transport is no well-formed RTCP compound.
+    #[error("invalid RTCP packet for transport {0}")]
+    InvalidRtcpPacket(TransportId),
+    /// Only a producer of a direct transport takes packets from the application.
+    #[error("producer {0} is not on a direct transport")]
+    NotDirectProducer(ProducerId),
     /// The message is larger than the transport's maximum message size.
     #[error("message of {size} bytes is larger than the transport's maximum of {max}")]
     MessageTooLarge {
@@ -142,6 +153,14 @@ pub enum Error {
         id: u8,
         /// The extension's URI.
         uri: String,
+    },
+    /// A transport's minimum outgoing bitrate would be above its maximum.
+    #[error("minimum outgoing bitrate {min} is above the maximum {max}")]
+    BitrateLimitConflict {
+        /// The minimum, bits per second.
+        min: u64,
+        /// The maximum, bits per second.
+        max: u64,
     },
     /// The DTLS certificate could not be made.
     #[error("DTLS certificate: {0}")]

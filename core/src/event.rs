@@ -121,6 +121,24 @@ pub enum Event {
         /// The message, byte for byte (possibly empty).
         data: Vec<u8>,
     },
+    /// An RTP packet of a consumer on a direct transport, for the application (mediasoup's
+    /// consumer `rtp` event): the packet as the consumer sends it (its SSRC, payload type,
+    /// sequence number and timestamp), unencrypted.
+    DirectConsumerRtp {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The RTP packet.
+        packet: Vec<u8>,
+    },
+    /// An RTCP compound packet a direct transport sends (sender reports for its consumers,
+    /// receiver reports and feedback for its producers), for the application (mediasoup's
+    /// direct transport `rtcp` event).
+    DirectTransportRtcp {
+        /// The transport.
+        transport: TransportId,
+        /// The RTCP compound packet.
+        packet: Vec<u8>,
+    },
     /// An audio level observer's interval ended with sound: the loudest observed producers at
     /// or above its threshold, loudest first (mediasoup's `volumes`).
     AudioLevelObserverVolumes {

@@ -313,7 +313,7 @@ fn feedback(pt: u8, fmt: u8, sender: u32, media: u32, fci: &[u8]) -> Vec<u8> {
 }
 
 /// Reads an RTP packet's fields (RFC 3550 5.1: CSRCs and an extension block skipped).
-fn parse_rtp(buf: &[u8], at: Instant, local: SocketAddr) -> Option<PlainReceived> {
+pub fn parse_rtp(buf: &[u8], at: Instant, local: SocketAddr) -> Option<PlainReceived> {
     if buf.len() < 12 || buf[0] >> 6 != 2 {
         return None;
     }
@@ -340,7 +340,7 @@ fn parse_rtp(buf: &[u8], at: Instant, local: SocketAddr) -> Option<PlainReceived
 }
 
 /// The packets of an RTCP compound: (packet type, count or format, bytes).
-fn split_rtcp(mut buf: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
+pub fn split_rtcp(mut buf: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
     let mut out = Vec::new();
     while buf.len() >= 4 {
         let len = 4 * (usize::from(u16::from_be_bytes([buf[2], buf[3]])) + 1);

@@ -168,6 +168,9 @@ pub struct Sim {
     nat_back: HashMap<SocketAddr, SocketAddr>,
     /// Plain RTP endpoints (see [`add_plain_transport`](Self::add_plain_transport)).
     pub plain: Vec<PlainClient>,
+    /// Sources the application hands to producers of direct transports: (producer, payload
+    /// type, source).
+    pub direct_sources: Vec<(ProducerId, u8, Source)>,
     /// The plain endpoints' addresses (RTP and RTCP).
     plain_by_addr: HashMap<SocketAddr, usize>,
     /// The server's plain transports' own addresses.
@@ -225,6 +228,7 @@ impl Sim {
             nat: HashMap::new(),
             nat_back: HashMap::new(),
             plain: Vec::new(),
+            direct_sources: Vec::new(),
             plain_by_addr: HashMap::new(),
             server_plain: Default::default(),
             server_pipes: Default::default(),
@@ -544,6 +548,9 @@ impl Sim {
             for c in &self.plain {
                 next = c.next_at().map_or(next, |at| next.min(at));
             }
+            for (_, _, source) in &self.direct_sources {
+                next = next.min(source.next_at());
+            }
             if next <= self.now {
                 same_time += 1;
                 // Something asks to be served at an instant that never passes: a bug in the
@@ -580,6 +587,7 @@ impl Sim {
             for i in 0..self.plain.len() {
                 self.poll_plain_sources(i, now);
             }
+            self.poll_direct_sources(now);
             if self.sfu_deadline <= now {
                 self.sfu.handle_input(Input::Timeout(now));
             }
@@ -677,7 +685,12 @@ impl Sim {
                             }
                         }
                     }
-                    Output::Event(e) => self.events.push((now, e)),
+                    Output::Event(e) => {
+                        if let sfu_core::Event::DirectTransportRtcp { packet, .. } = &e {
+                            self.direct_rtcp(packet);
+                        }
+                        self.events.push((now, e));
+                    }
                     Output::Timeout(at) => {
                         self.sfu_deadline = at;
                         break;
@@ -771,6 +784,36 @@ impl Sim {
     /// mid, payload types [`PLAIN_VP8_PT`] and [`PLAIN_OPUS_PT`]; video with NACK and PLI),
     /// starting now.
     pub fn plain_produce(&mut self, i: usize, kind: MediaKind, ssrc: u32) -> ProducerId {
+        let transport = self.plain[i].transport;
+        let (producer, source, pt) =
+            self.ssrc_produce(transport, kind, ssrc, &format!("plain-{i}"));
+        self.plain[i].sources.push((source, pt));
+        producer
+    }
+
+    /// The application produces a VP8 or Opus stream on `ssrc` on direct transport
+    /// `transport` (as [`plain_produce`](Self::plain_produce) describes), handing the Sfu its
+    /// packets from now on.
+    pub fn direct_produce(
+        &mut self,
+        transport: sfu_core::TransportId,
+        kind: MediaKind,
+        ssrc: u32,
+    ) -> ProducerId {
+        let (producer, source, pt) = self.ssrc_produce(transport, kind, ssrc, "direct");
+        self.direct_sources.push((producer, pt, source));
+        producer
+    }
+
+    /// Produces a VP8 or Opus stream on `ssrc` on `transport`; the producer, a source for its
+    /// packets, and its payload type.
+    fn ssrc_produce(
+        &mut self,
+        transport: sfu_core::TransportId,
+        kind: MediaKind,
+        ssrc: u32,
+        cname: &str,
+    ) -> (ProducerId, Source, u8) {
         let video = kind == MediaKind::Video;
         let (mime, pt, clock_rate, channels) = if video {
             ("video/VP8", PLAIN_VP8_PT, 90_000, None)
@@ -801,7 +844,7 @@ impl Sim {
                 ..Default::default()
             }],
             rtcp: RtcpParameters {
-                cname: Some(format!("plain-{i}")),
+                cname: Some(cname.into()),
                 reduced_size: None,
                 mux: None,
             },
@@ -809,22 +852,21 @@ impl Sim {
         let producer = self
             .sfu
             .produce(
-                self.plain[i].transport,
+                transport,
                 ProduceOptions {
                     kind,
                     rtp_parameters,
                     paused: false,
                 },
             )
-            .expect("produce on a plain transport");
+            .expect("produce with an ssrc-based encoding");
         self.flush();
         let source = if video {
             Source::video(ssrc, self.now)
         } else {
             Source::audio(ssrc, self.now)
         };
-        self.plain[i].sources.push((source, pt));
-        producer
+        (producer, source, pt)
     }
 
     /// Consumes `producer` on plain endpoint `i`'s transport with `caps`.
@@ -918,6 +960,37 @@ impl Sim {
             }
         }
         self.drain_plain(i);
+    }
+
+    /// The application acts on a direct transport's RTCP as an endpoint would: a PLI makes the
+    /// next frame of its source a key frame.
+    fn direct_rtcp(&mut self, compound: &[u8]) {
+        for (pt, fmt, bytes) in crate::plain::split_rtcp(compound) {
+            if pt == 206 && fmt == 1 && bytes.len() >= 12 {
+                let media = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+                for (_, _, source) in &mut self.direct_sources {
+                    if source.ssrc == media {
+                        source.request_key_frame();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The application's sources make their due packets, logged and handed to their
+    /// producers on direct transports.
+    fn poll_direct_sources(&mut self, now: Instant) {
+        for (producer, pt, source) in &mut self.direct_sources {
+            if source.next_at() > now {
+                continue;
+            }
+            let packets = source.poll(now);
+            record(&mut self.sent, source, &packets, now, true);
+            for p in &packets {
+                let packet = crate::plain::rtp(source.ssrc, *pt, p);
+                self.sfu.send_rtp(*producer, &packet).expect("send_rtp");
+            }
+        }
     }
 
     /// Moves plain endpoint `i`'s datagrams onto the network; true if there were any.

@@ -676,7 +676,11 @@ proptest! {
         sim.run_for(Duration::from_millis(1500));
         // Corrupted SCTP packets are retransmitted after SCTP's timeouts, which back off.
         let deadline = sim.now + Duration::from_secs(30);
-        while data.received(&sim).len() < data.sent.len() && sim.now < deadline {
+        let settled = |sim: &Sim| {
+            let dropped = sim.sfu.data_producer_stats(data.producer).unwrap().messages_dropped;
+            data.received(sim).len() == data.sent.len() && dropped == data.oversized
+        };
+        while !settled(&sim) && sim.now < deadline {
             sim.run_for(Duration::from_millis(100));
         }
 

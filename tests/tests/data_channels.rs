@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sfu_core::ortc::{MediaKind, SctpStreamParameters};
+use sfu_core::ortc::SctpStreamParameters;
 use sfu_core::{
-    ConsumeDataOptions, ConsumeOptions, DataConsumerCloseReason, DataConsumerId, DataProducerId,
+    ConsumeDataOptions, DataConsumerCloseReason, DataConsumerId, DataProducerId,
     DirectTransportOptions, Error, Event, ProduceDataOptions, SctpState, WebRtcTransportOptions,
 };
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
@@ -740,18 +740,6 @@ fn direct_transports_send_messages_into_a_room_and_receive_its_messages() {
             max: 262_144
         })
     );
-    let audio = sim.produce(peer, MediaKind::Audio, 1111);
-    assert!(matches!(
-        sim.sfu.consume(
-            direct,
-            ConsumeOptions {
-                producer: audio,
-                rtp_capabilities: sim.device_caps(room),
-                paused: false,
-            }
-        ),
-        Err(Error::NoMedia(t)) if t == direct
-    ));
     // A direct consumer with a smaller maximum drops (and counts) larger relayed messages.
     let small = sim
         .sfu

@@ -15,9 +15,6 @@ impl Sfu {
             paused,
         } = options;
         let t = self.transport(transport)?;
-        if t.direct().is_some() {
-            return Err(Error::NoMedia(transport));
-        }
         if t.pipe_rtx().is_some() {
             return self.consume_pipe(transport, producer, paused);
         }
@@ -65,6 +62,10 @@ impl Sfu {
         }
         t.consumers_by_mid.insert(mid, cid);
         t.consumers_by_ssrc.insert(ssrc, cid);
+        if let (Some(rtx), Some(_)) = (rtx_ssrc, t.direct()) {
+            // A direct transport hands the application its consumers' retransmissions too.
+            t.consumers_by_ssrc.insert(rtx, cid);
+        }
         let parameters = ConsumerParameters {
             id: cid.to_string(),
             producer_id: producer.to_string(),
@@ -218,12 +219,8 @@ impl Sfu {
         }
         if let Some(t) = self.transports.get_mut(&c.transport) {
             t.consumers_by_mid.remove(&c.mid);
-            t.consumers_by_ssrc.remove(&c.ssrc);
-            if let Some(pipe) = &c.pipe {
-                for ssrc in pipe.ssrcs.iter().chain(&pipe.rtx_ssrcs) {
-                    t.consumers_by_ssrc.remove(ssrc);
-                }
-            }
+            t.consumers_by_ssrc
+                .retain(|_, &mut owner| owner != consumer);
         }
         if let Some(reason) = reason {
             self.out

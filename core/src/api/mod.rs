@@ -3,6 +3,7 @@
 //! Each call changes state, may queue datagrams and events, and returns at once. Drain
 //! [`Sfu::poll_output`] after every call.
 
+mod bitrate;
 mod consumer;
 mod data_consumer;
 mod data_producer;
@@ -26,6 +27,7 @@ use crate::ids::{
 };
 use crate::io::Output;
 use crate::keyframe::VideoCodec;
+use crate::media::bwe::Bwe;
 use crate::media::packet::{ExtensionIdMap, ExtensionKind};
 use crate::media::send::SendStream;
 use crate::media::session::RxRole;

@@ -15,9 +15,6 @@ impl Sfu {
             paused,
         } = options;
         let t = self.transport(transport)?;
-        if t.direct().is_some() {
-            return Err(Error::NoMedia(transport));
-        }
         let router = t.router;
         let caps = &self
             .routers

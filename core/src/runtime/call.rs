@@ -265,6 +265,16 @@ macro_rules! __with_calls {
                 router: $crate::RouterId,
                 options: $crate::DirectTransportOptions
             ) -> $crate::TransportId = |sfu, _l| sfu.create_direct_transport(router, options);
+            /// Hands a producer of a direct transport an RTP packet (`producer.send`).
+            send_rtp / SendRtp(
+                producer: $crate::ProducerId,
+                packet: Vec<u8>
+            ) -> () = |sfu, _l| sfu.send_rtp(producer, &packet);
+            /// Hands a direct transport an RTCP compound packet (`directTransport.sendRtcp`).
+            send_rtcp / SendRtcp(
+                transport: $crate::TransportId,
+                packet: Vec<u8>
+            ) -> () = |sfu, _l| sfu.send_rtcp(transport, &packet);
             /// Sends a message on a data producer of a direct transport (`dataProducer.send`).
             send_data / SendData(
                 data_producer: $crate::DataProducerId,
@@ -309,6 +319,16 @@ macro_rules! __with_calls {
             /// Closes a transport with its producers and consumers.
             close_transport / CloseTransport(transport: $crate::TransportId) -> () =
                 |sfu, _l| sfu.close_transport(transport);
+            /// Caps the bandwidth estimate toward a transport's endpoint (0: no cap).
+            set_max_outgoing_bitrate / SetMaxOutgoingBitrate(
+                transport: $crate::TransportId,
+                bitrate: u64
+            ) -> () = |sfu, _l| sfu.set_max_outgoing_bitrate(transport, bitrate);
+            /// Keeps the bandwidth estimate toward a transport's endpoint above a floor (0: none).
+            set_min_outgoing_bitrate / SetMinOutgoingBitrate(
+                transport: $crate::TransportId,
+                bitrate: u64
+            ) -> () = |sfu, _l| sfu.set_min_outgoing_bitrate(transport, bitrate);
             /// Publishes a producer on a transport.
             produce / Produce(transport: $crate::TransportId, options: $crate::ProduceOptions)
                 -> $crate::ProducerId = |sfu, _l| sfu.produce(transport, options);

@@ -6,6 +6,7 @@ use std::time::Instant;
 use tracing::trace;
 
 use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::media::bwe::history::FLAG_RTX;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
 use crate::media::send::SentPacket;
@@ -94,7 +95,7 @@ impl Sfu {
                     pkt,
                     header,
                     (index, None),
-                    sent_at,
+                    (sent_at, now),
                     &mut self.buffers,
                 ) {
                     c.stats.packets_sent += 1;
@@ -163,7 +164,15 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
-            if write_media(ct, c, pkt, header, (seq, None), sent_at, &mut self.buffers) {
+            if write_media(
+                ct,
+                c,
+                pkt,
+                header,
+                (seq, None),
+                (sent_at, now),
+                &mut self.buffers,
+            ) {
                 c.stats.packets_sent += 1;
                 c.stats.bytes_sent += pkt.payload().len() as u64;
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
@@ -171,6 +180,11 @@ impl Sfu {
                 if !std::mem::replace(&mut ct.flush_pending, true) {
                     self.flush_queue.push_back(ctid);
                 }
+            } else if c.first_sent_at.is_none() {
+                // Not started after all (its transport cannot send yet): it starts at a key
+                // frame once it can, not in the middle of this one's group of pictures.
+                c.current_layer = None;
+                c.stats.current_layer = None;
             }
         }
         for i in 0..self.scratch_key_frames.len() {
@@ -257,7 +271,7 @@ impl Sfu {
             &pkt,
             header,
             (ext_seq, osn),
-            sent_at,
+            (sent_at, now),
             &mut self.buffers,
         ) {
             let osn_len = if osn.is_some() { 2 } else { 0 };
@@ -335,7 +349,7 @@ impl Sfu {
                 &pkt,
                 header,
                 (index, Some(seq)),
-                sent_at,
+                (sent_at, now),
                 &mut self.buffers,
             ) {
                 c.stats.packets_retransmitted += 1;
@@ -640,18 +654,20 @@ fn abs_send_time(ntp_base: (u64, Instant), at: Instant) -> [u8; 3] {
 }
 
 /// Writes, protects and queues one RTP packet for a consumer (with the packet's extended
-/// sequence number, and its original sequence number when it goes out on RTX); false when the
-/// transport cannot send yet (no keys or no path) or the packet does not fit.
+/// sequence number, and its original sequence number when it goes out on RTX) at `now`, with
+/// `now` as abs-send-time; a packet stamped with a transport-wide sequence number goes into
+/// the transport's send history. False when the transport cannot send yet (no keys or no
+/// path) or the packet does not fit.
 fn write_media(
     ct: &mut Transport,
     c: &crate::router::Consumer,
     pkt: &RtpPacket<'_>,
     header: OutHeader,
     (ext_seq, rtx_osn): (u64, Option<u16>),
-    sent_at: [u8; 3],
+    (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> bool {
-    if ct.selected.is_none() {
+    if !ct.has_path() {
         return false;
     }
     let Some(session) = ct.media.as_mut() else {
@@ -687,7 +703,8 @@ fn write_media(
         return false;
     };
     if c.transport_cc_extension.is_some() {
-        session.next_tw_seq();
+        let flags = if rtx_osn.is_some() { FLAG_RTX } else { 0 };
+        ct.bwe.on_sent(session.next_tw_seq(), len, now, flags);
     }
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
@@ -698,12 +715,7 @@ fn write_media(
 /// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it: with
 /// the media, or for the separate RTCP path when RTCP is not muxed.
 fn send_rtcp(t: &mut Transport, buf: &mut [u8], len: usize) -> bool {
-    let path = if t.rtcp_separate {
-        t.rtcp_selected
-    } else {
-        t.selected
-    };
-    if path.is_none() {
+    if !t.has_rtcp_path() {
         return false;
     }
     let Some(session) = t.media.as_mut() else {

@@ -249,9 +249,17 @@ impl Sfu {
                         self.on_key_frame_request(tid, ssrc);
                     }
                 }
-                // Bandwidth feedback about what this transport sends: the estimator that will
-                // use it comes with congestion control.
-                RtcpPacket::TransportCc(_) | RtcpPacket::Remb(_) => {}
+                // Bandwidth feedback about what this transport sends.
+                RtcpPacket::TransportCc(feedback) => {
+                    if let Some(t) = self.transports.get_mut(&tid) {
+                        t.bwe.on_feedback(&feedback, self.now);
+                    }
+                }
+                RtcpPacket::Remb(remb) => {
+                    if let Some(t) = self.transports.get_mut(&tid) {
+                        t.bwe.on_remb(remb.bitrate());
+                    }
+                }
                 _ => {}
             }
         }
@@ -293,6 +301,9 @@ impl Sfu {
                 block.delay_since_last_sr,
                 now,
             );
+            if let (Some(rtt), Some(t)) = (c.send.rtt(), self.transports.get_mut(&tid)) {
+                t.bwe.set_rtt(rtt);
+            }
         }
     }
 

@@ -25,6 +25,7 @@ use crate::ids::{
     ConsumerId, DataConsumerId, DataProducerId, ObserverId, ProducerId, RouterId, TransportId,
 };
 use crate::io::{Input, Output, Protocol, Transmit};
+use crate::media::rtcp;
 use crate::media::session::MediaSession;
 use crate::observer::Observer;
 use crate::ortc::MediaKind;
@@ -34,7 +35,7 @@ use crate::timers::Timers;
 use crate::transport::outbox::Buffers;
 use crate::transport::webrtc::drive::{AdmitRefusal, LinkEvent, LinkOutput, Refusal};
 use crate::transport::webrtc::{stun, DtlsIdentity};
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportKind};
 
 pub(crate) mod egress;
 mod handshake;
@@ -447,7 +448,13 @@ impl Sfu {
                     }));
                 }
             }
-            if let Some(tuple) = t.selected {
+            if let TransportKind::Direct(_) = t.kind {
+                let consumers = &t.consumers_by_ssrc;
+                for (packet, _) in t.outbox.drain() {
+                    let event = direct_packet(consumers, tid, packet);
+                    self.out.push_back(Output::Event(event));
+                }
+            } else if let Some(tuple) = t.selected {
                 for (contents, segment_size) in t.outbox.drain() {
                     self.out.push_back(Output::Transmit(Transmit {
                         proto: tuple.proto,
@@ -462,6 +469,23 @@ impl Sfu {
             }
         }
         true
+    }
+}
+
+/// What a direct transport hands the application for a packet written for it: a consumer's
+/// RTP (on its media or RTX SSRC), or the transport's RTCP.
+fn direct_packet(
+    consumers: &HashMap<u32, ConsumerId>,
+    transport: TransportId,
+    packet: Vec<u8>,
+) -> Event {
+    let ssrc = packet
+        .get(8..12)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let consumer = ssrc.and_then(|s| consumers.get(&s).copied());
+    match consumer {
+        Some(consumer) if !rtcp::is_rtcp(&packet) => Event::DirectConsumerRtp { consumer, packet },
+        _ => Event::DirectTransportRtcp { transport, packet },
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::Instant;
 use crate::data::DataStream;
 use crate::event::{DtlsState, IceState, TransportTuple};
 use crate::ids::{ConsumerId, Mid, ProducerId, RouterId};
+use crate::media::bwe::Bwe;
 use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
@@ -61,6 +62,8 @@ pub(crate) struct Transport {
     pub(crate) outbox: Outbox,
     /// When the media session's timer is set for.
     pub(crate) media_timer_at: Option<Instant>,
+    /// The estimate of the bandwidth toward the endpoint, from its transport-cc feedback.
+    pub(crate) bwe: Bwe,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
@@ -127,6 +130,7 @@ impl Transport {
             media: None,
             outbox: Outbox::new(gso_segments),
             media_timer_at: None,
+            bwe: Bwe::new(crate::media::bwe::DEFAULT_INITIAL_BITRATE),
             next_mid: 0,
             cname: None,
             flush_pending: false,
@@ -148,6 +152,8 @@ impl Transport {
                 rtcp_tuple: None,
                 dropped_foreign_source: 0,
                 sctp_dropped: 0,
+                available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
+                feedback_ignored: 0,
             },
             panic_on_next_datagram: false,
             kind,
@@ -191,6 +197,21 @@ impl Transport {
         match &self.kind {
             TransportKind::Pipe { rtx, .. } => Some(*rtx),
             _ => None,
+        }
+    }
+
+    /// Whether media written for the transport has somewhere to go: a known path, or the
+    /// application (a direct transport).
+    pub(crate) fn has_path(&self) -> bool {
+        self.selected.is_some() || matches!(self.kind, TransportKind::Direct(_))
+    }
+
+    /// Whether RTCP written for the transport has somewhere to go.
+    pub(crate) fn has_rtcp_path(&self) -> bool {
+        if self.rtcp_separate {
+            self.rtcp_selected.is_some()
+        } else {
+            self.has_path()
         }
     }
 
