@@ -120,6 +120,8 @@ impl Sfu {
             self.remove_consumer(cid, Some(ConsumerCloseReason::TransportClosed));
         }
         self.close_transport_data(transport);
+        self.pipes
+            .retain(|_, (a, b)| *a != transport && *b != transport);
         if let Some(mut t) = self.transports.remove(&transport) {
             // Say goodbye (DTLS close_notify) before forgetting the transport.
             let mut ice_state = IceState::Closed;
