@@ -6,8 +6,9 @@
 //! runtimes ferry exactly these types.
 
 use crate::api::{
-    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PlainTransportCreated,
-    ProduceDataOptions, ProduceOptions, RouterOptions, WebRtcTransportCreated,
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PipeToRouterOptions,
+    PipeTransportCreated, PipedProducer, PlainTransportCreated, ProduceDataOptions, ProduceOptions,
+    RouterOptions, WebRtcTransportCreated,
 };
 use crate::error::Error;
 use crate::ids::{
@@ -15,8 +16,8 @@ use crate::ids::{
 };
 use crate::observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
 use crate::ortc::{
-    DtlsParameters, IceParameters, PlainTransportConnectParameters, PlainTransportOptions,
-    RtpCapabilities,
+    DtlsParameters, IceParameters, PipeTransportConnectParameters, PipeTransportOptions,
+    PlainTransportConnectParameters, PlainTransportOptions, RtpCapabilities,
 };
 use crate::sfu::Sfu;
 use crate::stats::{
@@ -71,10 +72,42 @@ pub enum Request {
         /// The remote's address and SRTP keys.
         parameters: PlainTransportConnectParameters,
     },
+    /// [`Sfu::create_pipe_transport`]. A runtime opens the transport's socket when its listen
+    /// info has port 0.
+    CreatePipeTransport {
+        /// The router.
+        router: RouterId,
+        /// Listen info, RTX, SRTP.
+        options: PipeTransportOptions,
+    },
+    /// [`Sfu::connect_pipe_transport`].
+    ConnectPipeTransport {
+        /// The transport.
+        transport: TransportId,
+        /// The peer's address and SRTP keys.
+        parameters: PipeTransportConnectParameters,
+    },
+    /// [`Sfu::pipe_to_router`], for an Sfu whose caller opened the pipes' sockets (the
+    /// bundled runtimes pipe with [`runtime::pipe`](crate::runtime::pipe) instead).
+    PipeToRouter(PipeToRouterOptions),
     /// [`Sfu::restart_ice`].
     RestartIce(TransportId),
     /// [`Sfu::close_transport`].
     CloseTransport(TransportId),
+    /// [`Sfu::set_max_outgoing_bitrate`].
+    SetMaxOutgoingBitrate {
+        /// The transport.
+        transport: TransportId,
+        /// Bits per second; 0 for no limit.
+        bitrate: u64,
+    },
+    /// [`Sfu::set_min_outgoing_bitrate`].
+    SetMinOutgoingBitrate {
+        /// The transport.
+        transport: TransportId,
+        /// Bits per second; 0 for no floor.
+        bitrate: u64,
+    },
     /// [`Sfu::produce`].
     Produce {
         /// The transport.
@@ -229,6 +262,10 @@ pub enum Reply {
     WebRtcTransport(WebRtcTransportCreated),
     /// A new plain transport.
     PlainTransport(PlainTransportCreated),
+    /// A new pipe transport.
+    PipeTransport(PipeTransportCreated),
+    /// A producer piped into another router.
+    Piped(PipedProducer),
     /// New ICE parameters.
     IceParameters(IceParameters),
     /// A new producer.
@@ -289,6 +326,16 @@ impl Sfu {
             } => self
                 .connect_plain_transport(transport, &parameters)
                 .map(|()| Reply::Done)?,
+            R::CreatePipeTransport { router, options } => {
+                Reply::PipeTransport(self.create_pipe_transport(router, options)?)
+            }
+            R::ConnectPipeTransport {
+                transport,
+                parameters,
+            } => self
+                .connect_pipe_transport(transport, &parameters)
+                .map(|()| Reply::Done)?,
+            R::PipeToRouter(options) => Reply::Piped(self.pipe_to_router(options)?),
             R::RestartIce(id) => Reply::IceParameters(self.restart_ice(id)?),
             R::CloseTransport(id) => self.close_transport(id).map(|()| Reply::Done)?,
             R::Produce { transport, options } => Reply::Producer(self.produce(transport, options)?),
@@ -304,6 +351,12 @@ impl Sfu {
                 spatial_layer,
             } => self
                 .set_consumer_preferred_layers(consumer, spatial_layer)
+                .map(|()| Reply::Done)?,
+            R::SetMaxOutgoingBitrate { transport, bitrate } => self
+                .set_max_outgoing_bitrate(transport, bitrate)
+                .map(|()| Reply::Done)?,
+            R::SetMinOutgoingBitrate { transport, bitrate } => self
+                .set_min_outgoing_bitrate(transport, bitrate)
                 .map(|()| Reply::Done)?,
             R::RequestConsumerKeyFrame(id) => {
                 self.request_consumer_key_frame(id).map(|()| Reply::Done)?

@@ -102,6 +102,16 @@ pub enum Error {
     /// The call is for plain transports and this transport is of another kind.
     #[error("transport {0} is not a plain transport")]
     NotPlain(TransportId),
+    /// The call is for pipe transports and this transport is of another kind.
+    #[error("transport {0} is not a pipe transport")]
+    NotPipe(TransportId),
+    /// Data channels over pipe transports (`enableSctp`) are not supported: pipes carry media
+    /// only.
+    #[error("pipe transports carry no data channels (enableSctp is not supported)")]
+    PipeSctpUnsupported,
+    /// `pipe_to_router` between a router and itself.
+    #[error("pipe to router needs two different routers")]
+    PipeToSameRouter,
     /// A plain transport's SRTP parameters are missing or unusable (a key of the wrong length,
     /// not base64).
     #[error("invalid SRTP parameters: {0}")]
@@ -143,6 +153,14 @@ pub enum Error {
         id: u8,
         /// The extension's URI.
         uri: String,
+    },
+    /// A transport's minimum outgoing bitrate would be above its maximum.
+    #[error("minimum outgoing bitrate {min} is above the maximum {max}")]
+    BitrateLimitConflict {
+        /// The minimum, bits per second.
+        min: u64,
+        /// The maximum, bits per second.
+        max: u64,
     },
     /// The DTLS certificate could not be made.
     #[error("DTLS certificate: {0}")]

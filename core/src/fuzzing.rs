@@ -68,3 +68,34 @@ impl TwccRecorder {
         self.0.poll_feedback(now, sender_ssrc, media_ssrc, out)
     }
 }
+
+/// A transport's bandwidth estimator: packets sent in, transport-cc feedback in, the estimate
+/// out (for the fuzz targets and the estimator's benchmark).
+#[derive(Debug)]
+pub struct BandwidthEstimator(crate::media::bwe::Bwe);
+
+impl BandwidthEstimator {
+    /// An estimator starting at `initial` bits per second.
+    pub fn new(initial: u64) -> Self {
+        Self(crate::media::bwe::Bwe::new(initial))
+    }
+
+    /// Records a packet sent with transport-wide sequence number `seq`.
+    pub fn on_sent(&mut self, seq: u16, size: usize, now: Instant) {
+        self.0.on_sent(seq, size, now, 0);
+    }
+
+    /// Feeds every transport-cc packet of the compound RTCP `buf`.
+    pub fn on_rtcp(&mut self, buf: &[u8], now: Instant) {
+        for packet in crate::media::rtcp::compound(buf) {
+            if let Ok(crate::media::rtcp::RtcpPacket::TransportCc(feedback)) = packet {
+                self.0.on_feedback(&feedback, now);
+            }
+        }
+    }
+
+    /// The estimate, bits per second.
+    pub fn estimate(&self) -> u64 {
+        self.0.estimate()
+    }
+}

@@ -168,7 +168,8 @@ mod timers;
 mod transport;
 
 pub use api::{
-    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PlainTransportCreated,
+    pipe_produce_options, ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed,
+    PipeToRouterOptions, PipeTransportCreated, PipedProducer, PlainTransportCreated,
     ProduceDataOptions, ProduceOptions, RouterOptions, WebRtcTransportCreated,
 };
 pub use config::SfuConfig;

@@ -154,9 +154,58 @@ pub(crate) struct Consumer {
     /// producer's (from its own sender reports) or the Sfu's. Never changes after that.
     pub(crate) report_clock: Option<ReportClock>,
     pub(crate) stats: ConsumerStats,
+    /// A pipe consumer's streams: every encoding of the producer, each on its own SSRC.
+    pub(crate) pipe: Option<Box<PipeStreams>>,
+}
+
+/// The streams of a pipe consumer: one per producer encoding, each carrying the encoding's
+/// packets with their sequence numbers and timestamps as the producer received them.
+#[derive(Debug)]
+pub(crate) struct PipeStreams {
+    /// The SSRC of each encoding's stream.
+    pub(crate) ssrcs: Vec<u32>,
+    /// The SSRC of each encoding's RTX stream (empty without RTX).
+    pub(crate) rtx_ssrcs: Vec<u32>,
+    /// The next sequence number of each RTX stream.
+    pub(crate) rtx_seqs: Vec<u64>,
+    /// For each encoding, the rollover count of the first packet sent: the SRTP index the
+    /// peer estimates starts at zero there.
+    pub(crate) roc_base: Vec<Option<u64>>,
+}
+
+impl PipeStreams {
+    /// The encoding whose stream (media or RTX) is `ssrc`.
+    pub(crate) fn layer_of(&self, ssrc: u32) -> Option<usize> {
+        self.ssrcs
+            .iter()
+            .position(|&s| s == ssrc)
+            .or_else(|| self.rtx_ssrcs.iter().position(|&s| s == ssrc))
+    }
+
+    /// The SRTP index (rollover count in the high bits) the packet of extended sequence number
+    /// `ext_seq` goes out with on `layer`'s stream.
+    pub(crate) fn index(&mut self, layer: usize, ext_seq: u64) -> u64 {
+        let Some(base) = self.roc_base.get_mut(layer) else {
+            return ext_seq;
+        };
+        let base = *base.get_or_insert(ext_seq >> 16);
+        ext_seq.saturating_sub(base << 16)
+    }
 }
 
 impl Consumer {
+    /// The producer encodings a key frame is asked of for this consumer: the one it forwards
+    /// (or prefers), or every one for a pipe consumer.
+    pub(crate) fn key_frame_layers(&self) -> std::ops::Range<usize> {
+        match self.pipe.as_deref() {
+            Some(pipe) => 0..pipe.ssrcs.len(),
+            None => {
+                let layer = self.current_layer.unwrap_or(self.preferred_layer);
+                layer..layer + 1
+            }
+        }
+    }
+
     pub(crate) fn is_forwarding(&self) -> bool {
         !self.paused && !self.producer_paused
     }

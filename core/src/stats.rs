@@ -127,6 +127,16 @@ pub struct TransportStats {
     /// DTLS application data that authenticated but held no intact SCTP packet (too short, or
     /// its CRC-32C checksum fails): dropped before the SCTP stack sees it.
     pub sctp_dropped: u64,
+    /// The bandwidth estimated toward the endpoint, in bits per second (mediasoup's
+    /// `availableOutgoingBitrate`): from the endpoint's transport-wide congestion control
+    /// feedback, bounded by its REMB and by the transport's minimum and maximum outgoing
+    /// bitrates; the initial available outgoing bitrate until feedback comes.
+    pub available_outgoing_bitrate: u64,
+    /// Transport-wide congestion control feedback ignored, one count per report of a packet:
+    /// about packets the transport never sent, sent too long ago to be remembered (3 s, or
+    /// 2,048 packets), or already reported received; and one per feedback packet that came
+    /// before anything was sent or changed nothing.
+    pub feedback_ignored: u64,
 }
 
 /// A producer's counters.

@@ -62,3 +62,9 @@ impl WorkerHandle {
 
     sfu_core::worker_handle_methods!(blocking);
 }
+
+impl sfu_core::runtime::pipe::CallHandle for WorkerHandle {
+    fn call_on<C: Call>(&self, call: C) -> Result<C::Output, RuntimeError> {
+        self.call(call)
+    }
+}

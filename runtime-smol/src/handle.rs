@@ -54,3 +54,12 @@ impl WorkerHandle {
 
     sfu_core::worker_handle_methods!(async);
 }
+
+/// For the runtime's shared pipe-to-router helpers ([`sfu_core::runtime::pipe`]), which wait
+/// for each call: they block the calling thread, so call them from outside the runtime's
+/// executors.
+impl sfu_core::runtime::pipe::CallHandle for WorkerHandle {
+    fn call_on<C: Call>(&self, call: C) -> Result<C::Output, RuntimeError> {
+        smol::block_on(self.call(call))
+    }
+}

@@ -14,8 +14,8 @@ use sfu_core::ortc::{
 };
 use sfu_core::{
     ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, DataProducerId, Input, ListenInfo,
-    Output, PlainTransportCreated, ProduceDataOptions, ProduceOptions, ProducerId, RouterId,
-    RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions,
+    Output, PipeToRouterOptions, PipedProducer, PlainTransportCreated, ProduceDataOptions,
+    ProduceOptions, ProducerId, RouterId, RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions,
 };
 use str0m::net::Protocol;
 
@@ -175,6 +175,11 @@ pub struct Sim {
     plain_by_addr: HashMap<SocketAddr, usize>,
     /// The server's plain transports' own addresses.
     server_plain: std::collections::HashSet<SocketAddr>,
+    /// The server's pipe transports' own addresses.
+    server_pipes: std::collections::HashSet<SocketAddr>,
+    /// Every datagram that crossed a pipe between two of the server's routers: when it
+    /// arrived, where, and its bytes.
+    pub pipe_wire: Vec<(Instant, SocketAddr, Vec<u8>)>,
     /// Clients whose datagrams are lost from now on (see [`silence`](Self::silence)).
     silenced: std::collections::HashSet<usize>,
     sfu_deadline: Instant,
@@ -226,6 +231,8 @@ impl Sim {
             direct_sources: Vec::new(),
             plain_by_addr: HashMap::new(),
             server_plain: Default::default(),
+            server_pipes: Default::default(),
+            pipe_wire: Vec::new(),
             silenced: Default::default(),
             sfu_deadline: start,
             by_addr: HashMap::new(),
@@ -606,6 +613,9 @@ impl Sim {
             || d.destination == self.server_tcp
             || self.server_plain.contains(&d.destination)
         {
+            if self.server_pipes.contains(&d.destination) {
+                self.pipe_wire.push((at, d.destination, d.contents.clone()));
+            }
             let polls = self.sfu.stats().transport_polls;
             self.sfu.handle_input(Input::Receive {
                 now: at,
@@ -879,6 +889,41 @@ impl Sim {
             .expect("consume on a plain transport");
         self.flush();
         consumed
+    }
+
+    /// Pipes `producer` into `router` (the Sfu's `pipe_to_router`; the pipe pair's addresses
+    /// are the simulation's, made once per pair of routers), with RTX and SRTP on the pipe as
+    /// asked.
+    pub fn pipe_to_router(
+        &mut self,
+        producer: ProducerId,
+        router: RouterId,
+        enable_rtx: bool,
+        enable_srtp: bool,
+    ) -> PipedProducer {
+        let ip = self.server_udp.ip();
+        let n = self.server_pipes.len() as u16;
+        let (local, remote) = (
+            SocketAddr::new(ip, 43_000 + n),
+            SocketAddr::new(ip, 43_001 + n),
+        );
+        let piped = self
+            .sfu
+            .pipe_to_router(PipeToRouterOptions {
+                producer,
+                router,
+                listen_info: TransportListenInfo::at(local),
+                remote_listen_info: TransportListenInfo::at(remote),
+                enable_rtx,
+                enable_srtp,
+            })
+            .expect("pipe to router");
+        for addr in [local, remote] {
+            self.server_plain.insert(addr);
+            self.server_pipes.insert(addr);
+        }
+        self.flush();
+        piped
     }
 
     /// Sends a raw datagram now from `source` to the server's address `destination`.

@@ -15,6 +15,9 @@ impl Sfu {
             paused,
         } = options;
         let t = self.transport(transport)?;
+        if t.pipe_rtx().is_some() {
+            return self.consume_pipe(transport, producer, paused);
+        }
         let p = self.producer(producer)?;
         if p.router != t.router {
             return Err(Error::WrongRouter(producer));
@@ -100,6 +103,7 @@ impl Sfu {
                 first_sent_at: None,
                 report_clock: None,
                 stats: ConsumerStats::default(),
+                pipe: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {
@@ -140,13 +144,11 @@ impl Sfu {
         }
         c.paused = false;
         c.rewriter.request_resync();
-        let (pid, layer, forwarding) = (
-            c.producer,
-            c.current_layer.unwrap_or(c.preferred_layer),
-            c.is_forwarding(),
-        );
+        let (pid, layers, forwarding) = (c.producer, c.key_frame_layers(), c.is_forwarding());
         if forwarding {
-            self.request_key_frame(pid, layer);
+            for layer in layers {
+                self.request_key_frame(pid, layer);
+            }
             self.run_work();
         }
         Ok(())
@@ -176,8 +178,10 @@ impl Sfu {
     /// Asks the producer of a consumer for a key frame (throttled).
     pub fn request_consumer_key_frame(&mut self, consumer: ConsumerId) -> Result<(), Error> {
         let c = self.consumer(consumer)?;
-        let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
-        self.request_key_frame(pid, layer);
+        let (pid, layers) = (c.producer, c.key_frame_layers());
+        for layer in layers {
+            self.request_key_frame(pid, layer);
+        }
         self.run_work();
         Ok(())
     }
@@ -185,6 +189,10 @@ impl Sfu {
     /// A consumer's counters.
     pub fn consumer_stats(&self, consumer: ConsumerId) -> Result<ConsumerStats, Error> {
         let c = self.consumer(consumer)?;
+        if c.pipe.is_some() {
+            // A pipe consumer answers NACKs from the producer's packets, counted as it goes.
+            return Ok(c.stats.clone());
+        }
         let send = c.send.stats();
         Ok(ConsumerStats {
             nacked_packets: send.nacked_packets,
@@ -198,7 +206,7 @@ impl Sfu {
         })
     }
 
-    pub(super) fn remove_consumer(
+    pub(crate) fn remove_consumer(
         &mut self,
         consumer: ConsumerId,
         reason: Option<ConsumerCloseReason>,
@@ -239,7 +247,7 @@ impl Sfu {
 /// transport-wide sequence number and the time it is sent (abs-send-time, which receivers
 /// without transport-cc estimate the path from); the producer's rid and repaired rid a
 /// consumer never sends.
-fn consumer_extensions(
+pub(super) fn consumer_extensions(
     to_router: &ExtensionIdMap,
     negotiated: &[ortc::RtpHeaderExtensionParameters],
 ) -> (ExtensionIdMap, [Option<u8>; 3]) {

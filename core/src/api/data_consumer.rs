@@ -34,8 +34,10 @@ impl Sfu {
                 .free_stream_id(u16::MAX)
                 .map(SctpStreamParameters::reliable)
                 .ok_or(Error::NoFreeStreamId(transport))?,
-            // Plain transports carry no SCTP.
-            TransportKind::Plain(_) => return Err(Error::SctpNotEnabled(transport)),
+            // Plain and pipe transports carry no SCTP.
+            TransportKind::Plain(_) | TransportKind::Pipe { .. } => {
+                return Err(Error::SctpNotEnabled(transport))
+            }
         };
         let stream_id = stream.stream_id;
         let (label, protocol) = (dp.label.clone(), dp.protocol.clone());

@@ -3,10 +3,12 @@
 //! Each call changes state, may queue datagrams and events, and returns at once. Drain
 //! [`Sfu::poll_output`] after every call.
 
+mod bitrate;
 mod consumer;
 mod data_consumer;
 mod data_producer;
 mod direct_transport;
+mod pipe_transport;
 mod plain_transport;
 mod producer;
 mod router;
@@ -25,6 +27,7 @@ use crate::ids::{
 };
 use crate::io::Output;
 use crate::keyframe::VideoCodec;
+use crate::media::bwe::Bwe;
 use crate::media::packet::{ExtensionIdMap, ExtensionKind};
 use crate::media::send::SendStream;
 use crate::media::session::RxRole;
@@ -45,6 +48,9 @@ use crate::transport::webrtc::WebRtcLink;
 use crate::transport::{DirectTransportOptions, WebRtcTransportOptions};
 use crate::transport::{Transport, TransportKind};
 
+pub use pipe_transport::{
+    pipe_produce_options, PipeToRouterOptions, PipeTransportCreated, PipedProducer,
+};
 pub use plain_transport::PlainTransportCreated;
 
 /// Options for [`Sfu::create_router`].

@@ -38,6 +38,17 @@ impl Sfu {
         router: RouterId,
         options: PlainTransportOptions,
     ) -> Result<PlainTransportCreated, Error> {
+        self.create_udp_link(router, options, None)
+    }
+
+    /// A plain transport, or with `pipe_rtx` a pipe transport (whose options are a plain
+    /// transport's without comedia, RTCP muxed): the two share their socket, demux and keys.
+    pub(crate) fn create_udp_link(
+        &mut self,
+        router: RouterId,
+        options: PlainTransportOptions,
+        pipe_rtx: Option<bool>,
+    ) -> Result<PlainTransportCreated, Error> {
         if !self.routers.contains_key(&router) {
             return Err(Error::UnknownRouter(router));
         }
@@ -104,8 +115,11 @@ impl Sfu {
             rtcp_remote: None,
         };
         let clear = link.srtp.is_none();
-        let mut transport =
-            Transport::new(router, TransportKind::Plain(link), self.config.gso_segments);
+        let kind = match pipe_rtx {
+            None => TransportKind::Plain(link),
+            Some(rtx) => TransportKind::Pipe { link, rtx },
+        };
+        let mut transport = Transport::new(router, kind, self.config.gso_segments);
         transport.rtcp_separate = rtcp_local.is_some();
         if clear {
             // Plain RTP needs no keys: the media session starts now.
@@ -121,7 +135,7 @@ impl Sfu {
             r.transports.push(id);
         }
         self.wake_media(id);
-        info!(transport = %id, router = %router, %local, "plain transport created");
+        info!(transport = %id, router = %router, %local, pipe = pipe_rtx.is_some(), "plain transport created");
         Ok(PlainTransportCreated { id, parameters })
     }
 
@@ -129,6 +143,19 @@ impl Sfu {
     /// SRTP): mediasoup's `PlainTransport.connect`. With comedia, `ip` and `port` are ignored:
     /// the address is learned from the first valid packet. Once only.
     pub fn connect_plain_transport(
+        &mut self,
+        transport: TransportId,
+        parameters: &PlainTransportConnectParameters,
+    ) -> Result<(), Error> {
+        let t = self.transport(transport)?;
+        if t.pipe_rtx().is_some() {
+            return Err(Error::NotPlain(transport));
+        }
+        self.connect_udp_link(transport, parameters)
+    }
+
+    /// `connect` of a plain or pipe transport.
+    pub(crate) fn connect_udp_link(
         &mut self,
         transport: TransportId,
         parameters: &PlainTransportConnectParameters,
@@ -200,6 +227,10 @@ impl Sfu {
         }
         if let Some(session) = session {
             t.media = Some(session);
+            t.stats.srtp_profile = t
+                .plain()
+                .and_then(|l| l.srtp.as_ref())
+                .map(|(p, _)| p.name());
         }
         if let Some((remote, rtcp)) = remotes {
             self.set_plain_remote(transport, PlainSocket::Rtp, remote);

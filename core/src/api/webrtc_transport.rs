@@ -53,6 +53,7 @@ impl Sfu {
         if options.enable_sctp {
             transport.stats.sctp_state = Some(SctpState::New);
         }
+        transport.bwe = Bwe::new(options.initial_available_outgoing_bitrate);
         self.transports.insert(id, Box::new(transport));
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);
@@ -119,6 +120,8 @@ impl Sfu {
             self.remove_consumer(cid, Some(ConsumerCloseReason::TransportClosed));
         }
         self.close_transport_data(transport);
+        self.pipes
+            .retain(|_, (a, b)| *a != transport && *b != transport);
         if let Some(mut t) = self.transports.remove(&transport) {
             // Say goodbye (DTLS close_notify) before forgetting the transport.
             let mut ice_state = IceState::Closed;
@@ -177,6 +180,9 @@ impl Sfu {
         let t = self.transport(transport)?;
         let mut stats = t.stats.clone();
         stats.sctp_dropped = t.webrtc().map_or(0, |l| l.key_slot.sctp_dropped());
+        stats.available_outgoing_bitrate = t.bwe.estimate();
+        let counters = t.bwe.counters;
+        stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;
         Ok(stats)
     }
 

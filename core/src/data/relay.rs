@@ -78,7 +78,10 @@ impl Sfu {
                         }));
                     true
                 }
-                Some(TransportKind::Direct(_) | TransportKind::Plain(_)) | None => false,
+                Some(
+                    TransportKind::Direct(_) | TransportKind::Plain(_) | TransportKind::Pipe { .. },
+                )
+                | None => false,
             };
             if delivered {
                 dc.stats.messages_sent += 1;

@@ -8,11 +8,16 @@
 //! - [`rtcp`]: parsing and building of compound RTCP.
 //! - receive streams (statistics, NACK generation), send streams (RTX, sender reports), the
 //!   received-packet store and transport-wide congestion control feedback.
+//! - bandwidth estimation per transport from the feedback its endpoint returns (`bwe`), and
+//!   a pacer (`pacer`, not yet in the send path).
 
 pub mod packet;
 pub mod rtcp;
 pub mod srtp;
 
+pub(crate) mod bwe;
+#[allow(dead_code)] // Not yet in the send path: tested on its own.
+pub(crate) mod pacer;
 pub(crate) mod recv;
 pub(crate) mod send;
 pub(crate) mod session;

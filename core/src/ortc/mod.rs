@@ -10,9 +10,11 @@
 //! as [`OrtcError`].
 
 mod negotiate;
+mod pipe;
 mod plain;
 mod types;
 
 pub use negotiate::*;
+pub use pipe::*;
 pub use plain::*;
 pub use types::*;

@@ -13,8 +13,10 @@ use super::addr::SocketAddrs;
 use super::driver::UdpSockets;
 use super::ListenOptions;
 use crate::control::{Reply, Request};
-use crate::ortc::{PlainTransportOptions, TransportListenInfo};
-use crate::{Error, ListenInfo, PlainTransportCreated, RouterId, Sfu, TransportId};
+use crate::ortc::{PipeTransportOptions, PlainTransportOptions, TransportListenInfo};
+use crate::{
+    Error, ListenInfo, PipeTransportCreated, PlainTransportCreated, RouterId, Sfu, TransportId,
+};
 
 /// One control call on a worker's Sfu.
 pub trait Call: Send + 'static {
@@ -106,6 +108,25 @@ impl<'a> WorkerContext<'a> {
         result
     }
 
+    /// Creates a pipe transport on a socket opened for it, which closes again if the Sfu
+    /// refuses the transport, and with the transport.
+    pub fn create_pipe_transport(
+        &mut self,
+        sfu: &mut Sfu,
+        router: RouterId,
+        mut options: PipeTransportOptions,
+    ) -> Result<PipeTransportCreated, Error> {
+        let (slot, addrs) = self.open(&options.listen_info)?;
+        options.listen_info.ip = addrs.local.ip();
+        options.listen_info.port = addrs.local.port();
+        let result = sfu.create_pipe_transport(router, options);
+        match &result {
+            Ok(created) => self.opened.push((created.id, addrs.local)),
+            Err(_) => self.sockets.close(slot),
+        }
+        result
+    }
+
     fn open_plain(
         &mut self,
         options: &mut PlainTransportOptions,
@@ -145,6 +166,10 @@ impl Call for Request {
             Request::CreatePlainTransport { router, options } => {
                 let created = worker.create_plain_transport(sfu, *router, options.clone())?;
                 return Ok(Reply::PlainTransport(created));
+            }
+            Request::CreatePipeTransport { router, options } => {
+                let created = worker.create_pipe_transport(sfu, *router, options.clone())?;
+                return Ok(Reply::PipeTransport(created));
             }
             _ => {}
         }
@@ -275,12 +300,35 @@ macro_rules! __with_calls {
                 transport: $crate::TransportId,
                 parameters: $crate::ortc::PlainTransportConnectParameters
             ) -> () = |sfu, _l| sfu.connect_plain_transport(transport, &parameters);
+            /// Creates a pipe transport (a link to a peer pipe transport in another router, on
+            /// this worker, another one or another host) on a UDP socket the worker opens for
+            /// it, as for a plain transport. The socket closes with the transport.
+            create_pipe_transport / CreatePipeTransport(
+                router: $crate::RouterId,
+                options: $crate::ortc::PipeTransportOptions
+            ) -> $crate::PipeTransportCreated =
+                |sfu, own| own.create_pipe_transport(sfu, router, options);
+            /// Gives a pipe transport its peer's address and SRTP keys.
+            connect_pipe_transport / ConnectPipeTransport(
+                transport: $crate::TransportId,
+                parameters: $crate::ortc::PipeTransportConnectParameters
+            ) -> () = |sfu, _l| sfu.connect_pipe_transport(transport, &parameters);
             /// Restarts ICE with new credentials.
             restart_ice / RestartIce(transport: $crate::TransportId)
                 -> $crate::ortc::IceParameters = |sfu, _l| sfu.restart_ice(transport);
             /// Closes a transport with its producers and consumers.
             close_transport / CloseTransport(transport: $crate::TransportId) -> () =
                 |sfu, _l| sfu.close_transport(transport);
+            /// Caps the bandwidth estimate toward a transport's endpoint (0: no cap).
+            set_max_outgoing_bitrate / SetMaxOutgoingBitrate(
+                transport: $crate::TransportId,
+                bitrate: u64
+            ) -> () = |sfu, _l| sfu.set_max_outgoing_bitrate(transport, bitrate);
+            /// Keeps the bandwidth estimate toward a transport's endpoint above a floor (0: none).
+            set_min_outgoing_bitrate / SetMinOutgoingBitrate(
+                transport: $crate::TransportId,
+                bitrate: u64
+            ) -> () = |sfu, _l| sfu.set_min_outgoing_bitrate(transport, bitrate);
             /// Publishes a producer on a transport.
             produce / Produce(transport: $crate::TransportId, options: $crate::ProduceOptions)
                 -> $crate::ProducerId = |sfu, _l| sfu.produce(transport, options);

@@ -34,6 +34,7 @@ use crate::{Error, ListenInfo, Protocol, Sfu, SfuConfig};
 pub mod addr;
 pub mod call;
 mod driver;
+pub mod pipe;
 pub mod tcp;
 
 pub use call::WorkerContext;

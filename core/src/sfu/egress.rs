@@ -6,6 +6,7 @@ use std::time::Instant;
 use tracing::trace;
 
 use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::media::bwe::history::FLAG_RTX;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
 use crate::media::send::SentPacket;
@@ -71,6 +72,41 @@ impl Sfu {
             if !c.is_forwarding() {
                 continue;
             }
+            if let Some(pipe) = c.pipe.as_deref_mut() {
+                // Every encoding, on its own stream, numbered as the producer received it.
+                let Some(&ssrc) = pipe.ssrcs.get(layer) else {
+                    continue;
+                };
+                let index = pipe.index(layer, ext_seq);
+                let header = OutHeader {
+                    payload_type: c.payload_type,
+                    sequence_number: ext_seq as u16,
+                    timestamp: pkt.timestamp(),
+                    ssrc,
+                    marker: pkt.marker(),
+                };
+                let Some(ct) = self.transports.get_mut(&c.transport) else {
+                    continue;
+                };
+                let ctid = c.transport;
+                if write_media(
+                    ct,
+                    c,
+                    pkt,
+                    header,
+                    (index, None),
+                    (sent_at, now),
+                    &mut self.buffers,
+                ) {
+                    c.stats.packets_sent += 1;
+                    c.stats.bytes_sent += pkt.payload().len() as u64;
+                    c.first_sent_at.get_or_insert(now);
+                    if !std::mem::replace(&mut ct.flush_pending, true) {
+                        self.flush_queue.push_back(ctid);
+                    }
+                }
+                continue;
+            }
             // Which encoding this consumer should get, and whether this packet may start it.
             let target = best[c.preferred_layer.min(layers - 1)];
             if c.current_layer != Some(target) {
@@ -128,7 +164,15 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
-            if write_media(ct, c, pkt, header, (seq, None), sent_at, &mut self.buffers) {
+            if write_media(
+                ct,
+                c,
+                pkt,
+                header,
+                (seq, None),
+                (sent_at, now),
+                &mut self.buffers,
+            ) {
                 c.stats.packets_sent += 1;
                 c.stats.bytes_sent += pkt.payload().len() as u64;
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
@@ -158,6 +202,10 @@ impl Sfu {
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
+        if c.pipe.is_some() {
+            self.pipe_nack(cid, ssrc, seqs);
+            return;
+        }
         let mut found = [(0u64, SentPacket::default()); MAX_RESENDS_PER_NACK];
         let n = c.send.on_nack(seqs, now, &mut found);
         for &(out_seq, sent) in &found[..n] {
@@ -223,7 +271,7 @@ impl Sfu {
             &pkt,
             header,
             (ext_seq, osn),
-            sent_at,
+            (sent_at, now),
             &mut self.buffers,
         ) {
             let osn_len = if osn.is_some() { 2 } else { 0 };
@@ -232,6 +280,84 @@ impl Sfu {
             if !std::mem::replace(&mut ct.flush_pending, true) {
                 self.flush_queue.push_back(ctid);
             }
+        }
+    }
+
+    /// A pipe peer asks for packets of one encoding again: the producer's stored packets, on
+    /// the encoding's RTX stream (a pipe without RTX answers nothing).
+    fn pipe_nack(&mut self, cid: ConsumerId, ssrc: u32, seqs: impl Iterator<Item = u16>) {
+        let now = self.now;
+        let sent_at = abs_send_time(self.ntp_base, now);
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        let (Some(pipe), Some(rtx_pt)) = (c.pipe.as_deref(), c.rtx_payload_type) else {
+            return;
+        };
+        let Some(layer) = pipe.ssrcs.iter().position(|&s| s == ssrc) else {
+            return;
+        };
+        let Some(&rtx_ssrc) = pipe.rtx_ssrcs.get(layer) else {
+            return;
+        };
+        let Some(e) = self
+            .producers
+            .get(&c.producer)
+            .and_then(|p| p.encodings.get(layer))
+        else {
+            return;
+        };
+        let (Some(store), Some(highest)) = (
+            e.store.as_ref(),
+            e.recv.as_ref().and_then(|r| r.extended_highest()),
+        ) else {
+            return;
+        };
+        let Some(ct) = self.transports.get_mut(&c.transport) else {
+            return;
+        };
+        let ctid = c.transport;
+        let mut queued = false;
+        for seq in seqs.take(MAX_RESENDS_PER_NACK) {
+            c.stats.nacked_packets += 1;
+            let ext_seq = nearest_extended(highest, seq);
+            let Some(pkt) = store
+                .get(ext_seq)
+                .and_then(|(_, bytes)| RtpPacket::parse(bytes).ok())
+            else {
+                c.stats.retransmissions_not_found += 1;
+                continue;
+            };
+            let Some(pipe) = c.pipe.as_deref_mut() else {
+                return;
+            };
+            let Some(rtx_seq) = pipe.rtx_seqs.get_mut(layer) else {
+                return;
+            };
+            let header = OutHeader {
+                payload_type: rtx_pt,
+                sequence_number: *rtx_seq as u16,
+                timestamp: pkt.timestamp(),
+                ssrc: rtx_ssrc,
+                marker: pkt.marker(),
+            };
+            let index = *rtx_seq;
+            *rtx_seq += 1;
+            if write_media(
+                ct,
+                c,
+                &pkt,
+                header,
+                (index, Some(seq)),
+                (sent_at, now),
+                &mut self.buffers,
+            ) {
+                c.stats.packets_retransmitted += 1;
+                queued = true;
+            }
+        }
+        if queued && !std::mem::replace(&mut ct.flush_pending, true) {
+            self.flush_queue.push_back(ctid);
         }
     }
 
@@ -391,7 +517,7 @@ impl Sfu {
         // Sender reports, each followed by the SDES that names its stream's cname.
         let consumers: Vec<ConsumerId> = t.consumers_by_mid.values().copied().collect();
         for cid in consumers {
-            let Some(c) = self.consumers.get_mut(&cid) else {
+            let Some(c) = self.consumers.get_mut(&cid).filter(|c| c.pipe.is_none()) else {
                 continue;
             };
             let producer_sr = self
@@ -508,6 +634,18 @@ impl Sfu {
     }
 }
 
+/// The extended sequence number nearest `highest` whose low 16 bits are `seq`.
+fn nearest_extended(highest: u64, seq: u16) -> u64 {
+    let candidate = (highest & !0xFFFF) | u64::from(seq);
+    if candidate > highest + 0x8000 {
+        candidate.saturating_sub(0x1_0000)
+    } else if candidate + 0x8000 < highest {
+        candidate + 0x1_0000
+    } else {
+        candidate
+    }
+}
+
 /// `at` as abs-send-time: NTP seconds in 6.18 fixed point, 24 bits (wrapping every 64 s).
 fn abs_send_time(ntp_base: (u64, Instant), at: Instant) -> [u8; 3] {
     let ntp = crate::media::send::ntp::ntp_at(ntp_base, at);
@@ -516,15 +654,17 @@ fn abs_send_time(ntp_base: (u64, Instant), at: Instant) -> [u8; 3] {
 }
 
 /// Writes, protects and queues one RTP packet for a consumer (with the packet's extended
-/// sequence number, and its original sequence number when it goes out on RTX); false when the
-/// transport cannot send yet (no keys or no path) or the packet does not fit.
+/// sequence number, and its original sequence number when it goes out on RTX) at `now`, with
+/// `now` as abs-send-time; a packet stamped with a transport-wide sequence number goes into
+/// the transport's send history. False when the transport cannot send yet (no keys or no
+/// path) or the packet does not fit.
 fn write_media(
     ct: &mut Transport,
     c: &crate::router::Consumer,
     pkt: &RtpPacket<'_>,
     header: OutHeader,
     (ext_seq, rtx_osn): (u64, Option<u16>),
-    sent_at: [u8; 3],
+    (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> bool {
     if !ct.has_path() {
@@ -563,7 +703,8 @@ fn write_media(
         return false;
     };
     if c.transport_cc_extension.is_some() {
-        session.next_tw_seq();
+        let flags = if rtx_osn.is_some() { FLAG_RTX } else { 0 };
+        ct.bwe.on_sent(session.next_tw_seq(), len, now, flags);
     }
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;

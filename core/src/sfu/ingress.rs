@@ -249,9 +249,17 @@ impl Sfu {
                         self.on_key_frame_request(tid, ssrc);
                     }
                 }
-                // Bandwidth feedback about what this transport sends: the estimator that will
-                // use it comes with congestion control.
-                RtcpPacket::TransportCc(_) | RtcpPacket::Remb(_) => {}
+                // Bandwidth feedback about what this transport sends.
+                RtcpPacket::TransportCc(feedback) => {
+                    if let Some(t) = self.transports.get_mut(&tid) {
+                        t.bwe.on_feedback(&feedback, self.now);
+                    }
+                }
+                RtcpPacket::Remb(remb) => {
+                    if let Some(t) = self.transports.get_mut(&tid) {
+                        t.bwe.on_remb(remb.bitrate());
+                    }
+                }
                 _ => {}
             }
         }
@@ -293,6 +301,9 @@ impl Sfu {
                 block.delay_since_last_sr,
                 now,
             );
+            if let (Some(rtt), Some(t)) = (c.send.rtt(), self.transports.get_mut(&tid)) {
+                t.bwe.set_rtt(rtt);
+            }
         }
     }
 
@@ -313,7 +324,15 @@ impl Sfu {
             return;
         };
         c.stats.key_frame_requests_received += 1;
-        let (pid, layer) = (c.producer, c.current_layer.unwrap_or(c.preferred_layer));
+        let layer = match c.pipe.as_deref() {
+            // A pipe peer asks for the encoding whose stream it names.
+            Some(pipe) => match pipe.layer_of(ssrc) {
+                Some(layer) => layer,
+                None => return,
+            },
+            None => c.current_layer.unwrap_or(c.preferred_layer),
+        };
+        let pid = c.producer;
         trace!(consumer = %cid, "key frame requested");
         self.request_key_frame(pid, layer);
     }

@@ -59,7 +59,7 @@ impl Sfu {
             .values()
             .filter_map(|cid| self.consumers.get(cid))
             .filter(|c| c.kind == MediaKind::Video && c.is_forwarding())
-            .map(|c| (c.producer, c.current_layer.unwrap_or(c.preferred_layer)))
+            .flat_map(|c| c.key_frame_layers().map(move |layer| (c.producer, layer)))
             .collect();
         for (pid, layer) in wanted {
             self.request_key_frame(pid, layer);

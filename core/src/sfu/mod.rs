@@ -106,6 +106,9 @@ pub struct Sfu {
     pub(crate) buffers: Buffers,
     /// The NTP time of an Instant, for sender reports.
     pub(crate) ntp_base: (u64, Instant),
+    /// The pipe transports [`pipe_to_router`](Sfu::pipe_to_router) made, by (producer's
+    /// router, other router).
+    pub(crate) pipes: HashMap<(RouterId, RouterId), (TransportId, TransportId)>,
     /// Reused list of consumers while forwarding one packet.
     scratch_consumers: Vec<ConsumerId>,
     /// Key frame requests raised while forwarding one packet.
@@ -162,6 +165,7 @@ impl Sfu {
             rx_buf: Vec::with_capacity(max_datagram),
             buffers: Buffers::default(),
             ntp_base: (NTP_AT_START, now),
+            pipes: HashMap::new(),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
             scratch_data_transports: Vec::new(),

@@ -19,6 +19,7 @@ use std::time::Instant;
 use crate::data::DataStream;
 use crate::event::{DtlsState, IceState, TransportTuple};
 use crate::ids::{ConsumerId, Mid, ProducerId, RouterId};
+use crate::media::bwe::Bwe;
 use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
@@ -61,6 +62,8 @@ pub(crate) struct Transport {
     pub(crate) outbox: Outbox,
     /// When the media session's timer is set for.
     pub(crate) media_timer_at: Option<Instant>,
+    /// The estimate of the bandwidth toward the endpoint, from its transport-cc feedback.
+    pub(crate) bwe: Bwe,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
@@ -82,6 +85,14 @@ pub(crate) enum TransportKind {
     WebRtc(WebRtcLink),
     /// Plain RTP or SDES-SRTP to one remote address.
     Plain(PlainLink),
+    /// A link to a peer pipe transport in another router: a plain link without comedia, whose
+    /// consumers are pipe consumers.
+    Pipe {
+        /// The socket, remote and keys, as a plain transport's.
+        link: PlainLink,
+        /// Pipe consumers carry RTX and answer NACKs.
+        rtx: bool,
+    },
     /// The application itself.
     Direct(DirectLink),
 }
@@ -94,6 +105,7 @@ impl std::fmt::Debug for Transport {
         match &self.kind {
             TransportKind::WebRtc(w) => d.field("webrtc", w),
             TransportKind::Plain(p) => d.field("plain", p),
+            TransportKind::Pipe { link, rtx } => d.field("pipe", link).field("rtx", rtx),
             TransportKind::Direct(l) => d.field("direct", l),
         };
         d.finish_non_exhaustive()
@@ -118,6 +130,7 @@ impl Transport {
             media: None,
             outbox: Outbox::new(gso_segments),
             media_timer_at: None,
+            bwe: Bwe::new(crate::media::bwe::DEFAULT_INITIAL_BITRATE),
             next_mid: 0,
             cname: None,
             flush_pending: false,
@@ -139,6 +152,8 @@ impl Transport {
                 rtcp_tuple: None,
                 dropped_foreign_source: 0,
                 sctp_dropped: 0,
+                available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
+                feedback_ignored: 0,
             },
             panic_on_next_datagram: false,
             kind,
@@ -161,18 +176,26 @@ impl Transport {
         }
     }
 
-    /// The plain part, for a plain transport.
+    /// The socket-and-remote part, for a plain or pipe transport.
     pub(crate) fn plain(&self) -> Option<&PlainLink> {
         match &self.kind {
-            TransportKind::Plain(p) => Some(p),
+            TransportKind::Plain(p) | TransportKind::Pipe { link: p, .. } => Some(p),
             _ => None,
         }
     }
 
-    /// The plain part, for a plain transport.
+    /// The socket-and-remote part, for a plain or pipe transport.
     pub(crate) fn plain_mut(&mut self) -> Option<&mut PlainLink> {
         match &mut self.kind {
-            TransportKind::Plain(p) => Some(p),
+            TransportKind::Plain(p) | TransportKind::Pipe { link: p, .. } => Some(p),
+            _ => None,
+        }
+    }
+
+    /// For a pipe transport, whether it carries RTX; `None` for other kinds.
+    pub(crate) fn pipe_rtx(&self) -> Option<bool> {
+        match &self.kind {
+            TransportKind::Pipe { rtx, .. } => Some(*rtx),
             _ => None,
         }
     }
@@ -196,7 +219,7 @@ impl Transport {
     pub(crate) fn direct(&self) -> Option<&DirectLink> {
         match &self.kind {
             TransportKind::Direct(l) => Some(l),
-            TransportKind::WebRtc(_) | TransportKind::Plain(_) => None,
+            _ => None,
         }
     }
 
@@ -209,7 +232,7 @@ impl Transport {
                 .as_ref()
                 .map_or(0, |s| s.parameters.max_message_size as usize),
             TransportKind::Direct(l) => l.max_message_size,
-            TransportKind::Plain(_) => 0,
+            TransportKind::Plain(_) | TransportKind::Pipe { .. } => 0,
         }
     }
 

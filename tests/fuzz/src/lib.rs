@@ -21,12 +21,13 @@
 //! then that many bytes (fewer if the input ends first); see [`records`].
 
 pub mod packets;
+pub mod plain;
 pub mod sfu;
 #[cfg(feature = "signaling")]
 pub mod signaling;
 
 /// Every target's name, in the order `tests/run` runs them.
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 11] = [
     "rtp",
     "rtcp",
     "srtp",
@@ -36,6 +37,7 @@ pub const TARGETS: [&str; 10] = [
     "datagrams",
     "session",
     "ortc",
+    "plain",
     "signaling",
 ];
 
@@ -71,6 +73,8 @@ pub enum Target {
     Session(Box<sfu::Session>),
     /// [`sfu::Ortc`].
     Ortc(Box<sfu::Ortc>),
+    /// [`plain::Plain`].
+    Plain(Box<plain::Plain>),
     /// [`signaling::Signaling`], built at its first input.
     #[cfg(feature = "signaling")]
     Signaling(Option<Box<signaling::Signaling>>),
@@ -89,6 +93,7 @@ impl Target {
             "datagrams" => Target::Datagrams(Box::default()),
             "session" => Target::Session(Box::default()),
             "ortc" => Target::Ortc(Box::default()),
+            "plain" => Target::Plain(Box::default()),
             #[cfg(feature = "signaling")]
             "signaling" => Target::Signaling(None),
             _ => return None,
@@ -100,7 +105,7 @@ impl Target {
     pub fn fresh_per_input(&self) -> bool {
         matches!(
             self,
-            Target::Datagrams(_) | Target::Session(_) | Target::Ortc(_)
+            Target::Datagrams(_) | Target::Session(_) | Target::Ortc(_) | Target::Plain(_)
         )
     }
 
@@ -111,6 +116,7 @@ impl Target {
             Target::Datagrams(t) => t.run(data),
             Target::Session(t) => t.run(data),
             Target::Ortc(t) => t.run(data),
+            Target::Plain(t) => t.run(data),
             #[cfg(feature = "signaling")]
             Target::Signaling(t) => t.get_or_insert_with(Box::default).run(data),
         }

@@ -10,10 +10,13 @@ use sfu_core::fuzzing::TwccRecorder;
 use sfu_core::media::rtcp::{self, ReportBlock};
 use sfu_core::media::srtp::{SrtpContext, SrtpProfile};
 use sfu_core::ortc::{header_extension_id, MediaKind};
+use sfu_fuzz::plain::{Plain, PLAIN_SSRCS};
 use sfu_fuzz::sfu::{Datagrams, Session, SESSION_SSRCS};
 use sfu_fuzz::{record, Target, TARGETS};
 use sfu_tests::client::{CLIENT_OPUS_PT, CLIENT_VP8_PT};
 use sfu_tests::forge;
+use sfu_tests::plain::{nack, pli};
+use sfu_tests::sim::PLAIN_VP8_PT;
 use sfu_tests::sim::{media_codecs, Sim};
 use str0m::net::Protocol;
 
@@ -414,6 +417,44 @@ fn write_seeds() {
 "#
     );
     write("signaling", "data", data.as_bytes());
+    // plain
+    let plain = Plain::new();
+    let vp8_key = [0x10, 0, 0x9d, 0x01, 0x2a, 1, 2, 3, 4, 5, 6, 7];
+    let publisher_rtp = |seq: u16| {
+        forge::rtp_packet(
+            PLAIN_VP8_PT,
+            5000 + seq,
+            90 * u32::from(seq),
+            PLAIN_SSRCS[0],
+            &vp8_key,
+        )
+    };
+    write(
+        "plain",
+        "rtp",
+        &[
+            record(0x14, &publisher_rtp(1)),
+            record(0x14, &publisher_rtp(3)),
+        ]
+        .concat(),
+    );
+    write("plain", "stranger", &record(0x10, &publisher_rtp(2)));
+    let [video, audio] = [plain.consumer_ssrcs()[0], plain.consumer_ssrcs()[1]];
+    write(
+        "plain",
+        "viewer-rtcp",
+        &[
+            record(0x16, &nack(1, video, &[1, 2, 3])),
+            record(0x16, &pli(1, video)),
+            record(0x05, &nack(1, audio, &[7])),
+        ]
+        .concat(),
+    );
+    write(
+        "plain",
+        "srtp",
+        &record(0x17, &[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 4, 87, 9, 9]),
+    );
     write("signaling", "restart", b"{\"id\":1,\"method\":\"createWebRtcTransport\",\"data\":{\"direction\":\"recv\",\"dtlsRole\":\"client\"}}\n{\"id\":2,\"method\":\"restartIce\",\"data\":{\"transportId\":\"$0\"}}\n");
 }
 

@@ -19,7 +19,7 @@ use sfu_core::{
 /// What the suite needs of a runtime: start it, reach its workers, call them (blocking), stop.
 pub trait Runtime: Sized {
     /// A worker's handle.
-    type Handle: Clone;
+    type Handle: Clone + sfu_core::runtime::pipe::CallHandle;
     /// Starts the runtime.
     fn start(config: RuntimeConfig) -> std::io::Result<Self>;
     /// Its workers' handles, by index.
@@ -684,6 +684,174 @@ pub fn plain_transports_open_and_close_their_sockets<R: Runtime>() {
     runtime.shutdown();
 }
 
+/// Pipe to router across two workers: a room whose publisher (a plain RTP sender) is on
+/// worker 0 is piped, with SRTP on the pipe, to a router on worker 1 by the shared helper
+/// (each worker opens its pipe's socket); a viewer on each worker receives every packet, byte
+/// for byte.
+pub fn pipe_to_router_across_workers<R: Runtime>() {
+    use sfu_core::ortc::{
+        MediaKind, PlainTransportConnectParameters, PlainTransportOptions, RtpCodecCapability,
+        TransportListenInfo,
+    };
+    use sfu_core::runtime::pipe::{pipe_to_router, PipeEnd};
+    use sfu_core::{ConsumeOptions, ProduceOptions};
+    use std::net::UdpSocket;
+
+    let runtime = start::<R>(2, vec![ListenOptions::udp(LOCALHOST)]);
+    let workers = runtime.handles();
+    let options = || RouterOptions {
+        media_codecs: vec![RtpCodecCapability::opus()],
+    };
+    let router = |w: &R::Handle| R::call(w, call::CreateRouter { options: options() }).unwrap();
+    let (ra, rb) = (router(&workers[0]), router(&workers[1]));
+    let mut comedia = PlainTransportOptions::new(TransportListenInfo::udp(LOCALHOST));
+    comedia.comedia = true;
+    let publisher = R::call(
+        &workers[0],
+        call::CreatePlainTransport {
+            router: ra,
+            options: comedia,
+        },
+    )
+    .expect("plain transport");
+    let producer = R::call(
+        &workers[0],
+        call::Produce {
+            transport: publisher.id,
+            options: ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: plain_opus(4242),
+                paused: false,
+            },
+        },
+    )
+    .expect("produce");
+    let (_, piped) = pipe_to_router(
+        PipeEnd {
+            worker: &workers[0],
+            router: ra,
+        },
+        PipeEnd {
+            worker: &workers[1],
+            router: rb,
+        },
+        producer,
+        &TransportListenInfo::udp(LOCALHOST),
+        false,
+        true,
+    )
+    .expect("pipe to router");
+    // A viewer on each worker: a plain transport connected to a local socket.
+    let viewer = |w: &R::Handle, router, producer| {
+        let sink = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+        sink.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let t = R::call(
+            w,
+            call::CreatePlainTransport {
+                router,
+                options: PlainTransportOptions::new(TransportListenInfo::udp(LOCALHOST)),
+            },
+        )
+        .unwrap();
+        let caps = R::call(w, call::RouterRtpCapabilities { router }).unwrap();
+        R::call(
+            w,
+            call::Consume {
+                transport: t.id,
+                options: ConsumeOptions {
+                    producer,
+                    rtp_capabilities: caps,
+                    paused: false,
+                },
+            },
+        )
+        .unwrap();
+        R::call(
+            w,
+            call::ConnectPlainTransport {
+                transport: t.id,
+                parameters: PlainTransportConnectParameters {
+                    ip: Some(LOCALHOST),
+                    port: Some(sink.local_addr().unwrap().port()),
+                    rtcp_port: None,
+                    srtp_parameters: None,
+                },
+            },
+        )
+        .unwrap();
+        sink
+    };
+    let sinks = [
+        viewer(&workers[0], ra, producer),
+        viewer(&workers[1], rb, piped.pipe_producer),
+    ];
+    let source = UdpSocket::bind((LOCALHOST, 0)).unwrap();
+    let port = publisher.parameters.tuple.local_port;
+    for seq in 0..50u16 {
+        source
+            .send_to(&opus_packet(4242, seq), (LOCALHOST, port))
+            .unwrap();
+        for (i, sink) in sinks.iter().enumerate() {
+            let mut buf = [0u8; 1500];
+            // RTCP may come first; media is what is counted.
+            let n = loop {
+                let (n, _) = sink.recv_from(&mut buf).expect("the packet forwarded");
+                if !(200..=206).contains(&buf[1]) {
+                    break n;
+                }
+            };
+            let header = if buf[0] & 0x10 != 0 {
+                16 + 4 * usize::from(u16::from_be_bytes([buf[14], buf[15]]))
+            } else {
+                12
+            };
+            assert_eq!(buf[header..n], [seq as u8; 40], "viewer {i}, packet {seq}");
+        }
+    }
+    let stats = R::call(
+        &workers[1],
+        call::TransportStats {
+            transport: piped.remote_transport,
+        },
+    )
+    .unwrap();
+    assert_eq!(stats.srtp_profile, Some("AEAD_AES_256_GCM"), "{stats:?}");
+    assert_eq!(stats.rtp_dropped, 0, "{stats:?}");
+    runtime.shutdown();
+}
+
+/// A plain sender's Opus producer parameters on `ssrc` (payload type 111, no mid).
+pub fn plain_opus(ssrc: u32) -> sfu_core::ortc::RtpParameters {
+    use sfu_core::ortc::{RtcpParameters, RtpCodecParameters, RtpEncodingParameters};
+    sfu_core::ortc::RtpParameters {
+        mid: None,
+        codecs: vec![RtpCodecParameters {
+            mime_type: "audio/opus".into(),
+            payload_type: 111,
+            clock_rate: 48_000,
+            channels: Some(2),
+            parameters: Default::default(),
+            rtcp_feedback: vec![],
+        }],
+        header_extensions: vec![],
+        encodings: vec![RtpEncodingParameters {
+            ssrc: Some(ssrc),
+            ..Default::default()
+        }],
+        rtcp: RtcpParameters::default(),
+    }
+}
+
+/// Plain RTP packet `seq` of an Opus stream on `ssrc`: 40 bytes of payload, each `seq`.
+pub fn opus_packet(ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut packet = vec![0x80, 111];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    packet.extend_from_slice(&ssrc.to_be_bytes());
+    packet.extend_from_slice(&[seq as u8; 40]);
+    packet
+}
+
 /// Expands the suite into `#[test]` functions for the runtime marker `$runtime` (a type that
 /// implements [`Runtime`](crate::runtime_suite::Runtime)).
 #[macro_export]
@@ -702,6 +870,7 @@ macro_rules! runtime_suite {
             four_workers_with_rooms_spread_across_them,
             direct_data_through_the_handle,
             plain_transports_open_and_close_their_sockets,
+            pipe_to_router_across_workers,
         );
     };
     (@tests $runtime:ty; $($name:ident,)*) => {

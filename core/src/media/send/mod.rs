@@ -317,7 +317,6 @@ impl SendStream {
     }
 
     /// The smoothed round-trip time, once a receiver report gave one.
-    #[cfg(test)]
     pub(crate) fn rtt(&self) -> Option<Duration> {
         self.stats.rtt
     }

@@ -73,6 +73,10 @@ pub struct WebRtcTransportOptions {
     /// acknowledged (mediasoup's `sctpSendBufferSize`; default 262,144). A message that would
     /// pass it is dropped and counted.
     pub sctp_send_buffer_size: u32,
+    /// The bandwidth the transport's estimate starts from toward the endpoint, in bits per
+    /// second, until its feedback says more (mediasoup's `initialAvailableOutgoingBitrate`;
+    /// default 600,000).
+    pub initial_available_outgoing_bitrate: u64,
 }
 
 impl Default for WebRtcTransportOptions {
@@ -84,6 +88,7 @@ impl Default for WebRtcTransportOptions {
             num_sctp_streams: NumSctpStreams::default(),
             max_sctp_message_size: 262_144,
             sctp_send_buffer_size: 262_144,
+            initial_available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
         }
     }
 }

@@ -1,0 +1,376 @@
+//! A pacer for one transport: a leaky bucket that lets packets out at a multiple of the
+//! bandwidth estimate, so that a key frame's burst is spread rather than dumped on the path's
+//! queue.
+//!
+//! Packets wait in four queues by [`Class`], served in strict priority: audio, then RTCP and
+//! retransmissions, then video base layers, then enhancement layers. Audio and RTCP or
+//! retransmissions are never held for the budget (they are small and late audio is lost
+//! audio); what they send still counts against it, so video makes room for them. Video leaves
+//! when the bucket has drained what went before it.
+//!
+//! Queueing delay is bounded: an enhancement packet that has waited [`PacerConfig::max_delay`]
+//! is dropped (it is stale; the allocator will pick a lower layer), and when the base layers'
+//! backlog could not drain within that delay at the pacing rate, the rate rises to drain it.
+//!
+//! The queues are allocated at construction, each for [`PacerConfig::capacity`] packets, and
+//! never grow: a packet that finds its queue full is refused and counted. An empty pacer has
+//! no deadline, so an idle transport costs nothing.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What a packet is, highest priority first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Audio.
+    Audio = 0,
+    /// RTCP and retransmissions.
+    Control = 1,
+    /// Video of a base (lowest) spatial or temporal layer.
+    Base = 2,
+    /// Video of an enhancement layer.
+    Enhancement = 3,
+}
+
+const CLASSES: usize = 4;
+
+/// How a pacer paces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PacerConfig {
+    /// The pacing rate is this multiple of the estimate.
+    pub(crate) multiplier: f64,
+    /// The longest a video packet should wait.
+    pub(crate) max_delay: Duration,
+    /// The most packets each queue holds.
+    pub(crate) capacity: usize,
+    /// How far ahead of its budget the bucket lets video go (a burst allowance), in bytes.
+    pub(crate) burst_bytes: u32,
+}
+
+impl Default for PacerConfig {
+    fn default() -> Self {
+        Self {
+            multiplier: 2.5,
+            max_delay: Duration::from_millis(250),
+            capacity: 512,
+            burst_bytes: 1500,
+        }
+    }
+}
+
+/// Counters of what the pacer did not send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PacerCounters {
+    /// Packets refused because their queue was full.
+    pub(crate) refused: u64,
+    /// Enhancement packets dropped after waiting too long.
+    pub(crate) dropped_stale: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Queued<T> {
+    item: T,
+    size: u32,
+    at: Instant,
+}
+
+/// The pacer, over items of type `T` (what the caller needs to send a packet later).
+#[derive(Debug)]
+pub(crate) struct Pacer<T> {
+    config: PacerConfig,
+    queues: [VecDeque<Queued<T>>; CLASSES],
+    /// Bytes queued in the video queues.
+    video_bytes: u64,
+    /// The pacing rate, bits per second.
+    rate_bps: f64,
+    /// Bytes sent ahead of the budget: the bucket's level (never below zero).
+    debt: f64,
+    /// When `debt` was last drained.
+    drained_at: Option<Instant>,
+    pub(crate) counters: PacerCounters,
+}
+
+impl<T: Copy> Pacer<T> {
+    /// A pacer for a bandwidth estimate of `estimate_bps`.
+    pub(crate) fn new(config: PacerConfig, estimate_bps: u64) -> Self {
+        let queue = || VecDeque::with_capacity(config.capacity);
+        Self {
+            config,
+            queues: [queue(), queue(), queue(), queue()],
+            video_bytes: 0,
+            rate_bps: (estimate_bps as f64 * config.multiplier).max(1.0),
+            debt: 0.0,
+            drained_at: None,
+            counters: PacerCounters::default(),
+        }
+    }
+
+    /// Follows a new bandwidth estimate.
+    pub(crate) fn set_estimate(&mut self, estimate_bps: u64) {
+        self.rate_bps = (estimate_bps as f64 * self.config.multiplier).max(1.0);
+    }
+
+    /// Queues a packet of `size` bytes; gives it back when its queue is full.
+    pub(crate) fn push(
+        &mut self,
+        item: T,
+        size: usize,
+        class: Class,
+        now: Instant,
+    ) -> Result<(), T> {
+        let queue = &mut self.queues[class as usize];
+        if queue.len() >= self.config.capacity {
+            self.counters.refused += 1;
+            return Err(item);
+        }
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        queue.push_back(Queued {
+            item,
+            size,
+            at: now,
+        });
+        if matches!(class, Class::Base | Class::Enhancement) {
+            self.video_bytes += u64::from(size);
+        }
+        Ok(())
+    }
+
+    /// The next packet that may leave at `now`, if any.
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<T> {
+        self.drain(now);
+        self.drop_stale(now);
+        for class in [Class::Audio, Class::Control] {
+            if let Some(q) = self.queues[class as usize].pop_front() {
+                self.debt += f64::from(q.size);
+                return Some(q.item);
+            }
+        }
+        if self.debt > f64::from(self.config.burst_bytes) {
+            return None;
+        }
+        for class in [Class::Base, Class::Enhancement] {
+            if let Some(q) = self.queues[class as usize].pop_front() {
+                self.video_bytes -= u64::from(q.size);
+                self.debt += f64::from(q.size);
+                return Some(q.item);
+            }
+        }
+        None
+    }
+
+    /// When [`poll`](Self::poll) next has something: `now` when a packet may leave now,
+    /// `None` when nothing is queued.
+    pub(crate) fn next_at(&self, now: Instant) -> Option<Instant> {
+        if self.queues[..2].iter().any(|q| !q.is_empty()) {
+            return Some(now);
+        }
+        let oldest = self.queues[2..]
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|q| q.at)
+            .min()?;
+        let level = self.level_at(now);
+        let over = level - f64::from(self.config.burst_bytes);
+        if over <= 0.0 {
+            return Some(now);
+        }
+        let wait = Duration::from_secs_f64(over * 8.0 / self.effective_rate(now, oldest));
+        Some(now + wait.max(Duration::from_micros(100)))
+    }
+
+    /// Packets queued, all classes.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    /// The pacing rate, raised when the video backlog could not otherwise drain within the
+    /// maximum delay of its oldest packet.
+    fn effective_rate(&self, now: Instant, oldest: Instant) -> f64 {
+        let waited = now.saturating_duration_since(oldest);
+        let left = self
+            .config
+            .max_delay
+            .saturating_sub(waited)
+            .max(Duration::from_millis(10));
+        let needed = self.video_bytes as f64 * 8.0 / left.as_secs_f64();
+        self.rate_bps.max(needed)
+    }
+
+    fn level_at(&self, now: Instant) -> f64 {
+        let elapsed = self
+            .drained_at
+            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        let oldest = self.queues[2..]
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|q| q.at)
+            .min()
+            .unwrap_or(now);
+        (self.debt - elapsed * self.effective_rate(now, oldest) / 8.0).max(0.0)
+    }
+
+    fn drain(&mut self, now: Instant) {
+        self.debt = self.level_at(now);
+        self.drained_at = Some(now);
+    }
+
+    fn drop_stale(&mut self, now: Instant) {
+        let queue = &mut self.queues[Class::Enhancement as usize];
+        while let Some(front) = queue.front() {
+            if now.saturating_duration_since(front.at) < self.config.max_delay {
+                break;
+            }
+            self.video_bytes -= u64::from(front.size);
+            queue.pop_front();
+            self.counters.dropped_stale += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::disallowed_methods)] // Tests own the clock.
+    fn start() -> Instant {
+        Instant::now()
+    }
+
+    /// Serves the pacer at each of its deadlines until `end`: (time sent, item).
+    fn serve(p: &mut Pacer<u32>, mut now: Instant, end: Instant) -> Vec<(Instant, u32)> {
+        let mut out = Vec::new();
+        let mut steps = 0;
+        while let Some(at) = p.next_at(now) {
+            steps += 1;
+            assert!(steps < 100_000, "the pacer's deadlines make no progress");
+            now = at.max(now);
+            if now > end {
+                break;
+            }
+            while let Some(item) = p.poll(now) {
+                out.push((now, item));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_key_frame_is_spread_at_the_pacing_rate() {
+        let t0 = start();
+        // 1 Mbit/s estimate: 2.5 Mbit/s pacing, a 1200-byte packet every 3.84 ms.
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 1_000_000);
+        for i in 0..60 {
+            p.push(i, 1200, Class::Base, t0).unwrap();
+        }
+        let sent = serve(&mut p, t0, t0 + Duration::from_secs(1));
+        assert_eq!(
+            sent.iter().map(|s| s.1).collect::<Vec<_>>(),
+            (0..60).collect::<Vec<_>>()
+        );
+        let span = sent[59].0 - sent[0].0;
+        // 59 gaps of 3.84 ms, less the burst allowance: about 225 ms.
+        assert!(
+            (Duration::from_millis(210)..Duration::from_millis(235)).contains(&span),
+            "{span:?}"
+        );
+        // The first two go at once (the burst allowance); then one every 3.84 ms.
+        assert_eq!(sent[1].0, t0);
+        for w in sent[1..].windows(2) {
+            let gap = w[1].0 - w[0].0;
+            assert!(
+                (Duration::from_micros(2_800)..Duration::from_micros(4_000)).contains(&gap),
+                "{gap:?}"
+            );
+        }
+        assert_eq!(p.next_at(t0 + span), None, "nothing queued, no deadline");
+    }
+
+    #[test]
+    fn audio_never_waits_behind_video() {
+        let t0 = start();
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 500_000);
+        for i in 0..60 {
+            p.push(i, 1200, Class::Base, t0).unwrap();
+        }
+        let mut now = t0;
+        let mut audio_waits = Vec::new();
+        let mut next_audio = t0;
+        let mut audio_id = 1000;
+        let end = t0 + Duration::from_millis(500);
+        let mut steps = 0;
+        while now < end {
+            steps += 1;
+            assert!(steps < 100_000, "the pacer's deadlines make no progress");
+            if now >= next_audio {
+                p.push(audio_id, 100, Class::Audio, now).unwrap();
+                audio_id += 1;
+                next_audio += Duration::from_millis(20);
+            }
+            let at = p.next_at(now).unwrap_or(next_audio).min(next_audio);
+            now = at.max(now);
+            while let Some(item) = p.poll(now) {
+                if item >= 1000 {
+                    let queued = t0 + Duration::from_millis(20 * u64::from(item - 1000));
+                    audio_waits.push(now - queued);
+                }
+            }
+        }
+        assert!(audio_waits.len() >= 24);
+        assert!(
+            audio_waits.iter().all(|w| *w <= Duration::from_millis(5)),
+            "{audio_waits:?}"
+        );
+    }
+
+    #[test]
+    fn priorities_stale_enhancements_and_a_full_queue() {
+        let t0 = start();
+        let config = PacerConfig {
+            capacity: 4,
+            ..PacerConfig::default()
+        };
+        let mut p = Pacer::<u32>::new(config, 100_000);
+        for (i, class) in [
+            Class::Enhancement,
+            Class::Base,
+            Class::Control,
+            Class::Audio,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            p.push(i as u32, 1200, class, t0).unwrap();
+        }
+        // Audio and control go at once; then base, before enhancement.
+        assert_eq!(p.poll(t0), Some(3));
+        assert_eq!(p.poll(t0), Some(2));
+        assert_eq!(p.poll(t0), None, "over the budget: video waits");
+        let sent = serve(&mut p, t0, t0 + Duration::from_secs(2));
+        assert_eq!(sent.iter().map(|s| s.1).collect::<Vec<_>>(), [1, 0]);
+
+        for i in 0..4 {
+            p.push(10 + i, 1200, Class::Enhancement, t0).unwrap();
+        }
+        assert_eq!(p.push(99, 1200, Class::Enhancement, t0), Err(99));
+        assert_eq!(p.counters.refused, 1);
+        // Long after: stale, dropped rather than sent.
+        assert_eq!(p.poll(t0 + Duration::from_secs(1)), None);
+        assert_eq!(p.counters.dropped_stale, 4);
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn a_base_layer_backlog_drains_within_the_maximum_delay() {
+        let t0 = start();
+        // 100 kbit/s estimate: 250 kbit/s pacing would take 2.3 s for 60 packets.
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 100_000);
+        for i in 0..60 {
+            p.push(i, 1200, Class::Base, t0).unwrap();
+        }
+        let sent = serve(&mut p, t0, t0 + Duration::from_secs(5));
+        assert_eq!(sent.len(), 60);
+        let last = sent[59].0 - t0;
+        assert!(last <= Duration::from_millis(300), "{last:?}");
+    }
+}
