@@ -26,18 +26,8 @@ impl Sfu {
             return Err(Error::CannotConsume(producer));
         }
         let mut rtp = ortc::get_consumer_rtp_parameters(&p.consumable, &rtp_capabilities)?;
-        let main = rtp
-            .codecs
-            .iter()
-            .find(|c| !c.is_rtx())
-            .ok_or(Error::CannotConsume(producer))?;
-        let (payload_type, clock_rate) = (main.payload_type, main.clock_rate);
-        let rtx_payload_type = rtp
-            .codecs
-            .iter()
-            .filter(|c| c.is_rtx())
-            .find(|c| ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(payload_type)))
-            .map(|c| c.payload_type);
+        let (payload_type, clock_rate, rtx_payload_type) =
+            send_payload_types(&rtp).ok_or(Error::CannotConsume(producer))?;
         let has_rtx = rtx_payload_type.is_some();
         let (extensions, [mid_extension, transport_cc_extension, abs_send_time_extension]) =
             consumer_extensions(&p.extensions.to_router, &rtp.header_extensions);
@@ -267,4 +257,17 @@ pub(super) fn consumer_extensions(
         }
     }
     (map, [mid, transport_cc, abs_send_time])
+}
+
+/// A consumer's payload type and clock rate (its first codec that is not RTX), and the RTX
+/// payload type that retransmits it, if any.
+pub(super) fn send_payload_types(rtp: &RtpParameters) -> Option<(u8, u32, Option<u8>)> {
+    let main = rtp.codecs.iter().find(|c| !c.is_rtx())?;
+    let rtx = rtp
+        .codecs
+        .iter()
+        .filter(|c| c.is_rtx())
+        .find(|c| ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(main.payload_type)))
+        .map(|c| c.payload_type);
+    Some((main.payload_type, main.clock_rate, rtx))
 }

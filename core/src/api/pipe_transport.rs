@@ -209,18 +209,8 @@ impl Sfu {
             return Err(Error::WrongRouter(producer));
         }
         let mut rtp = pipe_rtp_parameters(&p.consumable, rtx);
-        let main = rtp
-            .codecs
-            .iter()
-            .find(|c| !c.is_rtx())
-            .ok_or(Error::CannotConsume(producer))?;
-        let (payload_type, clock_rate) = (main.payload_type, main.clock_rate);
-        let rtx_payload_type = rtp
-            .codecs
-            .iter()
-            .filter(|c| c.is_rtx())
-            .find(|c| ortc::codec_param_u32(&c.parameters, "apt") == Some(u32::from(payload_type)))
-            .map(|c| c.payload_type);
+        let (payload_type, clock_rate, rtx_payload_type) =
+            super::consumer::send_payload_types(&rtp).ok_or(Error::CannotConsume(producer))?;
         let (extensions, _) =
             super::consumer::consumer_extensions(&p.extensions.to_router, &rtp.header_extensions);
         let (kind, producer_paused, layers) = (p.kind, p.paused, p.encodings.len());
