@@ -141,6 +141,13 @@ pub enum Request {
         /// The spatial layer.
         spatial_layer: usize,
     },
+    /// [`Sfu::set_consumer_priority`].
+    SetConsumerPriority {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// Its priority (1..=255).
+        priority: u8,
+    },
     /// [`Sfu::request_consumer_key_frame`].
     RequestConsumerKeyFrame(ConsumerId),
     /// [`Sfu::produce_data`].
@@ -351,6 +358,9 @@ impl Sfu {
                 spatial_layer,
             } => self
                 .set_consumer_preferred_layers(consumer, spatial_layer)
+                .map(|()| Reply::Done)?,
+            R::SetConsumerPriority { consumer, priority } => self
+                .set_consumer_priority(consumer, priority)
                 .map(|()| Reply::Done)?,
             R::SetMaxOutgoingBitrate { transport, bitrate } => self
                 .set_max_outgoing_bitrate(transport, bitrate)

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::forward::Rewriter;
 use crate::ids::{ConsumerId, Mid, ObserverId, ProducerId, Rid, RouterId, TransportId};
 use crate::keyframe::VideoCodec;
+use crate::media::meter::BitrateMeter;
 use crate::media::packet::ExtensionIdMap;
 use crate::media::recv::{NackGenerator, RecvStream};
 use crate::media::send::SendStream;
@@ -71,6 +72,8 @@ pub(crate) struct Encoding {
     pub(crate) last_packet_at: Option<Instant>,
     pub(crate) key_frame_sent_at: Option<Instant>,
     pub(crate) key_frame_pending: bool,
+    /// What the encoding brings, measured over the last second.
+    pub(crate) bitrate: BitrateMeter,
 }
 
 impl Encoding {
@@ -85,6 +88,7 @@ impl Encoding {
             last_packet_at: None,
             key_frame_sent_at: None,
             key_frame_pending: false,
+            bitrate: BitrateMeter::default(),
         }
     }
 
@@ -134,6 +138,11 @@ pub(crate) struct Consumer {
     pub(crate) current_layer: Option<usize>,
     /// The encoding the application prefers (simulcast); the highest by default.
     pub(crate) preferred_layer: usize,
+    /// The highest encoding the transport's bandwidth allows, as the allocator last chose
+    /// (`None`: no limit).
+    pub(crate) target_layer: Option<usize>,
+    /// The consumer's share of its transport's bandwidth relative to the others' (1..=255).
+    pub(crate) priority: u8,
     pub(crate) parameters: ConsumerParameters,
     /// RTX payload type, when the consumer's endpoint takes retransmissions on an RTX stream.
     pub(crate) rtx_payload_type: Option<u8>,
@@ -200,10 +209,17 @@ impl Consumer {
         match self.pipe.as_deref() {
             Some(pipe) => 0..pipe.ssrcs.len(),
             None => {
-                let layer = self.current_layer.unwrap_or(self.preferred_layer);
+                let layer = self.current_layer.unwrap_or(self.wanted_layer());
                 layer..layer + 1
             }
         }
+    }
+
+    /// The encoding to forward when active: the preferred one, no higher than the allocator's
+    /// target.
+    pub(crate) fn wanted_layer(&self) -> usize {
+        self.target_layer
+            .map_or(self.preferred_layer, |t| t.min(self.preferred_layer))
     }
 
     pub(crate) fn is_forwarding(&self) -> bool {

@@ -170,6 +170,8 @@ pub struct ProducerStats {
     pub packets_given_up: u64,
     /// Per encoding (simulcast layer), packets received.
     pub packets_per_encoding: Vec<u64>,
+    /// Bits per second each encoding brings, measured over the last second.
+    pub bitrate_per_encoding: Vec<u64>,
 }
 
 /// A data producer's counters.
@@ -212,6 +214,11 @@ pub struct ConsumerStats {
     pub packets_waiting_for_key_frame: u64,
     /// The producer encoding (simulcast layer index) currently forwarded.
     pub current_layer: Option<usize>,
+    /// The highest encoding the transport's bandwidth estimate allows this consumer, as the
+    /// allocator last chose (`None`: no limit below its preferred encoding).
+    pub target_layer: Option<usize>,
+    /// The consumer's priority in sharing its transport's bandwidth (1..=255).
+    pub priority: u8,
     /// Key frame requests (PLI/FIR) received from the consumer's endpoint.
     pub key_frame_requests_received: u64,
     /// Sequence numbers the endpoint asked for again with NACKs.

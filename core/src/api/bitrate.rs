@@ -24,6 +24,7 @@ impl Sfu {
         }
         bwe.set_max(max);
         debug!(transport = %transport, bitrate, "maximum outgoing bitrate set");
+        self.allocate(transport);
         Ok(())
     }
 

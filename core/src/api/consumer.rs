@@ -83,6 +83,8 @@ impl Sfu {
                 rewriter: Rewriter::new(initial_seq),
                 current_layer: None,
                 preferred_layer,
+                target_layer: None,
+                priority: 1,
                 parameters: parameters.clone(),
                 rtx_payload_type,
                 send: SendStream::new(ssrc, rtx_ssrc, clock_rate, initial_rtx_seq),
@@ -92,15 +94,23 @@ impl Sfu {
                 abs_send_time_extension,
                 first_sent_at: None,
                 report_clock: None,
-                stats: ConsumerStats::default(),
+                stats: ConsumerStats {
+                    priority: 1,
+                    ..ConsumerStats::default()
+                },
                 pipe: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {
             p.consumers.push(cid);
         }
+        self.allocate(transport);
         if !paused && !producer_paused {
-            self.request_key_frame(producer, preferred_layer);
+            let layer = self
+                .consumers
+                .get(&cid)
+                .map_or(preferred_layer, |c| c.wanted_layer());
+            self.request_key_frame(producer, layer);
         }
         self.wake_media(transport);
         self.kick(transport);
@@ -162,6 +172,22 @@ impl Sfu {
     ) -> Result<(), Error> {
         let c = self.consumer_mut(consumer)?;
         c.preferred_layer = spatial_layer;
+        Ok(())
+    }
+
+    /// Sets a consumer's priority (1..=255, 1 by default; 0 counts as 1): its transport's
+    /// bandwidth is shared among its video consumers in proportion to their priorities
+    /// (mediasoup's `setPriority`).
+    pub fn set_consumer_priority(
+        &mut self,
+        consumer: ConsumerId,
+        priority: u8,
+    ) -> Result<(), Error> {
+        let c = self.consumer_mut(consumer)?;
+        c.priority = priority.max(1);
+        c.stats.priority = c.priority;
+        let tid = c.transport;
+        self.allocate(tid);
         Ok(())
     }
 

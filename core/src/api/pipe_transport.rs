@@ -258,6 +258,8 @@ impl Sfu {
                 rewriter: Rewriter::new(0),
                 current_layer: None,
                 preferred_layer: layers.saturating_sub(1),
+                target_layer: None,
+                priority: 1,
                 parameters: parameters.clone(),
                 rtx_payload_type,
                 send: SendStream::new(ssrc, rtx_ssrcs.first().copied(), clock_rate, 0),

@@ -218,6 +218,11 @@ impl Sfu {
     pub fn producer_stats(&self, producer: ProducerId) -> Result<ProducerStats, Error> {
         let p = self.producer(producer)?;
         let mut stats = p.stats.clone();
+        stats.bitrate_per_encoding = p
+            .encodings
+            .iter()
+            .map(|e| e.bitrate.bitrate(self.now))
+            .collect();
         for e in &p.encodings {
             if let Some(recv) = &e.recv {
                 stats.packets_lost += recv.packets_lost();

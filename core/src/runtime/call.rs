@@ -358,6 +358,9 @@ macro_rules! __with_calls {
                 consumer: $crate::ConsumerId,
                 spatial_layer: usize
             ) -> () = |sfu, _l| sfu.set_consumer_preferred_layers(consumer, spatial_layer);
+            /// Sets a consumer's priority in sharing its transport's bandwidth.
+            set_consumer_priority / SetConsumerPriority(consumer: $crate::ConsumerId, priority: u8)
+                -> () = |sfu, _l| sfu.set_consumer_priority(consumer, priority);
             /// Asks the consumer's producer for a key frame.
             request_consumer_key_frame / RequestConsumerKeyFrame(consumer: $crate::ConsumerId)
                 -> () = |sfu, _l| sfu.request_consumer_key_frame(consumer);

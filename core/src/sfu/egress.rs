@@ -108,7 +108,7 @@ impl Sfu {
                 continue;
             }
             // Which encoding this consumer should get, and whether this packet may start it.
-            let target = best[c.preferred_layer.min(layers - 1)];
+            let target = best[c.wanted_layer().min(layers - 1)];
             if c.current_layer != Some(target) {
                 if layer != target {
                     if c.current_layer != Some(layer) {

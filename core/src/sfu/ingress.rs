@@ -172,6 +172,7 @@ impl Sfu {
             store.insert(ext_seq, now, pkt.as_bytes());
         }
         e.last_packet_at = Some(now);
+        e.bitrate.record(now, pkt.as_bytes().len());
         p.stats.packets_received += 1;
         p.stats.bytes_received += pkt.payload().len() as u64;
         if let Some(n) = p.stats.packets_per_encoding.get_mut(layer) {
@@ -253,6 +254,9 @@ impl Sfu {
                 RtcpPacket::TransportCc(feedback) => {
                     if let Some(t) = self.transports.get_mut(&tid) {
                         t.bwe.on_feedback(&feedback, self.now);
+                        if t.alloc.due(self.now) {
+                            self.allocate(tid);
+                        }
                     }
                 }
                 RtcpPacket::Remb(remb) => {
@@ -330,7 +334,7 @@ impl Sfu {
                 Some(layer) => layer,
                 None => return,
             },
-            None => c.current_layer.unwrap_or(c.preferred_layer),
+            None => c.current_layer.unwrap_or(c.wanted_layer()),
         };
         let pid = c.producer;
         trace!(consumer = %cid, "key frame requested");

@@ -64,6 +64,8 @@ pub(crate) struct Transport {
     pub(crate) media_timer_at: Option<Instant>,
     /// The estimate of the bandwidth toward the endpoint, from its transport-cc feedback.
     pub(crate) bwe: Bwe,
+    /// How the estimate was last shared among the transport's consumers.
+    pub(crate) alloc: crate::sfu::allocate::Allocation,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
@@ -131,6 +133,7 @@ impl Transport {
             outbox: Outbox::new(gso_segments),
             media_timer_at: None,
             bwe: Bwe::new(crate::media::bwe::DEFAULT_INITIAL_BITRATE),
+            alloc: Default::default(),
             next_mid: 0,
             cname: None,
             flush_pending: false,

@@ -1,0 +1,232 @@
+//! The allocator: shares a transport's bandwidth estimate among its consumers and picks the
+//! simulcast encoding each video consumer may get.
+//!
+//! Audio comes first: its bitrate is set aside. The rest goes to the video consumers by
+//! priority (discrete water-filling: the consumer with the least bitrate per unit of priority
+//! moves up one encoding while the next one fits; what one cannot use goes to the others),
+//! never above a consumer's preferred encoding and never below its lowest. An encoding's cost
+//! is its measured bitrate.
+//!
+//! The estimate without probing grows only with what is sent, so it rarely says that a
+//! higher encoding would fit. A consumer therefore moves down only when the estimate falls (a
+//! congestion signal) or the application caps it, and moves up either when the estimate says
+//! the next encoding fits, or by a trial: after a quiet period one consumer is given the next
+//! encoding; if the estimate falls while it holds, the trial failed and the wait before the
+//! next one doubles. Each run looks at the transport's own consumers only, and runs at most
+//! every [`INTERVAL`] on feedback.
+
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use crate::ids::{ConsumerId, TransportId};
+use crate::ortc::MediaKind;
+
+use super::{Sfu, MAX_LAYERS};
+
+/// The shortest time between two runs on feedback.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
+/// An estimate this much below the previous run's (per mille) is a congestion signal.
+const DROP_PER_MILLE: u64 = 950;
+/// The wait before a trial after congestion, at first and at most.
+const BACKOFF_MIN: Duration = Duration::from_secs(3);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// How long a trial must hold without congestion to count as a success.
+const TRIAL_HOLD: Duration = Duration::from_secs(3);
+/// A trial starts only while the estimate exceeds what is sent by this share (per mille): the
+/// link has carried all of it for a while. Lower values climb sooner after a recovery but try
+/// more often while the link is still weak (each failed trial costs losses).
+const TRIAL_HEADROOM_PER_MILLE: u64 = 1150;
+
+/// A transport's allocation state.
+#[derive(Debug, Clone)]
+pub(crate) struct Allocation {
+    /// When the allocator last ran.
+    ran_at: Option<Instant>,
+    /// The estimate it last saw.
+    last_estimate: u64,
+    /// The consumer moved up beyond what the estimate says fits, and since when.
+    trial: Option<(ConsumerId, Instant)>,
+    /// No trial before this.
+    next_trial_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Default for Allocation {
+    fn default() -> Self {
+        Self {
+            ran_at: None,
+            last_estimate: 0,
+            trial: None,
+            next_trial_at: None,
+            backoff: BACKOFF_MIN,
+        }
+    }
+}
+
+impl Allocation {
+    /// Whether feedback at `now` should run the allocator.
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        self.ran_at.is_none_or(|at| now >= at + INTERVAL)
+    }
+}
+
+/// One video consumer as the allocator sees it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    id: ConsumerId,
+    priority: u64,
+    /// Measured bitrate of each encoding up to the preferred one.
+    rates: [u64; MAX_LAYERS],
+    /// The highest encoding it may get (its preferred one, within the producer's).
+    top: usize,
+    /// Its current limit (`top` when none).
+    target: usize,
+    /// The encoding the estimate gives it.
+    fit: usize,
+}
+
+impl Sfu {
+    /// Shares transport `tid`'s estimate among its consumers and sets each video consumer's
+    /// target encoding.
+    pub(crate) fn allocate(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let estimate = t.bwe.estimate();
+        let capped = t.bwe.max().is_some();
+        let mut state = t.alloc.clone();
+        let dropped = state.ran_at.is_some()
+            && estimate * 1000 < state.last_estimate.saturating_mul(DROP_PER_MILLE);
+        state.ran_at = Some(now);
+        state.last_estimate = estimate;
+
+        let mut slots: Vec<Slot> = Vec::with_capacity(t.consumers_by_mid.len());
+        let mut audio = 0u64;
+        for cid in t.consumers_by_mid.values() {
+            let Some(c) = self.consumers.get(cid) else {
+                continue;
+            };
+            if !c.is_forwarding() || c.pipe.is_some() {
+                continue;
+            }
+            let Some(p) = self.producers.get(&c.producer) else {
+                continue;
+            };
+            if c.kind == MediaKind::Audio {
+                audio += p.encodings.first().map_or(0, |e| e.bitrate.bitrate(now));
+                continue;
+            }
+            let top = c
+                .preferred_layer
+                .min(p.encodings.len().clamp(1, MAX_LAYERS) - 1);
+            let mut rates = [0u64; MAX_LAYERS];
+            for (rate, e) in rates.iter_mut().zip(&p.encodings).take(top + 1) {
+                *rate = e.bitrate.bitrate(now);
+            }
+            slots.push(Slot {
+                id: *cid,
+                priority: u64::from(c.priority.max(1)),
+                rates,
+                top,
+                target: c.target_layer.map_or(top, |l| l.min(top)),
+                fit: 0,
+            });
+        }
+        // The same order on every run, whatever the map's.
+        slots.sort_by_key(|s| (std::cmp::Reverse(s.priority), s.id));
+        water_fill(&mut slots, estimate.saturating_sub(audio));
+
+        // The trial in progress: failed on congestion, succeeded after holding.
+        if let Some((_, since)) = state.trial {
+            if dropped {
+                state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
+                state.trial = None;
+            } else if now >= since + TRIAL_HOLD {
+                state.backoff = BACKOFF_MIN;
+                state.trial = None;
+            }
+        }
+        if dropped {
+            state.next_trial_at = Some(now + state.backoff);
+        }
+        for s in &mut slots {
+            let on_trial = state.trial.is_some_and(|(id, _)| id == s.id);
+            s.target = if on_trial {
+                s.target
+            } else if dropped || capped {
+                s.fit
+            } else {
+                s.target.max(s.fit)
+            };
+        }
+        // A new trial: one consumer below its top moves up one encoding.
+        let sent: u64 = audio + slots.iter().map(|s| s.rates[s.target]).sum::<u64>();
+        let quiet = state.next_trial_at.is_none_or(|at| now >= at);
+        let headroom = estimate * 1000 >= sent.saturating_mul(TRIAL_HEADROOM_PER_MILLE);
+        if state.trial.is_none() && quiet && headroom && !capped {
+            if let Some(s) = slots.iter_mut().find(|s| s.target < s.top) {
+                s.target += 1;
+                state.trial = Some((s.id, now));
+                state.next_trial_at = Some(now + TRIAL_HOLD);
+                debug!(transport = %tid, consumer = %s.id, layer = s.target, "layer trial");
+            }
+        }
+        for s in &slots {
+            if let Some(c) = self.consumers.get_mut(&s.id) {
+                let target = (s.target < s.top).then_some(s.target);
+                if c.target_layer != target {
+                    debug!(consumer = %s.id, ?target, estimate, "target layer");
+                }
+                c.target_layer = target;
+                c.stats.target_layer = target;
+            }
+        }
+        if let Some(t) = self.transports.get_mut(&tid) {
+            t.alloc = state;
+        }
+    }
+}
+
+/// Gives each slot the highest encoding its share of `budget` pays for (`fit`): starting
+/// from the lowest encodings, the slot with the least bitrate per unit of priority moves up
+/// one encoding while that fits in what is left; a slot whose next encoding does not fit
+/// leaves the rest to the others. Encodings up to a slot's current target cost a little less,
+/// so that the choice does not swing with the measured bitrates.
+fn water_fill(slots: &mut [Slot], budget: u64) {
+    let mut left = budget;
+    for s in slots.iter_mut() {
+        s.fit = 0;
+        left = left.saturating_sub(s.rates[0]);
+    }
+    let mut done = vec![false; slots.len()];
+    loop {
+        let next = slots
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !done[i])
+            .filter(|(_, s)| s.fit < s.top)
+            // Least bitrate per unit of priority; ties to the earlier (higher priority).
+            .min_by_key(|(i, s)| (s.rates[s.fit] * 1000 / s.priority, *i))
+            .map(|(i, _)| i);
+        let Some(i) = next else {
+            break;
+        };
+        let s = &mut slots[i];
+        let cost = s.rates[s.fit + 1].saturating_sub(s.rates[s.fit]);
+        // An encoding already held is kept through the swings of measured bitrates (key
+        // frames): it counts a sixth less.
+        let cost = if s.fit < s.target {
+            cost - cost / 6
+        } else {
+            cost
+        };
+        if cost <= left {
+            left -= cost;
+            s.fit += 1;
+        } else {
+            done[i] = true;
+        }
+    }
+}
