@@ -66,6 +66,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // The test owns the clock: one real origin.
     fn a_steady_stream_measures_its_rate_and_silence_empties_the_window() {
         let start = Instant::now();
         let mut m = BitrateMeter::default();
