@@ -269,7 +269,10 @@ impl Sfu {
                 abs_send_time_extension: None,
                 first_sent_at: None,
                 report_clock: None,
-                stats: ConsumerStats::default(),
+                stats: ConsumerStats {
+                    priority: 1,
+                    ..ConsumerStats::default()
+                },
                 pipe: Some(Box::new(PipeStreams {
                     rtx_seqs: vec![u64::from(initial_rtx_seq); rtx_ssrcs.len()],
                     roc_base: vec![None; layers],
