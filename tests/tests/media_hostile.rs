@@ -36,8 +36,11 @@ fn transport_stats(sim: &Sim) -> Vec<TransportStats> {
         .collect()
 }
 
+/// A producer's counters (its measured bitrates left out: they move with the clock alone).
 fn producer(sim: &Sim, peer: &Peer) -> ProducerStats {
-    sim.sfu.producer_stats(peer.video).expect("producer")
+    let mut stats = sim.sfu.producer_stats(peer.video).expect("producer");
+    stats.bitrate_per_encoding.clear();
+    stats
 }
 
 fn consumer(sim: &Sim, sub: &Sub) -> ConsumerStats {
