@@ -1,6 +1,7 @@
 //! What leaves through a transport's media session: forwarded packets, retransmissions, and
 //! the RTCP the transport sends (reports, NACKs, key frame requests, transport-wide feedback).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use tracing::trace;
@@ -98,12 +99,8 @@ impl Sfu {
                     (sent_at, now),
                     &mut self.buffers,
                 ) {
-                    c.stats.packets_sent += 1;
-                    c.stats.bytes_sent += pkt.payload().len() as u64;
-                    c.first_sent_at.get_or_insert(now);
-                    if !std::mem::replace(&mut ct.flush_pending, true) {
-                        self.flush_queue.push_back(ctid);
-                    }
+                    count_sent(c, pkt.payload().len(), now);
+                    queue_flush_of(ct, ctid, &mut self.flush_queue);
                 }
                 continue;
             }
@@ -173,13 +170,9 @@ impl Sfu {
                 (sent_at, now),
                 &mut self.buffers,
             ) {
-                c.stats.packets_sent += 1;
-                c.stats.bytes_sent += pkt.payload().len() as u64;
+                count_sent(c, pkt.payload().len(), now);
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
-                c.first_sent_at.get_or_insert(now);
-                if !std::mem::replace(&mut ct.flush_pending, true) {
-                    self.flush_queue.push_back(ctid);
-                }
+                queue_flush_of(ct, ctid, &mut self.flush_queue);
             } else if c.first_sent_at.is_none() {
                 // Not started after all (its transport cannot send yet): it starts at a key
                 // frame once it can, not in the middle of this one's group of pictures.
@@ -277,9 +270,7 @@ impl Sfu {
             let osn_len = if osn.is_some() { 2 } else { 0 };
             c.send
                 .on_retransmitted(usize::from(sent.size) + osn_len, now);
-            if !std::mem::replace(&mut ct.flush_pending, true) {
-                self.flush_queue.push_back(ctid);
-            }
+            queue_flush_of(ct, ctid, &mut self.flush_queue);
         }
     }
 
@@ -356,8 +347,8 @@ impl Sfu {
                 queued = true;
             }
         }
-        if queued && !std::mem::replace(&mut ct.flush_pending, true) {
-            self.flush_queue.push_back(ctid);
+        if queued {
+            queue_flush_of(ct, ctid, &mut self.flush_queue);
         }
     }
 
@@ -626,9 +617,8 @@ impl Sfu {
     /// Puts a transport with datagrams waiting on the flush queue.
     pub(crate) fn queue_flush(&mut self, tid: TransportId) {
         if let Some(t) = self.transports.get_mut(&tid) {
-            let waiting = !t.outbox.is_empty() || !t.rtcp_out.is_empty();
-            if waiting && !std::mem::replace(&mut t.flush_pending, true) {
-                self.flush_queue.push_back(tid);
+            if !t.outbox.is_empty() || !t.rtcp_out.is_empty() {
+                queue_flush_of(t, tid, &mut self.flush_queue);
             }
         }
     }
@@ -658,6 +648,20 @@ fn abs_send_time(ntp_base: (u64, Instant), at: Instant) -> [u8; 3] {
 /// `now` as abs-send-time; a packet stamped with a transport-wide sequence number goes into
 /// the transport's send history. False when the transport cannot send yet (no keys or no
 /// path) or the packet does not fit.
+/// Counts a packet forwarded to consumer `c` (`payload` bytes).
+fn count_sent(c: &mut crate::router::Consumer, payload: usize, now: Instant) {
+    c.stats.packets_sent += 1;
+    c.stats.bytes_sent += payload as u64;
+    c.first_sent_at.get_or_insert(now);
+}
+
+/// Puts transport `tid` (`t`), which has datagrams waiting, on the flush queue once.
+fn queue_flush_of(t: &mut Transport, tid: TransportId, queue: &mut VecDeque<TransportId>) {
+    if !std::mem::replace(&mut t.flush_pending, true) {
+        queue.push_back(tid);
+    }
+}
+
 fn write_media(
     ct: &mut Transport,
     c: &crate::router::Consumer,
