@@ -37,54 +37,16 @@ pub(crate) fn is_key_frame(codec: VideoCodec, payload: &[u8]) -> bool {
     }
 }
 
-/// RFC 7741: payload descriptor, then the VP8 payload header whose P bit is 0 on key frames.
+/// RFC 7741: the payload descriptor, then the VP8 payload header whose P bit is 0 on key
+/// frames.
 fn vp8(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else { return false };
-    let extended = b0 & 0x80 != 0;
-    let start = b0 & 0x10 != 0;
-    let partition = b0 & 0x07;
-    if !start || partition != 0 {
-        return false;
-    }
-    let mut i = 1;
-    if extended {
-        let Some(&x) = p.get(i) else { return false };
-        i += 1;
-        if x & 0x80 != 0 {
-            // PictureID: 7 or 15 bits.
-            let Some(&pid) = p.get(i) else { return false };
-            i += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1; // TL0PICIDX
-        }
-        if x & 0x30 != 0 {
-            i += 1; // TID/Y/KEYIDX
-        }
-    }
-    p.get(i).is_some_and(|h| h & 0x01 == 0)
+    crate::codec::vp8::parse(p).is_some_and(|d| d.key_frame)
 }
 
-/// VP9 RTP payload descriptor: a frame that starts here (B) and is not inter-predicted (P = 0),
-/// in the lowest spatial layer.
+/// RFC 9628: a frame that is not inter-picture predicted (P = 0), on the base spatial layer,
+/// where it begins (B); the same in flexible and non-flexible mode.
 fn vp9(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else { return false };
-    let inter_predicted = b0 & 0x40 != 0;
-    let layer_indices = b0 & 0x20 != 0;
-    let begins_frame = b0 & 0x08 != 0;
-    if inter_predicted || !begins_frame {
-        return false;
-    }
-    if !layer_indices {
-        return true;
-    }
-    // Skip the picture id to reach the layer indices and check the spatial layer is 0.
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        let Some(&pid) = p.get(i) else { return false };
-        i += if pid & 0x80 != 0 { 2 } else { 1 };
-    }
-    p.get(i).is_some_and(|l| (l >> 1) & 0x07 == 0)
+    crate::codec::vp9::parse(p).is_some_and(|d| d.key_frame())
 }
 
 /// RFC 6184: an IDR slice or SPS, alone, aggregated (STAP-A) or at the start of a fragment (FU-A).
@@ -155,6 +117,14 @@ mod tests {
         assert!(vp9(&[0x08]));
         assert!(!vp9(&[0x48]));
         assert!(!vp9(&[0x00]));
+        // Flexible mode with layer indices: key frame on SID 0; not on SID 1 (inter-layer).
+        assert!(vp9(&[0xb8, 0x05, 0x00]));
+        assert!(!vp9(&[0xb8, 0x05, 0x03]));
+        // Non-flexible SVC: the base layer's P = 0 start is a key frame; an inter-picture
+        // predicted one is not; a truncated descriptor is not.
+        assert!(vp9(&[0xa8, 0x05, 0x00, 0x07]));
+        assert!(!vp9(&[0xe8, 0x05, 0x00, 0x07]));
+        assert!(!vp9(&[0xa8, 0x05, 0x00]));
         assert!(av1(&[0x08]));
         assert!(!av1(&[0x10]));
     }

@@ -143,6 +143,7 @@
 #![deny(missing_docs)]
 
 mod api;
+mod codec;
 mod config;
 pub mod control;
 mod data;
