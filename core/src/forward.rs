@@ -7,13 +7,30 @@
 //! next sequence number and a timestamp advanced by the wall-clock time that passed.
 //! Reordered or retransmitted packets from before the resync are dropped; those after it keep
 //! their order through the constant offset.
+//!
+//! Inside a run the forwarding code may also drop packets a consumer does not get (layers
+//! above its target): [`Rewriter::drop_packet`] takes such a packet's sequence number out, so
+//! the packets kept stay contiguous. Only a drop of the newest packet so far moves the offset;
+//! the last [`DROP_WINDOW`] of those are remembered, so a packet that arrives late (reordered,
+//! or repaired by a retransmission) is numbered as it would have been in order. A late packet
+//! that is dropped leaves the number it would have had unused: a receiver's NACK for it finds
+//! nothing sent under that number, so it is never answered with another packet's data.
 
 use std::time::Instant;
+
+/// How many incoming sequence numbers back a late packet is still numbered; older ones are
+/// dropped.
+pub(crate) const DROP_WINDOW: u64 = 128;
 
 /// Rewrites one consumer's RTP sequence numbers and timestamps.
 #[derive(Debug, Clone)]
 pub(crate) struct Rewriter {
     seq_offset: u64,
+    /// The highest incoming sequence number of the run, forwarded or dropped.
+    highest_in: u64,
+    /// Bit `k` set: incoming packet `highest_in - k` was dropped in order (and so moved the
+    /// offset by one).
+    dropped: u128,
     ts_offset: u32,
     /// Packets older than this incoming sequence number predate the last resync.
     base_in_seq: u64,
@@ -31,6 +48,8 @@ impl Rewriter {
     pub(crate) fn new(initial_seq: u16) -> Self {
         Self {
             seq_offset: 0,
+            highest_in: 0,
+            dropped: 0,
             ts_offset: 0,
             base_in_seq: 0,
             resync: true,
@@ -67,6 +86,8 @@ impl Rewriter {
         if self.resync {
             self.resync = false;
             self.base_in_seq = in_seq;
+            self.highest_in = in_seq;
+            self.dropped = 0;
             self.seq_offset = self.last_out_seq.wrapping_add(1).wrapping_sub(in_seq);
             self.ts_offset = match self.last_out_at {
                 // First run: keep the source's timestamps.
@@ -81,7 +102,20 @@ impl Rewriter {
         } else if in_seq < self.base_in_seq {
             return None;
         }
-        let out_seq = in_seq.wrapping_add(self.seq_offset);
+        let out_seq = if in_seq > self.highest_in {
+            self.advance(in_seq, false);
+            in_seq.wrapping_add(self.seq_offset)
+        } else {
+            let behind = self.highest_in - in_seq;
+            if behind >= DROP_WINDOW {
+                return None;
+            }
+            // Drops between this packet and the newest moved the offset after its turn.
+            let later_drops = (self.dropped & ((1u128 << behind) - 1)).count_ones();
+            in_seq
+                .wrapping_add(self.seq_offset)
+                .wrapping_add(u64::from(later_drops))
+        };
         let out_ts = in_ts.wrapping_add(self.ts_offset);
         if out_seq > self.last_out_seq || self.last_out_at.is_none() {
             self.last_out_seq = out_seq;
@@ -89,6 +123,29 @@ impl Rewriter {
             self.last_out_at = Some(now);
         }
         Some((out_seq, out_ts))
+    }
+
+    /// Whether `in_seq` is older than the newest packet of the current run (reordered or
+    /// retransmitted): such a packet must not move a consumer's layer state.
+    pub(crate) fn is_late(&self, in_seq: u64) -> bool {
+        !self.resync && in_seq <= self.highest_in
+    }
+
+    /// The consumer does not get incoming packet `in_seq`: the packets after it close up.
+    pub(crate) fn drop_packet(&mut self, in_seq: u64) {
+        if self.resync || in_seq <= self.highest_in {
+            // Before the run starts nothing is numbered; a late drop leaves its number unused.
+            return;
+        }
+        self.advance(in_seq, true);
+        self.seq_offset = self.seq_offset.wrapping_sub(1);
+    }
+
+    fn advance(&mut self, in_seq: u64, dropped: bool) {
+        let by = in_seq - self.highest_in;
+        self.dropped = if by >= 128 { 0 } else { self.dropped << by };
+        self.dropped |= u128::from(dropped);
+        self.highest_in = in_seq;
     }
 }
 
@@ -119,6 +176,104 @@ mod tests {
             r.rewrite(8, 3100, t1, 90_000),
             Some((1005, 18_000 + 90_000 + 3000))
         );
+    }
+
+    #[test]
+    fn drops_close_up_and_late_packets_keep_their_numbers() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(100);
+        assert_eq!(r.rewrite(10, 0, t0, 90_000).map(|x| x.0), Some(100));
+        r.drop_packet(11);
+        r.drop_packet(12);
+        assert_eq!(r.rewrite(13, 0, t0, 90_000).map(|x| x.0), Some(101));
+        // 15 arrives before 14: 14 is a hole for now.
+        assert_eq!(r.rewrite(15, 0, t0, 90_000).map(|x| x.0), Some(103));
+        r.drop_packet(16);
+        assert_eq!(r.rewrite(17, 0, t0, 90_000).map(|x| x.0), Some(104));
+        // 14 comes late and is kept: it fills its hole, whatever was dropped after it.
+        assert!(r.is_late(14));
+        assert_eq!(r.rewrite(14, 0, t0, 90_000).map(|x| x.0), Some(102));
+        // A late dropped packet changes nothing; its number (none here) stays unused.
+        r.drop_packet(12);
+        assert_eq!(r.rewrite(18, 0, t0, 90_000).map(|x| x.0), Some(105));
+        // Too far back to know: dropped.
+        assert_eq!(r.rewrite(300, 0, t0, 90_000).map(|x| x.0), Some(387));
+        assert_eq!(r.rewrite(300 - DROP_WINDOW, 0, t0, 90_000), None);
+        // A resync forgets the drops.
+        r.request_resync();
+        r.drop_packet(40);
+        assert_eq!(r.rewrite(41, 0, t0, 90_000).map(|x| x.0), Some(388));
+    }
+
+    #[test]
+    fn a_late_packet_between_drops_does_not_collide() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(0);
+        assert_eq!(r.rewrite(0, 0, t0, 90_000).map(|x| x.0), Some(0));
+        // 1 is missing, 2 dropped, 3 kept, 4 dropped, 5 kept; then 1 arrives.
+        r.drop_packet(2);
+        let three = r.rewrite(3, 0, t0, 90_000).unwrap().0;
+        r.drop_packet(4);
+        let five = r.rewrite(5, 0, t0, 90_000).unwrap().0;
+        let one = r.rewrite(1, 0, t0, 90_000).unwrap().0;
+        assert_eq!((one, three, five), (1, 2, 3));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn output_is_gapless_for_in_order_input_with_drops(
+            start in 0u64..1_000_000,
+            packets in proptest::collection::vec((proptest::bool::ANY, 0u8..20), 1..400),
+        ) {
+            let t0 = Instant::now();
+            let mut r = Rewriter::new(0);
+            let mut expected = 0u64;
+            for (i, (keep, resync)) in packets.into_iter().enumerate() {
+                let seq = start + i as u64;
+                if resync == 0 {
+                    r.request_resync();
+                }
+                if keep {
+                    let (out, _) = r.rewrite(seq, 0, t0, 90_000).unwrap();
+                    proptest::prop_assert_eq!(out, expected);
+                    expected += 1;
+                } else {
+                    r.drop_packet(seq);
+                }
+            }
+        }
+
+        #[test]
+        fn reordered_input_never_reuses_a_number(
+            keep in proptest::collection::vec(proptest::bool::ANY, 2..200),
+            swaps in proptest::collection::vec((0usize..200, 1usize..4), 0..40),
+        ) {
+            // Each packet's fate is fixed; the arrival order is shuffled locally.
+            let mut order: Vec<usize> = (0..keep.len()).collect();
+            for (at, by) in swaps {
+                let (a, b) = (at % order.len(), (at + by) % order.len());
+                order.swap(a, b);
+            }
+            let t0 = Instant::now();
+            let mut r = Rewriter::new(0);
+            let mut seen = std::collections::HashMap::new();
+            for &i in &order {
+                let seq = 1000 + i as u64;
+                if keep[i] {
+                    if let Some((out, _)) = r.rewrite(seq, 0, t0, 90_000) {
+                        if let Some(other) = seen.insert(out, seq) {
+                            proptest::prop_assert!(false, "{out} given to {other} and {seq}");
+                        }
+                    }
+                } else {
+                    r.drop_packet(seq);
+                }
+            }
+            // Numbers follow the incoming order among the packets numbered.
+            let mut pairs: Vec<(u64, u64)> = seen.into_iter().map(|(o, i)| (i, o)).collect();
+            pairs.sort_unstable();
+            proptest::prop_assert!(pairs.windows(2).all(|w| w[0].1 < w[1].1));
+        }
     }
 
     proptest::proptest! {
