@@ -158,6 +158,7 @@ pub mod fuzzing;
 mod ids;
 mod io;
 mod keyframe;
+mod layers;
 pub mod media;
 mod observer;
 pub mod ortc;

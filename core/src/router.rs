@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use crate::forward::Rewriter;
 use crate::ids::{ConsumerId, Mid, ObserverId, ProducerId, Rid, RouterId, TransportId};
 use crate::keyframe::VideoCodec;
+use crate::layers::LayerFilter;
 use crate::media::meter::BitrateMeter;
 use crate::media::packet::ExtensionIdMap;
 use crate::media::recv::{NackGenerator, RecvStream};
@@ -43,6 +44,8 @@ pub(crate) struct Producer {
     /// `None` for audio.
     pub(crate) video_codec: Option<VideoCodec>,
     pub(crate) encodings: Vec<Encoding>,
+    /// The layers inside its one encoding (VP9 SVC or temporal layers), when it has several.
+    pub(crate) svc: Option<Box<StreamLayers>>,
     /// The clock rate of the producer's media codec.
     pub(crate) clock_rate: u32,
     /// The producer's RTX payload types and the media payload type each repairs.
@@ -54,6 +57,51 @@ pub(crate) struct Producer {
     /// Sequence number of the next FIR.
     pub(crate) fir_seq: u8,
     pub(crate) stats: ProducerStats,
+}
+
+/// Spatial layers a stream can carry (the VP9 descriptor's SID has 3 bits).
+pub(crate) const MAX_SPATIAL_LAYERS: usize = 8;
+
+/// The layers a producer's one encoding carries, from its scalability mode.
+#[derive(Debug)]
+pub(crate) struct StreamLayers {
+    pub(crate) spatial_layers: u8,
+    pub(crate) temporal_layers: u8,
+    /// K-SVC (`_KEY`): upper spatial layers refer to lower ones only in key pictures.
+    pub(crate) ksvc: bool,
+    /// What each spatial layer brings (its own packets), measured over the last second.
+    pub(crate) bitrate: [BitrateMeter; MAX_SPATIAL_LAYERS],
+}
+
+impl StreamLayers {
+    /// The layers of a stream in scalability mode `mode`; `None` for a single layer.
+    pub(crate) fn new(mode: crate::ortc::ScalabilityMode) -> Option<Box<Self>> {
+        let spatial = mode.spatial_layers.clamp(1, MAX_SPATIAL_LAYERS as u8);
+        let temporal = mode.temporal_layers.clamp(1, 8);
+        (spatial > 1 || temporal > 1).then(|| {
+            Box::new(Self {
+                spatial_layers: spatial,
+                temporal_layers: temporal,
+                ksvc: mode.ksvc,
+                bitrate: Default::default(),
+            })
+        })
+    }
+
+    /// A new consumer's layer filter.
+    pub(crate) fn filter(&self) -> LayerFilter {
+        LayerFilter::new(self.spatial_layers, self.temporal_layers, self.ksvc)
+    }
+
+    /// The bitrate a consumer of spatial layers up to `spatial` gets (the layers below
+    /// included).
+    pub(crate) fn bitrate_up_to(&self, spatial: usize, now: Instant) -> u64 {
+        self.bitrate
+            .iter()
+            .take(spatial + 1)
+            .map(|m| m.bitrate(now))
+            .sum()
+    }
 }
 
 /// One encoding (simulcast layer) of a producer.
@@ -165,6 +213,11 @@ pub(crate) struct Consumer {
     pub(crate) stats: ConsumerStats,
     /// A pipe consumer's streams: every encoding of the producer, each on its own SSRC.
     pub(crate) pipe: Option<Box<PipeStreams>>,
+    /// The layers it gets of a producer whose stream carries several (VP9 SVC, temporal
+    /// layers); `preferred_layer` and `target_layer` are then spatial layers of that stream.
+    pub(crate) layers: Option<LayerFilter>,
+    /// The temporal layer the application prefers (`None`: the highest).
+    pub(crate) preferred_temporal_layer: Option<u8>,
 }
 
 /// The streams of a pipe consumer: one per producer encoding, each carrying the encoding's
@@ -209,7 +262,7 @@ impl Consumer {
         match self.pipe.as_deref() {
             Some(pipe) => 0..pipe.ssrcs.len(),
             None => {
-                let layer = self.current_layer.unwrap_or(self.wanted_layer());
+                let layer = self.current_layer.unwrap_or(self.wanted_encoding());
                 layer..layer + 1
             }
         }
@@ -220,6 +273,16 @@ impl Consumer {
     pub(crate) fn wanted_layer(&self) -> usize {
         self.target_layer
             .map_or(self.preferred_layer, |t| t.min(self.preferred_layer))
+    }
+
+    /// The producer encoding it should get: the wanted layer for simulcast, the one encoding
+    /// of a producer with layers inside it.
+    pub(crate) fn wanted_encoding(&self) -> usize {
+        if self.layers.is_some() {
+            0
+        } else {
+            self.wanted_layer()
+        }
     }
 
     pub(crate) fn is_forwarding(&self) -> bool {

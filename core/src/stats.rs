@@ -172,6 +172,12 @@ pub struct ProducerStats {
     pub packets_per_encoding: Vec<u64>,
     /// Bits per second each encoding brings, measured over the last second.
     pub bitrate_per_encoding: Vec<u64>,
+    /// For a stream with spatial layers inside it (VP9 SVC): bits per second each spatial
+    /// layer's own packets bring, measured over the last second (empty otherwise).
+    pub bitrate_per_spatial_layer: Vec<u64>,
+    /// Video packets whose payload descriptor could not be read (dropped for consumers that
+    /// select layers).
+    pub packets_bad_descriptor: u64,
 }
 
 /// A data producer's counters.
@@ -214,6 +220,13 @@ pub struct ConsumerStats {
     pub packets_waiting_for_key_frame: u64,
     /// The producer encoding (simulcast layer index) currently forwarded.
     pub current_layer: Option<usize>,
+    /// Of a producer with layers inside its stream (VP9 SVC, temporal layers): the spatial
+    /// layer currently forwarded (the ones below included).
+    pub current_spatial_layer: Option<u8>,
+    /// The temporal layer currently forwarded (the ones below included), likewise.
+    pub current_temporal_layer: Option<u8>,
+    /// Packets of layers above the ones the consumer gets, not forwarded.
+    pub packets_dropped_for_layers: u64,
     /// The highest encoding the transport's bandwidth estimate allows this consumer, as the
     /// allocator last chose (`None`: no limit below its preferred encoding).
     pub target_layer: Option<usize>,

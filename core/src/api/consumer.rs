@@ -33,7 +33,11 @@ impl Sfu {
             consumer_extensions(&p.extensions.to_router, &rtp.header_extensions);
         let kind = p.kind;
         let simulcast = p.encodings.len() > 1;
-        let preferred_layer = p.encodings.len().saturating_sub(1);
+        let layers = p.svc.as_ref().map(|s| s.filter());
+        let preferred_layer = match &layers {
+            Some(f) => usize::from(f.spatial_layers() - 1),
+            None => p.encodings.len().saturating_sub(1),
+        };
         let producer_paused = p.paused;
 
         let ssrc = self.random_ssrc();
@@ -62,6 +66,8 @@ impl Sfu {
             kind,
             consumer_type: if simulcast {
                 ConsumerType::Simulcast
+            } else if layers.is_some() {
+                ConsumerType::Svc
             } else {
                 ConsumerType::Simple
             },
@@ -99,6 +105,8 @@ impl Sfu {
                     ..ConsumerStats::default()
                 },
                 pipe: None,
+                layers,
+                preferred_temporal_layer: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {
@@ -106,10 +114,7 @@ impl Sfu {
         }
         self.allocate(transport);
         if !paused && !producer_paused {
-            let layer = self
-                .consumers
-                .get(&cid)
-                .map_or(preferred_layer, |c| c.wanted_layer());
+            let layer = self.consumers.get(&cid).map_or(0, |c| c.wanted_encoding());
             self.request_key_frame(producer, layer);
         }
         self.wake_media(transport);
@@ -164,7 +169,8 @@ impl Sfu {
     }
 
     /// Chooses the simulcast encoding (spatial layer, 0 = lowest) a consumer should receive
-    /// when available. The switch happens at the next key frame of that layer.
+    /// when available, or for an SVC producer the spatial layer of its stream. The switch
+    /// happens at the next key frame of that layer (going down in SVC: at the next picture).
     pub fn set_consumer_preferred_layers(
         &mut self,
         consumer: ConsumerId,
@@ -172,6 +178,19 @@ impl Sfu {
     ) -> Result<(), Error> {
         let c = self.consumer_mut(consumer)?;
         c.preferred_layer = spatial_layer;
+        Ok(())
+    }
+
+    /// Chooses the temporal layer (0 = lowest frame rate; `None`: the highest) a consumer of
+    /// a producer with temporal layers (VP9 SVC, `L1T3`) should receive: up at the next
+    /// switching point, down at the next picture (mediasoup's `preferredLayers.temporalLayer`).
+    pub fn set_consumer_preferred_temporal_layer(
+        &mut self,
+        consumer: ConsumerId,
+        temporal_layer: Option<usize>,
+    ) -> Result<(), Error> {
+        let c = self.consumer_mut(consumer)?;
+        c.preferred_temporal_layer = temporal_layer.map(|t| t.min(usize::from(u8::MAX)) as u8);
         Ok(())
     }
 

@@ -279,6 +279,8 @@ impl Sfu {
                     ssrcs,
                     rtx_ssrcs,
                 })),
+                layers: None,
+                preferred_temporal_layer: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {

@@ -75,6 +75,12 @@ impl Sfu {
                 .map_or(VideoCodec::Other, |c| VideoCodec::from_mime(&c.mime_type))
         });
 
+        let svc = match (video_codec, rtp_parameters.encodings.as_slice()) {
+            (Some(VideoCodec::Vp9), [only]) => crate::router::StreamLayers::new(
+                ortc::parse_scalability_mode(only.scalability_mode.as_deref()),
+            ),
+            _ => None,
+        };
         let main = rtp_parameters.codecs.iter().find(|c| !c.is_rtx());
         let clock_rate = main.map_or(90_000, |c| c.clock_rate);
         let has_feedback = |kind: &str, param: &str| {
@@ -125,6 +131,7 @@ impl Sfu {
                 observers: Vec::new(),
                 video_codec,
                 encodings,
+                svc,
                 clock_rate,
                 rtx_payload_types,
                 nack,
@@ -223,6 +230,14 @@ impl Sfu {
             .iter()
             .map(|e| e.bitrate.bitrate(self.now))
             .collect();
+        if let Some(svc) = &p.svc {
+            stats.bitrate_per_spatial_layer = svc
+                .bitrate
+                .iter()
+                .take(usize::from(svc.spatial_layers))
+                .map(|m| m.bitrate(self.now))
+                .collect();
+        }
         for e in &p.encodings {
             if let Some(recv) = &e.recv {
                 stats.packets_lost += recv.packets_lost();
@@ -254,7 +269,13 @@ impl Sfu {
             .iter()
             .filter_map(|cid| self.consumers.get(cid))
             .filter(|c| c.is_forwarding())
-            .map(|c| c.current_layer.unwrap_or(c.preferred_layer))
+            .map(|c| {
+                c.current_layer.unwrap_or(if c.layers.is_some() {
+                    0
+                } else {
+                    c.preferred_layer
+                })
+            })
             .collect();
         for layer in layers {
             self.request_key_frame(producer, layer);

@@ -140,6 +140,7 @@ impl Vp9Descriptor {
     }
 
     /// Flexible mode (F): references are listed as picture id differences.
+    #[cfg(test)]
     pub(crate) fn flexible(&self) -> bool {
         self.flags & F != 0
     }

@@ -1,5 +1,6 @@
 //! The allocator: shares a transport's bandwidth estimate among its consumers and picks the
-//! simulcast encoding each video consumer may get.
+//! simulcast encoding, or for a VP9 SVC producer the spatial layer, each video consumer may
+//! get (a spatial layer costs what it and the layers below it bring).
 //!
 //! Audio comes first: its bitrate is set aside. The rest goes to the video consumers by
 //! priority (discrete water-filling: the consumer with the least bitrate per unit of priority
@@ -118,13 +119,28 @@ impl Sfu {
                 audio += p.encodings.first().map_or(0, |e| e.bitrate.bitrate(now));
                 continue;
             }
-            let top = c
-                .preferred_layer
-                .min(p.encodings.len().clamp(1, MAX_LAYERS) - 1);
             let mut rates = [0u64; MAX_LAYERS];
-            for (rate, e) in rates.iter_mut().zip(&p.encodings).take(top + 1) {
-                *rate = e.bitrate.bitrate(now);
-            }
+            let top = match (&p.svc, &c.layers) {
+                // Spatial layers inside one stream: a layer costs its own and the ones below.
+                (Some(svc), Some(_)) => {
+                    let top = c
+                        .preferred_layer
+                        .min(usize::from(svc.spatial_layers).clamp(1, MAX_LAYERS) - 1);
+                    for (i, rate) in rates.iter_mut().enumerate().take(top + 1) {
+                        *rate = svc.bitrate_up_to(i, now);
+                    }
+                    top
+                }
+                _ => {
+                    let top = c
+                        .preferred_layer
+                        .min(p.encodings.len().clamp(1, MAX_LAYERS) - 1);
+                    for (rate, e) in rates.iter_mut().zip(&p.encodings).take(top + 1) {
+                        *rate = e.bitrate.bitrate(now);
+                    }
+                    top
+                }
+            };
             slots.push(Slot {
                 id: *cid,
                 priority: u64::from(c.priority.max(1)),

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use tracing::trace;
 
+use crate::codec::Descriptor;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
@@ -35,14 +37,15 @@ const MAX_RESENDS_PER_NACK: usize = 64;
 const MAX_NACKED: usize = 128;
 
 impl Sfu {
-    /// Sends one producer packet to every consumer that should get it.
+    /// Sends one producer packet to every consumer that should get it (`key_frame`: whether
+    /// it starts one; `descriptor`: its payload descriptor, when read).
     pub(crate) fn forward(
         &mut self,
         pid: ProducerId,
         layer: usize,
         pkt: &RtpPacket<'_>,
         ext_seq: u64,
-        key_frame: bool,
+        (key_frame, descriptor): (bool, Option<Descriptor>),
     ) {
         let now = self.now;
         let sent_at = abs_send_time(self.ntp_base, now);
@@ -137,6 +140,31 @@ impl Sfu {
                 }
                 continue;
             }
+            let mut marker = pkt.marker();
+            let wanted = (
+                c.wanted_layer().min(usize::from(u8::MAX)) as u8,
+                c.preferred_temporal_layer.unwrap_or(u8::MAX),
+            );
+            if let Some(f) = c.layers.as_mut() {
+                // Layers inside the stream: keep or drop by the payload descriptor.
+                f.set_target(wanted.0, wanted.1);
+                let late = c.rewriter.is_late(ext_seq);
+                let verdict = f.on_packet(descriptor.as_ref(), marker, late, key_frame);
+                let current = f.current();
+                if f.wants_key_frame() && !self.scratch_key_frames.contains(&(pid, layer)) {
+                    self.scratch_key_frames.push((pid, layer));
+                }
+                c.stats.current_spatial_layer = current.map(|(s, _)| s);
+                c.stats.current_temporal_layer = current.map(|(_, t)| t);
+                match verdict {
+                    Verdict::Forward { marker: m } => marker = m,
+                    Verdict::Drop => {
+                        c.rewriter.drop_packet(ext_seq);
+                        c.stats.packets_dropped_for_layers += 1;
+                        continue;
+                    }
+                }
+            }
             let Some((seq, ts)) = c
                 .rewriter
                 .rewrite(ext_seq, pkt.timestamp(), now, c.clock_rate)
@@ -148,13 +176,13 @@ impl Sfu {
                 sequence_number: seq as u16,
                 timestamp: ts,
                 ssrc: c.ssrc,
-                marker: pkt.marker(),
+                marker,
             };
             let sent = SentPacket {
                 layer: layer as u8,
                 source_ext_seq: ext_seq,
                 timestamp: ts,
-                marker: pkt.marker(),
+                marker,
                 size: pkt.as_bytes().len().min(usize::from(u16::MAX)) as u16,
             };
             let Some(ct) = self.transports.get_mut(&c.transport) else {
@@ -178,6 +206,9 @@ impl Sfu {
                 // frame once it can, not in the middle of this one's group of pictures.
                 c.current_layer = None;
                 c.stats.current_layer = None;
+                if let Some(f) = c.layers.as_mut() {
+                    f.reset();
+                }
             }
         }
         for i in 0..self.scratch_key_frames.len() {

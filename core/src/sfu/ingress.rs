@@ -157,9 +157,25 @@ impl Sfu {
             p.stats.packets_retransmitted += 1;
         }
         let is_video = kind == MediaKind::Video;
-        let key_frame = p
+        // The payload descriptor, read once for every consumer.
+        let descriptor = p
             .video_codec
-            .is_none_or(|codec| is_key_frame(codec, pkt.payload()));
+            .and_then(|codec| crate::codec::parse(codec, pkt.payload()));
+        let key_frame = match (p.video_codec, &descriptor) {
+            (None, _) => true,
+            (Some(_), Some(d)) => d.key_frame,
+            (Some(codec), None) => is_key_frame(codec, pkt.payload()),
+        };
+        if let Some(svc) = p.svc.as_deref_mut() {
+            match &descriptor {
+                Some(d) => {
+                    if let Some(m) = svc.bitrate.get_mut(usize::from(d.spatial)) {
+                        m.record(now, pkt.as_bytes().len());
+                    }
+                }
+                None => p.stats.packets_bad_descriptor += 1,
+            }
+        }
         let mut nack_due = None;
         let mut overflow = false;
         if is_video && nack_enabled {
@@ -204,7 +220,7 @@ impl Sfu {
             self.request_key_frame(pid, layer);
         }
         if !pkt.payload().is_empty() {
-            self.forward(pid, layer, pkt, ext_seq, key_frame);
+            self.forward(pid, layer, pkt, ext_seq, (key_frame, descriptor));
         }
     }
 
