@@ -35,6 +35,10 @@ pub const CLIENT_OPUS_PT: u8 = 111;
 pub const CLIENT_VP8_PT: u8 = 96;
 /// Client-side VP8 RTX payload type.
 pub const CLIENT_VP8_RTX_PT: u8 = 97;
+/// Client-side VP9 payload type.
+pub const CLIENT_VP9_PT: u8 = 98;
+/// Client-side VP9 RTX payload type.
+pub const CLIENT_VP9_RTX_PT: u8 = 99;
 
 /// One packet a client received.
 #[derive(Debug, Clone)]
@@ -266,6 +270,14 @@ impl ClientTransport {
             None,
             Default::default(),
         );
+        codecs.add_config(
+            CLIENT_VP9_PT.into(),
+            Some(CLIENT_VP9_RTX_PT.into()),
+            Codec::Vp9,
+            Frequency::NINETY_KHZ,
+            None,
+            Default::default(),
+        );
         // Receiving side: the router's payload types, as consumers are sent with them.
         for c in router_caps
             .codecs
@@ -491,6 +503,28 @@ impl ClientTransport {
         }
     }
 
+    /// As [`prepare_produce`](Self::prepare_produce) for VP9 video in one encoding with
+    /// `scalability_mode` (an SVC stream, as a browser sends `L3T3_KEY`).
+    pub fn prepare_produce_vp9(&mut self, ssrc: u32, scalability_mode: &str) -> RtpParameters {
+        let mut params = self.prepare_produce(MediaKind::Video, ssrc);
+        let mid = Mid::from(params.mid.as_deref().expect("mid"));
+        self.produced.insert((mid, None), (ssrc, CLIENT_VP9_PT));
+        for c in &mut params.codecs {
+            if c.mime_type == "video/VP8" {
+                c.mime_type = "video/VP9".into();
+                c.payload_type = CLIENT_VP9_PT;
+            } else if c.mime_type == "video/rtx" {
+                c.payload_type = CLIENT_VP9_RTX_PT;
+                c.parameters.insert(
+                    "apt".to_string(),
+                    sfu_core::ortc::ParameterValue::Number(i64::from(CLIENT_VP9_PT)),
+                );
+            }
+        }
+        params.encodings[0].scalability_mode = Some(scalability_mode.into());
+        params
+    }
+
     /// Prepares to receive a consumer (what `transport.consume(..)` does).
     pub fn accept_consumer(&mut self, params: &ConsumerParameters) {
         let mid = Mid::from(params.rtp_parameters.mid.as_deref().expect("consumer mid"));
@@ -559,7 +593,7 @@ impl ClientTransport {
         let Some(&(ssrc, pt)) = self.produced.get(&(mid, rid)) else {
             return;
         };
-        let video = pt == CLIENT_VP8_PT;
+        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT;
         let raw = self.send_extensions.get(&mid).cloned();
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx(&ssrc.into()) else {
@@ -598,7 +632,7 @@ impl ClientTransport {
             .iter()
             .find(|((m, _), _)| *m == mid)
             .map_or(CLIENT_OPUS_PT, |(_, &(_, pt))| pt);
-        let video = pt == CLIENT_VP8_PT;
+        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT;
         let declared = self.rtc.media(mid).is_some();
         let mut api = self.rtc.direct_api();
         if !declared {

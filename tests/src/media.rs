@@ -46,7 +46,31 @@ pub struct Source {
     pub packets_per_frame: usize,
     /// Audio: the level each packet carries in its audio level header extension (dBov).
     pub audio_level: Option<i8>,
+    /// VP9 SVC instead of VP8-like frames (see [`Source::vp9_svc`]).
+    svc: Option<Vp9Svc>,
 }
+
+/// The state of a synthetic VP9 `L3T3_KEY` encoder.
+#[derive(Debug, Clone)]
+struct Vp9Svc {
+    picture_id: u16,
+    tl0_pic_idx: u8,
+    /// Pictures since the last key picture.
+    since_key: u64,
+}
+
+/// Spatial layers of [`Source::vp9_svc`].
+pub const SVC_SPATIAL_LAYERS: usize = 3;
+/// Packets per delta frame of each spatial layer of [`Source::vp9_svc`] (key frames: three
+/// times as many).
+pub const SVC_PACKETS: [usize; SVC_SPATIAL_LAYERS] = [1, 2, 6];
+/// Payload bytes per packet of each spatial layer: at 30 pictures a second about 150 kbit/s,
+/// 500 kbit/s and 1.5 Mbit/s.
+pub const SVC_PACKET_SIZE: [usize; SVC_SPATIAL_LAYERS] = [625, 1040, 1040];
+/// The temporal layer of each picture of the group after a key picture.
+pub const SVC_TEMPORAL_PATTERN: [u8; 4] = [0, 2, 1, 2];
+/// Marks the synthetic bitstream after a VP9 payload descriptor.
+pub const SVC_MAGIC: u8 = 0x99;
 
 impl Source {
     /// An audio source starting at `start`.
@@ -71,7 +95,27 @@ impl Source {
             key_frame_every: 300,
             packets_per_frame: 4,
             audio_level: None,
+            svc: None,
         }
+    }
+
+    /// A VP9 `L3T3_KEY` source starting at `start`: three spatial layers (about 150 kbit/s,
+    /// 500 kbit/s and 1.5 Mbit/s, see [`SVC_PACKETS`]) and three temporal layers in the
+    /// pattern [`SVC_TEMPORAL_PATTERN`], with RFC 9628 payload descriptors in non-flexible
+    /// mode (picture id, layer indices, TL0PICIDX, switching-up points, the scalability
+    /// structure on key pictures). Key pictures predict each spatial layer from the one below;
+    /// delta pictures predict only within their spatial layer, from the picture the temporal
+    /// pattern names. After the descriptor each payload carries [`SVC_MAGIC`], the SSRC and
+    /// sequence number, and the picture id of the frame's temporal reference (`0xFFFF`:
+    /// none), the truth a receiver checks decodability against.
+    pub fn vp9_svc(ssrc: u32, start: Instant) -> Self {
+        let mut s = Self::new(ssrc, true, start);
+        s.svc = Some(Vp9Svc {
+            picture_id: (ssrc % 0x7000) as u16,
+            tl0_pic_idx: 0,
+            since_key: 0,
+        });
+        s
     }
 
     /// Skips `by` sequence numbers: the next packet is numbered `by` more than it would have
@@ -134,6 +178,10 @@ impl Source {
         let key = self.key_frame_requested || self.frames % self.key_frame_every == 0;
         self.key_frame_requested = false;
         self.frames += 1;
+        if self.svc.is_some() {
+            self.svc_picture(key, out);
+            return;
+        }
         let n = if key {
             self.packets_per_frame * 3
         } else {
@@ -149,6 +197,79 @@ impl Source {
                 audio_level: None,
             });
         }
+    }
+}
+
+impl Source {
+    fn svc_picture(&mut self, key: bool, out: &mut Vec<OutPacket>) {
+        let Some(mut svc) = self.svc.take() else {
+            return;
+        };
+        if key {
+            svc.since_key = 0;
+        }
+        let pos = (svc.since_key % 4) as usize;
+        let temporal = SVC_TEMPORAL_PATTERN[pos];
+        if temporal == 0 {
+            svc.tl0_pic_idx = svc.tl0_pic_idx.wrapping_add(1);
+        }
+        // The temporal reference: pattern 0,2,1,2 refers to the previous TID 0, the TID 0
+        // before, the TID 0 two back, the TID 1 before.
+        let back = [4u16, 1, 2, 1][pos];
+        let reference = (!key).then(|| svc.picture_id.wrapping_sub(back) & 0x7fff);
+        for sid in 0..SVC_SPATIAL_LAYERS {
+            let n = SVC_PACKETS[sid] * if key { 3 } else { 1 };
+            for i in 0..n {
+                let seq = self.next_seq();
+                let begins = i == 0;
+                let ends = i + 1 == n;
+                let mut p = Vec::with_capacity(SVC_PACKET_SIZE[sid] + 40);
+                let ss = key && sid == 0 && begins;
+                p.push(
+                    0xa0 | u8::from(!key) << 6
+                        | u8::from(begins) << 3
+                        | u8::from(ends) << 2
+                        | u8::from(ss) << 1,
+                );
+                p.extend_from_slice(&(0x8000 | svc.picture_id).to_be_bytes());
+                let switch_up = temporal > 0;
+                let inter_layer = key && sid > 0;
+                p.push(
+                    temporal << 5
+                        | u8::from(switch_up) << 4
+                        | (sid as u8) << 1
+                        | u8::from(inter_layer),
+                );
+                p.push(svc.tl0_pic_idx);
+                if ss {
+                    p.push(((SVC_SPATIAL_LAYERS as u8 - 1) << 5) | 0x18);
+                    for (w, h) in [(320u16, 180u16), (640, 360), (1280, 720)] {
+                        p.extend_from_slice(&w.to_be_bytes());
+                        p.extend_from_slice(&h.to_be_bytes());
+                    }
+                    p.push(4);
+                    for (t, diff) in [(0u8, 4u8), (2, 1), (1, 2), (2, 1)] {
+                        p.push(t << 5 | u8::from(t > 0) << 4 | 1 << 2);
+                        p.push(diff);
+                    }
+                }
+                p.push(SVC_MAGIC);
+                p.extend_from_slice(&self.ssrc.to_be_bytes());
+                p.extend_from_slice(&(seq as u16).to_be_bytes());
+                p.extend_from_slice(&reference.unwrap_or(0xffff).to_be_bytes());
+                fill(&mut p, self.ssrc, seq as u16, SVC_PACKET_SIZE[sid]);
+                out.push(OutPacket {
+                    seq,
+                    timestamp: self.timestamp,
+                    marker: ends && sid + 1 == SVC_SPATIAL_LAYERS,
+                    payload: p,
+                    audio_level: None,
+                });
+            }
+        }
+        svc.picture_id = svc.picture_id.wrapping_add(1) & 0x7fff;
+        svc.since_key += 1;
+        self.svc = Some(svc);
     }
 }
 

@@ -260,6 +260,25 @@ impl Sim {
         r
     }
 
+    /// Creates a router with [`media_codecs`] and VP9.
+    pub fn create_router_with_vp9(&mut self) -> RouterId {
+        let mut codecs = media_codecs();
+        codecs.push(RtpCodecCapability::new(
+            MediaKind::Video,
+            "video/VP9",
+            90_000,
+            None,
+        ));
+        let r = self
+            .sfu
+            .create_router(RouterOptions {
+                media_codecs: codecs,
+            })
+            .expect("router");
+        self.flush();
+        r
+    }
+
     /// The server's listen addresses.
     pub fn listen_infos(&self) -> Vec<ListenInfo> {
         vec![
@@ -417,6 +436,24 @@ impl Sim {
             mid,
             producer,
             source,
+            muted: false,
+            key_frame_requests: 0,
+            key_frame_request_times: Vec::new(),
+            rid: None,
+        });
+        producer
+    }
+
+    /// Publishes a VP9 `L3T3_KEY` stream ([`Source::vp9_svc`]) from `client` on `ssrc` (the
+    /// router must offer VP9: [`create_router_with_vp9`](Self::create_router_with_vp9)).
+    pub fn produce_vp9_svc(&mut self, client: usize, ssrc: u32) -> ProducerId {
+        let params = self.clients[client].prepare_produce_vp9(ssrc, "L3T3_KEY");
+        let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
+        self.publications.push(Publication {
+            client,
+            mid,
+            producer,
+            source: Source::vp9_svc(ssrc, self.now),
             muted: false,
             key_frame_requests: 0,
             key_frame_request_times: Vec::new(),

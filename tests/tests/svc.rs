@@ -1,0 +1,443 @@
+//! VP9 SVC (`L3T3_KEY`): consumers get the spatial and temporal layers they prefer (or the
+//! bandwidth allows), and every frame they receive is decodable, checked from the payload
+//! descriptors and the references the synthetic encoder wrote into each frame.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use sfu_core::ortc::ConsumerType;
+use sfu_core::{ConsumerId, ProducerId};
+use sfu_tests::client::Received;
+use sfu_tests::media::SVC_MAGIC;
+use sfu_tests::netsim::{seed_from_env, LinkConfig};
+use sfu_tests::sim::Sim;
+use str0m::net::Protocol;
+
+/// What one received packet says about itself.
+#[derive(Debug, Clone, Copy)]
+struct Packet {
+    /// The consumer's sequence number, extended.
+    seq: u64,
+    marker: bool,
+    picture_id: u16,
+    spatial: u8,
+    temporal: u8,
+    /// Begins / ends its layer frame.
+    begins: bool,
+    ends: bool,
+    /// Refers to the spatial layer below in the same picture.
+    inter_layer: bool,
+    /// The picture its layer frame refers to in its own spatial layer (none: intra).
+    reference: Option<u16>,
+}
+
+/// Reads the VP9 descriptor (RFC 9628) and the synthetic bitstream behind it.
+fn parse(payload: &[u8]) -> Option<(u16, u8, u8, bool, bool, bool, bool, Option<u16>)> {
+    let f = *payload.first()?;
+    let mut i = 1;
+    let mut picture_id = 0;
+    if f & 0x80 != 0 {
+        let b = *payload.get(i)?;
+        if b & 0x80 != 0 {
+            picture_id = u16::from_be_bytes([b & 0x7f, *payload.get(i + 1)?]);
+            i += 2;
+        } else {
+            picture_id = u16::from(b);
+            i += 1;
+        }
+    }
+    let (mut temporal, mut spatial, mut inter_layer) = (0, 0, false);
+    if f & 0x20 != 0 {
+        let l = *payload.get(i)?;
+        temporal = l >> 5;
+        spatial = (l >> 1) & 7;
+        inter_layer = l & 1 != 0;
+        i += if f & 0x10 == 0 { 2 } else { 1 };
+    }
+    if f & 0x02 != 0 {
+        let b = *payload.get(i)?;
+        i += 1;
+        if b & 0x10 != 0 {
+            i += 4 * (usize::from(b >> 5) + 1);
+        }
+        if b & 0x08 != 0 {
+            let groups = *payload.get(i)?;
+            i += 1;
+            for _ in 0..groups {
+                let g = *payload.get(i)?;
+                i += 1 + usize::from((g >> 2) & 3);
+            }
+        }
+    }
+    if *payload.get(i)? != SVC_MAGIC {
+        return None;
+    }
+    let r = u16::from_be_bytes([*payload.get(i + 7)?, *payload.get(i + 8)?]);
+    Some((
+        picture_id,
+        spatial,
+        temporal,
+        f & 0x08 != 0,
+        f & 0x04 != 0,
+        inter_layer,
+        f & 0x40 != 0,
+        (r != 0xffff).then_some(r),
+    ))
+}
+
+/// What a consumer's stream looked like.
+#[derive(Debug, Default)]
+struct Report {
+    packets: usize,
+    frames: usize,
+    undecodable: Vec<(u16, u8)>,
+    marker_errors: Vec<u16>,
+    gaps: usize,
+    spatial: BTreeSet<u8>,
+    temporal: BTreeSet<u8>,
+}
+
+/// Checks the packets `client` received on `ssrc` in `[from, to)`, decoding from the start of
+/// the stream: sequence numbers contiguous, every layer frame complete and its references (in
+/// its own layer and, for inter-layer frames, the layer below) received before it, the marker
+/// bit on the last packet of each picture and nowhere else. Frames in the last 30 packets
+/// are left out (still in flight).
+fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Report {
+    let got: Vec<&Received> = sim.clients[client]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == ssrc && p.at < to)
+        .collect();
+    // The sequence number where the window starts.
+    let mut window_start = None;
+    let mut packets: BTreeMap<u64, Packet> = BTreeMap::new();
+    let mut last: Option<u64> = None;
+    for r in got {
+        // Extend the 16-bit sequence number around the previous one.
+        let seq = match last {
+            None => u64::from(r.seq) + (1 << 20),
+            Some(prev) => {
+                let d = r.seq.wrapping_sub(prev as u16) as i16;
+                (prev as i64 + i64::from(d)) as u64
+            }
+        };
+        last = Some(last.map_or(seq, |l| l.max(seq)));
+        if r.at >= from && window_start.is_none() {
+            window_start = Some(seq);
+        }
+        let Some((picture_id, spatial, temporal, begins, ends, inter_layer, _, reference)) =
+            parse(&r.payload)
+        else {
+            panic!("a packet without a VP9 descriptor: {:?}", &r.payload[..8]);
+        };
+        packets.insert(
+            seq,
+            Packet {
+                seq,
+                marker: r.marker,
+                picture_id,
+                spatial,
+                temporal,
+                begins,
+                ends,
+                inter_layer,
+                reference,
+            },
+        );
+    }
+    let mut report = Report::default();
+    let (Some(&end), Some(start)) = (packets.keys().next_back(), window_start) else {
+        return report;
+    };
+    let horizon = end.saturating_sub(30);
+    let list: Vec<Packet> = packets.values().copied().collect();
+    report.packets = packets.range(start..).count();
+    for w in list.windows(2) {
+        if w[1].seq >= start && w[1].seq != w[0].seq + 1 {
+            report.gaps += 1;
+        }
+    }
+    // Layer frames in order of their first packet; each starts with B and ends with E.
+    let mut decoded: HashSet<(u16, u8)> = HashSet::new();
+    let mut started = false;
+    let mut i = 0;
+    while i < list.len() {
+        let p = list[i];
+        let in_window = p.seq >= start && p.seq < horizon;
+        if p.seq >= start {
+            report.spatial.insert(p.spatial);
+            report.temporal.insert(p.temporal);
+        }
+        let mut j = i;
+        while j + 1 < list.len()
+            && !list[j].ends
+            && list[j + 1].seq == list[j].seq + 1
+            && (list[j + 1].picture_id, list[j + 1].spatial) == (p.picture_id, p.spatial)
+            && !list[j + 1].begins
+        {
+            j += 1;
+        }
+        let complete = p.begins && list[j].ends;
+        let key = p.reference.is_none() && !p.inter_layer;
+        // The check starts at the first key frame in the window.
+        started |= key && p.spatial == 0;
+        if started {
+            let refs_ok = p
+                .reference
+                .is_none_or(|r| decoded.contains(&(r, p.spatial)));
+            let below_ok = !p.inter_layer || decoded.contains(&(p.picture_id, p.spatial - 1));
+            if complete && refs_ok && below_ok {
+                decoded.insert((p.picture_id, p.spatial));
+            } else if in_window {
+                report.undecodable.push((p.picture_id, p.spatial));
+            }
+            if in_window {
+                report.frames += 1;
+            }
+        }
+        i = j + 1;
+    }
+    // The marker: on the last packet of each picture only.
+    let mut pictures: BTreeMap<u64, Vec<Packet>> = BTreeMap::new();
+    let mut current: Option<(u16, u64)> = None;
+    for p in &list {
+        let key = match current {
+            Some((pid, first)) if pid == p.picture_id => first,
+            _ => p.seq,
+        };
+        current = Some((p.picture_id, key));
+        pictures.entry(key).or_default().push(*p);
+    }
+    for (first, ps) in &pictures {
+        if *first >= horizon || *first < start || !started {
+            continue;
+        }
+        let n = ps.len();
+        let ok = ps.iter().enumerate().all(|(k, p)| p.marker == (k + 1 == n));
+        if !ok {
+            report.marker_errors.push(ps[0].picture_id);
+        }
+    }
+    report
+}
+
+/// The fraction of the consumer's packets (by its sequence numbers) sent in `[from, to)` that
+/// never arrived, and the bits per second that did.
+fn loss_and_rate(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> (f64, u64) {
+    let got: Vec<_> = sim.clients[client]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == ssrc && p.at >= from && p.at < to)
+        .collect();
+    if got.is_empty() {
+        return (1.0, 0);
+    }
+    let mut seqs: Vec<u16> = got.iter().map(|p| p.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let span = u64::from(got.last().unwrap().seq.wrapping_sub(got[0].seq)) + 1;
+    let loss = 1.0 - (seqs.len() as f64 / span as f64).min(1.0);
+    let bytes: usize = got.iter().map(|p| p.payload.len() + 12).sum();
+    let secs = to.saturating_duration_since(from).as_secs_f64();
+    (loss, (bytes as f64 * 8.0 / secs) as u64)
+}
+
+fn assert_decodable(what: &str, r: &Report) {
+    println!(
+        "{what}: {} packets, {} frames, layers S{:?} T{:?}",
+        r.packets, r.frames, r.spatial, r.temporal
+    );
+    assert!(r.frames > 20, "{what}: too few frames: {r:?}");
+    assert!(
+        r.undecodable.is_empty(),
+        "{what}: undecodable frames (picture, spatial layer): {:?}",
+        r.undecodable
+    );
+    assert!(
+        r.marker_errors.is_empty(),
+        "{what}: pictures with a wrong marker: {:?}",
+        r.marker_errors
+    );
+    assert_eq!(r.gaps, 0, "{what}: sequence number gaps");
+}
+
+fn ssrc_of(c: &sfu_core::Consumed) -> u32 {
+    c.parameters.rtp_parameters.encodings[0].ssrc.unwrap()
+}
+
+fn svc_room(sim: &mut Sim) -> (ProducerId, sfu_core::RouterId) {
+    let room = sim.create_router_with_vp9();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    (sim.produce_vp9_svc(alice, 3300), room)
+}
+
+#[test]
+fn svc_consumers_get_their_layers_decodable() {
+    let mut sim = Sim::new(seed_from_env("svc_layers"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let (full, low, slow) = (
+        sim.add_transport(room, Protocol::Udp),
+        sim.add_transport(room, Protocol::Udp),
+        sim.add_transport(room, Protocol::Udp),
+    );
+    let c_full = sim.consume(full, producer, caps.clone(), false);
+    assert_eq!(c_full.parameters.consumer_type, ConsumerType::Svc);
+    let c_low = sim.consume(low, producer, caps.clone(), false);
+    sim.sfu.set_consumer_preferred_layers(c_low.id, 0).unwrap();
+    let c_slow = sim.consume(slow, producer, caps, false);
+    sim.sfu
+        .set_consumer_preferred_temporal_layer(c_slow.id, Some(0))
+        .unwrap();
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(6));
+    let rates = sim
+        .sfu
+        .producer_stats(producer)
+        .unwrap()
+        .bitrate_per_spatial_layer;
+    println!("spatial layer bitrates: {rates:?}");
+    assert_eq!(rates.len(), 3);
+    assert!(rates[0] < 300_000 && rates[1] < 700_000 && rates[2] > 1_200_000);
+
+    let r = check(&sim, full, ssrc_of(&c_full), t0, sim.now);
+    assert_decodable("full", &r);
+    assert_eq!(r.spatial, BTreeSet::from([0, 1, 2]));
+    assert_eq!(r.temporal, BTreeSet::from([0, 1, 2]));
+    let r = check(&sim, low, ssrc_of(&c_low), t0, sim.now);
+    assert_decodable("spatial 0", &r);
+    assert_eq!(r.spatial, BTreeSet::from([0]));
+    assert_eq!(r.temporal, BTreeSet::from([0, 1, 2]));
+    let r = check(&sim, slow, ssrc_of(&c_slow), t0, sim.now);
+    assert_decodable("temporal 0", &r);
+    assert_eq!(r.spatial, BTreeSet::from([0, 1, 2]));
+    assert_eq!(r.temporal, BTreeSet::from([0]));
+    let stats = sim.sfu.consumer_stats(c_slow.id).unwrap();
+    assert_eq!(
+        (stats.current_spatial_layer, stats.current_temporal_layer),
+        (Some(2), Some(0))
+    );
+    assert!(stats.packets_dropped_for_layers > 0);
+    let stats = sim.sfu.consumer_stats(c_low.id).unwrap();
+    assert_eq!(
+        (stats.current_spatial_layer, stats.current_temporal_layer),
+        (Some(0), Some(2))
+    );
+}
+
+/// The layers received in `[from, to)`.
+fn layers(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> (u8, u8) {
+    let r = check(sim, client, ssrc, from, to);
+    (
+        r.spatial.last().copied().unwrap_or(0),
+        r.temporal.last().copied().unwrap_or(0),
+    )
+}
+
+#[test]
+fn switching_preferred_layers_mid_stream_stays_decodable() {
+    let mut sim = Sim::new(seed_from_env("svc_switching"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let c = sim.consume(bob, producer, caps, false);
+    let ssrc = ssrc_of(&c);
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(3));
+    let steps: [(usize, Option<usize>, (u8, u8)); 7] = [
+        (0, None, (0, 2)),
+        (0, Some(0), (0, 0)),
+        (0, None, (0, 2)),
+        (1, Some(1), (1, 1)),
+        (2, Some(2), (2, 2)),
+        (1, Some(0), (1, 0)),
+        (2, None, (2, 2)),
+    ];
+    for (spatial, temporal, want) in steps {
+        sim.sfu
+            .set_consumer_preferred_layers(c.id, spatial)
+            .unwrap();
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(c.id, temporal)
+            .unwrap();
+        // A spatial layer up waits for a key frame (asked for, at most one a second).
+        sim.run_for(Duration::from_secs(2));
+        let from = sim.now;
+        sim.run_for(Duration::from_secs(1));
+        assert_eq!(
+            layers(&sim, bob, ssrc, from, sim.now),
+            want,
+            "preferred {spatial} {temporal:?}"
+        );
+    }
+    let r = check(&sim, bob, ssrc, t0, sim.now);
+    assert_decodable("switching", &r);
+}
+
+#[test]
+fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
+    let mut sim = Sim::new(seed_from_env("svc_allocation"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let c = sim.consume(bob, producer, caps, false);
+    let ssrc = ssrc_of(&c);
+    let toward_bob = |bps| {
+        LinkConfig::default()
+            .with_latency(Duration::from_millis(20))
+            .with_bandwidth_bps(bps)
+    };
+    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
+    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    sim.run_for(Duration::from_secs(8));
+    let spatial = |sim: &Sim, id: ConsumerId| {
+        sim.sfu
+            .consumer_stats(id)
+            .unwrap()
+            .current_spatial_layer
+    };
+    assert_eq!(spatial(&sim, c.id), Some(2), "the top layer fits");
+
+    sim.net.set_link(server, bob_addr, toward_bob(600_000));
+    let dropped_at = sim.now;
+    let mut moved = None;
+    for _ in 0..60 {
+        sim.run_for(Duration::from_millis(100));
+        if moved.is_none() && spatial(&sim, c.id).is_some_and(|s| s < 2) {
+            moved = Some(sim.now - dropped_at);
+        }
+    }
+    let moved = moved.expect("moved down a spatial layer");
+    println!("down after {moved:?}");
+    assert!(moved <= Duration::from_secs(2), "{moved:?}");
+    let from = dropped_at + Duration::from_secs(2);
+    let (top, _) = layers(&sim, bob, ssrc, from, sim.now);
+    assert!(top < 2, "the top spatial layer after the drop");
+    let r = check(&sim, bob, ssrc, from, sim.now);
+    println!("after the drop: {r:?}");
+    let (loss, rate) = loss_and_rate(&sim, bob, ssrc, from, sim.now);
+    println!("after the drop: loss {loss:.3}, {rate} bit/s received");
+    assert!(rate < 600_000, "{rate}");
+    assert!(loss < 0.02, "loss {loss}");
+    assert!(
+        r.undecodable.is_empty(),
+        "undecodable frames after the drop: {:?}",
+        r.undecodable
+    );
+
+    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    let recovered_at = sim.now;
+    let mut back = None;
+    for _ in 0..300 {
+        sim.run_for(Duration::from_millis(100));
+        if spatial(&sim, c.id) == Some(2) {
+            back = Some(sim.now - recovered_at);
+            break;
+        }
+    }
+    let back = back.expect("back on the top spatial layer within 30 s");
+    println!("back on the top layer {back:?} after the recovery");
+    sim.run_for(Duration::from_secs(2));
+    let r = check(&sim, bob, ssrc, recovered_at + back, sim.now);
+    assert_decodable("after the recovery", &r);
+}
