@@ -370,6 +370,18 @@ fn switching_preferred_layers_mid_stream_stays_decodable() {
             "preferred {spatial} {temporal:?}"
         );
     }
+    // Temporal layer 0 and back up to the top, at each phase of the temporal pattern: only
+    // switching points whose references were all sent may add a layer.
+    for phase in 0..12 {
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(c.id, Some(0))
+            .unwrap();
+        sim.run_for(Duration::from_millis(500 + 11 * phase));
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(c.id, None)
+            .unwrap();
+        sim.run_for(Duration::from_millis(500));
+    }
     let r = check(&sim, bob, ssrc, t0, sim.now);
     assert_decodable("switching", &r);
 }
@@ -390,12 +402,8 @@ fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
     let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
     sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
     sim.run_for(Duration::from_secs(8));
-    let spatial = |sim: &Sim, id: ConsumerId| {
-        sim.sfu
-            .consumer_stats(id)
-            .unwrap()
-            .current_spatial_layer
-    };
+    let spatial =
+        |sim: &Sim, id: ConsumerId| sim.sfu.consumer_stats(id).unwrap().current_spatial_layer;
     assert_eq!(spatial(&sim, c.id), Some(2), "the top layer fits");
 
     sim.net.set_link(server, bob_addr, toward_bob(600_000));
