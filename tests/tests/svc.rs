@@ -31,8 +31,9 @@ struct Packet {
     reference: Option<u16>,
 }
 
-/// Reads the VP9 descriptor (RFC 9628) and the synthetic bitstream behind it.
-fn parse(payload: &[u8]) -> Option<(u16, u8, u8, bool, bool, bool, bool, Option<u16>)> {
+/// Reads the VP9 descriptor (RFC 9628) and the synthetic bitstream behind it (sequence number
+/// and marker left for the caller).
+fn parse(payload: &[u8]) -> Option<Packet> {
     let f = *payload.first()?;
     let mut i = 1;
     let mut picture_id = 0;
@@ -73,16 +74,17 @@ fn parse(payload: &[u8]) -> Option<(u16, u8, u8, bool, bool, bool, bool, Option<
         return None;
     }
     let r = u16::from_be_bytes([*payload.get(i + 7)?, *payload.get(i + 8)?]);
-    Some((
+    Some(Packet {
+        seq: 0,
+        marker: false,
         picture_id,
         spatial,
         temporal,
-        f & 0x08 != 0,
-        f & 0x04 != 0,
+        begins: f & 0x08 != 0,
+        ends: f & 0x04 != 0,
         inter_layer,
-        f & 0x40 != 0,
-        (r != 0xffff).then_some(r),
-    ))
+        reference: (r != 0xffff).then_some(r),
+    })
 }
 
 /// What a consumer's stream looked like.
@@ -125,9 +127,7 @@ fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Rep
         if r.at >= from && window_start.is_none() {
             window_start = Some(seq);
         }
-        let Some((picture_id, spatial, temporal, begins, ends, inter_layer, _, reference)) =
-            parse(&r.payload)
-        else {
+        let Some(p) = parse(&r.payload) else {
             panic!("a packet without a VP9 descriptor: {:?}", &r.payload[..8]);
         };
         packets.insert(
@@ -135,13 +135,7 @@ fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Rep
             Packet {
                 seq,
                 marker: r.marker,
-                picture_id,
-                spatial,
-                temporal,
-                begins,
-                ends,
-                inter_layer,
-                reference,
+                ..p
             },
         );
     }

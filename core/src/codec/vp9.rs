@@ -170,6 +170,7 @@ impl Vp9Descriptor {
 }
 
 #[cfg(test)]
+#[allow(clippy::unusual_byte_groupings)] // Binary literals grouped by descriptor field.
 pub(crate) mod tests {
     use super::*;
 
