@@ -46,6 +46,9 @@ pub(crate) struct Producer {
     pub(crate) encodings: Vec<Encoding>,
     /// The layers inside its one encoding (VP9 SVC or temporal layers), when it has several.
     pub(crate) svc: Option<Box<StreamLayers>>,
+    /// Temporal layers inside each VP8 encoding (from the encodings' scalability modes; 1:
+    /// none signalled).
+    pub(crate) vp8_temporal_layers: u8,
     /// The clock rate of the producer's media codec.
     pub(crate) clock_rate: u32,
     /// The producer's RTX payload types and the media payload type each repairs.
@@ -276,13 +279,18 @@ impl Consumer {
     }
 
     /// The producer encoding it should get: the wanted layer for simulcast, the one encoding
-    /// of a producer with layers inside it.
+    /// of a producer with spatial layers inside it.
     pub(crate) fn wanted_encoding(&self) -> usize {
-        if self.layers.is_some() {
+        if self.spatial_inside() {
             0
         } else {
             self.wanted_layer()
         }
+    }
+
+    /// Whether its layers are spatial layers inside one stream (VP9 SVC), not encodings.
+    pub(crate) fn spatial_inside(&self) -> bool {
+        self.layers.is_some_and(|f| f.spatial_layers() > 1)
     }
 
     pub(crate) fn is_forwarding(&self) -> bool {

@@ -48,6 +48,8 @@ pub struct Source {
     pub audio_level: Option<i8>,
     /// VP9 SVC instead of VP8-like frames (see [`Source::vp9_svc`]).
     svc: Option<Vp9Svc>,
+    /// VP8 with temporal layers instead (see [`Source::vp8_temporal`]).
+    vp8_temporal: Option<Vp9Svc>,
 }
 
 /// The state of a synthetic VP9 `L3T3_KEY` encoder.
@@ -71,6 +73,8 @@ pub const SVC_PACKET_SIZE: [usize; SVC_SPATIAL_LAYERS] = [625, 1040, 1040];
 pub const SVC_TEMPORAL_PATTERN: [u8; 4] = [0, 2, 1, 2];
 /// Marks the synthetic bitstream after a VP9 payload descriptor.
 pub const SVC_MAGIC: u8 = 0x99;
+/// Marks the synthetic bitstream after a VP8 payload descriptor and header byte.
+pub const VP8_TEMPORAL_MAGIC: u8 = 0x98;
 
 impl Source {
     /// An audio source starting at `start`.
@@ -96,7 +100,24 @@ impl Source {
             packets_per_frame: 4,
             audio_level: None,
             svc: None,
+            vp8_temporal: None,
         }
+    }
+
+    /// A VP8 source with three temporal layers in the pattern [`SVC_TEMPORAL_PATTERN`]
+    /// (`L1T3`), starting at `start`: RFC 7741 descriptors with a 15-bit picture id,
+    /// TL0PICIDX, TID and the layer sync bit (Y: the frame refers only to temporal layer 0).
+    /// After the descriptor and the VP8 payload header byte (on a frame's first packet) each
+    /// payload carries [`VP8_TEMPORAL_MAGIC`], the SSRC and sequence number, and the picture id
+    /// the frame refers to (`0xFFFF` on key frames).
+    pub fn vp8_temporal(ssrc: u32, start: Instant) -> Self {
+        let mut s = Self::new(ssrc, true, start);
+        s.vp8_temporal = Some(Vp9Svc {
+            picture_id: (ssrc % 0x7000) as u16,
+            tl0_pic_idx: 0,
+            since_key: 0,
+        });
+        s
     }
 
     /// A VP9 `L3T3_KEY` source starting at `start`: three spatial layers (about 150 kbit/s,
@@ -182,6 +203,10 @@ impl Source {
             self.svc_picture(key, out);
             return;
         }
+        if self.vp8_temporal.is_some() {
+            self.vp8_temporal_picture(key, out);
+            return;
+        }
         let n = if key {
             self.packets_per_frame * 3
         } else {
@@ -201,6 +226,52 @@ impl Source {
 }
 
 impl Source {
+    fn vp8_temporal_picture(&mut self, key: bool, out: &mut Vec<OutPacket>) {
+        let Some(mut st) = self.vp8_temporal.take() else {
+            return;
+        };
+        if key {
+            st.since_key = 0;
+        }
+        let pos = (st.since_key % 4) as usize;
+        let temporal = SVC_TEMPORAL_PATTERN[pos];
+        if temporal == 0 {
+            st.tl0_pic_idx = st.tl0_pic_idx.wrapping_add(1);
+        }
+        let back = [4u16, 1, 2, 1][pos];
+        let reference = (!key).then(|| st.picture_id.wrapping_sub(back) & 0x7fff);
+        // Layer sync: the frame refers only to temporal layer 0.
+        let sync = temporal > 0 && pos != 3;
+        let n = self.packets_per_frame * if key { 3 } else { 1 };
+        for i in 0..n {
+            let seq = self.next_seq();
+            let mut p = Vec::with_capacity(VIDEO_PACKET_SIZE);
+            p.push(0x80 | if i == 0 { 0x10 } else { 0 });
+            p.push(0xe0);
+            p.extend_from_slice(&(0x8000 | st.picture_id).to_be_bytes());
+            p.push(st.tl0_pic_idx);
+            p.push(temporal << 6 | u8::from(sync) << 5);
+            if i == 0 {
+                p.push(if key { 0x00 } else { 0x01 });
+            }
+            p.push(VP8_TEMPORAL_MAGIC);
+            p.extend_from_slice(&self.ssrc.to_be_bytes());
+            p.extend_from_slice(&(seq as u16).to_be_bytes());
+            p.extend_from_slice(&reference.unwrap_or(0xffff).to_be_bytes());
+            fill(&mut p, self.ssrc, seq as u16, VIDEO_PACKET_SIZE);
+            out.push(OutPacket {
+                seq,
+                timestamp: self.timestamp,
+                marker: i + 1 == n,
+                payload: p,
+                audio_level: None,
+            });
+        }
+        st.picture_id = st.picture_id.wrapping_add(1) & 0x7fff;
+        st.since_key += 1;
+        self.vp8_temporal = Some(st);
+    }
+
     fn svc_picture(&mut self, key: bool, out: &mut Vec<OutPacket>) {
         let Some(mut svc) = self.svc.take() else {
             return;

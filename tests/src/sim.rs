@@ -462,6 +462,33 @@ impl Sim {
         producer
     }
 
+    /// Publishes simulcast VP8 with three temporal layers in each encoding (`L1T3`,
+    /// [`Source::vp8_temporal`]) from `client`: one source per `(rid, ssrc)` layer.
+    pub fn produce_simulcast_temporal(
+        &mut self,
+        client: usize,
+        layers: &[(&str, u32)],
+    ) -> ProducerId {
+        let mut params = self.clients[client].prepare_produce_simulcast(layers);
+        for e in &mut params.encodings {
+            e.scalability_mode = Some("L1T3".into());
+        }
+        let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
+        for (rid, ssrc) in layers {
+            self.publications.push(Publication {
+                client,
+                mid: mid.clone(),
+                producer,
+                source: Source::vp8_temporal(*ssrc, self.now),
+                muted: false,
+                key_frame_requests: 0,
+                key_frame_request_times: Vec::new(),
+                rid: Some((*rid).to_string()),
+            });
+        }
+        producer
+    }
+
     /// Publishes simulcast video from `client`: one source per `(rid, ssrc)` layer.
     pub fn produce_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
         let layers: Vec<(&str, u32, u32)> = layers.iter().map(|&(r, s)| (r, s, s)).collect();

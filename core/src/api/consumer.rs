@@ -33,12 +33,18 @@ impl Sfu {
             consumer_extensions(&p.extensions.to_router, &rtp.header_extensions);
         let kind = p.kind;
         let simulcast = p.encodings.len() > 1;
-        let layers = p.svc.as_ref().map(|s| s.filter());
-        let preferred_layer = match &layers {
-            Some(f) => usize::from(f.spatial_layers() - 1),
-            None => p.encodings.len().saturating_sub(1),
+        let layers = match &p.svc {
+            Some(s) => Some(s.filter()),
+            // VP8 temporal layers, within whichever encoding is forwarded.
+            None => (p.vp8_temporal_layers > 1)
+                .then(|| crate::layers::LayerFilter::new(1, p.vp8_temporal_layers, false)),
+        };
+        let preferred_layer = match (&p.svc, &layers) {
+            (Some(_), Some(f)) => usize::from(f.spatial_layers() - 1),
+            _ => p.encodings.len().saturating_sub(1),
         };
         let producer_paused = p.paused;
+        let svc = p.svc.is_some();
 
         let ssrc = self.random_ssrc();
         let rtx_ssrc = has_rtx.then(|| self.random_ssrc());
@@ -66,7 +72,7 @@ impl Sfu {
             kind,
             consumer_type: if simulcast {
                 ConsumerType::Simulcast
-            } else if layers.is_some() {
+            } else if svc {
                 ConsumerType::Svc
             } else {
                 ConsumerType::Simple

@@ -81,6 +81,16 @@ impl Sfu {
             ),
             _ => None,
         };
+        let vp8_temporal_layers = match video_codec {
+            Some(VideoCodec::Vp8) => rtp_parameters
+                .encodings
+                .iter()
+                .map(|e| ortc::parse_scalability_mode(e.scalability_mode.as_deref()))
+                .map(|m| m.temporal_layers.clamp(1, 4))
+                .max()
+                .unwrap_or(1),
+            _ => 1,
+        };
         let main = rtp_parameters.codecs.iter().find(|c| !c.is_rtx());
         let clock_rate = main.map_or(90_000, |c| c.clock_rate);
         let has_feedback = |kind: &str, param: &str| {
@@ -132,6 +142,7 @@ impl Sfu {
                 video_codec,
                 encodings,
                 svc,
+                vp8_temporal_layers,
                 clock_rate,
                 rtx_payload_types,
                 nack,
@@ -270,7 +281,7 @@ impl Sfu {
             .filter_map(|cid| self.consumers.get(cid))
             .filter(|c| c.is_forwarding())
             .map(|c| {
-                c.current_layer.unwrap_or(if c.layers.is_some() {
+                c.current_layer.unwrap_or(if c.spatial_inside() {
                     0
                 } else {
                     c.preferred_layer
