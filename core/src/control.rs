@@ -141,6 +141,13 @@ pub enum Request {
         /// The spatial layer.
         spatial_layer: usize,
     },
+    /// [`Sfu::set_consumer_preferred_temporal_layer`].
+    SetConsumerPreferredTemporalLayer {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The temporal layer (`None`: the highest).
+        temporal_layer: Option<usize>,
+    },
     /// [`Sfu::set_consumer_priority`].
     SetConsumerPriority {
         /// The consumer.
@@ -358,6 +365,12 @@ impl Sfu {
                 spatial_layer,
             } => self
                 .set_consumer_preferred_layers(consumer, spatial_layer)
+                .map(|()| Reply::Done)?,
+            R::SetConsumerPreferredTemporalLayer {
+                consumer,
+                temporal_layer,
+            } => self
+                .set_consumer_preferred_temporal_layer(consumer, temporal_layer)
                 .map(|()| Reply::Done)?,
             R::SetConsumerPriority { consumer, priority } => self
                 .set_consumer_priority(consumer, priority)

@@ -280,9 +280,14 @@ fn svc_consumers_get_their_layers_decodable() {
     let c_low = sim.consume(low, producer, caps.clone(), false);
     sim.sfu.set_consumer_preferred_layers(c_low.id, 0).unwrap();
     let c_slow = sim.consume(slow, producer, caps, false);
-    sim.sfu
-        .set_consumer_preferred_temporal_layer(c_slow.id, Some(0))
-        .unwrap();
+    // Through the control API, as a runtime's handle sends it.
+    let reply = sim.sfu.handle_request(
+        sfu_core::control::Request::SetConsumerPreferredTemporalLayer {
+            consumer: c_slow.id,
+            temporal_layer: Some(0),
+        },
+    );
+    assert!(reply.is_ok(), "{reply:?}");
     let t0 = sim.now;
     sim.run_for(Duration::from_secs(6));
     let rates = sim

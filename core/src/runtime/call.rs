@@ -358,6 +358,12 @@ macro_rules! __with_calls {
                 consumer: $crate::ConsumerId,
                 spatial_layer: usize
             ) -> () = |sfu, _l| sfu.set_consumer_preferred_layers(consumer, spatial_layer);
+            /// Picks the temporal layer a consumer of a stream with temporal layers should
+            /// receive (`None`: the highest).
+            set_consumer_preferred_temporal_layer / SetConsumerPreferredTemporalLayer(
+                consumer: $crate::ConsumerId,
+                temporal_layer: Option<usize>
+            ) -> () = |sfu, _l| sfu.set_consumer_preferred_temporal_layer(consumer, temporal_layer);
             /// Sets a consumer's priority in sharing its transport's bandwidth.
             set_consumer_priority / SetConsumerPriority(consumer: $crate::ConsumerId, priority: u8)
                 -> () = |sfu, _l| sfu.set_consumer_priority(consumer, priority);
