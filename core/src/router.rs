@@ -74,6 +74,8 @@ pub(crate) struct StreamLayers {
     pub(crate) ksvc: bool,
     /// What each spatial layer brings (its own packets), measured over the last second.
     pub(crate) bitrate: [BitrateMeter; MAX_SPATIAL_LAYERS],
+    /// When each spatial layer last had a packet.
+    pub(crate) last_packet_at: [Option<Instant>; MAX_SPATIAL_LAYERS],
 }
 
 impl StreamLayers {
@@ -87,8 +89,30 @@ impl StreamLayers {
                 temporal_layers: temporal,
                 ksvc: mode.ksvc,
                 bitrate: Default::default(),
+                last_packet_at: [None; MAX_SPATIAL_LAYERS],
             })
         })
+    }
+
+    /// Counts a packet of spatial layer `spatial` (`bytes` long) at `now`.
+    pub(crate) fn record(&mut self, spatial: u8, bytes: usize, now: Instant) {
+        let i = usize::from(spatial);
+        if let (Some(m), Some(at)) = (self.bitrate.get_mut(i), self.last_packet_at.get_mut(i)) {
+            m.record(now, bytes);
+            *at = Some(now);
+        }
+    }
+
+    /// The highest spatial layer the stream carries now (with a packet within the last
+    /// second); 0 when none does. A consumer aims no higher: asking for key frames to reach a
+    /// layer the sender has stopped would make it send key frames without end.
+    pub(crate) fn highest_active(&self, now: Instant) -> u8 {
+        self.last_packet_at
+            .iter()
+            .rposition(|at| {
+                at.is_some_and(|at| now.saturating_duration_since(at) < ENCODING_ACTIVE)
+            })
+            .map_or(0, |i| i as u8)
     }
 
     /// A new consumer's layer filter.

@@ -48,6 +48,9 @@ pub struct Source {
     pub audio_level: Option<i8>,
     /// VP9 SVC instead of VP8-like frames (see [`Source::vp9_svc`]).
     svc: Option<Vp9Svc>,
+    /// VP9 SVC: how many spatial layers are sent (the top ones stop below
+    /// [`SVC_SPATIAL_LAYERS`], as a browser does when its own estimate falls).
+    pub svc_layers_sent: usize,
     /// VP8 with temporal layers instead (see [`Source::vp8_temporal`]).
     vp8_temporal: Option<Vp9Svc>,
 }
@@ -100,6 +103,7 @@ impl Source {
             packets_per_frame: 4,
             audio_level: None,
             svc: None,
+            svc_layers_sent: SVC_SPATIAL_LAYERS,
             vp8_temporal: None,
         }
     }
@@ -288,7 +292,8 @@ impl Source {
         // before, the TID 0 two back, the TID 1 before.
         let back = [4u16, 1, 2, 1][pos];
         let reference = (!key).then(|| svc.picture_id.wrapping_sub(back) & 0x7fff);
-        for sid in 0..SVC_SPATIAL_LAYERS {
+        let layers = self.svc_layers_sent.clamp(1, SVC_SPATIAL_LAYERS);
+        for sid in 0..layers {
             let n = SVC_PACKETS[sid] * if key { 3 } else { 1 };
             for i in 0..n {
                 let seq = self.next_seq();
@@ -332,7 +337,7 @@ impl Source {
                 out.push(OutPacket {
                     seq,
                     timestamp: self.timestamp,
-                    marker: ends && sid + 1 == SVC_SPATIAL_LAYERS,
+                    marker: ends && sid + 1 == layers,
                     payload: p,
                     audio_level: None,
                 });

@@ -448,3 +448,53 @@ fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
     let r = check(&sim, bob, ssrc, recovered_at + back, sim.now);
     assert_decodable("after the recovery", &r);
 }
+
+/// The publisher stops its top spatial layer and later sends it again: the consumer moves down
+/// without asking for key frames it cannot get, stays decodable, and climbs back at the key
+/// frame it asks for once the layer is back.
+#[test]
+fn a_spatial_layer_the_publisher_stops_is_not_waited_for() {
+    let mut sim = Sim::new(seed_from_env("svc_layer_stops"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let c = sim.consume(bob, producer, caps, false);
+    let ssrc = ssrc_of(&c);
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(3));
+    let publication = sim
+        .publications
+        .iter()
+        .position(|p| p.producer == producer)
+        .unwrap();
+    sim.publications[publication].source.svc_layers_sent = 2;
+    sim.run_for(Duration::from_secs(2));
+    let requests_before = sim.publications[publication].key_frame_requests;
+    let from = sim.now;
+    sim.run_for(Duration::from_secs(4));
+    let requests = sim.publications[publication].key_frame_requests - requests_before;
+    assert_eq!(requests, 0, "key frames asked for a layer not sent");
+    assert_eq!(layers(&sim, bob, ssrc, from, sim.now).0, 1);
+    let stats = sim.sfu.consumer_stats(c.id).unwrap();
+    assert_eq!(stats.current_spatial_layer, Some(1));
+
+    sim.publications[publication].source.svc_layers_sent = 3;
+    let back_from = sim.now;
+    sim.run_for(Duration::from_secs(2));
+    let stats = sim.sfu.consumer_stats(c.id).unwrap();
+    assert_eq!(
+        stats.current_spatial_layer,
+        Some(2),
+        "back up at a key frame"
+    );
+    let from = sim.now;
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(layers(&sim, bob, ssrc, from, sim.now).0, 2);
+    let requests = sim.publications[publication].key_frame_requests;
+    println!(
+        "key frame requests in all: {requests}; back after {:?}",
+        from - back_from
+    );
+    let r = check(&sim, bob, ssrc, t0, sim.now);
+    assert_decodable("layer stops", &r);
+}

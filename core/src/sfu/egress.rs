@@ -57,6 +57,8 @@ impl Sfu {
         }
         let is_video = p.kind == MediaKind::Video;
         let simulcast = p.encodings.len() > 1;
+        // The highest spatial layer inside the stream that is being sent.
+        let spatial_top = p.svc.as_ref().map_or(0, |s| s.highest_active(now));
         self.scratch_consumers.clear();
         self.scratch_consumers.extend_from_slice(&p.consumers);
         self.scratch_key_frames.clear();
@@ -142,7 +144,7 @@ impl Sfu {
             }
             let mut marker = pkt.marker();
             let wanted = (
-                c.wanted_layer().min(usize::from(u8::MAX)) as u8,
+                c.wanted_layer().min(usize::from(spatial_top)) as u8,
                 c.preferred_temporal_layer.unwrap_or(u8::MAX),
             );
             if let Some(f) = c.layers.as_mut() {

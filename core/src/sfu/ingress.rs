@@ -168,11 +168,7 @@ impl Sfu {
         };
         if let Some(svc) = p.svc.as_deref_mut() {
             match &descriptor {
-                Some(d) => {
-                    if let Some(m) = svc.bitrate.get_mut(usize::from(d.spatial)) {
-                        m.record(now, pkt.as_bytes().len());
-                    }
-                }
+                Some(d) => svc.record(d.spatial, pkt.as_bytes().len(), now),
                 None => p.stats.packets_bad_descriptor += 1,
             }
         }
