@@ -211,7 +211,7 @@ function describe(p) {
   ].join('\n');
 }
 
-async function openPage(context, name, room, peer, index, { forceTcp, simulcast, sfuDtlsRole, maxBitrate }) {
+async function openPage(context, name, room, peer, index, { forceTcp, simulcast, svc, sfuDtlsRole, maxBitrate }) {
   const page = await context.newPage();
   const logs = [];
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
@@ -221,7 +221,7 @@ async function openPage(context, name, room, peer, index, { forceTcp, simulcast,
   const extra = process.env.E2E_PAGE_PARAMS ? `&${process.env.E2E_PAGE_PARAMS}` : '';
   // Simulcast pages send noise so their encodings cost their maximum bitrates (the bitrate cap
   // check needs a top encoding above the cap).
-  const options = `${forceTcp ? '&forceTcp=1' : ''}${simulcast ? '&simulcast=1&testNoise=1' : ''}` +
+  const options = `${forceTcp ? '&forceTcp=1' : ''}${simulcast ? '&simulcast=1&testNoise=1' : ''}${svc ? '&svc=1' : ''}` +
     `${sfuDtlsRole ? `&sfuDtlsRole=${sfuDtlsRole}` : ''}${maxBitrate ? `&maxBitrate=${maxBitrate}` : ''}`;
   const url = `${base}/?room=${room}&peer=${peer}&autojoin=1&testSource=${index}${options}${extra}`;
   const opened = Date.now();
@@ -688,7 +688,7 @@ async function scenario(browser, mode, options) {
   const a1 = await openPage(context, 'page 1', roomA, 'alice', 1, options);
   const a2 = await openPage(context, 'page 2', roomA, 'bob', 2, options);
   // Room B does not take part in the layer check: there its pages send one encoding (less CPU).
-  const optionsB = { ...options, simulcast: false };
+  const optionsB = { ...options, simulcast: false, svc: false };
   const pages = [a1, a2];
   if (!options.singleRoom) {
     pages.push(await openPage(context, 'page 3', roomB, 'carol', 3, optionsB));
@@ -723,6 +723,12 @@ async function scenario(browser, mode, options) {
     problems.push(...(await layerCheck(pages, roomAPairs, 0)));
     if (!problems.length) problems.push(...(await layerCheck(pages, roomAPairs, 2)));
     if (!problems.length) problems.push(...(await bitrateCapCheck(pages, roomAPairs)));
+  }
+  if (passed && options.svc) {
+    // VP9 L3T3_KEY: spatial layer 0 is the 160 px one; then back to the top.
+    const roomAPairs = pairs.filter(([me]) => me.room === roomA);
+    problems.push(...(await layerCheck(pages, roomAPairs, 0)));
+    if (!problems.length) problems.push(...(await layerCheck(pages, roomAPairs, 2)));
   }
   if (passed && options.maxBitrate) problems.push(...(await rtcpCheck(pages)));
   await Promise.all(pages.map(collect));
@@ -926,6 +932,8 @@ try {
   if (only.includes('tcp')) results.push(await scenario(browser, 'tcp', { forceTcp: true }));
   // The camera in three simulcast encodings (rid-based), over UDP.
   if (only.includes('simulcast')) results.push(await scenario(browser, 'simulcast', { forceTcp: false, simulcast: true }));
+  // Room A's cameras in VP9 with three spatial and three temporal layers (L3T3_KEY).
+  if (only.includes('svc')) results.push(await scenario(browser, 'svc', { forceTcp: false, svc: true }));
   // One room of two pages, the server's transports as DTLS client (Chromium picks AES-CM).
   if (only.includes('dtls-client')) {
     results.push(await scenario(browser, 'dtls-client', { forceTcp: false, singleRoom: true, sfuDtlsRole: 'client' }));

@@ -54,9 +54,14 @@ pub const FFMPEG_OPUS_PT: u8 = 111;
 /// How often a room reports its active speaker.
 pub const ACTIVE_SPEAKER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(800);
 
-/// The codecs every room uses: Opus and VP8 (payload types and RTX are added by the router).
+/// The codecs every room uses: Opus, VP8 and VP9 (payload types and RTX are added by the
+/// router). Browsers send VP8 unless they ask for VP9 (for its SVC modes).
 pub fn default_media_codecs() -> Vec<RtpCodecCapability> {
-    vec![RtpCodecCapability::opus(), RtpCodecCapability::vp8()]
+    vec![
+        RtpCodecCapability::opus(),
+        RtpCodecCapability::vp8(),
+        RtpCodecCapability::vp9(),
+    ]
 }
 
 /// The server side of every room: which worker and router each room lives on, and its peers.

@@ -5,7 +5,8 @@
 //
 // URL parameters: room=NAME, peer=ID (default: random), forceTcp=1 (ask the server for ICE-TCP
 // candidates only), autojoin=1 (join on load), nomedia=1 (join without publishing),
-// simulcast=1 (send the camera in three encodings instead of one), maxBitrate=KBPS (the video
+// simulcast=1 (send the camera in three encodings instead of one), svc=1 (send the camera in VP9
+// with three spatial and three temporal layers, scalability mode L3T3_KEY), maxBitrate=KBPS (the video
 // encoding's limit without simulcast, default 800), sfuDtlsRole=client (ask the server to be the
 // DTLS client of this page's transports: the browser is then the DTLS server and picks the SRTP
 // profile), testSource=N (N >= 1: instead of the camera and microphone, publish a test pattern
@@ -26,6 +27,7 @@ const state = {
   forceTcp: params.get('forceTcp') === '1',
   publish: params.get('nomedia') !== '1',
   simulcast: params.get('simulcast') === '1',
+  svc: params.get('svc') === '1',
   maxBitrate: Number(params.get('maxBitrate')) > 0 ? Number(params.get('maxBitrate')) : 800,
   // The DTLS role the server's transports take (null: the server decides).
   sfuDtlsRole: params.get('sfuDtlsRole'),
@@ -355,6 +357,12 @@ async function publish() {
             { scaleResolutionDownBy: 1, maxBitrate: kbps[2] * 1000 },
           ]
         : [{ maxBitrate: state.maxBitrate * 1000 }];
+      if (state.svc) {
+        // One VP9 stream carrying three spatial and three temporal layers.
+        options.codec = device.rtpCapabilities.codecs.find((c) => c.mimeType.toLowerCase() === 'video/vp9');
+        if (!options.codec) throw new Error('the room does not offer VP9');
+        options.encodings = [{ scalabilityMode: 'L3T3_KEY', maxBitrate: (state.test ? 600 : 1200) * 1000 }];
+      }
       options.codecOptions = { videoGoogleStartBitrate: 600 };
     }
     const producer = await sendTransport.produce(options);
