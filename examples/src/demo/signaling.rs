@@ -981,6 +981,9 @@ struct ConsumerData {
 struct LayersData {
     consumer_id: String,
     spatial_layer: usize,
+    /// mediasoup's optional `temporalLayer` (absent: the highest).
+    #[serde(default)]
+    temporal_layer: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -1087,8 +1090,13 @@ impl PeerSession {
                     .worker
                     .set_consumer_preferred_layers(id, d.spatial_layer)
                     .map_err(|e| runtime_error(method, e))?;
+                self.room
+                    .worker
+                    .set_consumer_preferred_temporal_layer(id, d.temporal_layer)
+                    .map_err(|e| runtime_error(method, e))?;
                 info!(room = %self.room.name, peer = %self.peer, consumer = %id,
-                    spatial_layer = d.spatial_layer, "preferred layer");
+                    spatial_layer = d.spatial_layer, temporal_layer = ?d.temporal_layer,
+                    "preferred layer");
                 Ok(json!({}))
             }
             "setMaxOutgoingBitrate" => {
