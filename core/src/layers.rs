@@ -281,4 +281,61 @@ mod tests {
             Verdict::Forward { marker: false }
         );
     }
+
+    proptest::proptest! {
+        /// An `L3T3` stream (K-SVC or full SVC) with key pictures at random, its consumer's
+        /// target changed at random: every layer frame forwarded has its references forwarded,
+        /// and nothing above the target is forwarded once a picture has started under it.
+        #[test]
+        fn forwarded_frames_are_decodable(
+            ksvc in proptest::bool::ANY,
+            events in proptest::collection::vec((0u8..12, 0u8..3, 0u8..3), 1..300),
+        ) {
+            let mut f = LayerFilter::new(3, 3, ksvc);
+            let mut sent = std::collections::HashSet::new();
+            let mut since_key = 0u64;
+            for (n, (dice, ts, tt)) in events.into_iter().enumerate() {
+                let n = n as u64;
+                let key = n == 0 || dice == 0;
+                if dice == 1 {
+                    f.set_target(ts, tt);
+                }
+                if key {
+                    since_key = 0;
+                }
+                let pos = (since_key % 4) as usize;
+                let temporal = [0u8, 2, 1, 2][pos];
+                let reference = n.checked_sub([4u64, 1, 2, 1][pos]);
+                for s in 0..3u8 {
+                    let inter_layer = s > 0 && (key || !ksvc);
+                    let d = Descriptor {
+                        has_layers: true,
+                        spatial: s,
+                        temporal,
+                        switch_up: temporal > 0,
+                        begins_frame: true,
+                        ends_frame: true,
+                        inter_picture: !key,
+                        inter_layer,
+                        key_frame: key && s == 0,
+                        picture_id: None,
+                        tl0_pic_idx: None,
+                    };
+                    if let Verdict::Forward { .. } = f.on_packet(Some(&d), s == 2, false, key && s == 0) {
+                        if !key {
+                            let r = reference.unwrap_or(0);
+                            proptest::prop_assert!(sent.contains(&(r, s)), "picture {n} S{s} refers to {r}, not sent");
+                        }
+                        if inter_layer {
+                            proptest::prop_assert!(sent.contains(&(n, s - 1)), "picture {n} S{s} needs S{}", s - 1);
+                        }
+                        let (cs, ct) = f.current().unwrap();
+                        proptest::prop_assert!(s <= cs && temporal <= ct);
+                        sent.insert((n, s));
+                    }
+                }
+                since_key += 1;
+            }
+        }
+    }
 }
