@@ -76,7 +76,12 @@ pub(crate) struct StreamLayers {
     pub(crate) bitrate: [BitrateMeter; MAX_SPATIAL_LAYERS],
     /// When each spatial layer last had a packet.
     pub(crate) last_packet_at: [Option<Instant>; MAX_SPATIAL_LAYERS],
+    /// What each temporal layer brings (all spatial layers), measured over the last second.
+    pub(crate) temporal_bitrate: [BitrateMeter; MAX_TEMPORAL_LAYERS],
 }
+
+/// Temporal layers a stream can carry (the descriptors' TID has at most 3 bits).
+pub(crate) const MAX_TEMPORAL_LAYERS: usize = 8;
 
 impl StreamLayers {
     /// The layers of a stream in scalability mode `mode`; `None` for a single layer.
@@ -90,17 +95,38 @@ impl StreamLayers {
                 ksvc: mode.ksvc,
                 bitrate: Default::default(),
                 last_packet_at: [None; MAX_SPATIAL_LAYERS],
+                temporal_bitrate: Default::default(),
             })
         })
     }
 
-    /// Counts a packet of spatial layer `spatial` (`bytes` long) at `now`.
-    pub(crate) fn record(&mut self, spatial: u8, bytes: usize, now: Instant) {
+    /// Counts a packet of spatial layer `spatial` and temporal layer `temporal` (`bytes`
+    /// long) at `now`.
+    pub(crate) fn record(&mut self, (spatial, temporal): (u8, u8), bytes: usize, now: Instant) {
         let i = usize::from(spatial);
         if let (Some(m), Some(at)) = (self.bitrate.get_mut(i), self.last_packet_at.get_mut(i)) {
             m.record(now, bytes);
             *at = Some(now);
         }
+        if let Some(m) = self.temporal_bitrate.get_mut(usize::from(temporal)) {
+            m.record(now, bytes);
+        }
+    }
+
+    /// The share (per mille) of the stream's bitrate that temporal layers up to `temporal`
+    /// bring, for each such layer (1000 when nothing was measured).
+    pub(crate) fn temporal_shares(&self, now: Instant) -> [u64; MAX_TEMPORAL_LAYERS] {
+        let rates = self.temporal_bitrate.each_ref().map(|m| m.bitrate(now));
+        let total: u64 = rates.iter().sum();
+        let mut shares = [1000u64; MAX_TEMPORAL_LAYERS];
+        let mut sum = 0;
+        for (share, rate) in shares.iter_mut().zip(rates) {
+            sum += rate;
+            if let Some(s) = (sum * 1000).checked_div(total) {
+                *share = s;
+            }
+        }
+        shares
     }
 
     /// The highest spatial layer the stream carries now (with a packet within the last
@@ -245,6 +271,9 @@ pub(crate) struct Consumer {
     pub(crate) layers: Option<LayerFilter>,
     /// The temporal layer the application prefers (`None`: the highest).
     pub(crate) preferred_temporal_layer: Option<u8>,
+    /// The highest temporal layer the allocator allows when even the lowest spatial layer
+    /// does not fit (`None`: no limit).
+    pub(crate) target_temporal_layer: Option<u8>,
 }
 
 /// The streams of a pipe consumer: one per producer encoding, each carrying the encoding's

@@ -225,6 +225,9 @@ pub struct ConsumerStats {
     pub current_spatial_layer: Option<u8>,
     /// The temporal layer currently forwarded (the ones below included), likewise.
     pub current_temporal_layer: Option<u8>,
+    /// The highest temporal layer the bandwidth estimate allows when even the lowest spatial
+    /// layer does not fit (`None`: no limit).
+    pub target_temporal_layer: Option<u8>,
     /// Packets of layers above the ones the consumer gets, not forwarded.
     pub packets_dropped_for_layers: u64,
     /// The highest encoding the transport's bandwidth estimate allows this consumer, as the

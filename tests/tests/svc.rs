@@ -498,3 +498,56 @@ fn a_spatial_layer_the_publisher_stops_is_not_waited_for() {
     let r = check(&sim, bob, ssrc, t0, sim.now);
     assert_decodable("layer stops", &r);
 }
+
+/// Behind a link narrower than the lowest spatial layer, the consumer keeps spatial layer 0
+/// and gives up temporal layers until what it gets fits; what it gets stays decodable.
+#[test]
+fn below_the_lowest_spatial_layer_the_frame_rate_goes_down() {
+    let mut sim = Sim::new(seed_from_env("svc_temporal_allocation"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let c = sim.consume(bob, producer, caps, false);
+    let ssrc = ssrc_of(&c);
+    let toward_bob = |bps| {
+        LinkConfig::default()
+            .with_latency(Duration::from_millis(20))
+            .with_bandwidth_bps(bps)
+    };
+    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
+    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    sim.run_for(Duration::from_secs(5));
+    sim.net.set_link(server, bob_addr, toward_bob(100_000));
+    for _ in 0..10 {
+        sim.run_for(Duration::from_secs(1));
+        let t = sim.sfu.transport_stats(sim.clients[bob].id).unwrap();
+        let st = sim.sfu.consumer_stats(c.id).unwrap();
+        println!(
+            "estimate {:?}, S{:?} T{:?} target S{:?} T{:?}",
+            t.available_outgoing_bitrate,
+            st.current_spatial_layer,
+            st.current_temporal_layer,
+            st.target_layer,
+            st.target_temporal_layer
+        );
+    }
+    let stats = sim.sfu.consumer_stats(c.id).unwrap();
+    println!(
+        "layers S{:?} T{:?}, temporal target {:?}",
+        stats.current_spatial_layer, stats.current_temporal_layer, stats.target_temporal_layer
+    );
+    assert_eq!(stats.current_spatial_layer, Some(0));
+    assert!(
+        stats.current_temporal_layer.is_some_and(|t| t < 2),
+        "{stats:?}"
+    );
+    let from = sim.now;
+    sim.run_for(Duration::from_secs(4));
+    let (loss, rate) = loss_and_rate(&sim, bob, ssrc, from, sim.now);
+    println!("loss {loss:.3}, {rate} bit/s received");
+    assert!(rate < 100_000, "{rate}");
+    let r = check(&sim, bob, ssrc, from, sim.now);
+    println!("{r:?}");
+    assert!(r.temporal.iter().all(|&t| t < 2), "{:?}", r.temporal);
+    assert!(r.undecodable.is_empty(), "{:?}", r.undecodable);
+}

@@ -113,6 +113,7 @@ impl Sfu {
                 pipe: None,
                 layers,
                 preferred_temporal_layer: None,
+                target_temporal_layer: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {

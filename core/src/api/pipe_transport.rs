@@ -281,6 +281,7 @@ impl Sfu {
                 })),
                 layers: None,
                 preferred_temporal_layer: None,
+                target_temporal_layer: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {

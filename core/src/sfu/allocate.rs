@@ -24,6 +24,7 @@ use crate::ids::{ConsumerId, TransportId};
 use crate::ortc::MediaKind;
 
 use super::{Sfu, MAX_LAYERS};
+use crate::router::MAX_TEMPORAL_LAYERS;
 
 /// The shortest time between two runs on feedback.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
@@ -85,6 +86,10 @@ struct Slot {
     target: usize,
     /// The encoding the estimate gives it.
     fit: usize,
+    /// For spatial layers inside one stream: how many temporal layers it has (0: none to
+    /// choose), and the share (per mille) of the stream that temporal layers up to each bring.
+    temporal_layers: u8,
+    temporal_shares: [u64; MAX_TEMPORAL_LAYERS],
 }
 
 impl Sfu {
@@ -120,6 +125,11 @@ impl Sfu {
                 continue;
             }
             let mut rates = [0u64; MAX_LAYERS];
+            let (mut temporal_layers, mut temporal_shares) = (0, [1000; MAX_TEMPORAL_LAYERS]);
+            if let (Some(svc), Some(_)) = (&p.svc, &c.layers) {
+                temporal_layers = svc.temporal_layers;
+                temporal_shares = svc.temporal_shares(now);
+            }
             let top = match (&p.svc, &c.layers) {
                 // Spatial layers inside one stream: a layer costs its own and the ones below.
                 (Some(svc), Some(_)) => {
@@ -148,6 +158,8 @@ impl Sfu {
                 top,
                 target: c.target_layer.map_or(top, |l| l.min(top)),
                 fit: 0,
+                temporal_layers,
+                temporal_shares,
             });
         }
         // The same order on every run, whatever the map's.
@@ -187,6 +199,29 @@ impl Sfu {
                 state.trial = Some((s.id, now));
                 state.next_trial_at = Some(now + TRIAL_HOLD);
                 debug!(transport = %tid, consumer = %s.id, layer = s.target, "layer trial");
+            }
+        }
+        // When even the lowest layers do not fit, streams with temporal layers inside give up
+        // frame rate: each gets the temporal layers its share by priority pays for.
+        let budget = estimate.saturating_sub(audio);
+        let base: u64 = slots.iter().map(|s| s.rates[0]).sum();
+        let priorities: u64 = slots.iter().map(|s| s.priority).sum::<u64>().max(1);
+        for s in &slots {
+            let temporal = (budget < base && s.temporal_layers > 1)
+                .then(|| {
+                    let share = budget * s.priority / priorities;
+                    (0..s.temporal_layers)
+                        .rev()
+                        .find(|&t| s.rates[0] * s.temporal_shares[usize::from(t)] / 1000 <= share)
+                        .unwrap_or(0)
+                })
+                .filter(|&t| t + 1 < s.temporal_layers);
+            if let Some(c) = self.consumers.get_mut(&s.id) {
+                if c.target_temporal_layer != temporal {
+                    debug!(consumer = %s.id, ?temporal, estimate, "target temporal layer");
+                }
+                c.target_temporal_layer = temporal;
+                c.stats.target_temporal_layer = temporal;
             }
         }
         for s in &slots {

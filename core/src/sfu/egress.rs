@@ -145,7 +145,9 @@ impl Sfu {
             let mut marker = pkt.marker();
             let wanted = (
                 c.wanted_layer().min(usize::from(spatial_top)) as u8,
-                c.preferred_temporal_layer.unwrap_or(u8::MAX),
+                c.preferred_temporal_layer
+                    .unwrap_or(u8::MAX)
+                    .min(c.target_temporal_layer.unwrap_or(u8::MAX)),
             );
             if let Some(f) = c.layers.as_mut() {
                 // Layers inside the stream: keep or drop by the payload descriptor.

@@ -168,7 +168,7 @@ impl Sfu {
         };
         if let Some(svc) = p.svc.as_deref_mut() {
             match &descriptor {
-                Some(d) => svc.record(d.spatial, pkt.as_bytes().len(), now),
+                Some(d) => svc.record((d.spatial, d.temporal), pkt.as_bytes().len(), now),
                 None => p.stats.packets_bad_descriptor += 1,
             }
         }
