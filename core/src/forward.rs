@@ -141,6 +141,22 @@ impl Rewriter {
         self.seq_offset = self.seq_offset.wrapping_sub(1);
     }
 
+    /// The consumer does not get incoming packet `in_seq`, nor any packet missing between the
+    /// newest one and it (they belong to a frame it does not get): all of them close up.
+    pub(crate) fn drop_through(&mut self, in_seq: u64) {
+        if self.resync || in_seq <= self.highest_in {
+            return;
+        }
+        let missing = in_seq - self.highest_in - 1;
+        if missing >= DROP_WINDOW {
+            self.drop_packet(in_seq);
+            return;
+        }
+        for seq in self.highest_in + 1..=in_seq {
+            self.drop_packet(seq);
+        }
+    }
+
     fn advance(&mut self, in_seq: u64, dropped: bool) {
         let by = in_seq - self.highest_in;
         self.dropped = if by >= 128 { 0 } else { self.dropped << by };
@@ -203,6 +219,20 @@ mod tests {
         r.request_resync();
         r.drop_packet(40);
         assert_eq!(r.rewrite(41, 0, t0, 90_000).map(|x| x.0), Some(388));
+    }
+
+    #[test]
+    fn packets_missing_inside_a_dropped_frame_close_up_too() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(0);
+        assert_eq!(r.rewrite(0, 0, t0, 90_000).map(|x| x.0), Some(0));
+        r.drop_packet(1);
+        // 2 and 3 are missing; 4 continues the frame 1 was dropped from.
+        r.drop_through(4);
+        assert_eq!(r.rewrite(5, 0, t0, 90_000).map(|x| x.0), Some(1));
+        // 2 arrives late (repaired) and is dropped: nothing changes.
+        r.drop_packet(2);
+        assert_eq!(r.rewrite(6, 0, t0, 90_000).map(|x| x.0), Some(2));
     }
 
     #[test]

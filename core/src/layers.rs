@@ -32,6 +32,12 @@ pub(crate) struct LayerFilter {
     target: (u8, u8),
     /// The (spatial, temporal) layers being sent; `None` before the first key frame.
     current: Option<(u8, u8)>,
+    /// The newest packet so far: its picture id, spatial layer, whether it ended its frame
+    /// and whether it was dropped.
+    last: Option<(Option<u16>, u8, bool, bool)>,
+    /// The packet just decided was dropped and continues the frame the newest packet before
+    /// it was dropped from: whatever is missing between the two belongs to that frame too.
+    gap_in_dropped_frame: bool,
 }
 
 /// What to do with one packet.
@@ -53,6 +59,8 @@ impl LayerFilter {
             ksvc,
             target: (s - 1, t - 1),
             current: None,
+            last: None,
+            gap_in_dropped_frame: false,
         }
     }
 
@@ -79,6 +87,13 @@ impl LayerFilter {
         self.current = None;
     }
 
+    /// Whether the packet last decided on was dropped and continues the dropped frame of the
+    /// newest packet before it (same picture and spatial layer, not a frame start): packets
+    /// missing between the two belong to that frame and will be dropped too if they come.
+    pub(crate) fn gap_in_dropped_frame(&self) -> bool {
+        self.gap_in_dropped_frame
+    }
+
     /// Whether reaching the target needs a key frame (a spatial layer up).
     pub(crate) fn wants_key_frame(&self) -> bool {
         self.current.is_some_and(|(s, _)| s < self.target.0)
@@ -94,9 +109,27 @@ impl LayerFilter {
         late: bool,
         key_frame: bool,
     ) -> Verdict {
+        self.gap_in_dropped_frame = false;
         let Some(d) = d else {
             return Verdict::Drop;
         };
+        let verdict = self.decide(d, marker, late, key_frame);
+        if !late {
+            let dropped = verdict == Verdict::Drop;
+            self.gap_in_dropped_frame = dropped
+                && d.picture_id.is_some()
+                && !d.begins_frame
+                && self
+                    .last
+                    .is_some_and(|(picture, spatial, ended, was_dropped)| {
+                        was_dropped && !ended && picture == d.picture_id && spatial == d.spatial
+                    });
+            self.last = Some((d.picture_id, d.spatial, d.ends_frame, dropped));
+        }
+        verdict
+    }
+
+    fn decide(&mut self, d: &Descriptor, marker: bool, late: bool, key_frame: bool) -> Verdict {
         if key_frame && !late {
             self.current = Some(self.target);
         }

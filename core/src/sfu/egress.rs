@@ -155,6 +155,7 @@ impl Sfu {
                 let late = c.rewriter.is_late(ext_seq);
                 let verdict = f.on_packet(descriptor.as_ref(), marker, late, key_frame);
                 let current = f.current();
+                let gap_in_dropped_frame = f.gap_in_dropped_frame();
                 if f.wants_key_frame() && !self.scratch_key_frames.contains(&(pid, layer)) {
                     self.scratch_key_frames.push((pid, layer));
                 }
@@ -163,7 +164,11 @@ impl Sfu {
                 match verdict {
                     Verdict::Forward { marker: m } => marker = m,
                     Verdict::Drop => {
-                        c.rewriter.drop_packet(ext_seq);
+                        if gap_in_dropped_frame {
+                            c.rewriter.drop_through(ext_seq);
+                        } else {
+                            c.rewriter.drop_packet(ext_seq);
+                        }
                         c.stats.packets_dropped_for_layers += 1;
                         continue;
                     }
