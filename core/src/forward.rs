@@ -107,7 +107,8 @@ impl Rewriter {
             in_seq.wrapping_add(self.seq_offset)
         } else {
             let behind = self.highest_in - in_seq;
-            if behind >= DROP_WINDOW {
+            if behind >= DROP_WINDOW || self.dropped & (1u128 << behind) != 0 {
+                // Too old to place, or its number was given up when it was counted dropped.
                 return None;
             }
             // Drops between this packet and the newest moved the offset after its turn.
@@ -233,6 +234,9 @@ mod tests {
         // 2 arrives late (repaired) and is dropped: nothing changes.
         r.drop_packet(2);
         assert_eq!(r.rewrite(6, 0, t0, 90_000).map(|x| x.0), Some(2));
+        // Counted dropped, 3 is never numbered, even if asked to be kept (it would take
+        // another packet's number).
+        assert_eq!(r.rewrite(3, 0, t0, 90_000), None);
     }
 
     #[test]
@@ -295,6 +299,9 @@ mod tests {
                             proptest::prop_assert!(false, "{out} given to {other} and {seq}");
                         }
                     }
+                } else if i % 3 == 0 {
+                    // As for a packet continuing a dropped frame: the missing ones go too.
+                    r.drop_through(seq);
                 } else {
                     r.drop_packet(seq);
                 }
