@@ -32,7 +32,9 @@
 // The simulcast run (room A's pages send three encodings, 160, 320 and 640 px wide; room B's one)
 // then asks for the lowest layer and waits for the decoded width (inbound-rtp frameWidth and the
 // probed frames, of the right sender) to become 160 px, then for the top layer and the width of
-// the widest encoding the sender is sending at the time, which must be wider than 160 px.
+// the widest encoding the sender is sending at the time, which must be wider than 160 px; then
+// the server caps each room A page's receive transport at 300 kbit/s (setMaxOutgoingBitrate)
+// and the decoded width must fall within 5 s, and come back once the cap is lifted.
 // The UDP run also checks what Chromium makes of the server's RTCP (its pages allow 2.5 Mbit/s of
 // video): on the receiving connection a remote-outbound-rtp entry (from the server's sender
 // reports) for every inbound stream and no packets lost; on the sending connection a
@@ -88,6 +90,13 @@ const UNACCOUNTED_BASE = 40;
 const UNACCOUNTED_PER_SECOND = 5;
 // The width of the test source's lowest simulcast layer (the top one is 640).
 const LOW_WIDTH = 160;
+// The simulcast run caps what the server sends each room A page (its receive transport's
+// setMaxOutgoingBitrate) at BITRATE_CAP: the decoded width must fall within
+// BITRATE_CAP_DEADLINE_MS, and after the cap is lifted come back within BITRATE_LIFT_DEADLINE_MS
+// (the estimate climbs back from the cap with the receiver's feedback).
+const BITRATE_CAP = 300_000;
+const BITRATE_CAP_DEADLINE_MS = 5_000;
+const BITRATE_LIFT_DEADLINE_MS = Number(process.env.E2E_BITRATE_LIFT_DEADLINE_MS || 40_000);
 // The send-side bandwidth estimate the UDP run must see, and how soon after the page opened.
 const BWE_TARGET = 1_000_000;
 const BWE_DEADLINE_MS = 10_000;
@@ -202,7 +211,7 @@ function describe(p) {
   ].join('\n');
 }
 
-async function openPage(context, name, room, peer, index, { forceTcp, simulcast, sfuDtlsRole, maxBitrate }) {
+async function openPage(context, name, room, peer, index, { forceTcp, simulcast, svc, sfuDtlsRole, maxBitrate }) {
   const page = await context.newPage();
   const logs = [];
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
@@ -210,7 +219,9 @@ async function openPage(context, name, room, peer, index, { forceTcp, simulcast,
   const sockets = [];
   page.on('websocket', (w) => sockets.push(w.url()));
   const extra = process.env.E2E_PAGE_PARAMS ? `&${process.env.E2E_PAGE_PARAMS}` : '';
-  const options = `${forceTcp ? '&forceTcp=1' : ''}${simulcast ? '&simulcast=1' : ''}` +
+  // Simulcast pages send noise so their encodings cost their maximum bitrates (the bitrate cap
+  // check needs a top encoding above the cap).
+  const options = `${forceTcp ? '&forceTcp=1' : ''}${simulcast ? '&simulcast=1&testNoise=1' : ''}${svc ? '&svc=1' : ''}` +
     `${sfuDtlsRole ? `&sfuDtlsRole=${sfuDtlsRole}` : ''}${maxBitrate ? `&maxBitrate=${maxBitrate}` : ''}`;
   const url = `${base}/?room=${room}&peer=${peer}&autojoin=1&testSource=${index}${options}${extra}`;
   const opened = Date.now();
@@ -407,6 +418,70 @@ async function layerCheck(pages, pairs, layer) {
   return ok ? [] : [`after asking for simulcast layer ${layer}, the decoded video did not become ` +
     `${layer === 0 ? 'the lowest layer\'s' : 'the widest layer sent\'s (wider than the lowest)'} width ` +
     `within ${LAYER_DEADLINE_MS / 1000} s: ${lines.join('; ')}`];
+}
+
+/**
+ * Simulcast: every room A page has the server cap its receive transport at BITRATE_CAP; the
+ * decoded width of what it receives must fall below the width it had, within
+ * BITRATE_CAP_DEADLINE_MS of the call; after the cap is lifted it must come back to the widest
+ * encoding its sender sends.
+ */
+async function bitrateCapCheck(pages, pairs) {
+  const widthOf = (me, other) => {
+    const v = streams(me, other, 'video')[0];
+    return v ? { inbound: v.frameWidth, probed: v.probe ? v.probe.width : 0, layer: v.server && v.server.currentLayer } : {};
+  };
+  const text = (me, other) => {
+    const w = widthOf(me, other);
+    return `${me.name} from ${other.name}: inbound-rtp frameWidth ${w.inbound}, decoded ${w.probed} px, server layer ${w.layer}`;
+  };
+  // Waits until every page decodes its sender's widest encoding (wider than the lowest).
+  const full = new Map();
+  const reachFull = async (ms) => {
+    const started = Date.now();
+    const expected = new Map();
+    const ok = await until(pages, ms, () => {
+      for (const [, other] of pairs) expected.set(other, Math.max(0, ...liveWidths(other)));
+      return pairs.every(([me, other]) => {
+        const w = widthOf(me, other);
+        const want = expected.get(other);
+        return want > LOW_WIDTH && w.inbound === want && w.probed === want;
+      });
+    });
+    for (const [me, other] of pairs) full.set(me, expected.get(other));
+    const lines = pairs.map(([me, other]) => `${text(me, other)} (sender's widest now ${expected.get(other)} px)`).join('; ');
+    return { ok, took: ((Date.now() - started) / 1000).toFixed(1), lines };
+  };
+  // The estimate may have kept a page below its sender's widest encoding (a loaded machine):
+  // the cap is applied once every page gets the full width.
+  const before = await reachFull(BITRATE_LIFT_DEADLINE_MS);
+  console.log(`  before the cap: ${before.ok ? `full width in ${before.took} s` : 'FAILED'} (${before.lines})`);
+  if (!before.ok) {
+    return [`before the bitrate cap, the decoded width did not reach the sender's widest within ` +
+      `${BITRATE_LIFT_DEADLINE_MS / 1000} s: ${before.lines}`];
+  }
+  const problems = [];
+  const started = Date.now();
+  await Promise.all(pairs.map(([me]) => me.page.evaluate((b) => window.sfuDemo.setMaxIncomingBitrate(b), BITRATE_CAP)));
+  const lower = await until(pages, BITRATE_CAP_DEADLINE_MS, () => pairs.every(([me, other]) => {
+    const w = widthOf(me, other);
+    return w.inbound > 0 && w.inbound < full.get(me) && w.probed > 0 && w.probed < full.get(me);
+  }));
+  const took = ((Date.now() - started) / 1000).toFixed(1);
+  const capLines = pairs.map(([me, other]) => `${text(me, other)} (was ${full.get(me)} px)`).join('; ');
+  console.log(`  server capped at ${BITRATE_CAP / 1000} kbit/s: ${lower ? `width fell in ${took} s` : 'FAILED'} (${capLines})`);
+  if (!lower) {
+    problems.push(`with the server's setMaxOutgoingBitrate at ${BITRATE_CAP} bit/s, the decoded width did not fall ` +
+      `within ${BITRATE_CAP_DEADLINE_MS / 1000} s: ${capLines}`);
+  }
+  await Promise.all(pairs.map(([me]) => me.page.evaluate(() => window.sfuDemo.setMaxIncomingBitrate(0))));
+  const after = await reachFull(BITRATE_LIFT_DEADLINE_MS);
+  console.log(`  cap lifted: ${after.ok ? `full width again in ${after.took} s` : 'FAILED'} (${after.lines})`);
+  if (!after.ok) {
+    problems.push(`after the bitrate cap was lifted, the decoded width did not come back to the sender's widest ` +
+      `within ${BITRATE_LIFT_DEADLINE_MS / 1000} s: ${after.lines}`);
+  }
+  return problems;
 }
 
 /** "1.5s 1.23M" for each estimate sample, one per distinct value in a row. */
@@ -613,7 +688,7 @@ async function scenario(browser, mode, options) {
   const a1 = await openPage(context, 'page 1', roomA, 'alice', 1, options);
   const a2 = await openPage(context, 'page 2', roomA, 'bob', 2, options);
   // Room B does not take part in the layer check: there its pages send one encoding (less CPU).
-  const optionsB = { ...options, simulcast: false };
+  const optionsB = { ...options, simulcast: false, svc: false };
   const pages = [a1, a2];
   if (!options.singleRoom) {
     pages.push(await openPage(context, 'page 3', roomB, 'carol', 3, optionsB));
@@ -644,6 +719,13 @@ async function scenario(browser, mode, options) {
   }
 
   if (passed && options.simulcast) {
+    const roomAPairs = pairs.filter(([me]) => me.room === roomA);
+    problems.push(...(await layerCheck(pages, roomAPairs, 0)));
+    if (!problems.length) problems.push(...(await layerCheck(pages, roomAPairs, 2)));
+    if (!problems.length) problems.push(...(await bitrateCapCheck(pages, roomAPairs)));
+  }
+  if (passed && options.svc) {
+    // VP9 L3T3_KEY: spatial layer 0 is the 160 px one; then back to the top.
     const roomAPairs = pairs.filter(([me]) => me.room === roomA);
     problems.push(...(await layerCheck(pages, roomAPairs, 0)));
     if (!problems.length) problems.push(...(await layerCheck(pages, roomAPairs, 2)));
@@ -850,6 +932,8 @@ try {
   if (only.includes('tcp')) results.push(await scenario(browser, 'tcp', { forceTcp: true }));
   // The camera in three simulcast encodings (rid-based), over UDP.
   if (only.includes('simulcast')) results.push(await scenario(browser, 'simulcast', { forceTcp: false, simulcast: true }));
+  // Room A's cameras in VP9 with three spatial and three temporal layers (L3T3_KEY).
+  if (only.includes('svc')) results.push(await scenario(browser, 'svc', { forceTcp: false, svc: true }));
   // One room of two pages, the server's transports as DTLS client (Chromium picks AES-CM).
   if (only.includes('dtls-client')) {
     results.push(await scenario(browser, 'dtls-client', { forceTcp: false, singleRoom: true, sfuDtlsRole: 'client' }));

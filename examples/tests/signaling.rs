@@ -230,6 +230,61 @@ fn a_second_connect_is_refused() {
 }
 
 #[test]
+fn the_outgoing_bitrate_cap_applies_to_own_transports_only() {
+    let (signaling, _) = start_signaling();
+    let mut a = signaling.connect("room", "a").unwrap();
+    let mut b = signaling.connect("room", "b").unwrap();
+    let t = transport(&mut a, "recv");
+    let other = transport(&mut b, "recv");
+    let initial = ok(&mut a, "getTransportStats", json!({ "transportId": t }))
+        ["availableOutgoingBitrate"]
+        .as_u64()
+        .unwrap();
+    assert!(initial > 300_000, "{initial}");
+
+    ok(
+        &mut a,
+        "setMaxOutgoingBitrate",
+        json!({ "transportId": t, "bitrate": 300_000 }),
+    );
+    let capped = ok(&mut a, "getTransportStats", json!({ "transportId": t }));
+    assert_eq!(capped["availableOutgoingBitrate"], 300_000, "{capped}");
+
+    let e = err(
+        &mut a,
+        "setMaxOutgoingBitrate",
+        json!({ "transportId": other, "bitrate": 300_000 }),
+    );
+    assert!(e.contains("not one of this peer's transports"), "{e}");
+    let e = err(
+        &mut a,
+        "setMaxOutgoingBitrate",
+        json!({ "transportId": t, "bitrate": 1_000 }),
+    );
+    assert!(e.contains("at least 30000"), "{e}");
+    let e = err(
+        &mut a,
+        "setMaxOutgoingBitrate",
+        json!({ "transportId": t, "bitrate": -5 }),
+    );
+    assert!(e.contains("invalid data"), "{e}");
+    let untouched = ok(&mut b, "getTransportStats", json!({ "transportId": other }));
+    assert_eq!(
+        untouched["availableOutgoingBitrate"], initial,
+        "{untouched}"
+    );
+
+    // 0 lifts the cap; the estimate climbs back with feedback, it does not jump.
+    ok(
+        &mut a,
+        "setMaxOutgoingBitrate",
+        json!({ "transportId": t, "bitrate": 0 }),
+    );
+    let lifted = ok(&mut a, "getTransportStats", json!({ "transportId": t }));
+    assert_eq!(lifted["availableOutgoingBitrate"], 300_000, "{lifted}");
+}
+
+#[test]
 fn force_tcp_offers_only_tcp_candidates() {
     let (signaling, _) = start_signaling();
     let mut a = signaling.connect("room", "a").unwrap();

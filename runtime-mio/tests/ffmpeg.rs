@@ -1,7 +1,8 @@
 //! Real ffmpeg through plain transports on the mio runtime, over loopback: ffmpeg publishes
 //! VP8 and Opus RTP (plain, and SRTP with AES_CM_128_HMAC_SHA1_80) into comedia plain
 //! transports; a WebRTC peer receives it, and ffmpeg records consumers on plain transports
-//! from an SDP written from their parameters, which ffprobe then counts.
+//! from an SDP written from their parameters, which ffprobe then counts; consumers that join in
+//! the middle of a real encoder's group of pictures start at its next key frame.
 //!
 //! Needs `ffmpeg` and `ffprobe` (Debian's `ffmpeg` package; `bash tests/run` installs it).
 //! Without them each test says so on stderr and passes, unless `CI` is set, when it fails.
@@ -13,13 +14,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sfu_core::ortc::{
-    MediaKind, PlainTransportConnectParameters, PlainTransportOptions, RtcpParameters,
-    RtpCodecParameters, RtpEncodingParameters, RtpParameters, SrtpCryptoSuite, SrtpParameters,
-    TransportListenInfo,
+    MediaKind, ParameterValue, PlainTransportConnectParameters, PlainTransportOptions,
+    RtcpParameters, RtpCodecCapability, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
+    SrtpCryptoSuite, SrtpParameters, TransportListenInfo,
 };
 use sfu_core::runtime::{ListenOptions, RuntimeConfig};
 use sfu_core::{ConsumeOptions, Consumed, Event, PlainTransportCreated, ProduceOptions};
-use sfu_core::{ProducerId, RouterId, SfuConfig};
+use sfu_core::{ProducerId, RouterId, RouterOptions, SfuConfig, TransportId};
 use sfu_runtime_mio::{Runtime, WorkerHandle};
 use sfu_tests::runtime_suite::peers::{self, Path as PeerPath};
 
@@ -99,16 +100,29 @@ fn ffmpeg_input(
         MediaKind::Video => ("video/VP8", VP8_PT, 90_000, None, VIDEO_SSRC),
         MediaKind::Audio => ("audio/opus", OPUS_PT, 48_000, Some(2), AUDIO_SSRC),
     };
+    let codec = RtpCodecParameters {
+        mime_type: mime.into(),
+        payload_type: pt,
+        clock_rate,
+        channels,
+        parameters: Default::default(),
+        rtcp_feedback: vec![],
+    };
+    let producer = produce_on(worker, created.id, kind, codec, ssrc);
+    (created, producer)
+}
+
+/// A producer of `codec` on `ssrc` (no mid: ffmpeg's streams are told apart by ssrc).
+fn produce_on(
+    worker: &WorkerHandle,
+    transport: TransportId,
+    kind: MediaKind,
+    codec: RtpCodecParameters,
+    ssrc: u32,
+) -> ProducerId {
     let rtp_parameters = RtpParameters {
         mid: None,
-        codecs: vec![RtpCodecParameters {
-            mime_type: mime.into(),
-            payload_type: pt,
-            clock_rate,
-            channels,
-            parameters: Default::default(),
-            rtcp_feedback: vec![],
-        }],
+        codecs: vec![codec],
         header_extensions: vec![],
         encodings: vec![RtpEncodingParameters {
             ssrc: Some(ssrc),
@@ -119,17 +133,16 @@ fn ffmpeg_input(
             ..Default::default()
         },
     };
-    let producer = worker
+    worker
         .produce(
-            created.id,
+            transport,
             ProduceOptions {
                 kind,
                 rtp_parameters,
                 paused: false,
             },
         )
-        .expect("produce");
-    (created, producer)
+        .expect("produce")
 }
 
 /// ffmpeg sending a test pattern (VP8, a key frame a second) and a tone (Opus) for
@@ -332,6 +345,14 @@ fn sdp(streams: &[(u16, &Consumed, Option<&SrtpParameters>)]) -> String {
             "a=rtpmap:{} {name}/{}{channels}\r\n",
             codec.payload_type, codec.clock_rate
         );
+        if !codec.parameters.is_empty() {
+            let fmtp: Vec<String> = codec
+                .parameters
+                .iter()
+                .map(|(k, v)| format!("{k}={}", parameter_text(v)))
+                .collect();
+            sdp += &format!("a=fmtp:{} {}\r\n", codec.payload_type, fmtp.join(";"));
+        }
         sdp += "a=rtcp-mux\r\na=recvonly\r\n";
         if let Some(srtp) = srtp {
             let suite = srtp.crypto_suite.profile().name();
@@ -339,6 +360,14 @@ fn sdp(streams: &[(u16, &Consumed, Option<&SrtpParameters>)]) -> String {
         }
     }
     sdp
+}
+
+fn parameter_text(v: &ParameterValue) -> String {
+    match v {
+        ParameterValue::Number(n) => n.to_string(),
+        ParameterValue::Float(f) => f.to_string(),
+        ParameterValue::String(s) => s.clone(),
+    }
 }
 
 /// ffprobe's count of frames (video) or packets (audio) of each stream of `file`:
@@ -485,4 +514,200 @@ fn ffmpeg_records_consumers_on_plain_transports() {
 #[test]
 fn ffmpeg_records_consumers_on_plain_transports_with_srtp() {
     record_through_plain_transports("srtp", true);
+}
+
+/// A real encoder's video published through a comedia plain transport and consumed by a plain
+/// transport after the stream's first key frame (in the middle of a group of pictures): the
+/// consumer must hold its packets until the encoder's next key frame (ffmpeg ignores key frame
+/// requests), so what ffmpeg records from it starts with a key frame and decodes without a
+/// missing reference. Checks the key frame detection against real H264 (SPS and PPS in STAP-A,
+/// IDR slices in FU-A).
+fn late_consumer_starts_at_a_key_frame(
+    test: &str,
+    codec: RtpCodecCapability,
+    encoder: &[&str],
+    probe_name: &str,
+) {
+    if !have_ffmpeg(test) {
+        return;
+    }
+    let _serial = peers::exclusive();
+    let (runtime, worker) = start();
+    let options = RouterOptions {
+        media_codecs: vec![RtpCodecCapability::opus(), codec.clone()],
+    };
+    let router = worker.create_router(options).expect("router");
+    let caps = worker.router_rtp_capabilities(router).expect("caps");
+    let mut options = PlainTransportOptions::new(TransportListenInfo::udp(LOCALHOST));
+    options.comedia = true;
+    let input = worker
+        .create_plain_transport(router, options)
+        .expect("plain transport");
+    let pt = VP8_PT;
+    let parameters = RtpCodecParameters {
+        mime_type: codec.mime_type.clone(),
+        payload_type: pt,
+        clock_rate: 90_000,
+        channels: None,
+        parameters: codec.parameters.clone(),
+        rtcp_feedback: vec![],
+    };
+    let producer = produce_on(&worker, input.id, MediaKind::Video, parameters, VIDEO_SSRC);
+
+    // ffmpeg: a key frame every 2 s for 6 s, paced in real time.
+    let seconds = 6;
+    let port = input.parameters.tuple.local_port;
+    let mut sender = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-t", &seconds.to_string(), "-f", "lavfi", "-i"])
+        .args(["testsrc=size=320x240:rate=30", "-pix_fmt", "yuv420p"])
+        .args(encoder)
+        .args(["-g", "60", "-keyint_min", "60", "-b:v", "300k"])
+        .args([
+            "-ssrc",
+            &VIDEO_SSRC.to_string(),
+            "-payload_type",
+            &pt.to_string(),
+        ])
+        .args(["-strict", "experimental", "-f", "rtp"])
+        .arg(format!("rtp://127.0.0.1:{port}?pkt_size=1200"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ffmpeg starts");
+    let started = Instant::now();
+    // The consumer and its recorder, about 0.7 s into the first group of pictures.
+    std::thread::sleep(Duration::from_millis(700));
+    let output = worker
+        .create_plain_transport(
+            router,
+            PlainTransportOptions::new(TransportListenInfo::udp(LOCALHOST)),
+        )
+        .expect("plain transport");
+    let consumed = worker
+        .consume(
+            output.id,
+            ConsumeOptions {
+                producer,
+                rtp_capabilities: caps,
+                paused: false,
+            },
+        )
+        .expect("consume");
+    let record_port = free_port_pair();
+    let dir = std::env::temp_dir().join(format!("sfu-ffmpeg-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sdp_path = dir.join("consumer.sdp");
+    std::fs::write(&sdp_path, sdp(&[(record_port, &consumed, None)])).unwrap();
+    let recording = dir.join("recording.mkv");
+    let mut recorder = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args([
+            "-protocol_whitelist",
+            "file,udp,rtp",
+            "-analyzeduration",
+            "1M",
+        ])
+        .args(["-probesize", "1M", "-i"])
+        .arg(&sdp_path)
+        .args(["-c", "copy", "-t", "3"])
+        .arg(&recording)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ffmpeg records");
+    std::thread::sleep(Duration::from_millis(400));
+    let parameters = PlainTransportConnectParameters {
+        ip: Some(LOCALHOST),
+        port: Some(record_port),
+        ..Default::default()
+    };
+    worker
+        .connect_plain_transport(output.id, parameters)
+        .expect("connect");
+    let connected_after = started.elapsed();
+    let limit = Duration::from_secs(seconds + 15);
+    assert!(wait_with(&mut sender, limit, || {}), "ffmpeg sender failed");
+    let recorded = wait_with(&mut recorder, Duration::from_secs(10), || {});
+    let input_stats = worker.transport_stats(input.id).unwrap();
+    assert_eq!(input_stats.rtp_dropped, 0, "{input_stats:?}");
+    let stats = worker.consumer_stats(consumed.id).unwrap();
+    eprintln!("{test}: consumer connected {connected_after:?} after ffmpeg started; {stats:?}");
+    // It did start in the middle of a group of pictures: packets were held back.
+    assert!(
+        stats.packets_waiting_for_key_frame > 0,
+        "the consumer never waited for a key frame: {stats:?}"
+    );
+    assert!(recorded, "the recorder failed");
+
+    // Decode what was recorded: the first frame is a key frame, nothing refers to a frame the
+    // recording lacks (the decoder would say so), and about 3 s of frames arrived.
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_frames"])
+        .args([
+            "-show_entries",
+            "frame=key_frame,pict_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&recording)
+        .output()
+        .expect("ffprobe runs");
+    let frames: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let errors = String::from_utf8_lossy(&out.stderr).to_string();
+    let keys = frames.iter().filter(|f| f.starts_with('1')).count();
+    eprintln!(
+        "{test}: {} frames decoded ({probe_name}), {keys} key frames, first {:?}; decoder said {:?}",
+        frames.len(),
+        frames.first(),
+        errors
+    );
+    assert!(out.status.success(), "ffprobe: {out:?}");
+    assert!(
+        frames.first().is_some_and(|f| f.starts_with("1,I")),
+        "the recording starts with {:?}, not a key frame",
+        frames.first()
+    );
+    assert!(errors.trim().is_empty(), "the decoder reported: {errors}");
+    assert!(frames.len() >= 75, "{} frames decoded", frames.len());
+    let codecs = probe(&recording);
+    assert_eq!(
+        codecs.first().map(|c| c.0.as_str()),
+        Some(probe_name),
+        "{codecs:?}"
+    );
+    runtime.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn late_consumers_of_ffmpeg_h264_start_at_a_key_frame() {
+    let mut h264 = RtpCodecCapability::new(MediaKind::Video, "video/H264", 90_000, None);
+    h264.parameters = [
+        ("packetization-mode".to_string(), ParameterValue::Number(1)),
+        (
+            "profile-level-id".to_string(),
+            ParameterValue::String("42e01f".into()),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let encoder = [
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-bf",
+        "0",
+        "-sc_threshold",
+        "0",
+    ];
+    late_consumer_starts_at_a_key_frame("h264", h264, &encoder, "h264");
 }

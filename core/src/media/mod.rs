@@ -10,12 +10,15 @@
 //!   received-packet store and transport-wide congestion control feedback.
 //! - bandwidth estimation per transport from the feedback its endpoint returns (`bwe`), and
 //!   a pacer (`pacer`, not yet in the send path).
+//! - the AV1 dependency descriptor (`dd`): layers, decode targets and references per frame.
 
 pub mod packet;
 pub mod rtcp;
 pub mod srtp;
 
 pub(crate) mod bwe;
+#[allow(dead_code)] // Not yet used for layer selection: tested on its own.
+pub(crate) mod dd;
 pub(crate) mod meter;
 #[allow(dead_code)] // Not yet in the send path: tested on its own.
 pub(crate) mod pacer;

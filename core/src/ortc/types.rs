@@ -171,6 +171,14 @@ impl RtpCodecCapability {
     pub fn vp8() -> Self {
         Self::new(MediaKind::Video, "video/VP8", 90_000, None)
     }
+
+    /// VP9 profile 0, 90 kHz.
+    pub fn vp9() -> Self {
+        let mut c = Self::new(MediaKind::Video, "video/VP9", 90_000, None);
+        c.parameters
+            .insert("profile-id".into(), ParameterValue::Number(0));
+        c
+    }
 }
 
 /// Direction in which a header extension may be used.

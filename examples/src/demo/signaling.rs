@@ -54,9 +54,14 @@ pub const FFMPEG_OPUS_PT: u8 = 111;
 /// How often a room reports its active speaker.
 pub const ACTIVE_SPEAKER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(800);
 
-/// The codecs every room uses: Opus and VP8 (payload types and RTX are added by the router).
+/// The codecs every room uses: Opus, VP8 and VP9 (payload types and RTX are added by the
+/// router). Browsers send VP8 unless they ask for VP9 (for its SVC modes).
 pub fn default_media_codecs() -> Vec<RtpCodecCapability> {
-    vec![RtpCodecCapability::opus(), RtpCodecCapability::vp8()]
+    vec![
+        RtpCodecCapability::opus(),
+        RtpCodecCapability::vp8(),
+        RtpCodecCapability::vp9(),
+    ]
 }
 
 /// The server side of every room: which worker and router each room lives on, and its peers.
@@ -978,6 +983,16 @@ struct LayersData {
     spatial_layer: usize,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BitrateData {
+    transport_id: String,
+    bitrate: u64,
+}
+
+/// The lowest cap `setMaxOutgoingBitrate` takes (0 lifts the cap), as mediasoup's.
+const MIN_OUTGOING_BITRATE_CAP: u64 = 30_000;
+
 impl PeerSession {
     /// The peer's id.
     pub fn peer(&self) -> &str {
@@ -1076,6 +1091,23 @@ impl PeerSession {
                     spatial_layer = d.spatial_layer, "preferred layer");
                 Ok(json!({}))
             }
+            "setMaxOutgoingBitrate" => {
+                // What the server sends through one of the peer's own transports.
+                let d: BitrateData = data(method, d)?;
+                let (id, _) = self.own_transport(&d.transport_id)?;
+                if d.bitrate != 0 && d.bitrate < MIN_OUTGOING_BITRATE_CAP {
+                    return Err(format!(
+                        "bitrate must be 0 (no cap) or at least {MIN_OUTGOING_BITRATE_CAP}"
+                    ));
+                }
+                self.room
+                    .worker
+                    .set_max_outgoing_bitrate(id, d.bitrate)
+                    .map_err(|e| runtime_error(method, e))?;
+                info!(room = %self.room.name, peer = %self.peer, transport = %id,
+                    bitrate = d.bitrate, "maximum outgoing bitrate");
+                Ok(json!({}))
+            }
             "getConsumerStats" => {
                 let d: ConsumerData = data(method, d)?;
                 let id = self.own_consumer(&d.consumer_id)?;
@@ -1114,6 +1146,7 @@ impl PeerSession {
                     "rtpDropped": s.rtp_dropped,
                     "rtcErrors": s.rtc_errors,
                     "srtpProfile": s.srtp_profile,
+                    "availableOutgoingBitrate": s.available_outgoing_bitrate,
                 }))
             }
             other => Err(format!("unknown method {other:?}")),

@@ -5,14 +5,16 @@
 //
 // URL parameters: room=NAME, peer=ID (default: random), forceTcp=1 (ask the server for ICE-TCP
 // candidates only), autojoin=1 (join on load), nomedia=1 (join without publishing),
-// simulcast=1 (send the camera in three encodings instead of one), maxBitrate=KBPS (the video
+// simulcast=1 (send the camera in three encodings instead of one), svc=1 (send the camera in VP9
+// with three spatial and three temporal layers, scalability mode L3T3_KEY), maxBitrate=KBPS (the video
 // encoding's limit without simulcast, default 800), sfuDtlsRole=client (ask the server to be the
 // DTLS client of this page's transports: the browser is then the DTLS server and picks the SRTP
 // profile), testSource=N (N >= 1: instead of the camera and microphone, publish a test pattern
-// and a tone that identify this page; see "test source" below).
+// and a tone that identify this page; see "test source" below), testNoise=1 (the test pattern
+// carries a band of random pixels along its top, so the encoder spends its whole bitrate).
 //
 // For tests the page exposes window.sfuDemo: { join(), leave(), stats(), setPreferredLayer(n),
-// sendChat(text), state, log }.
+// setMaxIncomingBitrate(bps), sendChat(text), state, log }.
 
 import { Device } from 'mediasoup-client';
 
@@ -25,9 +27,12 @@ const state = {
   forceTcp: params.get('forceTcp') === '1',
   publish: params.get('nomedia') !== '1',
   simulcast: params.get('simulcast') === '1',
+  svc: params.get('svc') === '1',
   maxBitrate: Number(params.get('maxBitrate')) > 0 ? Number(params.get('maxBitrate')) : 800,
   // The DTLS role the server's transports take (null: the server decides).
   sfuDtlsRole: params.get('sfuDtlsRole'),
+  // The test pattern carries a band of noise (see "test source").
+  testNoise: params.get('testNoise') === '1',
   // The test source's identity (null: the real camera and microphone).
   test: null, // set below, once the palette is defined
   // What the server said on join: the worker and router the room lives on.
@@ -352,6 +357,12 @@ async function publish() {
             { scaleResolutionDownBy: 1, maxBitrate: kbps[2] * 1000 },
           ]
         : [{ maxBitrate: state.maxBitrate * 1000 }];
+      if (state.svc) {
+        // One VP9 stream carrying three spatial and three temporal layers.
+        options.codec = device.rtpCapabilities.codecs.find((c) => c.mimeType.toLowerCase() === 'video/vp9');
+        if (!options.codec) throw new Error('the room does not offer VP9');
+        options.encodings = [{ scalabilityMode: 'L3T3_KEY', maxBitrate: (state.test ? 600 : 1200) * 1000 }];
+      }
       options.codecOptions = { videoGoogleStartBitrate: 600 };
     }
     const producer = await sendTransport.produce(options);
@@ -447,7 +458,9 @@ function addChat(from, text, mine = false) {
 // filled with colour N of PALETTE (a strip along the bottom carries an 8-bit frame counter as
 // black and white cells) and a sine tone of 300 + 200 N Hz that is loud (about -10 dBFS) for
 // 1.5 s and quiet (about -34 dBFS) for 1.5 s, odd N and even N taking turns, so that in a room of
-// an odd and an even page each one is the loudest in turn. Every received track is then probed:
+// an odd and an even page each one is the loudest in turn. With testNoise=1 a band of random
+// grey pixels, new in every frame, runs along the top (above the area probed for the colour), so
+// each encoding costs about its maximum bitrate. Every received track is then probed:
 // video frames are drawn to a canvas and their pixels read back (colour -> sender identity, strip
 // -> frame counter), audio goes through a WebAudio AnalyserNode (level and dominant frequency).
 
@@ -462,6 +475,8 @@ const PALETTE = [
 const TEST_WIDTH = 640;
 const TEST_HEIGHT = 360;
 const COUNTER_CELLS = 8;
+// The height of the noise band (testNoise=1): above the first row the colour probe reads (y = 50).
+const NOISE_HEIGHT = 40;
 const PULSE_MS = 1500;
 
 function testIdentity(n) {
@@ -499,10 +514,22 @@ function testStream(id) {
   canvas.height = TEST_HEIGHT;
   const g = canvas.getContext('2d');
   const strip = TEST_HEIGHT / 6;
+  const noise = state.testNoise ? g.createImageData(TEST_WIDTH, NOISE_HEIGHT) : null;
   let frame = 0;
   const draw = () => {
     g.fillStyle = `rgb(${id.color.join(',')})`;
     g.fillRect(0, 0, TEST_WIDTH, TEST_HEIGHT - strip);
+    if (noise) {
+      const d = noise.data;
+      for (let o = 0; o < d.length; o += 4) {
+        const v = (Math.random() * 256) | 0;
+        d[o] = v;
+        d[o + 1] = v;
+        d[o + 2] = v;
+        d[o + 3] = 255;
+      }
+      g.putImageData(noise, 0, 0);
+    }
     const cell = TEST_WIDTH / COUNTER_CELLS;
     for (let i = 0; i < COUNTER_CELLS; i++) {
       g.fillStyle = (frame >> (COUNTER_CELLS - 1 - i)) & 1 ? '#fff' : '#000';
@@ -629,6 +656,15 @@ async function setPreferredLayer(layer) {
   for (const [id, c] of consumers) {
     if (c.kind === 'video') await request('setConsumerPreferredLayers', { consumerId: id, spatialLayer: layer });
   }
+}
+
+/**
+ * Asks the server to cap what it sends to this page (its receive transport) at `bitrate` bits per
+ * second; 0 lifts the cap.
+ */
+async function setMaxIncomingBitrate(bitrate) {
+  if (!recvTransport) throw new Error('not joined');
+  await request('setMaxOutgoingBitrate', { transportId: recvTransport.id, bitrate });
 }
 
 // ---- page --------------------------------------------------------------------------------
@@ -859,7 +895,7 @@ async function refresh() {
   }
 }
 
-window.sfuDemo = { join, leave, stats, setPreferredLayer, sendChat, state, log };
+window.sfuDemo = { join, leave, stats, setPreferredLayer, setMaxIncomingBitrate, sendChat, state, log };
 
 window.addEventListener('DOMContentLoaded', () => {
   $('room').value = state.room;
