@@ -74,6 +74,8 @@ pub(crate) struct StreamLayers {
     pub(crate) ksvc: bool,
     /// What each spatial layer brings (its own packets), measured over the last second.
     pub(crate) bitrate: [BitrateMeter; MAX_SPATIAL_LAYERS],
+    /// AV1: the stream's dependency descriptors (its current template structure).
+    pub(crate) dd: crate::media::dd::Parser,
 }
 
 impl StreamLayers {
@@ -87,6 +89,7 @@ impl StreamLayers {
                 temporal_layers: temporal,
                 ksvc: mode.ksvc,
                 bitrate: Default::default(),
+                dd: Default::default(),
             })
         })
     }

@@ -158,6 +158,7 @@ impl Vp9Descriptor {
             spatial: self.spatial,
             temporal: self.temporal,
             switch_up: self.switch_up,
+            switch_up_to: 0,
             begins_frame: self.begins_frame(),
             ends_frame: self.ends_frame(),
             inter_picture: self.inter_picture(),
