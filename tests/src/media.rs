@@ -74,8 +74,9 @@ pub const SVC_PACKETS: [usize; SVC_SPATIAL_LAYERS] = [1, 2, 6];
 pub const SVC_PACKET_SIZE: [usize; SVC_SPATIAL_LAYERS] = [625, 1040, 1040];
 /// The temporal layer of each picture of the group after a key picture.
 pub const SVC_TEMPORAL_PATTERN: [u8; 4] = [0, 2, 1, 2];
-/// Marks the synthetic bitstream after a VP9 payload descriptor.
-pub const SVC_MAGIC: u8 = 0x99;
+/// Marks the synthetic bitstream after a VP9 payload descriptor (not a VP9 frame marker: the
+/// synthetic frames carry no frame header for the SFU to read).
+pub const SVC_MAGIC: u8 = 0x59;
 /// Marks the synthetic bitstream after a VP8 payload descriptor and header byte.
 pub const VP8_TEMPORAL_MAGIC: u8 = 0x98;
 /// Marks the synthetic bitstream after an AV1 aggregation header.
