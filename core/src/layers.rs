@@ -148,6 +148,11 @@ impl LayerFilter {
             if picture_start && tt > temporal && d.switch_up && d.temporal == temporal + 1 {
                 temporal = d.temporal;
             }
+            // AV1: a frame the consumer gets that is a switch indication for higher targets.
+            if picture_start && tt > temporal && d.temporal <= temporal && d.switch_up_to > temporal
+            {
+                temporal = d.switch_up_to.min(tt);
+            }
             if !self.ksvc
                 && ts > spatial
                 && d.begins_frame
@@ -178,6 +183,7 @@ mod tests {
             spatial,
             temporal,
             switch_up: temporal > 0,
+            switch_up_to: 0,
             begins_frame: begins,
             ends_frame: ends,
             inter_picture: inter,
@@ -346,6 +352,7 @@ mod tests {
                         spatial: s,
                         temporal,
                         switch_up: temporal > 0,
+                        switch_up_to: 0,
                         begins_frame: true,
                         ends_frame: true,
                         inter_picture: !key,

@@ -78,6 +78,8 @@ pub(crate) struct StreamLayers {
     pub(crate) last_packet_at: [Option<Instant>; MAX_SPATIAL_LAYERS],
     /// What each temporal layer brings (all spatial layers), measured over the last second.
     pub(crate) temporal_bitrate: [BitrateMeter; MAX_TEMPORAL_LAYERS],
+    /// AV1: the stream's dependency descriptors (its current template structure).
+    pub(crate) dd: crate::media::dd::Parser,
 }
 
 /// Temporal layers a stream can carry (the descriptors' TID has at most 3 bits).
@@ -96,6 +98,7 @@ impl StreamLayers {
                 bitrate: Default::default(),
                 last_packet_at: [None; MAX_SPATIAL_LAYERS],
                 temporal_bitrate: Default::default(),
+                dd: Default::default(),
             })
         })
     }

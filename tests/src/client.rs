@@ -39,6 +39,10 @@ pub const CLIENT_VP8_RTX_PT: u8 = 97;
 pub const CLIENT_VP9_PT: u8 = 98;
 /// Client-side VP9 RTX payload type.
 pub const CLIENT_VP9_RTX_PT: u8 = 99;
+/// Client-side AV1 payload type.
+pub const CLIENT_AV1_PT: u8 = 100;
+/// Client-side AV1 RTX payload type.
+pub const CLIENT_AV1_RTX_PT: u8 = 101;
 
 /// One packet a client received.
 #[derive(Debug, Clone)]
@@ -278,6 +282,14 @@ impl ClientTransport {
             None,
             Default::default(),
         );
+        codecs.add_config(
+            CLIENT_AV1_PT.into(),
+            Some(CLIENT_AV1_RTX_PT.into()),
+            Codec::Av1,
+            Frequency::NINETY_KHZ,
+            None,
+            Default::default(),
+        );
         // Receiving side: the router's payload types, as consumers are sent with them.
         for c in router_caps
             .codecs
@@ -301,6 +313,7 @@ impl ClientTransport {
                 "video/vp8" => Codec::Vp8,
                 "video/h264" => Codec::H264,
                 "video/vp9" => Codec::Vp9,
+                "video/av1" => Codec::Av1,
                 _ => continue,
             };
             codecs.add_config(
@@ -506,18 +519,44 @@ impl ClientTransport {
     /// As [`prepare_produce`](Self::prepare_produce) for VP9 video in one encoding with
     /// `scalability_mode` (an SVC stream, as a browser sends `L3T3_KEY`).
     pub fn prepare_produce_vp9(&mut self, ssrc: u32, scalability_mode: &str) -> RtpParameters {
+        self.prepare_produce_codec(
+            ssrc,
+            "video/VP9",
+            (CLIENT_VP9_PT, CLIENT_VP9_RTX_PT),
+            scalability_mode,
+        )
+    }
+
+    /// As [`prepare_produce_vp9`](Self::prepare_produce_vp9) for AV1 (whose payloads carry
+    /// their dependency descriptor in front, see [`crate::media::Source::av1_l1t3`]).
+    pub fn prepare_produce_av1(&mut self, ssrc: u32, scalability_mode: &str) -> RtpParameters {
+        self.prepare_produce_codec(
+            ssrc,
+            "video/AV1",
+            (CLIENT_AV1_PT, CLIENT_AV1_RTX_PT),
+            scalability_mode,
+        )
+    }
+
+    fn prepare_produce_codec(
+        &mut self,
+        ssrc: u32,
+        mime: &str,
+        (pt, rtx_pt): (u8, u8),
+        scalability_mode: &str,
+    ) -> RtpParameters {
         let mut params = self.prepare_produce(MediaKind::Video, ssrc);
         let mid = Mid::from(params.mid.as_deref().expect("mid"));
-        self.produced.insert((mid, None), (ssrc, CLIENT_VP9_PT));
+        self.produced.insert((mid, None), (ssrc, pt));
         for c in &mut params.codecs {
             if c.mime_type == "video/VP8" {
-                c.mime_type = "video/VP9".into();
-                c.payload_type = CLIENT_VP9_PT;
+                c.mime_type = mime.into();
+                c.payload_type = pt;
             } else if c.mime_type == "video/rtx" {
-                c.payload_type = CLIENT_VP9_RTX_PT;
+                c.payload_type = rtx_pt;
                 c.parameters.insert(
                     "apt".to_string(),
-                    sfu_core::ortc::ParameterValue::Number(i64::from(CLIENT_VP9_PT)),
+                    sfu_core::ortc::ParameterValue::Number(i64::from(pt)),
                 );
             }
         }
@@ -593,13 +632,30 @@ impl ClientTransport {
         let Some(&(ssrc, pt)) = self.produced.get(&(mid, rid)) else {
             return;
         };
-        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT;
+        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT || pt == CLIENT_AV1_PT;
         let raw = self.send_extensions.get(&mid).cloned();
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx(&ssrc.into()) else {
             return;
         };
-        for p in packets {
+        for mut p in packets {
+            // AV1: the dependency descriptor travels in front of the payload (one length byte
+            // and its bytes) and leaves as its header extension.
+            let mut raw = raw.clone();
+            if pt == CLIENT_AV1_PT && !p.payload.is_empty() {
+                let len = usize::from(p.payload[0]).min(p.payload.len() - 1);
+                let dd: Vec<u8> = p.payload.drain(..1 + len).skip(1).collect();
+                let mut values = raw.take().unwrap_or(RawExtensions(Vec::new()));
+                values
+                    .0
+                    .retain(|e| e.uri != sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR);
+                values.0.push(RawExtension {
+                    uri: sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR,
+                    id: 0,
+                    value: dd,
+                });
+                raw = Some(values);
+            }
             let mut write = RtpWrite::new(pt.into(), p.seq.into(), p.timestamp, now, p.payload)
                 .marker(p.marker)
                 .nackable(video);
@@ -632,7 +688,7 @@ impl ClientTransport {
             .iter()
             .find(|((m, _), _)| *m == mid)
             .map_or(CLIENT_OPUS_PT, |(_, &(_, pt))| pt);
-        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT;
+        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT || pt == CLIENT_AV1_PT;
         let declared = self.rtc.media(mid).is_some();
         let mut api = self.rtc.direct_api();
         if !declared {

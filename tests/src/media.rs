@@ -53,6 +53,9 @@ pub struct Source {
     pub svc_layers_sent: usize,
     /// VP8 with temporal layers instead (see [`Source::vp8_temporal`]).
     vp8_temporal: Option<Vp9Svc>,
+    /// AV1 with three temporal layers and dependency descriptors (see [`Source::av1_l1t3`]):
+    /// the frame number of the next frame.
+    av1_frame_number: Option<u16>,
 }
 
 /// The state of a synthetic VP9 `L3T3_KEY` encoder.
@@ -74,10 +77,92 @@ pub const SVC_PACKETS: [usize; SVC_SPATIAL_LAYERS] = [1, 2, 6];
 pub const SVC_PACKET_SIZE: [usize; SVC_SPATIAL_LAYERS] = [625, 1040, 1040];
 /// The temporal layer of each picture of the group after a key picture.
 pub const SVC_TEMPORAL_PATTERN: [u8; 4] = [0, 2, 1, 2];
-/// Marks the synthetic bitstream after a VP9 payload descriptor.
-pub const SVC_MAGIC: u8 = 0x99;
+/// Marks the synthetic bitstream after a VP9 payload descriptor (not a VP9 frame marker: the
+/// synthetic frames carry no frame header for the SFU to read).
+pub const SVC_MAGIC: u8 = 0x59;
 /// Marks the synthetic bitstream after a VP8 payload descriptor and header byte.
 pub const VP8_TEMPORAL_MAGIC: u8 = 0x98;
+/// Marks the synthetic bitstream after an AV1 aggregation header.
+pub const AV1_MAGIC: u8 = 0xa1;
+
+/// The templates of [`Source::av1_l1t3`]'s dependency structure: (temporal layer, decode
+/// target indications for its three decode targets (T0, T0+T1, all; 0 not present,
+/// 1 discardable, 2 switch, 3 required), how many frames back it refers (0: none), the chain's
+/// previous frame, that far back). Template 0 is the key frame's; the others follow the
+/// pattern [`SVC_TEMPORAL_PATTERN`] 0, 2, 1, 2.
+pub const AV1_L1T3_TEMPLATES: [(u8, [u8; 3], u16, u8); 5] = [
+    (0, [2, 2, 2], 0, 0),
+    (0, [2, 2, 2], 4, 4),
+    (1, [0, 1, 3], 2, 2),
+    (2, [0, 0, 1], 1, 1),
+    (2, [0, 0, 1], 1, 3),
+];
+
+/// Writes bits high to low (the dependency descriptor's order).
+#[derive(Default)]
+struct Bits {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl Bits {
+    fn f(&mut self, n: u32, v: u64) {
+        for i in (0..n).rev() {
+            if self.len % 8 == 0 {
+                self.bytes.push(0);
+            }
+            if v >> i & 1 == 1 {
+                *self.bytes.last_mut().expect("a byte") |= 0x80 >> (self.len % 8);
+            }
+            self.len += 1;
+        }
+    }
+}
+
+/// The dependency descriptor of one packet of [`Source::av1_l1t3`]: template `template` of
+/// [`AV1_L1T3_TEMPLATES`], with the structure when `structure`.
+pub fn av1_l1t3_descriptor(
+    start: bool,
+    end: bool,
+    template: usize,
+    frame_number: u16,
+    structure: bool,
+) -> Vec<u8> {
+    let mut b = Bits::default();
+    b.f(1, u64::from(start));
+    b.f(1, u64::from(end));
+    b.f(6, template as u64);
+    b.f(16, u64::from(frame_number));
+    if structure {
+        // Structure present; no active targets, custom dtis, fdiffs or chains.
+        b.f(5, 0b1_0000);
+        b.f(6, 0); // template id offset
+        b.f(5, 2); // three decode targets
+        for w in AV1_L1T3_TEMPLATES.windows(2) {
+            b.f(2, u64::from(w[1].0 != w[0].0)); // same layer, or temporal + 1
+        }
+        b.f(2, 3);
+        for t in &AV1_L1T3_TEMPLATES {
+            for &d in &t.1 {
+                b.f(2, u64::from(d));
+            }
+        }
+        for t in &AV1_L1T3_TEMPLATES {
+            if t.2 > 0 {
+                b.f(1, 1);
+                b.f(4, u64::from(t.2 - 1));
+            }
+            b.f(1, 0);
+        }
+        // One chain (ns(4) of 1 is "01"); every target protected by it (ns(1): no bits).
+        b.f(2, 1);
+        for t in &AV1_L1T3_TEMPLATES {
+            b.f(4, u64::from(t.3));
+        }
+        b.f(1, 0); // no resolutions
+    }
+    b.bytes
+}
 
 impl Source {
     /// An audio source starting at `start`.
@@ -105,6 +190,7 @@ impl Source {
             svc: None,
             svc_layers_sent: SVC_SPATIAL_LAYERS,
             vp8_temporal: None,
+            av1_frame_number: None,
         }
     }
 
@@ -140,6 +226,19 @@ impl Source {
             tl0_pic_idx: 0,
             since_key: 0,
         });
+        s
+    }
+
+    /// An AV1 source with three temporal layers in the pattern [`SVC_TEMPORAL_PATTERN`]
+    /// (`L1T3`) starting at `start`, each packet carrying a dependency descriptor (the AV1 RTP
+    /// payload format's Appendix A; key frames carry the [`AV1_L1T3_TEMPLATES`] structure).
+    /// The descriptor travels at the front of the payload, as one length byte and its bytes,
+    /// where the simulation client takes it off and sends it as the header extension (see
+    /// `Client::send`). After it each payload has an aggregation header (N set on a key frame's
+    /// first packet), [`AV1_MAGIC`], the SSRC and sequence number.
+    pub fn av1_l1t3(ssrc: u32, start: Instant) -> Self {
+        let mut s = Self::new(ssrc, true, start);
+        s.av1_frame_number = Some((ssrc % 50_000) as u16);
         s
     }
 
@@ -211,6 +310,10 @@ impl Source {
             self.vp8_temporal_picture(key, out);
             return;
         }
+        if self.av1_frame_number.is_some() {
+            self.av1_frame(key, out);
+            return;
+        }
         let n = if key {
             self.packets_per_frame * 3
         } else {
@@ -230,6 +333,47 @@ impl Source {
 }
 
 impl Source {
+    fn av1_frame(&mut self, key: bool, out: &mut Vec<OutPacket>) {
+        let Some(number) = self.av1_frame_number else {
+            return;
+        };
+        self.av1_frame_number = Some(number.wrapping_add(1));
+        let pos = if key {
+            0
+        } else {
+            ((self.frames - 1) % 4) as usize
+        };
+        if key {
+            // The group restarts at a key frame.
+            self.frames = 1;
+        }
+        let temporal = SVC_TEMPORAL_PATTERN[pos];
+        let template = if key { 0 } else { [1, 3, 2, 4][pos] };
+        let n = if key { 6 } else { [3, 1, 2, 1][pos] };
+        for i in 0..n {
+            let seq = self.next_seq();
+            let (start, end) = (i == 0, i + 1 == n);
+            let dd = av1_l1t3_descriptor(start, end, template, number, key && start);
+            let mut p = Vec::with_capacity(800);
+            p.push(dd.len() as u8);
+            p.extend_from_slice(&dd);
+            // Aggregation header: Z (continues a fragment), Y (continues in the next), N.
+            p.push(u8::from(!start) << 7 | u8::from(!end) << 6 | u8::from(key && start) << 3);
+            p.push(AV1_MAGIC);
+            p.extend_from_slice(&self.ssrc.to_be_bytes());
+            p.extend_from_slice(&(seq as u16).to_be_bytes());
+            p.push(temporal);
+            fill(&mut p, self.ssrc, seq as u16, 700);
+            out.push(OutPacket {
+                seq,
+                timestamp: self.timestamp,
+                marker: end,
+                payload: p,
+                audio_level: None,
+            });
+        }
+    }
+
     fn vp8_temporal_picture(&mut self, key: bool, out: &mut Vec<OutPacket>) {
         let Some(mut st) = self.vp8_temporal.take() else {
             return;

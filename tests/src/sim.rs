@@ -260,12 +260,18 @@ impl Sim {
         r
     }
 
-    /// Creates a router with [`media_codecs`] and VP9.
+    /// Creates a router with [`media_codecs`], VP9 and AV1.
     pub fn create_router_with_vp9(&mut self) -> RouterId {
         let mut codecs = media_codecs();
         codecs.push(RtpCodecCapability::new(
             MediaKind::Video,
             "video/VP9",
+            90_000,
+            None,
+        ));
+        codecs.push(RtpCodecCapability::new(
+            MediaKind::Video,
+            "video/AV1",
             90_000,
             None,
         ));
@@ -454,6 +460,26 @@ impl Sim {
             mid,
             producer,
             source: Source::vp9_svc(ssrc, self.now),
+            muted: false,
+            key_frame_requests: 0,
+            key_frame_request_times: Vec::new(),
+            rid: None,
+        });
+        producer
+    }
+
+    /// Publishes an AV1 `L1T3` stream with dependency descriptors ([`Source::av1_l1t3`]) from
+    /// `client` on `ssrc` (the router must offer AV1:
+    /// [`create_router_with_vp9`](Self::create_router_with_vp9); the client's transport must
+    /// have the dependency descriptor negotiated: `ExtensionIds`/raw extensions).
+    pub fn produce_av1_l1t3(&mut self, client: usize, ssrc: u32) -> ProducerId {
+        let params = self.clients[client].prepare_produce_av1(ssrc, "L1T3");
+        let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
+        self.publications.push(Publication {
+            client,
+            mid,
+            producer,
+            source: Source::av1_l1t3(ssrc, self.now),
             muted: false,
             key_frame_requests: 0,
             key_frame_request_times: Vec::new(),

@@ -76,7 +76,7 @@ impl Sfu {
         });
 
         let svc = match (video_codec, rtp_parameters.encodings.as_slice()) {
-            (Some(VideoCodec::Vp9), [only]) => crate::router::StreamLayers::new(
+            (Some(VideoCodec::Vp9 | VideoCodec::Av1), [only]) => crate::router::StreamLayers::new(
                 ortc::parse_scalability_mode(only.scalability_mode.as_deref()),
             ),
             _ => None,

@@ -38,6 +38,9 @@ pub(crate) struct Vp9Descriptor {
     pub(crate) n_p_diffs: u8,
     /// The scalability structure, when the packet carries one (V).
     pub(crate) ss: Option<ScalabilityStructure>,
+    /// Where the packet begins a frame: whether the frame's own uncompressed header says it
+    /// is a key frame (`None`: no header readable there).
+    pub(crate) header_key_frame: Option<bool>,
 }
 
 /// The scalability structure (SS): the spatial layers' resolutions and, optionally, the
@@ -95,7 +98,25 @@ pub(crate) fn parse(payload: &[u8]) -> Option<Vp9Descriptor> {
     if flags & V != 0 {
         d.ss = Some(scalability_structure(&mut r)?);
     }
+    if flags & B != 0 {
+        d.header_key_frame = r.u8().and_then(header_key_frame);
+    }
     Some(d)
+}
+
+/// What the first byte of a VP9 frame's uncompressed header says: `Some(true)` for a key
+/// frame, `Some(false)` for an inter frame or a repeated frame (show_existing_frame), `None`
+/// when the byte does not start a frame header (its frame marker is not 2).
+fn header_key_frame(b: u8) -> Option<bool> {
+    if b >> 6 != 2 {
+        return None;
+    }
+    let profile = (b >> 5 & 1) | (b >> 4 & 1) << 1;
+    // Profile 3 has a reserved bit before show_existing_frame.
+    let rest = if profile == 3 { b << 5 } else { b << 4 };
+    let show_existing = rest & 0x80 != 0;
+    let inter = rest & 0x40 != 0;
+    Some(!show_existing && !inter)
 }
 
 fn scalability_structure(r: &mut Reader<'_>) -> Option<ScalabilityStructure> {
@@ -146,9 +167,14 @@ impl Vp9Descriptor {
     }
 
     /// Whether the packet starts a key frame: not inter-picture predicted, on the base
-    /// spatial layer, where the frame begins.
+    /// spatial layer, where the frame begins, and not an inter frame by its own header (some
+    /// packetizers, ffmpeg's among them, never set P).
     pub(crate) fn key_frame(&self) -> bool {
-        !self.inter_picture() && self.begins_frame() && self.spatial == 0 && !self.inter_layer
+        !self.inter_picture()
+            && self.begins_frame()
+            && self.spatial == 0
+            && !self.inter_layer
+            && self.header_key_frame != Some(false)
     }
 
     /// The codec-neutral view.
@@ -158,6 +184,7 @@ impl Vp9Descriptor {
             spatial: self.spatial,
             temporal: self.temporal,
             switch_up: self.switch_up,
+            switch_up_to: 0,
             begins_frame: self.begins_frame(),
             ends_frame: self.ends_frame(),
             inter_picture: self.inter_picture(),
@@ -189,8 +216,31 @@ pub(crate) mod tests {
             v.push(tid << 5 | u << 4 | 1 << 2);
             v.push(diff);
         }
-        v.push(0xaa); // payload
+        v.push(0x82); // the frame header: marker 2, profile 0, key frame, shown
         v
+    }
+
+    #[test]
+    fn the_frame_header_vetoes_inter_frames_without_p() {
+        // B (and E), no P: a key frame only if its header says so.
+        assert!(parse(&[B | E, 0x82, 0x49]).unwrap().key_frame());
+        assert!(
+            !parse(&[B | E, 0x86, 0x00]).unwrap().key_frame(),
+            "inter frame"
+        );
+        assert!(
+            !parse(&[B | E, 0x88]).unwrap().key_frame(),
+            "show_existing_frame"
+        );
+        // Profile 1 and profile 3 (a reserved bit first).
+        assert!(parse(&[B, 0b10_1_0_0_0_1_0]).unwrap().key_frame());
+        assert!(!parse(&[B, 0b10_1_0_0_1_1_0]).unwrap().key_frame());
+        assert!(parse(&[B, 0b10_1_1_0_0_0_1]).unwrap().key_frame());
+        assert!(!parse(&[B, 0b10_1_1_0_0_1_0]).unwrap().key_frame());
+        // No header there (not a frame marker, or no byte): the descriptor alone decides.
+        assert!(parse(&[B, 0x49]).unwrap().key_frame());
+        assert!(parse(&[B]).unwrap().key_frame());
+        assert!(!parse(&[P | B, 0x82]).unwrap().key_frame());
     }
 
     #[test]

@@ -105,11 +105,13 @@ impl Structure {
         self.decode_targets
     }
 
+    #[cfg(test)] // Read by the tests; selection uses the layers alone.
     /// Number of chains (0: the structure uses none).
     pub(crate) fn chains(&self) -> u8 {
         self.chains
     }
 
+    #[cfg(test)] // Read by the tests; selection uses the layers alone.
     /// The chain that protects decode target `dt`.
     pub(crate) fn protected_by(&self, dt: u8) -> Option<u8> {
         (self.chains > 0 && dt < self.decode_targets).then(|| self.protected_by[usize::from(dt)])
@@ -125,6 +127,7 @@ impl Structure {
         })
     }
 
+    #[cfg(test)] // Read by the tests; selection uses the layers alone.
     /// The render resolution of spatial layer `spatial`, when the structure gives it.
     pub(crate) fn resolution(&self, spatial: u8) -> Option<(u16, u16)> {
         self.resolutions
@@ -132,6 +135,7 @@ impl Structure {
             .filter(|&(w, _)| w > 0)
     }
 
+    #[cfg(test)] // Read by the tests; selection uses the layers alone.
     /// The best active decode target within spatial layer `spatial` and temporal layer
     /// `temporal`: the one with the highest spatial, then temporal layer (`None` when no
     /// active target fits).
@@ -207,6 +211,7 @@ impl FrameInfo {
             .map(|&d| self.frame_number.wrapping_sub(d))
     }
 
+    #[cfg(test)] // Read by the tests; selection uses the layers alone.
     /// The frame number of the previous frame in chain `chain` (`None`: the chain needs no
     /// earlier frame, or there is no such chain).
     pub(crate) fn chain_previous(&self, chain: u8) -> Option<u16> {

@@ -17,7 +17,6 @@ pub mod rtcp;
 pub mod srtp;
 
 pub(crate) mod bwe;
-#[allow(dead_code)] // Not yet used for layer selection: tested on its own.
 pub(crate) mod dd;
 pub(crate) mod meter;
 #[allow(dead_code)] // Not yet in the send path: tested on its own.

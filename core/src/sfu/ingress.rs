@@ -4,7 +4,7 @@
 use tracing::trace;
 
 use crate::ids::{ConsumerId, Mid, ProducerId, Rid, TransportId};
-use crate::keyframe::is_key_frame;
+use crate::keyframe::{is_key_frame, VideoCodec};
 use crate::media::packet::{self, RtpPacket};
 use crate::media::recv::{Arrival, NackGenerator, RecvStream, MAX_DROPOUT};
 use crate::media::rtcp::{self, RtcpPacket};
@@ -157,10 +157,16 @@ impl Sfu {
             p.stats.packets_retransmitted += 1;
         }
         let is_video = kind == MediaKind::Video;
-        // The payload descriptor, read once for every consumer.
-        let descriptor = p
-            .video_codec
-            .and_then(|codec| crate::codec::parse(codec, pkt.payload()));
+        // The payload descriptor (AV1: the dependency descriptor), read once for every
+        // consumer.
+        let descriptor = match (p.video_codec, p.svc.as_deref_mut()) {
+            (Some(VideoCodec::Av1), Some(svc)) => p
+                .extensions
+                .dependency_descriptor
+                .and_then(|id| pkt.extension(id))
+                .and_then(|bytes| crate::codec::av1::parse(&mut svc.dd, bytes)),
+            (codec, _) => codec.and_then(|codec| crate::codec::parse(codec, pkt.payload())),
+        };
         let key_frame = match (p.video_codec, &descriptor) {
             (None, _) => true,
             (Some(_), Some(d)) => d.key_frame,

@@ -74,6 +74,8 @@ pub(crate) struct ProducerExtensions {
     pub(crate) to_router: ExtensionIdMap,
     /// The producer's id of `ssrc-audio-level`, for audio level observers.
     pub(crate) audio_level: Option<u8>,
+    /// The producer's id of the AV1 dependency descriptor, for AV1 layer selection.
+    pub(crate) dependency_descriptor: Option<u8>,
 }
 
 impl ProducerExtensions {
@@ -84,8 +86,10 @@ impl ProducerExtensions {
             if let Some(router_id) = ortc::header_extension_id(&e.uri) {
                 this.to_router.set(e.id, router_id);
             }
-            if ExtensionKind::from_uri(&e.uri) == ExtensionKind::AudioLevel {
-                this.audio_level = Some(e.id);
+            match ExtensionKind::from_uri(&e.uri) {
+                ExtensionKind::AudioLevel => this.audio_level = Some(e.id),
+                ExtensionKind::DependencyDescriptor => this.dependency_descriptor = Some(e.id),
+                _ => {}
             }
         }
         this

@@ -1,0 +1,100 @@
+//! AV1: the dependency descriptor header extension in the codec-neutral view.
+//!
+//! The descriptor's template structure arrives on the first packet of each coded video
+//! sequence (a key frame); later packets name one of its templates. A key frame is the start
+//! of a spatial layer 0 frame that carries a new structure. A switching-up point is a frame that
+//! is a switch indication for a decode target of its own temporal layer (from there that target
+//! decodes); a frame that is a switch indication for a target of its own spatial layer needs no
+//! earlier picture of that layer, and a frame that is a switch indication for decode targets of
+//! higher temporal layers lets a receiver that gets it go up to them.
+
+use super::Descriptor;
+use crate::media::dd::{Dti, FrameInfo, Parser, Structure};
+
+/// Parses one packet's dependency descriptor with the stream's `parser`. `None` when it does
+/// not parse (see [`Parser::parse`]): no structure yet, an unknown template, garbage.
+pub(crate) fn parse(parser: &mut Parser, bytes: &[u8]) -> Option<Descriptor> {
+    let frame = parser.parse(bytes).ok()?;
+    let structure = parser.structure()?;
+    Some(descriptor(&frame, structure))
+}
+
+fn descriptor(f: &FrameInfo, s: &Structure) -> Descriptor {
+    let switch_for = |same: &dyn Fn(u8, u8) -> bool| {
+        (0..s.decode_targets()).any(|dt| {
+            f.dti(dt) == Dti::Switch && s.target_layers(dt).is_some_and(|(sid, tid)| same(sid, tid))
+        })
+    };
+    let key_frame = f.new_structure && f.start_of_frame && f.spatial_id == 0;
+    let switch_up_to = (0..s.decode_targets())
+        .filter(|&dt| f.dti(dt) == Dti::Switch)
+        .filter_map(|dt| s.target_layers(dt))
+        .filter(|&(sid, _)| sid == f.spatial_id)
+        .map(|(_, tid)| tid)
+        .max()
+        .unwrap_or(0);
+    Descriptor {
+        has_layers: true,
+        spatial: f.spatial_id,
+        temporal: f.temporal_id,
+        switch_up: key_frame || switch_for(&|_, tid| tid == f.temporal_id),
+        switch_up_to,
+        begins_frame: f.start_of_frame,
+        ends_frame: f.end_of_frame,
+        inter_picture: !(key_frame || switch_for(&|sid, _| sid == f.spatial_id)),
+        inter_layer: f.spatial_id > 0 && f.referred().next().is_none(),
+        key_frame,
+        picture_id: Some(f.frame_number),
+        tl0_pic_idx: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key frame (template 0, frame 100) carrying an L1T3 structure: templates S0T0 key
+    /// (no references), S0T0 (refers 4 back), S0T1 (2 back), S0T2 (1 back); decode targets
+    /// T0, T0+T1 and all, their indications S S S / S S S / - D R / - - D; one chain.
+    const KEY_WITH_STRUCTURE: [u8; 14] = [
+        0xC0, 0x00, 0x64, 0x80, 0x02, 0x17, 0xAA, 0xA1, 0xC1, 0x4D, 0x14, 0x08, 0x21, 0x08,
+    ];
+
+    #[test]
+    fn frames_in_the_codec_neutral_view() {
+        let mut p = Parser::default();
+        let Some(key) = parse(&mut p, &KEY_WITH_STRUCTURE) else {
+            panic!("structure refused: {:?}", p.parse(&KEY_WITH_STRUCTURE));
+        };
+        assert!(key.key_frame && key.begins_frame && key.ends_frame && key.switch_up);
+        assert!(!key.inter_picture);
+        assert_eq!((key.spatial, key.temporal), (0, 0));
+        // Template 3 (T2), frame 101, start only.
+        let t2 = parse(&mut p, &[0x83, 0x00, 0x65]).unwrap();
+        assert!(!t2.key_frame && t2.begins_frame && !t2.ends_frame);
+        assert_eq!(t2.temporal, 2);
+        assert!(!t2.switch_up, "a discardable frame is no switching point");
+        assert_eq!(t2.picture_id, Some(101));
+        assert!(parse(&mut p, &[0x80]).is_none(), "truncated");
+        assert!(
+            parse(&mut p, &[0x85, 0x00, 0x65]).is_none(),
+            "unknown template"
+        );
+        // Template 2 (T1): a switching point for the T0+T1 target? No: discardable there.
+        let t1 = parse(&mut p, &[0xC2, 0x00, 0x66]).unwrap();
+        assert_eq!(t1.temporal, 1);
+        assert!(!t1.switch_up && t1.inter_picture);
+        assert_eq!(t1.switch_up_to, 0);
+        // Template 1 (T0): a switch indication for every target.
+        let t0 = parse(&mut p, &[0xC1, 0x00, 0x68]).unwrap();
+        assert!(t0.switch_up && !t0.key_frame && !t0.inter_picture);
+        assert_eq!(
+            t0.switch_up_to, 2,
+            "a switch point for every target up to T2"
+        );
+        assert!(
+            parse(&mut Parser::default(), &[0x83, 0x00, 0x65]).is_none(),
+            "no structure"
+        );
+    }
+}
