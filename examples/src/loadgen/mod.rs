@@ -1,8 +1,8 @@
 //! The load generator: how many packets, consumers and joins one SFU core carries.
 //!
-//! [`run`] starts the SFU in process (the mio runtime, one worker), pins the worker thread and
-//! the generator to different cores where there are two, builds the workload out of real
-//! WebRTC client transports ([`engine`]) and measures. See `src/bin/loadgen.rs` for the
+//! [`run`] starts the SFU in process (the mio runtime, one worker; two for the pipe workload),
+//! pins the worker thread and the generator to different cores where there are two, builds the
+//! workload out of real WebRTC client transports ([`engine`]) and measures. See `src/bin/loadgen.rs` for the
 //! command line and [`engine`] for how delay and loss are measured without decrypting.
 #![allow(clippy::disallowed_methods)] // The generator owns its clock.
 
@@ -1313,8 +1313,8 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let pipe = opts.workload == Workload::Pipe;
     let mut h = start_workers(opts, if pipe { 2 } else { 1 })?;
     eprintln!(
-        "loadgen: SFU worker tid {:?}, generator tid {:?}, pinned {:?}",
-        h.sfu_tid, h.gen_tid, h.pinned
+        "loadgen: SFU worker tid {:?} (every worker's: {:?}), generator tid {:?}, pinned {:?}",
+        h.sfu_tid, h.sfu_tids, h.gen_tid, h.pinned
     );
     eprintln!("loadgen: creation test, {} transports", opts.create);
     let creation = h.create_idle(opts.create, false)?;
