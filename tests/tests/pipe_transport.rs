@@ -563,3 +563,53 @@ fn sender_reports_cross_the_pipe() {
         );
     }
 }
+
+/// A producer that sends no sender reports (a plain RTP endpoint): the pipe's reports wait
+/// for its reports for 5 s, then speak the Sfu's clock, their RTP time the newest packet's
+/// timestamp advanced by the time since it was sent.
+#[test]
+fn pipe_reports_on_the_sfus_clock_without_producer_reports() {
+    let mut sim = Sim::new(seed_from_env("pipe_sfu_clock"));
+    let (ra, rb) = (sim.create_router(), sim.create_router());
+    let (ffmpeg, _) = sim.add_plain_transport(ra, None, |_| {});
+    sim.connect_plain(ffmpeg, false).unwrap();
+    let video = sim.plain_produce(ffmpeg, MediaKind::Video, 5000);
+    let piped = sim.pipe_to_router(video, rb, false, false);
+    sim.run_for(Duration::from_secs(9));
+    let mut first_rtp = None;
+    let mut last: Option<(std::time::Instant, u32)> = None;
+    let (mut packets, mut octets) = (0u32, 0u32);
+    let mut reports = 0;
+    for (at, _, d) in &sim.pipe_wire {
+        if !(200..=206).contains(&d[1]) {
+            first_rtp.get_or_insert(*at);
+            last = Some((*at, u32::from_be_bytes(d[4..8].try_into().unwrap())));
+            packets += 1;
+            octets += payload_len(d) as u32;
+            continue;
+        }
+        for packet in rtcp::compound(d) {
+            let Ok(RtcpPacket::SenderReport(sr)) = packet else {
+                continue;
+            };
+            let first = first_rtp.expect("a report only after media");
+            assert!(
+                *at >= first + Duration::from_secs(5),
+                "the first report waits 5 s for the producer's: {:?} after the first packet",
+                *at - first
+            );
+            // Sent one pipe latency before it arrived, as the packets were: the newest
+            // packet's timestamp advanced at 90 kHz by the time between the two.
+            let (packet_at, ts) = last.unwrap();
+            let ticks = ((*at - packet_at).as_nanos() * 90_000 / 1_000_000_000) as u32;
+            let error = i64::from(sr.rtp_timestamp().wrapping_sub(ts.wrapping_add(ticks)) as i32);
+            assert!(error.abs() <= 1, "RTP time {error} ticks off");
+            assert_eq!((sr.packet_count(), sr.octet_count()), (packets, octets));
+            reports += 1;
+        }
+    }
+    assert!(reports >= 3, "{reports} reports");
+    // The peer's producer takes them: its consumers' reports may speak its clock.
+    let stats = sim.sfu.producer_stats(piped.pipe_producer).unwrap();
+    assert!(stats.packets_received > 100, "{stats:?}");
+}

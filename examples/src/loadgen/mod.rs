@@ -526,6 +526,10 @@ fn start_workers(opts: &Options, workers: usize) -> Result<Harness, Error> {
     if pin {
         core_affinity::set_for_current(cores[0]);
     }
+    // Runs in one process (tests) start one at a time, so that the worker threads found by
+    // name below are this runtime's.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let before = sys::thread_ids();
     let runtime = Runtime::start(RuntimeConfig {
         workers,
