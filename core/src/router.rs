@@ -9,7 +9,7 @@ use crate::layers::LayerFilter;
 use crate::media::meter::BitrateMeter;
 use crate::media::packet::ExtensionIdMap;
 use crate::media::recv::{NackGenerator, RecvStream};
-use crate::media::send::SendStream;
+use crate::media::send::{ntp, SendStream, SenderReportData};
 use crate::media::store::PacketStore;
 use crate::ortc::{ConsumerParameters, MediaKind, RtpCapabilities, RtpParameters};
 use crate::stats::{ConsumerStats, ProducerStats};
@@ -292,6 +292,19 @@ pub(crate) struct PipeStreams {
     /// For each encoding, the rollover count of the first packet sent: the SRTP index the
     /// peer estimates starts at zero there.
     pub(crate) roc_base: Vec<Option<u64>>,
+    /// For each encoding, what its stream sent: the counts and clock its sender reports give.
+    pub(crate) sent: Vec<PipeSent>,
+}
+
+/// What one stream of a pipe consumer sent (retransmissions not included).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PipeSent {
+    /// Packets sent (modulo 2^32, as sender reports count them).
+    pub(crate) packets: u32,
+    /// Payload octets sent (modulo 2^32).
+    pub(crate) octets: u32,
+    /// The newest packet's RTP timestamp and when it was sent; `None` before the first.
+    pub(crate) last: Option<(u32, Instant)>,
 }
 
 impl PipeStreams {
@@ -311,6 +324,54 @@ impl PipeStreams {
         };
         let base = *base.get_or_insert(ext_seq >> 16);
         ext_seq.saturating_sub(base << 16)
+    }
+
+    /// Counts a packet of `payload` octets with RTP timestamp `timestamp` sent on `layer`'s
+    /// stream at `now`.
+    pub(crate) fn on_sent(&mut self, layer: usize, payload: usize, timestamp: u32, now: Instant) {
+        if let Some(sent) = self.sent.get_mut(layer) {
+            sent.packets = sent.packets.wrapping_add(1);
+            // The octet count wraps modulo 2^32 (RFC 3550 section 6.4.1).
+            sent.octets = sent.octets.wrapping_add(payload as u32);
+            sent.last = Some((timestamp, now));
+        }
+    }
+
+    /// A sender report for `layer`'s stream as of `now`, or `None` before its first packet.
+    ///
+    /// The stream carries the producer's timestamps unchanged, so with `producer_sr` =
+    /// `Some((ntp, rtp_ts, arrived_at))`, the encoding's latest sender report, the report is
+    /// the producer's NTP/RTP pair advanced by `now - arrived_at`: the peer's consumers keep
+    /// the sender's mapping (lip sync across the pipe). Without it, the NTP time is the Sfu's
+    /// (`ntp_base`: an NTP time and the instant it stands for) and the RTP time the newest
+    /// packet's timestamp advanced by the time since it was sent.
+    pub(crate) fn sender_report(
+        &self,
+        layer: usize,
+        now: Instant,
+        producer_sr: Option<(u64, u32, Instant)>,
+        clock_rate: u32,
+        ntp_base: (u64, Instant),
+    ) -> Option<SenderReportData> {
+        let sent = self.sent.get(layer)?;
+        let (last_ts, last_at) = sent.last?;
+        let (ntp, rtp_ts) = match producer_sr {
+            Some((ntp, rtp_ts, arrived_at)) => (
+                ntp::ntp_at((ntp, arrived_at), now),
+                ntp::rtp_at(rtp_ts, clock_rate, arrived_at, now),
+            ),
+            None => (
+                ntp::ntp_at(ntp_base, now),
+                ntp::rtp_at(last_ts, clock_rate, last_at, now),
+            ),
+        };
+        Some(SenderReportData {
+            ssrc: *self.ssrcs.get(layer)?,
+            ntp,
+            rtp_ts,
+            packet_count: sent.packets,
+            octet_count: sent.octets,
+        })
     }
 }
 

@@ -44,3 +44,37 @@ fn quick_conference_forwards_everything_it_is_given() {
     let security = r.security.expect("the DTLS ServerHello was seen");
     assert!(security.srtp_profile.is_some());
 }
+
+/// The pipe workload, small: a broadcast whose viewers alternate between two workers joined
+/// by pipe to router; the viewers on both receive every packet (nothing lost, every payload
+/// the probes decrypted intact), each worker's CPU is found, and the same room runs on one
+/// worker for comparison.
+#[test]
+fn quick_pipe_broadcast_reaches_viewers_on_both_workers() {
+    let opts = Options {
+        workload: Workload::Pipe,
+        pin: false,
+        create: 0,
+        viewers: 6,
+        ..Options::quick()
+    };
+    let r = run(&opts).expect("the quick pipe broadcast runs");
+    println!("{}", sfu_examples::loadgen::report::table(&r));
+    assert_eq!(r.run.per_worker.len(), 2, "{:?}", r.run);
+    for w in &r.run.per_worker {
+        assert_eq!(w.viewers, 3, "{w:?}");
+        assert!(w.forwarded > 0 && w.cpu_s > 0.0, "{w:?}");
+        assert!(w.expected > 0, "{w:?}");
+        assert_eq!(w.lost, 0, "loss on loopback at low load: {w:?}");
+    }
+    assert_eq!(r.run.lost, 0, "{:?}", r.run);
+    assert_eq!(r.run.silent_consumers, 0);
+    assert!(r.totals.probe_verified > 0);
+    assert_eq!(r.totals.probe_corrupt, 0);
+    assert_eq!(r.totals.probe_match_disagreed, 0);
+    let pipe = r.pipe.expect("the comparison ran");
+    assert!(pipe.pipe_packets > 0, "{pipe:?}");
+    assert!(pipe.one_worker.forwarded > 0 && pipe.one_worker.per_worker.is_empty());
+    assert_eq!(pipe.one_worker.lost, 0, "{:?}", pipe.one_worker);
+    assert!(pipe.derived_ratio > 0.0);
+}

@@ -1,20 +1,25 @@
 //! Pipe transports and pipe to router: a producer in one router reaches WebRTC consumers in
 //! another through a pipe pair, every simulcast encoding crossing with its numbers kept, with
 //! and without SRTP and RTX on the pipe; what a pipe peer sends that nobody produced, or with
-//! the wrong key, is dropped and counted.
+//! the wrong key, is dropped and counted; sender reports carry the publisher's NTP/RTP
+//! mapping across the pipe.
 
 mod common_peers;
 
-use common_peers::LAYERS;
+use common_peers::{join, LAYERS};
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use sfu_core::media::rtcp::{self, RtcpPacket};
 
 use sfu_core::media::srtp::SrtpContext;
 use sfu_core::ortc::{
     ConsumerType, MediaKind, PipeTransportOptions, SrtpCryptoSuite, TransportListenInfo,
 };
 use sfu_core::{ConsumeOptions, Error, PipedProducer};
+use sfu_tests::client::SenderReportSeen;
 use sfu_tests::delivery::{delivery_of, Expect};
 use sfu_tests::media::verify_payload;
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
@@ -382,4 +387,229 @@ fn pipe_transport_api_misuse_is_refused() {
         )
         .unwrap();
     assert_eq!(consumed.parameters.consumer_type, ConsumerType::Pipe);
+}
+
+/// The payload octets of an RTP datagram in the clear (after header, CSRCs and extensions,
+/// before padding).
+fn payload_len(d: &[u8]) -> usize {
+    let mut at = 12 + 4 * usize::from(d[0] & 0x0f);
+    if d[0] & 0x10 != 0 {
+        let words = u16::from_be_bytes(d[at + 2..at + 4].try_into().unwrap());
+        at += 4 + 4 * usize::from(words);
+    }
+    let padding = if d[0] & 0x20 != 0 {
+        usize::from(d[d.len() - 1])
+    } else {
+        0
+    };
+    d.len() - at - padding
+}
+
+/// A sender report's NTP/RTP pair moved into the source's timestamps: (NTP time, RTP time of
+/// the source) given the consumer's constant (consumer - source) timestamp offset.
+fn source_mapping(sr: &SenderReportSeen, offset: u32) -> (SystemTime, u32) {
+    (sr.ntp_time, sr.rtp_time.wrapping_sub(offset))
+}
+
+/// Lip sync across a pipe: the pipe consumer's streams send sender reports that carry the
+/// publisher's NTP/RTP mapping (and count what crossed the pipe), the pipe producer takes
+/// them as its own, and a viewer in the second router gets reports that agree with the
+/// publisher's, as a viewer in the publisher's router does.
+#[test]
+fn sender_reports_cross_the_pipe() {
+    let mut sim = Sim::new(seed_from_env("pipe_sender_reports"));
+    let (ra, rb) = (sim.create_router(), sim.create_router());
+    let alice = join(&mut sim, ra, 0, Protocol::Udp);
+    let simulcast = sim.produce_simulcast(alice.send, &LAYERS);
+    let caps_a = sim.device_caps(ra);
+    // Dave watches in alice's router: the reference.
+    let dave = sim.add_transport(ra, Protocol::Udp);
+    let da = sim.consume(dave, alice.audio, caps_a.clone(), false);
+    let dv = sim.consume(dave, alice.video, caps_a, false);
+    let pa = sim.pipe_to_router(alice.audio, rb, false, false);
+    let pv = sim.pipe_to_router(alice.video, rb, false, false);
+    let ps = sim.pipe_to_router(simulcast, rb, false, false);
+    // A slow pipe: a mapping taken from when media crossed it would be 30 ms off.
+    let a = sim.sfu.transport_stats(pv.local_transport).unwrap();
+    let b = sim.sfu.transport_stats(pv.remote_transport).unwrap();
+    let (a, b) = (
+        a.selected_tuple.unwrap().local,
+        b.selected_tuple.unwrap().local,
+    );
+    let slow = LinkConfig::ideal().with_latency(Duration::from_millis(30));
+    sim.net.set_link(a, b, slow.clone());
+    sim.net.set_link(b, a, slow);
+    let bob = sim.add_transport(rb, Protocol::Udp);
+    let caps_b = sim.device_caps(rb);
+    let ba = sim.consume(bob, pa.pipe_producer, caps_b.clone(), false);
+    let bv = sim.consume(bob, pv.pipe_producer, caps_b, false);
+    sim.run_for(Duration::from_secs(16));
+
+    // The viewers' reports, in the source's timestamps, against each other.
+    let ssrc = |c: &sfu_core::Consumed| c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
+    let offset = |client: usize, consumer: u32| {
+        let p = sim.clients[client]
+            .received
+            .iter()
+            .find(|p| p.ssrc == consumer)
+            .expect("media");
+        let info = verify_payload(&p.payload).unwrap();
+        let source = sim.sent[&info.ssrc]
+            .packets
+            .iter()
+            .find(|s| s.seq as u16 == info.seq)
+            .unwrap();
+        p.timestamp.wrapping_sub(source.timestamp)
+    };
+    let mut worst = Vec::new();
+    for (reference, piped, rate) in [(&da, &ba, 48_000u32), (&dv, &bv, 90_000)] {
+        let (rs, ps_) = (ssrc(reference), ssrc(piped));
+        let (ro, po) = (offset(dave, rs), offset(bob, ps_));
+        let refs: Vec<_> = sim.clients[dave]
+            .sender_report_log
+            .iter()
+            .filter(|s| s.ssrc == rs)
+            .map(|s| source_mapping(s, ro))
+            .collect();
+        let piped_srs: Vec<_> = sim.clients[bob]
+            .sender_report_log
+            .iter()
+            .filter(|s| s.ssrc == ps_)
+            .collect();
+        assert!(
+            piped_srs.len() >= 10 && refs.len() >= 10,
+            "{} and {} reports in 16 s",
+            piped_srs.len(),
+            refs.len()
+        );
+        let mut max_error = 0i64;
+        for sr in &piped_srs {
+            let (ntp, rtp) = source_mapping(sr, po);
+            // The reference report nearest in NTP time, moved to this one's NTP time.
+            let (rntp, rrtp) = *refs
+                .iter()
+                .min_by_key(|(t, _)| {
+                    t.duration_since(ntp)
+                        .or_else(|_| ntp.duration_since(*t))
+                        .unwrap()
+                })
+                .unwrap();
+            let nanos = match ntp.duration_since(rntp) {
+                Ok(d) => d.as_nanos() as i128,
+                Err(e) => -(e.duration().as_nanos() as i128),
+            };
+            let want = rrtp.wrapping_add((nanos * i128::from(rate) / 1_000_000_000) as u32);
+            let error = i64::from(rtp.wrapping_sub(want) as i32);
+            max_error = max_error.max(error.abs());
+        }
+        worst.push((rate, max_error));
+        // The links are exact and each hop carries the pair as it is, rounding the RTP time
+        // to the nearest tick once: half a tick for each of the pipe's and the viewer's
+        // reports, half for the reference's, under one for the comparison's truncation: two
+        // ticks at most, where a mapping taken from when media crossed the 30 ms pipe would
+        // be 1,440 (audio) or 2,700 (video) ticks off.
+        assert!(
+            max_error <= 2,
+            "reports of the piped {rate} Hz stream place the source's RTP time {max_error} \
+             ticks from the publisher's mapping"
+        );
+    }
+    eprintln!("piped sender reports: worst (rate, ticks off the publisher's mapping) {worst:?}");
+
+    // On the pipe's wire: each stream's reports count exactly what crossed before them.
+    let pipe_ssrcs: Vec<u32> = [pa.pipe_consumer, pv.pipe_consumer, ps.pipe_consumer]
+        .iter()
+        .flat_map(|&c| {
+            sim.sfu
+                .consumer_parameters(c)
+                .unwrap()
+                .rtp_parameters
+                .encodings
+                .iter()
+                .map(|e| e.ssrc.unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(pipe_ssrcs.len(), 2 + LAYERS.len());
+    let mut sent: HashMap<u32, (u32, u32)> = HashMap::new();
+    let mut reports: HashMap<u32, usize> = HashMap::new();
+    for (_, _, d) in &sim.pipe_wire {
+        if !(200..=206).contains(&d[1]) {
+            let ssrc = u32::from_be_bytes(d[8..12].try_into().unwrap());
+            let counts = sent.entry(ssrc).or_default();
+            counts.0 += 1;
+            counts.1 += payload_len(d) as u32;
+            continue;
+        }
+        for packet in rtcp::compound(d) {
+            let Ok(RtcpPacket::SenderReport(sr)) = packet else {
+                continue;
+            };
+            assert!(pipe_ssrcs.contains(&sr.ssrc()), "a report of {}", sr.ssrc());
+            let counts = sent.get(&sr.ssrc()).copied().unwrap_or_default();
+            assert_eq!(
+                (sr.packet_count(), sr.octet_count()),
+                counts,
+                "the report of pipe stream {} counts what crossed before it",
+                sr.ssrc()
+            );
+            *reports.entry(sr.ssrc()).or_default() += 1;
+        }
+    }
+    for s in &pipe_ssrcs {
+        assert!(
+            reports.get(s).copied().unwrap_or(0) >= 10,
+            "pipe stream {s}: {reports:?}"
+        );
+    }
+}
+
+/// A producer that sends no sender reports (a plain RTP endpoint): the pipe's reports wait
+/// for its reports for 5 s, then speak the Sfu's clock, their RTP time the newest packet's
+/// timestamp advanced by the time since it was sent.
+#[test]
+fn pipe_reports_on_the_sfus_clock_without_producer_reports() {
+    let mut sim = Sim::new(seed_from_env("pipe_sfu_clock"));
+    let (ra, rb) = (sim.create_router(), sim.create_router());
+    let (ffmpeg, _) = sim.add_plain_transport(ra, None, |_| {});
+    sim.connect_plain(ffmpeg, false).unwrap();
+    let video = sim.plain_produce(ffmpeg, MediaKind::Video, 5000);
+    let piped = sim.pipe_to_router(video, rb, false, false);
+    sim.run_for(Duration::from_secs(9));
+    let mut first_rtp = None;
+    let mut last: Option<(std::time::Instant, u32)> = None;
+    let (mut packets, mut octets) = (0u32, 0u32);
+    let mut reports = 0;
+    for (at, _, d) in &sim.pipe_wire {
+        if !(200..=206).contains(&d[1]) {
+            first_rtp.get_or_insert(*at);
+            last = Some((*at, u32::from_be_bytes(d[4..8].try_into().unwrap())));
+            packets += 1;
+            octets += payload_len(d) as u32;
+            continue;
+        }
+        for packet in rtcp::compound(d) {
+            let Ok(RtcpPacket::SenderReport(sr)) = packet else {
+                continue;
+            };
+            let first = first_rtp.expect("a report only after media");
+            assert!(
+                *at >= first + Duration::from_secs(5),
+                "the first report waits 5 s for the producer's: {:?} after the first packet",
+                *at - first
+            );
+            // Sent one pipe latency before it arrived, as the packets were: the newest
+            // packet's timestamp advanced at 90 kHz by the time between the two.
+            let (packet_at, ts) = last.unwrap();
+            let ticks = ((*at - packet_at).as_nanos() * 90_000 / 1_000_000_000) as u32;
+            let error = i64::from(sr.rtp_timestamp().wrapping_sub(ts.wrapping_add(ticks)) as i32);
+            assert!(error.abs() <= 1, "RTP time {error} ticks off");
+            assert_eq!((sr.packet_count(), sr.octet_count()), (packets, octets));
+            reports += 1;
+        }
+    }
+    assert!(reports >= 3, "{reports} reports");
+    // The peer's producer takes them: its consumers' reports may speak its clock.
+    let stats = sim.sfu.producer_stats(piped.pipe_producer).unwrap();
+    assert!(stats.packets_received > 100, "{stats:?}");
 }

@@ -13,7 +13,7 @@ use crate::ortc::{
     PlainTransportConnectParameters, PlainTransportOptions, RtcpFeedback, TransportListenInfo,
     PIPE_SRTP_CRYPTO_SUITE,
 };
-use crate::router::PipeStreams;
+use crate::router::{PipeSent, PipeStreams};
 
 /// A created pipe transport: its id and what the peer's `connect` needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,6 +276,7 @@ impl Sfu {
                 pipe: Some(Box::new(PipeStreams {
                     rtx_seqs: vec![u64::from(initial_rtx_seq); rtx_ssrcs.len()],
                     roc_base: vec![None; layers],
+                    sent: vec![PipeSent::default(); layers],
                     ssrcs,
                     rtx_ssrcs,
                 })),

@@ -12,9 +12,9 @@ use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
-use crate::media::send::SentPacket;
+use crate::media::send::{SenderReportData, SentPacket};
 use crate::ortc::MediaKind;
-use crate::router::ReportClock;
+use crate::router::{Consumer, Producer, ReportClock};
 use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
@@ -105,6 +105,9 @@ impl Sfu {
                     &mut self.buffers,
                 ) {
                     count_sent(c, pkt.payload().len(), now);
+                    if let Some(pipe) = c.pipe.as_deref_mut() {
+                        pipe.on_sent(layer, pkt.payload().len(), pkt.timestamp(), now);
+                    }
                     queue_flush_of(ct, ctid, &mut self.flush_queue);
                 }
                 continue;
@@ -548,24 +551,31 @@ impl Sfu {
         // Sender reports, each followed by the SDES that names its stream's cname.
         let consumers: Vec<ConsumerId> = t.consumers_by_mid.values().copied().collect();
         for cid in consumers {
-            let Some(c) = self.consumers.get_mut(&cid).filter(|c| c.pipe.is_none()) else {
+            let Some(c) = self.consumers.get_mut(&cid) else {
                 continue;
             };
+            let stream_cname = c
+                .parameters
+                .rtp_parameters
+                .rtcp
+                .cname
+                .clone()
+                .unwrap_or_else(|| cname.clone());
+            if c.pipe.is_some() {
+                if let Some(p) = self.producers.get(&c.producer) {
+                    let out = (&mut buf[..], &mut len);
+                    pipe_sender_reports(c, p, (now, ntp_base), t, out, &stream_cname);
+                }
+                continue;
+            }
             let producer_sr = self
                 .producers
                 .get(&c.producer)
                 .and_then(|p| p.encodings.get(c.current_layer.unwrap_or(0)))
                 .and_then(|e| e.recv.as_ref())
                 .and_then(|r| r.sender_report_mapping());
-            // The first report waits (a few seconds at most) for the producer's own, so that
-            // every report of the stream speaks the producer's clock.
-            let clock = match (c.report_clock, producer_sr) {
-                (Some(clock), _) => clock,
-                (None, Some(_)) => ReportClock::Producer,
-                (None, None) => match c.first_sent_at {
-                    Some(at) if now >= at + FIRST_REPORT_WAIT => ReportClock::Sfu,
-                    _ => continue,
-                },
+            let Some(clock) = report_clock(c, producer_sr.is_some(), now) else {
+                continue;
             };
             let producer_sr = match clock {
                 ReportClock::Producer => match producer_sr {
@@ -581,30 +591,7 @@ impl Sfu {
                 continue;
             };
             c.report_clock = Some(clock);
-            let cname = c
-                .parameters
-                .rtp_parameters
-                .rtcp
-                .cname
-                .clone()
-                .unwrap_or_else(|| cname.clone());
-            if len + 28 + 16 + cname.len() + 8 > RTCP_MTU {
-                flush_rtcp(t, &mut buf, &mut len);
-            }
-            if let Ok(n) = rtcp::write_sender_report(
-                &mut buf[len..],
-                sr.ssrc,
-                sr.ntp,
-                sr.rtp_ts,
-                sr.packet_count,
-                sr.octet_count,
-                &[],
-            ) {
-                len += n;
-            }
-            if let Ok(n) = rtcp::write_sdes_cname(&mut buf[len..], sr.ssrc, &cname) {
-                len += n;
-            }
+            write_sender_report(t, (&mut buf, &mut len), &sr, &stream_cname);
         }
         // Receiver reports: one block per producer encoding with statistics.
         let mut blocks = Vec::new();
@@ -661,6 +648,89 @@ impl Sfu {
                 queue_flush_of(t, tid, &mut self.flush_queue);
             }
         }
+    }
+}
+
+/// The clock consumer `c`'s sender reports speak as of `now`, given whether its producer has
+/// sent reports; `None` while the first report waits (a few seconds at most) for the
+/// producer's own, so that every report of the stream speaks the producer's clock.
+fn report_clock(c: &Consumer, producer_reports: bool, now: Instant) -> Option<ReportClock> {
+    match (c.report_clock, producer_reports) {
+        (Some(clock), _) => Some(clock),
+        (None, true) => Some(ReportClock::Producer),
+        (None, false) => match c.first_sent_at {
+            Some(at) if now >= at + FIRST_REPORT_WAIT => Some(ReportClock::Sfu),
+            _ => None,
+        },
+    }
+}
+
+/// Sender reports for each stream of pipe consumer `c` that has sent, in the producer's clock
+/// (each encoding's own sender reports: the pipe keeps the producer's timestamps) or, for a
+/// producer that sends none, the Sfu's; written into the transport's compound `buf[..len]`.
+fn pipe_sender_reports(
+    c: &mut Consumer,
+    p: &Producer,
+    (now, ntp_base): (Instant, (u64, Instant)),
+    t: &mut Transport,
+    (buf, len): (&mut [u8], &mut usize),
+    cname: &str,
+) {
+    let Some(pipe) = c.pipe.as_deref() else {
+        return;
+    };
+    let mapping = |layer: usize| {
+        p.encodings
+            .get(layer)
+            .and_then(|e| e.recv.as_ref())
+            .and_then(|r| r.sender_report_mapping())
+    };
+    let producer_reports = (0..pipe.ssrcs.len()).any(|layer| mapping(layer).is_some());
+    let Some(clock) = report_clock(c, producer_reports, now) else {
+        return;
+    };
+    for layer in 0..pipe.ssrcs.len() {
+        let producer_sr = match clock {
+            ReportClock::Producer => match mapping(layer) {
+                Some(sr) => Some(sr),
+                None => continue,
+            },
+            ReportClock::Sfu => None,
+        };
+        let Some(sr) = pipe.sender_report(layer, now, producer_sr, c.clock_rate, ntp_base) else {
+            continue;
+        };
+        c.report_clock = Some(clock);
+        // Receiver reports name any of the streams' reports: the consumer's RTT.
+        c.send.remember_report(sr.ntp, now);
+        write_sender_report(t, (&mut *buf, &mut *len), &sr, cname);
+    }
+}
+
+/// Appends a sender report and the SDES naming its stream's `cname` to the compound
+/// `buf[..len]`, sending what is there first when they would not fit.
+fn write_sender_report(
+    t: &mut Transport,
+    (buf, len): (&mut [u8], &mut usize),
+    sr: &SenderReportData,
+    cname: &str,
+) {
+    if *len + 28 + 16 + cname.len() + 8 > RTCP_MTU {
+        flush_rtcp(t, buf, len);
+    }
+    if let Ok(n) = rtcp::write_sender_report(
+        &mut buf[*len..],
+        sr.ssrc,
+        sr.ntp,
+        sr.rtp_ts,
+        sr.packet_count,
+        sr.octet_count,
+        &[],
+    ) {
+        *len += n;
+    }
+    if let Ok(n) = rtcp::write_sdes_cname(&mut buf[*len..], sr.ssrc, cname) {
+        *len += n;
     }
 }
 

@@ -33,6 +33,11 @@
 //! cargo run --release -p sfu-examples --bin loadgen -- --quick --data 1,10,50
 //! # replay a capture as every participant's media
 //! cargo run --release -p sfu-examples --bin loadgen -- --pcap capture.pcap
+//! # a broadcast over two workers (pipe to router) against the same on one worker
+//! cargo run --release -p sfu-examples --bin loadgen -- --workload pipe --viewers 300
+//! # ... with capacity searches (viewers raised 50 at a time until loss or delay)
+//! cargo run --release -p sfu-examples --bin loadgen -- --workload pipe --viewers 300 \
+//!     --search 50 --sweep-duration 4
 //!
 //! # profile the SFU worker while a run measures (its tid is printed as "SFU worker tid")
 //! target/release/loadgen --rooms 3 --participants 10 --duration 10 &
@@ -55,12 +60,63 @@
 //! transport. Delay is measured per forwarded packet from the clear RTP header, with the
 //! consumer socket's kernel receive timestamp; see `sfu_examples::loadgen::engine`.
 //!
-//! Flags: `--workload conference|broadcast|idle`, `--rooms R`, `--participants P`,
+//! The pipe workload (`--workload pipe`) starts the SFU with two workers: the publisher on
+//! worker 0, its audio and video piped to a router on worker 1
+//! (`sfu_core::runtime::pipe`), the viewers alternating between the workers. It reports each
+//! worker's thread CPU, the packets its viewers received, their delay and loss; then runs the
+//! same broadcast on one worker and compares the SFU CPU per delivered packet. The capacity
+//! of two cores against one is derived from that (each worker on a core of its own at its
+//! measured CPU per viewer), not measured: on a two-core machine the generator needs a core.
+//! `--sfu-cores 1` (default) pins both workers to the SFU's core and the generator to the
+//! other; `--sfu-cores 2` gives each worker a core and leaves the generator unpinned.
+//! `--search STEP` adds capacity searches (one worker; two workers on one core; two workers
+//! on two cores): viewers raised by STEP until a step of `--sweep-duration` loses more than
+//! 0.1% or its p99 delay passes 50 ms.
+//!
+//! Flags: `--workload conference|broadcast|idle|pipe`, `--rooms R`, `--participants P`,
 //! `--viewers N`, `--idle N`, `--create N` (transports created to measure setup rate and
 //! memory), `--churn N` (joins and leaves, see `sfu_examples::loadgen::Churn`), `--data N,M,..`
 //! (a data channel relayed to N, M, .. consumers, see `sfu_examples::loadgen::DataRelay`),
-//! `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--json FILE`,
-//! `--chart FILE`, `--no-pin`.
+//! `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--sweep-duration S`,
+//! `--sfu-cores 1|2`, `--search STEP`, `--json FILE`, `--chart FILE`, `--no-pin`.
+
+/// What `--help` prints.
+#[cfg(target_os = "linux")]
+const USAGE: &str = "\
+usage: loadgen [flags]   (release build: cargo run --release -p sfu-examples --bin loadgen --)
+
+The SFU (mio runtime) runs in process; simulated WebRTC clients (real ICE, DTLS, SRTP over
+loopback UDP) publish and consume. The headline is packets per SFU CPU-second.
+
+  --workload W        conference (default) | broadcast | idle | pipe
+  --rooms R           conference rooms (5)
+  --participants P    participants per conference room (10)
+  --viewers N         broadcast and pipe viewers (200)
+  --idle N            idle transports of the idle workload (2000)
+  --create N          transports created and closed first: setup rate and memory (500)
+  --churn N           joins and leaves after that (0)
+  --data N,M,..       a data channel relayed to N, M, .. data consumers
+  --duration S        measurement window, seconds (10)
+  --warmup S          media before the window, seconds (2)
+  --pcap FILE         replay a capture as the published media
+  --quick             small sizes and short windows
+  --sweep             participant and idle-transport sweeps (--chart FILE draws them)
+  --sweep-duration S  window of each sweep point and capacity step, seconds (4)
+  --json FILE         the whole report as JSON
+  --no-pin            do not pin the SFU and the generator to different cores
+
+Pipe workload (acceptance 4 of issue 14): two workers, the publisher on worker 0 piped to a
+router on worker 1 (sfu_core::runtime::pipe), viewers alternating between them. Reported per
+worker: thread CPU, packets its viewers received per CPU-second, delay, loss; then the same
+viewers on one worker, the SFU CPU per delivered packet of both runs (the pipe's overhead)
+and, derived from the measured CPU per viewer of each worker (not measured: the generator
+needs a core of this machine), the viewers two cores carry against one.
+  --sfu-cores 1|2     1 (default): both workers on the SFU's core, the generator on the
+                      other; 2: a core per worker, the generator unpinned
+  --search STEP       capacity searches: viewers raised by STEP until a step loses more than
+                      0.1% or its p99 delay passes 50 ms (one worker; two workers on one
+                      core; two on two cores)
+";
 
 #[cfg(target_os = "linux")]
 fn main() {
@@ -70,7 +126,7 @@ fn main() {
     use sfu_examples::loadgen::{report, run, Options, Workload};
 
     fn usage(msg: &str) -> ! {
-        eprintln!("loadgen: {msg}\nsee the doc comment of examples/src/bin/loadgen.rs");
+        eprintln!("loadgen: {msg}\n{USAGE}");
         std::process::exit(2)
     }
 
@@ -106,6 +162,7 @@ fn main() {
                     "conference" => Workload::Conference,
                     "broadcast" => Workload::Broadcast,
                     "idle" => Workload::Idle,
+                    "pipe" => Workload::Pipe,
                     other => usage(&format!("unknown workload {other}")),
                 }
             }
@@ -128,10 +185,16 @@ fn main() {
             "--warmup" => opts.warmup = secs(value()),
             "--pcap" => opts.pcap = Some(PathBuf::from(value())),
             "--sweep" => opts.sweep = true,
+            "--sweep-duration" => opts.sweep_duration = secs(value()),
+            "--sfu-cores" => opts.sfu_cores = num(value()).clamp(1, 2),
+            "--search" => opts.search_step = num(value()),
             "--json" => json = Some(PathBuf::from(value())),
             "--chart" => chart = Some(PathBuf::from(value())),
             "--no-pin" => opts.pin = false,
-            "-h" | "--help" => usage("usage"),
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return;
+            }
             other => usage(&format!("unknown flag {other}")),
         }
     }

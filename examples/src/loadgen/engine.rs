@@ -105,6 +105,8 @@ pub struct Endpoint {
     pub first_video: Option<Instant>,
     /// Whether its join time counts (it joined a room where media already flowed).
     pub join_sample: bool,
+    /// The SFU worker its transport lives on (an index into [`Engine::workers`]).
+    pub worker: usize,
     scheduled: Instant,
     pubs: Vec<usize>,
     /// The SSRCs of its consumers.
@@ -264,6 +266,18 @@ pub struct Window {
     /// Forwarding delays, publisher's send call to the generator reading the datagram (this
     /// adds the generator's own scheduling), microseconds.
     pub app_delays: super::hist::Delays,
+    /// What the consumers on each SFU worker received (by [`Endpoint::worker`]; workers past
+    /// the first two count with the second).
+    pub by_worker: [WorkerWindow; 2],
+}
+
+/// What the consumers whose transports live on one SFU worker received in the window.
+#[derive(Debug, Default)]
+pub struct WorkerWindow {
+    /// RTP datagrams received (retransmissions included).
+    pub forwarded: u64,
+    /// Forwarding delays as [`Window::delays`], microseconds.
+    pub delays: super::hist::Delays,
 }
 
 /// Totals over the whole run.
@@ -308,8 +322,10 @@ pub struct DataSource {
 
 /// The generator.
 pub struct Engine {
-    /// The SFU worker.
+    /// The SFU worker endpoints are created on unless told otherwise (`workers[0]`).
     pub worker: WorkerHandle,
+    /// Every SFU worker endpoints may live on.
+    pub workers: Vec<WorkerHandle>,
     poll: Poll,
     events: Events,
     tokens: Vec<usize>,
@@ -343,8 +359,19 @@ pub struct Engine {
 impl Engine {
     /// A generator driving `worker`.
     pub fn new(worker: WorkerHandle) -> io::Result<Self> {
+        Self::with_workers(vec![worker])
+    }
+
+    /// A generator driving several workers; endpoints go on the first unless created with
+    /// [`Engine::add_endpoint_on`].
+    pub fn with_workers(workers: Vec<WorkerHandle>) -> io::Result<Self> {
+        let worker = workers
+            .first()
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no worker"))?;
         Ok(Self {
             worker,
+            workers,
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             tokens: Vec::new(),
@@ -370,17 +397,38 @@ impl Engine {
 
     /// Creates a transport on the server (the first half of joining).
     pub fn create_transport(&self, router: RouterId) -> Result<WebRtcTransportCreated, Error> {
+        self.create_transport_on(0, router)
+    }
+
+    /// Creates a transport on worker `worker` (an index into [`Engine::workers`]).
+    fn create_transport_on(
+        &self,
+        worker: usize,
+        router: RouterId,
+    ) -> Result<WebRtcTransportCreated, Error> {
         let options = WebRtcTransportOptions {
             enable_sctp: self.sctp,
             ..WebRtcTransportOptions::default()
         };
-        Ok(self.worker.create_webrtc_transport(router, options)?)
+        Ok(self.workers[worker].create_webrtc_transport(router, options)?)
     }
 
     /// Builds the client for a created transport, connects it (mediasoup's `connect`) and
     /// starts ICE. Returns the endpoint's index.
     pub fn attach(
         &mut self,
+        created: &WebRtcTransportCreated,
+        caps: &RtpCapabilities,
+        role: Role,
+        created_at: Instant,
+    ) -> Result<usize, Error> {
+        self.attach_on(0, created, caps, role, created_at)
+    }
+
+    /// As [`Engine::attach`], for a transport created on worker `worker`.
+    fn attach_on(
+        &mut self,
+        worker: usize,
         created: &WebRtcTransportCreated,
         caps: &RtpCapabilities,
         role: Role,
@@ -417,8 +465,7 @@ impl Engine {
             caps,
             str0m::net::Protocol::Udp,
         );
-        self.worker
-            .connect_webrtc_transport(created.id, client.dtls_parameters())?;
+        self.workers[worker].connect_webrtc_transport(created.id, client.dtls_parameters())?;
         self.eps.push(Endpoint {
             link: Some(Box::new(Link {
                 client,
@@ -433,6 +480,7 @@ impl Engine {
             first_audio: None,
             first_video: None,
             join_sample: false,
+            worker,
             scheduled: now,
             pubs: Vec::new(),
             consumer_ssrcs: Vec::new(),
@@ -448,9 +496,21 @@ impl Engine {
         caps: &RtpCapabilities,
         role: Role,
     ) -> Result<usize, Error> {
+        self.add_endpoint_on(0, router, caps, role)
+    }
+
+    /// As [`Engine::add_endpoint`], on worker `worker` (an index into [`Engine::workers`]),
+    /// in `router` of that worker.
+    pub fn add_endpoint_on(
+        &mut self,
+        worker: usize,
+        router: RouterId,
+        caps: &RtpCapabilities,
+        role: Role,
+    ) -> Result<usize, Error> {
         let created_at = Instant::now();
-        let created = self.create_transport(router)?;
-        self.attach(&created, caps, role, created_at)
+        let created = self.create_transport_on(worker, router)?;
+        self.attach_on(worker, &created, caps, role, created_at)
     }
 
     /// Publishes a stream from endpoint `e`; it starts sending once `e` is connected.
@@ -464,7 +524,7 @@ impl Engine {
     ) -> Result<usize, Error> {
         let rtp_parameters = self.link(e)?.client.prepare_produce(kind, ssrc);
         let mid = rtp_parameters.mid.clone().unwrap_or_default();
-        let producer = self.worker.produce(
+        let producer = self.workers[self.eps[e].worker].produce(
             self.eps[e].transport,
             ProduceOptions {
                 kind,
@@ -505,10 +565,23 @@ impl Engine {
         p: usize,
         caps: &RtpCapabilities,
     ) -> Result<ConsumerId, Error> {
-        let consumed = self.worker.consume(
+        let producer = self.pubs[p].producer;
+        self.consume_as(e, p, producer, caps)
+    }
+
+    /// As [`Engine::consume`], of `producer` on endpoint `e`'s worker: a producer that
+    /// carries publication `p`'s packets unchanged (a pipe producer fed by it).
+    pub fn consume_as(
+        &mut self,
+        e: usize,
+        p: usize,
+        producer: ProducerId,
+        caps: &RtpCapabilities,
+    ) -> Result<ConsumerId, Error> {
+        let consumed = self.workers[self.eps[e].worker].consume(
             self.eps[e].transport,
             ConsumeOptions {
-                producer: self.pubs[p].producer,
+                producer,
                 rtp_capabilities: device_capabilities(caps),
                 paused: true,
             },
@@ -554,7 +627,7 @@ impl Engine {
         for ssrc in std::mem::take(&mut ep.consumer_ssrcs) {
             self.by_consumer.remove(&ssrc);
         }
-        self.worker.close_transport(ep.transport)?;
+        self.workers[ep.worker].close_transport(ep.transport)?;
         Ok(())
     }
 
@@ -982,6 +1055,7 @@ impl Engine {
             if self.win.on && self.rtx_ssrcs.contains(&h.ssrc) {
                 self.win.rtx += 1;
                 self.win.forwarded += 1;
+                self.win.by_worker[self.eps[e].worker.min(1)].forwarded += 1;
             }
             return;
         };
@@ -1042,7 +1116,11 @@ impl Engine {
                     let us = |d: Duration| d.as_micros().min(u128::from(u32::MAX)) as u32;
                     self.win.app_delays.push(us(now.duration_since(slot.at)));
                     if let Some(k) = kernel {
-                        self.win.delays.push(us(k.saturating_sub(slot.wall)));
+                        let delay = us(k.saturating_sub(slot.wall));
+                        self.win.delays.push(delay);
+                        self.win.by_worker[self.eps[e].worker.min(1)]
+                            .delays
+                            .push(delay);
                     }
                 }
             }
@@ -1054,13 +1132,23 @@ impl Engine {
         }
         if self.win.on {
             self.win.forwarded += 1;
+            self.win.by_worker[self.eps[e].worker.min(1)].forwarded += 1;
         }
     }
 
     /// Loss over the run: (lost, expected, consumers that received nothing).
     pub fn loss(&self) -> (u64, u64, u64) {
+        self.loss_where(|_| true)
+    }
+
+    /// As [`Engine::loss`], for the consumers on SFU worker `worker` alone.
+    pub fn loss_on(&self, worker: usize) -> (u64, u64, u64) {
+        self.loss_where(|e| e.worker == worker)
+    }
+
+    fn loss_where(&self, consumer: impl Fn(&Endpoint) -> bool) -> (u64, u64, u64) {
         let (mut lost, mut expected, mut silent) = (0u64, 0u64, 0u64);
-        for t in &self.tracks {
+        for t in self.tracks.iter().filter(|t| consumer(&self.eps[t.ep])) {
             let publication = &self.pubs[t.publication];
             if self.eps[publication.ep].link.is_none() || self.eps[t.ep].link.is_none() {
                 continue;
@@ -1080,6 +1168,16 @@ impl Engine {
             expected += t.received + l;
         }
         (lost, expected, silent)
+    }
+
+    /// Packets received and sequence gaps (lost, or not yet arrived out of order) over the
+    /// run, every consumer together: a loss ratio between two moments without the packets in
+    /// flight that [`Engine::loss`] counts as a tail.
+    pub fn received_and_gaps(&self) -> (u64, i64) {
+        self.tracks
+            .iter()
+            .filter(|t| self.eps[t.ep].link.is_some())
+            .fold((0, 0), |(r, g), t| (r + t.received, g + t.gaps))
     }
 
     /// Consumers that exist.

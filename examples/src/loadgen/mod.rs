@@ -1,8 +1,8 @@
 //! The load generator: how many packets, consumers and joins one SFU core carries.
 //!
-//! [`run`] starts the SFU in process (the mio runtime, one worker), pins the worker thread and
-//! the generator to different cores where there are two, builds the workload out of real
-//! WebRTC client transports ([`engine`]) and measures. See `src/bin/loadgen.rs` for the
+//! [`run`] starts the SFU in process (the mio runtime, one worker; two for the pipe workload),
+//! pins the worker thread and the generator to different cores where there are two, builds the
+//! workload out of real WebRTC client transports ([`engine`]) and measures. See `src/bin/loadgen.rs` for the
 //! command line and [`engine`] for how delay and loss are measured without decrypting.
 #![allow(clippy::disallowed_methods)] // The generator owns its clock.
 
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sfu_core::ortc::{MediaKind, RtpCapabilities};
-use sfu_core::{RouterId, RouterOptions, SfuConfig};
+use sfu_core::{ConsumerId, RouterId, RouterOptions, SfuConfig};
 use sfu_runtime_mio::{ListenOptions, Runtime, RuntimeConfig, RuntimeCounters};
 
 use engine::{Capture, Engine, Role, Totals};
@@ -37,6 +37,9 @@ pub enum Workload {
     Broadcast,
     /// Thousands of connected transports without media beside a small active conference.
     Idle,
+    /// One publisher on worker 0 and N viewers, half of them on worker 1 behind a pipe to
+    /// router; then the same N viewers on one worker, for comparison (see [`PipeComparison`]).
+    Pipe,
 }
 
 /// What to run.
@@ -66,6 +69,12 @@ pub struct Options {
     pub pcap: Option<PathBuf>,
     /// Pin the SFU worker and the generator to different cores.
     pub pin: bool,
+    /// Pipe workload: the cores the SFU's workers are pinned to (1: both workers share the
+    /// SFU's core, the generator has the other; 2: one core each, the generator unpinned).
+    pub sfu_cores: usize,
+    /// Pipe workload: a capacity search after the comparison, raising viewers by this many
+    /// at a time (0: none); see [`Capacity`].
+    pub search_step: usize,
     /// Run the sweeps.
     pub sweep: bool,
     /// Sweep points: participants per room.
@@ -91,6 +100,8 @@ impl Default for Options {
             warmup: Duration::from_secs(2),
             pcap: None,
             pin: true,
+            sfu_cores: 1,
+            search_step: 0,
             sweep: false,
             sweep_participants: vec![2, 3, 4, 6, 8, 10, 14, 20],
             sweep_idle: vec![10, 100, 500, 1000, 2500, 5000],
@@ -218,7 +229,91 @@ pub struct Measurement {
     pub marginal_us_per_pkt: Option<f64>,
     /// Which side limits the rate.
     pub verdict: String,
+    /// With several SFU workers: each worker's share (the totals above add them up).
+    pub per_worker: Vec<WorkerShare>,
 }
+
+/// One SFU worker's part of a measurement window with several workers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WorkerShare {
+    /// The worker's index.
+    pub worker: usize,
+    /// Viewers (receive transports) on it.
+    pub viewers: usize,
+    /// Its thread's CPU time in the window (schedstat), seconds.
+    pub cpu_s: f64,
+    /// CPU / wall.
+    pub util: f64,
+    /// RTP packets its viewers received in the window.
+    pub forwarded: u64,
+    /// Of those, packets per CPU-second of this worker.
+    pub pkts_per_cpu_s: f64,
+    /// Microseconds of this worker's CPU per packet its viewers received (the pipe's cost
+    /// included: sending on worker 0, receiving on worker 1).
+    pub us_per_pkt: f64,
+    /// Added delay of its viewers' packets (publisher send to viewer socket), p50, µs.
+    pub delay_p50_us: u32,
+    /// ... p99.
+    pub delay_p99_us: u32,
+    /// Packets its viewers lost over the whole run.
+    pub lost: u64,
+    /// Packets its viewers expected over the whole run.
+    pub expected: u64,
+}
+
+/// The pipe workload: a broadcast spread over two workers by pipe to router, against the
+/// same broadcast on one worker.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PipeComparison {
+    /// Viewers in both runs.
+    pub viewers: usize,
+    /// The cores the two workers were pinned to (see [`Options::sfu_cores`]).
+    pub sfu_cores: usize,
+    /// The one-worker run (the two-worker run is [`Report::run`]).
+    pub one_worker: Measurement,
+    /// RTP packets the pipe carried in the two-worker window (the pipe consumers' count).
+    pub pipe_packets: u64,
+    /// Total SFU CPU per delivered packet: one worker, µs.
+    pub one_us_per_pkt: f64,
+    /// ... two workers (both threads' CPU over both workers' viewers), µs.
+    pub two_us_per_pkt: f64,
+    /// What spreading the room costs: `two_us_per_pkt / one_us_per_pkt - 1`.
+    pub pipe_overhead: f64,
+    /// Derived, not measured: the viewers one fully used core would carry at the one-worker
+    /// run's CPU per viewer (`viewers / util`).
+    pub derived_one_core_viewers: f64,
+    /// Derived, not measured: the viewers two cores would carry, each worker on its own core
+    /// at its measured CPU per viewer (`Σ viewers_i / util_i`). Fixed costs (the publisher's
+    /// ingest, the pipe) are spread per viewer, so both figures are conservative.
+    pub derived_two_core_viewers: f64,
+    /// `derived_two_core_viewers / derived_one_core_viewers` (the target is 1.8 or more).
+    pub derived_ratio: f64,
+    /// The capacity searches, when asked for.
+    pub capacity: Vec<Capacity>,
+}
+
+/// A capacity search: viewers raised step by step (half on each worker, or all on one) until
+/// loss or delay crosses its limit ([`CAPACITY_LOSS`], [`CAPACITY_P99_US`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Capacity {
+    /// SFU workers.
+    pub workers: usize,
+    /// The cores they were pinned to.
+    pub sfu_cores: usize,
+    /// Each step: (viewers, loss ratio, delay p99 µs, SFU utilisation summed over workers,
+    /// generator utilisation).
+    pub steps: Vec<(usize, f64, u32, f64, f64)>,
+    /// The most viewers of a step within both limits.
+    pub viewers: usize,
+    /// What stopped it: "loss", "delay", or "limit" (the largest step asked for passed).
+    pub stopped_by: String,
+}
+
+/// A capacity step fails when its viewers lose more than this share of packets.
+pub const CAPACITY_LOSS: f64 = 0.001;
+
+/// ... or when their p99 delay exceeds this, microseconds.
+pub const CAPACITY_P99_US: u32 = 50_000;
 
 /// Join times, milliseconds, for receive transports created while media already flowed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -377,12 +472,30 @@ pub struct Report {
     pub totals: Totals,
     /// The sweeps.
     pub sweep: Option<Sweep>,
+    /// The pipe workload's comparison with one worker.
+    pub pipe: Option<PipeComparison>,
+}
+
+/// A broadcast room over one or two workers (see [`Harness::broadcast_room`]).
+struct BroadcastRoom {
+    /// The room's router on each worker.
+    routers: Vec<(RouterId, RtpCapabilities)>,
+    /// The publisher's audio and video publications.
+    pubs: [usize; 2],
+    /// On each worker, the producers of the audio and video (worker 1's: the pipe's).
+    producers: Vec<[sfu_core::ProducerId; 2]>,
+    /// The pipe consumers on worker 0 (none with one worker).
+    pipe_consumers: Vec<ConsumerId>,
+    /// Viewers so far.
+    viewers: usize,
 }
 
 struct Harness {
     runtime: Runtime,
     engine: Engine,
     sfu_tid: Option<u32>,
+    /// Every worker's thread, by worker index (`sfu_tid` is the first).
+    sfu_tids: Vec<u32>,
     gen_tid: Option<u32>,
     pinned: Option<(usize, usize)>,
     /// Endpoints of idle transports kept connected, oldest first.
@@ -390,6 +503,12 @@ struct Harness {
 }
 
 fn start(opts: &Options) -> Result<Harness, Error> {
+    start_workers(opts, 1)
+}
+
+/// Starts the SFU with `workers` workers (all pinned to the SFU's core, or with
+/// [`Options::sfu_cores`] 2 one core each) and a generator driving them.
+fn start_workers(opts: &Options, workers: usize) -> Result<Harness, Error> {
     // The cores this process may use, as first seen (later this thread is pinned to one).
     static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
     let mut cores = CORES
@@ -407,9 +526,13 @@ fn start(opts: &Options) -> Result<Harness, Error> {
     if pin {
         core_affinity::set_for_current(cores[0]);
     }
+    // Runs in one process (tests) start one at a time, so that the worker threads found by
+    // name below are this runtime's.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let before = sys::thread_ids();
     let runtime = Runtime::start(RuntimeConfig {
-        workers: 1,
+        workers,
         listen: vec![ListenOptions::udp(IpAddr::V4(Ipv4Addr::LOCALHOST))],
         sfu: SfuConfig::with_seed(7),
         rtc_port_range: None,
@@ -417,25 +540,41 @@ fn start(opts: &Options) -> Result<Harness, Error> {
     if pin {
         core_affinity::set_for_current(cores[1]);
     }
-    // The worker names itself once it runs: look for it for up to a second.
-    let mut sfu_tid = None;
+    // The workers name themselves once they run: look for them for up to a second.
+    let mut sfu_tids = Vec::new();
     for _ in 0..200 {
-        sfu_tid = sys::thread_ids().into_iter().find(|t| {
-            !before.contains(t) && sys::thread_name(*t).is_some_and(|n| n.starts_with("sfu-mio"))
-        });
-        if sfu_tid.is_some() {
+        sfu_tids = (0..workers)
+            .filter_map(|i| {
+                let name = format!("sfu-mio-{i}");
+                sys::thread_ids().into_iter().find(|t| {
+                    !before.contains(t) && sys::thread_name(*t).is_some_and(|n| n == name)
+                })
+            })
+            .collect();
+        if sfu_tids.len() == workers {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    if sfu_tid.is_none() {
-        return Err("could not find the SFU worker thread in /proc/self/task".into());
+    if sfu_tids.len() != workers {
+        return Err("could not find the SFU worker threads in /proc/self/task".into());
     }
-    let worker = runtime.least_loaded();
+    if pin && workers > 1 && opts.sfu_cores > 1 {
+        // One core each; the generator may run anywhere.
+        for (i, tid) in sfu_tids.iter().enumerate() {
+            sys::pin_thread(*tid, cores[i % cores.len()].id)?;
+        }
+        let all: Vec<usize> = cores.iter().map(|c| c.id).collect();
+        if let Some(gen) = sys::current_tid() {
+            sys::pin_thread_to(gen, &all)?;
+        }
+    }
+    let handles = runtime.workers().to_vec();
     Ok(Harness {
         runtime,
-        engine: Engine::new(worker)?,
-        sfu_tid,
+        engine: Engine::with_workers(handles)?,
+        sfu_tid: sfu_tids.first().copied(),
+        sfu_tids,
         gen_tid: sys::current_tid(),
         pinned: pin.then(|| (cores[0].id, cores[1].id)),
         idle_eps: Vec::new(),
@@ -446,6 +585,8 @@ fn start(opts: &Options) -> Result<Harness, Error> {
 struct Snapshot {
     at: Instant,
     sfu: sys::CpuTimes,
+    /// The first two workers' threads (the second is zero with one worker).
+    workers: [sys::CpuTimes; 2],
     gen: sys::CpuTimes,
     process: sys::CpuTimes,
     counters: RuntimeCounters,
@@ -457,9 +598,16 @@ struct Snapshot {
 impl Harness {
     fn snapshot(&self) -> Snapshot {
         let cpu = |t: Option<u32>| t.and_then(sys::thread_cpu).unwrap_or_default();
+        let mut workers = [sys::CpuTimes::default(); 2];
+        for (slot, tid) in workers.iter_mut().zip(&self.sfu_tids) {
+            *slot = cpu(Some(*tid));
+        }
         Snapshot {
             at: Instant::now(),
-            sfu: cpu(self.sfu_tid),
+            sfu: workers
+                .iter()
+                .fold(sys::CpuTimes::default(), |a, b| a.plus(b)),
+            workers,
             gen: cpu(self.gen_tid),
             process: sys::process_cpu().unwrap_or_default(),
             counters: self.engine.worker.counters(),
@@ -470,7 +618,12 @@ impl Harness {
     }
 
     fn room(&self) -> Result<(RouterId, RtpCapabilities), Error> {
-        let worker = &self.engine.worker;
+        self.room_on(0)
+    }
+
+    /// A room on worker `worker`.
+    fn room_on(&self, worker: usize) -> Result<(RouterId, RtpCapabilities), Error> {
+        let worker = &self.engine.workers[worker];
         let router = worker.create_router(RouterOptions {
             media_codecs: sfu_tests::sim::media_codecs(),
         })?;
@@ -815,6 +968,107 @@ impl Harness {
         Ok(())
     }
 
+    /// The pipe workload's room: a publisher on worker 0 and, with two workers, its audio
+    /// and video piped to a router on worker 1 (one pipe pair, [`sfu_core::runtime::pipe`]).
+    /// Viewers come with [`Self::add_viewers`].
+    fn broadcast_room(&mut self, captures: &Captures) -> Result<BroadcastRoom, Error> {
+        use sfu_core::ortc::TransportListenInfo;
+        use sfu_core::runtime::pipe::{connect_pipe_pair, pipe_producer, PipeEnd};
+        let mut routers = vec![self.room_on(0)?];
+        if self.engine.workers.len() > 1 {
+            routers.push(self.room_on(1)?);
+        }
+        let engine = &mut self.engine;
+        let (ra, caps_a) = routers[0].clone();
+        let send = engine.add_endpoint_on(0, ra, &caps_a, Role::Send)?;
+        let a = engine.produce(
+            send,
+            MediaKind::Audio,
+            900_001,
+            captures.audio(),
+            Duration::ZERO,
+        )?;
+        let v = engine.produce(
+            send,
+            MediaKind::Video,
+            900_003,
+            captures.video(),
+            Duration::ZERO,
+        )?;
+        let mut producers = vec![[engine.pubs[a].producer, engine.pubs[v].producer]];
+        let mut pipe_consumers = Vec::new();
+        if let Some((rb, _)) = routers.get(1) {
+            let (w0, w1) = (&engine.workers[0], &engine.workers[1]);
+            let pair = connect_pipe_pair(
+                PipeEnd {
+                    worker: w0,
+                    router: ra,
+                },
+                PipeEnd {
+                    worker: w1,
+                    router: *rb,
+                },
+                &TransportListenInfo::udp(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                false,
+                false,
+            )?;
+            let mut far = [producers[0][0]; 2];
+            for (slot, p) in far.iter_mut().zip([a, v]) {
+                let piped = pipe_producer(w0, w1, &pair, engine.pubs[p].producer)?;
+                pipe_consumers.push(piped.pipe_consumer);
+                *slot = piped.pipe_producer;
+            }
+            producers.push(far);
+        }
+        engine.run_until_connected(Duration::from_secs(10))?;
+        engine.run_until(Instant::now() + Duration::from_millis(200))?;
+        Ok(BroadcastRoom {
+            routers,
+            pubs: [a, v],
+            producers,
+            pipe_consumers,
+            viewers: 0,
+        })
+    }
+
+    /// `n` more viewers of `room`, alternating between its workers (worker 0 first).
+    fn add_viewers(&mut self, room: &mut BroadcastRoom, n: usize) -> Result<(), Error> {
+        let engine = &mut self.engine;
+        for _ in 0..n {
+            let k = room.viewers;
+            room.viewers += 1;
+            let worker = k % room.routers.len();
+            let (router, caps) = &room.routers[worker];
+            let recv =
+                engine.add_endpoint_on(worker, *router, caps, Role::Recv { probe: k < 2 })?;
+            engine.eps[recv].join_sample = true;
+            let mut consumers = [None; 2];
+            for (i, slot) in consumers.iter_mut().enumerate() {
+                let (p, producer) = (room.pubs[i], room.producers[worker][i]);
+                *slot = Some(engine.consume_as(recv, p, producer, caps)?);
+                engine.pump()?;
+            }
+            for c in consumers.into_iter().flatten() {
+                engine.workers[worker].resume_consumer(c)?;
+                engine.pump()?;
+            }
+            engine.run_until(Instant::now() + Duration::from_millis(5))?;
+        }
+        if !engine.run_until_connected(Duration::from_secs(30))? {
+            return Err("viewers did not connect within 30 s".into());
+        }
+        Ok(())
+    }
+
+    /// RTP packets the pipe consumers (on worker 0) have sent so far.
+    fn pipe_packets(&self, consumers: &[ConsumerId]) -> u64 {
+        consumers
+            .iter()
+            .filter_map(|c| self.engine.workers[0].consumer_stats(*c).ok())
+            .map(|s| s.packets_sent)
+            .sum()
+    }
+
     /// Warms up, measures a window, and returns it (loss is filled in by [`Self::finish`]).
     fn measure(&mut self, warmup: Duration, duration: Duration) -> Result<Measurement, Error> {
         self.engine.run_until(Instant::now() + warmup)?;
@@ -827,6 +1081,7 @@ impl Harness {
         self.engine.win.on = false;
         let s1 = self.snapshot();
         let wall = (s1.at - s0.at).as_secs_f64();
+        let per_worker = self.worker_shares(&s0, &s1);
         let win = &mut self.engine.win;
         let sfu = s1.sfu.since(&s0.sfu);
         let gen = s1.gen.since(&s0.gen);
@@ -882,8 +1137,43 @@ impl Harness {
                 .checked_div(s1.counters.timer_fires - s0.counters.timer_fires)
                 .unwrap_or(0),
             verdict: verdict.into(),
+            per_worker,
             ..Default::default()
         })
+    }
+
+    /// With several workers, each one's part of the window between `s0` and `s1` (loss is
+    /// filled in by [`Self::finish`]).
+    fn worker_shares(&self, s0: &Snapshot, s1: &Snapshot) -> Vec<WorkerShare> {
+        if self.sfu_tids.len() < 2 {
+            return Vec::new();
+        }
+        let wall = (s1.at - s0.at).as_secs_f64();
+        (0..2)
+            .map(|i| {
+                let cpu = s1.workers[i].since(&s0.workers[i]).on_cpu.as_secs_f64();
+                let w = &self.engine.win.by_worker[i];
+                let viewers = self
+                    .engine
+                    .eps
+                    .iter()
+                    .filter(|e| e.worker == i && matches!(e.role, Role::Recv { .. }))
+                    .count();
+                WorkerShare {
+                    worker: i,
+                    viewers,
+                    cpu_s: cpu,
+                    util: cpu / wall,
+                    forwarded: w.forwarded,
+                    pkts_per_cpu_s: w.forwarded as f64 / cpu.max(1e-9),
+                    us_per_pkt: cpu * 1e6 / (w.forwarded as f64).max(1.0),
+                    delay_p50_us: w.delays.quantile(0.5),
+                    delay_p99_us: w.delays.quantile(0.99),
+                    lost: 0,
+                    expected: 0,
+                }
+            })
+            .collect()
     }
 
     /// Closes idle transports (the newest first) until `n` are left.
@@ -918,6 +1208,9 @@ impl Harness {
         self.engine
             .run_until(Instant::now() + Duration::from_millis(600))?;
         let (lost, expected, silent) = self.engine.loss();
+        for share in &mut m.per_worker {
+            (share.lost, share.expected, _) = self.engine.loss_on(share.worker);
+        }
         m.lost = lost;
         m.expected = expected;
         m.loss_ratio = lost as f64 / expected.max(1) as f64;
@@ -1021,10 +1314,11 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         Some(p) => Captures::load(p)?,
         None => Captures::default(),
     };
-    let mut h = start(opts)?;
+    let pipe = opts.workload == Workload::Pipe;
+    let mut h = start_workers(opts, if pipe { 2 } else { 1 })?;
     eprintln!(
-        "loadgen: SFU worker tid {:?}, generator tid {:?}, pinned {:?}",
-        h.sfu_tid, h.gen_tid, h.pinned
+        "loadgen: SFU worker tid {:?} (every worker's: {:?}), generator tid {:?}, pinned {:?}",
+        h.sfu_tid, h.sfu_tids, h.gen_tid, h.pinned
     );
     eprintln!("loadgen: creation test, {} transports", opts.create);
     let creation = h.create_idle(opts.create, false)?;
@@ -1045,6 +1339,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         idle_creation = Some(h.create_idle(opts.idle, true)?);
     }
     let rss_before = sys::rss_bytes() as i64;
+    let mut pipe_consumers = Vec::new();
     let description = match opts.workload {
         Workload::Conference => {
             eprintln!(
@@ -1061,6 +1356,20 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             eprintln!("loadgen: broadcast, {} viewers", opts.viewers);
             h.broadcast(opts.viewers, &captures)?;
             format!("broadcast: 1 publisher, {} viewers", opts.viewers)
+        }
+        Workload::Pipe => {
+            eprintln!(
+                "loadgen: broadcast over two workers (pipe to router), {} viewers",
+                opts.viewers
+            );
+            let mut room = h.broadcast_room(&captures)?;
+            h.add_viewers(&mut room, opts.viewers)?;
+            pipe_consumers = room.pipe_consumers;
+            format!(
+                "pipe: 1 publisher on worker 0 piped to a router on worker 1, {} viewers split \
+                 between the workers ({} SFU core(s)); then the same on one worker",
+                opts.viewers, opts.sfu_cores
+            )
         }
         Workload::Idle => {
             h.conference(1, IDLE_SWEEP_ROOM, &captures)?;
@@ -1082,7 +1391,10 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         None => description,
     };
     eprintln!("loadgen: measuring {:?}", opts.duration);
-    let mut run = h.measure(opts.warmup, opts.duration)?;
+    h.engine.run_until(Instant::now() + opts.warmup)?;
+    let pipe_before = h.pipe_packets(&pipe_consumers);
+    let mut run = h.measure(Duration::ZERO, opts.duration)?;
+    let pipe_packets = h.pipe_packets(&pipe_consumers) - pipe_before;
     let consumers = h.engine.consumers();
     let rss_per_consumer = (sys::rss_bytes() as i64 - rss_before) / consumers.max(1) as i64;
     h.finish(&mut run)?;
@@ -1095,6 +1407,11 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     let totals = h.engine.totals.clone();
     let machine_pinned = h.pinned;
     h.runtime.shutdown();
+    let pipe = if pipe {
+        Some(pipe_comparison(opts, &captures, &run, pipe_packets)?)
+    } else {
+        None
+    };
     let sweep = if opts.sweep {
         Some(sweep(opts, &captures)?)
     } else {
@@ -1122,7 +1439,104 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         security,
         totals,
         sweep,
+        pipe,
     })
+}
+
+/// The pipe workload's second half: the same broadcast on one worker, what the pipe costs,
+/// the derived capacity ratio, and the capacity searches when asked for.
+fn pipe_comparison(
+    opts: &Options,
+    captures: &Captures,
+    two: &Measurement,
+    pipe_packets: u64,
+) -> Result<PipeComparison, Error> {
+    eprintln!("loadgen: the same broadcast on one worker");
+    let mut h = start_workers(opts, 1)?;
+    let mut room = h.broadcast_room(captures)?;
+    h.add_viewers(&mut room, opts.viewers)?;
+    let mut one = h.measure(opts.warmup, opts.duration)?;
+    h.finish(&mut one)?;
+    h.runtime.shutdown();
+    let derived_one = opts.viewers as f64 / one.sfu_util.max(1e-9);
+    let derived_two: f64 = two
+        .per_worker
+        .iter()
+        .map(|w| w.viewers as f64 / w.util.max(1e-9))
+        .sum();
+    let mut capacity = Vec::new();
+    if opts.search_step > 0 {
+        capacity.push(capacity_search(opts, captures, 1, 1)?);
+        capacity.push(capacity_search(opts, captures, 2, 1)?);
+        capacity.push(capacity_search(opts, captures, 2, 2)?);
+    }
+    Ok(PipeComparison {
+        viewers: opts.viewers,
+        sfu_cores: opts.sfu_cores,
+        pipe_packets,
+        one_us_per_pkt: one.sfu_us_per_pkt,
+        two_us_per_pkt: two.sfu_us_per_pkt,
+        pipe_overhead: two.sfu_us_per_pkt / one.sfu_us_per_pkt.max(1e-9) - 1.0,
+        derived_one_core_viewers: derived_one,
+        derived_two_core_viewers: derived_two,
+        derived_ratio: derived_two / derived_one.max(1e-9),
+        one_worker: one,
+        capacity,
+    })
+}
+
+/// Raises the viewers of a broadcast on `workers` workers pinned to `sfu_cores` cores by
+/// [`Options::search_step`] until a step loses more than [`CAPACITY_LOSS`] of its packets or
+/// its p99 delay passes [`CAPACITY_P99_US`] (or [`Options::viewers`] × 4 passed).
+fn capacity_search(
+    opts: &Options,
+    captures: &Captures,
+    workers: usize,
+    sfu_cores: usize,
+) -> Result<Capacity, Error> {
+    let opts = Options {
+        sfu_cores,
+        ..opts.clone()
+    };
+    let mut h = start_workers(&opts, workers)?;
+    let mut room = h.broadcast_room(captures)?;
+    let mut out = Capacity {
+        workers,
+        sfu_cores,
+        stopped_by: "limit".into(),
+        ..Capacity::default()
+    };
+    let limit = opts.viewers.max(opts.search_step) * 4;
+    while room.viewers + opts.search_step <= limit {
+        h.add_viewers(&mut room, opts.search_step)?;
+        eprintln!(
+            "loadgen: capacity search, {workers} worker(s) on {sfu_cores} core(s), {} viewers",
+            room.viewers
+        );
+        h.engine.run_until(Instant::now() + opts.warmup)?;
+        let (r0, g0) = h.engine.received_and_gaps();
+        let m = h.measure(Duration::ZERO, opts.sweep_duration)?;
+        // Late packets of the window fill their gaps back in.
+        h.engine
+            .run_until(Instant::now() + Duration::from_millis(300))?;
+        let (r1, g1) = h.engine.received_and_gaps();
+        let received = r1.saturating_sub(r0);
+        let gaps = (g1 - g0).max(0) as u64;
+        let loss = gaps as f64 / (received + gaps).max(1) as f64;
+        out.steps
+            .push((room.viewers, loss, m.delay_p99_us, m.sfu_util, m.gen_util));
+        if loss > CAPACITY_LOSS {
+            out.stopped_by = "loss".into();
+            break;
+        }
+        if m.delay_p99_us > CAPACITY_P99_US {
+            out.stopped_by = "delay".into();
+            break;
+        }
+        out.viewers = room.viewers;
+    }
+    h.runtime.shutdown();
+    Ok(out)
 }
 
 /// Participants of the active room beside the idle transports in the idle workload and sweep

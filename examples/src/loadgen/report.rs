@@ -111,6 +111,77 @@ fn measurement_rows(out: &mut String, m: &Measurement) {
         ),
     );
     row("verdict", m.verdict.clone());
+    for w in &m.per_worker {
+        row(
+            &format!("worker {} ({} viewers)", w.worker, w.viewers),
+            format!(
+                "CPU {:.3} s ({:.0}%); {} pkt to its viewers: {:.0} per CPU-second ({:.2} \
+                 µs/pkt); delay p50 / p99 {} / {} µs; lost {} of {}",
+                w.cpu_s,
+                w.util * 100.0,
+                w.forwarded,
+                w.pkts_per_cpu_s,
+                w.us_per_pkt,
+                w.delay_p50_us,
+                w.delay_p99_us,
+                w.lost,
+                w.expected
+            ),
+        );
+    }
+}
+
+/// The pipe workload's comparison (the two-worker run is the main measurement above it).
+fn pipe_rows(out: &mut String, p: &super::PipeComparison) {
+    let _ = writeln!(out, "the same {} viewers on one worker:", p.viewers);
+    measurement_rows(out, &p.one_worker);
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(out, "  {k:<44} {v}");
+    };
+    row(
+        "pipe: packets carried in the window",
+        p.pipe_packets.to_string(),
+    );
+    row(
+        "SFU µs per delivered packet: 1 / 2 workers",
+        format!(
+            "{:.2} / {:.2}  (spreading over a pipe costs {:+.1}%)",
+            p.one_us_per_pkt,
+            p.two_us_per_pkt,
+            p.pipe_overhead * 100.0
+        ),
+    );
+    row(
+        "** derived: viewers per full core, 1 / 2",
+        format!(
+            "{:.0} / {:.0}  = {:.2}x (each worker on its own core at its measured CPU per \
+             viewer; not measured)",
+            p.derived_one_core_viewers, p.derived_two_core_viewers, p.derived_ratio
+        ),
+    );
+    for c in &p.capacity {
+        row(
+            &format!(
+                "capacity search: {} worker(s), {} core(s)",
+                c.workers, c.sfu_cores
+            ),
+            format!(
+                "{} viewers (stopped by {}); steps (viewers, loss%, p99 µs, sfu%, gen%): {}",
+                c.viewers,
+                c.stopped_by,
+                c.steps
+                    .iter()
+                    .map(|(v, l, d, s, g)| format!(
+                        "({v}, {:.3}, {d}, {:.0}, {:.0})",
+                        l * 100.0,
+                        s * 100.0,
+                        g * 100.0
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+    }
 }
 
 /// The report as a table.
@@ -134,6 +205,9 @@ pub fn table(r: &Report) -> String {
             .join(", ")
     );
     measurement_rows(&mut out, &r.run);
+    if let Some(p) = &r.pipe {
+        pipe_rows(&mut out, p);
+    }
     let j = &r.joins;
     let _ = writeln!(
         out,

@@ -30,6 +30,39 @@ impl CpuTimes {
     }
 }
 
+impl CpuTimes {
+    /// The two times added (two threads' together).
+    pub fn plus(&self, other: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            on_cpu: self.on_cpu + other.on_cpu,
+            user: self.user + other.user,
+            system: self.system + other.system,
+        }
+    }
+}
+
+/// Pins thread `tid` of this process to CPU `cpu` (through `taskset`, which util-linux
+/// installs on every mainstream distribution).
+pub fn pin_thread(tid: u32, cpu: usize) -> std::io::Result<()> {
+    pin_thread_to(tid, &[cpu])
+}
+
+/// Lets thread `tid` of this process run on the CPUs `cpus` only.
+pub fn pin_thread_to(tid: u32, cpus: &[usize]) -> std::io::Result<()> {
+    let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+    let status = std::process::Command::new("taskset")
+        .args(["-pc", &list.join(","), &tid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "taskset -pc {list:?} {tid} failed"
+        )))
+    }
+}
+
 /// The CPU times of thread `tid` of this process.
 pub fn thread_cpu(tid: u32) -> Option<CpuTimes> {
     let stat = fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;

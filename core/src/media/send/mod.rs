@@ -272,8 +272,7 @@ impl SendStream {
                 ntp::rtp_at(last.timestamp, self.clock_rate, last.at, now),
             ),
         };
-        self.reports[self.next_report] = Some((ntp_middle32(ntp), now));
-        self.next_report = (self.next_report + 1) % REPORTS_KEPT;
+        self.remember_report(ntp, now);
         Some(SenderReportData {
             ssrc: self.ssrc,
             ntp,
@@ -282,6 +281,14 @@ impl SendStream {
             packet_count: self.stats.packets_sent as u32,
             octet_count: self.octet_count,
         })
+    }
+
+    /// Remembers a sender report of NTP time `ntp` sent at `now` on this stream or on another
+    /// stream of the same consumer (a pipe consumer's encodings), for the RTT computation of
+    /// [`SendStream::on_receiver_report`].
+    pub(crate) fn remember_report(&mut self, ntp: u64, now: Instant) {
+        self.reports[self.next_report] = Some((ntp_middle32(ntp), now));
+        self.next_report = (self.next_report + 1) % REPORTS_KEPT;
     }
 
     /// A receiver report block about this stream. Keeps the fraction lost and the cumulative
