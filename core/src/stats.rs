@@ -137,6 +137,15 @@ pub struct TransportStats {
     /// 2,048 packets), or already reported received; and one per feedback packet that came
     /// before anything was sent or changed nothing.
     pub feedback_ignored: u64,
+    /// Probe clusters sent: short bursts of padding above the estimate, sent while a consumer
+    /// is below the layer it may get.
+    pub probe_clusters: u64,
+    /// Probe clusters the path carried.
+    pub probe_clusters_carried: u64,
+    /// Probe clusters the path did not carry (or whose feedback never came).
+    pub probe_clusters_failed: u64,
+    /// Probe padding packets sent.
+    pub probe_packets: u64,
 }
 
 /// A producer's counters.

@@ -183,6 +183,11 @@ impl Sfu {
         stats.available_outgoing_bitrate = t.bwe.estimate();
         let counters = t.bwe.counters;
         stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;
+        let probes = t.bwe.probe_counters();
+        stats.probe_clusters = probes.clusters;
+        stats.probe_clusters_carried = probes.carried;
+        stats.probe_clusters_failed = probes.failed;
+        stats.probe_packets = probes.packets;
         Ok(stats)
     }
 

@@ -8,6 +8,7 @@ use tracing::trace;
 
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::media::bwe::history::FLAG_RTX;
+use crate::media::bwe::probe::PADDING_BYTES;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
 use crate::media::send::SentPacket;
@@ -444,6 +445,7 @@ impl Sfu {
             }
         }
         self.send_transport_feedback(tid);
+        self.send_probes(tid);
         let report = self
             .transports
             .get(&tid)
@@ -457,10 +459,42 @@ impl Sfu {
             .transports
             .get(&tid)
             .filter(|t| !t.producers_by_mid.is_empty() || !t.consumers_by_mid.is_empty())
-            .and_then(|t| t.media.as_ref())
-            .map(|s| s.deadline());
+            .and_then(|t| {
+                t.media
+                    .as_ref()
+                    .map(|s| (s.deadline(), t.bwe.next_probe_at()))
+            })
+            .map(|(at, probe)| probe.map_or(at, |p| p.min(at)));
         if let Some(at) = next {
             self.schedule_media(tid, at.max(now + std::time::Duration::from_millis(1)));
+        }
+    }
+
+    /// Sends the probe padding due: padding-only packets on the RTX stream of the consumer
+    /// the allocator chose, each with a transport-wide sequence number.
+    fn send_probes(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if !t.bwe.probe_due(now) {
+            return;
+        }
+        let sent_at = abs_send_time(self.ntp_base, now);
+        let Some(c) = t.alloc.prober.and_then(|cid| self.consumers.get_mut(&cid)) else {
+            t.bwe.abandon_probe(now);
+            return;
+        };
+        let mut queued = false;
+        while t.bwe.probe_due(now) {
+            if !write_padding(t, c, (sent_at, now), &mut self.buffers) {
+                t.bwe.abandon_probe(now);
+                break;
+            }
+            queued = true;
+        }
+        if queued {
+            queue_flush_of(t, tid, &mut self.flush_queue);
         }
     }
 
@@ -710,6 +744,65 @@ fn write_media(
         let flags = if rtx_osn.is_some() { FLAG_RTX } else { 0 };
         ct.bwe.on_sent(session.next_tw_seq(), len, now, flags);
     }
+    ct.outbox.commit(len, buffers);
+    ct.stats.datagrams_sent += 1;
+    ct.stats.bytes_sent += len as u64;
+    true
+}
+
+/// Writes, protects and queues one probe padding packet on consumer `c`'s RTX stream, stamped
+/// with the transport-wide sequence number and recorded as probe padding. False when it
+/// cannot (no RTX stream or transport-wide sequence numbers, no keys or no path).
+fn write_padding(
+    ct: &mut Transport,
+    c: &mut crate::router::Consumer,
+    (sent_at, now): ([u8; 3], Instant),
+    buffers: &mut Buffers,
+) -> bool {
+    if !ct.has_path() {
+        return false;
+    }
+    let Some(session) = ct.media.as_mut() else {
+        return false;
+    };
+    let (Some(pt), Some(ssrc), Some(tw_id)) = (
+        c.rtx_payload_type,
+        c.send.rtx_ssrc(),
+        c.transport_cc_extension,
+    ) else {
+        return false;
+    };
+    let rtx_seq = c.send.next_rtx_seq();
+    let header = OutHeader {
+        payload_type: pt,
+        sequence_number: rtx_seq as u16,
+        timestamp: c.send.last_timestamp().unwrap_or(0),
+        ssrc,
+        marker: false,
+    };
+    let mid = c.mid.as_str().as_bytes();
+    let tw = session.tw_seq.to_be_bytes();
+    let mut extra: [(u8, &[u8]); 3] = [(tw_id, &tw), (0, &[]), (0, &[])];
+    let mut n_extra = 1;
+    if let Some(id) = c.mid_extension {
+        extra[n_extra] = (id, mid);
+        n_extra += 1;
+    }
+    if let Some(id) = c.abs_send_time_extension {
+        extra[n_extra] = (id, &sent_at);
+        n_extra += 1;
+    }
+    let out = ct.outbox.reserve(PADDING_BYTES + HEADROOM, buffers);
+    let Ok(len) = packet::write_padding(out, header, &extra[..n_extra], PADDING_BYTES) else {
+        ct.outbox.abandon(buffers);
+        return false;
+    };
+    let Ok(len) = session.tx.protect_rtp(out, len, (rtx_seq >> 16) as u32) else {
+        trace!("SRTP protect failed");
+        ct.outbox.abandon(buffers);
+        return false;
+    };
+    ct.bwe.on_probe_sent(session.next_tw_seq(), len, now);
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;
