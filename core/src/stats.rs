@@ -146,6 +146,11 @@ pub struct TransportStats {
     pub probe_clusters_failed: u64,
     /// Probe padding packets sent.
     pub probe_packets: u64,
+    /// Video packets the pacer dropped: of enhancement layers after they waited too long
+    /// (250 ms) for their turn, or whose producer's copy was gone when their turn came.
+    pub pacer_dropped: u64,
+    /// Video packets the pacer refused because its queue was full.
+    pub pacer_refused: u64,
 }
 
 /// A producer's counters.

@@ -226,15 +226,12 @@ impl Sfu {
             }
             _ => 0,
         };
-        let mut probe_at = None;
         if let Some(t) = self.transports.get_mut(&tid) {
             t.alloc = state;
             t.bwe.want_probe(goal, sent, now);
-            probe_at = t.bwe.next_probe_at();
+            t.pacer.set_estimate(t.bwe.estimate());
         }
-        if let Some(at) = probe_at {
-            self.schedule_media(tid, at.max(now));
-        }
+        self.schedule_pace(tid);
     }
 }
 

@@ -9,6 +9,7 @@ use tracing::trace;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
+use crate::media::pacer::Class;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
 use crate::media::send::SentPacket;
@@ -18,6 +19,19 @@ use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
 use super::{Sfu, TimerKey, MAX_LAYERS};
+
+/// A consumer's video packet waiting in its transport's pacer: where to find it again (the
+/// producer's packet store) and how it was rewritten.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Paced {
+    consumer: ConsumerId,
+    layer: u8,
+    source_ext_seq: u64,
+    /// The consumer's extended sequence number for it.
+    seq: u64,
+    timestamp: u32,
+    marker: bool,
+}
 
 /// Room for what a forwarded packet's header may grow by (its mid and transport-wide sequence
 /// number, a switch to two-byte extensions) and the SRTP tag.
@@ -54,6 +68,9 @@ impl Sfu {
             return;
         }
         let is_video = p.kind == MediaKind::Video;
+        // Video waits in a pacer only when its producer keeps the packet to send it later.
+        let pacing =
+            self.config.pacing && p.encodings.get(layer).is_some_and(|e| e.store.is_some());
         let simulcast = p.encodings.len() > 1;
         self.scratch_consumers.clear();
         self.scratch_consumers.extend_from_slice(&p.consumers);
@@ -162,6 +179,32 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
+            // A simulcast consumer's stream is one encoding: all of it base layer, so that a
+            // switch between encodings never reorders its packets.
+            let class = if is_video { Class::Base } else { Class::Audio };
+            if pacing && ct.paced && !ct.pacer.send_now(usize::from(sent.size), class, now) {
+                let item = Paced {
+                    consumer: cid,
+                    layer: layer as u8,
+                    source_ext_seq: ext_seq,
+                    seq,
+                    timestamp: ts,
+                    marker: pkt.marker(),
+                };
+                if hold(
+                    ct,
+                    ctid,
+                    item,
+                    usize::from(sent.size),
+                    class,
+                    now,
+                    &mut self.timers,
+                ) {
+                    c.send.on_sent(seq, sent, pkt.payload().len(), now);
+                    c.first_sent_at.get_or_insert(now);
+                }
+                continue;
+            }
             if write_media(
                 ct,
                 c,
@@ -259,6 +302,10 @@ impl Sfu {
                 None,
             ),
         };
+        if self.config.pacing && ct.paced {
+            ct.pacer
+                .send_now(usize::from(sent.size), Class::Control, now);
+        }
         if write_media(
             ct,
             c,
@@ -445,7 +492,6 @@ impl Sfu {
             }
         }
         self.send_transport_feedback(tid);
-        self.send_probes(tid);
         let report = self
             .transports
             .get(&tid)
@@ -459,14 +505,95 @@ impl Sfu {
             .transports
             .get(&tid)
             .filter(|t| !t.producers_by_mid.is_empty() || !t.consumers_by_mid.is_empty())
-            .and_then(|t| {
-                t.media
-                    .as_ref()
-                    .map(|s| (s.deadline(), t.bwe.next_probe_at()))
-            })
-            .map(|(at, probe)| probe.map_or(at, |p| p.min(at)));
+            .and_then(|t| t.media.as_ref())
+            .map(|s| s.deadline());
         if let Some(at) = next {
             self.schedule_media(tid, at.max(now + std::time::Duration::from_millis(1)));
+        }
+    }
+
+    /// The pacing timer: the paced video and the probe padding due, then the next deadline.
+    pub(crate) fn pace_timeout(&mut self, tid: TransportId) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        t.pace_timer_at = None;
+        self.send_paced(tid);
+        self.send_probes(tid);
+        self.schedule_pace(tid);
+    }
+
+    /// Sets the pacing timer for the next paced packet or probe padding, if any.
+    pub(crate) fn schedule_pace(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let next = match (t.pacer.next_at(now), t.bwe.next_probe_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = next {
+            // Never at `now` again: what was due has just been served.
+            let at = at.max(now + std::time::Duration::from_micros(100));
+            schedule_pace_of(t, tid, at, &mut self.timers);
+        }
+    }
+
+    /// Sends the video the transport's pacer lets out now: each packet found again in its
+    /// producer's store and written as it was rewritten when it was queued.
+    fn send_paced(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if t.pacer.is_empty() {
+            return;
+        }
+        let sent_at = abs_send_time(self.ntp_base, now);
+        t.pacer.set_estimate(t.bwe.estimate());
+        let mut queued = false;
+        while let Some(item) = t.pacer.poll(now) {
+            let Some(c) = self
+                .consumers
+                .get_mut(&item.consumer)
+                .filter(|c| c.is_forwarding())
+            else {
+                continue;
+            };
+            let Some(pkt) = self
+                .producers
+                .get(&c.producer)
+                .and_then(|p| p.encodings.get(usize::from(item.layer)))
+                .and_then(|e| e.store.as_ref())
+                .and_then(|s| s.get(item.source_ext_seq))
+                .and_then(|(_, bytes)| RtpPacket::parse(bytes).ok())
+            else {
+                t.pacer.counters.lost += 1;
+                continue;
+            };
+            let header = OutHeader {
+                payload_type: c.payload_type,
+                sequence_number: item.seq as u16,
+                timestamp: item.timestamp,
+                ssrc: c.ssrc,
+                marker: item.marker,
+            };
+            if write_media(
+                t,
+                c,
+                &pkt,
+                header,
+                (item.seq, None),
+                (sent_at, now),
+                &mut self.buffers,
+            ) {
+                count_sent(c, pkt.payload().len(), now);
+                queued = true;
+            }
+        }
+        if queued {
+            queue_flush_of(t, tid, &mut self.flush_queue);
         }
     }
 
@@ -687,6 +814,44 @@ fn count_sent(c: &mut crate::router::Consumer, payload: usize, now: Instant) {
     c.stats.packets_sent += 1;
     c.stats.bytes_sent += payload as u64;
     c.first_sent_at.get_or_insert(now);
+}
+
+/// Queues a consumer's video packet in its transport's pacer and sets the pacing timer. False
+/// when the transport cannot send yet or the pacer's queue is full (counted there).
+fn hold(
+    ct: &mut Transport,
+    tid: TransportId,
+    item: Paced,
+    size: usize,
+    class: Class,
+    now: Instant,
+    timers: &mut crate::timers::Timers<TimerKey>,
+) -> bool {
+    if !ct.has_path() || ct.media.is_none() {
+        return false;
+    }
+    ct.pacer.set_estimate(ct.bwe.estimate());
+    if ct.pacer.push(item, size, class, now).is_err() {
+        return false;
+    }
+    if let Some(at) = ct.pacer.next_at(now) {
+        schedule_pace_of(ct, tid, at, timers);
+    }
+    true
+}
+
+/// Wakes transport `tid`'s pacing at `at` unless it is already due sooner.
+fn schedule_pace_of(
+    t: &mut Transport,
+    tid: TransportId,
+    at: Instant,
+    timers: &mut crate::timers::Timers<TimerKey>,
+) {
+    if t.pace_timer_at.is_some_and(|current| current <= at) {
+        return;
+    }
+    t.pace_timer_at = Some(at);
+    timers.schedule(TimerKey::Pace(tid), at);
 }
 
 /// Puts transport `tid` (`t`), which has datagrams waiting, on the flush queue once.
