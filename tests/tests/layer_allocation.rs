@@ -331,3 +331,48 @@ fn two_consumers_share_a_capped_transport_by_priority() {
     assert_eq!(layer(&sim, high.id), Some(0));
     assert_eq!(layer(&sim, low.id), Some(1));
 }
+
+/// A consumer that did not negotiate RTX has no stream for probe padding: its transport
+/// falls back to trials of the next encoding, and it still moves down and back up.
+#[test]
+fn a_consumer_without_rtx_moves_by_trials() {
+    let mut sim = Sim::new(seed_from_env("allocation_without_rtx"));
+    let room = sim.create_router();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    let producer = simulcast(&mut sim, alice);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let mut caps = sim.device_caps(room);
+    caps.codecs.retain(|c| !c.mime_type.ends_with("/rtx"));
+    let c = sim.consume(bob, producer, caps, false);
+    assert!(c.parameters.rtp_parameters.encodings[0].rtx.is_none());
+    let ssrc = c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
+    let toward_bob = |bps| {
+        LinkConfig::default()
+            .with_latency(Duration::from_millis(20))
+            .with_bandwidth_bps(bps)
+    };
+    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
+    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    sim.run_for(Duration::from_secs(8));
+    let started = sim.now;
+    assert_eq!(source_now(&sim, bob, ssrc), Some(7200));
+    sim.net.set_link(server, bob_addr, toward_bob(600_000));
+    sim.run_for(Duration::from_secs(10));
+    let stats = sim.sfu.transport_stats(sim.clients[bob].id).unwrap();
+    assert_eq!(stats.probe_clusters, 0, "nothing to probe on");
+    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    let recovered_at = sim.now;
+    let mut back = None;
+    for _ in 0..300 {
+        sim.run_for(Duration::from_millis(100));
+        if source_now(&sim, bob, ssrc) == Some(7200) {
+            back = Some(sim.now - recovered_at);
+            break;
+        }
+    }
+    let back = back.expect("back on the top layer within 30 s");
+    println!("without RTX: back on the top layer {back:?} after the recovery");
+    let (switches, longest) = check_decodable(&sim, bob, ssrc, started);
+    println!("{switches} layer switches, at most {longest:?} without media");
+    assert!(switches >= 2, "{switches}");
+}
