@@ -29,6 +29,10 @@ pub struct SfuConfig {
     /// the events of [`Sfu::close_transport`](crate::Sfu::close_transport). Browsers check
     /// every few seconds. Zero turns the check off.
     pub ice_consent_timeout: Duration,
+    /// Whether WebRTC transports pace their consumers' video: a leaky bucket at a multiple of
+    /// the transport's bandwidth estimate spreads key frame bursts (audio, RTCP and
+    /// retransmissions never wait). On by default.
+    pub pacing: bool,
 }
 
 impl Default for SfuConfig {
@@ -40,6 +44,7 @@ impl Default for SfuConfig {
             key_frame_request_interval: Duration::from_millis(200),
             max_tuples_per_transport: 8,
             ice_consent_timeout: Duration::from_secs(30),
+            pacing: true,
         }
     }
 }

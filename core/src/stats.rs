@@ -137,6 +137,20 @@ pub struct TransportStats {
     /// 2,048 packets), or already reported received; and one per feedback packet that came
     /// before anything was sent or changed nothing.
     pub feedback_ignored: u64,
+    /// Probe clusters sent: short bursts of padding above the estimate, sent while a consumer
+    /// is below the layer it may get.
+    pub probe_clusters: u64,
+    /// Probe clusters the path carried.
+    pub probe_clusters_carried: u64,
+    /// Probe clusters the path did not carry (or whose feedback never came).
+    pub probe_clusters_failed: u64,
+    /// Probe padding packets sent.
+    pub probe_packets: u64,
+    /// Video packets the pacer dropped: of enhancement layers after they waited too long
+    /// (250 ms) for their turn, or whose producer's copy was gone when their turn came.
+    pub pacer_dropped: u64,
+    /// Video packets the pacer refused because its queue was full.
+    pub pacer_refused: u64,
 }
 
 /// A producer's counters.

@@ -63,6 +63,8 @@ impl Setup {
     fn room(participants: u32, idle: usize, gso_segments: usize) -> Self {
         let mut config = SfuConfig::with_seed(1);
         config.gso_segments = gso_segments;
+        // `SFU_BENCH_PACING=0` measures without the pacer.
+        config.pacing = std::env::var("SFU_BENCH_PACING").map_or(true, |v| v != "0");
         let mut sim = Sim::with_config(1, config);
         let room = sim.create_router();
         let caps = sim.device_caps(room);

@@ -42,8 +42,11 @@ pub struct Source {
     key_frame_requested: bool,
     /// Send a key frame every this many frames (besides requested ones).
     pub key_frame_every: u64,
-    /// Packets per delta frame (key frames get three times as many).
+    /// Packets per delta frame (key frames get three times as many, unless
+    /// `key_frame_packets` says otherwise).
     pub packets_per_frame: usize,
+    /// Packets per key frame, when not three times `packets_per_frame`.
+    pub key_frame_packets: Option<usize>,
     /// Audio: the level each packet carries in its audio level header extension (dBov).
     pub audio_level: Option<i8>,
     /// VP9 SVC instead of VP8-like frames (see [`Source::vp9_svc`]).
@@ -186,6 +189,7 @@ impl Source {
             key_frame_requested: true,
             key_frame_every: 300,
             packets_per_frame: 4,
+            key_frame_packets: None,
             audio_level: None,
             svc: None,
             svc_layers_sent: SVC_SPATIAL_LAYERS,
@@ -315,7 +319,7 @@ impl Source {
             return;
         }
         let n = if key {
-            self.packets_per_frame * 3
+            self.key_frame_packets.unwrap_or(self.packets_per_frame * 3)
         } else {
             self.packets_per_frame
         };

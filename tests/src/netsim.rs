@@ -41,6 +41,10 @@
 //! Datagrams come out of [`Network::deliver_due`] or [`Network::poll_due`] in arrival-time
 //! order; datagrams with equal arrival times come out in the order they were sent.
 //!
+//! [`Network::watch`] records, for one direction between two addresses, when each datagram
+//! was sent, how long it waited in the serialization queue and when it left it: the
+//! queueing delay a sender causes and the spacing of its departures.
+//!
 //! The queue state is kept per pair for pair links and for the default link,
 //! and per host and direction for host links, so a host link models the host's access link:
 //! all traffic leaving the host shares one uplink queue and all traffic reaching it shares one
@@ -214,6 +218,22 @@ pub struct NetStats {
     pub retransmitted: u64,
 }
 
+/// One datagram's passage through a link, recorded for a watched pair ([`Network::watch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Departure {
+    /// When it was sent.
+    pub sent: Instant,
+    /// How long it waited behind the datagrams queued before it (zero without a bandwidth
+    /// cap).
+    pub queued: Duration,
+    /// When its serialization finished (when it was sent, without a bandwidth cap).
+    pub departed: Instant,
+    /// Its size on the wire, in bytes.
+    pub size: usize,
+    /// Whether it was tail-dropped at a full queue.
+    pub dropped: bool,
+}
+
 /// Which queue a datagram uses: a pair link, or a host's uplink or downlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum LinkKey {
@@ -288,6 +308,8 @@ pub struct Network {
     in_flight: BinaryHeap<Scheduled>,
     next_seq: u64,
     stats: NetStats,
+    /// The pairs whose departures are recorded, with what was recorded.
+    watched: BTreeMap<(SocketAddr, SocketAddr), Vec<Departure>>,
 }
 
 impl Network {
@@ -305,7 +327,19 @@ impl Network {
             in_flight: BinaryHeap::new(),
             next_seq: 0,
             stats: NetStats::default(),
+            watched: BTreeMap::new(),
         }
+    }
+
+    /// Records from now on every datagram sent from `from` to `to` ([`Network::departures`]).
+    pub fn watch(&mut self, from: SocketAddr, to: SocketAddr) {
+        self.watched.entry((from, to)).or_default();
+    }
+
+    /// What was recorded for a pair given to [`Network::watch`], in send order.
+    #[must_use]
+    pub fn departures(&self, from: SocketAddr, to: SocketAddr) -> &[Departure] {
+        self.watched.get(&(from, to)).map_or(&[], Vec::as_slice)
     }
 
     /// Sets the link for datagrams from `from` to `to` (one direction only). It takes
@@ -389,8 +423,20 @@ impl Network {
         let state = self.states.entry(key).or_default();
 
         // Serialization queue.
+        let record = self.watched.get_mut(&(d.source, d.destination));
         let departure = match cfg.bandwidth_bps {
-            None => now,
+            None => {
+                if let Some(log) = record {
+                    log.push(Departure {
+                        sent: now,
+                        queued: Duration::ZERO,
+                        departed: now,
+                        size: wire_size(&d),
+                        dropped: false,
+                    });
+                }
+                now
+            }
             Some(bps) => {
                 state.expire(now);
                 let size = wire_size(&d);
@@ -400,14 +446,24 @@ impl Network {
                     .is_some_and(|total| reliable || total <= cfg.queue_limit_bytes);
                 let start = state.busy_until.map_or(now, |busy| busy.max(now));
                 let done = serialization_time(size, bps).and_then(|t| start.checked_add(t));
-                match done {
-                    Some(done) if fits => {
+                let accepted = done.filter(|_| fits);
+                if let Some(log) = record {
+                    log.push(Departure {
+                        sent: now,
+                        queued: start.saturating_duration_since(now),
+                        departed: accepted.unwrap_or(now),
+                        size,
+                        dropped: accepted.is_none(),
+                    });
+                }
+                match accepted {
+                    Some(done) => {
                         state.busy_until = Some(done);
                         state.in_queue.push_back((done, size));
                         state.queued_bytes += size;
                         done
                     }
-                    _ => {
+                    None => {
                         self.stats.dropped_queue += 1;
                         return;
                     }

@@ -138,6 +138,7 @@ impl Sfu {
             }
             self.timers.cancel(TimerKey::Transport(transport));
             self.timers.cancel(TimerKey::Media(transport));
+            self.timers.cancel(TimerKey::Pace(transport));
             self.timers.cancel(TimerKey::Consent(transport));
             if let Some(r) = self.routers.get_mut(&t.router) {
                 r.transports.retain(|&x| x != transport);
@@ -183,6 +184,13 @@ impl Sfu {
         stats.available_outgoing_bitrate = t.bwe.estimate();
         let counters = t.bwe.counters;
         stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;
+        let probes = t.bwe.probe_counters();
+        stats.probe_clusters = probes.clusters;
+        stats.probe_clusters_carried = probes.carried;
+        stats.probe_clusters_failed = probes.failed;
+        stats.probe_packets = probes.packets;
+        stats.pacer_dropped = t.pacer.counters.dropped_stale + t.pacer.counters.lost;
+        stats.pacer_refused = t.pacer.counters.refused;
         Ok(stats)
     }
 

@@ -19,7 +19,6 @@ pub mod srtp;
 pub(crate) mod bwe;
 pub(crate) mod dd;
 pub(crate) mod meter;
-#[allow(dead_code)] // Not yet in the send path: tested on its own.
 pub(crate) mod pacer;
 pub(crate) mod recv;
 pub(crate) mod send;

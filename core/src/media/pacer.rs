@@ -1,6 +1,7 @@
 //! A pacer for one transport: a leaky bucket that lets packets out at a multiple of the
-//! bandwidth estimate, so that a key frame's burst is spread rather than dumped on the path's
-//! queue.
+//! bandwidth estimate (or of what it has been sending, when that is more: it spreads bursts,
+//! it does not throttle the media; the allocator adapts that), so that a key frame's burst is
+//! spread rather than dumped on the path's queue.
 //!
 //! Packets wait in four queues by [`Class`], served in strict priority: audio, then RTCP and
 //! retransmissions, then video base layers, then enhancement layers. Audio and RTCP or
@@ -12,9 +13,11 @@
 //! is dropped (it is stale; the allocator will pick a lower layer), and when the base layers'
 //! backlog could not drain within that delay at the pacing rate, the rate rises to drain it.
 //!
-//! The queues are allocated at construction, each for [`PacerConfig::capacity`] packets, and
-//! never grow: a packet that finds its queue full is refused and counted. An empty pacer has
-//! no deadline, so an idle transport costs nothing.
+//! A packet that finds nothing queued before it and the bucket within its burst allowance
+//! leaves at once ([`Pacer::send_now`]): a pacer that keeps up costs a little arithmetic per
+//! packet and no timer. The queues start empty and grow to at most [`PacerConfig::capacity`]
+//! packets each (then never allocate again): a packet that finds its queue full is refused
+//! and counted. An empty pacer has no deadline, so an idle transport costs nothing.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -33,6 +36,9 @@ pub(crate) enum Class {
 }
 
 const CLASSES: usize = 4;
+
+/// The window over which the sending rate is measured.
+const RATE_WINDOW: Duration = Duration::from_millis(500);
 
 /// How a pacer paces.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +71,8 @@ pub(crate) struct PacerCounters {
     pub(crate) refused: u64,
     /// Enhancement packets dropped after waiting too long.
     pub(crate) dropped_stale: u64,
+    /// Packets that could not be sent when their turn came (their source was gone).
+    pub(crate) lost: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +91,14 @@ pub(crate) struct Pacer<T> {
     video_bytes: u64,
     /// The pacing rate, bits per second.
     rate_bps: f64,
+    /// The estimate it follows, bits per second.
+    estimate_bps: f64,
+    /// Bytes let out since `window_start`, and the rate measured over the last full window
+    /// (bits per second): the pacer paces bursts, it does not hold the media below what it
+    /// has been sending (the allocator adapts that).
+    window_bytes: u64,
+    window_start: Option<Instant>,
+    sent_bps: f64,
     /// Bytes sent ahead of the budget: the bucket's level (never below zero).
     debt: f64,
     /// When `debt` was last drained.
@@ -93,12 +109,20 @@ pub(crate) struct Pacer<T> {
 impl<T: Copy> Pacer<T> {
     /// A pacer for a bandwidth estimate of `estimate_bps`.
     pub(crate) fn new(config: PacerConfig, estimate_bps: u64) -> Self {
-        let queue = || VecDeque::with_capacity(config.capacity);
         Self {
             config,
-            queues: [queue(), queue(), queue(), queue()],
+            queues: [
+                VecDeque::new(),
+                VecDeque::new(),
+                VecDeque::new(),
+                VecDeque::new(),
+            ],
             video_bytes: 0,
             rate_bps: (estimate_bps as f64 * config.multiplier).max(1.0),
+            estimate_bps: estimate_bps as f64,
+            window_bytes: 0,
+            window_start: None,
+            sent_bps: 0.0,
             debt: 0.0,
             drained_at: None,
             counters: PacerCounters::default(),
@@ -107,7 +131,54 @@ impl<T: Copy> Pacer<T> {
 
     /// Follows a new bandwidth estimate.
     pub(crate) fn set_estimate(&mut self, estimate_bps: u64) {
-        self.rate_bps = (estimate_bps as f64 * self.config.multiplier).max(1.0);
+        self.estimate_bps = estimate_bps as f64;
+        self.update_rate();
+    }
+
+    /// The pacing rate: the multiple of the larger of the estimate and what was sent.
+    fn update_rate(&mut self) {
+        self.rate_bps = (self.estimate_bps.max(self.sent_bps) * self.config.multiplier).max(1.0);
+    }
+
+    /// Counts `size` bytes let out at `now` toward the measured sending rate.
+    fn count(&mut self, size: u32, now: Instant) {
+        self.window_bytes += u64::from(size);
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= RATE_WINDOW {
+            self.sent_bps = self.window_bytes as f64 * 8.0 / elapsed.as_secs_f64();
+            self.window_bytes = 0;
+            self.window_start = Some(now);
+            self.update_rate();
+        }
+    }
+
+    /// Whether a packet of `size` bytes and `class` may leave at `now` without waiting:
+    /// audio and control always may; video when nothing of its class or above is queued and
+    /// the bucket is within its burst allowance. A packet that may is counted as sent.
+    pub(crate) fn send_now(&mut self, size: usize, class: Class, now: Instant) -> bool {
+        let video_waiting = match class {
+            Class::Audio | Class::Control => false,
+            Class::Base => !self.queues[Class::Base as usize].is_empty(),
+            Class::Enhancement => self.video_bytes > 0,
+        };
+        if video_waiting {
+            return false;
+        }
+        self.drain(now);
+        if matches!(class, Class::Base | Class::Enhancement)
+            && self.debt > f64::from(self.config.burst_bytes)
+        {
+            return false;
+        }
+        self.debt += size as f64;
+        self.count(u32::try_from(size).unwrap_or(u32::MAX), now);
+        true
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queues.iter().all(VecDeque::is_empty)
     }
 
     /// Queues a packet of `size` bytes; gives it back when its queue is full.
@@ -142,6 +213,7 @@ impl<T: Copy> Pacer<T> {
         for class in [Class::Audio, Class::Control] {
             if let Some(q) = self.queues[class as usize].pop_front() {
                 self.debt += f64::from(q.size);
+                self.count(q.size, now);
                 return Some(q.item);
             }
         }
@@ -152,6 +224,7 @@ impl<T: Copy> Pacer<T> {
             if let Some(q) = self.queues[class as usize].pop_front() {
                 self.video_bytes -= u64::from(q.size);
                 self.debt += f64::from(q.size);
+                self.count(q.size, now);
                 return Some(q.item);
             }
         }
@@ -372,5 +445,30 @@ mod tests {
         assert_eq!(sent.len(), 60);
         let last = sent[59].0 - t0;
         assert!(last <= Duration::from_millis(300), "{last:?}");
+    }
+
+    #[test]
+    fn packets_leave_at_once_while_the_pacer_keeps_up() {
+        let t0 = start();
+        // 1 Mbit/s: 2.5 Mbit/s pacing, 1200 bytes drain in 3.84 ms.
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 1_000_000);
+        assert!(p.send_now(1200, Class::Base, t0));
+        assert!(
+            p.send_now(1200, Class::Base, t0),
+            "within the burst allowance"
+        );
+        assert!(!p.send_now(1200, Class::Base, t0), "over it: video waits");
+        assert!(p.send_now(100, Class::Audio, t0), "audio never waits");
+        p.push(1, 1200, Class::Enhancement, t0).unwrap();
+        let later = t0 + Duration::from_millis(20);
+        assert!(
+            !p.send_now(1200, Class::Enhancement, later),
+            "an enhancement packet does not overtake a queued one"
+        );
+        assert!(p.send_now(1200, Class::Base, later), "a base packet may");
+        assert!(!p.is_empty());
+        assert_eq!(p.poll(later + Duration::from_millis(10)), Some(1));
+        assert!(p.is_empty());
+        assert_eq!(p.next_at(later), None);
     }
 }

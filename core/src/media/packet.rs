@@ -412,6 +412,66 @@ pub fn write_forwarded(
     Ok(total)
 }
 
+/// Writes a padding-only packet into `out` (RFC 3550 section 5.1: the P bit set, no payload,
+/// `padding` bytes of padding whose last byte counts them): fixed header from `header`, then
+/// the `extra` (id, value) pairs as [`write_forwarded`] writes them. Returns the length
+/// written. No allocation. Errors: [`PacketError::BadPadding`] for a padding of 0 or more than
+/// 255 bytes, the others as [`write_forwarded`].
+pub fn write_padding(
+    out: &mut [u8],
+    header: OutHeader,
+    extra: &[(u8, &[u8])],
+    padding: usize,
+) -> Result<usize, PacketError> {
+    let count_byte = u8::try_from(padding)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(PacketError::BadPadding)?;
+    let mut value_bytes = 0;
+    let mut one_byte = true;
+    for (id, value) in extra {
+        if *id == 0 || value.len() > MAX_TWO_BYTE_LEN {
+            return Err(PacketError::BadExtension);
+        }
+        value_bytes += value.len();
+        one_byte &= *id <= MAX_ONE_BYTE_ID && (1..=MAX_ONE_BYTE_LEN).contains(&value.len());
+    }
+    let element_headers = if one_byte {
+        extra.len()
+    } else {
+        2 * extra.len()
+    };
+    let block_len = (value_bytes + element_headers).next_multiple_of(4);
+    let block_words = u16::try_from(block_len / 4).map_err(|_| PacketError::BadExtension)?;
+    let ext_len = if extra.is_empty() { 0 } else { 4 + block_len };
+    let total = FIXED_HEADER_LEN + ext_len + padding;
+    let out = out.get_mut(..total).ok_or(PacketError::BufferTooSmall)?;
+    let x_bit = if extra.is_empty() { 0 } else { 0x10 };
+    out[0] = 0x80 | 0x20 | x_bit;
+    out[1] = (u8::from(header.marker) << 7) | (header.payload_type & 0x7f);
+    out[2..4].copy_from_slice(&header.sequence_number.to_be_bytes());
+    out[4..8].copy_from_slice(&header.timestamp.to_be_bytes());
+    out[8..12].copy_from_slice(&header.ssrc.to_be_bytes());
+    let (ext, pad) = out[FIXED_HEADER_LEN..].split_at_mut(ext_len);
+    if !extra.is_empty() {
+        let profile = if one_byte {
+            ONE_BYTE_PROFILE
+        } else {
+            TWO_BYTE_PROFILE
+        };
+        ext[0..2].copy_from_slice(&profile.to_be_bytes());
+        ext[2..4].copy_from_slice(&block_words.to_be_bytes());
+        let mut at = 4;
+        for &(id, value) in extra {
+            at += write_element(&mut ext[at..], one_byte, id, value);
+        }
+        ext[at..].fill(0);
+    }
+    pad.fill(0);
+    pad[padding - 1] = count_byte;
+    Ok(total)
+}
+
 /// RTX de-encapsulation: (original sequence number, original payload) of an RTX packet's payload.
 pub fn rtx_original(payload: &[u8]) -> Option<(u16, &[u8])> {
     match payload {

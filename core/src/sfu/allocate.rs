@@ -8,13 +8,17 @@
 //! never above a consumer's preferred encoding and never below its lowest. An encoding's cost
 //! is its measured bitrate.
 //!
-//! The estimate without probing grows only with what is sent, so it rarely says that a
-//! higher encoding would fit. A consumer therefore moves down only when the estimate falls (a
-//! congestion signal) or the application caps it, and moves up either when the estimate says
-//! the next encoding fits, or by a trial: after a quiet period one consumer is given the next
-//! encoding; if the estimate falls while it holds, the trial failed and the wait before the
-//! next one doubles. Each run looks at the transport's own consumers only, and runs at most
-//! every [`INTERVAL`] on feedback.
+//! The estimate grows only slowly with what is sent, so it rarely says by itself that a
+//! higher encoding would fit. A consumer moves down only when the estimate falls (a
+//! congestion signal) or the application caps it, and moves up when the estimate says the
+//! next encoding fits. To learn that, the transport probes ([`crate::media::bwe::probe`]):
+//! while a consumer is below its top encoding, the allocator asks for what the next encoding
+//! would cost, and clusters of padding on a consumer's RTX stream find out whether the path
+//! carries it. A transport that cannot probe (no video consumer with RTX and transport-wide
+//! sequence numbers) moves up by a trial instead: after a quiet period one consumer is given
+//! the next encoding; if the estimate falls while it holds, the trial failed and the wait
+//! before the next one doubles. Each run looks at the transport's own consumers only, and runs
+//! at most every [`INTERVAL`] on feedback.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +39,12 @@ const BACKOFF_MIN: Duration = Duration::from_secs(3);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// How long a trial must hold without congestion to count as a success.
 const TRIAL_HOLD: Duration = Duration::from_secs(3);
+/// What probing asks for on top of what the next encoding costs (per mille), so that the
+/// encoding fits once the probe says the path carries it.
+const PROBE_HEADROOM_PER_MILLE: u64 = 1200;
+/// On congestion, the share of the estimate (per mille) that the consumers' encodings must fit
+/// in: the rest drains the queue that the congestion left on the path.
+const DRAIN_PER_MILLE: u64 = 900;
 /// A trial starts only while the estimate exceeds what is sent by this share (per mille): the
 /// link has carried all of it for a while. Lower values climb sooner after a recovery but try
 /// more often while the link is still weak (each failed trial costs losses).
@@ -52,6 +62,8 @@ pub(crate) struct Allocation {
     /// No trial before this.
     next_trial_at: Option<Instant>,
     backoff: Duration,
+    /// The consumer whose RTX stream carries probe padding (none: the transport cannot probe).
+    pub(crate) prober: Option<ConsumerId>,
 }
 
 impl Default for Allocation {
@@ -62,14 +74,17 @@ impl Default for Allocation {
             trial: None,
             next_trial_at: None,
             backoff: BACKOFF_MIN,
+            prober: None,
         }
     }
 }
 
 impl Allocation {
-    /// Whether feedback at `now` should run the allocator.
-    pub(crate) fn due(&self, now: Instant) -> bool {
+    /// Whether feedback at `now`, after which the estimate is `estimate`, should run the
+    /// allocator: every [`INTERVAL`], and at once on congestion.
+    pub(crate) fn due(&self, now: Instant, estimate: u64) -> bool {
         self.ran_at.is_none_or(|at| now >= at + INTERVAL)
+            || estimate * 1000 < self.last_estimate.saturating_mul(DROP_PER_MILLE)
     }
 }
 
@@ -110,6 +125,7 @@ impl Sfu {
 
         let mut slots: Vec<Slot> = Vec::with_capacity(t.consumers_by_mid.len());
         let mut audio = 0u64;
+        state.prober = None;
         for cid in t.consumers_by_mid.values() {
             let Some(c) = self.consumers.get(cid) else {
                 continue;
@@ -123,6 +139,12 @@ impl Sfu {
             if c.kind == MediaKind::Audio {
                 audio += p.encodings.first().map_or(0, |e| e.bitrate.bitrate(now));
                 continue;
+            }
+            let can_probe = c.rtx_payload_type.is_some()
+                && c.send.rtx_ssrc().is_some()
+                && c.transport_cc_extension.is_some();
+            if can_probe && state.prober.is_none_or(|p| *cid < p) {
+                state.prober = Some(*cid);
             }
             let mut rates = [0u64; MAX_LAYERS];
             let (mut temporal_layers, mut temporal_shares) = (0, [1000; MAX_TEMPORAL_LAYERS]);
@@ -164,8 +186,18 @@ impl Sfu {
         }
         // The same order on every run, whatever the map's.
         slots.sort_by_key(|s| (std::cmp::Reverse(s.priority), s.id));
-        water_fill(&mut slots, estimate.saturating_sub(audio));
+        // On congestion the path holds a queue: what fits is chosen strictly and with room
+        // for the queue to drain.
+        if dropped {
+            let budget = estimate.saturating_mul(DRAIN_PER_MILLE) / 1000;
+            water_fill(&mut slots, budget.saturating_sub(audio), false);
+        } else {
+            water_fill(&mut slots, estimate.saturating_sub(audio), true);
+        }
 
+        if state.prober.is_some() {
+            state.trial = None;
+        }
         // The trial in progress: failed on congestion, succeeded after holding.
         if let Some((_, since)) = state.trial {
             if dropped {
@@ -179,21 +211,24 @@ impl Sfu {
         if dropped {
             state.next_trial_at = Some(now + state.backoff);
         }
+        // Within the quiet period after congestion nothing moves up: the path's queue drains.
+        let quiet = state.next_trial_at.is_none_or(|at| now >= at);
         for s in &mut slots {
             let on_trial = state.trial.is_some_and(|(id, _)| id == s.id);
             s.target = if on_trial {
                 s.target
             } else if dropped || capped {
                 s.fit
-            } else {
+            } else if quiet {
                 s.target.max(s.fit)
+            } else {
+                s.target
             };
         }
         // A new trial: one consumer below its top moves up one encoding.
         let sent: u64 = audio + slots.iter().map(|s| s.rates[s.target]).sum::<u64>();
-        let quiet = state.next_trial_at.is_none_or(|at| now >= at);
         let headroom = estimate * 1000 >= sent.saturating_mul(TRIAL_HEADROOM_PER_MILLE);
-        if state.trial.is_none() && quiet && headroom && !capped {
+        if state.trial.is_none() && quiet && headroom && !capped && state.prober.is_none() {
             if let Some(s) = slots.iter_mut().find(|s| s.target < s.top) {
                 s.target += 1;
                 state.trial = Some((s.id, now));
@@ -234,18 +269,29 @@ impl Sfu {
                 c.stats.target_layer = target;
             }
         }
+        // Probing toward the next encoding of the first consumer below its top.
+        let goal = match slots.iter().find(|s| s.target < s.top) {
+            Some(s) if state.prober.is_some() && !capped && quiet => {
+                let cost = s.rates[s.target + 1].saturating_sub(s.rates[s.target]);
+                (sent + cost).saturating_mul(PROBE_HEADROOM_PER_MILLE) / 1000
+            }
+            _ => 0,
+        };
         if let Some(t) = self.transports.get_mut(&tid) {
             t.alloc = state;
+            t.bwe.want_probe(goal, sent, now);
+            t.pacer.set_estimate(t.bwe.estimate());
         }
+        self.schedule_pace(tid);
     }
 }
 
 /// Gives each slot the highest encoding its share of `budget` pays for (`fit`): starting
 /// from the lowest encodings, the slot with the least bitrate per unit of priority moves up
 /// one encoding while that fits in what is left; a slot whose next encoding does not fit
-/// leaves the rest to the others. Encodings up to a slot's current target cost a little less,
-/// so that the choice does not swing with the measured bitrates.
-fn water_fill(slots: &mut [Slot], budget: u64) {
+/// leaves the rest to the others. With `hold`, encodings up to a slot's current target cost a
+/// little less, so that the choice does not swing with the measured bitrates.
+fn water_fill(slots: &mut [Slot], budget: u64, hold: bool) {
     let mut left = budget;
     for s in slots.iter_mut() {
         s.fit = 0;
@@ -268,7 +314,7 @@ fn water_fill(slots: &mut [Slot], budget: u64) {
         let cost = s.rates[s.fit + 1].saturating_sub(s.rates[s.fit]);
         // An encoding already held is kept through the swings of measured bitrates (key
         // frames): it counts a sixth less.
-        let cost = if s.fit < s.target {
+        let cost = if hold && s.fit < s.target {
             cost - cost / 6
         } else {
             cost

@@ -10,6 +10,8 @@ use crate::codec::Descriptor;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
+use crate::media::bwe::probe::PADDING_BYTES;
+use crate::media::pacer::Class;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
 use crate::media::send::{SenderReportData, SentPacket};
@@ -19,6 +21,19 @@ use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
 use super::{Sfu, TimerKey, MAX_LAYERS};
+
+/// A consumer's video packet waiting in its transport's pacer: where to find it again (the
+/// producer's packet store) and how it was rewritten.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Paced {
+    consumer: ConsumerId,
+    layer: u8,
+    source_ext_seq: u64,
+    /// The consumer's extended sequence number for it.
+    seq: u64,
+    timestamp: u32,
+    marker: bool,
+}
 
 /// Room for what a forwarded packet's header may grow by (its mid and transport-wide sequence
 /// number, a switch to two-byte extensions) and the SRTP tag.
@@ -56,6 +71,9 @@ impl Sfu {
             return;
         }
         let is_video = p.kind == MediaKind::Video;
+        // Video waits in a pacer only when its producer keeps the packet to send it later.
+        let pacing =
+            self.config.pacing && p.encodings.get(layer).is_some_and(|e| e.store.is_some());
         let simulcast = p.encodings.len() > 1;
         // The highest spatial layer inside the stream that is being sent.
         let spatial_top = p.svc.as_ref().map_or(0, |s| s.highest_active(now));
@@ -201,6 +219,32 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
+            // A simulcast consumer's stream is one encoding: all of it base layer, so that a
+            // switch between encodings never reorders its packets.
+            let class = if is_video { Class::Base } else { Class::Audio };
+            if pacing && ct.paced && !ct.pacer.send_now(usize::from(sent.size), class, now) {
+                let item = Paced {
+                    consumer: cid,
+                    layer: layer as u8,
+                    source_ext_seq: ext_seq,
+                    seq,
+                    timestamp: ts,
+                    marker,
+                };
+                if hold(
+                    ct,
+                    ctid,
+                    item,
+                    usize::from(sent.size),
+                    class,
+                    now,
+                    &mut self.timers,
+                ) {
+                    c.send.on_sent(seq, sent, pkt.payload().len(), now);
+                    c.first_sent_at.get_or_insert(now);
+                }
+                continue;
+            }
             if write_media(
                 ct,
                 c,
@@ -301,6 +345,10 @@ impl Sfu {
                 None,
             ),
         };
+        if self.config.pacing && ct.paced {
+            ct.pacer
+                .send_now(usize::from(sent.size), Class::Control, now);
+        }
         if write_media(
             ct,
             c,
@@ -504,6 +552,119 @@ impl Sfu {
             .map(|s| s.deadline());
         if let Some(at) = next {
             self.schedule_media(tid, at.max(now + std::time::Duration::from_millis(1)));
+        }
+    }
+
+    /// The pacing timer: the paced video and the probe padding due, then the next deadline.
+    pub(crate) fn pace_timeout(&mut self, tid: TransportId) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        t.pace_timer_at = None;
+        self.send_paced(tid);
+        self.send_probes(tid);
+        self.schedule_pace(tid);
+    }
+
+    /// Sets the pacing timer for the next paced packet or probe padding, if any.
+    pub(crate) fn schedule_pace(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        let next = match (t.pacer.next_at(now), t.bwe.next_probe_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = next {
+            // Never at `now` again: what was due has just been served.
+            let at = at.max(now + std::time::Duration::from_micros(100));
+            schedule_pace_of(t, tid, at, &mut self.timers);
+        }
+    }
+
+    /// Sends the video the transport's pacer lets out now: each packet found again in its
+    /// producer's store and written as it was rewritten when it was queued.
+    fn send_paced(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if t.pacer.is_empty() {
+            return;
+        }
+        let sent_at = abs_send_time(self.ntp_base, now);
+        t.pacer.set_estimate(t.bwe.estimate());
+        let mut queued = false;
+        while let Some(item) = t.pacer.poll(now) {
+            let Some(c) = self
+                .consumers
+                .get_mut(&item.consumer)
+                .filter(|c| c.is_forwarding())
+            else {
+                continue;
+            };
+            let Some(pkt) = self
+                .producers
+                .get(&c.producer)
+                .and_then(|p| p.encodings.get(usize::from(item.layer)))
+                .and_then(|e| e.store.as_ref())
+                .and_then(|s| s.get(item.source_ext_seq))
+                .and_then(|(_, bytes)| RtpPacket::parse(bytes).ok())
+            else {
+                t.pacer.counters.lost += 1;
+                continue;
+            };
+            let header = OutHeader {
+                payload_type: c.payload_type,
+                sequence_number: item.seq as u16,
+                timestamp: item.timestamp,
+                ssrc: c.ssrc,
+                marker: item.marker,
+            };
+            if write_media(
+                t,
+                c,
+                &pkt,
+                header,
+                (item.seq, None),
+                (sent_at, now),
+                &mut self.buffers,
+            ) {
+                count_sent(c, pkt.payload().len(), now);
+                queued = true;
+            }
+        }
+        if queued {
+            queue_flush_of(t, tid, &mut self.flush_queue);
+        }
+    }
+
+    /// Sends the probe padding due: padding-only packets on the RTX stream of the consumer
+    /// the allocator chose, each with a transport-wide sequence number.
+    fn send_probes(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if !t.bwe.probe_due(now) {
+            return;
+        }
+        let sent_at = abs_send_time(self.ntp_base, now);
+        let Some(c) = t.alloc.prober.and_then(|cid| self.consumers.get_mut(&cid)) else {
+            t.bwe.abandon_probe(now);
+            return;
+        };
+        let mut queued = false;
+        while t.bwe.probe_due(now) {
+            if !write_padding(t, c, (sent_at, now), &mut self.buffers) {
+                t.bwe.abandon_probe(now);
+                break;
+            }
+            queued = true;
+        }
+        if queued {
+            queue_flush_of(t, tid, &mut self.flush_queue);
         }
     }
 
@@ -765,6 +926,44 @@ fn count_sent(c: &mut crate::router::Consumer, payload: usize, now: Instant) {
     c.first_sent_at.get_or_insert(now);
 }
 
+/// Queues a consumer's video packet in its transport's pacer and sets the pacing timer. False
+/// when the transport cannot send yet or the pacer's queue is full (counted there).
+fn hold(
+    ct: &mut Transport,
+    tid: TransportId,
+    item: Paced,
+    size: usize,
+    class: Class,
+    now: Instant,
+    timers: &mut crate::timers::Timers<TimerKey>,
+) -> bool {
+    if !ct.has_path() || ct.media.is_none() {
+        return false;
+    }
+    ct.pacer.set_estimate(ct.bwe.estimate());
+    if ct.pacer.push(item, size, class, now).is_err() {
+        return false;
+    }
+    if let Some(at) = ct.pacer.next_at(now) {
+        schedule_pace_of(ct, tid, at, timers);
+    }
+    true
+}
+
+/// Wakes transport `tid`'s pacing at `at` unless it is already due sooner.
+fn schedule_pace_of(
+    t: &mut Transport,
+    tid: TransportId,
+    at: Instant,
+    timers: &mut crate::timers::Timers<TimerKey>,
+) {
+    if t.pace_timer_at.is_some_and(|current| current <= at) {
+        return;
+    }
+    t.pace_timer_at = Some(at);
+    timers.schedule(TimerKey::Pace(tid), at);
+}
+
 /// Puts transport `tid` (`t`), which has datagrams waiting, on the flush queue once.
 fn queue_flush_of(t: &mut Transport, tid: TransportId, queue: &mut VecDeque<TransportId>) {
     if !std::mem::replace(&mut t.flush_pending, true) {
@@ -820,6 +1019,65 @@ fn write_media(
         let flags = if rtx_osn.is_some() { FLAG_RTX } else { 0 };
         ct.bwe.on_sent(session.next_tw_seq(), len, now, flags);
     }
+    ct.outbox.commit(len, buffers);
+    ct.stats.datagrams_sent += 1;
+    ct.stats.bytes_sent += len as u64;
+    true
+}
+
+/// Writes, protects and queues one probe padding packet on consumer `c`'s RTX stream, stamped
+/// with the transport-wide sequence number and recorded as probe padding. False when it
+/// cannot (no RTX stream or transport-wide sequence numbers, no keys or no path).
+fn write_padding(
+    ct: &mut Transport,
+    c: &mut crate::router::Consumer,
+    (sent_at, now): ([u8; 3], Instant),
+    buffers: &mut Buffers,
+) -> bool {
+    if !ct.has_path() {
+        return false;
+    }
+    let Some(session) = ct.media.as_mut() else {
+        return false;
+    };
+    let (Some(pt), Some(ssrc), Some(tw_id)) = (
+        c.rtx_payload_type,
+        c.send.rtx_ssrc(),
+        c.transport_cc_extension,
+    ) else {
+        return false;
+    };
+    let rtx_seq = c.send.next_rtx_seq();
+    let header = OutHeader {
+        payload_type: pt,
+        sequence_number: rtx_seq as u16,
+        timestamp: c.send.last_timestamp().unwrap_or(0),
+        ssrc,
+        marker: false,
+    };
+    let mid = c.mid.as_str().as_bytes();
+    let tw = session.tw_seq.to_be_bytes();
+    let mut extra: [(u8, &[u8]); 3] = [(tw_id, &tw), (0, &[]), (0, &[])];
+    let mut n_extra = 1;
+    if let Some(id) = c.mid_extension {
+        extra[n_extra] = (id, mid);
+        n_extra += 1;
+    }
+    if let Some(id) = c.abs_send_time_extension {
+        extra[n_extra] = (id, &sent_at);
+        n_extra += 1;
+    }
+    let out = ct.outbox.reserve(PADDING_BYTES + HEADROOM, buffers);
+    let Ok(len) = packet::write_padding(out, header, &extra[..n_extra], PADDING_BYTES) else {
+        ct.outbox.abandon(buffers);
+        return false;
+    };
+    let Ok(len) = session.tx.protect_rtp(out, len, (rtx_seq >> 16) as u32) else {
+        trace!("SRTP protect failed");
+        ct.outbox.abandon(buffers);
+        return false;
+    };
+    ct.bwe.on_probe_sent(session.next_tw_seq(), len, now);
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;

@@ -272,7 +272,7 @@ impl Sfu {
                 RtcpPacket::TransportCc(feedback) => {
                     if let Some(t) = self.transports.get_mut(&tid) {
                         t.bwe.on_feedback(&feedback, self.now);
-                        if t.alloc.due(self.now) {
+                        if t.alloc.due(self.now, t.bwe.estimate()) {
                             self.allocate(tid);
                         }
                     }

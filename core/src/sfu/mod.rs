@@ -73,6 +73,8 @@ pub(crate) enum TimerKey {
     Media(TransportId),
     /// A WebRTC transport's ICE consent expires unless renewed.
     Consent(TransportId),
+    /// A transport's pacer or prober has a packet due.
+    Pace(TransportId),
 }
 
 /// A selective forwarding unit: routers, transports, producers and consumers, as a pure state
@@ -424,6 +426,10 @@ impl Sfu {
                 TimerKey::Consent(tid) => {
                     self.serving = Some(tid);
                     self.consent_timeout(tid);
+                }
+                TimerKey::Pace(tid) => {
+                    self.serving = Some(tid);
+                    self.pace_timeout(tid);
                 }
             }
             self.run_work();

@@ -20,6 +20,7 @@ use crate::data::DataStream;
 use crate::event::{DtlsState, IceState, TransportTuple};
 use crate::ids::{ConsumerId, Mid, ProducerId, RouterId};
 use crate::media::bwe::Bwe;
+use crate::media::pacer::{Pacer, PacerConfig};
 use crate::media::session::{MediaSession, RxRole};
 use crate::ortc::RtpCapabilities;
 use crate::stats::TransportStats;
@@ -66,6 +67,12 @@ pub(crate) struct Transport {
     pub(crate) bwe: Bwe,
     /// How the estimate was last shared among the transport's consumers.
     pub(crate) alloc: crate::sfu::allocate::Allocation,
+    /// Whether its consumers' video goes through `pacer` (WebRTC transports).
+    pub(crate) paced: bool,
+    /// Video packets waiting for their turn toward the endpoint.
+    pub(crate) pacer: Pacer<crate::sfu::egress::Paced>,
+    /// When the pacing timer (paced video and probes) is set for.
+    pub(crate) pace_timer_at: Option<Instant>,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
@@ -134,6 +141,12 @@ impl Transport {
             media_timer_at: None,
             bwe: Bwe::new(crate::media::bwe::DEFAULT_INITIAL_BITRATE),
             alloc: Default::default(),
+            paced: matches!(kind, TransportKind::WebRtc(_)),
+            pacer: Pacer::new(
+                PacerConfig::default(),
+                crate::media::bwe::DEFAULT_INITIAL_BITRATE,
+            ),
+            pace_timer_at: None,
             next_mid: 0,
             cname: None,
             flush_pending: false,
@@ -157,6 +170,12 @@ impl Transport {
                 sctp_dropped: 0,
                 available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
                 feedback_ignored: 0,
+                probe_clusters: 0,
+                probe_clusters_carried: 0,
+                probe_clusters_failed: 0,
+                probe_packets: 0,
+                pacer_dropped: 0,
+                pacer_refused: 0,
             },
             panic_on_next_datagram: false,
             kind,

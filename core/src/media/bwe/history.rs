@@ -16,6 +16,9 @@ pub(crate) const MAX_AGE_US: i64 = 3_000_000;
 /// The packet was a retransmission.
 pub(crate) const FLAG_RTX: u8 = 1;
 
+/// The packet was probe padding.
+pub(crate) const FLAG_PROBE: u8 = 2;
+
 /// What feedback has said about a sent packet so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reported {
@@ -38,8 +41,8 @@ pub(crate) struct SentRecord {
     pub(crate) sent_us: i64,
     /// The datagram's size in bytes.
     pub(crate) size: u16,
-    /// [`FLAG_RTX`]. Nothing reads it yet: it is kept for probing, which will tell its probes
-    /// apart (with a flag of its own) from media and retransmissions.
+    /// [`FLAG_RTX`], [`FLAG_PROBE`]. Nothing reads it yet (probe clusters are told apart by
+    /// their range of sequence numbers).
     #[allow(dead_code)]
     pub(crate) flags: u8,
     /// What feedback said about it.

@@ -8,6 +8,8 @@
 //! - [`delay`] and [`trendline`]: packet groups, their delay variations, the trend of the
 //!   queueing delay and the over-use detector; [`aimd`]: the rate controller it drives.
 //! - [`loss`]: the loss-based controller; [`acked`]: the acknowledged bitrate.
+//! - [`probe`]: clusters of padding above the estimate, and what their feedback says the
+//!   path carried (it raises the estimate, so that a consumer can move up a layer).
 //!
 //! The estimate is the smaller of the delay-based and loss-based ones, no higher than the
 //! endpoint's REMB or the application's maximum, no lower than the application's minimum.
@@ -18,6 +20,7 @@ pub(crate) mod aimd;
 pub(crate) mod delay;
 pub(crate) mod history;
 pub(crate) mod loss;
+pub(crate) mod probe;
 pub(crate) mod trendline;
 
 #[cfg(test)]
@@ -31,6 +34,7 @@ use aimd::Aimd;
 use delay::DelayBased;
 use history::{Lookup, Reported, SendHistory};
 use loss::LossBased;
+use probe::{Outcome, Prober};
 use trendline::Usage;
 
 /// The estimate before any feedback when the application gives none (mediasoup's default
@@ -68,6 +72,7 @@ pub(crate) struct Bwe {
     min: u64,
     max: Option<u64>,
     estimate: u64,
+    prober: Prober,
     pub(crate) counters: BweCounters,
 }
 
@@ -87,6 +92,7 @@ impl Bwe {
             min: 0,
             max: None,
             estimate: initial,
+            prober: Prober::default(),
             counters: BweCounters::default(),
         }
     }
@@ -142,6 +148,63 @@ impl Bwe {
         self.history.on_sent(seq, size, sent_us, flags);
     }
 
+    /// The allocator would like to send `goal` bits per second (0: nothing more) while it
+    /// sends `media`: starts a probe cluster when one is due (see [`probe`]). Nothing is
+    /// probed before the first packet was sent.
+    pub(crate) fn want_probe(&mut self, goal: u64, media: u64, now: Instant) {
+        if self.base.is_none() {
+            return;
+        }
+        let now_us = self.local_us(now);
+        // A cluster whose feedback never came.
+        if let Some(outcome) = self.prober.poll_outcome(None, now_us) {
+            self.apply_probe(outcome, now_us);
+        }
+        // Not into a queue the detector sees growing.
+        let goal = if self.delay.usage() == Usage::Overuse {
+            0
+        } else {
+            goal
+        };
+        let upper = self.bounds().1 as u64;
+        self.prober.want(goal, media, self.estimate, upper, now_us);
+    }
+
+    /// Whether a probe padding packet is due at `now`.
+    pub(crate) fn probe_due(&mut self, now: Instant) -> bool {
+        self.base.is_some() && {
+            let now_us = self.local_us(now);
+            self.prober.due(now_us)
+        }
+    }
+
+    /// When the next probe padding packet is due.
+    pub(crate) fn next_probe_at(&self) -> Option<Instant> {
+        let base = self.base?;
+        let us = self.prober.next_send_us()?;
+        Some(base + std::time::Duration::from_micros(us.max(0) as u64))
+    }
+
+    /// Records a probe padding packet sent at `now` (as [`on_sent`](Self::on_sent)).
+    pub(crate) fn on_probe_sent(&mut self, seq: u16, size: usize, now: Instant) {
+        let sent_us = self.local_us(now);
+        let ext = self
+            .history
+            .on_sent(seq, size, sent_us, history::FLAG_PROBE);
+        self.prober.on_padding_sent(ext, sent_us);
+    }
+
+    /// The probe cluster due cannot be sent: it is given up (and probing rests).
+    pub(crate) fn abandon_probe(&mut self, now: Instant) {
+        let now_us = self.local_us(now);
+        self.prober.abandon(now_us);
+    }
+
+    /// What probing did so far.
+    pub(crate) fn probe_counters(&self) -> probe::ProbeCounters {
+        self.prober.counters
+    }
+
     /// Takes one transport-cc feedback packet from the endpoint, received at `now`.
     pub(crate) fn on_feedback(&mut self, feedback: &TransportCc<'_>, now: Instant) {
         self.counters.feedbacks += 1;
@@ -155,6 +218,7 @@ impl Bwe {
         let total = u64::from(feedback.packet_status_count());
         let (mut seen, mut received, mut lost, mut recovered) = (0u64, 0u32, 0u32, 0u32);
         let mut worst: Option<Usage> = None;
+        let mut highest_reported = None;
         for (seq, offset) in feedback.packets() {
             seen += 1;
             let Some(ext) = self.history.unwrap(seq) else {
@@ -172,6 +236,12 @@ impl Bwe {
                     break;
                 }
             };
+            highest_reported = Some(ext);
+            if self.prober.watches(ext) {
+                let arrival = offset.map(|o| reference_us.saturating_add(o));
+                self.prober
+                    .on_report(ext, record.sent_us, record.size, arrival);
+            }
             match (offset, record.reported) {
                 (None, Reported::No) => {
                     record.reported = Reported::Lost;
@@ -209,6 +279,28 @@ impl Bwe {
         self.loss.on_reports(received, lost, recovered);
         self.loss.update(now_us, self.aimd.rate(), bounds);
         self.estimate = self.combined();
+        if let Some(outcome) = self.prober.poll_outcome(highest_reported, now_us) {
+            self.apply_probe(outcome, now_us);
+        }
+    }
+
+    /// A probe cluster's outcome: a rate the path carried raises the estimate to it, unless
+    /// the delay detector sees over-use (then the cluster failed after all).
+    fn apply_probe(&mut self, outcome: Outcome, now_us: i64) {
+        let Outcome::Carried(rate) = outcome else {
+            return;
+        };
+        if self.delay.usage() == Usage::Overuse {
+            self.prober.fail_on_overuse(outcome, now_us);
+            return;
+        }
+        if rate > self.estimate as f64 {
+            let (lower, upper) = self.bounds();
+            let rate = rate.clamp(lower, upper);
+            self.aimd.set_rate(self.aimd.rate().max(rate));
+            self.loss.set_estimate(self.loss.estimate().max(rate));
+            self.estimate = self.combined();
+        }
     }
 
     /// The loss fraction of the latest loss-based update.

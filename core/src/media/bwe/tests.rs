@@ -12,6 +12,8 @@ use crate::media::rtcp::{self, RtcpPacket};
 use crate::media::twcc::TwccRecorder;
 
 const PACKET: usize = 1200;
+/// A probe padding packet on the wire.
+const PROBE_PACKET: usize = 300;
 const PROPAGATION_US: i64 = 25_000;
 const TICK_US: i64 = 1_000;
 const FEEDBACK_US: i64 = 100_000;
@@ -35,6 +37,8 @@ struct Link {
     loss: f64,
     /// Sends at most this (the application's media), bits per second.
     app_limit_bps: u64,
+    /// What the sender would like to send (probing toward it; 0: no probing).
+    probe_goal: u64,
     in_flight: VecDeque<(u16, i64)>,
     feedback: VecDeque<(i64, Vec<u8>)>,
     next_feedback_us: i64,
@@ -54,6 +58,7 @@ impl Link {
             capacity_bps,
             loss: 0.0,
             app_limit_bps: u64::MAX,
+            probe_goal: 0,
             in_flight: VecDeque::new(),
             feedback: VecDeque::new(),
             next_feedback_us: FEEDBACK_US,
@@ -74,6 +79,16 @@ impl Link {
             let now = self.now_us;
             while self.next_send_us <= now {
                 self.send();
+            }
+            if self.probe_goal > 0 {
+                let media = self.bwe.estimate().min(self.app_limit_bps);
+                self.bwe.want_probe(self.probe_goal, media, self.at(now));
+                while self.bwe.probe_due(self.at(now)) {
+                    let seq = self.seq;
+                    self.seq = self.seq.wrapping_add(1);
+                    self.bwe.on_probe_sent(seq, PROBE_PACKET, self.at(now));
+                    self.through_bottleneck(seq, PROBE_PACKET, now);
+                }
             }
             while self.in_flight.front().is_some_and(|&(_, at)| at <= now) {
                 if let Some((seq, at)) = self.in_flight.pop_front() {
@@ -107,6 +122,10 @@ impl Link {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         self.bwe.on_sent(seq, PACKET, self.at(sent), 0);
+        self.through_bottleneck(seq, PACKET, sent);
+    }
+
+    fn through_bottleneck(&mut self, seq: u16, size: usize, sent: i64) {
         if self.rng.random_bool(self.loss) {
             return;
         }
@@ -114,7 +133,7 @@ impl Link {
         if begin - sent > 1_000_000 {
             return; // A full queue drops at its tail.
         }
-        let serialize = PACKET as i64 * 8 * 1_000_000 / self.capacity_bps as i64;
+        let serialize = size as i64 * 8 * 1_000_000 / self.capacity_bps as i64;
         self.free_at_us = begin + serialize;
         self.in_flight
             .push_back((seq, self.free_at_us + PROPAGATION_US));
@@ -327,4 +346,93 @@ fn hostile_feedback_is_ignored_and_counted() {
         assert!((FLOOR_BPS..=5_000_000).contains(&bwe.estimate()));
     }
     assert!(parsed > 1000, "{parsed}");
+}
+
+/// A sender limited to 500 kbit/s of media that would like 1.7 Mbit/s: on a 3 Mbit/s link
+/// its probes raise the estimate to the goal within a second; on a 600 kbit/s link they do
+/// not raise it above the link, they back off, and the queue they build stays small.
+#[test]
+fn probes_raise_the_estimate_only_when_the_link_carries_them() {
+    let run = |capacity: u64| {
+        let mut link = Link::new(300_000, capacity);
+        link.app_limit_bps = 500_000;
+        // Settle on the media alone.
+        link.run(10.0);
+        let before = link.bwe.estimate();
+        link.probe_goal = 1_700_000;
+        let estimates = link.run(1.0);
+        let after_one = estimates.last().map_or(0, |e| e.1);
+        let later = link.run(5.0);
+        let peak = later.iter().map(|e| e.1).max().unwrap_or(0);
+        (before, after_one, peak, link.bwe.probe_counters())
+    };
+    let (before, after, _, counters) = run(3_000_000);
+    assert!(before < 800_000, "{before}");
+    assert!(
+        after >= 1_700_000,
+        "carried: {before} -> {after}, {counters:?}"
+    );
+    assert!(counters.carried >= 1, "{counters:?}");
+
+    let (before, after, peak, counters) = run(600_000);
+    assert!(before < 700_000, "{before}");
+    assert!(
+        after < 700_000 && peak < 700_000,
+        "not carried: {before} -> {after}, peak {peak}, {counters:?}"
+    );
+    assert!(counters.failed >= 2, "{counters:?}");
+    // Backing off: from 0.5 s doubling to 4 s, a handful of clusters in 6 s, not dozens.
+    assert!(counters.clusters <= 6, "{counters:?}");
+}
+
+/// The estimator's view of probe clusters alone: synthetic feedback for a cluster that
+/// arrives as it was sent raises the estimate to the cluster's rate (twice the estimate);
+/// one whose arrivals are spread to half that rate (a bottleneck) raises nothing.
+#[test]
+fn a_cluster_is_judged_by_its_arrival_rate() {
+    let judge = |arrival_gap_us: i64| {
+        let t0 = start();
+        let at = |us: i64| t0 + Duration::from_micros(us as u64);
+        let mut bwe = Bwe::new(500_000);
+        // One media packet, so that the estimator has a clock.
+        bwe.on_sent(0, 1200, at(0), 0);
+        bwe.want_probe(2_000_000, 0, at(1_000));
+        let mut seq = 1u16;
+        let mut recorder = TwccRecorder::new();
+        recorder.record(0, at(30_000));
+        let mut sent_us = Vec::new();
+        let mut now = 1_000;
+        while let Some(next) = bwe.next_probe_at() {
+            now = now.max((next - t0).as_micros() as i64);
+            assert!(bwe.probe_due(at(now)));
+            bwe.on_probe_sent(seq, 300, at(now));
+            sent_us.push((seq, now));
+            seq += 1;
+            assert!(seq < 200, "the cluster never ends");
+        }
+        let cluster = sent_us.len();
+        assert!(cluster >= 5, "{cluster}");
+        let first_arrival = sent_us[0].1 + 30_000;
+        for (i, &(seq, sent)) in sent_us.iter().enumerate() {
+            let arrival = (sent + 30_000).max(first_arrival + i as i64 * arrival_gap_us);
+            recorder.record(seq, at(arrival));
+        }
+        let mut buf = [0u8; 1200];
+        let fb_at = at(now + 200_000);
+        while let Some(len) = recorder.poll_feedback(fb_at, 1, 2, &mut buf) {
+            feed(&mut bwe, &buf[..len], fb_at);
+        }
+        (bwe.estimate(), bwe.probe_counters())
+    };
+    // The first cluster goes at twice the estimate, 1 Mbit/s: 300 bytes every 2.4 ms.
+    let (carried, counters) = judge(0);
+    assert!(
+        (900_000..=1_100_000).contains(&carried),
+        "{carried} {counters:?}"
+    );
+    assert_eq!((counters.carried, counters.failed), (1, 0));
+    // Arriving at 500 kbit/s: 4.8 ms apart.
+    let (refused, counters) = judge(4_800);
+    assert_eq!(refused, 500_000, "{counters:?}");
+    assert_eq!((counters.carried, counters.failed), (0, 1));
 }

@@ -975,3 +975,38 @@ mod str0m_cross_check {
         }
     }
 }
+
+#[test]
+fn a_padding_packet_parses_back_with_no_payload() {
+    let header = OutHeader {
+        payload_type: 97,
+        sequence_number: 7,
+        timestamp: 9000,
+        ssrc: 0x1234,
+        marker: false,
+    };
+    let mut out = [0u8; 400];
+    let tw = 513u16.to_be_bytes();
+    let len = write_padding(&mut out, header, &[(3, &tw), (1, b"0")], 255).unwrap();
+    let p = RtpPacket::parse(&out[..len]).unwrap();
+    assert_eq!(p.payload(), &[] as &[u8]);
+    assert_eq!(p.padding_len(), 255);
+    assert_eq!(
+        (p.sequence_number(), p.ssrc(), p.payload_type()),
+        (7, 0x1234, 97)
+    );
+    assert_eq!(p.extension(3), Some(&tw[..]));
+    assert_eq!(p.extension(1), Some(&b"0"[..]));
+    assert_eq!(
+        write_padding(&mut out, header, &[], 0),
+        Err(PacketError::BadPadding)
+    );
+    assert_eq!(
+        write_padding(&mut out, header, &[], 256),
+        Err(PacketError::BadPadding)
+    );
+    assert_eq!(
+        write_padding(&mut out[..100], header, &[], 200),
+        Err(PacketError::BufferTooSmall)
+    );
+}

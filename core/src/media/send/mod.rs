@@ -179,6 +179,11 @@ impl SendStream {
             .on_sent(usize::from(packet.size), ms_since(epoch, now));
     }
 
+    /// The RTP timestamp of the newest packet sent.
+    pub(crate) fn last_timestamp(&self) -> Option<u32> {
+        self.last_sent.map(|l| l.timestamp)
+    }
+
     /// A NACK for these outgoing sequence numbers (16-bit, as received). Writes into `out` the
     /// ones to retransmit now: still in the ring, not retransmitted within the last RTT (at
     /// least [`MIN_RESEND_INTERVAL`]), within the retransmission budget. Returns how many were
