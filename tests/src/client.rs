@@ -40,9 +40,9 @@ pub const CLIENT_VP9_PT: u8 = 98;
 /// Client-side VP9 RTX payload type.
 pub const CLIENT_VP9_RTX_PT: u8 = 99;
 /// Client-side AV1 payload type.
-pub const CLIENT_AV1_PT: u8 = 100;
+pub const CLIENT_AV1_PT: u8 = 124;
 /// Client-side AV1 RTX payload type.
-pub const CLIENT_AV1_RTX_PT: u8 = 101;
+pub const CLIENT_AV1_RTX_PT: u8 = 125;
 
 /// One packet a client received.
 #[derive(Debug, Clone)]
