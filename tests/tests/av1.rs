@@ -130,16 +130,13 @@ fn av1_consumers_get_their_temporal_layers_decodable() {
         let s = sim.sfu.consumer_stats(c.id).unwrap();
         assert_eq!(s.current_temporal_layer, Some([2, 1, 0][i]), "{s:?}");
     }
-    // 30 frames a second for about 5 s: all, half (T0 and T1 are one of four each), a quarter.
-    assert!(counts[0] >= 140, "{counts:?}");
-    assert!(
-        counts[1] * 2 >= counts[0] - 4 && counts[1] * 2 <= counts[0] + 4,
-        "{counts:?}"
-    );
-    assert!(
-        counts[2] * 4 >= counts[0] - 8 && counts[2] * 4 <= counts[0] + 8,
-        "{counts:?}"
-    );
+    // 30 frames a second for about 5 s: consumer 0 all of them (the allocator may hold back
+    // its top temporal layer for a moment while the estimate settles), consumer 1 half (T0 and
+    // T1 are one of four each), consumer 2 a quarter.
+    let sent = 150;
+    assert!(counts[0] >= sent * 9 / 10, "{counts:?}");
+    assert!(counts[1].abs_diff(sent / 2) <= 4, "{counts:?}");
+    assert!(counts[2].abs_diff(sent / 4) <= 3, "{counts:?}");
 
     // Up again mid-stream: the T0-only consumer climbs at the next switching points and stays
     // decodable.

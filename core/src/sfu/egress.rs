@@ -240,7 +240,8 @@ impl Sfu {
                     now,
                     &mut self.timers,
                 ) {
-                    c.send.on_sent(seq, sent, pkt.payload().len(), now);
+                    // Recorded for retransmission when it leaves (a held packet dropped
+                    // before that was never sent).
                     c.first_sent_at.get_or_insert(now);
                 }
                 continue;
@@ -632,6 +633,14 @@ impl Sfu {
                 &mut self.buffers,
             ) {
                 count_sent(c, pkt.payload().len(), now);
+                let sent = SentPacket {
+                    layer: item.layer,
+                    source_ext_seq: item.source_ext_seq,
+                    timestamp: item.timestamp,
+                    marker: item.marker,
+                    size: pkt.as_bytes().len().min(usize::from(u16::MAX)) as u16,
+                };
+                c.send.on_sent(item.seq, sent, pkt.payload().len(), now);
                 queued = true;
             }
         }
