@@ -66,6 +66,12 @@ pub(crate) struct Transport {
     pub(crate) bwe: Bwe,
     /// How the estimate was last shared among the transport's consumers.
     pub(crate) alloc: crate::sfu::allocate::Allocation,
+    /// The estimate the transport started with (for the `bwe` trace).
+    pub(crate) start_bitrate: u64,
+    /// Trace event types enabled (none by default).
+    pub(crate) trace: crate::trace::TraceFlags,
+    /// When the scores of the transport's producers and consumers are next computed.
+    pub(crate) next_score_at: Option<Instant>,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
@@ -134,6 +140,9 @@ impl Transport {
             media_timer_at: None,
             bwe: Bwe::new(crate::media::bwe::DEFAULT_INITIAL_BITRATE),
             alloc: Default::default(),
+            start_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
+            trace: Default::default(),
+            next_score_at: None,
             next_mid: 0,
             cname: None,
             flush_pending: false,
