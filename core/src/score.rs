@@ -136,7 +136,8 @@ mod tests {
     fn loss_lowers_the_score_and_repair_costs_less() {
         assert_eq!(score_of(1000, 50, 0), 7); // 5% lost: 2.5 points
         assert_eq!(score_of(1000, 0, 50), 9); // 5% repaired: 1.25% weighted
-        assert_eq!(score_of(1000, 10, 0), 10); // 1%: rounds to 10
+        assert_eq!(score_of(1000, 8, 0), 10); // under 1%: rounds to 10
+        assert_eq!(score_of(1000, 10, 0), 9); // 1%: half a point, rounded up
         assert_eq!(score_of(1000, 200, 0), 0);
         assert_eq!(score_of(1000, 2000, 0), 0); // nonsense counters clamp
     }
