@@ -35,8 +35,8 @@ impl TraceEventType {
     /// The types a transport traces.
     pub const TRANSPORT: [TraceEventType; 1] = [Self::Bwe];
 
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -101,7 +101,7 @@ pub struct BweTraceInfo {
 
 /// The trace event types enabled on a producer, consumer or transport.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct TraceFlags(u8);
+pub(crate) struct TraceFlags(u16);
 
 impl TraceFlags {
     /// Exactly `types`, each checked against what the object can trace (`allowed`); the first
