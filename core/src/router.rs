@@ -184,7 +184,7 @@ pub(crate) struct Consumer {
     /// Trace event types enabled (none by default).
     pub(crate) trace: TraceFlags,
     /// The layers last reported by `layerschange` (simulcast consumers).
-    pub(crate) layers: Option<ConsumerLayers>,
+    pub(crate) reported_layers: Option<ConsumerLayers>,
     /// The score last reported, and the receiver report it was computed from: (its extended
     /// highest sequence number, its cumulative loss, the sequence numbers skipped by then, the
     /// packets retransmitted by then).

@@ -102,7 +102,7 @@ impl Sfu {
                 },
                 pipe: None,
                 trace: Default::default(),
-                layers: None,
+                reported_layers: None,
                 score: initial_score,
                 score_base: None,
             },

@@ -281,7 +281,7 @@ impl Sfu {
                     rtx_ssrcs,
                 })),
                 trace: Default::default(),
-                layers: None,
+                reported_layers: None,
                 score: initial_score,
                 score_base: None,
             },

@@ -36,8 +36,8 @@ pub(crate) fn set_current_layer(
         spatial_layer: l.min(usize::from(u8::MAX)) as u8,
         temporal_layer: 0,
     });
-    if layers != c.layers {
-        c.layers = layers;
+    if layers != c.reported_layers {
+        c.reported_layers = layers;
         out.push_back(Output::Event(Event::ConsumerLayersChange {
             consumer: cid,
             layers,
