@@ -23,6 +23,7 @@ use crate::sfu::Sfu;
 use crate::stats::{
     ConsumerStats, DataConsumerStats, DataProducerStats, ProducerStats, SfuStats, TransportStats,
 };
+use crate::trace::TraceEventType;
 use crate::transport::WebRtcTransportOptions;
 
 /// One call of the control API.
@@ -157,6 +158,27 @@ pub enum Request {
     },
     /// [`Sfu::request_consumer_key_frame`].
     RequestConsumerKeyFrame(ConsumerId),
+    /// [`Sfu::enable_producer_trace_event`] (mediasoup's `enableTraceEvent({ types })`).
+    EnableProducerTraceEvent {
+        /// The producer.
+        producer: ProducerId,
+        /// The types to trace (JSON: `["keyframe", "pli", ...]`); empty turns tracing off.
+        types: Vec<TraceEventType>,
+    },
+    /// [`Sfu::enable_consumer_trace_event`].
+    EnableConsumerTraceEvent {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The types to trace; empty turns tracing off.
+        types: Vec<TraceEventType>,
+    },
+    /// [`Sfu::enable_transport_trace_event`].
+    EnableTransportTraceEvent {
+        /// The transport.
+        transport: TransportId,
+        /// The types to trace (`["bwe"]`); empty turns tracing off.
+        types: Vec<TraceEventType>,
+    },
     /// [`Sfu::produce_data`].
     ProduceData {
         /// The transport.
@@ -384,6 +406,15 @@ impl Sfu {
             R::RequestConsumerKeyFrame(id) => {
                 self.request_consumer_key_frame(id).map(|()| Reply::Done)?
             }
+            R::EnableProducerTraceEvent { producer, types } => self
+                .enable_producer_trace_event(producer, &types)
+                .map(|()| Reply::Done)?,
+            R::EnableConsumerTraceEvent { consumer, types } => self
+                .enable_consumer_trace_event(consumer, &types)
+                .map(|()| Reply::Done)?,
+            R::EnableTransportTraceEvent { transport, types } => self
+                .enable_transport_trace_event(transport, &types)
+                .map(|()| Reply::Done)?,
             R::ProduceData { transport, options } => {
                 Reply::DataProducer(self.produce_data(transport, options)?)
             }

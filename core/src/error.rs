@@ -21,6 +21,11 @@ pub enum Error {
     /// No such consumer.
     #[error("unknown consumer {0}")]
     UnknownConsumer(ConsumerId),
+    /// A trace event type the object cannot trace: `rtp` and `probation` are not supported,
+    /// `bwe` is a transport's type, `keyframe`, `nack`, `pli` and `fir` a producer's or
+    /// consumer's.
+    #[error("trace event type {0:?} is not supported here")]
+    UnsupportedTraceEventType(crate::TraceEventType),
     /// No such data producer.
     #[error("unknown data producer {0}")]
     UnknownDataProducer(DataProducerId),

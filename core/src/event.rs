@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use crate::ids::{ConsumerId, DataConsumerId, DataProducerId, ObserverId, ProducerId, TransportId};
 use crate::io::Protocol;
+use crate::score::{ConsumerLayers, ConsumerScore, ProducerScore};
+use crate::trace::TraceEvent;
 
 /// Something happened that the application may want to act on or tell its peers.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +162,87 @@ pub enum Event {
         /// The producer now dominant.
         producer: ProducerId,
     },
+    /// The score of one or more of a producer's encodings changed (mediasoup's producer
+    /// `score`): every encoding's score.
+    ProducerScore {
+        /// The producer.
+        producer: ProducerId,
+        /// One entry per encoding.
+        scores: Vec<ProducerScore>,
+    },
+    /// A consumer's score, or that of its producer, changed (mediasoup's consumer `score`).
+    ConsumerScore {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// Its score now.
+        score: Box<ConsumerScore>,
+    },
+    /// The layers a simulcast consumer forwards changed (mediasoup's `layerschange`): `None`
+    /// when it forwards none (paused, its producer paused, or waiting for a key frame).
+    ConsumerLayersChange {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// The layers now forwarded.
+        layers: Option<ConsumerLayers>,
+    },
+    /// A producer trace event of a type enabled with
+    /// [`Sfu::enable_producer_trace_event`](crate::Sfu::enable_producer_trace_event).
+    ProducerTrace {
+        /// The producer.
+        producer: ProducerId,
+        /// What happened.
+        trace: Box<TraceEvent>,
+    },
+    /// A consumer trace event of a type enabled with
+    /// [`Sfu::enable_consumer_trace_event`](crate::Sfu::enable_consumer_trace_event).
+    ConsumerTrace {
+        /// The consumer.
+        consumer: ConsumerId,
+        /// What happened.
+        trace: Box<TraceEvent>,
+    },
+    /// A transport trace event of a type enabled with
+    /// [`Sfu::enable_transport_trace_event`](crate::Sfu::enable_transport_trace_event).
+    TransportTrace {
+        /// The transport.
+        transport: TransportId,
+        /// What happened.
+        trace: Box<TraceEvent>,
+    },
+}
+
+impl Event {
+    /// The name mediasoup gives this event on its object (`score`, `layerschange`, `trace`,
+    /// `icestatechange`, ...), for applications that relay events under those names.
+    pub fn mediasoup_name(&self) -> &'static str {
+        match self {
+            Event::IceStateChange { .. } => "icestatechange",
+            Event::IceSelectedTupleChange { .. } => "iceselectedtuplechange",
+            Event::Tuple { .. } => "tuple",
+            Event::RtcpTuple { .. } => "rtcptuple",
+            Event::DtlsStateChange { .. } => "dtlsstatechange",
+            Event::TransportClosed { .. } => "transportclose",
+            Event::ProducerClosed { .. } | Event::ConsumerClosed { .. } => "close",
+            Event::ConsumerProducerPaused { .. } => "producerpause",
+            Event::ConsumerProducerResumed { .. } => "producerresume",
+            Event::SctpStateChange { .. } => "sctpstatechange",
+            Event::DataProducerClosed { .. } | Event::DataConsumerClosed { .. } => "close",
+            Event::DataConsumerProducerPaused { .. } => "dataproducerpause",
+            Event::DataConsumerProducerResumed { .. } => "dataproducerresume",
+            Event::DataConsumerBufferedAmountLow { .. } => "bufferedamountlow",
+            Event::DataConsumerMessage { .. } => "message",
+            Event::DirectConsumerRtp { .. } => "rtp",
+            Event::DirectTransportRtcp { .. } => "rtcp",
+            Event::AudioLevelObserverVolumes { .. } => "volumes",
+            Event::AudioLevelObserverSilence { .. } => "silence",
+            Event::ActiveSpeakerObserverDominantSpeaker { .. } => "dominantspeaker",
+            Event::ProducerScore { .. } | Event::ConsumerScore { .. } => "score",
+            Event::ConsumerLayersChange { .. } => "layerschange",
+            Event::ProducerTrace { .. }
+            | Event::ConsumerTrace { .. }
+            | Event::TransportTrace { .. } => "trace",
+        }
+    }
 }
 
 /// One producer's level in an [`Event::AudioLevelObserverVolumes`].

@@ -164,9 +164,11 @@ mod observer;
 pub mod ortc;
 mod router;
 pub mod runtime;
+mod score;
 mod sfu;
 mod stats;
 mod timers;
+mod trace;
 mod transport;
 
 pub use api::{
@@ -186,11 +188,13 @@ pub use ids::{
 };
 pub use io::{Input, Output, Protocol, Transmit};
 pub use observer::{ActiveSpeakerObserverOptions, AudioLevelObserverOptions};
+pub use score::{ConsumerLayers, ConsumerScore, ProducerScore};
 pub use sfu::{Sfu, MAX_SPARE_BUFFERS};
 pub use stats::{
     ConsumerStats, DataConsumerStats, DataProducerStats, Footprint, ProducerStats, SfuStats,
     TransportStats,
 };
+pub use trace::{BweTraceInfo, TraceDirection, TraceEvent, TraceEventType, TraceInfo};
 pub use transport::webrtc::dtls::crypto_provider;
 pub use transport::{DirectTransportOptions, ListenInfo, WebRtcTransportOptions};
 
@@ -206,5 +210,15 @@ mod type_tests {
         is_send::<Event>();
         is_send::<Output>();
         is_send::<Error>();
+    }
+
+    #[test]
+    fn events_stay_small() {
+        // The largest variants carry two socket addresses; traces and scores must not grow it.
+        assert!(
+            std::mem::size_of::<Event>() <= 80,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
     }
 }

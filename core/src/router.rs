@@ -12,7 +12,9 @@ use crate::media::recv::{NackGenerator, RecvStream};
 use crate::media::send::{ntp, SendStream, SenderReportData};
 use crate::media::store::PacketStore;
 use crate::ortc::{ConsumerParameters, MediaKind, RtpCapabilities, RtpParameters};
+use crate::score::{ConsumerLayers, ConsumerScore};
 use crate::stats::{ConsumerStats, ProducerStats};
+use crate::trace::TraceFlags;
 use crate::transport::extensions::ProducerExtensions;
 
 /// An encoding counts as active while it has sent within this time.
@@ -59,6 +61,8 @@ pub(crate) struct Producer {
     pub(crate) pli: bool,
     /// Sequence number of the next FIR.
     pub(crate) fir_seq: u8,
+    /// Trace event types enabled (none by default).
+    pub(crate) trace: TraceFlags,
     pub(crate) stats: ProducerStats,
 }
 
@@ -178,6 +182,14 @@ pub(crate) struct Encoding {
     pub(crate) key_frame_pending: bool,
     /// What the encoding brings, measured over the last second.
     pub(crate) bitrate: BitrateMeter,
+    /// Packets that arrived as retransmissions and filled a gap.
+    pub(crate) retransmitted: u64,
+    /// The encoding's score (0–10, see [`crate::score`]), the last samples it is the mean of,
+    /// and the receive counters it was last computed from: (expected, received,
+    /// retransmitted).
+    pub(crate) score: u8,
+    pub(crate) score_samples: crate::score::Samples,
+    pub(crate) score_base: (u64, u64, u64),
 }
 
 impl Encoding {
@@ -193,6 +205,10 @@ impl Encoding {
             key_frame_sent_at: None,
             key_frame_pending: false,
             bitrate: BitrateMeter::default(),
+            retransmitted: 0,
+            score: 0,
+            score_samples: Default::default(),
+            score_base: (0, 0, 0),
         }
     }
 
@@ -277,6 +293,15 @@ pub(crate) struct Consumer {
     /// The highest temporal layer the allocator allows when even the lowest spatial layer
     /// does not fit (`None`: no limit).
     pub(crate) target_temporal_layer: Option<u8>,
+    /// Trace event types enabled (none by default).
+    pub(crate) trace: TraceFlags,
+    /// The layers last reported by `layerschange` (simulcast consumers).
+    pub(crate) reported_layers: Option<ConsumerLayers>,
+    /// The score last reported, and the receiver report it was computed from: (its extended
+    /// highest sequence number, its cumulative loss, the sequence numbers skipped by then, the
+    /// packets retransmitted by then).
+    pub(crate) score: ConsumerScore,
+    pub(crate) score_base: Option<(u32, i64, u64, u64)>,
 }
 
 /// The streams of a pipe consumer: one per producer encoding, each carrying the encoding's

@@ -192,6 +192,9 @@ pub struct ProducerStats {
     /// Video packets whose payload descriptor could not be read (dropped for consumers that
     /// select layers).
     pub packets_bad_descriptor: u64,
+    /// The score of each encoding (mediasoup's `producer.score`), as last computed (see
+    /// [`Event::ProducerScore`](crate::Event::ProducerScore)).
+    pub score: Vec<crate::ProducerScore>,
 }
 
 /// A data producer's counters.
@@ -265,4 +268,7 @@ pub struct ConsumerStats {
     pub packets_lost: i32,
     /// Round-trip time to the endpoint, smoothed, from its receiver reports.
     pub round_trip_time: Option<std::time::Duration>,
+    /// The consumer's score and its producer's (mediasoup's `consumer.score`), as last
+    /// computed (see [`Event::ConsumerScore`](crate::Event::ConsumerScore)).
+    pub score: crate::ConsumerScore,
 }

@@ -1,6 +1,7 @@
 //! Consumers: a producer forwarded to a transport, with the parameters its endpoint needs.
 
 use super::*;
+use crate::sfu::quality::set_current_layer;
 
 impl Sfu {
     /// Starts sending a producer to a transport's endpoint.
@@ -66,6 +67,7 @@ impl Sfu {
             // A direct transport hands the application its consumers' retransmissions too.
             t.consumers_by_ssrc.insert(rtx, cid);
         }
+        let initial_score = self.initial_consumer_score(producer);
         let parameters = ConsumerParameters {
             id: cid.to_string(),
             producer_id: producer.to_string(),
@@ -114,6 +116,10 @@ impl Sfu {
                 layers,
                 preferred_temporal_layer: None,
                 target_temporal_layer: None,
+                trace: Default::default(),
+                reported_layers: None,
+                score: initial_score,
+                score_base: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {
@@ -143,8 +149,13 @@ impl Sfu {
 
     /// Pauses a consumer: nothing is sent to its endpoint.
     pub fn pause_consumer(&mut self, consumer: ConsumerId) -> Result<(), Error> {
-        let c = self.consumer_mut(consumer)?;
+        let c = self
+            .consumers
+            .get_mut(&consumer)
+            .ok_or(Error::UnknownConsumer(consumer))?;
         c.paused = true;
+        // It restarts at a key frame, on the layer it should get then.
+        set_current_layer(c, consumer, None, &mut self.out);
         Ok(())
     }
 
@@ -233,7 +244,10 @@ impl Sfu {
         let c = self.consumer(consumer)?;
         if c.pipe.is_some() {
             // A pipe consumer answers NACKs from the producer's packets, counted as it goes.
-            return Ok(c.stats.clone());
+            return Ok(ConsumerStats {
+                score: c.score.clone(),
+                ..c.stats.clone()
+            });
         }
         let send = c.send.stats();
         Ok(ConsumerStats {
@@ -244,6 +258,7 @@ impl Sfu {
             fraction_lost: send.fraction_lost,
             packets_lost: send.packets_lost,
             round_trip_time: send.rtt,
+            score: c.score.clone(),
             ..c.stats.clone()
         })
     }

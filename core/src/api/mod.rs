@@ -12,6 +12,7 @@ mod pipe_transport;
 mod plain_transport;
 mod producer;
 mod router;
+mod trace;
 mod webrtc_transport;
 
 use rand::RngCore;

@@ -243,6 +243,7 @@ impl Sfu {
             rtp_parameters: rtp,
         };
         let ssrc = ssrcs.first().copied().unwrap_or_default();
+        let initial_score = self.initial_consumer_score(producer);
         self.consumers.insert(
             cid,
             Consumer {
@@ -283,6 +284,10 @@ impl Sfu {
                 layers: None,
                 preferred_temporal_layer: None,
                 target_temporal_layer: None,
+                trace: Default::default(),
+                reported_layers: None,
+                score: initial_score,
+                score_base: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer) {

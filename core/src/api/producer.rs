@@ -148,6 +148,7 @@ impl Sfu {
                 nack,
                 pli,
                 fir_seq: 0,
+                trace: Default::default(),
                 stats: ProducerStats {
                     packets_per_encoding: vec![0; n],
                     ..Default::default()
@@ -213,7 +214,9 @@ impl Sfu {
         for cid in &consumers {
             if let Some(c) = self.consumers.get_mut(cid) {
                 c.producer_paused = paused;
-                if !paused {
+                if paused {
+                    crate::sfu::quality::set_current_layer(c, *cid, None, &mut self.out);
+                } else {
                     c.rewriter.request_resync();
                 }
                 let event = if paused {
@@ -249,6 +252,7 @@ impl Sfu {
                 .map(|m| m.bitrate(self.now))
                 .collect();
         }
+        stats.score = crate::sfu::quality::producer_scores(p);
         for e in &p.encodings {
             if let Some(recv) = &e.recv {
                 stats.packets_lost += recv.packets_lost();

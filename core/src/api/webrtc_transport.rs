@@ -54,6 +54,7 @@ impl Sfu {
             transport.stats.sctp_state = Some(SctpState::New);
         }
         transport.bwe = Bwe::new(options.initial_available_outgoing_bitrate);
+        transport.start_bitrate = transport.bwe.estimate();
         self.transports.insert(id, Box::new(transport));
         if let Some(r) = self.routers.get_mut(&router) {
             r.transports.push(id);

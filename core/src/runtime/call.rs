@@ -370,6 +370,21 @@ macro_rules! __with_calls {
             /// Asks the consumer's producer for a key frame.
             request_consumer_key_frame / RequestConsumerKeyFrame(consumer: $crate::ConsumerId)
                 -> () = |sfu, _l| sfu.request_consumer_key_frame(consumer);
+            /// Sets the trace event types a producer reports (mediasoup's `enableTraceEvent`).
+            enable_producer_trace_event / EnableProducerTraceEvent(
+                producer: $crate::ProducerId,
+                types: Vec<$crate::TraceEventType>
+            ) -> () = |sfu, _l| sfu.enable_producer_trace_event(producer, &types);
+            /// Sets the trace event types a consumer reports (mediasoup's `enableTraceEvent`).
+            enable_consumer_trace_event / EnableConsumerTraceEvent(
+                consumer: $crate::ConsumerId,
+                types: Vec<$crate::TraceEventType>
+            ) -> () = |sfu, _l| sfu.enable_consumer_trace_event(consumer, &types);
+            /// Sets the trace event types a transport reports (mediasoup's `enableTraceEvent`).
+            enable_transport_trace_event / EnableTransportTraceEvent(
+                transport: $crate::TransportId,
+                types: Vec<$crate::TraceEventType>
+            ) -> () = |sfu, _l| sfu.enable_transport_trace_event(transport, &types);
             /// Starts receiving a data channel on a transport (mediasoup's `produceData`).
             produce_data / ProduceData(
                 transport: $crate::TransportId,

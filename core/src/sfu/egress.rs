@@ -17,9 +17,11 @@ use crate::media::rtcp;
 use crate::media::send::{SenderReportData, SentPacket};
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, ReportClock};
+use crate::trace::{TraceDirection, TraceEventType};
 use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
+use super::quality::{report_layers, set_current_layer, trace_key_frame_sent};
 use super::{Sfu, TimerKey, MAX_LAYERS};
 
 /// A consumer's video packet waiting in its transport's pacer: where to find it again (the
@@ -142,8 +144,7 @@ impl Sfu {
                         self.scratch_key_frames.push((pid, target));
                     }
                 } else if key_frame || !is_video {
-                    c.current_layer = Some(target);
-                    c.stats.current_layer = Some(target);
+                    set_current_layer(c, cid, Some(target), &mut self.out);
                     c.rewriter.request_resync();
                 } else {
                     c.stats.packets_waiting_for_key_frame += 1;
@@ -182,6 +183,12 @@ impl Sfu {
                 }
                 c.stats.current_spatial_layer = current.map(|(s, _)| s);
                 c.stats.current_temporal_layer = current.map(|(_, t)| t);
+                if current
+                    != c.reported_layers
+                        .map(|l| (l.spatial_layer, l.temporal_layer))
+                {
+                    report_layers(c, cid, &mut self.out);
+                }
                 match verdict {
                     Verdict::Forward { marker: m } => marker = m,
                     Verdict::Drop => {
@@ -258,14 +265,16 @@ impl Sfu {
                 count_sent(c, pkt.payload().len(), now);
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
                 queue_flush_of(ct, ctid, &mut self.flush_queue);
+                if key_frame && is_video {
+                    trace_key_frame_sent(c, cid, (self.ntp_base.1, now), &mut self.out);
+                }
             } else if c.first_sent_at.is_none() {
                 // Not started after all (its transport cannot send yet): it starts at a key
                 // frame once it can, not in the middle of this one's group of pictures.
-                c.current_layer = None;
-                c.stats.current_layer = None;
                 if let Some(f) = c.layers.as_mut() {
                     f.reset();
                 }
+                set_current_layer(c, cid, None, &mut self.out);
             }
         }
         for i in 0..self.scratch_key_frames.len() {
@@ -280,6 +289,7 @@ impl Sfu {
         let Some(cid) = self.consumer_by_ssrc(tid, ssrc) else {
             return;
         };
+        self.trace_consumer(cid, TraceEventType::Nack, TraceDirection::In);
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
@@ -468,7 +478,9 @@ impl Sfu {
             };
             let mut buf = [0u8; RTCP_MTU];
             if let Ok(len) = rtcp::write_nack(&mut buf, session.rtcp_ssrc, ssrc, &seqs[..n]) {
-                send_rtcp(t, &mut buf[..], len);
+                if send_rtcp(t, &mut buf[..], len) {
+                    self.trace_producer(pid, TraceEventType::Nack, TraceDirection::Out, ssrc);
+                }
                 self.queue_flush(tid);
             }
         }
@@ -494,17 +506,26 @@ impl Sfu {
             return false;
         };
         let mut buf = [0u8; 128];
-        let written = if p.pli {
-            rtcp::write_pli(&mut buf, session.rtcp_ssrc, ssrc)
+        let (written, kind) = if p.pli {
+            (
+                rtcp::write_pli(&mut buf, session.rtcp_ssrc, ssrc),
+                TraceEventType::Pli,
+            )
         } else {
             p.fir_seq = p.fir_seq.wrapping_add(1);
-            rtcp::write_fir(&mut buf, session.rtcp_ssrc, ssrc, p.fir_seq)
+            (
+                rtcp::write_fir(&mut buf, session.rtcp_ssrc, ssrc, p.fir_seq),
+                TraceEventType::Fir,
+            )
         };
         let Ok(len) = written else {
             return false;
         };
         let sent = send_rtcp(t, &mut buf[..], len);
         self.queue_flush(tid);
+        if sent {
+            self.trace_producer(pid, kind, TraceDirection::Out, ssrc);
+        }
         sent
     }
 
@@ -543,6 +564,7 @@ impl Sfu {
             .is_some_and(|s| s.next_report_at <= now);
         if report {
             self.send_reports(tid, &producers);
+            self.update_scores(tid, &producers);
         }
         // A transport with nothing to report on sleeps until a producer or consumer comes.
         let next = self

@@ -3,7 +3,9 @@
 
 use tracing::trace;
 
+use crate::event::Event;
 use crate::ids::{ConsumerId, Mid, ProducerId, Rid, TransportId};
+use crate::io::Output;
 use crate::keyframe::{is_key_frame, VideoCodec};
 use crate::media::packet::{self, RtpPacket};
 use crate::media::recv::{Arrival, NackGenerator, RecvStream, MAX_DROPOUT};
@@ -13,9 +15,11 @@ use crate::media::srtp::{self, RtpReplay, SrtpContext};
 use crate::media::store::PacketStore;
 use crate::ortc::MediaKind;
 use crate::router::Producer;
+use crate::trace::{TraceDirection, TraceEventType};
 use crate::transport::extensions::RxExtensions;
 use crate::transport::Transport;
 
+use super::quality::trace_event;
 use super::{Sfu, MAX_LAYERS};
 
 /// Slots in a video encoding's packet store: about 1.5 s of a 2.5 Mbit/s layer.
@@ -155,6 +159,7 @@ impl Sfu {
         }
         if retransmission {
             p.stats.packets_retransmitted += 1;
+            e.retransmitted += 1;
         }
         let is_video = kind == MediaKind::Video;
         // The payload descriptor (AV1: the dependency descriptor), read once for every
@@ -177,6 +182,19 @@ impl Sfu {
                 Some(d) => svc.record((d.spatial, d.temporal), pkt.as_bytes().len(), now),
                 None => p.stats.packets_bad_descriptor += 1,
             }
+        }
+        if is_video && key_frame && p.trace.has(TraceEventType::Keyframe) {
+            let times = (self.ntp_base.1, now);
+            let trace = trace_event(
+                TraceEventType::Keyframe,
+                TraceDirection::In,
+                pkt.ssrc(),
+                times,
+            );
+            self.out.push_back(Output::Event(Event::ProducerTrace {
+                producer: pid,
+                trace,
+            }));
         }
         let mut nack_due = None;
         let mut overflow = false;
@@ -262,18 +280,24 @@ impl Sfu {
                 RtcpPacket::Nack(nack) => {
                     self.on_nack(tid, nack.media_ssrc(), nack.sequence_numbers());
                 }
-                RtcpPacket::Pli(pli) => self.on_key_frame_request(tid, pli.media_ssrc),
+                RtcpPacket::Pli(pli) => {
+                    self.on_key_frame_request(tid, pli.media_ssrc, TraceEventType::Pli);
+                }
                 RtcpPacket::Fir(fir) => {
                     for (ssrc, _) in fir.entries() {
-                        self.on_key_frame_request(tid, ssrc);
+                        self.on_key_frame_request(tid, ssrc, TraceEventType::Fir);
                     }
                 }
                 // Bandwidth feedback about what this transport sends.
                 RtcpPacket::TransportCc(feedback) => {
                     if let Some(t) = self.transports.get_mut(&tid) {
                         t.bwe.on_feedback(&feedback, self.now);
+                        let trace = t.trace.has(TraceEventType::Bwe);
                         if t.alloc.due(self.now, t.bwe.estimate()) {
                             self.allocate(tid);
+                        }
+                        if trace {
+                            self.trace_bwe(tid);
                         }
                     }
                 }
@@ -323,6 +347,7 @@ impl Sfu {
                 block.delay_since_last_sr,
                 now,
             );
+            c.send.on_report_position(block.extended_highest_seq);
             if let (Some(rtt), Some(t)) = (c.send.rtt(), self.transports.get_mut(&tid)) {
                 t.bwe.set_rtt(rtt);
             }
@@ -338,10 +363,12 @@ impl Sfu {
             .copied()
     }
 
-    fn on_key_frame_request(&mut self, tid: TransportId, ssrc: u32) {
+    /// A PLI or FIR (`kind`) from a consumer's endpoint.
+    fn on_key_frame_request(&mut self, tid: TransportId, ssrc: u32, kind: TraceEventType) {
         let Some(cid) = self.consumer_by_ssrc(tid, ssrc) else {
             return;
         };
+        self.trace_consumer(cid, kind, TraceDirection::In);
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };

@@ -45,6 +45,7 @@ pub(crate) mod ingress;
 mod isolation;
 mod keyframes;
 mod plain;
+pub(crate) mod quality;
 
 /// NTP time (RFC 5905, 64-bit fixed point) the Sfu's start is taken to be, for sender reports
 /// of streams whose producer sent none yet: 2026-01-01T00:00:00Z. The Sfu has no wall clock;

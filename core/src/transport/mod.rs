@@ -73,6 +73,12 @@ pub(crate) struct Transport {
     pub(crate) pacer: Pacer<crate::sfu::egress::Paced>,
     /// When the pacing timer (paced video and probes) is set for.
     pub(crate) pace_timer_at: Option<Instant>,
+    /// The estimate the transport started with (for the `bwe` trace).
+    pub(crate) start_bitrate: u64,
+    /// Trace event types enabled (none by default).
+    pub(crate) trace: crate::trace::TraceFlags,
+    /// When the scores of the transport's producers and consumers are next computed.
+    pub(crate) next_score_at: Option<Instant>,
     pub(crate) next_mid: u32,
     /// The RTCP cname of this transport's producers (the first non-empty one given).
     pub(crate) cname: Option<String>,
@@ -147,6 +153,9 @@ impl Transport {
                 crate::media::bwe::DEFAULT_INITIAL_BITRATE,
             ),
             pace_timer_at: None,
+            start_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
+            trace: Default::default(),
+            next_score_at: None,
             next_mid: 0,
             cname: None,
             flush_pending: false,

@@ -820,6 +820,107 @@ pub fn pipe_to_router_across_workers<R: Runtime>() {
     runtime.shutdown();
 }
 
+/// Scores travel through the runtime's event channel: a producer on a direct transport that
+/// the application feeds 50 packets a second reports `score` 10 through the handle's events,
+/// as its stats say; trace events are enabled through the typed call and the plain request,
+/// and a type the producer cannot trace is refused with the Sfu's typed error.
+pub fn scores_and_traces_through_the_handle<R: Runtime>() {
+    use sfu_core::ortc::{MediaKind, RtpCodecCapability};
+    use sfu_core::{ProduceOptions, TraceEventType};
+
+    let runtime: R = start(1, vec![ListenOptions::udp(LOCALHOST)]);
+    let worker = runtime.least_loaded();
+    let router = R::call(
+        &worker,
+        call::CreateRouter {
+            options: RouterOptions {
+                media_codecs: vec![RtpCodecCapability::opus()],
+            },
+        },
+    )
+    .expect("router");
+    let transport = R::call(
+        &worker,
+        call::CreateDirectTransport {
+            router,
+            options: DirectTransportOptions::default(),
+        },
+    )
+    .expect("direct transport");
+    let producer = R::call(
+        &worker,
+        call::Produce {
+            transport,
+            options: ProduceOptions {
+                kind: MediaKind::Audio,
+                rtp_parameters: plain_opus(4321),
+                paused: false,
+            },
+        },
+    )
+    .expect("producer");
+    let refused = R::call(
+        &worker,
+        call::EnableProducerTraceEvent {
+            producer,
+            types: vec![TraceEventType::Bwe],
+        },
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(RuntimeError::Sfu(
+                sfu_core::Error::UnsupportedTraceEventType(TraceEventType::Bwe)
+            ))
+        ),
+        "{refused:?}"
+    );
+    let start = Instant::now();
+    let mut score = None;
+    let mut seq = 0u16;
+    while score.is_none() && start.elapsed() < Duration::from_secs(10) {
+        R::call(
+            &worker,
+            call::SendRtp {
+                producer,
+                packet: opus_packet(4321, seq),
+            },
+        )
+        .expect("send rtp");
+        seq += 1;
+        for (_, e) in runtime.events() {
+            if let Event::ProducerScore {
+                producer: p,
+                scores,
+            } = e
+            {
+                assert_eq!(p, producer);
+                score = Some(scores);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let score = score.expect("a score event within 10 s");
+    assert_eq!(score.len(), 1);
+    assert_eq!((score[0].ssrc, score[0].score), (4321, 10), "{score:?}");
+    assert_eq!(
+        R::call(&worker, call::ProducerStats { producer })
+            .expect("stats")
+            .score,
+        score
+    );
+    // The plain request form reaches the same call.
+    let reply = R::call(
+        &worker,
+        Request::EnableProducerTraceEvent {
+            producer,
+            types: vec![TraceEventType::Keyframe, TraceEventType::Pli],
+        },
+    );
+    assert_eq!(reply.map_err(|e| e.to_string()), Ok(Reply::Done));
+    runtime.shutdown();
+}
+
 /// A plain sender's Opus producer parameters on `ssrc` (payload type 111, no mid).
 pub fn plain_opus(ssrc: u32) -> sfu_core::ortc::RtpParameters {
     use sfu_core::ortc::{RtcpParameters, RtpCodecParameters, RtpEncodingParameters};
@@ -871,6 +972,7 @@ macro_rules! runtime_suite {
             direct_data_through_the_handle,
             plain_transports_open_and_close_their_sockets,
             pipe_to_router_across_workers,
+            scores_and_traces_through_the_handle,
         );
     };
     (@tests $runtime:ty; $($name:ident,)*) => {

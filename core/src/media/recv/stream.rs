@@ -241,6 +241,11 @@ impl RecvStream {
         self.expected() as i64 - self.received as i64
     }
 
+    /// Packets expected and distinct packets received since the stream began (for scores).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.expected(), self.received)
+    }
+
     /// Interarrival jitter, in RTP timestamp units.
     pub(crate) fn jitter(&self) -> u32 {
         (self.jitter_q4 >> 4).min(u64::from(u32::MAX)) as u32

@@ -121,6 +121,13 @@ pub(crate) struct SendStream {
     reports: [Option<(u32, Instant)>; REPORTS_KEPT],
     next_report: usize,
     stats: SendStats,
+    /// Sequence numbers the stream skipped and has not filled (packets lost before the Sfu,
+    /// which the endpoint counts as lost too).
+    holes: u64,
+    /// The latest receiver report's extended highest sequence number, and `holes` then.
+    report_position: Option<(u32, u64)>,
+    /// The first packet's extended sequence number.
+    first_sent: Option<u64>,
 }
 
 impl SendStream {
@@ -146,6 +153,9 @@ impl SendStream {
             reports: [None; REPORTS_KEPT],
             next_report: 0,
             stats: SendStats::default(),
+            holes: 0,
+            report_position: None,
+            first_sent: None,
         }
     }
 
@@ -161,6 +171,16 @@ impl SendStream {
     ) {
         let epoch = *self.epoch.get_or_insert(now);
         self.history.insert(out_ext_seq, &packet);
+        self.first_sent.get_or_insert(out_ext_seq);
+        match self.last_sent {
+            Some(last) if out_ext_seq > last.out_ext_seq + 1 => {
+                self.holes += out_ext_seq - last.out_ext_seq - 1;
+            }
+            Some(last) if out_ext_seq < last.out_ext_seq => {
+                self.holes = self.holes.saturating_sub(1);
+            }
+            _ => {}
+        }
         if self
             .last_sent
             .is_none_or(|last| out_ext_seq >= last.out_ext_seq)
@@ -326,6 +346,25 @@ impl SendStream {
         // Smoothed as TCP does (RFC 6298): 7/8 of the old value, 1/8 of the new sample.
         self.stats.rtt = Some(self.stats.rtt.map_or(rtt, |srtt| (srtt * 7 + rtt) / 8));
         Some(rtt)
+    }
+
+    /// Notes where a receiver report about this stream stood: its extended highest sequence
+    /// number (with the sequence numbers skipped so far, which the endpoint counts as lost
+    /// but were never sent: lost before the Sfu).
+    pub(crate) fn on_report_position(&mut self, extended_highest_seq: u32) {
+        self.report_position = Some((extended_highest_seq, self.holes));
+    }
+
+    /// The latest receiver report's extended highest sequence number and the sequence numbers
+    /// skipped by then (see [`on_report_position`](Self::on_report_position)).
+    pub(crate) fn report_position(&self) -> Option<(u32, u64)> {
+        self.report_position
+    }
+
+    /// The first packet's sequence number as a receiver report's extended highest sequence
+    /// number counts it (the cycles start at 0).
+    pub(crate) fn first_sent_seq(&self) -> Option<u32> {
+        self.first_sent.map(|s| s as u32)
     }
 
     /// The smoothed round-trip time, once a receiver report gave one.
