@@ -35,6 +35,10 @@
 // the widest encoding the sender is sending at the time, which must be wider than 160 px; then
 // the server caps each room A page's receive transport at 300 kbit/s (setMaxOutgoingBitrate)
 // and the decoded width must fall within 5 s, and come back once the cap is lifted.
+// The svc run sends room A's cameras in VP9 with scalability mode L3T3_KEY (one stream whose
+// spatial layers the server keeps or drops per consumer): asked for spatial layer 0, the decoded
+// width must become the lowest spatial layer's (320 px: Chromium sends two spatial layers of a
+// 640x360 source), then the full width again.
 // The UDP run also checks what Chromium makes of the server's RTCP (its pages allow 2.5 Mbit/s of
 // video): on the receiving connection a remote-outbound-rtp entry (from the server's sender
 // reports) for every inbound stream and no packets lost; on the sending connection a
@@ -56,7 +60,7 @@
 // server's https:// one, its certificate self-signed) checks that the pages were loaded over
 // HTTPS and signal over WSS, with video and audio arriving both ways as above.
 // The ffmpeg run: see ffmpegScenario below.
-// E2E_SCENARIOS=udp,tcp,simulcast,dtls-client,ffmpeg,https picks the runs; E2E_CHROMIUM_ARGS adds Chromium
+// E2E_SCENARIOS=udp,tcp,simulcast,svc,dtls-client,ffmpeg,https picks the runs; E2E_CHROMIUM_ARGS adds Chromium
 // flags (e.g. "--enable-logging=stderr --vmodule=*/webrtc/*=1" and DEBUG=pw:browser for
 // libwebrtc's log: probe results, bandwidth estimates).
 // Prints the DTLS version, DTLS role and SRTP profile Chromium negotiated.
@@ -90,6 +94,9 @@ const UNACCOUNTED_BASE = 40;
 const UNACCOUNTED_PER_SECOND = 5;
 // The width of the test source's lowest simulcast layer (the top one is 640).
 const LOW_WIDTH = 160;
+// The width of its lowest VP9 spatial layer: Chromium keeps spatial layers at least 320x180
+// (its minimum for VP9), so a 640x360 source asked for L3T3_KEY sends two, 320 and 640.
+const SVC_LOW_WIDTH = 320;
 // The simulcast run caps what the server sends each room A page (its receive transport's
 // setMaxOutgoingBitrate) at BITRATE_CAP: the decoded width must fall within
 // BITRATE_CAP_DEADLINE_MS, and after the cap is lifted come back within BITRATE_LIFT_DEADLINE_MS
@@ -361,11 +368,11 @@ function liveWidths(p) {
 
 /**
  * Simulcast: ask every room A page for `layer` and wait for the decoded width to follow. For the
- * lowest layer that is LOW_WIDTH; for the top layer, the widest encoding the sender is sending at
+ * lowest layer that is `lowWidth` (LOW_WIDTH unless given); for the top layer, the widest encoding the sender is sending at
  * the time (Chromium turns its 640 px layer off when its bandwidth estimate is short), which must
  * be wider than the lowest.
  */
-async function layerCheck(pages, pairs, layer) {
+async function layerCheck(pages, pairs, layer, lowWidth = LOW_WIDTH) {
   await Promise.all(pairs.map(([me]) => me.page.evaluate((l) => window.sfuDemo.setPreferredLayer(l), layer)));
   const before = new Map(pairs.map(([me, other]) => [me, streams(me, other, 'video').map((r) => r.probe || { identities: {} })]));
   const expected = new Map();
@@ -380,7 +387,7 @@ async function layerCheck(pages, pairs, layer) {
     for (const [, other] of pairs) {
       const live = Math.max(0, ...liveWidths(other));
       widestSent.set(other, Math.max(widestSent.get(other) || 0, live));
-      expected.set(other, layer === 0 ? LOW_WIDTH : live);
+      expected.set(other, layer === 0 ? lowWidth : live);
     }
     return pairs.every(([me, other]) => {
       const w = widthOf(me, other);
@@ -389,7 +396,7 @@ async function layerCheck(pages, pairs, layer) {
       const want = expected.get(other);
       // The expected width, in inbound-rtp and in the decoded frames, of the right sender's
       // frames decoded since the switch.
-      return v && v.probe && want > (layer === 0 ? 0 : LOW_WIDTH) && w.inbound === want && w.probed === want &&
+      return v && v.probe && want > (layer === 0 ? 0 : lowWidth) && w.inbound === want && w.probed === want &&
         (v.probe.identities[other.index] || 0) > old + 2;
     });
   });
@@ -405,9 +412,9 @@ async function layerCheck(pages, pairs, layer) {
   const onlyLowest = layer !== 0 && pairs.every(([me, other]) => {
     const w = widthOf(me, other);
     const want = expected.get(other);
-    const lowestOnly = widestSent.get(other) === LOW_WIDTH;
-    return w.inbound === want && w.probed === want && (want > LOW_WIDTH || lowestOnly);
-  }) && pairs.some(([, other]) => widestSent.get(other) === LOW_WIDTH);
+    const lowestOnly = widestSent.get(other) === lowWidth;
+    return w.inbound === want && w.probed === want && (want > lowWidth || lowestOnly);
+  }) && pairs.some(([, other]) => widestSent.get(other) === lowWidth);
   if (!ok && onlyLowest) {
     console.log(`  asked for layer ${layer}: a sender sent only its lowest layer for ${took} s ` +
       `(its bandwidth estimate), which is what arrived; every other pair got its sender's widest layer ` +
@@ -725,10 +732,10 @@ async function scenario(browser, mode, options) {
     if (!problems.length) problems.push(...(await bitrateCapCheck(pages, roomAPairs)));
   }
   if (passed && options.svc) {
-    // VP9 L3T3_KEY: spatial layer 0 is the 160 px one; then back to the top.
+    // VP9 L3T3_KEY: spatial layer 0 is the lowest width Chromium sends; then back to the top.
     const roomAPairs = pairs.filter(([me]) => me.room === roomA);
-    problems.push(...(await layerCheck(pages, roomAPairs, 0)));
-    if (!problems.length) problems.push(...(await layerCheck(pages, roomAPairs, 2)));
+    problems.push(...(await layerCheck(pages, roomAPairs, 0, SVC_LOW_WIDTH)));
+    if (!problems.length) problems.push(...(await layerCheck(pages, roomAPairs, 2, SVC_LOW_WIDTH)));
   }
   if (passed && options.maxBitrate) problems.push(...(await rtcpCheck(pages)));
   await Promise.all(pages.map(collect));
@@ -925,7 +932,7 @@ try {
   });
   console.log(`Chromium ${context.browser() ? context.browser().version() : ''} at ${executablePath}`);
   // E2E_SCENARIOS=udp,simulcast runs only those.
-  const only = (process.env.E2E_SCENARIOS || 'udp,tcp,simulcast,dtls-client,ffmpeg').split(',');
+  const only = (process.env.E2E_SCENARIOS || 'udp,tcp,simulcast,svc,dtls-client,ffmpeg').split(',');
   const results = [];
   // UDP, with a video limit that lets the send-side estimate show above 1 Mbit/s (RTCP checks).
   if (only.includes('udp')) results.push(await scenario(browser, 'udp', { forceTcp: false, maxBitrate: RTCP_RUN_MAX_BITRATE }));
