@@ -40,6 +40,10 @@ const CLASSES: usize = 4;
 /// The window over which the sending rate is measured.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 
+/// The bucket lets video run this far ahead of the pacing rate (at least `burst_bytes`), and
+/// a wake-up sends about half of it: packets leave in short bursts, not one per wake-up.
+const BURST_WINDOW: Duration = Duration::from_millis(5);
+
 /// How a pacer paces.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PacerConfig {
@@ -166,9 +170,7 @@ impl<T: Copy> Pacer<T> {
             return false;
         }
         self.drain(now);
-        if matches!(class, Class::Base | Class::Enhancement)
-            && self.debt > f64::from(self.config.burst_bytes)
-        {
+        if matches!(class, Class::Base | Class::Enhancement) && self.debt > self.allowance() {
             return false;
         }
         self.debt += size as f64;
@@ -217,7 +219,7 @@ impl<T: Copy> Pacer<T> {
                 return Some(q.item);
             }
         }
-        if self.debt > f64::from(self.config.burst_bytes) {
+        if self.debt > self.allowance() {
             return None;
         }
         for class in [Class::Base, Class::Enhancement] {
@@ -243,7 +245,8 @@ impl<T: Copy> Pacer<T> {
             .map(|q| q.at)
             .min()?;
         let level = self.level_at(now);
-        let over = level - f64::from(self.config.burst_bytes);
+        // Wake when half the allowance is free, to send a burst of about that much.
+        let over = level - f64::from(self.config.burst_bytes).max(self.allowance() / 2.0);
         if over <= 0.0 {
             return Some(now);
         }
@@ -259,6 +262,11 @@ impl<T: Copy> Pacer<T> {
 
     /// The pacing rate, raised when the video backlog could not otherwise drain within the
     /// maximum delay of its oldest packet.
+    /// How far ahead of the pacing rate video may go, in bytes.
+    fn allowance(&self) -> f64 {
+        f64::from(self.config.burst_bytes).max(self.rate_bps * BURST_WINDOW.as_secs_f64() / 8.0)
+    }
+
     fn effective_rate(&self, now: Instant, oldest: Instant) -> f64 {
         let waited = now.saturating_duration_since(oldest);
         let left = self

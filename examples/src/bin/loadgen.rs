@@ -78,7 +78,8 @@
 //! memory), `--churn N` (joins and leaves, see `sfu_examples::loadgen::Churn`), `--data N,M,..`
 //! (a data channel relayed to N, M, .. consumers, see `sfu_examples::loadgen::DataRelay`),
 //! `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--sweep-duration S`,
-//! `--sfu-cores 1|2`, `--search STEP`, `--json FILE`, `--chart FILE`, `--no-pin`.
+//! `--sfu-cores 1|2`, `--search STEP`, `--json FILE`, `--chart FILE`, `--no-pin`,
+//! `--no-pacing` (the SFU without its pacer, to measure what pacing costs).
 
 /// What `--help` prints.
 #[cfg(target_os = "linux")]
@@ -104,8 +105,9 @@ loopback UDP) publish and consume. The headline is packets per SFU CPU-second.
   --sweep-duration S  window of each sweep point and capacity step, seconds (4)
   --json FILE         the whole report as JSON
   --no-pin            do not pin the SFU and the generator to different cores
+  --no-pacing         run the SFU without its pacer (to measure what pacing costs)
 
-Pipe workload (acceptance 4 of issue 14): two workers, the publisher on worker 0 piped to a
+Pipe workload: two workers, the publisher on worker 0 piped to a
 router on worker 1 (sfu_core::runtime::pipe), viewers alternating between them. Reported per
 worker: thread CPU, packets its viewers received per CPU-second, delay, loss; then the same
 viewers on one worker, the SFU CPU per delivered packet of both runs (the pipe's overhead)
@@ -191,6 +193,7 @@ fn main() {
             "--json" => json = Some(PathBuf::from(value())),
             "--chart" => chart = Some(PathBuf::from(value())),
             "--no-pin" => opts.pin = false,
+            "--no-pacing" => opts.pacing = false,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return;

@@ -69,6 +69,8 @@ pub struct Options {
     pub pcap: Option<PathBuf>,
     /// Pin the SFU worker and the generator to different cores.
     pub pin: bool,
+    /// Pace consumers' video (`SfuConfig::pacing`; on by default).
+    pub pacing: bool,
     /// Pipe workload: the cores the SFU's workers are pinned to (1: both workers share the
     /// SFU's core, the generator has the other; 2: one core each, the generator unpinned).
     pub sfu_cores: usize,
@@ -100,6 +102,7 @@ impl Default for Options {
             warmup: Duration::from_secs(2),
             pcap: None,
             pin: true,
+            pacing: true,
             sfu_cores: 1,
             search_step: 0,
             sweep: false,
@@ -531,10 +534,12 @@ fn start_workers(opts: &Options, workers: usize) -> Result<Harness, Error> {
     static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
     let before = sys::thread_ids();
+    let mut sfu = SfuConfig::with_seed(7);
+    sfu.pacing = opts.pacing;
     let runtime = Runtime::start(RuntimeConfig {
         workers,
         listen: vec![ListenOptions::udp(IpAddr::V4(Ipv4Addr::LOCALHOST))],
-        sfu: SfuConfig::with_seed(7),
+        sfu,
         rtc_port_range: None,
     })?;
     if pin {
