@@ -274,6 +274,43 @@ struct Traces {
     transport: Vec<TraceEvent>,
 }
 
+#[test]
+fn layerschange_reports_an_svc_consumers_spatial_and_temporal_layers() {
+    let mut sim = Sim::new(seed_from_env("scores_layerschange_svc"));
+    let room = sim.create_router_with_vp9();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    let producer = sim.produce_vp9_svc(alice, 3300);
+    let caps = sim.device_caps(room);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let c = sim.consume(bob, producer, caps, false);
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(3));
+    let layers = |s: u8, t: u8| {
+        Some(ConsumerLayers {
+            spatial_layer: s,
+            temporal_layer: t,
+        })
+    };
+    // It starts where the allocator puts it while the layers' bitrates are measured, then
+    // reaches the top.
+    let first = layer_events(&sim, c.id, t0);
+    assert!(first.iter().all(Option::is_some), "{first:?}");
+    assert_eq!(first.last(), Some(&layers(2, 2)), "{first:?}");
+    let t1 = sim.now;
+    sim.sfu.set_consumer_preferred_layers(c.id, 1).unwrap();
+    sim.sfu
+        .set_consumer_preferred_temporal_layer(c.id, Some(0))
+        .unwrap();
+    sim.run_for(Duration::from_secs(2));
+    let lowered = layer_events(&sim, c.id, t1);
+    assert_eq!(lowered.last(), Some(&layers(1, 0)), "{lowered:?}");
+    assert!(lowered.len() <= 2, "down at the next picture: {lowered:?}");
+    let t2 = sim.now;
+    sim.sfu.pause_consumer(c.id).unwrap();
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(layer_events(&sim, c.id, t2), [None]);
+}
+
 fn traces(sim: &Sim, since: Instant) -> Traces {
     let mut t = Traces::default();
     for (at, e) in &sim.events {
