@@ -20,28 +20,33 @@ pub(crate) fn parse(parser: &mut Parser, bytes: &[u8]) -> Option<Descriptor> {
 }
 
 fn descriptor(f: &FrameInfo, s: &Structure) -> Descriptor {
-    let switch_for = |same: &dyn Fn(u8, u8) -> bool| {
-        (0..s.decode_targets()).any(|dt| {
-            f.dti(dt) == Dti::Switch && s.target_layers(dt).is_some_and(|(sid, tid)| same(sid, tid))
-        })
-    };
     let key_frame = f.new_structure && f.start_of_frame && f.spatial_id == 0;
-    let switch_up_to = (0..s.decode_targets())
-        .filter(|&dt| f.dti(dt) == Dti::Switch)
-        .filter_map(|dt| s.target_layers(dt))
-        .filter(|&(sid, _)| sid == f.spatial_id)
-        .map(|(_, tid)| tid)
-        .max()
-        .unwrap_or(0);
+    // One pass over the decode targets the frame is a switch indication for: one of its own
+    // temporal layer (a switching-up point), one of its own spatial layer (it needs no earlier
+    // picture of that layer), and the highest temporal layer among the latter.
+    let (mut own_temporal, mut own_spatial, mut switch_up_to) = (false, false, 0);
+    for dt in 0..s.decode_targets() {
+        if f.dti(dt) != Dti::Switch {
+            continue;
+        }
+        let Some((sid, tid)) = s.target_layers(dt) else {
+            continue;
+        };
+        own_temporal |= tid == f.temporal_id;
+        if sid == f.spatial_id {
+            own_spatial = true;
+            switch_up_to = switch_up_to.max(tid);
+        }
+    }
     Descriptor {
         has_layers: true,
         spatial: f.spatial_id,
         temporal: f.temporal_id,
-        switch_up: key_frame || switch_for(&|_, tid| tid == f.temporal_id),
+        switch_up: key_frame || own_temporal,
         switch_up_to,
         begins_frame: f.start_of_frame,
         ends_frame: f.end_of_frame,
-        inter_picture: !(key_frame || switch_for(&|sid, _| sid == f.spatial_id)),
+        inter_picture: !(key_frame || own_spatial),
         inter_layer: f.spatial_id > 0 && f.referred().next().is_none(),
         key_frame,
         picture_id: Some(f.frame_number),
