@@ -247,6 +247,9 @@ pub struct ConsumerStats {
     pub target_temporal_layer: Option<u8>,
     /// Packets of layers above the ones the consumer gets, not forwarded.
     pub packets_dropped_for_layers: u64,
+    /// Sequence numbers filled with a padding packet: kept for a packet that arrived late
+    /// (repaired, or reordered) and then turned out to be of a layer the consumer does not get.
+    pub numbers_filled: u64,
     /// The highest encoding the transport's bandwidth estimate allows this consumer, as the
     /// allocator last chose (`None`: no limit below its preferred encoding).
     pub target_layer: Option<usize>,

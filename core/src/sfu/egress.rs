@@ -14,7 +14,7 @@ use crate::media::bwe::probe::PADDING_BYTES;
 use crate::media::pacer::Class;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
-use crate::media::send::{SenderReportData, SentPacket};
+use crate::media::send::{SenderReportData, SentPacket, PADDING_SOURCE};
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, ReportClock};
 use crate::trace::{TraceDirection, TraceEventType};
@@ -192,12 +192,18 @@ impl Sfu {
                 match verdict {
                     Verdict::Forward { marker: m } => marker = m,
                     Verdict::Drop => {
-                        if gap_in_dropped_frame {
+                        let unused = if gap_in_dropped_frame {
                             c.rewriter.drop_through(ext_seq);
+                            None
                         } else {
-                            c.rewriter.drop_packet(ext_seq);
-                        }
+                            c.rewriter.drop_packet(ext_seq)
+                        };
                         c.stats.packets_dropped_for_layers += 1;
+                        // A late packet's number was kept for it: padding fills it, so the
+                        // receiver does not ask for it in vain.
+                        if let Some(seq) = unused {
+                            self.fill_number(cid, seq, (sent_at, now), false);
+                        }
                         continue;
                     }
                 }
@@ -309,6 +315,10 @@ impl Sfu {
     fn retransmit(&mut self, cid: ConsumerId, out_seq: u64, sent: SentPacket) {
         let now = self.now;
         let sent_at = abs_send_time(self.ntp_base, now);
+        if sent.source_ext_seq == PADDING_SOURCE {
+            self.fill_number(cid, out_seq, (sent_at, now), true);
+            return;
+        }
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
@@ -688,7 +698,7 @@ impl Sfu {
         };
         let mut queued = false;
         while t.bwe.probe_due(now) {
-            if !write_padding(t, c, (sent_at, now), &mut self.buffers) {
+            if !write_padding(t, c, Padding::Probe, (sent_at, now), &mut self.buffers) {
                 t.bwe.abandon_probe(now);
                 break;
             }
@@ -697,6 +707,32 @@ impl Sfu {
         if queued {
             queue_flush_of(t, tid, &mut self.flush_queue);
         }
+    }
+
+    /// Fills consumer `cid`'s number `seq` with a padding packet (see [`Padding::Fill`]),
+    /// remembered so that a NACK for it sends padding again (`again`: this is that).
+    fn fill_number(&mut self, cid: ConsumerId, seq: u64, times: ([u8; 3], Instant), again: bool) {
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        let tid = c.transport;
+        let Some(ct) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if !write_padding(ct, c, Padding::Fill(seq), times, &mut self.buffers) {
+            return;
+        }
+        queue_flush_of(ct, tid, &mut self.flush_queue);
+        if again {
+            return;
+        }
+        c.stats.numbers_filled += 1;
+        let sent = SentPacket {
+            source_ext_seq: PADDING_SOURCE,
+            timestamp: c.send.last_timestamp().unwrap_or(0),
+            ..SentPacket::default()
+        };
+        c.send.on_sent(seq, sent, 0, times.1);
     }
 
     fn send_transport_feedback(&mut self, tid: TransportId) {
@@ -1017,22 +1053,8 @@ fn write_media(
     let Some(session) = ct.media.as_mut() else {
         return false;
     };
-    let mid = c.mid.as_str().as_bytes();
     let tw = session.tw_seq.to_be_bytes();
-    let mut extra: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
-    let mut n_extra = 0;
-    if let Some(id) = c.mid_extension {
-        extra[n_extra] = (id, mid);
-        n_extra += 1;
-    }
-    if let Some(id) = c.transport_cc_extension {
-        extra[n_extra] = (id, &tw);
-        n_extra += 1;
-    }
-    if let Some(id) = c.abs_send_time_extension {
-        extra[n_extra] = (id, &sent_at);
-        n_extra += 1;
-    }
+    let (extra, n_extra) = own_extensions(c, &tw, &sent_at);
     let room = pkt.as_bytes().len() + HEADROOM;
     let out = ct.outbox.reserve(room, buffers);
     let Ok(len) =
@@ -1056,12 +1078,49 @@ fn write_media(
     true
 }
 
-/// Writes, protects and queues one probe padding packet on consumer `c`'s RTX stream, stamped
-/// with the transport-wide sequence number and recorded as probe padding. False when it
-/// cannot (no RTX stream or transport-wide sequence numbers, no keys or no path).
+/// The header extensions the SFU writes itself on a consumer's packets: its mid, the
+/// transport-wide sequence number `tw` and the absolute send time `sent_at`, where negotiated.
+fn own_extensions<'a>(
+    c: &'a crate::router::Consumer,
+    tw: &'a [u8; 2],
+    sent_at: &'a [u8; 3],
+) -> ([(u8, &'a [u8]); 3], usize) {
+    let mut extra: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
+    let mut n = 0;
+    for (id, value) in [
+        (c.mid_extension, c.mid.as_str().as_bytes()),
+        (c.transport_cc_extension, &tw[..]),
+        (c.abs_send_time_extension, &sent_at[..]),
+    ] {
+        if let Some(id) = id {
+            extra[n] = (id, value);
+            n += 1;
+        }
+    }
+    (extra, n)
+}
+
+/// Padding bytes of a packet that fills an unused number.
+const FILL_PADDING_BYTES: usize = 4;
+
+/// What a padding packet is for.
+#[derive(Debug, Clone, Copy)]
+enum Padding {
+    /// A probe, on the consumer's RTX stream, recorded as probe padding (it needs an RTX
+    /// stream and transport-wide sequence numbers).
+    Probe,
+    /// Fills this (extended) number of the consumer's own stream, kept for a late packet it
+    /// does not get.
+    Fill(u64),
+}
+
+/// Writes, protects and queues one padding packet for consumer `c` (see [`Padding`]), stamped
+/// with the transport-wide sequence number where negotiated. False when it cannot (a probe
+/// without RTX stream or transport-wide sequence numbers, no keys or no path).
 fn write_padding(
     ct: &mut Transport,
     c: &mut crate::router::Consumer,
+    kind: Padding,
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> bool {
@@ -1071,44 +1130,49 @@ fn write_padding(
     let Some(session) = ct.media.as_mut() else {
         return false;
     };
-    let (Some(pt), Some(ssrc), Some(tw_id)) = (
-        c.rtx_payload_type,
-        c.send.rtx_ssrc(),
-        c.transport_cc_extension,
-    ) else {
-        return false;
+    let (payload_type, ssrc, seq) = match kind {
+        Padding::Probe => {
+            let (Some(pt), Some(ssrc), Some(_)) = (
+                c.rtx_payload_type,
+                c.send.rtx_ssrc(),
+                c.transport_cc_extension,
+            ) else {
+                return false;
+            };
+            (pt, ssrc, c.send.next_rtx_seq())
+        }
+        Padding::Fill(seq) => (c.payload_type, c.ssrc, seq),
     };
-    let rtx_seq = c.send.next_rtx_seq();
     let header = OutHeader {
-        payload_type: pt,
-        sequence_number: rtx_seq as u16,
+        payload_type,
+        sequence_number: seq as u16,
         timestamp: c.send.last_timestamp().unwrap_or(0),
         ssrc,
         marker: false,
     };
-    let mid = c.mid.as_str().as_bytes();
     let tw = session.tw_seq.to_be_bytes();
-    let mut extra: [(u8, &[u8]); 3] = [(tw_id, &tw), (0, &[]), (0, &[])];
-    let mut n_extra = 1;
-    if let Some(id) = c.mid_extension {
-        extra[n_extra] = (id, mid);
-        n_extra += 1;
-    }
-    if let Some(id) = c.abs_send_time_extension {
-        extra[n_extra] = (id, &sent_at);
-        n_extra += 1;
-    }
-    let out = ct.outbox.reserve(PADDING_BYTES + HEADROOM, buffers);
-    let Ok(len) = packet::write_padding(out, header, &extra[..n_extra], PADDING_BYTES) else {
+    let (extra, n_extra) = own_extensions(c, &tw, &sent_at);
+    // A probe fills the path; a filled number only needs to exist.
+    let padding = match kind {
+        Padding::Probe => PADDING_BYTES,
+        Padding::Fill(_) => FILL_PADDING_BYTES,
+    };
+    let out = ct.outbox.reserve(padding + HEADROOM, buffers);
+    let Ok(len) = packet::write_padding(out, header, &extra[..n_extra], padding) else {
         ct.outbox.abandon(buffers);
         return false;
     };
-    let Ok(len) = session.tx.protect_rtp(out, len, (rtx_seq >> 16) as u32) else {
+    let Ok(len) = session.tx.protect_rtp(out, len, (seq >> 16) as u32) else {
         trace!("SRTP protect failed");
         ct.outbox.abandon(buffers);
         return false;
     };
-    ct.bwe.on_probe_sent(session.next_tw_seq(), len, now);
+    if c.transport_cc_extension.is_some() {
+        match kind {
+            Padding::Probe => ct.bwe.on_probe_sent(session.next_tw_seq(), len, now),
+            Padding::Fill(_) => ct.bwe.on_sent(session.next_tw_seq(), len, now, 0),
+        }
+    }
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;
