@@ -607,5 +607,8 @@ fn svc_with_losses_on_both_sides_numbers_and_repairs_consistently() {
     assert!(r.undecodable.is_empty(), "{:?}", r.undecodable);
     assert_eq!(r.gaps, 0, "numbers left missing: {r:?}");
     let stats = sim.sfu.consumer_stats(c.id).unwrap();
-    assert!(r.filled > 0 && stats.numbers_filled >= r.filled as u64, "{stats:?}");
+    assert!(
+        r.filled > 0 && stats.numbers_filled >= r.filled as u64,
+        "{stats:?}"
+    );
 }

@@ -7,7 +7,10 @@ use std::time::Instant;
 use tracing::trace;
 
 use crate::codec::Descriptor;
+use crate::event::Event;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::io::Output;
+use crate::keyframe::is_key_frame;
 use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
@@ -17,11 +20,11 @@ use crate::media::rtcp;
 use crate::media::send::{SenderReportData, SentPacket, PADDING_SOURCE};
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, ReportClock};
-use crate::trace::{TraceDirection, TraceEventType};
+use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType};
 use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
-use super::quality::{report_layers, set_current_layer, trace_key_frame_sent};
+use super::quality::{report_layers, rtp_trace, set_current_layer, trace_sent};
 use super::{Sfu, TimerKey, MAX_LAYERS};
 
 /// A consumer's video packet waiting in its transport's pacer: where to find it again (the
@@ -271,9 +274,9 @@ impl Sfu {
                 count_sent(c, pkt.payload().len(), now);
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
                 queue_flush_of(ct, ctid, &mut self.flush_queue);
-                if key_frame && is_video {
-                    trace_key_frame_sent(c, cid, (self.ntp_base.1, now), &mut self.out);
-                }
+                let sizes = (&header, pkt.as_bytes().len(), pkt.payload().len());
+                let times = (self.ntp_base.1, now);
+                trace_sent(c, cid, sizes, || key_frame, times, &mut self.out);
             } else if c.first_sent_at.is_none() {
                 // Not started after all (its transport cannot send yet): it starts at a key
                 // frame once it can, not in the middle of this one's group of pictures.
@@ -674,6 +677,11 @@ impl Sfu {
                 };
                 c.send.on_sent(item.seq, sent, pkt.payload().len(), now);
                 queued = true;
+                let sizes = (&header, pkt.as_bytes().len(), pkt.payload().len());
+                let codec = self.producers.get(&c.producer).and_then(|p| p.video_codec);
+                let key_frame = || codec.is_some_and(|v| is_key_frame(v, pkt.payload()));
+                let times = (self.ntp_base.1, now);
+                trace_sent(c, item.consumer, sizes, key_frame, times, &mut self.out);
             }
         }
         if queued {
@@ -698,11 +706,35 @@ impl Sfu {
         };
         let mut queued = false;
         while t.bwe.probe_due(now) {
-            if !write_padding(t, c, Padding::Probe, (sent_at, now), &mut self.buffers) {
+            let Some((header, size)) =
+                write_padding(t, c, Padding::Probe, (sent_at, now), &mut self.buffers)
+            else {
                 t.bwe.abandon_probe(now);
                 break;
-            }
+            };
             queued = true;
+            if t.trace.has(TraceEventType::Probation) {
+                let info = RtpTraceInfo {
+                    payload_type: header.payload_type,
+                    sequence_number: header.sequence_number,
+                    timestamp: header.timestamp,
+                    marker: false,
+                    ssrc: header.ssrc,
+                    is_key_frame: false,
+                    size,
+                    payload_size: 0,
+                };
+                let trace = rtp_trace(
+                    TraceEventType::Probation,
+                    TraceDirection::Out,
+                    info,
+                    (self.ntp_base.1, now),
+                );
+                self.out.push_back(Output::Event(Event::TransportTrace {
+                    transport: tid,
+                    trace,
+                }));
+            }
         }
         if queued {
             queue_flush_of(t, tid, &mut self.flush_queue);
@@ -719,7 +751,7 @@ impl Sfu {
         let Some(ct) = self.transports.get_mut(&tid) else {
             return;
         };
-        if !write_padding(ct, c, Padding::Fill(seq), times, &mut self.buffers) {
+        if write_padding(ct, c, Padding::Fill(seq), times, &mut self.buffers).is_none() {
             return;
         }
         queue_flush_of(ct, tid, &mut self.flush_queue);
@@ -1115,21 +1147,20 @@ enum Padding {
 }
 
 /// Writes, protects and queues one padding packet for consumer `c` (see [`Padding`]), stamped
-/// with the transport-wide sequence number where negotiated. False when it cannot (a probe
-/// without RTX stream or transport-wide sequence numbers, no keys or no path).
+/// with the transport-wide sequence number where negotiated: its header and its size before
+/// SRTP. `None` when it cannot (a probe without RTX stream or transport-wide sequence numbers,
+/// no keys or no path).
 fn write_padding(
     ct: &mut Transport,
     c: &mut crate::router::Consumer,
     kind: Padding,
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
-) -> bool {
+) -> Option<(OutHeader, usize)> {
     if !ct.has_path() {
-        return false;
+        return None;
     }
-    let Some(session) = ct.media.as_mut() else {
-        return false;
-    };
+    let session = ct.media.as_mut()?;
     let (payload_type, ssrc, seq) = match kind {
         Padding::Probe => {
             let (Some(pt), Some(ssrc), Some(_)) = (
@@ -1137,7 +1168,7 @@ fn write_padding(
                 c.send.rtx_ssrc(),
                 c.transport_cc_extension,
             ) else {
-                return false;
+                return None;
             };
             (pt, ssrc, c.send.next_rtx_seq())
         }
@@ -1158,14 +1189,14 @@ fn write_padding(
         Padding::Fill(_) => FILL_PADDING_BYTES,
     };
     let out = ct.outbox.reserve(padding + HEADROOM, buffers);
-    let Ok(len) = packet::write_padding(out, header, &extra[..n_extra], padding) else {
+    let Ok(rtp_len) = packet::write_padding(out, header, &extra[..n_extra], padding) else {
         ct.outbox.abandon(buffers);
-        return false;
+        return None;
     };
-    let Ok(len) = session.tx.protect_rtp(out, len, (seq >> 16) as u32) else {
+    let Ok(len) = session.tx.protect_rtp(out, rtp_len, (seq >> 16) as u32) else {
         trace!("SRTP protect failed");
         ct.outbox.abandon(buffers);
-        return false;
+        return None;
     };
     if c.transport_cc_extension.is_some() {
         match kind {
@@ -1176,7 +1207,7 @@ fn write_padding(
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;
-    true
+    Some((header, rtp_len))
 }
 
 /// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it: with

@@ -15,11 +15,11 @@ use crate::media::srtp::{self, RtpReplay, SrtpContext};
 use crate::media::store::PacketStore;
 use crate::ortc::MediaKind;
 use crate::router::Producer;
-use crate::trace::{TraceDirection, TraceEventType};
+use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType};
 use crate::transport::extensions::RxExtensions;
 use crate::transport::Transport;
 
-use super::quality::trace_event;
+use super::quality::{rtp_trace, trace_event};
 use super::{Sfu, MAX_LAYERS};
 
 /// Slots in a video encoding's packet store: about 1.5 s of a 2.5 Mbit/s layer.
@@ -191,6 +191,24 @@ impl Sfu {
                 pkt.ssrc(),
                 times,
             );
+            self.out.push_back(Output::Event(Event::ProducerTrace {
+                producer: pid,
+                trace,
+            }));
+        }
+        if p.trace.has(TraceEventType::Rtp) {
+            let info = RtpTraceInfo {
+                payload_type: pkt.payload_type(),
+                sequence_number: pkt.sequence_number(),
+                timestamp: pkt.timestamp(),
+                marker: pkt.marker(),
+                ssrc: pkt.ssrc(),
+                is_key_frame: is_video && key_frame,
+                size: pkt.as_bytes().len(),
+                payload_size: pkt.payload().len(),
+            };
+            let times = (self.ntp_base.1, now);
+            let trace = rtp_trace(TraceEventType::Rtp, TraceDirection::In, info, times);
             self.out.push_back(Output::Event(Event::ProducerTrace {
                 producer: pid,
                 trace,
