@@ -361,12 +361,12 @@ fn av1_svc_switching_preferred_layers_mid_stream_stays_decodable() {
 }
 
 /// The link toward the consumer steps 3 Mbit/s -> 600 kbit/s -> 3 Mbit/s: within 2 s of the
-/// drop the consumer is on a spatial layer that fits, with loss under 2% from then on; within
-/// 30 s of the recovery it is back on the top spatial layer (the thresholds of the VP9
-/// test); every frame it gets before the drop and from 2 s after it decodes, and from then
-/// on it never goes longer than a key frame request without a whole picture. The queueing
-/// delay after the drop, the time until the top layer holds for 3 s after the recovery, and
-/// the figures of the whole run are printed (`--nocapture`; `TIMELINE=1` prints the estimate,
+/// drop the consumer is on a spatial layer that fits, with loss under 2% from then on; 6 s
+/// later the link recovers, and within 10 s the consumer is back on the top spatial layer;
+/// every frame it gets before the drop and from 2 s after it decodes, and from then on it
+/// never goes longer than a key frame request without a whole picture. The queueing delay
+/// after the drop, the time until the top layer holds for 3 s after the recovery, and the
+/// figures of the whole run are printed (`--nocapture`; `TIMELINE=1` prints the estimate,
 /// layers and queue every 100 ms).
 #[test]
 fn av1_svc_consumer_behind_a_weak_link_moves_down_and_back_up() {
@@ -388,7 +388,7 @@ fn av1_svc_consumer_behind_a_weak_link_moves_down_and_back_up() {
     let dropped_at = sim.now;
     let moved = run_watching(
         &mut sim,
-        Duration::from_secs(10),
+        Duration::from_secs(6),
         |sim| spatial(sim).is_some_and(|s| s < 2),
         |sim, before| {
             let st = sim.sfu.consumer_stats(c.id).unwrap();
@@ -431,6 +431,7 @@ fn av1_svc_consumer_behind_a_weak_link_moves_down_and_back_up() {
     });
     let back = back.expect("back on the top spatial layer within 30 s");
     println!("back on the top layer {back:?} after the recovery");
+    assert!(back <= Duration::from_secs(10), "{back:?}");
     // From when on the top layer holds for 3 s, if it does within 20 s more.
     let since_recovery = sim.now - recovered_at;
     let held = run_until_held(
