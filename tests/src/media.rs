@@ -270,11 +270,12 @@ impl Source {
 
     /// An AV1 source with three temporal layers in the pattern [`SVC_TEMPORAL_PATTERN`]
     /// (`L1T3`) starting at `start`, each packet carrying a dependency descriptor (the AV1 RTP
-    /// payload format's Appendix A; key frames carry the [`AV1_L1T3_TEMPLATES`] structure).
-    /// The descriptor travels at the front of the payload, as one length byte and its bytes,
-    /// where the simulation client takes it off and sends it as the header extension (see
-    /// `Client::send`). After it each payload has an aggregation header (N set on a key frame's
-    /// first packet), [`AV1_MAGIC`], the SSRC and sequence number.
+    /// payload format's Appendix A, written by [`crate::dd`]; key frames carry the
+    /// [`av1_l1t3_structure`]). The descriptor travels at the front of the payload, as one
+    /// length byte and its bytes, where the simulation client takes it off and sends it as the
+    /// header extension (see `Client::send`). After it each payload is an [`av1_payload`]:
+    /// an aggregation header (N set on a key frame's first packet), [`AV1_MAGIC`], the SSRC and
+    /// sequence number, the frame's layers and filler ([`verify_av1_payload`] checks it).
     pub fn av1_l1t3(ssrc: u32, start: Instant) -> Self {
         Self::av1(ssrc, start, av1_l1t3_structure(), 1)
     }
