@@ -263,6 +263,9 @@ pub struct ConsumerStats {
     pub packets_retransmitted: u64,
     /// Asked-for packets not sent again: the retransmission budget was spent.
     pub retransmissions_refused: u64,
+    /// Asked-for packets not sent again: of layers above the ones the consumer gets now (it
+    /// moved down after they were sent).
+    pub retransmissions_of_dropped_layers: u64,
     /// Asked-for packets that were no longer remembered.
     pub retransmissions_not_found: u64,
     /// The fraction of packets lost (out of 256) in the endpoint's latest receiver report.

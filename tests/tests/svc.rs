@@ -395,6 +395,10 @@ fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
         "undecodable frames after the drop: {:?}",
         r.undecodable
     );
+    assert!(
+        delay < Duration::from_millis(200),
+        "queueing delay {delay:?}"
+    );
 
     set_capacity_toward(&mut sim, bob, 3_000_000);
     let recovered_at = sim.now;

@@ -10,7 +10,7 @@ use crate::codec::Descriptor;
 use crate::event::Event;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::io::Output;
-use crate::keyframe::is_key_frame;
+use crate::keyframe::{is_key_frame, VideoCodec};
 use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
@@ -325,10 +325,12 @@ impl Sfu {
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
-        let Some(stored) = self
-            .producers
-            .get(&c.producer)
-            .and_then(|p| p.encodings.get(usize::from(sent.layer)))
+        let Some(p) = self.producers.get(&c.producer) else {
+            return;
+        };
+        let Some(stored) = p
+            .encodings
+            .get(usize::from(sent.layer))
             .and_then(|e| e.store.as_ref())
             .and_then(|s| s.get(sent.source_ext_seq))
             .map(|(_, bytes)| bytes)
@@ -338,6 +340,14 @@ impl Sfu {
         let Ok(pkt) = RtpPacket::parse(stored) else {
             return;
         };
+        // A packet of layers above the ones the consumer gets now (it moved down since) would
+        // only load the path that made it move down: the receiver cannot use it any more.
+        if let Some((spatial, temporal)) = c.layers.as_ref().and_then(|f| f.current()) {
+            if packet_layers(p, &pkt).is_some_and(|(s, t)| s > spatial || t > temporal) {
+                c.stats.retransmissions_of_dropped_layers += 1;
+                return;
+            }
+        }
         let Some(ct) = self.transports.get_mut(&c.transport) else {
             return;
         };
@@ -1108,6 +1118,20 @@ fn write_media(
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;
     true
+}
+
+/// The spatial and temporal layer of producer `p`'s stored packet `pkt`, from its payload
+/// descriptor (AV1: its dependency descriptor's template, in the current structure).
+fn packet_layers(p: &Producer, pkt: &RtpPacket<'_>) -> Option<(u8, u8)> {
+    match (p.video_codec?, p.svc.as_deref()) {
+        (VideoCodec::Av1, Some(svc)) => {
+            let dd = pkt.extension(p.extensions.dependency_descriptor?)?;
+            svc.dd.structure()?.frame_layers(dd)
+        }
+        (codec, _) => crate::codec::parse(codec, pkt.payload())
+            .filter(|d| d.has_layers)
+            .map(|d| (d.spatial, d.temporal)),
+    }
 }
 
 /// The header extensions the SFU writes itself on a consumer's packets: its mid, the
