@@ -369,8 +369,10 @@ fn water_fill(slots: &mut [Slot], budget: u64, hold: bool) {
         let s = &mut slots[i];
         let (from, to) = (s.rates[s.fit], s.rates[s.fit + 1]);
         if to <= from {
+            // What it frees may pay for the next step of a slot that was done.
             left += from - to;
             s.fit += 1;
+            done.fill(false);
             continue;
         }
         let cost = to - from;
@@ -387,5 +389,67 @@ fn water_fill(slots: &mut [Slot], budget: u64, hold: bool) {
         } else {
             done[i] = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot with two encodings of three temporal layers: encoding 0 at about 60, 120 and
+    /// 240 kbit/s, encoding 1 at 125, 250 and 500 kbit/s (layers up to each).
+    fn slot(id: u64, priority: u64) -> Slot {
+        let mut s = Slot {
+            id: ConsumerId::from_raw(id),
+            priority,
+            steps: [(0, None); MAX_STEPS],
+            rates: [0; MAX_STEPS],
+            top: 5,
+            target: 5,
+            fit: 0,
+            temporal_layers: 0,
+            temporal_shares: [1000; MAX_TEMPORAL_LAYERS],
+        };
+        let layers = [(0, Some(0)), (0, Some(1)), (0, None)];
+        let rates = [60_000, 120_000, 240_000, 125_000, 250_000, 500_000];
+        for (i, rate) in rates.into_iter().enumerate() {
+            s.steps[i] = (i / 3, layers[i % 3].1);
+            s.rates[i] = rate;
+        }
+        s
+    }
+
+    fn fit(budget: u64) -> (usize, Option<u8>) {
+        let mut slots = [slot(1, 1)];
+        water_fill(&mut slots, budget, false);
+        slots[0].steps[slots[0].fit]
+    }
+
+    #[test]
+    fn steps_are_walked_encoding_by_encoding_and_temporal_layer_by_layer() {
+        // Below the lowest step: it is all there is.
+        assert_eq!(fit(30_000), (0, Some(0)));
+        assert_eq!(fit(100_000), (0, Some(0)));
+        // Encoding 1's lowest layer (125 kbit/s) would fit, but the walk stops at the first
+        // step that does not: encoding 0 with all its layers (240 kbit/s).
+        assert_eq!(fit(130_000), (0, Some(1)));
+        // Encoding 0 whole fits: encoding 1 replaces it, as far as its layers fit.
+        assert_eq!(fit(245_000), (1, Some(0)));
+        assert_eq!(fit(300_000), (1, Some(1)));
+        assert_eq!(fit(600_000), (1, None));
+    }
+
+    #[test]
+    fn what_a_cheaper_step_frees_goes_to_the_others() {
+        let fits = |budget| {
+            let mut slots = [slot(1, 1), slot(2, 1)];
+            water_fill(&mut slots, budget, false);
+            slots.map(|s| s.steps[s.fit])
+        };
+        assert_eq!(fits(500_000), [(1, Some(1)), (1, Some(1))]);
+        // Both reach encoding 0 at temporal layer 1 (120 kbit/s each) with 140 kbit/s left; the
+        // first takes encoding 0 whole, the second cannot (20 kbit/s left). The first's move
+        // to encoding 1 frees 115 kbit/s, which pays for the second's next steps too.
+        assert_eq!(fits(380_000), [(1, Some(1)), (1, Some(0))]);
     }
 }
