@@ -189,6 +189,9 @@ pub struct ProducerStats {
     /// For a stream with spatial layers inside it (VP9 SVC): bits per second each spatial
     /// layer's own packets bring, measured over the last second (empty otherwise).
     pub bitrate_per_spatial_layer: Vec<u64>,
+    /// For VP8 encodings with temporal layers: per encoding, bits per second each temporal
+    /// layer's own packets bring, measured over the last second (empty otherwise).
+    pub bitrate_per_temporal_layer: Vec<Vec<u64>>,
     /// Video packets whose payload descriptor could not be read (dropped for consumers that
     /// select layers).
     pub packets_bad_descriptor: u64,
@@ -242,8 +245,9 @@ pub struct ConsumerStats {
     pub current_spatial_layer: Option<u8>,
     /// The temporal layer currently forwarded (the ones below included), likewise.
     pub current_temporal_layer: Option<u8>,
-    /// The highest temporal layer the bandwidth estimate allows when even the lowest spatial
-    /// layer does not fit (`None`: no limit).
+    /// The highest temporal layer the bandwidth estimate allows (`None`: no limit): inside
+    /// the target encoding when the encodings carry temporal layers, or for spatial layers
+    /// inside one stream when even the lowest does not fit.
     pub target_temporal_layer: Option<u8>,
     /// Packets of layers above the ones the consumer gets, not forwarded.
     pub packets_dropped_for_layers: u64,

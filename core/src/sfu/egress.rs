@@ -186,12 +186,7 @@ impl Sfu {
                 }
                 c.stats.current_spatial_layer = current.map(|(s, _)| s);
                 c.stats.current_temporal_layer = current.map(|(_, t)| t);
-                if current
-                    != c.reported_layers
-                        .map(|l| (l.spatial_layer, l.temporal_layer))
-                {
-                    report_layers(c, cid, &mut self.out);
-                }
+                report_layers(c, cid, &mut self.out);
                 match verdict {
                     Verdict::Forward { marker: m } => marker = m,
                     Verdict::Drop => {

@@ -177,9 +177,16 @@ impl Sfu {
             (Some(_), Some(d)) => d.key_frame,
             (Some(codec), None) => is_key_frame(codec, pkt.payload()),
         };
+        // What each layer brings, for the allocator: the spatial and temporal layers inside
+        // the stream, or the temporal layers inside this encoding.
         if let Some(svc) = p.svc.as_deref_mut() {
             match &descriptor {
                 Some(d) => svc.record((d.spatial, d.temporal), pkt.as_bytes().len(), now),
+                None => p.stats.packets_bad_descriptor += 1,
+            }
+        } else if let Some(rates) = e.temporal.as_deref_mut() {
+            match &descriptor {
+                Some(d) => rates.record(d.temporal, pkt.as_bytes().len(), now),
                 None => p.stats.packets_bad_descriptor += 1,
             }
         }

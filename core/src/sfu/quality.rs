@@ -23,7 +23,10 @@ use super::Sfu;
 
 /// Sets the producer encoding consumer `c` (`cid`) forwards (`None`: none) and reports
 /// [`Event::ConsumerLayersChange`] when its layers change. Every change of `current_layer`, or
-/// of whether the consumer forwards at all (pause), goes through here.
+/// of whether the consumer forwards at all (pause), goes through here. A consumer that starts
+/// an encoding with temporal layers inside reports once its layer filter has taken the
+/// packet that starts it (see `Sfu::forward`): the temporal layer changes there too, and the
+/// one reported is the one sent.
 pub(crate) fn set_current_layer(
     c: &mut Consumer,
     cid: ConsumerId,
@@ -32,7 +35,9 @@ pub(crate) fn set_current_layer(
 ) {
     c.current_layer = layer;
     c.stats.current_layer = layer;
-    report_layers(c, cid, out);
+    if layer.is_none() || c.layers.is_none() {
+        report_layers(c, cid, out);
+    }
 }
 
 /// Reports [`Event::ConsumerLayersChange`] when the layers consumer `c` (`cid`) gets changed:
