@@ -33,6 +33,15 @@
 //! One receiver per room (the "probe") also feeds every datagram to its str0m client, which
 //! decrypts it; its payloads are checked byte for byte, and the source `(ssrc, seq)` embedded
 //! in the payload is compared with what the length matching said.
+//!
+//! Many viewers cost the generator more than the SFU can afford to share a machine with, so a
+//! room may measure a sample of its viewers and only count the others ([`Role::Count`]): their
+//! RTP is counted per consumer from the clear header (packets, sequence gaps, and the tail
+//! they never got, through an offset learned once as above), with no delay and no length
+//! check per packet. Once each of its consumers has a packet, such a viewer's socket leaves
+//! the poll and is drained in batches every [`SWEEP`] (no wake-up per datagram, no read that
+//! finds nothing); STUN, DTLS and RTCP still go to its client, so ICE consent and the
+//! connection stay up.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -63,6 +72,10 @@ const TAG: u16 = 32;
 /// How far back a consumer's offset is looked for among the sends: a packet is matched only if
 /// its length is unique among the packets its publisher sent in this window.
 const LEARN_WINDOW: Duration = Duration::from_millis(250);
+/// How often the sockets of [`Role::Count`] viewers are drained, once they left the poll.
+pub const SWEEP: Duration = Duration::from_millis(25);
+/// Datagrams one `recvmmsg` call takes at most.
+const SLOTS: usize = 32;
 
 /// What an endpoint is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +87,20 @@ pub enum Role {
         /// Whether every datagram goes through the str0m client.
         probe: bool,
     },
+    /// Consumes and only counts: RTP is counted per consumer from the clear header (packets,
+    /// sequence gaps, the tail it never got), with no delay and no length match. Once each of
+    /// its consumers has received a packet its socket leaves the poll and is drained in
+    /// batches every [`SWEEP`].
+    Count,
     /// Connected, no media.
     Idle,
+}
+
+impl Role {
+    /// Whether it is a viewer (consumes media).
+    pub fn consumes(self) -> bool {
+        matches!(self, Role::Recv { .. } | Role::Count)
+    }
 }
 
 /// A client transport and its socket, dropped when the endpoint closes.
@@ -109,8 +134,10 @@ pub struct Endpoint {
     pub worker: usize,
     scheduled: Instant,
     pubs: Vec<usize>,
-    /// The SSRCs of its consumers.
-    consumer_ssrcs: Vec<u32>,
+    /// Its consumers: (SSRC, index into the tracks).
+    consumers: Vec<(u32, usize)>,
+    /// Whether its socket left the poll and is drained every [`SWEEP`] instead.
+    swept: bool,
 }
 
 /// Packets from a pcap capture, looped.
@@ -260,6 +287,9 @@ pub struct Window {
     pub sent: u64,
     /// Received RTP whose send time could not be matched.
     pub unmatched: u64,
+    /// Of [`Window::forwarded`], the packets [`Role::Count`] viewers received (counted, no
+    /// delay looked for).
+    pub count_only: u64,
     /// Forwarding delays, publisher's send call to the consumer socket's kernel receive
     /// timestamp, microseconds.
     pub delays: super::hist::Delays,
@@ -340,8 +370,10 @@ pub struct Engine {
     pub pubs: Vec<Publication>,
     by_ssrc: HashMap<u32, usize>,
     tracks: Vec<Track>,
-    by_consumer: HashMap<u32, usize>,
     rtx_ssrcs: HashSet<u32>,
+    /// [`Role::Count`] endpoints whose sockets are drained every [`SWEEP`].
+    swept: Vec<usize>,
+    next_sweep: Instant,
     /// The measurement window.
     pub win: Window,
     /// Run totals.
@@ -384,8 +416,9 @@ impl Engine {
             pubs: Vec::new(),
             by_ssrc: HashMap::new(),
             tracks: Vec::new(),
-            by_consumer: HashMap::new(),
             rtx_ssrcs: HashSet::new(),
+            swept: Vec::new(),
+            next_sweep: Instant::now(),
             win: Window::default(),
             totals: Totals::default(),
             security: None,
@@ -439,7 +472,7 @@ impl Engine {
         let local = std_socket.local_addr()?;
         let mut socket = mio::net::UdpSocket::from_std(std_socket);
         let state = UdpSocketState::new((&socket).into())?;
-        if matches!(role, Role::Recv { .. }) {
+        if role.consumes() {
             // Deep enough that a busy generator does not lose what the SFU forwarded.
             let _ = state.set_recv_buffer_size((&socket).into(), 4 << 20);
         }
@@ -483,7 +516,8 @@ impl Engine {
             worker,
             scheduled: now,
             pubs: Vec::new(),
-            consumer_ssrcs: Vec::new(),
+            consumers: Vec::new(),
+            swept: false,
         });
         self.flush(e, now);
         Ok(e)
@@ -589,11 +623,10 @@ impl Engine {
         self.link(e)?.client.accept_consumer(&consumed.parameters);
         let enc = &consumed.parameters.rtp_parameters.encodings[0];
         let ssrc = enc.ssrc.ok_or("consumer without ssrc")?;
-        self.eps[e].consumer_ssrcs.push(ssrc);
+        self.eps[e].consumers.push((ssrc, self.tracks.len()));
         if let Some(rtx) = &enc.rtx {
             self.rtx_ssrcs.insert(rtx.ssrc);
         }
-        self.by_consumer.insert(ssrc, self.tracks.len());
         self.tracks.push(Track {
             ep: e,
             publication: p,
@@ -615,8 +648,14 @@ impl Engine {
         let Some(mut link) = ep.link.take() else {
             return Ok(());
         };
-        let _ = self.poll.registry().deregister(&mut link.socket);
+        if ep.swept {
+            ep.swept = false;
+            self.swept.retain(|&s| s != e);
+        } else {
+            let _ = self.poll.registry().deregister(&mut link.socket);
+        }
         drop(link);
+        let ep = &mut self.eps[e];
         for p in std::mem::take(&mut ep.pubs) {
             let publication = &mut self.pubs[p];
             publication.active = false;
@@ -624,9 +663,7 @@ impl Engine {
             publication.ring = Vec::new();
             self.by_ssrc.remove(&publication.ssrc);
         }
-        for ssrc in std::mem::take(&mut ep.consumer_ssrcs) {
-            self.by_consumer.remove(&ssrc);
-        }
+        ep.consumers = Vec::new();
         self.workers[ep.worker].close_transport(ep.transport)?;
         Ok(())
     }
@@ -706,13 +743,20 @@ impl Engine {
         self.step(now, now)
     }
 
-    /// Sends due media, serves client timers, then waits for readable sockets until the next
-    /// of those deadlines or `until` (at most 5 ms) and reads them.
+    /// Sends due media, serves client timers, drains the swept sockets when due, then waits
+    /// for readable sockets until the next of those deadlines or `until` (at most 5 ms) and
+    /// reads them.
     fn step(&mut self, now: Instant, until: Instant) -> io::Result<()> {
         self.send_due(now);
         self.send_data(now);
         self.serve_timers(now);
+        if !self.swept.is_empty() && self.next_sweep <= now {
+            self.sweep(now);
+        }
         let mut next = until;
+        if !self.swept.is_empty() {
+            next = next.min(self.next_sweep);
+        }
         if let Some(d) = &self.data_source {
             next = next.min(d.next);
         }
@@ -933,7 +977,7 @@ impl Engine {
         if !link.client.received.is_empty() {
             let received = std::mem::take(&mut link.client.received);
             for r in received {
-                self.check_probe_packet(r.ssrc, r.seq, &r.payload);
+                self.check_probe_packet(e, r.ssrc, r.seq, &r.payload);
             }
         }
         let ep = &mut self.eps[e];
@@ -947,8 +991,8 @@ impl Engine {
         }
     }
 
-    fn check_probe_packet(&mut self, ssrc: u32, seq: u16, payload: &[u8]) {
-        let Some(&t) = self.by_consumer.get(&ssrc) else {
+    fn check_probe_packet(&mut self, e: usize, ssrc: u32, seq: u16, payload: &[u8]) {
+        let Some(t) = self.track_of(e, ssrc) else {
             return;
         };
         let Some((src_ssrc, src_seq)) = verify_trimmed(payload) else {
@@ -969,6 +1013,22 @@ impl Engine {
         }
     }
 
+    /// The track of endpoint `e`'s consumer with SSRC `ssrc` (an endpoint has a few).
+    fn track_of(&self, e: usize, ssrc: u32) -> Option<usize> {
+        let consumers = &self.eps[e].consumers;
+        consumers.iter().find(|c| c.0 == ssrc).map(|c| c.1)
+    }
+
+    /// Drains the sockets of the swept [`Role::Count`] endpoints.
+    fn sweep(&mut self, now: Instant) {
+        self.next_sweep = now + SWEEP;
+        for i in 0..self.swept.len() {
+            let e = self.swept[i];
+            self.read(e);
+        }
+    }
+
+    /// Reads endpoint `e`'s socket until it is empty, [`SLOTS`] datagrams a call.
     fn read(&mut self, e: usize) {
         if self.eps[e].link.is_none() {
             return;
@@ -978,15 +1038,18 @@ impl Engine {
         let slot = self.slot;
         let mut fed = false;
         let mut now = Instant::now();
+        let swept = self.eps[e].swept;
         loop {
             let result = {
                 let Some(link) = self.eps[e].link.as_ref() else {
                     break;
                 };
-                let mut slices: Vec<IoSliceMut<'_>> =
-                    buf.chunks_mut(slot).map(IoSliceMut::new).collect();
+                let mut chunks = buf.chunks_mut(slot);
+                let mut slices: [IoSliceMut<'_>; SLOTS] =
+                    std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+                let n = meta.len().min(SLOTS);
                 link.state
-                    .recv((&link.socket).into(), &mut slices, &mut meta)
+                    .recv((&link.socket).into(), &mut slices[..n], &mut meta)
             };
             let count = match result {
                 Ok(n) => n,
@@ -1005,11 +1068,40 @@ impl Engine {
                     fed |= self.on_datagram(e, now, m.timestamp, source, d);
                 }
             }
+            // A swept socket is not waited on: a short batch means it was empty, and what
+            // comes after waits for the next sweep (a polled socket is read until it would
+            // block, as edge-triggered readiness asks).
+            if swept && count < meta.len().min(SLOTS) {
+                break;
+            }
         }
         self.buf = buf;
         self.meta = meta;
         if fed {
             self.flush(e, now);
+        }
+        if !swept && self.eps[e].role == Role::Count {
+            self.maybe_sweep(e);
+        }
+    }
+
+    /// Moves a [`Role::Count`] endpoint from the poll to the sweep once each of its
+    /// consumers has received a packet (its join times are taken on the prompt path).
+    fn maybe_sweep(&mut self, e: usize) {
+        let ep = &self.eps[e];
+        let started = !ep.consumers.is_empty()
+            && ep.consumers.iter().all(|c| self.tracks[c.1].received > 0)
+            && ep.connected.is_some();
+        if !started {
+            return;
+        }
+        let ep = &mut self.eps[e];
+        let Some(link) = ep.link.as_mut() else {
+            return;
+        };
+        if self.poll.registry().deregister(&mut link.socket).is_ok() {
+            ep.swept = true;
+            self.swept.push(e);
         }
     }
 
@@ -1051,14 +1143,19 @@ impl Engine {
         h: wire::RtpHeader,
         len: usize,
     ) {
-        let Some(&t) = self.by_consumer.get(&h.ssrc) else {
+        let worker = self.eps[e].worker.min(1);
+        let Some(t) = self.track_of(e, h.ssrc) else {
             if self.win.on && self.rtx_ssrcs.contains(&h.ssrc) {
                 self.win.rtx += 1;
                 self.win.forwarded += 1;
-                self.win.by_worker[self.eps[e].worker.min(1)].forwarded += 1;
+                self.win.by_worker[worker].forwarded += 1;
             }
             return;
         };
+        if self.win.on {
+            self.win.forwarded += 1;
+            self.win.by_worker[worker].forwarded += 1;
+        }
         let track = &mut self.tracks[t];
         let ep = &mut self.eps[e];
         ep.first_rtp.get_or_insert(now);
@@ -1080,9 +1177,20 @@ impl Engine {
             }
         }
         track.received += 1;
-        // Delay: find the send time through the consumer's sequence offset.
         let len = (len - h.header_len) as u16;
         let publication = &self.pubs[track.publication];
+        if ep.role == Role::Count {
+            // Counted only: the offset is learned once (for the tail), then followed.
+            if self.win.on {
+                self.win.count_only += 1;
+            }
+            track.offset = track
+                .offset
+                .or_else(|| learn(publication, h.seq, len, now).map(|(o, _)| o));
+            track.last_src = track.offset.map(|o| h.seq.wrapping_sub(o));
+            return;
+        }
+        // Delay: find the send time through the consumer's sequence offset.
         let lookup = |s: u16| {
             publication.ring[usize::from(s) % RING]
                 .filter(|slot| slot.seq == s && slot.len == len && slot.at <= now)
@@ -1091,19 +1199,7 @@ impl Engine {
             .offset
             .and_then(|o| lookup(h.seq.wrapping_sub(o)).map(|s| (o, s)));
         if found.is_none() {
-            // Learn the offset from a packet whose length is unique among the recent sends.
-            if let Some(last) = publication.last_seq {
-                let horizon = now.checked_sub(LEARN_WINDOW).unwrap_or(now);
-                let mut matches = (0..RING as u16)
-                    .map_while(|back| {
-                        publication.ring[usize::from(last.wrapping_sub(back)) % RING]
-                            .filter(|slot| slot.at >= horizon)
-                    })
-                    .filter(|slot| slot.len == len && slot.at <= now);
-                if let (Some(s), None) = (matches.next(), matches.next()) {
-                    found = Some((h.seq.wrapping_sub(s.seq), s));
-                }
-            }
+            found = learn(publication, h.seq, len, now);
             if found.is_some() && track.offset.is_some() {
                 self.totals.relearned += 1;
             }
@@ -1118,9 +1214,7 @@ impl Engine {
                     if let Some(k) = kernel {
                         let delay = us(k.saturating_sub(slot.wall));
                         self.win.delays.push(delay);
-                        self.win.by_worker[self.eps[e].worker.min(1)]
-                            .delays
-                            .push(delay);
+                        self.win.by_worker[worker].delays.push(delay);
                     }
                 }
             }
@@ -1129,10 +1223,6 @@ impl Engine {
                     self.win.unmatched += 1;
                 }
             }
-        }
-        if self.win.on {
-            self.win.forwarded += 1;
-            self.win.by_worker[self.eps[e].worker.min(1)].forwarded += 1;
         }
     }
 
@@ -1186,6 +1276,24 @@ impl Engine {
             .iter()
             .filter(|t| self.eps[t.ep].link.is_some())
             .count()
+    }
+}
+
+/// Learns a consumer's sequence offset from a packet (consumer sequence number `seq`, payload
+/// length `len`) whose length is unique among what `publication` sent in the last
+/// [`LEARN_WINDOW`]: the offset and the send slot it matched.
+fn learn(publication: &Publication, seq: u16, len: u16, now: Instant) -> Option<(u16, Slot)> {
+    let last = publication.last_seq?;
+    let horizon = now.checked_sub(LEARN_WINDOW).unwrap_or(now);
+    let mut matches = (0..RING as u16)
+        .map_while(|back| {
+            publication.ring[usize::from(last.wrapping_sub(back)) % RING]
+                .filter(|slot| slot.at >= horizon)
+        })
+        .filter(|slot| slot.len == len && slot.at <= now);
+    match (matches.next(), matches.next()) {
+        (Some(s), None) => Some((seq.wrapping_sub(s.seq), s)),
+        _ => None,
     }
 }
 

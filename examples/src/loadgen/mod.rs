@@ -77,6 +77,10 @@ pub struct Options {
     /// Pipe workload: a capacity search after the comparison, raising viewers by this many
     /// at a time (0: none); see [`Capacity`].
     pub search_step: usize,
+    /// Pipe workload: on each worker, every this many viewers one is measured fully (delay,
+    /// length match) besides the probe; the others are only counted ([`Role::Count`]: every
+    /// packet and gap, no delay). 1 measures every viewer fully.
+    pub measure_every: usize,
     /// Run the sweeps.
     pub sweep: bool,
     /// Sweep points: participants per room.
@@ -105,6 +109,7 @@ impl Default for Options {
             pacing: true,
             sfu_cores: 1,
             search_step: 0,
+            measure_every: 16,
             sweep: false,
             sweep_participants: vec![2, 3, 4, 6, 8, 10, 14, 20],
             sweep_idle: vec![10, 100, 500, 1000, 2500, 5000],
@@ -184,6 +189,8 @@ pub struct Measurement {
     pub process_cpu_s: f64,
     /// Packets with a measured delay.
     pub delay_samples: usize,
+    /// Packets received by viewers that only count ([`Role::Count`]): no delay looked for.
+    pub count_only: u64,
     /// Received packets whose send time was not found.
     pub delay_unmatched: u64,
     /// Added forwarding delay (publisher send to consumer receive), microseconds.
@@ -304,8 +311,8 @@ pub struct Capacity {
     /// The cores they were pinned to.
     pub sfu_cores: usize,
     /// Each step: (viewers, loss ratio, delay p99 µs, SFU utilisation summed over workers,
-    /// generator utilisation).
-    pub steps: Vec<(usize, f64, u32, f64, f64)>,
+    /// generator utilisation, generator µs per received packet).
+    pub steps: Vec<(usize, f64, u32, f64, f64, f64)>,
     /// The most viewers of a step within both limits.
     pub viewers: usize,
     /// What stopped it: "loss", "delay", or "limit" (the largest step asked for passed).
@@ -491,6 +498,8 @@ struct BroadcastRoom {
     pipe_consumers: Vec<ConsumerId>,
     /// Viewers so far.
     viewers: usize,
+    /// See [`Options::measure_every`].
+    measure_every: usize,
 }
 
 struct Harness {
@@ -976,7 +985,11 @@ impl Harness {
     /// The pipe workload's room: a publisher on worker 0 and, with two workers, its audio
     /// and video piped to a router on worker 1 (one pipe pair, [`sfu_core::runtime::pipe`]).
     /// Viewers come with [`Self::add_viewers`].
-    fn broadcast_room(&mut self, captures: &Captures) -> Result<BroadcastRoom, Error> {
+    fn broadcast_room(
+        &mut self,
+        captures: &Captures,
+        measure_every: usize,
+    ) -> Result<BroadcastRoom, Error> {
         use sfu_core::ortc::TransportListenInfo;
         use sfu_core::runtime::pipe::{connect_pipe_pair, pipe_producer, PipeEnd};
         let mut routers = vec![self.room_on(0)?];
@@ -1033,19 +1046,26 @@ impl Harness {
             producers,
             pipe_consumers,
             viewers: 0,
+            measure_every,
         })
     }
 
-    /// `n` more viewers of `room`, alternating between its workers (worker 0 first).
+    /// `n` more viewers of `room`, alternating between its workers (worker 0 first): the
+    /// first two are probes, and on each worker one in [`Options::measure_every`] is measured
+    /// fully, the others only counted.
     fn add_viewers(&mut self, room: &mut BroadcastRoom, n: usize) -> Result<(), Error> {
         let engine = &mut self.engine;
         for _ in 0..n {
             let k = room.viewers;
             room.viewers += 1;
             let worker = k % room.routers.len();
+            let role = if k < 2 || (k / room.routers.len()) % room.measure_every.max(1) == 0 {
+                Role::Recv { probe: k < 2 }
+            } else {
+                Role::Count
+            };
             let (router, caps) = &room.routers[worker];
-            let recv =
-                engine.add_endpoint_on(worker, *router, caps, Role::Recv { probe: k < 2 })?;
+            let recv = engine.add_endpoint_on(worker, *router, caps, role)?;
             engine.eps[recv].join_sample = true;
             let mut consumers = [None; 2];
             for (i, slot) in consumers.iter_mut().enumerate() {
@@ -1119,6 +1139,7 @@ impl Harness {
             gen_us_per_pkt: gen.on_cpu.as_secs_f64() * 1e6 / fwd.max(1.0),
             process_cpu_s: s1.process.since(&s0.process).on_cpu.as_secs_f64(),
             delay_samples: win.delays.len(),
+            count_only: win.count_only,
             delay_unmatched: win.unmatched,
             delay_p50_us: pct(0.5),
             delay_p99_us: pct(0.99),
@@ -1162,7 +1183,7 @@ impl Harness {
                     .engine
                     .eps
                     .iter()
-                    .filter(|e| e.worker == i && matches!(e.role, Role::Recv { .. }))
+                    .filter(|e| e.worker == i && e.role.consumes())
                     .count();
                 WorkerShare {
                     worker: i,
@@ -1367,7 +1388,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
                 "loadgen: broadcast over two workers (pipe to router), {} viewers",
                 opts.viewers
             );
-            let mut room = h.broadcast_room(&captures)?;
+            let mut room = h.broadcast_room(&captures, opts.measure_every)?;
             h.add_viewers(&mut room, opts.viewers)?;
             pipe_consumers = room.pipe_consumers;
             format!(
@@ -1458,7 +1479,7 @@ fn pipe_comparison(
 ) -> Result<PipeComparison, Error> {
     eprintln!("loadgen: the same broadcast on one worker");
     let mut h = start_workers(opts, 1)?;
-    let mut room = h.broadcast_room(captures)?;
+    let mut room = h.broadcast_room(captures, opts.measure_every)?;
     h.add_viewers(&mut room, opts.viewers)?;
     let mut one = h.measure(opts.warmup, opts.duration)?;
     h.finish(&mut one)?;
@@ -1504,7 +1525,7 @@ fn capacity_search(
         ..opts.clone()
     };
     let mut h = start_workers(&opts, workers)?;
-    let mut room = h.broadcast_room(captures)?;
+    let mut room = h.broadcast_room(captures, opts.measure_every)?;
     let mut out = Capacity {
         workers,
         sfu_cores,
@@ -1528,8 +1549,14 @@ fn capacity_search(
         let received = r1.saturating_sub(r0);
         let gaps = (g1 - g0).max(0) as u64;
         let loss = gaps as f64 / (received + gaps).max(1) as f64;
-        out.steps
-            .push((room.viewers, loss, m.delay_p99_us, m.sfu_util, m.gen_util));
+        out.steps.push((
+            room.viewers,
+            loss,
+            m.delay_p99_us,
+            m.sfu_util,
+            m.gen_util,
+            m.gen_us_per_pkt,
+        ));
         if loss > CAPACITY_LOSS {
             out.stopped_by = "loss".into();
             break;

@@ -54,8 +54,17 @@ fn measurement_rows(out: &mut String, m: &Measurement) {
     row(
         "added delay p50 / p99 / max (kernel rx stamp)",
         format!(
-            "{} / {} / {} µs  ({} samples, {} unmatched)",
-            m.delay_p50_us, m.delay_p99_us, m.delay_max_us, m.delay_samples, m.delay_unmatched
+            "{} / {} / {} µs  ({} samples, {} unmatched{})",
+            m.delay_p50_us,
+            m.delay_p99_us,
+            m.delay_max_us,
+            m.delay_samples,
+            m.delay_unmatched,
+            if m.count_only > 0 {
+                format!("; {} packets to count-only viewers", m.count_only)
+            } else {
+                String::new()
+            }
         ),
     );
     row(
@@ -166,13 +175,14 @@ fn pipe_rows(out: &mut String, p: &super::PipeComparison) {
                 c.workers, c.sfu_cores
             ),
             format!(
-                "{} viewers (stopped by {}); steps (viewers, loss%, p99 µs, sfu%, gen%): {}",
+                "{} viewers (stopped by {}); steps (viewers, loss%, p99 µs, sfu%, gen%, gen \
+                 µs/pkt): {}",
                 c.viewers,
                 c.stopped_by,
                 c.steps
                     .iter()
-                    .map(|(v, l, d, s, g)| format!(
-                        "({v}, {:.3}, {d}, {:.0}, {:.0})",
+                    .map(|(v, l, d, s, g, gp)| format!(
+                        "({v}, {:.3}, {d}, {:.0}, {:.0}, {gp:.2})",
                         l * 100.0,
                         s * 100.0,
                         g * 100.0
