@@ -84,7 +84,8 @@
 //! `--duration S`, `--warmup S`, `--pcap FILE`, `--quick`, `--sweep`, `--sweep-duration S`,
 //! `--sfu-cores 1|2`, `--search STEP`, `--measure-every N`, `--json FILE`, `--chart FILE`,
 //! `--no-pin`,
-//! `--no-pacing` (the SFU without its pacer, to measure what pacing costs).
+//! `--no-pacing` (the SFU without its pacer, to measure what pacing costs), `--no-bwe`
+//! (consumers without transport-wide congestion control: no send-side estimate).
 
 /// What `--help` prints.
 #[cfg(target_os = "linux")]
@@ -111,6 +112,8 @@ loopback UDP) publish and consume. The headline is packets per SFU CPU-second.
   --json FILE         the whole report as JSON
   --no-pin            do not pin the SFU and the generator to different cores
   --no-pacing         run the SFU without its pacer (to measure what pacing costs)
+  --no-bwe            consume without transport-wide-cc (no send-side estimate,
+                      probing or feedback: with --no-pacing, what they all cost)
 
 Pipe workload: two workers, the publisher on worker 0 piped to a
 router on worker 1 (sfu_core::runtime::pipe), viewers alternating between them. Reported per
@@ -205,6 +208,7 @@ fn main() {
             "--chart" => chart = Some(PathBuf::from(value())),
             "--no-pin" => opts.pin = false,
             "--no-pacing" => opts.pacing = false,
+            "--no-bwe" => opts.bwe = false,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return;

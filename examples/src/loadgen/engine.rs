@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use quinn_udp::{RecvMeta, UdpSocketState};
-use sfu_core::ortc::{MediaKind, RtpCapabilities};
+use sfu_core::ortc::{ext_uri, MediaKind, RtpCapabilities};
 use sfu_core::{
     ConsumeOptions, ConsumerId, ProduceOptions, ProducerId, RouterId, TransportId,
     WebRtcTransportCreated, WebRtcTransportOptions,
@@ -382,6 +382,8 @@ pub struct Engine {
     pub security: Option<Security>,
     /// Transports are created with SCTP (data channels).
     pub sctp: bool,
+    /// Consumers negotiate transport-wide congestion control ([`super::Options::bwe`]).
+    pub bwe: bool,
     /// The data channel sender, when one runs.
     pub data_source: Option<DataSource>,
     /// Data channel messages the endpoints received.
@@ -423,6 +425,7 @@ impl Engine {
             totals: Totals::default(),
             security: None,
             sctp: false,
+            bwe: true,
             data_source: None,
             messages_received: 0,
         })
@@ -612,11 +615,20 @@ impl Engine {
         producer: ProducerId,
         caps: &RtpCapabilities,
     ) -> Result<ConsumerId, Error> {
+        let mut rtp_capabilities = device_capabilities(caps);
+        if !self.bwe {
+            rtp_capabilities
+                .header_extensions
+                .retain(|e| e.uri != ext_uri::TRANSPORT_CC);
+            for codec in &mut rtp_capabilities.codecs {
+                codec.rtcp_feedback.retain(|f| f.kind != "transport-cc");
+            }
+        }
         let consumed = self.workers[self.eps[e].worker].consume(
             self.eps[e].transport,
             ConsumeOptions {
                 producer,
-                rtp_capabilities: device_capabilities(caps),
+                rtp_capabilities,
                 paused: true,
             },
         )?;

@@ -71,6 +71,10 @@ pub struct Options {
     pub pin: bool,
     /// Pace consumers' video (`SfuConfig::pacing`; on by default).
     pub pacing: bool,
+    /// Consumers negotiate transport-wide congestion control, so the SFU estimates their
+    /// bandwidth (on by default; off, it sends no transport-wide sequence numbers and gets no
+    /// feedback).
+    pub bwe: bool,
     /// Pipe workload: the cores the SFU's workers are pinned to (1: both workers share the
     /// SFU's core, the generator has the other; 2: one core each, the generator unpinned).
     pub sfu_cores: usize,
@@ -107,6 +111,7 @@ impl Default for Options {
             pcap: None,
             pin: true,
             pacing: true,
+            bwe: true,
             sfu_cores: 1,
             search_step: 0,
             measure_every: 16,
@@ -584,9 +589,11 @@ fn start_workers(opts: &Options, workers: usize) -> Result<Harness, Error> {
         }
     }
     let handles = runtime.workers().to_vec();
+    let mut engine = Engine::with_workers(handles)?;
+    engine.bwe = opts.bwe;
     Ok(Harness {
         runtime,
-        engine: Engine::with_workers(handles)?,
+        engine,
         sfu_tid: sfu_tids.first().copied(),
         sfu_tids,
         gen_tid: sys::current_tid(),
