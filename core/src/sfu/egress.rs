@@ -11,6 +11,7 @@ use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
+use crate::media::dd::write::MAX_LEN;
 use crate::media::pacer::Class;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
@@ -21,6 +22,7 @@ use crate::trace::{TraceDirection, TraceEventType};
 use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
+use super::active_targets::{self, DescriptorBuf};
 use super::quality::{report_layers, set_current_layer, trace_key_frame_sent};
 use super::{Sfu, TimerKey, MAX_LAYERS};
 
@@ -36,6 +38,9 @@ pub(crate) struct Paced {
     timestamp: u32,
     marker: bool,
 }
+
+/// A header extension element: its id and value.
+type Extension<'a> = (u8, &'a [u8]);
 
 /// Room for what a forwarded packet's header may grow by (its mid and transport-wide sequence
 /// number, a switch to two-byte extensions) and the SRTP tag.
@@ -85,6 +90,7 @@ impl Sfu {
         // The layer each preference resolves to, computed once per packet.
         let layers = p.encodings.len().clamp(1, MAX_LAYERS);
         let mut best = [0usize; MAX_LAYERS];
+        let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
         if simulcast {
             for (pref, slot) in best.iter_mut().enumerate().take(layers) {
                 *slot = p.best_layer(pref, now);
@@ -120,7 +126,7 @@ impl Sfu {
                     c,
                     pkt,
                     header,
-                    (index, None),
+                    (index, None, None),
                     (sent_at, now),
                     &mut self.buffers,
                 ) {
@@ -253,12 +259,14 @@ impl Sfu {
                 }
                 continue;
             }
+            let dd =
+                active_targets::rewrite(p, c, pkt, &mut dd_buf).map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 ct,
                 c,
                 pkt,
                 header,
-                (seq, None),
+                (seq, None, dd),
                 (sent_at, now),
                 &mut self.buffers,
             ) {
@@ -360,12 +368,18 @@ impl Sfu {
             ct.pacer
                 .send_now(usize::from(sent.size), Class::Control, now);
         }
+        let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
+        let dd = self
+            .producers
+            .get(&c.producer)
+            .and_then(|p| active_targets::rewrite(p, c, &pkt, &mut dd_buf))
+            .map(|(id, n)| (id, &dd_buf[..n]));
         if write_media(
             ct,
             c,
             &pkt,
             header,
-            (ext_seq, osn),
+            (ext_seq, osn, dd),
             (sent_at, now),
             &mut self.buffers,
         ) {
@@ -441,7 +455,7 @@ impl Sfu {
                 c,
                 &pkt,
                 header,
-                (index, Some(seq)),
+                (index, Some(seq), None),
                 (sent_at, now),
                 &mut self.buffers,
             ) {
@@ -619,6 +633,7 @@ impl Sfu {
         let sent_at = abs_send_time(self.ntp_base, now);
         t.pacer.set_estimate(t.bwe.estimate());
         let mut queued = false;
+        let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
         while let Some(item) = t.pacer.poll(now) {
             let Some(c) = self
                 .consumers
@@ -645,12 +660,17 @@ impl Sfu {
                 ssrc: c.ssrc,
                 marker: item.marker,
             };
+            let dd = self
+                .producers
+                .get(&c.producer)
+                .and_then(|p| active_targets::rewrite(p, c, &pkt, &mut dd_buf))
+                .map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 t,
                 c,
                 &pkt,
                 header,
-                (item.seq, None),
+                (item.seq, None, dd),
                 (sent_at, now),
                 &mut self.buffers,
             ) {
@@ -945,11 +965,6 @@ fn abs_send_time(ntp_base: (u64, Instant), at: Instant) -> [u8; 3] {
     [a, b, c]
 }
 
-/// Writes, protects and queues one RTP packet for a consumer (with the packet's extended
-/// sequence number, and its original sequence number when it goes out on RTX) at `now`, with
-/// `now` as abs-send-time; a packet stamped with a transport-wide sequence number goes into
-/// the transport's send history. False when the transport cannot send yet (no keys or no
-/// path) or the packet does not fit.
 /// Counts a packet forwarded to consumer `c` (`payload` bytes).
 fn count_sent(c: &mut crate::router::Consumer, payload: usize, now: Instant) {
     c.stats.packets_sent += 1;
@@ -1002,12 +1017,18 @@ fn queue_flush_of(t: &mut Transport, tid: TransportId, queue: &mut VecDeque<Tran
     }
 }
 
+/// Writes, protects and queues one RTP packet for a consumer (with the packet's extended
+/// sequence number, its original sequence number when it goes out on RTX, and the dependency
+/// descriptor it gets in place of the source's, if any) at `now`, with `now` as
+/// abs-send-time; a packet stamped with a transport-wide sequence number goes into the
+/// transport's send history. False when the transport cannot send yet (no keys or no path) or
+/// the packet does not fit.
 fn write_media(
     ct: &mut Transport,
     c: &crate::router::Consumer,
     pkt: &RtpPacket<'_>,
     header: OutHeader,
-    (ext_seq, rtx_osn): (u64, Option<u16>),
+    (ext_seq, rtx_osn, descriptor): (u64, Option<u16>, Option<Extension<'_>>),
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> bool {
@@ -1019,8 +1040,12 @@ fn write_media(
     };
     let mid = c.mid.as_str().as_bytes();
     let tw = session.tw_seq.to_be_bytes();
-    let mut extra: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
+    let mut extra: [(u8, &[u8]); 4] = [(0, &[]); 4];
     let mut n_extra = 0;
+    if let Some(dd) = descriptor {
+        extra[n_extra] = dd;
+        n_extra += 1;
+    }
     if let Some(id) = c.mid_extension {
         extra[n_extra] = (id, mid);
         n_extra += 1;
