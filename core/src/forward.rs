@@ -13,8 +13,9 @@
 //! the packets kept stay contiguous. Only a drop of the newest packet so far moves the offset;
 //! the last [`DROP_WINDOW`] of those are remembered, so a packet that arrives late (reordered,
 //! or repaired by a retransmission) is numbered as it would have been in order. A late packet
-//! that is dropped leaves the number it would have had unused: a receiver's NACK for it finds
-//! nothing sent under that number, so it is never answered with another packet's data.
+//! that is dropped leaves the number it would have had unused: [`Rewriter::drop_packet`]
+//! returns it, and the forwarding code fills it with a padding packet so the receiver does not
+//! ask for it in vain; it is never given to another packet's data.
 
 use std::time::Instant;
 
@@ -106,16 +107,7 @@ impl Rewriter {
             self.advance(in_seq, false);
             in_seq.wrapping_add(self.seq_offset)
         } else {
-            let behind = self.highest_in - in_seq;
-            if behind >= DROP_WINDOW || self.dropped & (1u128 << behind) != 0 {
-                // Too old to place, or its number was given up when it was counted dropped.
-                return None;
-            }
-            // Drops between this packet and the newest moved the offset after its turn.
-            let later_drops = (self.dropped & ((1u128 << behind) - 1)).count_ones();
-            in_seq
-                .wrapping_add(self.seq_offset)
-                .wrapping_add(u64::from(later_drops))
+            self.late_number(in_seq)?
         };
         let out_ts = in_ts.wrapping_add(self.ts_offset);
         if out_seq > self.last_out_seq || self.last_out_at.is_none() {
@@ -132,14 +124,42 @@ impl Rewriter {
         !self.resync && in_seq <= self.highest_in
     }
 
+    /// The outgoing number a late packet `in_seq` (at most the newest) would have had in
+    /// order: `None` when it is too old to place, predates the run, or was counted dropped
+    /// (its number was given up then).
+    fn late_number(&self, in_seq: u64) -> Option<u64> {
+        if in_seq < self.base_in_seq {
+            return None;
+        }
+        let behind = self.highest_in - in_seq;
+        if behind >= DROP_WINDOW || self.dropped & (1u128 << behind) != 0 {
+            return None;
+        }
+        // Drops between this packet and the newest moved the offset after its turn.
+        let later_drops = (self.dropped & ((1u128 << behind) - 1)).count_ones();
+        Some(
+            in_seq
+                .wrapping_add(self.seq_offset)
+                .wrapping_add(u64::from(later_drops)),
+        )
+    }
+
     /// The consumer does not get incoming packet `in_seq`: the packets after it close up.
-    pub(crate) fn drop_packet(&mut self, in_seq: u64) {
-        if self.resync || in_seq <= self.highest_in {
-            // Before the run starts nothing is numbered; a late drop leaves its number unused.
-            return;
+    ///
+    /// A late packet (older than the newest) was already given a number when the packets
+    /// after it were sent: that number stays unused, and is returned so the caller can fill
+    /// it (a padding packet tells the receiver nothing is missing there). `None` otherwise.
+    pub(crate) fn drop_packet(&mut self, in_seq: u64) -> Option<u64> {
+        if self.resync {
+            // Before the run starts nothing is numbered.
+            return None;
+        }
+        if in_seq <= self.highest_in {
+            return self.late_number(in_seq);
         }
         self.advance(in_seq, true);
         self.seq_offset = self.seq_offset.wrapping_sub(1);
+        None
     }
 
     /// The consumer does not get incoming packet `in_seq`, nor any packet missing between the
@@ -154,7 +174,8 @@ impl Rewriter {
             return;
         }
         for seq in self.highest_in + 1..=in_seq {
-            self.drop_packet(seq);
+            self.advance(seq, true);
+            self.seq_offset = self.seq_offset.wrapping_sub(1);
         }
     }
 
@@ -210,8 +231,8 @@ mod tests {
         // 14 comes late and is kept: it fills its hole, whatever was dropped after it.
         assert!(r.is_late(14));
         assert_eq!(r.rewrite(14, 0, t0, 90_000).map(|x| x.0), Some(102));
-        // A late dropped packet changes nothing; its number (none here) stays unused.
-        r.drop_packet(12);
+        // A late dropped packet changes nothing; it was counted dropped, so no number is left.
+        assert_eq!(r.drop_packet(12), None);
         assert_eq!(r.rewrite(18, 0, t0, 90_000).map(|x| x.0), Some(105));
         // Too far back to know: dropped.
         assert_eq!(r.rewrite(300, 0, t0, 90_000).map(|x| x.0), Some(387));
@@ -251,6 +272,26 @@ mod tests {
         let five = r.rewrite(5, 0, t0, 90_000).unwrap().0;
         let one = r.rewrite(1, 0, t0, 90_000).unwrap().0;
         assert_eq!((one, three, five), (1, 2, 3));
+    }
+
+    #[test]
+    fn a_late_dropped_packet_hands_back_the_number_it_kept() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(0);
+        assert_eq!(r.rewrite(0, 0, t0, 90_000).map(|x| x.0), Some(0));
+        // 1 is missing at the edge of a frame (2 starts a kept frame), 3 is dropped, 4 kept.
+        assert_eq!(r.rewrite(2, 0, t0, 90_000).map(|x| x.0), Some(2));
+        assert_eq!(r.drop_packet(3), None, "in order: the numbers close up");
+        assert_eq!(r.rewrite(4, 0, t0, 90_000).map(|x| x.0), Some(3));
+        // 1 comes repaired and belongs to a frame the consumer does not get: number 1 was kept
+        // for it and is handed back, once the run knows it will not carry data.
+        assert_eq!(r.drop_packet(1), Some(1));
+        assert_eq!(r.rewrite(5, 0, t0, 90_000).map(|x| x.0), Some(4));
+        // Too far back, and before the run: nothing to hand back.
+        assert_eq!(r.rewrite(300, 0, t0, 90_000).map(|x| x.0), Some(299));
+        assert_eq!(r.drop_packet(300 - DROP_WINDOW), None);
+        r.request_resync();
+        assert_eq!(r.drop_packet(6), None);
     }
 
     proptest::proptest! {

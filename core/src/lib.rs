@@ -194,7 +194,9 @@ pub use stats::{
     ConsumerStats, DataConsumerStats, DataProducerStats, Footprint, ProducerStats, SfuStats,
     TransportStats,
 };
-pub use trace::{BweTraceInfo, TraceDirection, TraceEvent, TraceEventType, TraceInfo};
+pub use trace::{
+    BweTraceInfo, RtpTraceInfo, TraceDirection, TraceEvent, TraceEventType, TraceInfo,
+};
 pub use transport::webrtc::dtls::crypto_provider;
 pub use transport::{DirectTransportOptions, ListenInfo, WebRtcTransportOptions};
 

@@ -80,14 +80,52 @@ pub(crate) struct StreamLayers {
     pub(crate) bitrate: [BitrateMeter; MAX_SPATIAL_LAYERS],
     /// When each spatial layer last had a packet.
     pub(crate) last_packet_at: [Option<Instant>; MAX_SPATIAL_LAYERS],
-    /// What each temporal layer brings (all spatial layers), measured over the last second.
-    pub(crate) temporal_bitrate: [BitrateMeter; MAX_TEMPORAL_LAYERS],
+    /// What each temporal layer brings (all spatial layers).
+    pub(crate) temporal_bitrate: TemporalRates,
     /// AV1: the stream's dependency descriptors (its current template structure).
     pub(crate) dd: crate::media::dd::Parser,
 }
 
 /// Temporal layers a stream can carry (the descriptors' TID has at most 3 bits).
 pub(crate) const MAX_TEMPORAL_LAYERS: usize = 8;
+
+/// Temporal layers a VP8 encoding can carry (the descriptor's TID has 2 bits).
+pub(crate) const MAX_VP8_TEMPORAL_LAYERS: u8 = 4;
+
+/// What each temporal layer of a stream brings (its own packets), measured over the last
+/// second: recording a packet adds to one meter.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TemporalRates([BitrateMeter; MAX_TEMPORAL_LAYERS]);
+
+impl TemporalRates {
+    /// Counts a packet of temporal layer `temporal` (`bytes` long) at `now`.
+    pub(crate) fn record(&mut self, temporal: u8, bytes: usize, now: Instant) {
+        if let Some(m) = self.0.get_mut(usize::from(temporal)) {
+            m.record(now, bytes);
+        }
+    }
+
+    /// Bits per second each temporal layer's own packets bring.
+    pub(crate) fn bitrates(&self, now: Instant) -> [u64; MAX_TEMPORAL_LAYERS] {
+        self.0.each_ref().map(|m| m.bitrate(now))
+    }
+
+    /// The share (per mille) of the stream's bitrate that temporal layers up to each one
+    /// bring (1000 when nothing was measured).
+    pub(crate) fn shares(&self, now: Instant) -> [u64; MAX_TEMPORAL_LAYERS] {
+        let rates = self.bitrates(now);
+        let total: u64 = rates.iter().sum();
+        let mut shares = [1000u64; MAX_TEMPORAL_LAYERS];
+        let mut sum = 0;
+        for (share, rate) in shares.iter_mut().zip(rates) {
+            sum += rate;
+            if let Some(s) = (sum * 1000).checked_div(total) {
+                *share = s;
+            }
+        }
+        shares
+    }
+}
 
 impl StreamLayers {
     /// The layers of a stream in scalability mode `mode`; `None` for a single layer.
@@ -115,25 +153,7 @@ impl StreamLayers {
             m.record(now, bytes);
             *at = Some(now);
         }
-        if let Some(m) = self.temporal_bitrate.get_mut(usize::from(temporal)) {
-            m.record(now, bytes);
-        }
-    }
-
-    /// The share (per mille) of the stream's bitrate that temporal layers up to `temporal`
-    /// bring, for each such layer (1000 when nothing was measured).
-    pub(crate) fn temporal_shares(&self, now: Instant) -> [u64; MAX_TEMPORAL_LAYERS] {
-        let rates = self.temporal_bitrate.each_ref().map(|m| m.bitrate(now));
-        let total: u64 = rates.iter().sum();
-        let mut shares = [1000u64; MAX_TEMPORAL_LAYERS];
-        let mut sum = 0;
-        for (share, rate) in shares.iter_mut().zip(rates) {
-            sum += rate;
-            if let Some(s) = (sum * 1000).checked_div(total) {
-                *share = s;
-            }
-        }
-        shares
+        self.temporal_bitrate.record(temporal, bytes, now);
     }
 
     /// The highest spatial layer the stream carries now (with a packet within the last
@@ -182,6 +202,9 @@ pub(crate) struct Encoding {
     pub(crate) key_frame_pending: bool,
     /// What the encoding brings, measured over the last second.
     pub(crate) bitrate: BitrateMeter,
+    /// What each temporal layer inside the encoding brings (VP8 with TID), when it has
+    /// several.
+    pub(crate) temporal: Option<Box<TemporalRates>>,
     /// Packets that arrived as retransmissions and filled a gap.
     pub(crate) retransmitted: u64,
     /// The encoding's score (0–10, see [`crate::score`]), the last samples it is the mean of,
@@ -205,6 +228,7 @@ impl Encoding {
             key_frame_sent_at: None,
             key_frame_pending: false,
             bitrate: BitrateMeter::default(),
+            temporal: None,
             retransmitted: 0,
             score: 0,
             score_samples: Default::default(),
@@ -293,8 +317,9 @@ pub(crate) struct Consumer {
     pub(crate) descriptor_rewritten: bool,
     /// The temporal layer the application prefers (`None`: the highest).
     pub(crate) preferred_temporal_layer: Option<u8>,
-    /// The highest temporal layer the allocator allows when even the lowest spatial layer
-    /// does not fit (`None`: no limit).
+    /// The highest temporal layer the allocator allows (`None`: no limit): inside the target
+    /// encoding when the encodings carry temporal layers, or for spatial layers inside one
+    /// stream when even the lowest does not fit.
     pub(crate) target_temporal_layer: Option<u8>,
     /// Trace event types enabled (none by default).
     pub(crate) trace: TraceFlags,

@@ -189,6 +189,9 @@ pub struct ProducerStats {
     /// For a stream with spatial layers inside it (VP9 SVC): bits per second each spatial
     /// layer's own packets bring, measured over the last second (empty otherwise).
     pub bitrate_per_spatial_layer: Vec<u64>,
+    /// For VP8 encodings with temporal layers: per encoding, bits per second each temporal
+    /// layer's own packets bring, measured over the last second (empty otherwise).
+    pub bitrate_per_temporal_layer: Vec<Vec<u64>>,
     /// Video packets whose payload descriptor could not be read (dropped for consumers that
     /// select layers).
     pub packets_bad_descriptor: u64,
@@ -242,11 +245,15 @@ pub struct ConsumerStats {
     pub current_spatial_layer: Option<u8>,
     /// The temporal layer currently forwarded (the ones below included), likewise.
     pub current_temporal_layer: Option<u8>,
-    /// The highest temporal layer the bandwidth estimate allows when even the lowest spatial
-    /// layer does not fit (`None`: no limit).
+    /// The highest temporal layer the bandwidth estimate allows (`None`: no limit): inside
+    /// the target encoding when the encodings carry temporal layers, or for spatial layers
+    /// inside one stream when even the lowest does not fit.
     pub target_temporal_layer: Option<u8>,
     /// Packets of layers above the ones the consumer gets, not forwarded.
     pub packets_dropped_for_layers: u64,
+    /// Sequence numbers filled with a padding packet: kept for a packet that arrived late
+    /// (repaired, or reordered) and then turned out to be of a layer the consumer does not get.
+    pub numbers_filled: u64,
     /// The highest encoding the transport's bandwidth estimate allows this consumer, as the
     /// allocator last chose (`None`: no limit below its preferred encoding).
     pub target_layer: Option<usize>,
@@ -260,6 +267,9 @@ pub struct ConsumerStats {
     pub packets_retransmitted: u64,
     /// Asked-for packets not sent again: the retransmission budget was spent.
     pub retransmissions_refused: u64,
+    /// Asked-for packets not sent again: of layers above the ones the consumer gets now (it
+    /// moved down after they were sent).
+    pub retransmissions_of_dropped_layers: u64,
     /// Asked-for packets that were no longer remembered.
     pub retransmissions_not_found: u64,
     /// The fraction of packets lost (out of 256) in the endpoint's latest receiver report.

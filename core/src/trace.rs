@@ -1,5 +1,6 @@
 //! Trace events (mediasoup's `enableTraceEvent` and `trace`): per transport the bandwidth
-//! estimate (`bwe`), per producer and consumer the key frames, NACKs, PLIs and FIRs that pass.
+//! estimate (`bwe`) and probe padding (`probation`), per producer and consumer the RTP packets,
+//! key frames, NACKs, PLIs and FIRs that pass.
 //!
 //! Off by default. Each producer, consumer and transport keeps the types enabled as a bit set
 //! ([`TraceFlags`]); the places that could trace test one bit, so a disabled trace costs a
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TraceEventType {
-    /// Every RTP packet (not supported: refused by the `enable_*_trace_event` calls).
+    /// An RTP packet: received by a producer (direction in), sent by a consumer (out).
     Rtp,
     /// A packet of a video key frame: received by a producer (direction in), sent by a
     /// consumer (out).
@@ -25,15 +26,16 @@ pub enum TraceEventType {
     Fir,
     /// A transport's bandwidth estimate, on every transport-wide congestion control feedback.
     Bwe,
-    /// Bandwidth probing (not supported yet: the core does not probe).
+    /// A probe padding packet a transport sent (out).
     Probation,
 }
 
 impl TraceEventType {
     /// The types a producer or consumer traces.
-    pub const MEDIA: [TraceEventType; 4] = [Self::Keyframe, Self::Nack, Self::Pli, Self::Fir];
+    pub const MEDIA: [TraceEventType; 5] =
+        [Self::Rtp, Self::Keyframe, Self::Nack, Self::Pli, Self::Fir];
     /// The types a transport traces.
-    pub const TRANSPORT: [TraceEventType; 1] = [Self::Bwe];
+    pub const TRANSPORT: [TraceEventType; 2] = [Self::Bwe, Self::Probation];
 
     fn bit(self) -> u16 {
         1 << (self as u16)
@@ -69,6 +71,8 @@ pub struct TraceEvent {
 #[serde(untagged)]
 #[non_exhaustive]
 pub enum TraceInfo {
+    /// An RTP packet (`rtp`, `probation`).
+    Rtp(RtpTraceInfo),
     /// A key frame packet, PLI, FIR or NACK: the SSRC of the stream it is about (on a
     /// consumer, its own SSRC; on a producer, the encoding's).
     Stream {
@@ -77,6 +81,29 @@ pub enum TraceInfo {
     },
     /// A transport's bandwidth estimate.
     Bwe(BweTraceInfo),
+}
+
+/// An `rtp` or `probation` trace's details: the packet's header as it was received (producer)
+/// or sent (consumer, transport), mediasoup's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RtpTraceInfo {
+    /// The RTP payload type.
+    pub payload_type: u8,
+    /// The RTP sequence number.
+    pub sequence_number: u16,
+    /// The RTP timestamp.
+    pub timestamp: u32,
+    /// The marker bit.
+    pub marker: bool,
+    /// The SSRC.
+    pub ssrc: u32,
+    /// Whether the packet starts a video key frame.
+    pub is_key_frame: bool,
+    /// The packet's size in bytes (header, payload and padding; before SRTP).
+    pub size: usize,
+    /// The payload's size in bytes.
+    pub payload_size: usize,
 }
 
 /// A `bwe` trace's details (mediasoup's names; bits per second).
@@ -93,7 +120,8 @@ pub struct BweTraceInfo {
     pub max_bitrate: u64,
     /// The estimate the transport started with.
     pub start_bitrate: u64,
-    /// Padding the transport may send to probe (0: the core sends no padding yet).
+    /// A steady padding rate the transport may send (always 0: it probes in short clusters
+    /// instead, see the `probation` trace).
     pub max_padding_bitrate: u64,
     /// The estimate, as the transport's `available_outgoing_bitrate`.
     pub available_bitrate: u64,

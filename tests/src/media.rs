@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::dd::{Descriptor, Structure, Template};
+
 /// Audio: one 20 ms packet.
 pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
 /// Video: 30 frames per second.
@@ -56,9 +58,8 @@ pub struct Source {
     pub svc_layers_sent: usize,
     /// VP8 with temporal layers instead (see [`Source::vp8_temporal`]).
     vp8_temporal: Option<Vp9Svc>,
-    /// AV1 with three temporal layers and dependency descriptors (see [`Source::av1_l1t3`]):
-    /// the frame number of the next frame.
-    av1_frame_number: Option<u16>,
+    /// AV1 with dependency descriptors (see [`Source::av1_l1t3`], [`Source::av1_l3t3_key`]).
+    av1: Option<Av1>,
 }
 
 /// The state of a synthetic VP9 `L3T3_KEY` encoder.
@@ -88,83 +89,117 @@ pub const VP8_TEMPORAL_MAGIC: u8 = 0x98;
 /// Marks the synthetic bitstream after an AV1 aggregation header.
 pub const AV1_MAGIC: u8 = 0xa1;
 
-/// The templates of [`Source::av1_l1t3`]'s dependency structure: (temporal layer, decode
-/// target indications for its three decode targets (T0, T0+T1, all; 0 not present,
-/// 1 discardable, 2 switch, 3 required), how many frames back it refers (0: none), the chain's
-/// previous frame, that far back). Template 0 is the key frame's; the others follow the
-/// pattern [`SVC_TEMPORAL_PATTERN`] 0, 2, 1, 2.
-pub const AV1_L1T3_TEMPLATES: [(u8, [u8; 3], u16, u8); 5] = [
-    (0, [2, 2, 2], 0, 0),
-    (0, [2, 2, 2], 4, 4),
-    (1, [0, 1, 3], 2, 2),
-    (2, [0, 0, 1], 1, 1),
-    (2, [0, 0, 1], 1, 3),
-];
-
-/// Writes bits high to low (the dependency descriptor's order).
-#[derive(Default)]
-struct Bits {
-    bytes: Vec<u8>,
-    len: usize,
+/// The dependency structure of [`Source::av1_l1t3`] (`L1T3`): see [`av1_ksvc_structure`].
+pub fn av1_l1t3_structure() -> Structure {
+    av1_ksvc_structure(1)
 }
 
-impl Bits {
-    fn f(&mut self, n: u32, v: u64) {
-        for i in (0..n).rev() {
-            if self.len % 8 == 0 {
-                self.bytes.push(0);
-            }
-            if v >> i & 1 == 1 {
-                *self.bytes.last_mut().expect("a byte") |= 0x80 >> (self.len % 8);
-            }
-            self.len += 1;
-        }
+/// The dependency structure of [`Source::av1_l3t3_key`] (`L3T3_KEY`): see
+/// [`av1_ksvc_structure`].
+pub fn av1_l3t3_key_structure() -> Structure {
+    av1_ksvc_structure(SVC_SPATIAL_LAYERS)
+}
+
+/// The dependency structure of an AV1 source with `spatial` spatial layers (K-SVC: an upper
+/// spatial layer refers to the one below only in key pictures) and three temporal layers in
+/// the pattern [`SVC_TEMPORAL_PATTERN`] 0, 2, 1, 2.
+///
+/// A picture has one frame per spatial layer, numbered in order. Each spatial layer has five
+/// templates, [`av1_template`] names them: its key frame (spatial layer 0: no reference; above:
+/// the key frame of the layer below), a temporal layer 0 frame (refers to the layer's previous
+/// temporal layer 0 frame, four pictures back), temporal layer 1 (two pictures back) and
+/// temporal layer 2 after temporal layer 0 and after temporal layer 1 (one picture back).
+/// Decode target `3 * s + t` is spatial layer `s` with temporal layers up to `t`: a layer's
+/// frames are only in its own targets, its key frame is a switching point for them (spatial
+/// layer 0's for every target) and required by the targets above; a temporal layer 0 frame is
+/// a switching point for its layer's targets, temporal layer 1 is discardable for `t = 1` and
+/// required for `t = 2`, temporal layer 2 is discardable. Chain `s` (protecting spatial layer
+/// `s`'s targets) runs through the key frames of layers 0 to `s` and layer `s`'s temporal layer
+/// 0 frames.
+pub fn av1_ksvc_structure(spatial: usize) -> Structure {
+    let n = spatial.clamp(1, 4);
+    let targets = 3 * n;
+    let mut templates = Vec::new();
+    for s in 0..n {
+        let dtis = |own: &str, above: char| -> String {
+            (0..n)
+                .map(|l| match l.cmp(&s) {
+                    std::cmp::Ordering::Less => "---".to_string(),
+                    std::cmp::Ordering::Equal => own.to_string(),
+                    std::cmp::Ordering::Greater => above.to_string().repeat(3),
+                })
+                .collect()
+        };
+        // How far back chain `c`'s previous frame is from layer `s`'s frame of a picture
+        // `pos` pictures after a temporal layer 0 picture.
+        let chains = |pos: usize| -> Vec<u8> {
+            (0..n)
+                .map(|c| match (pos, c < s) {
+                    (0, true) => s - c,
+                    (0, false) => 4 * n + s - c,
+                    _ => n * pos + s - c,
+                })
+                .map(|d| d as u8)
+                .collect()
+        };
+        let key_chains: Vec<u8> = (0..n)
+            .map(|c| (s - c.min(s.saturating_sub(1))) as u8)
+            .collect();
+        let (key_dtis, key_refs) = if s == 0 {
+            ("S".repeat(targets), vec![])
+        } else {
+            (dtis("SSS", 'R'), vec![1])
+        };
+        let key_chains = if s == 0 { vec![0; n] } else { key_chains };
+        let step = n as u16;
+        let s8 = s as u8;
+        templates.push(Template::new(s8, 0, &key_dtis, &key_refs, &key_chains));
+        templates.push(Template::new(
+            s8,
+            0,
+            &dtis("SSS", '-'),
+            &[4 * step],
+            &chains(0),
+        ));
+        templates.push(Template::new(
+            s8,
+            1,
+            &dtis("-DR", '-'),
+            &[2 * step],
+            &chains(2),
+        ));
+        templates.push(Template::new(s8, 2, &dtis("--D", '-'), &[step], &chains(1)));
+        templates.push(Template::new(s8, 2, &dtis("--D", '-'), &[step], &chains(3)));
+    }
+    Structure {
+        template_id_offset: 0,
+        decode_targets: targets as u8,
+        templates,
+        chains: n as u8,
+        protected_by: (0..targets).map(|dt| (dt / 3) as u8).collect(),
+        resolutions: (n > 1).then(|| SVC_RESOLUTIONS[..n].to_vec()),
     }
 }
 
-/// The dependency descriptor of one packet of [`Source::av1_l1t3`]: template `template` of
-/// [`AV1_L1T3_TEMPLATES`], with the structure when `structure`.
-pub fn av1_l1t3_descriptor(
-    start: bool,
-    end: bool,
-    template: usize,
+/// The template id of spatial layer `spatial`'s frame in [`av1_ksvc_structure`]: its key frame,
+/// or the frame `pos` pictures after a temporal layer 0 picture (0 to 3).
+pub fn av1_template(spatial: usize, key: bool, pos: usize) -> u8 {
+    let within = if key { 0 } else { [1, 3, 2, 4][pos % 4] };
+    (5 * spatial + within) as u8
+}
+
+/// The render resolution of each spatial layer of the SVC sources.
+pub const SVC_RESOLUTIONS: [(u16, u16); SVC_SPATIAL_LAYERS] = [(320, 180), (640, 360), (1280, 720)];
+
+/// The state of a synthetic AV1 encoder.
+#[derive(Debug, Clone)]
+struct Av1 {
+    structure: Structure,
+    spatial_layers: usize,
+    /// The next frame's number.
     frame_number: u16,
-    structure: bool,
-) -> Vec<u8> {
-    let mut b = Bits::default();
-    b.f(1, u64::from(start));
-    b.f(1, u64::from(end));
-    b.f(6, template as u64);
-    b.f(16, u64::from(frame_number));
-    if structure {
-        // Structure present; no active targets, custom dtis, fdiffs or chains.
-        b.f(5, 0b1_0000);
-        b.f(6, 0); // template id offset
-        b.f(5, 2); // three decode targets
-        for w in AV1_L1T3_TEMPLATES.windows(2) {
-            b.f(2, u64::from(w[1].0 != w[0].0)); // same layer, or temporal + 1
-        }
-        b.f(2, 3);
-        for t in &AV1_L1T3_TEMPLATES {
-            for &d in &t.1 {
-                b.f(2, u64::from(d));
-            }
-        }
-        for t in &AV1_L1T3_TEMPLATES {
-            if t.2 > 0 {
-                b.f(1, 1);
-                b.f(4, u64::from(t.2 - 1));
-            }
-            b.f(1, 0);
-        }
-        // One chain (ns(4) of 1 is "01"); every target protected by it (ns(1): no bits).
-        b.f(2, 1);
-        for t in &AV1_L1T3_TEMPLATES {
-            b.f(4, u64::from(t.3));
-        }
-        b.f(1, 0); // no resolutions
-    }
-    b.bytes
+    /// Pictures since the last key picture.
+    since_key: u64,
 }
 
 impl Source {
@@ -194,7 +229,7 @@ impl Source {
             svc: None,
             svc_layers_sent: SVC_SPATIAL_LAYERS,
             vp8_temporal: None,
-            av1_frame_number: None,
+            av1: None,
         }
     }
 
@@ -235,14 +270,34 @@ impl Source {
 
     /// An AV1 source with three temporal layers in the pattern [`SVC_TEMPORAL_PATTERN`]
     /// (`L1T3`) starting at `start`, each packet carrying a dependency descriptor (the AV1 RTP
-    /// payload format's Appendix A; key frames carry the [`AV1_L1T3_TEMPLATES`] structure).
-    /// The descriptor travels at the front of the payload, as one length byte and its bytes,
-    /// where the simulation client takes it off and sends it as the header extension (see
-    /// `Client::send`). After it each payload has an aggregation header (N set on a key frame's
-    /// first packet), [`AV1_MAGIC`], the SSRC and sequence number.
+    /// payload format's Appendix A, written by [`crate::dd`]; key frames carry the
+    /// [`av1_l1t3_structure`]). The descriptor travels at the front of the payload, as one
+    /// length byte and its bytes, where the simulation client takes it off and sends it as the
+    /// header extension (see `Client::send`). After it each payload is an [`av1_payload`]:
+    /// an aggregation header (N set on a key frame's first packet), [`AV1_MAGIC`], the SSRC and
+    /// sequence number, the frame's layers and filler ([`verify_av1_payload`] checks it).
     pub fn av1_l1t3(ssrc: u32, start: Instant) -> Self {
+        Self::av1(ssrc, start, av1_l1t3_structure(), 1)
+    }
+
+    /// An AV1 `L3T3_KEY` source starting at `start`: three spatial layers of the bitrates of
+    /// [`Source::vp9_svc`] (see [`SVC_PACKETS`]), three temporal layers in the pattern
+    /// [`SVC_TEMPORAL_PATTERN`], K-SVC (upper spatial layers refer to lower ones only in key
+    /// pictures), with the dependency descriptor of [`av1_l3t3_key_structure`] on every packet
+    /// (one chain per spatial layer, nine decode targets). The payloads are laid out as
+    /// [`Source::av1_l1t3`]'s.
+    pub fn av1_l3t3_key(ssrc: u32, start: Instant) -> Self {
+        Self::av1(ssrc, start, av1_l3t3_key_structure(), SVC_SPATIAL_LAYERS)
+    }
+
+    fn av1(ssrc: u32, start: Instant, structure: Structure, spatial_layers: usize) -> Self {
         let mut s = Self::new(ssrc, true, start);
-        s.av1_frame_number = Some((ssrc % 50_000) as u16);
+        s.av1 = Some(Av1 {
+            structure,
+            spatial_layers,
+            frame_number: (ssrc % 50_000) as u16,
+            since_key: 0,
+        });
         s
     }
 
@@ -314,7 +369,7 @@ impl Source {
             self.vp8_temporal_picture(key, out);
             return;
         }
-        if self.av1_frame_number.is_some() {
+        if self.av1.is_some() {
             self.av1_frame(key, out);
             return;
         }
@@ -338,44 +393,57 @@ impl Source {
 
 impl Source {
     fn av1_frame(&mut self, key: bool, out: &mut Vec<OutPacket>) {
-        let Some(number) = self.av1_frame_number else {
+        let Some(mut av1) = self.av1.take() else {
             return;
         };
-        self.av1_frame_number = Some(number.wrapping_add(1));
-        let pos = if key {
-            0
-        } else {
-            ((self.frames - 1) % 4) as usize
-        };
         if key {
-            // The group restarts at a key frame.
-            self.frames = 1;
+            av1.since_key = 0;
         }
+        let pos = (av1.since_key % 4) as usize;
         let temporal = SVC_TEMPORAL_PATTERN[pos];
-        let template = if key { 0 } else { [1, 3, 2, 4][pos] };
-        let n = if key { 6 } else { [3, 1, 2, 1][pos] };
-        for i in 0..n {
-            let seq = self.next_seq();
-            let (start, end) = (i == 0, i + 1 == n);
-            let dd = av1_l1t3_descriptor(start, end, template, number, key && start);
-            let mut p = Vec::with_capacity(800);
-            p.push(dd.len() as u8);
-            p.extend_from_slice(&dd);
-            // Aggregation header: Z (continues a fragment), Y (continues in the next), N.
-            p.push(u8::from(!start) << 7 | u8::from(!end) << 6 | u8::from(key && start) << 3);
-            p.push(AV1_MAGIC);
-            p.extend_from_slice(&self.ssrc.to_be_bytes());
-            p.extend_from_slice(&(seq as u16).to_be_bytes());
-            p.push(temporal);
-            fill(&mut p, self.ssrc, seq as u16, 700);
-            out.push(OutPacket {
-                seq,
-                timestamp: self.timestamp,
-                marker: end,
-                payload: p,
-                audio_level: None,
-            });
+        let single = av1.spatial_layers == 1;
+        for sid in 0..av1.spatial_layers {
+            let template = av1_template(sid, key, pos);
+            let (n, size) = match (single, key) {
+                (true, true) => (6, 700),
+                (true, false) => ([3, 1, 2, 1][pos], 700),
+                (false, _) => (
+                    SVC_PACKETS[sid] * if key { 3 } else { 1 },
+                    SVC_PACKET_SIZE[sid],
+                ),
+            };
+            for i in 0..n {
+                let seq = self.next_seq();
+                let (start, end) = (i == 0, i + 1 == n);
+                let mut dd = Descriptor::new(start, end, template, av1.frame_number);
+                let new_sequence = key && sid == 0 && start;
+                if new_sequence {
+                    dd.structure = Some(av1.structure.clone());
+                }
+                let dd = dd.write(&av1.structure);
+                let body = av1_payload(
+                    self.ssrc,
+                    seq as u16,
+                    (start, end, new_sequence),
+                    (sid as u8, temporal),
+                    size,
+                );
+                let mut p = Vec::with_capacity(1 + dd.len() + body.len());
+                p.push(dd.len() as u8);
+                p.extend_from_slice(&dd);
+                p.extend_from_slice(&body);
+                out.push(OutPacket {
+                    seq,
+                    timestamp: self.timestamp,
+                    marker: end && sid + 1 == av1.spatial_layers,
+                    payload: p,
+                    audio_level: None,
+                });
+            }
+            av1.frame_number = av1.frame_number.wrapping_add(1);
         }
+        av1.since_key += 1;
+        self.av1 = Some(av1);
     }
 
     fn vp8_temporal_picture(&mut self, key: bool, out: &mut Vec<OutPacket>) {
@@ -533,6 +601,60 @@ pub fn video_payload(ssrc: u32, seq: u16, first: bool, key: bool) -> Vec<u8> {
     p
 }
 
+/// An AV1 payload of `len` bytes (as it leaves the client, without the descriptor in front):
+/// an aggregation header (Z: continues a frame, Y: continues in the next packet, N: starts a
+/// coded video sequence, from `(start, end, new_sequence)`), [`AV1_MAGIC`], SSRC and sequence
+/// number, the frame's spatial and temporal layer, then filler.
+pub fn av1_payload(
+    ssrc: u32,
+    seq: u16,
+    (start, end, new_sequence): (bool, bool, bool),
+    (spatial, temporal): (u8, u8),
+    len: usize,
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len);
+    p.push(u8::from(!start) << 7 | u8::from(!end) << 6 | u8::from(new_sequence) << 3);
+    p.push(AV1_MAGIC);
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.push(spatial);
+    p.push(temporal);
+    fill(&mut p, ssrc, seq, len);
+    p
+}
+
+/// What an intact [`av1_payload`] says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Av1PayloadInfo {
+    /// The source SSRC.
+    pub ssrc: u32,
+    /// The source sequence number.
+    pub seq: u16,
+    /// The frame's spatial layer.
+    pub spatial: u8,
+    /// The frame's temporal layer.
+    pub temporal: u8,
+}
+
+/// Regenerates an [`av1_payload`] from what it embeds and compares every byte. `None` when
+/// it is not one or was altered.
+pub fn verify_av1_payload(p: &[u8]) -> Option<Av1PayloadInfo> {
+    if *p.get(1)? != AV1_MAGIC {
+        return None;
+    }
+    let ssrc = u32::from_be_bytes(p.get(2..6)?.try_into().ok()?);
+    let seq = u16::from_be_bytes(p.get(6..8)?.try_into().ok()?);
+    let (spatial, temporal) = (*p.get(8)?, *p.get(9)?);
+    let a = p[0];
+    let flags = (a & 0x80 == 0, a & 0x40 == 0, a & 0x08 != 0);
+    (av1_payload(ssrc, seq, flags, (spatial, temporal), p.len()) == p).then_some(Av1PayloadInfo {
+        ssrc,
+        seq,
+        spatial,
+        temporal,
+    })
+}
+
 fn fill(p: &mut Vec<u8>, ssrc: u32, seq: u16, len: usize) {
     let mut x = ssrc ^ (u32::from(seq) << 16) ^ 0x9e37_79b9;
     while p.len() < len {
@@ -586,6 +708,78 @@ pub fn verify_payload(p: &[u8]) -> Option<PayloadInfo> {
 #[allow(clippy::disallowed_methods)] // Tests own the clock.
 mod tests {
     use super::*;
+
+    /// The AV1 sources' descriptors, read back as a receiver of every packet reads them:
+    /// each frame refers only to earlier frames of its own spatial layer (in a key picture, to
+    /// the layer below), every frame it refers to is in each decode target it belongs to, and
+    /// each chain difference names the chain's previous frame (key frames of the layers up to
+    /// the chain's, and the chain's own temporal layer 0 frames).
+    #[test]
+    fn av1_descriptors_describe_the_frames_sent() {
+        let t0 = Instant::now();
+        for (mut source, layers) in [
+            (Source::av1_l1t3(4400, t0), 1usize),
+            (Source::av1_l3t3_key(5500, t0), 3),
+        ] {
+            let mut reader = crate::dd::Reader::default();
+            // Frame number -> (spatial, temporal, the decode targets it is in).
+            let mut frames: std::collections::HashMap<u16, (u8, u8, Vec<bool>)> =
+                Default::default();
+            let mut chain_last: Vec<Option<u16>> = vec![None; layers];
+            let mut packets = source.poll(t0 + Duration::from_secs(2));
+            source.request_key_frame();
+            packets.extend(source.poll(t0 + Duration::from_secs(3)));
+            assert!(packets.len() > 100);
+            for p in &packets {
+                let len = usize::from(p.payload[0]);
+                assert!(len < 100, "a descriptor of {len} bytes");
+                let f = reader.read(&p.payload[1..=len]).unwrap();
+                let s = reader.structure().unwrap();
+                assert_eq!(usize::from(s.decode_targets), 3 * layers);
+                let info = verify_av1_payload(&p.payload[1 + len..]).unwrap();
+                assert_eq!((info.spatial, info.temporal), (f.spatial, f.temporal));
+                if !f.start_of_frame {
+                    continue;
+                }
+                let key = f.new_structure
+                    || f.referred
+                        .iter()
+                        .any(|r| frames.get(r).is_some_and(|x| x.0 != f.spatial));
+                let used: Vec<bool> = f
+                    .dtis
+                    .iter()
+                    .map(|&d| d != crate::dd::Dti::NotPresent)
+                    .collect();
+                for r in &f.referred {
+                    let (rs, rt, ref rused) = frames[r];
+                    assert!(rt <= f.temporal, "frame {} refers up", f.frame_number);
+                    assert!(rs == f.spatial || (key && rs + 1 == f.spatial));
+                    for (dt, &u) in used.iter().enumerate() {
+                        assert!(
+                            !u || rused[dt],
+                            "frame {} in target {dt}, {r} not",
+                            f.frame_number
+                        );
+                    }
+                }
+                for (c, last) in chain_last.iter_mut().enumerate() {
+                    let d = f.chain_fdiffs[c];
+                    let previous = (d != 0).then(|| f.frame_number.wrapping_sub(u16::from(d)));
+                    if f.new_structure {
+                        assert_eq!(previous, None);
+                    } else {
+                        assert_eq!(previous, *last, "frame {} chain {c}", f.frame_number);
+                    }
+                    let in_chain = (key && usize::from(f.spatial) <= c)
+                        || (usize::from(f.spatial) == c && f.temporal == 0);
+                    if in_chain {
+                        *last = Some(f.frame_number);
+                    }
+                }
+                frames.insert(f.frame_number, (f.spatial, f.temporal, used));
+            }
+        }
+    }
 
     #[test]
     fn payloads_verify_and_detect_tampering() {

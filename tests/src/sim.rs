@@ -473,13 +473,26 @@ impl Sim {
     /// [`create_router_with_vp9`](Self::create_router_with_vp9); the client's transport must
     /// have the dependency descriptor negotiated: `ExtensionIds`/raw extensions).
     pub fn produce_av1_l1t3(&mut self, client: usize, ssrc: u32) -> ProducerId {
-        let params = self.clients[client].prepare_produce_av1(ssrc, "L1T3");
+        let source = Source::av1_l1t3(ssrc, self.now);
+        self.produce_av1(client, ssrc, "L1T3", source)
+    }
+
+    /// Publishes an AV1 `L3T3_KEY` stream with dependency descriptors
+    /// ([`Source::av1_l3t3_key`]) from `client` on `ssrc`, as
+    /// [`produce_av1_l1t3`](Self::produce_av1_l1t3).
+    pub fn produce_av1_l3t3_key(&mut self, client: usize, ssrc: u32) -> ProducerId {
+        let source = Source::av1_l3t3_key(ssrc, self.now);
+        self.produce_av1(client, ssrc, "L3T3_KEY", source)
+    }
+
+    fn produce_av1(&mut self, client: usize, ssrc: u32, mode: &str, source: Source) -> ProducerId {
+        let params = self.clients[client].prepare_produce_av1(ssrc, mode);
         let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
         self.publications.push(Publication {
             client,
             mid,
             producer,
-            source: Source::av1_l1t3(ssrc, self.now),
+            source,
             muted: false,
             key_frame_requests: 0,
             key_frame_request_times: Vec::new(),

@@ -1,83 +1,210 @@
-//! AV1 with the dependency descriptor (`L1T3`): consumers get the temporal layers they prefer,
-//! and every frame they receive is decodable, checked from the dependency descriptors they
-//! receive (each frame's referred frames were all forwarded) against the templates the
-//! synthetic encoder sent.
+//! AV1 with the dependency descriptor, `L1T3` and `L3T3_KEY`: consumers get the spatial and
+//! temporal layers they prefer (or their link allows), and every frame they receive is
+//! decodable, checked from the dependency descriptors they receive: each frame arrived whole
+//! (contiguous packets from the one that starts it to the one that ends it) and every frame it
+//! refers to was decoded before it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR;
-use sfu_tests::media::{AV1_L1T3_TEMPLATES, AV1_MAGIC};
+use sfu_core::ConsumerId;
+use sfu_tests::dd::Reader;
+use sfu_tests::layers::{
+    consumer_ssrc, longest_gap, loss_and_rate, queueing, run_until, run_until_held, run_watching,
+    set_capacity_toward, timeline, Stream, MAX_FRAME_GAP, STEP,
+};
+use sfu_tests::media::verify_av1_payload;
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
 
-/// What a consumer's receiver saw, from its packets and their descriptors.
+/// What a consumer's receiver made of its stream.
 #[derive(Debug, Default)]
 struct Report {
-    /// Frame number → temporal layer, for every frame received whole.
-    frames: BTreeMap<u16, u8>,
-    /// Frames whose referred frame was not forwarded.
-    undecodable: Vec<(u16, u16)>,
-    temporal: BTreeSet<u8>,
-    /// The first frame's template (0: the key frame's).
-    first_template: Option<u8>,
+    /// Packets in the window.
+    packets: usize,
+    /// Frames that began in the window.
+    frames: usize,
+    /// Frames of each spatial layer decoded from the window's start (to the end, in flight
+    /// or not).
+    decoded: [usize; 3],
+    /// Frames in the window that did not decode (frame number, spatial layer).
+    undecodable: Vec<(u16, u8)>,
+    /// Pictures (RTP timestamps) whose marker bit was not on their last packet alone.
+    marker_errors: Vec<u32>,
+    /// Breaks in the sequence numbers.
     gaps: usize,
-    /// Packets whose payload (after the SFU) is not what the source wrote.
+    /// Packets whose descriptor was missing or did not read.
+    bad_descriptors: usize,
+    /// Packets whose payload is not what the source wrote, or whose layers are not the
+    /// descriptor's.
     corrupt: usize,
-    /// Frames whose last packet lacked the marker bit.
-    unmarked: usize,
+    spatial: BTreeSet<u8>,
+    temporal: BTreeSet<u8>,
+    /// Whether the first frame of the stream starts a coded video sequence.
+    starts_at_key_frame: bool,
+    /// The longest time between two pictures whose frames all decoded.
+    longest_without_picture: Duration,
 }
 
-fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant) -> Report {
-    let c = &sim.clients[client];
-    let mut r = Report::default();
-    let descriptors: BTreeMap<u16, &[u8]> = c
+/// One frame's packets as received.
+struct Frame {
+    number: u16,
+    spatial: u8,
+    referred: Vec<u16>,
+    key: bool,
+    complete: bool,
+    first_seq: u64,
+}
+
+/// Decodes what `client` received on `ssrc` from the start of its stream; reports on the
+/// packets and frames from the first that arrived at or after `from` to `to` (frames in the
+/// last 30 packets are left out: still in flight).
+fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Report {
+    let stream = Stream::received(sim, client, ssrc, from, to);
+    let descriptors: HashMap<(u16, Instant), &[u8]> = sim.clients[client]
         .received_extensions
         .iter()
-        .filter(|e| e.ssrc == ssrc && e.at >= from)
-        .filter_map(|e| Some((e.seq, e.values.get(DEPENDENCY_DESCRIPTOR)?)))
+        .filter(|e| e.ssrc == ssrc)
+        .filter_map(|e| Some(((e.seq, e.at), e.values.get(DEPENDENCY_DESCRIPTOR)?)))
         .collect();
-    let mut last_seq: Option<u16> = None;
-    for p in c.received.iter().filter(|p| p.ssrc == ssrc && p.at >= from) {
-        if let Some(l) = last_seq {
-            if p.seq != l.wrapping_add(1) {
-                r.gaps += 1;
-            }
+    let mut r = Report {
+        gaps: stream.gaps(),
+        ..Report::default()
+    };
+    let (Some(start), Some(end)) = (stream.window_start, stream.end()) else {
+        return r;
+    };
+    let horizon = end.saturating_sub(30);
+    let in_window = |seq: u64| seq >= start && seq < horizon;
+    let mut reader = Reader::default();
+    let mut frames: Vec<Frame> = Vec::new();
+    // The frames of each picture, and when its last packet arrived.
+    let mut pictures: Vec<(u32, Vec<usize>, Instant, u64)> = Vec::new();
+    let mut previous: Option<(u64, u16, bool)> = None;
+    for (i, &(seq, p)) in stream.packets.iter().enumerate() {
+        if p.payload.is_empty() {
+            // Padding: a number that carries no packet of the stream.
+            continue;
         }
-        last_seq = Some(p.seq);
-        let Some(dd) = descriptors.get(&p.seq) else {
-            r.corrupt += 1;
+        if seq >= start {
+            r.packets += 1;
+        }
+        let frame = descriptors
+            .get(&(p.seq, p.at))
+            .and_then(|dd| reader.read(dd).ok());
+        let Some(f) = frame else {
+            r.bad_descriptors += 1;
+            previous = None;
             continue;
         };
-        // The mandatory fields: start, end, template id, frame number.
-        let end = dd[0] & 0x40 != 0;
-        let template = dd[0] & 0x3f;
-        let number = u16::from_be_bytes([dd[1], dd[2]]);
-        let (temporal, _, fdiff, _) = AV1_L1T3_TEMPLATES[usize::from(template)];
-        if p.payload.get(1) != Some(&AV1_MAGIC) || p.payload.get(8) != Some(&temporal) {
+        let payload = verify_av1_payload(&p.payload);
+        if payload.is_none_or(|info| (info.spatial, info.temporal) != (f.spatial, f.temporal)) {
             r.corrupt += 1;
         }
-        r.first_template.get_or_insert(template);
-        r.temporal.insert(temporal);
-        if end {
-            if !p.marker {
-                r.unmarked += 1;
+        if seq >= start {
+            r.spatial.insert(f.spatial);
+            r.temporal.insert(f.temporal);
+        }
+        // A frame continues while its number stays, its packets are contiguous and the one
+        // before did not end it.
+        let continues = previous.is_some_and(|(s, n, ended)| {
+            n == f.frame_number && s + 1 == seq && !ended && !f.start_of_frame
+        });
+        if continues {
+            if let Some(last) = frames.last_mut() {
+                last.complete = last.complete || f.end_of_frame;
             }
-            if fdiff > 0 {
-                let referred = number.wrapping_sub(fdiff);
-                if !r.frames.contains_key(&referred) {
-                    r.undecodable.push((number, referred));
-                }
+        } else {
+            frames.push(Frame {
+                number: f.frame_number,
+                spatial: f.spatial,
+                referred: f.referred.clone(),
+                key: f.new_structure && f.start_of_frame && f.spatial == 0,
+                complete: f.start_of_frame && f.end_of_frame,
+                first_seq: seq,
+            });
+            if frames.len() == 1 {
+                r.starts_at_key_frame = frames[0].key;
             }
-            r.frames.insert(number, temporal);
+            let index = frames.len() - 1;
+            match pictures.last_mut() {
+                Some(pic) if pic.0 == p.timestamp => pic.1.push(index),
+                _ => pictures.push((p.timestamp, vec![index], p.at, seq)),
+            }
+        }
+        if let Some(pic) = pictures.last_mut() {
+            pic.2 = p.at;
+        }
+        previous = Some((seq, f.frame_number, f.end_of_frame));
+        // The marker: on the last packet of each picture, nowhere else.
+        let next_timestamp = stream.packets.get(i + 1).map(|(_, n)| n.timestamp);
+        let last_of_picture = next_timestamp.is_some_and(|t| t != p.timestamp);
+        if in_window(seq) && next_timestamp.is_some() && p.marker != last_of_picture {
+            r.marker_errors.push(p.timestamp);
         }
     }
+    // Decoding in order, from the first key frame.
+    let mut decoded: HashSet<u16> = HashSet::new();
+    let mut ok = vec![false; frames.len()];
+    let mut started = false;
+    for (k, f) in frames.iter().enumerate() {
+        started |= f.key;
+        if !started {
+            continue;
+        }
+        ok[k] = f.complete && f.referred.iter().all(|n| decoded.contains(n));
+        if ok[k] {
+            decoded.insert(f.number);
+        }
+        if ok[k] && f.first_seq >= start {
+            r.decoded[usize::from(f.spatial.min(2))] += 1;
+        }
+        if in_window(f.first_seq) {
+            r.frames += 1;
+            if !ok[k] {
+                r.undecodable.push((f.number, f.spatial));
+            }
+        }
+    }
+    r.longest_without_picture = longest_gap(
+        pictures
+            .iter()
+            .filter(|(_, fs, _, first)| in_window(*first) && fs.iter().all(|&k| ok[k]))
+            .map(|&(_, _, at, _)| at),
+    );
     r
 }
 
-fn ssrc_of(c: &sfu_core::Consumed) -> u32 {
-    c.parameters.rtp_parameters.encodings[0].ssrc.unwrap()
+/// The checks every consumer's stream passes.
+fn assert_decodable(what: &str, r: &Report) {
+    println!(
+        "{what}: {} packets, {} frames (decoded per spatial layer {:?}), layers S{:?} T{:?}, \
+         at most {:?} between whole pictures",
+        r.packets, r.frames, r.decoded, r.spatial, r.temporal, r.longest_without_picture
+    );
+    assert!(r.frames > 20, "{what}: too few frames: {r:?}");
+    assert!(
+        r.undecodable.is_empty(),
+        "{what}: undecodable frames (number, spatial layer): {:?}",
+        r.undecodable
+    );
+    assert!(
+        r.marker_errors.is_empty(),
+        "{what}: pictures with a wrong marker: {:?}",
+        r.marker_errors
+    );
+    assert_eq!(
+        (r.gaps, r.bad_descriptors, r.corrupt),
+        (0, 0, 0),
+        "{what}: sequence gaps, bad descriptors, corrupt payloads"
+    );
+}
+
+fn layers_now(sim: &Sim, id: ConsumerId) -> (Option<u8>, Option<u8>) {
+    let s = sim.sfu.consumer_stats(id).unwrap();
+    (s.current_spatial_layer, s.current_temporal_layer)
 }
 
 #[test]
@@ -106,33 +233,22 @@ fn av1_consumers_get_their_temporal_layers_decodable() {
 
     let mut counts = Vec::new();
     for (i, (client, c)) in clients.iter().zip(&consumers).enumerate() {
-        let r = check(&sim, *client, ssrc_of(c), t0);
+        let r = check(&sim, *client, consumer_ssrc(c), t0, sim.now);
+        assert_decodable(&format!("consumer {i}"), &r);
         let want: BTreeSet<u8> = (0..=[2u8, 1, 0][i]).collect();
-        println!(
-            "consumer {i}: {} frames, layers {:?}, first template {:?}",
-            r.frames.len(),
-            r.temporal,
-            r.first_template
-        );
         assert_eq!(r.temporal, want, "consumer {i}");
         assert!(
-            r.undecodable.is_empty(),
-            "consumer {i}: {:?}",
-            r.undecodable
-        );
-        assert_eq!(
-            r.first_template,
-            Some(0),
+            r.starts_at_key_frame,
             "consumer {i} starts at the key frame"
         );
-        assert_eq!((r.gaps, r.corrupt, r.unmarked), (0, 0, 0), "consumer {i}");
-        counts.push(r.frames.len());
+        counts.push(r.decoded[0]);
         let s = sim.sfu.consumer_stats(c.id).unwrap();
         assert_eq!(s.current_temporal_layer, Some([2, 1, 0][i]), "{s:?}");
     }
-    // 30 frames a second for about 5 s: consumer 0 all of them (the allocator may hold back
-    // its top temporal layer for a moment while the estimate settles), consumer 1 half (T0 and
-    // T1 are one of four each), consumer 2 a quarter.
+    // 30 frames a second for about 5 s: consumer 0 all of them (the allocator may hold back its top temporal layer for a moment while the
+    // estimate settles), consumer 1 half (T0 and T1 are one of four each), consumer 2 a
+    // quarter.
+    println!("decoded frames: {counts:?}");
     let sent = 150;
     assert!(counts[0] >= sent * 9 / 10, "{counts:?}");
     assert!(counts[1].abs_diff(sent / 2) <= 4, "{counts:?}");
@@ -145,12 +261,229 @@ fn av1_consumers_get_their_temporal_layers_decodable() {
         .unwrap();
     let t1 = sim.now;
     sim.run_for(Duration::from_secs(2));
-    let r = check(&sim, clients[2], ssrc_of(&consumers[2]), t1);
+    let r = check(&sim, clients[2], consumer_ssrc(&consumers[2]), t1, sim.now);
     assert!(r.temporal.contains(&2), "{:?}", r.temporal);
-    let late: Vec<_> = r
-        .undecodable
-        .iter()
-        .filter(|(n, _)| r.frames.keys().next().is_some_and(|first| n != first))
+    assert_decodable("after climbing", &r);
+}
+
+/// A room with an AV1 `L3T3_KEY` producer.
+fn svc_room(sim: &mut Sim) -> (sfu_core::ProducerId, sfu_core::RouterId) {
+    let room = sim.create_router_with_vp9();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    (sim.produce_av1_l3t3_key(alice, 5500), room)
+}
+
+#[test]
+fn av1_svc_consumers_get_their_spatial_layers_decodable() {
+    let mut sim = Sim::new(seed_from_env("av1_svc_layers"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let clients: Vec<usize> = (0..3)
+        .map(|_| sim.add_transport(room, Protocol::Udp))
         .collect();
-    assert!(late.is_empty(), "after climbing: {late:?}");
+    let consumers: Vec<_> = clients
+        .iter()
+        .map(|&c| sim.consume(c, producer, caps.clone(), false))
+        .collect();
+    for (spatial, c) in consumers.iter().enumerate() {
+        sim.sfu
+            .set_consumer_preferred_layers(c.id, spatial)
+            .unwrap();
+    }
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(6));
+    let stats = sim.sfu.producer_stats(producer).unwrap();
+    assert_eq!(stats.packets_bad_descriptor, 0, "{stats:?}");
+    let rates = stats.bitrate_per_spatial_layer;
+    println!("spatial layer bitrates: {rates:?}");
+    assert_eq!(rates.len(), 3);
+    assert!(rates[0] < 300_000 && rates[1] < 700_000 && rates[2] > 1_200_000);
+    for (spatial, (client, c)) in clients.iter().zip(&consumers).enumerate() {
+        let r = check(&sim, *client, consumer_ssrc(c), t0, sim.now);
+        assert_decodable(&format!("preferred spatial layer {spatial}"), &r);
+        assert!(r.starts_at_key_frame);
+        let want: BTreeSet<u8> = (0..=spatial as u8).collect();
+        assert_eq!(r.spatial, want, "spatial layer {spatial}");
+        assert_eq!(r.temporal, BTreeSet::from([0, 1, 2]));
+        // Every picture of the preferred layer decodes: about 30 a second (the allocator may
+        // hold back the top temporal layer for a moment while the estimate settles).
+        assert!(r.decoded[spatial] >= 150, "{:?}", r.decoded);
+        assert_eq!(layers_now(&sim, c.id), (Some(spatial as u8), Some(2)));
+    }
+}
+
+#[test]
+fn av1_svc_switching_preferred_layers_mid_stream_stays_decodable() {
+    let mut sim = Sim::new(seed_from_env("av1_svc_switching"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let c = sim.consume(bob, producer, caps, false);
+    let ssrc = consumer_ssrc(&c);
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(3));
+    let steps: [(usize, Option<usize>, u8, u8); 7] = [
+        (0, None, 0, 2),
+        (0, Some(0), 0, 0),
+        (1, Some(1), 1, 1),
+        (2, Some(2), 2, 2),
+        (1, Some(0), 1, 0),
+        (0, None, 0, 2),
+        (2, None, 2, 2),
+    ];
+    for (spatial, temporal, want_s, want_t) in steps {
+        sim.sfu
+            .set_consumer_preferred_layers(c.id, spatial)
+            .unwrap();
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(c.id, temporal)
+            .unwrap();
+        // A spatial layer up waits for a key frame (asked for, at most one a second).
+        sim.run_for(Duration::from_secs(2));
+        let from = sim.now;
+        sim.run_for(Duration::from_secs(1));
+        let r = check(&sim, bob, ssrc, from, sim.now);
+        let top = (
+            r.spatial.last().copied().unwrap_or(0),
+            r.temporal.last().copied().unwrap_or(0),
+        );
+        assert_eq!(top, (want_s, want_t), "preferred {spatial} {temporal:?}");
+    }
+    // Temporal layer 0 and back up to the top, at each phase of the temporal pattern.
+    for phase in 0..12 {
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(c.id, Some(0))
+            .unwrap();
+        sim.run_for(Duration::from_millis(500 + 11 * phase));
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(c.id, None)
+            .unwrap();
+        sim.run_for(Duration::from_millis(500));
+    }
+    let r = check(&sim, bob, ssrc, t0, sim.now);
+    assert_decodable("switching", &r);
+}
+
+/// The link toward the consumer steps 3 Mbit/s -> 600 kbit/s -> 3 Mbit/s: within 2 s of the
+/// drop the consumer is on a spatial layer that fits, with loss under 2% from then on; 6 s
+/// later the link recovers, and within 10 s the consumer is back on the top spatial layer;
+/// every frame it gets before the drop and from 2 s after it decodes, and from then on it
+/// never goes longer than a key frame request without a whole picture; the queueing delay
+/// stays under 200 ms from 2 s after the drop (retransmissions of layers the consumer has
+/// left are not sent). The time until the top layer holds for 3 s after the recovery, and the
+/// figures of the whole run are printed (`--nocapture`; `TIMELINE=1` prints the estimate,
+/// layers and queue every 100 ms).
+#[test]
+fn av1_svc_consumer_behind_a_weak_link_moves_down_and_back_up() {
+    let mut sim = Sim::new(seed_from_env("av1_svc_allocation"));
+    let (producer, room) = svc_room(&mut sim);
+    let caps = sim.device_caps(room);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let c = sim.consume(bob, producer, caps, false);
+    let ssrc = consumer_ssrc(&c);
+    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
+    sim.net.watch(server, bob_addr);
+    set_capacity_toward(&mut sim, bob, 3_000_000);
+    let t0 = sim.now;
+    sim.run_for(Duration::from_secs(8));
+    let spatial = |sim: &Sim| layers_now(sim, c.id).0;
+    assert_eq!(spatial(&sim), Some(2), "the top layer fits");
+
+    set_capacity_toward(&mut sim, bob, 600_000);
+    let dropped_at = sim.now;
+    let moved = run_watching(
+        &mut sim,
+        Duration::from_secs(6),
+        |sim| spatial(sim).is_some_and(|s| s < 2),
+        |sim, before| {
+            let st = sim.sfu.consumer_stats(c.id).unwrap();
+            let layers = format!(
+                "{:?} rtx {} pli {}",
+                layers_now(sim, c.id),
+                st.packets_retransmitted,
+                st.key_frame_requests_received
+            );
+            timeline(sim, bob, &layers, before, dropped_at);
+        },
+    );
+    let moved = moved.expect("moved down a spatial layer");
+    println!("down after {moved:?}");
+    assert!(moved <= Duration::from_secs(2), "{moved:?}");
+    let settled = dropped_at + Duration::from_secs(2);
+    let r = check(&sim, bob, ssrc, settled, sim.now);
+    assert_decodable("after the drop", &r);
+    assert!(r.spatial.iter().all(|&s| s < 2), "{:?}", r.spatial);
+    let (loss, rate) = loss_and_rate(&sim, bob, ssrc, settled, sim.now);
+    let (delay, queue_drops) = queueing(&sim, server, bob_addr, settled, sim.now);
+    println!(
+        "after the drop: loss {loss:.4}, {rate} bit/s received, queueing delay at most \
+         {delay:?}, {queue_drops} dropped by the queue"
+    );
+    assert!(rate < 600_000, "{rate}");
+    assert!(loss < 0.02, "loss {loss}");
+    assert!(
+        r.undecodable.is_empty(),
+        "undecodable frames after the drop: {:?}",
+        r.undecodable
+    );
+    assert!(
+        delay < Duration::from_millis(200),
+        "queueing delay {delay:?}"
+    );
+
+    set_capacity_toward(&mut sim, bob, 3_000_000);
+    let recovered_at = sim.now;
+    let back = run_until(&mut sim, Duration::from_secs(30), |sim| {
+        let layers = format!("{:?}", layers_now(sim, c.id));
+        timeline(sim, bob, &layers, sim.now - STEP, recovered_at);
+        spatial(sim) == Some(2)
+    });
+    let back = back.expect("back on the top spatial layer within 30 s");
+    println!("back on the top layer {back:?} after the recovery");
+    assert!(back <= Duration::from_secs(10), "{back:?}");
+    // From when on the top layer holds for 3 s, if it does within 20 s more.
+    let since_recovery = sim.now - recovered_at;
+    let held = run_until_held(
+        &mut sim,
+        Duration::from_secs(20),
+        Duration::from_secs(3),
+        |sim| spatial(sim) == Some(2),
+    )
+    .map(|d| since_recovery + d);
+    println!("the top layer held for 3 s from {held:?} after the recovery");
+    let r = check(&sim, bob, ssrc, recovered_at + back, sim.now);
+    assert_decodable("after the recovery", &r);
+    let (loss, _) = loss_and_rate(&sim, bob, ssrc, recovered_at, sim.now);
+    let (delay, queue_drops) = queueing(&sim, server, bob_addr, recovered_at, sim.now);
+    println!(
+        "after the recovery: loss {loss:.4}, queueing delay at most {delay:?}, {queue_drops} \
+         dropped by the queue"
+    );
+
+    // Before the drop, and from 2 s after it to the end (through the recovery): decodable,
+    // and never longer than a key frame request without a whole picture. Between the two the
+    // link's queue drops what does not fit until the consumer has moved down: the figures of
+    // the whole run are printed.
+    let r = check(&sim, bob, ssrc, t0, dropped_at);
+    assert_decodable("before the drop", &r);
+    let r = check(&sim, bob, ssrc, settled, sim.now);
+    assert_decodable("from 2 s after the drop on", &r);
+    assert!(
+        r.longest_without_picture <= MAX_FRAME_GAP,
+        "{:?} without a whole picture (at most {MAX_FRAME_GAP:?})",
+        r.longest_without_picture
+    );
+    let r = check(&sim, bob, ssrc, t0, sim.now);
+    println!(
+        "the whole run: {} frames, {} not decodable, at most {:?} between whole pictures",
+        r.frames,
+        r.undecodable.len(),
+        r.longest_without_picture
+    );
+    let requests = sim
+        .publications
+        .iter()
+        .find(|p| p.producer == producer)
+        .map_or(0, |p| p.key_frame_requests);
+    println!("key frame requests in all: {requests}");
 }

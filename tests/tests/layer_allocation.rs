@@ -8,8 +8,12 @@ use common_peers::LAYERS;
 use std::time::{Duration, Instant};
 
 use sfu_core::{ConsumerId, ProducerId, WebRtcTransportOptions};
+use sfu_tests::layers::{
+    self, loss_and_rate, queueing, run_until, run_until_held, run_watching, set_capacity_toward,
+    MAX_FRAME_GAP,
+};
 use sfu_tests::media::verify_payload;
-use sfu_tests::netsim::{seed_from_env, LinkConfig};
+use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
 
@@ -42,33 +46,6 @@ fn source_now(sim: &Sim, client: usize, ssrc: u32) -> Option<u32> {
         .and_then(|p| verify_payload(&p.payload))
         .map(|i| i.ssrc)
 }
-
-/// The fraction of the consumer's packets (by its sequence numbers) sent in `[from, to)` that
-/// never arrived, and the bits per second that did.
-fn loss_and_rate(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> (f64, u64) {
-    let got: Vec<_> = sim.clients[client]
-        .received
-        .iter()
-        .filter(|p| p.ssrc == ssrc && p.at >= from && p.at < to)
-        .collect();
-    if got.is_empty() {
-        return (1.0, 0);
-    }
-    let mut seqs: Vec<u16> = got.iter().map(|p| p.seq).collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    let first = got.first().unwrap().seq;
-    let last = got.last().unwrap().seq;
-    let span = u64::from(last.wrapping_sub(first)) + 1;
-    let loss = 1.0 - (seqs.len() as f64 / span as f64).min(1.0);
-    let bytes: usize = got.iter().map(|p| p.payload.len() + 12).sum();
-    let secs = to.saturating_duration_since(from).as_secs_f64();
-    (loss, (bytes as f64 * 8.0 / secs) as u64)
-}
-
-/// The longest the consumer may go without a frame: a key frame request's round trip (the
-/// request to the publisher, its next frame, the way to the consumer) with room to spare.
-const MAX_FRAME_GAP: Duration = Duration::from_millis(250);
 
 /// The consumer's stream is decodable throughout: the first packet after every layer switch
 /// starts a key frame, and no stretch from `from` on goes without media longer than
@@ -105,57 +82,10 @@ fn check_decodable(sim: &Sim, client: usize, ssrc: u32, from: Instant) -> (usize
     (switches, longest)
 }
 
-/// The longest a datagram toward the consumer waited in the link's queue, sent in
-/// `[from, to)`, and how many the queue dropped.
-fn queueing(
-    sim: &Sim,
-    from_addr: std::net::SocketAddr,
-    to_addr: std::net::SocketAddr,
-    from: Instant,
-    to: Instant,
-) -> (Duration, usize) {
-    let departures: Vec<_> = sim
-        .net
-        .departures(from_addr, to_addr)
-        .iter()
-        .filter(|d| d.sent >= from && d.sent < to)
-        .collect();
-    assert!(!departures.is_empty());
-    let worst = departures
-        .iter()
-        .map(|d| d.queued)
-        .max()
-        .unwrap_or_default();
-    let dropped = departures.iter().filter(|d| d.dropped).count();
-    (worst, dropped)
-}
-
-/// Prints what happened in `[from, now)`: the estimate, the layer, the link's queue.
+/// Prints what happened toward the consumer in `[from, now)` (with `TIMELINE` set).
 fn timeline(sim: &Sim, client: usize, ssrc: u32, from: Instant, origin: Instant) {
-    if std::env::var_os("TIMELINE").is_none() {
-        return;
-    }
-    let stats = sim.sfu.transport_stats(sim.clients[client].id).unwrap();
-    let (server, addr) = (sim.server_udp, sim.clients[client].local);
-    let deps: Vec<_> = sim
-        .net
-        .departures(server, addr)
-        .iter()
-        .filter(|d| d.sent >= from && d.sent < sim.now)
-        .collect();
-    let worst = deps.iter().map(|d| d.queued).max().unwrap_or_default();
-    let dropped = deps.iter().filter(|d| d.dropped).count();
-    println!(
-        "{:>6.1}s est {:>8} layer {:?} queue {:>4}ms dropped {:>3} probes {}/{}/{}",
-        (sim.now - origin).as_secs_f64(),
-        stats.available_outgoing_bitrate,
-        source_now(sim, client, ssrc),
-        worst.as_millis(),
-        dropped,
-        stats.probe_clusters,
-        stats.probe_clusters_carried,
-        stats.probe_clusters_failed
-    );
+    let layer = format!("{:?}", source_now(sim, client, ssrc));
+    layers::timeline(sim, client, &layer, from, origin);
 }
 
 /// The link toward the consumer steps 3 Mbit/s -> 600 kbit/s -> 3 Mbit/s: within 2 s of the
@@ -175,14 +105,9 @@ fn a_consumer_behind_a_weak_link_moves_down_a_layer_and_back_up() {
         c.parameters.rtp_parameters.encodings[0].rtx.is_some(),
         "the consumer negotiated RTX, which carries the probes"
     );
-    let toward_bob = |bps| {
-        LinkConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_bandwidth_bps(bps)
-    };
     let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
     sim.net.watch(server, bob_addr);
-    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    set_capacity_toward(&mut sim, bob, 3_000_000);
     sim.run_for(Duration::from_secs(8));
     let started = sim.now;
     let rates = sim
@@ -199,17 +124,14 @@ fn a_consumer_behind_a_weak_link_moves_down_a_layer_and_back_up() {
     );
 
     // The link drops to 600 kbit/s: within 2 s the consumer is on a layer that fits.
-    sim.net.set_link(server, bob_addr, toward_bob(600_000));
+    set_capacity_toward(&mut sim, bob, 600_000);
     let dropped_at = sim.now;
-    let mut moved = None;
-    for _ in 0..100 {
-        let before = sim.now;
-        sim.run_for(Duration::from_millis(100));
-        if moved.is_none() && source_now(&sim, bob, ssrc).is_some_and(|s| s < 7200) {
-            moved = Some(sim.now - dropped_at);
-        }
-        timeline(&sim, bob, ssrc, before, dropped_at);
-    }
+    let moved = run_watching(
+        &mut sim,
+        Duration::from_secs(10),
+        |sim| source_now(sim, bob, ssrc).is_some_and(|s| s < 7200),
+        |sim, before| timeline(sim, bob, ssrc, before, dropped_at),
+    );
     let moved = moved.expect("moved down a layer");
     println!("down after {moved:?}");
     assert!(moved <= Duration::from_secs(2), "{moved:?}");
@@ -240,23 +162,15 @@ fn a_consumer_behind_a_weak_link_moves_down_a_layer_and_back_up() {
     assert_eq!(top, 0.0);
 
     // The link recovers: the consumer climbs back to the top layer.
-    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    set_capacity_toward(&mut sim, bob, 3_000_000);
     let recovered_at = sim.now;
     // Back when the top layer has held for 3 s.
-    let mut run_start = None;
-    let mut back = None;
-    for _ in 0..300 {
-        sim.run_for(Duration::from_millis(100));
-        if source_now(&sim, bob, ssrc) == Some(7200) {
-            let start = *run_start.get_or_insert(sim.now);
-            if sim.now - start >= Duration::from_secs(3) {
-                back = Some(start - recovered_at);
-                break;
-            }
-        } else {
-            run_start = None;
-        }
-    }
+    let back = run_until_held(
+        &mut sim,
+        Duration::from_secs(30),
+        Duration::from_secs(3),
+        |sim| source_now(sim, bob, ssrc) == Some(7200),
+    );
     let back = back.expect("back on the top layer within 30 s");
     println!("back on the top layer {back:?} after the recovery");
     assert!(back <= Duration::from_secs(10), "{back:?}");
@@ -346,30 +260,18 @@ fn a_consumer_without_rtx_moves_by_trials() {
     let c = sim.consume(bob, producer, caps, false);
     assert!(c.parameters.rtp_parameters.encodings[0].rtx.is_none());
     let ssrc = c.parameters.rtp_parameters.encodings[0].ssrc.unwrap();
-    let toward_bob = |bps| {
-        LinkConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_bandwidth_bps(bps)
-    };
-    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
-    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    set_capacity_toward(&mut sim, bob, 3_000_000);
     sim.run_for(Duration::from_secs(8));
     let started = sim.now;
     assert_eq!(source_now(&sim, bob, ssrc), Some(7200));
-    sim.net.set_link(server, bob_addr, toward_bob(600_000));
+    set_capacity_toward(&mut sim, bob, 600_000);
     sim.run_for(Duration::from_secs(10));
     let stats = sim.sfu.transport_stats(sim.clients[bob].id).unwrap();
     assert_eq!(stats.probe_clusters, 0, "nothing to probe on");
-    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
-    let recovered_at = sim.now;
-    let mut back = None;
-    for _ in 0..300 {
-        sim.run_for(Duration::from_millis(100));
-        if source_now(&sim, bob, ssrc) == Some(7200) {
-            back = Some(sim.now - recovered_at);
-            break;
-        }
-    }
+    set_capacity_toward(&mut sim, bob, 3_000_000);
+    let back = run_until(&mut sim, Duration::from_secs(30), |sim| {
+        source_now(sim, bob, ssrc) == Some(7200)
+    });
     let back = back.expect("back on the top layer within 30 s");
     println!("without RTX: back on the top layer {back:?} after the recovery");
     let (switches, longest) = check_decodable(&sim, bob, ssrc, started);

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use sfu_core::control::{Reply, Request};
 use sfu_core::ortc::MediaKind;
 use sfu_core::{
-    ConsumerId, ConsumerLayers, Error, Event, ProducerId, ProducerScore, TraceDirection,
-    TraceEvent, TraceEventType, TraceInfo, TransportId,
+    ConsumerId, ConsumerLayers, Error, Event, ProducerId, ProducerScore, RtpTraceInfo,
+    TraceDirection, TraceEvent, TraceEventType, TraceInfo, TransportId,
 };
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
 use sfu_tests::sim::Sim;
@@ -370,13 +370,13 @@ fn traces_come_only_when_enabled() {
     );
     assert_eq!(
         sim.sfu
-            .enable_transport_trace_event(bob_transport, &[TraceEventType::Probation]),
+            .enable_consumer_trace_event(video_consumer, &[TraceEventType::Probation]),
         Err(Error::UnsupportedTraceEventType(TraceEventType::Probation))
     );
     assert_eq!(
         sim.sfu
-            .enable_consumer_trace_event(video_consumer, &[TraceEventType::Rtp]),
-        Err(Error::UnsupportedTraceEventType(TraceEventType::Rtp))
+            .enable_producer_trace_event(video, &[TraceEventType::Bwe]),
+        Err(Error::UnsupportedTraceEventType(TraceEventType::Bwe))
     );
     let media = [
         TraceEventType::Keyframe,
@@ -496,4 +496,101 @@ fn traces_come_only_when_enabled() {
         sim.sfu.enable_consumer_trace_event(video_consumer, &media),
         Err(Error::UnknownConsumer(video_consumer))
     );
+}
+
+/// The `rtp` details of `traces` of `kind`.
+fn rtp_infos(traces: &[TraceEvent], kind: TraceEventType) -> Vec<RtpTraceInfo> {
+    traces
+        .iter()
+        .filter(|t| t.kind == kind)
+        .filter_map(|t| match t.info {
+            TraceInfo::Rtp(info) => Some(info),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `rtp` traces name every packet a producer received and a consumer sent, as sent; a
+/// transport whose consumer is below its top layer after a cap is lifted probes, and
+/// `probation` names each probe padding packet on the consumer's RTX stream.
+#[test]
+fn rtp_and_probation_traces_name_every_packet() {
+    let mut sim = Sim::new(seed_from_env("scores_rtp_traces"));
+    let room = sim.create_router();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    let bob = sim.add_transport(room, Protocol::Udp);
+    // About 250 kbit/s, 500 kbit/s and 1.45 Mbit/s.
+    let producer = sim.produce_simulcast(alice, &LAYERS);
+    for (p, packets) in sim.publications.iter_mut().zip([1, 2, 6]) {
+        p.source.packets_per_frame = packets;
+    }
+    let caps = sim.device_caps(room);
+    let c = sim.consume(bob, producer, caps, false);
+    let bob_transport: TransportId = sim.clients[bob].id;
+    sim.sfu
+        .enable_producer_trace_event(producer, &[TraceEventType::Rtp])
+        .unwrap();
+    sim.sfu
+        .enable_consumer_trace_event(c.id, &[TraceEventType::Rtp])
+        .unwrap();
+    sim.sfu
+        .enable_transport_trace_event(bob_transport, &[TraceEventType::Probation])
+        .unwrap();
+    // Capped below the top layer, then lifted: the estimate has to climb, by probing.
+    sim.sfu
+        .set_max_outgoing_bitrate(bob_transport, 600_000)
+        .unwrap();
+    let start = sim.now;
+    sim.run_for(Duration::from_secs(4));
+    sim.sfu.set_max_outgoing_bitrate(bob_transport, 0).unwrap();
+    sim.run_for(Duration::from_secs(6));
+    let t = traces(&sim, start);
+
+    // The producer: one `rtp` trace in per packet received, key frames marked.
+    let received = sim.sfu.producer_stats(producer).unwrap().packets_received;
+    let produced = rtp_infos(&t.producer, TraceEventType::Rtp);
+    assert!(t.producer.iter().all(|e| e.direction == TraceDirection::In));
+    assert_eq!(produced.len() as u64, received);
+    assert!(produced.iter().any(|i| i.is_key_frame));
+    assert!(produced.iter().all(|i| i.size > i.payload_size));
+
+    // The consumer: one trace out per packet its endpoint got, with its number and size.
+    let params = sim
+        .sfu
+        .consumer_parameters(c.id)
+        .unwrap()
+        .rtp_parameters
+        .clone();
+    let ssrc = params.encodings[0].ssrc.unwrap();
+    let sent = rtp_infos(&t.consumer, TraceEventType::Rtp);
+    assert!(t
+        .consumer
+        .iter()
+        .all(|e| e.direction == TraceDirection::Out));
+    assert!(sent.iter().all(|i| i.ssrc == ssrc));
+    let got: Vec<(u16, usize)> = sim.clients[bob]
+        .received
+        .iter()
+        .filter(|p| p.ssrc == ssrc && p.at >= start)
+        .map(|p| (p.seq, p.payload.len()))
+        .collect();
+    let traced: Vec<(u16, usize)> = sent
+        .iter()
+        .map(|i| (i.sequence_number, i.payload_size))
+        .collect();
+    assert!(got.len() > 300, "{}", got.len());
+    assert_eq!(&traced[..got.len()], &got[..], "in flight at the end aside");
+    assert!(sent[0].is_key_frame, "the consumer starts at a key frame");
+
+    // Probation: each probe padding packet, on the consumer's RTX stream, numbered in turn.
+    let stats = sim.sfu.transport_stats(bob_transport).unwrap();
+    let probes = rtp_infos(&t.transport, TraceEventType::Probation);
+    println!("{} probe packets, {stats:?}", probes.len());
+    assert!(stats.probe_packets > 0);
+    assert_eq!(probes.len() as u64, stats.probe_packets);
+    let rtx = params.encodings[0].rtx.as_ref().unwrap().ssrc;
+    assert!(probes.iter().all(|i| i.ssrc == rtx && i.payload_size == 0));
+    assert!(probes
+        .windows(2)
+        .all(|w| w[1].sequence_number == w[0].sequence_number.wrapping_add(1)));
 }

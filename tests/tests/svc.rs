@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use sfu_core::ortc::ConsumerType;
 use sfu_core::{ConsumerId, ProducerId};
-use sfu_tests::client::Received;
+use sfu_tests::layers::{
+    consumer_ssrc as ssrc_of, loss_and_rate, queueing, run_until, run_watching,
+    set_capacity_toward, Stream,
+};
 use sfu_tests::media::SVC_MAGIC;
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
 use sfu_tests::sim::Sim;
@@ -94,7 +97,10 @@ struct Report {
     frames: usize,
     undecodable: Vec<(u16, u8)>,
     marker_errors: Vec<u16>,
+    /// Places where numbers are missing (not received, not filled with padding).
     gaps: usize,
+    /// Numbers received as padding.
+    filled: usize,
     spatial: BTreeSet<u8>,
     temporal: BTreeSet<u8>,
 }
@@ -105,27 +111,12 @@ struct Report {
 /// bit on the last packet of each picture and nowhere else. Frames in the last 30 packets
 /// are left out (still in flight).
 fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Report {
-    let got: Vec<&Received> = sim.clients[client]
-        .received
-        .iter()
-        .filter(|p| p.ssrc == ssrc && p.at < to)
-        .collect();
-    // The sequence number where the window starts.
-    let mut window_start = None;
+    let stream = Stream::received(sim, client, ssrc, from, to);
     let mut packets: BTreeMap<u64, Packet> = BTreeMap::new();
-    let mut last: Option<u64> = None;
-    for r in got {
-        // Extend the 16-bit sequence number around the previous one.
-        let seq = match last {
-            None => u64::from(r.seq) + (1 << 20),
-            Some(prev) => {
-                let d = r.seq.wrapping_sub(prev as u16) as i16;
-                (prev as i64 + i64::from(d)) as u64
-            }
-        };
-        last = Some(last.map_or(seq, |l| l.max(seq)));
-        if r.at >= from && window_start.is_none() {
-            window_start = Some(seq);
+    for &(seq, r) in &stream.packets {
+        if r.payload.is_empty() {
+            // Padding: a number that carries no packet of the stream.
+            continue;
         }
         let Some(p) = parse(&r.payload) else {
             panic!("a packet without a VP9 descriptor: {:?}", &r.payload[..8]);
@@ -139,18 +130,17 @@ fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Rep
             },
         );
     }
-    let mut report = Report::default();
-    let (Some(&end), Some(start)) = (packets.keys().next_back(), window_start) else {
+    let mut report = Report {
+        gaps: stream.gaps(),
+        filled: stream.filled(),
+        ..Report::default()
+    };
+    let (Some(&end), Some(start)) = (packets.keys().next_back(), stream.window_start) else {
         return report;
     };
     let horizon = end.saturating_sub(30);
     let list: Vec<Packet> = packets.values().copied().collect();
     report.packets = packets.range(start..).count();
-    for w in list.windows(2) {
-        if w[1].seq >= start && w[1].seq != w[0].seq + 1 {
-            report.gaps += 1;
-        }
-    }
     // Layer frames in order of their first packet; each starts with B and ends with E.
     let mut decoded: HashSet<(u16, u8)> = HashSet::new();
     let mut started = false;
@@ -215,27 +205,6 @@ fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Rep
     report
 }
 
-/// The fraction of the consumer's packets (by its sequence numbers) sent in `[from, to)` that
-/// never arrived, and the bits per second that did.
-fn loss_and_rate(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> (f64, u64) {
-    let got: Vec<_> = sim.clients[client]
-        .received
-        .iter()
-        .filter(|p| p.ssrc == ssrc && p.at >= from && p.at < to)
-        .collect();
-    if got.is_empty() {
-        return (1.0, 0);
-    }
-    let mut seqs: Vec<u16> = got.iter().map(|p| p.seq).collect();
-    seqs.sort_unstable();
-    seqs.dedup();
-    let span = u64::from(got.last().unwrap().seq.wrapping_sub(got[0].seq)) + 1;
-    let loss = 1.0 - (seqs.len() as f64 / span as f64).min(1.0);
-    let bytes: usize = got.iter().map(|p| p.payload.len() + 12).sum();
-    let secs = to.saturating_duration_since(from).as_secs_f64();
-    (loss, (bytes as f64 * 8.0 / secs) as u64)
-}
-
 fn assert_decodable(what: &str, r: &Report) {
     println!(
         "{what}: {} packets, {} frames, layers S{:?} T{:?}",
@@ -253,10 +222,6 @@ fn assert_decodable(what: &str, r: &Report) {
         r.marker_errors
     );
     assert_eq!(r.gaps, 0, "{what}: sequence number gaps");
-}
-
-fn ssrc_of(c: &sfu_core::Consumed) -> u32 {
-    c.parameters.rtp_parameters.encodings[0].ssrc.unwrap()
 }
 
 fn svc_room(sim: &mut Sim) -> (ProducerId, sfu_core::RouterId) {
@@ -393,27 +358,22 @@ fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
     let bob = sim.add_transport(room, Protocol::Udp);
     let c = sim.consume(bob, producer, caps, false);
     let ssrc = ssrc_of(&c);
-    let toward_bob = |bps| {
-        LinkConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_bandwidth_bps(bps)
-    };
     let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
-    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    sim.net.watch(server, bob_addr);
+    set_capacity_toward(&mut sim, bob, 3_000_000);
     sim.run_for(Duration::from_secs(8));
     let spatial =
         |sim: &Sim, id: ConsumerId| sim.sfu.consumer_stats(id).unwrap().current_spatial_layer;
     assert_eq!(spatial(&sim, c.id), Some(2), "the top layer fits");
 
-    sim.net.set_link(server, bob_addr, toward_bob(600_000));
+    set_capacity_toward(&mut sim, bob, 600_000);
     let dropped_at = sim.now;
-    let mut moved = None;
-    for _ in 0..60 {
-        sim.run_for(Duration::from_millis(100));
-        if moved.is_none() && spatial(&sim, c.id).is_some_and(|s| s < 2) {
-            moved = Some(sim.now - dropped_at);
-        }
-    }
+    let moved = run_watching(
+        &mut sim,
+        Duration::from_secs(6),
+        |sim| spatial(sim, c.id).is_some_and(|s| s < 2),
+        |_, _| {},
+    );
     let moved = moved.expect("moved down a spatial layer");
     println!("down after {moved:?}");
     assert!(moved <= Duration::from_secs(2), "{moved:?}");
@@ -423,7 +383,11 @@ fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
     let r = check(&sim, bob, ssrc, from, sim.now);
     println!("after the drop: {r:?}");
     let (loss, rate) = loss_and_rate(&sim, bob, ssrc, from, sim.now);
-    println!("after the drop: loss {loss:.3}, {rate} bit/s received");
+    let (delay, queue_drops) = queueing(&sim, server, bob_addr, from, sim.now);
+    println!(
+        "after the drop: loss {loss:.3}, {rate} bit/s received, queueing delay at most \
+         {delay:?}, {queue_drops} dropped by the queue"
+    );
     assert!(rate < 600_000, "{rate}");
     assert!(loss < 0.02, "loss {loss}");
     assert!(
@@ -431,17 +395,16 @@ fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
         "undecodable frames after the drop: {:?}",
         r.undecodable
     );
+    assert!(
+        delay < Duration::from_millis(200),
+        "queueing delay {delay:?}"
+    );
 
-    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    set_capacity_toward(&mut sim, bob, 3_000_000);
     let recovered_at = sim.now;
-    let mut back = None;
-    for _ in 0..300 {
-        sim.run_for(Duration::from_millis(100));
-        if spatial(&sim, c.id) == Some(2) {
-            back = Some(sim.now - recovered_at);
-            break;
-        }
-    }
+    let back = run_until(&mut sim, Duration::from_secs(30), |sim| {
+        spatial(sim, c.id) == Some(2)
+    });
     let back = back.expect("back on the top spatial layer within 30 s");
     println!("back on the top layer {back:?} after the recovery");
     sim.run_for(Duration::from_secs(2));
@@ -509,15 +472,9 @@ fn below_the_lowest_spatial_layer_the_frame_rate_goes_down() {
     let bob = sim.add_transport(room, Protocol::Udp);
     let c = sim.consume(bob, producer, caps, false);
     let ssrc = ssrc_of(&c);
-    let toward_bob = |bps| {
-        LinkConfig::default()
-            .with_latency(Duration::from_millis(20))
-            .with_bandwidth_bps(bps)
-    };
-    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
-    sim.net.set_link(server, bob_addr, toward_bob(3_000_000));
+    set_capacity_toward(&mut sim, bob, 3_000_000);
     sim.run_for(Duration::from_secs(5));
-    sim.net.set_link(server, bob_addr, toward_bob(100_000));
+    set_capacity_toward(&mut sim, bob, 100_000);
     for _ in 0..10 {
         sim.run_for(Duration::from_secs(1));
         let t = sim.sfu.transport_stats(sim.clients[bob].id).unwrap();
@@ -555,8 +512,9 @@ fn below_the_lowest_spatial_layer_the_frame_rate_goes_down() {
 /// Losses on both sides (the publisher's packets repaired by retransmission arrive late, the
 /// consumer's endpoint asks again for what it lost): a consumer of spatial layer 0, for which
 /// most packets are dropped, never gets two packets under one number, and every frame it gets
-/// decodes. Numbers stay unused where a packet it does not get was lost on the way in and
-/// could not be placed (at a frame's edge) before its repair came.
+/// decodes. Where a packet it does not get was lost on the way in and could not be placed (at
+/// a frame's edge) before its repair came, its number is filled with padding: no number stays
+/// missing.
 #[test]
 fn svc_with_losses_on_both_sides_numbers_and_repairs_consistently() {
     let mut sim = Sim::new(seed_from_env("svc_losses"));
@@ -593,5 +551,10 @@ fn svc_with_losses_on_both_sides_numbers_and_repairs_consistently() {
     assert!(r.temporal.iter().all(|&t| t <= 1));
     assert!(r.frames > 100, "{r:?}");
     assert!(r.undecodable.is_empty(), "{:?}", r.undecodable);
-    println!("numbers left unused: {}", r.gaps);
+    assert_eq!(r.gaps, 0, "numbers left missing: {r:?}");
+    let stats = sim.sfu.consumer_stats(c.id).unwrap();
+    assert!(
+        r.filled > 0 && stats.numbers_filled >= r.filled as u64,
+        "{stats:?}"
+    );
 }

@@ -10,6 +10,7 @@ use common_peers::LAYERS;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
+use sfu_tests::layers::Stream;
 use sfu_tests::media::VP8_TEMPORAL_MAGIC;
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
@@ -64,21 +65,12 @@ struct Report {
 /// Decodes the consumer's stream from its start; reports on the frames that began in
 /// `[from, to)` (leaving out the last 20 packets, still in flight).
 fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Report {
+    let stream = Stream::received(sim, client, ssrc, from, to);
     let mut packets: BTreeMap<u64, Packet> = BTreeMap::new();
-    let mut last: Option<u64> = None;
-    let mut window_start = None;
-    for r in sim.clients[client]
-        .received
-        .iter()
-        .filter(|p| p.ssrc == ssrc && p.at < to)
-    {
-        let seq = match last {
-            None => u64::from(r.seq) + (1 << 20),
-            Some(prev) => (prev as i64 + i64::from(r.seq.wrapping_sub(prev as u16) as i16)) as u64,
-        };
-        last = Some(last.map_or(seq, |l| l.max(seq)));
-        if r.at >= from && window_start.is_none() {
-            window_start = Some(seq);
+    for &(seq, r) in &stream.packets {
+        if r.payload.is_empty() {
+            // Padding: a number that carries no packet of the stream.
+            continue;
         }
         let p = parse(&r.payload).expect("a VP8 packet with layers");
         packets.insert(
@@ -90,8 +82,11 @@ fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Rep
             },
         );
     }
-    let mut report = Report::default();
-    let (Some(&end), Some(start)) = (packets.keys().next_back(), window_start) else {
+    let mut report = Report {
+        gaps: stream.gaps(),
+        ..Report::default()
+    };
+    let (Some(&end), Some(start)) = (packets.keys().next_back(), stream.window_start) else {
         return report;
     };
     let horizon = end.saturating_sub(20);
@@ -101,9 +96,6 @@ fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Rep
     let mut i = 0;
     while i < list.len() {
         let p = list[i];
-        if i > 0 && p.seq >= start && p.seq != list[i - 1].seq + 1 {
-            report.gaps += 1;
-        }
         let mut j = i;
         while j + 1 < list.len()
             && !list[j].marker
@@ -111,9 +103,6 @@ fn check(sim: &Sim, client: usize, ssrc: u32, from: Instant, to: Instant) -> Rep
             && (list[j + 1].ssrc, list[j + 1].picture_id) == (p.ssrc, p.picture_id)
         {
             j += 1;
-            if list[j].seq >= start && list[j].seq != list[j - 1].seq + 1 {
-                report.gaps += 1;
-            }
         }
         // The marker only on the frame's last packet.
         let frame = &list[i..=j];

@@ -86,11 +86,19 @@ impl Sfu {
                 .encodings
                 .iter()
                 .map(|e| ortc::parse_scalability_mode(e.scalability_mode.as_deref()))
-                .map(|m| m.temporal_layers.clamp(1, 4))
+                .map(|m| {
+                    m.temporal_layers
+                        .clamp(1, crate::router::MAX_VP8_TEMPORAL_LAYERS)
+                })
                 .max()
                 .unwrap_or(1),
             _ => 1,
         };
+        if vp8_temporal_layers > 1 {
+            for e in &mut encodings {
+                e.temporal = Some(Default::default());
+            }
+        }
         let main = rtp_parameters.codecs.iter().find(|c| !c.is_rtx());
         let clock_rate = main.map_or(90_000, |c| c.clock_rate);
         let has_feedback = |kind: &str, param: &str| {
@@ -252,6 +260,13 @@ impl Sfu {
                 .map(|m| m.bitrate(self.now))
                 .collect();
         }
+        let temporal_layers = usize::from(p.vp8_temporal_layers);
+        stats.bitrate_per_temporal_layer = p
+            .encodings
+            .iter()
+            .filter_map(|e| e.temporal.as_deref())
+            .map(|t| t.bitrates(self.now)[..temporal_layers].to_vec())
+            .collect();
         stats.score = crate::sfu::quality::producer_scores(p);
         for e in &p.encodings {
             if let Some(recv) = &e.recv {

@@ -5,8 +5,9 @@ use crate::trace::{TraceEventType, TraceFlags};
 
 impl Sfu {
     /// Sets the trace event types a producer reports as [`Event::ProducerTrace`] (mediasoup's
-    /// `producer.enableTraceEvent(types)`): `keyframe` (key frame packets received), `nack`,
-    /// `pli` and `fir` (sent to its endpoint). An empty list turns tracing off; each call
+    /// `producer.enableTraceEvent(types)`): `rtp` (every packet received), `keyframe` (key
+    /// frame packets received), `nack`, `pli` and `fir` (sent to its endpoint). An empty list
+    /// turns tracing off; each call
     /// replaces the previous set. Other types are refused with
     /// [`Error::UnsupportedTraceEventType`].
     pub fn enable_producer_trace_event(
@@ -20,8 +21,9 @@ impl Sfu {
     }
 
     /// Sets the trace event types a consumer reports as [`Event::ConsumerTrace`] (mediasoup's
-    /// `consumer.enableTraceEvent(types)`): `keyframe` (key frame packets sent), `nack`,
-    /// `pli` and `fir` (received from its endpoint). As for producers otherwise.
+    /// `consumer.enableTraceEvent(types)`): `rtp` (every packet sent, retransmissions aside),
+    /// `keyframe` (key frame packets sent), `nack`, `pli` and `fir` (received from its
+    /// endpoint). As for producers otherwise.
     pub fn enable_consumer_trace_event(
         &mut self,
         consumer: ConsumerId,
@@ -35,7 +37,7 @@ impl Sfu {
     /// Sets the trace event types a transport reports as [`Event::TransportTrace`]
     /// (mediasoup's `transport.enableTraceEvent(types)`): `bwe`, the bandwidth estimate toward
     /// the endpoint and what its consumers want, on every transport-wide congestion control
-    /// feedback. `probation` (the core does not probe yet) and the media types are refused
+    /// feedback, and `probation`, each probe padding packet sent. The media types are refused
     /// with [`Error::UnsupportedTraceEventType`].
     pub fn enable_transport_trace_event(
         &mut self,

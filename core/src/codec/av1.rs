@@ -101,5 +101,15 @@ mod tests {
             parse(&mut Parser::default(), &[0x83, 0x00, 0x65]).is_none(),
             "no structure"
         );
+        // The layers of a stored packet, from its template id alone.
+        let s = p.structure().unwrap();
+        assert_eq!(s.frame_layers(&[0x83, 0x00, 0x65]), Some((0, 2)));
+        assert_eq!(s.frame_layers(&[0xC2]), Some((0, 1)));
+        assert_eq!(
+            s.frame_layers(&[0x85, 0x00, 0x65]),
+            None,
+            "unknown template"
+        );
+        assert_eq!(s.frame_layers(&[]), None);
     }
 }

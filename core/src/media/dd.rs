@@ -119,6 +119,21 @@ impl Structure {
         (self.chains > 0 && dt < self.decode_targets).then(|| self.protected_by[usize::from(dt)])
     }
 
+    /// The index of the template a descriptor names by `template_id`, if the structure has it.
+    fn template_index(&self, template_id: u8) -> Option<usize> {
+        let index = (usize::from(template_id) + MAX_TEMPLATES
+            - usize::from(self.template_id_offset))
+            % MAX_TEMPLATES;
+        (index < usize::from(self.templates)).then_some(index)
+    }
+
+    /// The spatial and temporal layer of the frame descriptor `data` belongs to, read from
+    /// its template id alone (the structure it was written against must be this one).
+    pub(crate) fn frame_layers(&self, data: &[u8]) -> Option<(u8, u8)> {
+        let index = self.template_index(data.first()? & 0x3f)?;
+        Some((self.spatial[index], self.temporal[index]))
+    }
+
     /// The highest spatial and temporal layer decode target `dt` uses.
     pub(crate) fn target_layers(&self, dt: u8) -> Option<(u8, u8)> {
         (dt < self.decode_targets).then(|| {
@@ -275,11 +290,9 @@ impl Parser {
         if active_present {
             active_decode_targets = Some(r.f(u32::from(s.decode_targets))? as u32);
         }
-        let index = (usize::from(template_id) + MAX_TEMPLATES - usize::from(s.template_id_offset))
-            % MAX_TEMPLATES;
-        if index >= usize::from(s.templates) {
-            return Err(DdError::UnknownTemplate);
-        }
+        let index = s
+            .template_index(template_id)
+            .ok_or(DdError::UnknownTemplate)?;
         let mut frame = FrameInfo {
             start_of_frame,
             end_of_frame,

@@ -1,24 +1,32 @@
 //! The allocator: shares a transport's bandwidth estimate among its consumers and picks the
-//! simulcast encoding, or for a VP9 SVC producer the spatial layer, each video consumer may
-//! get (a spatial layer costs what it and the layers below it bring).
+//! layers each video consumer may get: the simulcast encoding and the temporal layer inside
+//! it, or for a VP9 SVC producer the spatial layer (a spatial layer costs what it and the
+//! layers below it bring).
 //!
 //! Audio comes first: its bitrate is set aside. The rest goes to the video consumers by
 //! priority (discrete water-filling: the consumer with the least bitrate per unit of priority
-//! moves up one encoding while the next one fits; what one cannot use goes to the others),
-//! never above a consumer's preferred encoding and never below its lowest. An encoding's cost
-//! is its measured bitrate.
+//! moves up one step while the next one fits; what one cannot use goes to the others), never
+//! above a consumer's preferred layers and never below its lowest. A consumer's steps are its
+//! encodings (or spatial layers), lowest first; when the encodings carry temporal layers
+//! (VP8 with TID), each encoding's temporal layers in turn, as mediasoup walks them: encoding
+//! 0 at temporal layer 0, 1 and 2, then encoding 1 at 0, 1 and 2, and so on. A step's cost is
+//! its measured bitrate: an encoding's, or what its temporal layers up to the step's bring.
+//! A preferred temporal layer bounds the steps of every encoding.
 //!
 //! The estimate grows only slowly with what is sent, so it rarely says by itself that a
-//! higher encoding would fit. A consumer moves down only when the estimate falls (a
-//! congestion signal) or the application caps it, and moves up when the estimate says the
-//! next encoding fits. To learn that, the transport probes ([`crate::media::bwe::probe`]):
-//! while a consumer is below its top encoding, the allocator asks for what the next encoding
-//! would cost, and clusters of padding on a consumer's RTX stream find out whether the path
-//! carries it. A transport that cannot probe (no video consumer with RTX and transport-wide
-//! sequence numbers) moves up by a trial instead: after a quiet period one consumer is given
-//! the next encoding; if the estimate falls while it holds, the trial failed and the wait
-//! before the next one doubles. Each run looks at the transport's own consumers only, and runs
-//! at most every [`INTERVAL`] on feedback.
+//! higher step would fit. A consumer moves down only when the estimate falls (a congestion
+//! signal) or the application caps it, and moves up when the estimate says the next step
+//! fits. To learn that, the transport probes ([`crate::media::bwe::probe`]): while a consumer
+//! is below its top step, the allocator asks for what the next step would cost, and clusters
+//! of padding on a consumer's RTX stream find out whether the path carries it. A transport
+//! that cannot probe (no video consumer with RTX and transport-wide sequence numbers) moves
+//! up by a trial instead: after a quiet period one consumer is given the next step; if the
+//! estimate falls while it holds, the trial failed and the wait before the next one doubles.
+//! Under the application's cap ([`Sfu::set_max_outgoing_bitrate`]) consumers get what fits
+//! at once, with no trials, and probes go no higher than the cap: once the estimate has
+//! been held down by a cap, only probes can find that a raised one fits.
+//! Each run looks at the transport's own consumers only, and runs at most every [`INTERVAL`]
+//! on feedback.
 
 use std::time::{Duration, Instant};
 
@@ -28,7 +36,7 @@ use crate::ids::{ConsumerId, TransportId};
 use crate::ortc::MediaKind;
 
 use super::{Sfu, MAX_LAYERS};
-use crate::router::MAX_TEMPORAL_LAYERS;
+use crate::router::{Consumer, Producer, MAX_TEMPORAL_LAYERS, MAX_VP8_TEMPORAL_LAYERS};
 
 /// The shortest time between two runs on feedback.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
@@ -49,6 +57,8 @@ const DRAIN_PER_MILLE: u64 = 900;
 /// link has carried all of it for a while. Lower values climb sooner after a recovery but try
 /// more often while the link is still weak (each failed trial costs losses).
 const TRIAL_HEADROOM_PER_MILLE: u64 = 1150;
+/// The most steps a consumer can climb: every temporal layer of every encoding.
+const MAX_STEPS: usize = MAX_LAYERS * MAX_VP8_TEMPORAL_LAYERS as usize;
 
 /// A transport's allocation state.
 #[derive(Debug, Clone)]
@@ -93,13 +103,16 @@ impl Allocation {
 struct Slot {
     id: ConsumerId,
     priority: u64,
-    /// Measured bitrate of each encoding up to the preferred one.
-    rates: [u64; MAX_LAYERS],
-    /// The highest encoding it may get (its preferred one, within the producer's).
+    /// The layers of each step, lowest first: the encoding (or spatial layer) and the highest
+    /// temporal layer inside it (`None`: all of them).
+    steps: [(usize, Option<u8>); MAX_STEPS],
+    /// Measured bitrate of each step.
+    rates: [u64; MAX_STEPS],
+    /// The highest step it may get (its preferred layers, within the producer's).
     top: usize,
     /// Its current limit (`top` when none).
     target: usize,
-    /// The encoding the estimate gives it.
+    /// The step the estimate gives it.
     fit: usize,
     /// For spatial layers inside one stream: how many temporal layers it has (0: none to
     /// choose), and the share (per mille) of the stream that temporal layers up to each bring.
@@ -107,9 +120,87 @@ struct Slot {
     temporal_shares: [u64; MAX_TEMPORAL_LAYERS],
 }
 
+impl Slot {
+    /// A consumer's slot, its steps up to its preferred layers and what each costs now.
+    fn new(id: ConsumerId, c: &Consumer, p: &Producer, now: Instant) -> Self {
+        let mut s = Slot {
+            id,
+            priority: u64::from(c.priority.max(1)),
+            steps: [(0, None); MAX_STEPS],
+            rates: [0; MAX_STEPS],
+            top: 0,
+            target: 0,
+            fit: 0,
+            temporal_layers: 0,
+            temporal_shares: [1000; MAX_TEMPORAL_LAYERS],
+        };
+        let mut n = 0;
+        match (&p.svc, &c.layers) {
+            // Spatial layers inside one stream: a layer costs its own and the ones below.
+            (Some(svc), Some(_)) => {
+                s.temporal_layers = svc.temporal_layers;
+                s.temporal_shares = svc.temporal_bitrate.shares(now);
+                let top = c
+                    .preferred_layer
+                    .min(usize::from(svc.spatial_layers).clamp(1, MAX_LAYERS) - 1);
+                for i in 0..=top {
+                    s.steps[n] = (i, None);
+                    s.rates[n] = svc.bitrate_up_to(i, now);
+                    n += 1;
+                }
+            }
+            // Encodings, each with its temporal layers when they are measured.
+            _ => {
+                let top = c
+                    .preferred_layer
+                    .min(p.encodings.len().clamp(1, MAX_LAYERS) - 1);
+                let layers = p.vp8_temporal_layers.clamp(1, MAX_VP8_TEMPORAL_LAYERS);
+                let allowed = c
+                    .preferred_temporal_layer
+                    .map_or(layers, |t| t.saturating_add(1).min(layers));
+                for (i, e) in p.encodings.iter().enumerate().take(top + 1) {
+                    let rate = e.bitrate.bitrate(now);
+                    match (e.temporal.as_deref(), c.layers) {
+                        (Some(temporal), Some(_)) => {
+                            let shares = temporal.shares(now);
+                            for t in 0..allowed {
+                                s.steps[n] = (i, (t + 1 < layers).then_some(t));
+                                s.rates[n] = rate * shares[usize::from(t)] / 1000;
+                                n += 1;
+                            }
+                        }
+                        _ => {
+                            s.steps[n] = (i, None);
+                            s.rates[n] = rate;
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        s.top = n.saturating_sub(1);
+        // The current limit, as the step of the encoding and temporal layer it names.
+        // (SVC: the temporal limit is not a step, see `allocate`.)
+        let encoding = c.target_layer;
+        let temporal = c.target_temporal_layer.filter(|_| s.temporal_layers == 0);
+        s.target = match encoding {
+            None if temporal.is_none() => s.top,
+            _ => {
+                let encoding = encoding.unwrap_or(usize::MAX);
+                let temporal = temporal.unwrap_or(u8::MAX);
+                s.steps[..=s.top]
+                    .iter()
+                    .rposition(|&(e, t)| e <= encoding && t.unwrap_or(u8::MAX) <= temporal)
+                    .unwrap_or(0)
+            }
+        };
+        s
+    }
+}
+
 impl Sfu {
     /// Shares transport `tid`'s estimate among its consumers and sets each video consumer's
-    /// target encoding.
+    /// target layers.
     pub(crate) fn allocate(&mut self, tid: TransportId) {
         let now = self.now;
         let Some(t) = self.transports.get_mut(&tid) else {
@@ -146,43 +237,7 @@ impl Sfu {
             if can_probe && state.prober.is_none_or(|p| *cid < p) {
                 state.prober = Some(*cid);
             }
-            let mut rates = [0u64; MAX_LAYERS];
-            let (mut temporal_layers, mut temporal_shares) = (0, [1000; MAX_TEMPORAL_LAYERS]);
-            if let (Some(svc), Some(_)) = (&p.svc, &c.layers) {
-                temporal_layers = svc.temporal_layers;
-                temporal_shares = svc.temporal_shares(now);
-            }
-            let top = match (&p.svc, &c.layers) {
-                // Spatial layers inside one stream: a layer costs its own and the ones below.
-                (Some(svc), Some(_)) => {
-                    let top = c
-                        .preferred_layer
-                        .min(usize::from(svc.spatial_layers).clamp(1, MAX_LAYERS) - 1);
-                    for (i, rate) in rates.iter_mut().enumerate().take(top + 1) {
-                        *rate = svc.bitrate_up_to(i, now);
-                    }
-                    top
-                }
-                _ => {
-                    let top = c
-                        .preferred_layer
-                        .min(p.encodings.len().clamp(1, MAX_LAYERS) - 1);
-                    for (rate, e) in rates.iter_mut().zip(&p.encodings).take(top + 1) {
-                        *rate = e.bitrate.bitrate(now);
-                    }
-                    top
-                }
-            };
-            slots.push(Slot {
-                id: *cid,
-                priority: u64::from(c.priority.max(1)),
-                rates,
-                top,
-                target: c.target_layer.map_or(top, |l| l.min(top)),
-                fit: 0,
-                temporal_layers,
-                temporal_shares,
-            });
+            slots.push(Slot::new(*cid, c, p, now));
         }
         // The same order on every run, whatever the map's.
         slots.sort_by_key(|s| (std::cmp::Reverse(s.priority), s.id));
@@ -236,42 +291,42 @@ impl Sfu {
                 debug!(transport = %tid, consumer = %s.id, layer = s.target, "layer trial");
             }
         }
-        // When even the lowest layers do not fit, streams with temporal layers inside give up
-        // frame rate: each gets the temporal layers its share by priority pays for.
+        // When even the lowest spatial layers do not fit, SVC streams with temporal layers
+        // give up frame rate: each gets the temporal layers its share by priority pays for.
         let budget = estimate.saturating_sub(audio);
         let base: u64 = slots.iter().map(|s| s.rates[0]).sum();
         let priorities: u64 = slots.iter().map(|s| s.priority).sum::<u64>().max(1);
         for s in &slots {
-            let temporal = (budget < base && s.temporal_layers > 1)
-                .then(|| {
-                    let share = budget * s.priority / priorities;
-                    (0..s.temporal_layers)
-                        .rev()
-                        .find(|&t| s.rates[0] * s.temporal_shares[usize::from(t)] / 1000 <= share)
-                        .unwrap_or(0)
-                })
-                .filter(|&t| t + 1 < s.temporal_layers);
+            // At its top step a consumer has no limit: its preferred layers rule, and a higher
+            // preference takes effect at once.
+            let (encoding, temporal) = s.steps[s.target];
+            let temporal = temporal.filter(|_| s.target < s.top).or_else(|| {
+                (budget < base && s.temporal_layers > 1)
+                    .then(|| {
+                        let share = budget * s.priority / priorities;
+                        (0..s.temporal_layers)
+                            .rev()
+                            .find(|&t| {
+                                s.rates[0] * s.temporal_shares[usize::from(t)] / 1000 <= share
+                            })
+                            .unwrap_or(0)
+                    })
+                    .filter(|&t| t + 1 < s.temporal_layers)
+            });
+            let target = (encoding < s.steps[s.top].0).then_some(encoding);
             if let Some(c) = self.consumers.get_mut(&s.id) {
-                if c.target_temporal_layer != temporal {
-                    debug!(consumer = %s.id, ?temporal, estimate, "target temporal layer");
+                if c.target_layer != target || c.target_temporal_layer != temporal {
+                    debug!(consumer = %s.id, ?target, ?temporal, estimate, "target layers");
                 }
+                c.target_layer = target;
+                c.stats.target_layer = target;
                 c.target_temporal_layer = temporal;
                 c.stats.target_temporal_layer = temporal;
             }
         }
-        for s in &slots {
-            if let Some(c) = self.consumers.get_mut(&s.id) {
-                let target = (s.target < s.top).then_some(s.target);
-                if c.target_layer != target {
-                    debug!(consumer = %s.id, ?target, estimate, "target layer");
-                }
-                c.target_layer = target;
-                c.stats.target_layer = target;
-            }
-        }
-        // Probing toward the next encoding of the first consumer below its top.
+        // Probing toward the next step of the first consumer below its top.
         let goal = match slots.iter().find(|s| s.target < s.top) {
-            Some(s) if state.prober.is_some() && !capped && quiet => {
+            Some(s) if state.prober.is_some() && quiet => {
                 let cost = s.rates[s.target + 1].saturating_sub(s.rates[s.target]);
                 (sent + cost).saturating_mul(PROBE_HEADROOM_PER_MILLE) / 1000
             }
@@ -286,11 +341,12 @@ impl Sfu {
     }
 }
 
-/// Gives each slot the highest encoding its share of `budget` pays for (`fit`): starting
-/// from the lowest encodings, the slot with the least bitrate per unit of priority moves up
-/// one encoding while that fits in what is left; a slot whose next encoding does not fit
-/// leaves the rest to the others. With `hold`, encodings up to a slot's current target cost a
-/// little less, so that the choice does not swing with the measured bitrates.
+/// Gives each slot the highest step its share of `budget` pays for (`fit`): starting from
+/// the lowest steps, the slot with the least bitrate per unit of priority moves up one step
+/// while that fits in what is left (a step that costs less than the one below it, the next
+/// encoding's lowest temporal layer, always fits); a slot whose next step does not fit leaves
+/// the rest to the others. With `hold`, steps up to a slot's current target cost a little
+/// less, so that the choice does not swing with the measured bitrates.
 fn water_fill(slots: &mut [Slot], budget: u64, hold: bool) {
     let mut left = budget;
     for s in slots.iter_mut() {
@@ -311,9 +367,17 @@ fn water_fill(slots: &mut [Slot], budget: u64, hold: bool) {
             break;
         };
         let s = &mut slots[i];
-        let cost = s.rates[s.fit + 1].saturating_sub(s.rates[s.fit]);
-        // An encoding already held is kept through the swings of measured bitrates (key
-        // frames): it counts a sixth less.
+        let (from, to) = (s.rates[s.fit], s.rates[s.fit + 1]);
+        if to <= from {
+            // What it frees may pay for the next step of a slot that was done.
+            left += from - to;
+            s.fit += 1;
+            done.fill(false);
+            continue;
+        }
+        let cost = to - from;
+        // A step already held is kept through the swings of measured bitrates (key frames):
+        // it counts a sixth less.
         let cost = if hold && s.fit < s.target {
             cost - cost / 6
         } else {
@@ -325,5 +389,67 @@ fn water_fill(slots: &mut [Slot], budget: u64, hold: bool) {
         } else {
             done[i] = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot with two encodings of three temporal layers: encoding 0 at about 60, 120 and
+    /// 240 kbit/s, encoding 1 at 125, 250 and 500 kbit/s (layers up to each).
+    fn slot(id: u64, priority: u64) -> Slot {
+        let mut s = Slot {
+            id: ConsumerId::from_raw(id),
+            priority,
+            steps: [(0, None); MAX_STEPS],
+            rates: [0; MAX_STEPS],
+            top: 5,
+            target: 5,
+            fit: 0,
+            temporal_layers: 0,
+            temporal_shares: [1000; MAX_TEMPORAL_LAYERS],
+        };
+        let layers = [(0, Some(0)), (0, Some(1)), (0, None)];
+        let rates = [60_000, 120_000, 240_000, 125_000, 250_000, 500_000];
+        for (i, rate) in rates.into_iter().enumerate() {
+            s.steps[i] = (i / 3, layers[i % 3].1);
+            s.rates[i] = rate;
+        }
+        s
+    }
+
+    fn fit(budget: u64) -> (usize, Option<u8>) {
+        let mut slots = [slot(1, 1)];
+        water_fill(&mut slots, budget, false);
+        slots[0].steps[slots[0].fit]
+    }
+
+    #[test]
+    fn steps_are_walked_encoding_by_encoding_and_temporal_layer_by_layer() {
+        // Below the lowest step: it is all there is.
+        assert_eq!(fit(30_000), (0, Some(0)));
+        assert_eq!(fit(100_000), (0, Some(0)));
+        // Encoding 1's lowest layer (125 kbit/s) would fit, but the walk stops at the first
+        // step that does not: encoding 0 with all its layers (240 kbit/s).
+        assert_eq!(fit(130_000), (0, Some(1)));
+        // Encoding 0 whole fits: encoding 1 replaces it, as far as its layers fit.
+        assert_eq!(fit(245_000), (1, Some(0)));
+        assert_eq!(fit(300_000), (1, Some(1)));
+        assert_eq!(fit(600_000), (1, None));
+    }
+
+    #[test]
+    fn what_a_cheaper_step_frees_goes_to_the_others() {
+        let fits = |budget| {
+            let mut slots = [slot(1, 1), slot(2, 1)];
+            water_fill(&mut slots, budget, false);
+            slots.map(|s| s.steps[s.fit])
+        };
+        assert_eq!(fits(500_000), [(1, Some(1)), (1, Some(1))]);
+        // Both reach encoding 0 at temporal layer 1 (120 kbit/s each) with 140 kbit/s left; the
+        // first takes encoding 0 whole, the second cannot (20 kbit/s left). The first's move
+        // to encoding 1 frees 115 kbit/s, which pays for the second's next steps too.
+        assert_eq!(fits(380_000), [(1, Some(1)), (1, Some(0))]);
     }
 }

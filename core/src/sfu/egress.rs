@@ -7,7 +7,10 @@ use std::time::Instant;
 use tracing::trace;
 
 use crate::codec::Descriptor;
+use crate::event::Event;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::io::Output;
+use crate::keyframe::{is_key_frame, VideoCodec};
 use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
@@ -15,15 +18,15 @@ use crate::media::dd::write::MAX_LEN;
 use crate::media::pacer::Class;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
-use crate::media::send::{SenderReportData, SentPacket};
+use crate::media::send::{SenderReportData, SentPacket, PADDING_SOURCE};
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, ReportClock};
-use crate::trace::{TraceDirection, TraceEventType};
+use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType};
 use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
 use super::active_targets::{self, DescriptorBuf};
-use super::quality::{report_layers, set_current_layer, trace_key_frame_sent};
+use super::quality::{report_layers, rtp_trace, set_current_layer, trace_sent};
 use super::{Sfu, TimerKey, MAX_LAYERS};
 
 /// A consumer's video packet waiting in its transport's pacer: where to find it again (the
@@ -189,21 +192,22 @@ impl Sfu {
                 }
                 c.stats.current_spatial_layer = current.map(|(s, _)| s);
                 c.stats.current_temporal_layer = current.map(|(_, t)| t);
-                if current
-                    != c.reported_layers
-                        .map(|l| (l.spatial_layer, l.temporal_layer))
-                {
-                    report_layers(c, cid, &mut self.out);
-                }
+                report_layers(c, cid, &mut self.out);
                 match verdict {
                     Verdict::Forward { marker: m } => marker = m,
                     Verdict::Drop => {
-                        if gap_in_dropped_frame {
+                        let unused = if gap_in_dropped_frame {
                             c.rewriter.drop_through(ext_seq);
+                            None
                         } else {
-                            c.rewriter.drop_packet(ext_seq);
-                        }
+                            c.rewriter.drop_packet(ext_seq)
+                        };
                         c.stats.packets_dropped_for_layers += 1;
+                        // A late packet's number was kept for it: padding fills it, so the
+                        // receiver does not ask for it in vain.
+                        if let Some(seq) = unused {
+                            self.fill_number(cid, seq, (sent_at, now), false);
+                        }
                         continue;
                     }
                 }
@@ -259,8 +263,11 @@ impl Sfu {
                 }
                 continue;
             }
-            let dd =
-                active_targets::rewrite(p, c, pkt, &mut dd_buf).map(|(id, n)| (id, &dd_buf[..n]));
+            let dd = self
+                .producers
+                .get(&pid)
+                .and_then(|p| active_targets::rewrite(p, c, pkt, &mut dd_buf))
+                .map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 ct,
                 c,
@@ -273,9 +280,9 @@ impl Sfu {
                 count_sent(c, pkt.payload().len(), now);
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
                 queue_flush_of(ct, ctid, &mut self.flush_queue);
-                if key_frame && is_video {
-                    trace_key_frame_sent(c, cid, (self.ntp_base.1, now), &mut self.out);
-                }
+                let sizes = (&header, pkt.as_bytes().len(), pkt.payload().len());
+                let times = (self.ntp_base.1, now);
+                trace_sent(c, cid, sizes, || key_frame, times, &mut self.out);
             } else if c.first_sent_at.is_none() {
                 // Not started after all (its transport cannot send yet): it starts at a key
                 // frame once it can, not in the middle of this one's group of pictures.
@@ -317,13 +324,19 @@ impl Sfu {
     fn retransmit(&mut self, cid: ConsumerId, out_seq: u64, sent: SentPacket) {
         let now = self.now;
         let sent_at = abs_send_time(self.ntp_base, now);
+        if sent.source_ext_seq == PADDING_SOURCE {
+            self.fill_number(cid, out_seq, (sent_at, now), true);
+            return;
+        }
         let Some(c) = self.consumers.get_mut(&cid) else {
             return;
         };
-        let Some(stored) = self
-            .producers
-            .get(&c.producer)
-            .and_then(|p| p.encodings.get(usize::from(sent.layer)))
+        let Some(p) = self.producers.get(&c.producer) else {
+            return;
+        };
+        let Some(stored) = p
+            .encodings
+            .get(usize::from(sent.layer))
             .and_then(|e| e.store.as_ref())
             .and_then(|s| s.get(sent.source_ext_seq))
             .map(|(_, bytes)| bytes)
@@ -333,6 +346,14 @@ impl Sfu {
         let Ok(pkt) = RtpPacket::parse(stored) else {
             return;
         };
+        // A packet of layers above the ones the consumer gets now (it moved down since) would
+        // only load the path that made it move down: the receiver cannot use it any more.
+        if let Some((spatial, temporal)) = c.layers.as_ref().and_then(|f| f.current()) {
+            if packet_layers(p, &pkt).is_some_and(|(s, t)| s > spatial || t > temporal) {
+                c.stats.retransmissions_of_dropped_layers += 1;
+                return;
+            }
+        }
         let Some(ct) = self.transports.get_mut(&c.transport) else {
             return;
         };
@@ -684,6 +705,11 @@ impl Sfu {
                 };
                 c.send.on_sent(item.seq, sent, pkt.payload().len(), now);
                 queued = true;
+                let sizes = (&header, pkt.as_bytes().len(), pkt.payload().len());
+                let codec = self.producers.get(&c.producer).and_then(|p| p.video_codec);
+                let key_frame = || codec.is_some_and(|v| is_key_frame(v, pkt.payload()));
+                let times = (self.ntp_base.1, now);
+                trace_sent(c, item.consumer, sizes, key_frame, times, &mut self.out);
             }
         }
         if queued {
@@ -708,15 +734,65 @@ impl Sfu {
         };
         let mut queued = false;
         while t.bwe.probe_due(now) {
-            if !write_padding(t, c, (sent_at, now), &mut self.buffers) {
+            let Some((header, size)) =
+                write_padding(t, c, Padding::Probe, (sent_at, now), &mut self.buffers)
+            else {
                 t.bwe.abandon_probe(now);
                 break;
-            }
+            };
             queued = true;
+            if t.trace.has(TraceEventType::Probation) {
+                let info = RtpTraceInfo {
+                    payload_type: header.payload_type,
+                    sequence_number: header.sequence_number,
+                    timestamp: header.timestamp,
+                    marker: false,
+                    ssrc: header.ssrc,
+                    is_key_frame: false,
+                    size,
+                    payload_size: 0,
+                };
+                let trace = rtp_trace(
+                    TraceEventType::Probation,
+                    TraceDirection::Out,
+                    info,
+                    (self.ntp_base.1, now),
+                );
+                self.out.push_back(Output::Event(Event::TransportTrace {
+                    transport: tid,
+                    trace,
+                }));
+            }
         }
         if queued {
             queue_flush_of(t, tid, &mut self.flush_queue);
         }
+    }
+
+    /// Fills consumer `cid`'s number `seq` with a padding packet (see [`Padding::Fill`]),
+    /// remembered so that a NACK for it sends padding again (`again`: this is that).
+    fn fill_number(&mut self, cid: ConsumerId, seq: u64, times: ([u8; 3], Instant), again: bool) {
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
+        let tid = c.transport;
+        let Some(ct) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        if write_padding(ct, c, Padding::Fill(seq), times, &mut self.buffers).is_none() {
+            return;
+        }
+        queue_flush_of(ct, tid, &mut self.flush_queue);
+        if again {
+            return;
+        }
+        c.stats.numbers_filled += 1;
+        let sent = SentPacket {
+            source_ext_seq: PADDING_SOURCE,
+            timestamp: c.send.last_timestamp().unwrap_or(0),
+            ..SentPacket::default()
+        };
+        c.send.on_sent(seq, sent, 0, times.1);
     }
 
     fn send_transport_feedback(&mut self, tid: TransportId) {
@@ -1038,24 +1114,12 @@ fn write_media(
     let Some(session) = ct.media.as_mut() else {
         return false;
     };
-    let mid = c.mid.as_str().as_bytes();
     let tw = session.tw_seq.to_be_bytes();
-    let mut extra: [(u8, &[u8]); 4] = [(0, &[]); 4];
+    let (own, n_own) = own_extensions(c, &tw, &sent_at);
+    let mut extra: [Extension<'_>; 4] = [(0, &[]); 4];
     let mut n_extra = 0;
-    if let Some(dd) = descriptor {
-        extra[n_extra] = dd;
-        n_extra += 1;
-    }
-    if let Some(id) = c.mid_extension {
-        extra[n_extra] = (id, mid);
-        n_extra += 1;
-    }
-    if let Some(id) = c.transport_cc_extension {
-        extra[n_extra] = (id, &tw);
-        n_extra += 1;
-    }
-    if let Some(id) = c.abs_send_time_extension {
-        extra[n_extra] = (id, &sent_at);
+    for e in descriptor.into_iter().chain(own[..n_own].iter().copied()) {
+        extra[n_extra] = e;
         n_extra += 1;
     }
     let room = pkt.as_bytes().len() + HEADROOM;
@@ -1081,63 +1145,118 @@ fn write_media(
     true
 }
 
-/// Writes, protects and queues one probe padding packet on consumer `c`'s RTX stream, stamped
-/// with the transport-wide sequence number and recorded as probe padding. False when it
-/// cannot (no RTX stream or transport-wide sequence numbers, no keys or no path).
+/// The spatial and temporal layer of producer `p`'s stored packet `pkt`, from its payload
+/// descriptor (AV1: its dependency descriptor's template, in the current structure).
+fn packet_layers(p: &Producer, pkt: &RtpPacket<'_>) -> Option<(u8, u8)> {
+    match (p.video_codec?, p.svc.as_deref()) {
+        (VideoCodec::Av1, Some(svc)) => {
+            let dd = pkt.extension(p.extensions.dependency_descriptor?)?;
+            svc.dd.structure()?.frame_layers(dd)
+        }
+        (codec, _) => crate::codec::parse(codec, pkt.payload())
+            .filter(|d| d.has_layers)
+            .map(|d| (d.spatial, d.temporal)),
+    }
+}
+
+/// The header extensions the SFU writes itself on a consumer's packets: its mid, the
+/// transport-wide sequence number `tw` and the absolute send time `sent_at`, where negotiated.
+fn own_extensions<'a>(
+    c: &'a crate::router::Consumer,
+    tw: &'a [u8; 2],
+    sent_at: &'a [u8; 3],
+) -> ([(u8, &'a [u8]); 3], usize) {
+    let mut extra: [(u8, &[u8]); 3] = [(0, &[]), (0, &[]), (0, &[])];
+    let mut n = 0;
+    for (id, value) in [
+        (c.mid_extension, c.mid.as_str().as_bytes()),
+        (c.transport_cc_extension, &tw[..]),
+        (c.abs_send_time_extension, &sent_at[..]),
+    ] {
+        if let Some(id) = id {
+            extra[n] = (id, value);
+            n += 1;
+        }
+    }
+    (extra, n)
+}
+
+/// Padding bytes of a packet that fills an unused number.
+const FILL_PADDING_BYTES: usize = 4;
+
+/// What a padding packet is for.
+#[derive(Debug, Clone, Copy)]
+enum Padding {
+    /// A probe, on the consumer's RTX stream, recorded as probe padding (it needs an RTX
+    /// stream and transport-wide sequence numbers).
+    Probe,
+    /// Fills this (extended) number of the consumer's own stream, kept for a late packet it
+    /// does not get.
+    Fill(u64),
+}
+
+/// Writes, protects and queues one padding packet for consumer `c` (see [`Padding`]), stamped
+/// with the transport-wide sequence number where negotiated: its header and its size before
+/// SRTP. `None` when it cannot (a probe without RTX stream or transport-wide sequence numbers,
+/// no keys or no path).
 fn write_padding(
     ct: &mut Transport,
     c: &mut crate::router::Consumer,
+    kind: Padding,
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
-) -> bool {
+) -> Option<(OutHeader, usize)> {
     if !ct.has_path() {
-        return false;
+        return None;
     }
-    let Some(session) = ct.media.as_mut() else {
-        return false;
+    let session = ct.media.as_mut()?;
+    let (payload_type, ssrc, seq) = match kind {
+        Padding::Probe => {
+            let (Some(pt), Some(ssrc), Some(_)) = (
+                c.rtx_payload_type,
+                c.send.rtx_ssrc(),
+                c.transport_cc_extension,
+            ) else {
+                return None;
+            };
+            (pt, ssrc, c.send.next_rtx_seq())
+        }
+        Padding::Fill(seq) => (c.payload_type, c.ssrc, seq),
     };
-    let (Some(pt), Some(ssrc), Some(tw_id)) = (
-        c.rtx_payload_type,
-        c.send.rtx_ssrc(),
-        c.transport_cc_extension,
-    ) else {
-        return false;
-    };
-    let rtx_seq = c.send.next_rtx_seq();
     let header = OutHeader {
-        payload_type: pt,
-        sequence_number: rtx_seq as u16,
+        payload_type,
+        sequence_number: seq as u16,
         timestamp: c.send.last_timestamp().unwrap_or(0),
         ssrc,
         marker: false,
     };
-    let mid = c.mid.as_str().as_bytes();
     let tw = session.tw_seq.to_be_bytes();
-    let mut extra: [(u8, &[u8]); 3] = [(tw_id, &tw), (0, &[]), (0, &[])];
-    let mut n_extra = 1;
-    if let Some(id) = c.mid_extension {
-        extra[n_extra] = (id, mid);
-        n_extra += 1;
-    }
-    if let Some(id) = c.abs_send_time_extension {
-        extra[n_extra] = (id, &sent_at);
-        n_extra += 1;
-    }
-    let out = ct.outbox.reserve(PADDING_BYTES + HEADROOM, buffers);
-    let Ok(len) = packet::write_padding(out, header, &extra[..n_extra], PADDING_BYTES) else {
-        ct.outbox.abandon(buffers);
-        return false;
+    let (extra, n_extra) = own_extensions(c, &tw, &sent_at);
+    // A probe fills the path; a filled number only needs to exist.
+    let padding = match kind {
+        Padding::Probe => PADDING_BYTES,
+        Padding::Fill(_) => FILL_PADDING_BYTES,
     };
-    let Ok(len) = session.tx.protect_rtp(out, len, (rtx_seq >> 16) as u32) else {
+    let out = ct.outbox.reserve(padding + HEADROOM, buffers);
+    let Ok(rtp_len) = packet::write_padding(out, header, &extra[..n_extra], padding) else {
+        ct.outbox.abandon(buffers);
+        return None;
+    };
+    let Ok(len) = session.tx.protect_rtp(out, rtp_len, (seq >> 16) as u32) else {
         trace!("SRTP protect failed");
         ct.outbox.abandon(buffers);
-        return false;
+        return None;
     };
-    ct.bwe.on_probe_sent(session.next_tw_seq(), len, now);
+    if c.transport_cc_extension.is_some() {
+        match kind {
+            Padding::Probe => ct.bwe.on_probe_sent(session.next_tw_seq(), len, now),
+            Padding::Fill(_) => ct.bwe.on_sent(session.next_tw_seq(), len, now, 0),
+        }
+    }
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;
-    true
+    Some((header, rtp_len))
 }
 
 /// Protects one compound RTCP packet (`buf[..len]`, with room after it) and queues it: with

@@ -15,11 +15,11 @@ use crate::media::srtp::{self, RtpReplay, SrtpContext};
 use crate::media::store::PacketStore;
 use crate::ortc::MediaKind;
 use crate::router::Producer;
-use crate::trace::{TraceDirection, TraceEventType};
+use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType};
 use crate::transport::extensions::RxExtensions;
 use crate::transport::Transport;
 
-use super::quality::trace_event;
+use super::quality::{rtp_trace, trace_event};
 use super::{Sfu, MAX_LAYERS};
 
 /// Slots in a video encoding's packet store: about 1.5 s of a 2.5 Mbit/s layer.
@@ -177,9 +177,16 @@ impl Sfu {
             (Some(_), Some(d)) => d.key_frame,
             (Some(codec), None) => is_key_frame(codec, pkt.payload()),
         };
+        // What each layer brings, for the allocator: the spatial and temporal layers inside
+        // the stream, or the temporal layers inside this encoding.
         if let Some(svc) = p.svc.as_deref_mut() {
             match &descriptor {
                 Some(d) => svc.record((d.spatial, d.temporal), pkt.as_bytes().len(), now),
+                None => p.stats.packets_bad_descriptor += 1,
+            }
+        } else if let Some(rates) = e.temporal.as_deref_mut() {
+            match &descriptor {
+                Some(d) => rates.record(d.temporal, pkt.as_bytes().len(), now),
                 None => p.stats.packets_bad_descriptor += 1,
             }
         }
@@ -191,6 +198,24 @@ impl Sfu {
                 pkt.ssrc(),
                 times,
             );
+            self.out.push_back(Output::Event(Event::ProducerTrace {
+                producer: pid,
+                trace,
+            }));
+        }
+        if p.trace.has(TraceEventType::Rtp) {
+            let info = RtpTraceInfo {
+                payload_type: pkt.payload_type(),
+                sequence_number: pkt.sequence_number(),
+                timestamp: pkt.timestamp(),
+                marker: pkt.marker(),
+                ssrc: pkt.ssrc(),
+                is_key_frame: is_video && key_frame,
+                size: pkt.as_bytes().len(),
+                payload_size: pkt.payload().len(),
+            };
+            let times = (self.ntp_base.1, now);
+            let trace = rtp_trace(TraceEventType::Rtp, TraceDirection::In, info, times);
             self.out.push_back(Output::Event(Event::ProducerTrace {
                 producer: pid,
                 trace,

@@ -11,16 +11,22 @@ use std::time::Instant;
 use crate::event::Event;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::io::Output;
+use crate::media::packet::OutHeader;
 use crate::ortc::{ConsumerType, MediaKind};
 use crate::router::{Consumer, Producer};
 use crate::score::{self, ConsumerLayers, ConsumerScore, ProducerScore, SCORE_INTERVAL};
-use crate::trace::{BweTraceInfo, TraceDirection, TraceEvent, TraceEventType, TraceInfo};
+use crate::trace::{
+    BweTraceInfo, RtpTraceInfo, TraceDirection, TraceEvent, TraceEventType, TraceInfo,
+};
 
 use super::Sfu;
 
 /// Sets the producer encoding consumer `c` (`cid`) forwards (`None`: none) and reports
 /// [`Event::ConsumerLayersChange`] when its layers change. Every change of `current_layer`, or
-/// of whether the consumer forwards at all (pause), goes through here.
+/// of whether the consumer forwards at all (pause), goes through here. A consumer that starts
+/// an encoding with temporal layers inside reports once its layer filter has taken the
+/// packet that starts it (see `Sfu::forward`): the temporal layer changes there too, and the
+/// one reported is the one sent.
 pub(crate) fn set_current_layer(
     c: &mut Consumer,
     cid: ConsumerId,
@@ -29,7 +35,9 @@ pub(crate) fn set_current_layer(
 ) {
     c.current_layer = layer;
     c.stats.current_layer = layer;
-    report_layers(c, cid, out);
+    if layer.is_none() || c.layers.is_none() {
+        report_layers(c, cid, out);
+    }
 }
 
 /// Reports [`Event::ConsumerLayersChange`] when the layers consumer `c` (`cid`) gets changed:
@@ -71,6 +79,64 @@ pub(crate) fn trace_event(
         direction,
         info: TraceInfo::Stream { ssrc },
     })
+}
+
+/// An `rtp` or `probation` trace of a packet at `now`, for an Sfu created at `start`.
+pub(crate) fn rtp_trace(
+    kind: TraceEventType,
+    direction: TraceDirection,
+    info: RtpTraceInfo,
+    (start, now): (Instant, Instant),
+) -> Box<TraceEvent> {
+    Box::new(TraceEvent {
+        kind,
+        timestamp: timestamp(start, now),
+        direction,
+        info: TraceInfo::Rtp(info),
+    })
+}
+
+/// Reports a packet sent to consumer `c` (its `header`, `size` bytes of which `payload` are
+/// payload) as the `rtp` and `keyframe` traces it has enabled; `key_frame` says whether the
+/// packet starts a key frame, asked only when one is enabled.
+#[inline]
+pub(crate) fn trace_sent(
+    c: &Consumer,
+    cid: ConsumerId,
+    (header, size, payload): (&OutHeader, usize, usize),
+    key_frame: impl FnOnce() -> bool,
+    times: (Instant, Instant),
+    out: &mut VecDeque<Output>,
+) {
+    let (rtp, keyframe) = (
+        c.trace.has(TraceEventType::Rtp),
+        c.trace.has(TraceEventType::Keyframe),
+    );
+    let video_keyframe = keyframe && c.kind == MediaKind::Video;
+    if !(rtp || video_keyframe) {
+        return;
+    }
+    let key_frame = c.kind == MediaKind::Video && key_frame();
+    if rtp {
+        let info = RtpTraceInfo {
+            payload_type: header.payload_type,
+            sequence_number: header.sequence_number,
+            timestamp: header.timestamp,
+            marker: header.marker,
+            ssrc: header.ssrc,
+            is_key_frame: key_frame,
+            size,
+            payload_size: payload,
+        };
+        let trace = rtp_trace(TraceEventType::Rtp, TraceDirection::Out, info, times);
+        out.push_back(Output::Event(Event::ConsumerTrace {
+            consumer: cid,
+            trace,
+        }));
+    }
+    if keyframe && key_frame {
+        trace_key_frame_sent(c, cid, times, out);
+    }
 }
 
 /// Reports that a key frame packet was sent to consumer `c`, if it traces key frames.

@@ -287,7 +287,7 @@ impl Bwe {
     /// A probe cluster's outcome: a rate the path carried raises the estimate to it, unless
     /// the delay detector sees over-use (then the cluster failed after all).
     fn apply_probe(&mut self, outcome: Outcome, now_us: i64) {
-        let Outcome::Carried(rate) = outcome else {
+        let (Outcome::Carried(rate) | Outcome::Saturated(rate)) = outcome else {
             return;
         };
         if self.delay.usage() == Usage::Overuse {

@@ -10,9 +10,11 @@
 //! at; the link carried it when the arrival rate is at least [`CARRIED_RATIO`] of the send
 //! rate, with few packets lost. A carried result above the estimate raises it (unless the
 //! delay detector sees over-use), and the next cluster may start at once, at twice the new
-//! estimate, toward the goal. A cluster the link did not carry (or whose feedback never came)
-//! raises nothing and the next one waits, from [`BACKOFF_MIN_US`] doubling to
-//! [`BACKOFF_MAX_US`].
+//! estimate, toward the goal. A cluster that arrived slower than that, with few packets lost,
+//! saturated the path: what arrived is what the path carries, and [`SATURATED_SHARE`] of its
+//! arrival rate raises the estimate if it is higher. That, and a cluster that lost many
+//! packets (or whose feedback never came), counts as not carried, and the next one waits,
+//! from [`BACKOFF_MIN_US`] doubling to [`BACKOFF_MAX_US`].
 //!
 //! Nothing here runs per media packet unless a cluster waits for its feedback, and then only
 //! a range check; a transport whose consumers have all they want never probes.
@@ -27,6 +29,9 @@ pub(crate) const MIN_CLUSTER_PACKETS: u32 = 5;
 pub(crate) const MAX_PROBE_BPS: u64 = 10_000_000;
 /// A cluster is sent at this multiple of the estimate (at most the goal).
 const STEP: u64 = 2;
+/// The share of a saturated cluster's arrival rate taken as what the path carries (the
+/// cluster itself filled the bottleneck's queue a little).
+pub(crate) const SATURATED_SHARE: f64 = 0.95;
 /// The share of the send rate the arrival rate must reach for the link to have carried it.
 pub(crate) const CARRIED_RATIO: f64 = 0.9;
 /// The share of a cluster's packets that must be reported received for a result.
@@ -93,7 +98,9 @@ struct Cluster {
 pub(crate) enum Outcome {
     /// The link carried this rate, bits per second.
     Carried(f64),
-    /// It did not.
+    /// The cluster filled the path: it carries about this rate, bits per second, and no more.
+    Saturated(f64),
+    /// It did not carry the cluster, and says nothing of its rate.
     Failed,
 }
 
@@ -224,13 +231,14 @@ impl Prober {
         }
         let span = (last - first + 1) as f64;
         let outcome = match rates(&c.arrivals) {
-            Some((sent, arrived))
-                if f64::from(c.arrivals.received) >= MIN_RECEIVED_RATIO * span
-                    && arrived >= CARRIED_RATIO * sent =>
-            {
+            Some(_) if f64::from(c.arrivals.received) < MIN_RECEIVED_RATIO * span => {
+                Outcome::Failed
+            }
+            Some((sent, arrived)) if arrived >= CARRIED_RATIO * sent => {
                 Outcome::Carried(sent.min(arrived))
             }
-            _ => Outcome::Failed,
+            Some((_, arrived)) => Outcome::Saturated(SATURATED_SHARE * arrived),
+            None => Outcome::Failed,
         };
         self.cluster = None;
         match outcome {
@@ -239,7 +247,7 @@ impl Prober {
                 self.backoff_us = 0;
                 self.next_allowed_us = now_us;
             }
-            Outcome::Failed => {
+            Outcome::Saturated(_) | Outcome::Failed => {
                 self.counters.failed += 1;
                 self.backoff_us = (self.backoff_us * 2).clamp(BACKOFF_MIN_US, BACKOFF_MAX_US);
                 self.next_allowed_us = now_us + self.backoff_us;

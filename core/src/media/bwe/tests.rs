@@ -349,8 +349,8 @@ fn hostile_feedback_is_ignored_and_counted() {
 }
 
 /// A sender limited to 500 kbit/s of media that would like 1.7 Mbit/s: on a 3 Mbit/s link
-/// its probes raise the estimate to the goal within a second; on a 600 kbit/s link they do
-/// not raise it above the link, they back off, and the queue they build stays small.
+/// its probes raise the estimate to the goal within a second; on a 600 kbit/s link they raise
+/// it to what the link carries, not above, and back off.
 #[test]
 fn probes_raise_the_estimate_only_when_the_link_carries_them() {
     let run = |capacity: u64| {
@@ -376,8 +376,11 @@ fn probes_raise_the_estimate_only_when_the_link_carries_them() {
 
     let (before, after, peak, counters) = run(600_000);
     assert!(before < 700_000, "{before}");
+    // A saturated cluster tells what the link carries: the estimate goes near 600 kbit/s,
+    // not above; later it grows no further than an application-limited sender's estimate
+    // may (1.5 times what was acknowledged).
     assert!(
-        after < 700_000 && peak < 700_000,
+        (500_000..=600_000).contains(&after) && peak < 800_000,
         "not carried: {before} -> {after}, peak {peak}, {counters:?}"
     );
     assert!(counters.failed >= 2, "{counters:?}");
@@ -387,7 +390,8 @@ fn probes_raise_the_estimate_only_when_the_link_carries_them() {
 
 /// The estimator's view of probe clusters alone: synthetic feedback for a cluster that
 /// arrives as it was sent raises the estimate to the cluster's rate (twice the estimate);
-/// one whose arrivals are spread to half that rate (a bottleneck) raises nothing.
+/// one whose arrivals are spread to half that rate (a bottleneck at the estimate) raises
+/// nothing; one spread to 80% of it raises the estimate to 95% of its arrival rate.
 #[test]
 fn a_cluster_is_judged_by_its_arrival_rate() {
     let judge = |arrival_gap_us: i64| {
@@ -431,8 +435,16 @@ fn a_cluster_is_judged_by_its_arrival_rate() {
         "{carried} {counters:?}"
     );
     assert_eq!((counters.carried, counters.failed), (1, 0));
-    // Arriving at 500 kbit/s: 4.8 ms apart.
+    // Arriving at 500 kbit/s: 4.8 ms apart. The path carries no more than the estimate.
     let (refused, counters) = judge(4_800);
     assert_eq!(refused, 500_000, "{counters:?}");
+    assert_eq!((counters.carried, counters.failed), (0, 1));
+    // Arriving at 800 kbit/s, 3 ms apart: not carried at 1 Mbit/s, but the path carries about
+    // 800 kbit/s, and 95% of that raises the estimate.
+    let (saturated, counters) = judge(3_000);
+    assert!(
+        (700_000..=800_000).contains(&saturated),
+        "{saturated} {counters:?}"
+    );
     assert_eq!((counters.carried, counters.failed), (0, 1));
 }

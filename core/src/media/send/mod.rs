@@ -32,6 +32,10 @@ pub(crate) const MIN_RESEND_INTERVAL: Duration = Duration::from_millis(10);
 /// How many sender reports are remembered to match receiver reports' LSR against.
 const REPORTS_KEPT: usize = 8;
 
+/// The `source_ext_seq` of a padding packet that filled its number (it has no source packet;
+/// sending it again sends padding again).
+pub(crate) const PADDING_SOURCE: u64 = (1 << 48) - 1;
+
 /// Where an outgoing packet came from: the producer encoding (layer index) and the source's
 /// extended sequence number, plus what was written (the outgoing timestamp and marker) so a
 /// retransmission can be rewritten identically.
