@@ -312,6 +312,9 @@ pub(crate) struct Consumer {
     /// The layers it gets of a producer whose stream carries several (VP9 SVC, temporal
     /// layers); `preferred_layer` and `target_layer` are then spatial layers of that stream.
     pub(crate) layers: Option<LayerFilter>,
+    /// AV1: its receiver was told fewer active decode targets than the producer's since the
+    /// last structure it got (so every descriptor says them until the next structure).
+    pub(crate) descriptor_rewritten: bool,
     /// The temporal layer the application prefers (`None`: the highest).
     pub(crate) preferred_temporal_layer: Option<u8>,
     /// The highest temporal layer the allocator allows (`None`: no limit): inside the target

@@ -114,6 +114,7 @@ impl Sfu {
                 },
                 pipe: None,
                 layers,
+                descriptor_rewritten: false,
                 preferred_temporal_layer: None,
                 target_temporal_layer: None,
                 trace: Default::default(),

@@ -282,6 +282,7 @@ impl Sfu {
                     rtx_ssrcs,
                 })),
                 layers: None,
+                descriptor_rewritten: false,
                 preferred_temporal_layer: None,
                 target_temporal_layer: None,
                 trace: Default::default(),

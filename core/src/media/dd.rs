@@ -54,6 +54,8 @@ pub(crate) enum DdError {
     UnknownTemplate,
     /// More templates, layers or referred frames than the limits above.
     Limit,
+    /// A descriptor being written does not fit its buffer.
+    NoRoom,
 }
 
 /// A coded video sequence's template dependency structure.
@@ -244,12 +246,19 @@ pub(crate) struct Parser {
     current: Option<Box<Structure>>,
     /// Where a new structure is parsed before it replaces the current one.
     scratch: Option<Box<Structure>>,
+    /// The active decode targets the stream last said (a structure makes all of them active).
+    active: u32,
 }
 
 impl Parser {
     /// The stream's current structure.
     pub(crate) fn structure(&self) -> Option<&Structure> {
         self.current.as_deref()
+    }
+
+    /// The active decode targets the stream last said (decode target `i` in bit `i`).
+    pub(crate) fn active_decode_targets(&self) -> u32 {
+        self.active
     }
 
     /// Parses one packet's descriptor (the header extension's bytes).
@@ -327,6 +336,9 @@ impl Parser {
         }
         if new_structure {
             std::mem::swap(&mut self.current, &mut self.scratch);
+        }
+        if let Some(active) = active_decode_targets {
+            self.active = active;
         }
         Ok(frame)
     }
@@ -456,6 +468,8 @@ impl<'a> Bits<'a> {
         Ok((v << 1) - m + extra)
     }
 }
+
+pub(crate) mod write;
 
 #[cfg(test)]
 mod tests;

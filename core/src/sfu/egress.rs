@@ -14,6 +14,7 @@ use crate::keyframe::{is_key_frame, VideoCodec};
 use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
+use crate::media::dd::write::MAX_LEN;
 use crate::media::pacer::Class;
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
@@ -24,6 +25,7 @@ use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType};
 use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
+use super::active_targets::{self, DescriptorBuf};
 use super::quality::{report_layers, rtp_trace, set_current_layer, trace_sent};
 use super::{Sfu, TimerKey, MAX_LAYERS};
 
@@ -39,6 +41,9 @@ pub(crate) struct Paced {
     timestamp: u32,
     marker: bool,
 }
+
+/// A header extension element: its id and value.
+type Extension<'a> = (u8, &'a [u8]);
 
 /// Room for what a forwarded packet's header may grow by (its mid and transport-wide sequence
 /// number, a switch to two-byte extensions) and the SRTP tag.
@@ -88,6 +93,7 @@ impl Sfu {
         // The layer each preference resolves to, computed once per packet.
         let layers = p.encodings.len().clamp(1, MAX_LAYERS);
         let mut best = [0usize; MAX_LAYERS];
+        let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
         if simulcast {
             for (pref, slot) in best.iter_mut().enumerate().take(layers) {
                 *slot = p.best_layer(pref, now);
@@ -123,7 +129,7 @@ impl Sfu {
                     c,
                     pkt,
                     header,
-                    (index, None),
+                    (index, None, None),
                     (sent_at, now),
                     &mut self.buffers,
                 ) {
@@ -257,12 +263,17 @@ impl Sfu {
                 }
                 continue;
             }
+            let dd = self
+                .producers
+                .get(&pid)
+                .and_then(|p| active_targets::rewrite(p, c, pkt, &mut dd_buf))
+                .map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 ct,
                 c,
                 pkt,
                 header,
-                (seq, None),
+                (seq, None, dd),
                 (sent_at, now),
                 &mut self.buffers,
             ) {
@@ -378,12 +389,18 @@ impl Sfu {
             ct.pacer
                 .send_now(usize::from(sent.size), Class::Control, now);
         }
+        let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
+        let dd = self
+            .producers
+            .get(&c.producer)
+            .and_then(|p| active_targets::rewrite(p, c, &pkt, &mut dd_buf))
+            .map(|(id, n)| (id, &dd_buf[..n]));
         if write_media(
             ct,
             c,
             &pkt,
             header,
-            (ext_seq, osn),
+            (ext_seq, osn, dd),
             (sent_at, now),
             &mut self.buffers,
         ) {
@@ -459,7 +476,7 @@ impl Sfu {
                 c,
                 &pkt,
                 header,
-                (index, Some(seq)),
+                (index, Some(seq), None),
                 (sent_at, now),
                 &mut self.buffers,
             ) {
@@ -637,6 +654,7 @@ impl Sfu {
         let sent_at = abs_send_time(self.ntp_base, now);
         t.pacer.set_estimate(t.bwe.estimate());
         let mut queued = false;
+        let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
         while let Some(item) = t.pacer.poll(now) {
             let Some(c) = self
                 .consumers
@@ -663,12 +681,17 @@ impl Sfu {
                 ssrc: c.ssrc,
                 marker: item.marker,
             };
+            let dd = self
+                .producers
+                .get(&c.producer)
+                .and_then(|p| active_targets::rewrite(p, c, &pkt, &mut dd_buf))
+                .map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 t,
                 c,
                 &pkt,
                 header,
-                (item.seq, None),
+                (item.seq, None, dd),
                 (sent_at, now),
                 &mut self.buffers,
             ) {
@@ -1018,11 +1041,6 @@ fn abs_send_time(ntp_base: (u64, Instant), at: Instant) -> [u8; 3] {
     [a, b, c]
 }
 
-/// Writes, protects and queues one RTP packet for a consumer (with the packet's extended
-/// sequence number, and its original sequence number when it goes out on RTX) at `now`, with
-/// `now` as abs-send-time; a packet stamped with a transport-wide sequence number goes into
-/// the transport's send history. False when the transport cannot send yet (no keys or no
-/// path) or the packet does not fit.
 /// Counts a packet forwarded to consumer `c` (`payload` bytes).
 fn count_sent(c: &mut crate::router::Consumer, payload: usize, now: Instant) {
     c.stats.packets_sent += 1;
@@ -1075,12 +1093,18 @@ fn queue_flush_of(t: &mut Transport, tid: TransportId, queue: &mut VecDeque<Tran
     }
 }
 
+/// Writes, protects and queues one RTP packet for a consumer (with the packet's extended
+/// sequence number, its original sequence number when it goes out on RTX, and the dependency
+/// descriptor it gets in place of the source's, if any) at `now`, with `now` as
+/// abs-send-time; a packet stamped with a transport-wide sequence number goes into the
+/// transport's send history. False when the transport cannot send yet (no keys or no path) or
+/// the packet does not fit.
 fn write_media(
     ct: &mut Transport,
     c: &crate::router::Consumer,
     pkt: &RtpPacket<'_>,
     header: OutHeader,
-    (ext_seq, rtx_osn): (u64, Option<u16>),
+    (ext_seq, rtx_osn, descriptor): (u64, Option<u16>, Option<Extension<'_>>),
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> bool {
@@ -1091,7 +1115,13 @@ fn write_media(
         return false;
     };
     let tw = session.tw_seq.to_be_bytes();
-    let (extra, n_extra) = own_extensions(c, &tw, &sent_at);
+    let (own, n_own) = own_extensions(c, &tw, &sent_at);
+    let mut extra: [Extension<'_>; 4] = [(0, &[]); 4];
+    let mut n_extra = 0;
+    for e in descriptor.into_iter().chain(own[..n_own].iter().copied()) {
+        extra[n_extra] = e;
+        n_extra += 1;
+    }
     let room = pkt.as_bytes().len() + HEADROOM;
     let out = ct.outbox.reserve(room, buffers);
     let Ok(len) =

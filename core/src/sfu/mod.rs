@@ -37,6 +37,7 @@ use crate::transport::webrtc::drive::{AdmitRefusal, LinkEvent, LinkOutput, Refus
 use crate::transport::webrtc::{stun, DtlsIdentity};
 use crate::transport::{Transport, TransportKind};
 
+mod active_targets;
 pub(crate) mod allocate;
 pub(crate) mod egress;
 mod handshake;

@@ -583,3 +583,5 @@ proptest! {
         }
     }
 }
+
+mod write;
