@@ -21,12 +21,12 @@ use crate::media::rtcp;
 use crate::media::send::{SenderReportData, SentPacket, PADDING_SOURCE};
 use crate::ortc::MediaKind;
 use crate::router::{Consumer, Producer, ReportClock};
-use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType};
+use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType, TraceInfo};
 use crate::transport::outbox::Buffers;
 use crate::transport::Transport;
 
 use super::active_targets::{self, DescriptorBuf};
-use super::quality::{report_layers, rtp_trace, set_current_layer, trace_sent};
+use super::quality::{report_layers, set_current_layer, trace_event, trace_sent};
 use super::{Sfu, TimerKey, MAX_LAYERS};
 
 /// A consumer's video packet waiting in its transport's pacer: where to find it again (the
@@ -752,10 +752,10 @@ impl Sfu {
                     size,
                     payload_size: 0,
                 };
-                let trace = rtp_trace(
+                let trace = trace_event(
                     TraceEventType::Probation,
                     TraceDirection::Out,
-                    info,
+                    TraceInfo::Rtp(info),
                     (self.ntp_base.1, now),
                 );
                 self.out.push_back(Output::Event(Event::TransportTrace {

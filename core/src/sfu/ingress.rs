@@ -15,11 +15,11 @@ use crate::media::srtp::{self, RtpReplay, SrtpContext};
 use crate::media::store::PacketStore;
 use crate::ortc::MediaKind;
 use crate::router::Producer;
-use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType};
+use crate::trace::{RtpTraceInfo, TraceDirection, TraceEventType, TraceInfo};
 use crate::transport::extensions::RxExtensions;
 use crate::transport::Transport;
 
-use super::quality::{rtp_trace, trace_event};
+use super::quality::trace_event;
 use super::{Sfu, MAX_LAYERS};
 
 /// Slots in a video encoding's packet store: about 1.5 s of a 2.5 Mbit/s layer.
@@ -192,12 +192,8 @@ impl Sfu {
         }
         if is_video && key_frame && p.trace.has(TraceEventType::Keyframe) {
             let times = (self.ntp_base.1, now);
-            let trace = trace_event(
-                TraceEventType::Keyframe,
-                TraceDirection::In,
-                pkt.ssrc(),
-                times,
-            );
+            let info = TraceInfo::Stream { ssrc: pkt.ssrc() };
+            let trace = trace_event(TraceEventType::Keyframe, TraceDirection::In, info, times);
             self.out.push_back(Output::Event(Event::ProducerTrace {
                 producer: pid,
                 trace,
@@ -215,7 +211,8 @@ impl Sfu {
                 payload_size: pkt.payload().len(),
             };
             let times = (self.ntp_base.1, now);
-            let trace = rtp_trace(TraceEventType::Rtp, TraceDirection::In, info, times);
+            let info = TraceInfo::Rtp(info);
+            let trace = trace_event(TraceEventType::Rtp, TraceDirection::In, info, times);
             self.out.push_back(Output::Event(Event::ProducerTrace {
                 producer: pid,
                 trace,

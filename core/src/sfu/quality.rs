@@ -66,33 +66,18 @@ pub(crate) fn report_layers(c: &mut Consumer, cid: ConsumerId, out: &mut VecDequ
     }
 }
 
-/// A trace of `kind` about stream `ssrc` at `now`, for an Sfu created at `start`.
+/// A trace of `kind` with `info` at `now`, for an Sfu created at `start`.
 pub(crate) fn trace_event(
     kind: TraceEventType,
     direction: TraceDirection,
-    ssrc: u32,
+    info: TraceInfo,
     (start, now): (Instant, Instant),
 ) -> Box<TraceEvent> {
     Box::new(TraceEvent {
         kind,
         timestamp: timestamp(start, now),
         direction,
-        info: TraceInfo::Stream { ssrc },
-    })
-}
-
-/// An `rtp` or `probation` trace of a packet at `now`, for an Sfu created at `start`.
-pub(crate) fn rtp_trace(
-    kind: TraceEventType,
-    direction: TraceDirection,
-    info: RtpTraceInfo,
-    (start, now): (Instant, Instant),
-) -> Box<TraceEvent> {
-    Box::new(TraceEvent {
-        kind,
-        timestamp: timestamp(start, now),
-        direction,
-        info: TraceInfo::Rtp(info),
+        info,
     })
 }
 
@@ -128,7 +113,8 @@ pub(crate) fn trace_sent(
             size,
             payload_size: payload,
         };
-        let trace = rtp_trace(TraceEventType::Rtp, TraceDirection::Out, info, times);
+        let info = TraceInfo::Rtp(info);
+        let trace = trace_event(TraceEventType::Rtp, TraceDirection::Out, info, times);
         out.push_back(Output::Event(Event::ConsumerTrace {
             consumer: cid,
             trace,
@@ -148,7 +134,8 @@ pub(crate) fn trace_key_frame_sent(
     out: &mut VecDeque<Output>,
 ) {
     if c.trace.has(TraceEventType::Keyframe) {
-        let trace = trace_event(TraceEventType::Keyframe, TraceDirection::Out, c.ssrc, times);
+        let info = TraceInfo::Stream { ssrc: c.ssrc };
+        let trace = trace_event(TraceEventType::Keyframe, TraceDirection::Out, info, times);
         out.push_back(Output::Event(Event::ConsumerTrace {
             consumer: cid,
             trace,
@@ -201,7 +188,8 @@ impl Sfu {
         ssrc: u32,
     ) {
         if self.producers.get(&pid).is_some_and(|p| p.trace.has(kind)) {
-            let trace = trace_event(kind, direction, ssrc, (self.started(), self.now));
+            let info = TraceInfo::Stream { ssrc };
+            let trace = trace_event(kind, direction, info, (self.started(), self.now));
             self.out.push_back(Output::Event(Event::ProducerTrace {
                 producer: pid,
                 trace,
@@ -219,7 +207,8 @@ impl Sfu {
         let Some(c) = self.consumers.get(&cid).filter(|c| c.trace.has(kind)) else {
             return;
         };
-        let trace = trace_event(kind, direction, c.ssrc, (self.started(), self.now));
+        let info = TraceInfo::Stream { ssrc: c.ssrc };
+        let trace = trace_event(kind, direction, info, (self.started(), self.now));
         self.out.push_back(Output::Event(Event::ConsumerTrace {
             consumer: cid,
             trace,
@@ -274,12 +263,13 @@ impl Sfu {
             max_padding_bitrate: 0,
             available_bitrate: t.bwe.estimate(),
         };
-        let trace = Box::new(TraceEvent {
-            kind: TraceEventType::Bwe,
-            timestamp: timestamp(self.started(), now),
-            direction: TraceDirection::Out,
-            info: TraceInfo::Bwe(info),
-        });
+        let times = (self.started(), now);
+        let trace = trace_event(
+            TraceEventType::Bwe,
+            TraceDirection::Out,
+            TraceInfo::Bwe(info),
+            times,
+        );
         self.out.push_back(Output::Event(Event::TransportTrace {
             transport: tid,
             trace,
