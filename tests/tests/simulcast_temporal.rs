@@ -1,7 +1,8 @@
 //! The allocator and VP8 temporal layers inside simulcast encodings (`L1T3` each, as Chromium
 //! sends): under a cap below the lowest encoding's full rate but above its lower temporal
 //! layers, a consumer gets the lowest encoding at a lower frame rate rather than more than
-//! the cap; raising the cap brings back the higher layers. Every frame received is
+//! the cap; higher encodings come at their full frame rate (resolution goes before frame
+//! rate); raising the cap brings back the higher layers. Every frame received is
 //! decodable, checked from the payload descriptors (TL0PICIDX, TID, Y) and from the
 //! references the synthetic encoder wrote into each frame.
 
@@ -237,7 +238,9 @@ fn a_cap_below_the_lowest_encoding_lowers_its_frame_rate_and_raising_it_brings_l
     let t0 = sim.now;
 
     // Encoding 0: temporal layer 0 about 60 kbit/s, 0 and 1 about 120 kbit/s, all of it
-    // about 245 kbit/s (with headers). Encoding 1 at layers 0 and 1 about 245 kbit/s.
+    // about 245 kbit/s (with headers); encoding 1 about 490 kbit/s. A higher encoding comes
+    // at its full frame rate only: at 330 kbit/s encoding 0 at 30 frames a second, not
+    // encoding 1 at 15.
     let steps = [
         Step {
             cap: 180_000,
@@ -253,9 +256,15 @@ fn a_cap_below_the_lowest_encoding_lowers_its_frame_rate_and_raising_it_brings_l
         },
         Step {
             cap: 330_000,
+            source: 7000,
+            temporal: &[0, 1, 2],
+            fps: 30.0,
+        },
+        Step {
+            cap: 650_000,
             source: 7100,
-            temporal: &[0, 1],
-            fps: 15.0,
+            temporal: &[0, 1, 2],
+            fps: 30.0,
         },
         Step {
             cap: 0,

@@ -8,9 +8,12 @@
 //! moves up one step while the next one fits; what one cannot use goes to the others), never
 //! above a consumer's preferred layers and never below its lowest. A consumer's steps are its
 //! encodings (or spatial layers), lowest first; when the encodings carry temporal layers
-//! (VP8 with TID), each encoding's temporal layers in turn, as mediasoup walks them: encoding
-//! 0 at temporal layer 0, 1 and 2, then encoding 1 at 0, 1 and 2, and so on. A step's cost is
-//! its measured bitrate: an encoding's, or what its temporal layers up to the step's bring.
+//! (VP8 with TID), the lowest encoding's temporal layers in turn, then each higher encoding
+//! at its full frame rate: encoding 0 at temporal layer 0, 1 and 2, then encoding 1, and so
+//! on (mediasoup also walks the temporal layers of higher encodings; here a tighter path
+//! lowers the resolution before the frame rate, which it gives up only when the lowest
+//! encoding does not fit). A step's cost is its measured bitrate: an encoding's, or what its
+//! temporal layers up to the step's bring.
 //! A preferred temporal layer bounds the steps of every encoding.
 //!
 //! The estimate grows only slowly with what is sent, so it rarely says by itself that a
@@ -163,7 +166,11 @@ impl Slot {
                     match (e.temporal.as_deref(), c.layers) {
                         (Some(temporal), Some(_)) => {
                             let shares = temporal.shares(now);
-                            for t in 0..allowed {
+                            // Frame rate is given up on the lowest encoding only: a higher
+                            // encoding comes at its full (preferred) frame rate, so a tighter
+                            // path lowers the resolution before the frame rate.
+                            let first = if i == 0 { 0 } else { allowed - 1 };
+                            for t in first..allowed {
                                 s.steps[n] = (i, (t + 1 < layers).then_some(t));
                                 s.rates[n] = rate * shares[usize::from(t)] / 1000;
                                 n += 1;
