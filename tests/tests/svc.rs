@@ -410,6 +410,33 @@ fn svc_consumer_behind_a_weak_link_moves_to_a_layer_that_fits() {
     sim.run_for(Duration::from_secs(2));
     let r = check(&sim, bob, ssrc, recovered_at + back, sim.now);
     assert_decodable("after the recovery", &r);
+
+    // With little headroom the key picture that switching up asks for congests the path and
+    // the estimate moves the consumer down again; it then waits longer before each new
+    // attempt (each costs the publisher a key picture) instead of trying every few seconds.
+    let mut ups = Vec::new();
+    let mut on_top = spatial(&sim, c.id) == Some(2);
+    run_watching(
+        &mut sim,
+        Duration::from_secs(30),
+        |_| false,
+        |sim, at| {
+            let top = spatial(sim, c.id) == Some(2);
+            if top && !on_top {
+                ups.push(at);
+            }
+            on_top = top;
+        },
+    );
+    let waits: Vec<Duration> = ups.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("moved up again after {waits:?}");
+    assert!(ups.len() <= 4, "moved up {} times in 30 s", ups.len());
+    assert!(
+        waits
+            .windows(2)
+            .all(|w| w[1] + Duration::from_millis(500) >= w[0]),
+        "the waits shrank: {waits:?}"
+    );
 }
 
 /// The publisher stops its top spatial layer and later sends it again: the consumer moves down

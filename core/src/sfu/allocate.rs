@@ -25,6 +25,11 @@
 //! that cannot probe (no video consumer with RTX and transport-wide sequence numbers) moves
 //! up by a trial instead: after a quiet period one consumer is given the next step; if the
 //! estimate falls while it holds, the trial failed and the wait before the next one doubles.
+//! A move up that probing allowed counts the same way: when the estimate falls within
+//! [`TRIAL_HOLD`] of it (switching up costs a key frame, whose burst can be what congests a
+//! path with little headroom), the wait before the next move up doubles, so that a path that
+//! cannot hold a step is not asked to every few seconds (mediasoup keeps a consumer from
+//! moving up for 10 s after the estimate moved it down).
 //! Under the application's cap ([`Sfu::set_max_outgoing_bitrate`]) consumers get what fits
 //! at once, with no trials, and probes go no higher than the cap: once the estimate has
 //! been held down by a cap, only probes can find that a raised one fits.
@@ -72,9 +77,12 @@ pub(crate) struct Allocation {
     last_estimate: u64,
     /// The consumer moved up beyond what the estimate says fits, and since when.
     trial: Option<(ConsumerId, Instant)>,
-    /// No trial before this.
+    /// No trial, and no move up, before this.
     next_trial_at: Option<Instant>,
     backoff: Duration,
+    /// When a consumer last moved up because the estimate (probed) said its next step fits;
+    /// cleared once that held for [`TRIAL_HOLD`] or failed.
+    raised_at: Option<Instant>,
     /// The consumer whose RTX stream carries probe padding (none: the transport cannot probe).
     pub(crate) prober: Option<ConsumerId>,
 }
@@ -87,12 +95,28 @@ impl Default for Allocation {
             trial: None,
             next_trial_at: None,
             backoff: BACKOFF_MIN,
+            raised_at: None,
             prober: None,
         }
     }
 }
 
 impl Allocation {
+    /// Whether a move up at `since` has settled by `now`: it failed when the estimate
+    /// `dropped` (the wait before the next move up doubles), or it held for [`TRIAL_HOLD`]
+    /// (the wait is back to its least).
+    fn settled(&mut self, since: Instant, dropped: bool, now: Instant) -> bool {
+        if dropped {
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            true
+        } else if now >= since + TRIAL_HOLD {
+            self.backoff = BACKOFF_MIN;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Whether feedback at `now`, after which the estimate is `estimate`, should run the
     /// allocator: every [`INTERVAL`], and at once on congestion.
     pub(crate) fn due(&self, now: Instant, estimate: u64) -> bool {
@@ -261,14 +285,21 @@ impl Sfu {
             state.trial = None;
         }
         // The trial in progress: failed on congestion, succeeded after holding.
-        if let Some((_, since)) = state.trial {
-            if dropped {
-                state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
-                state.trial = None;
-            } else if now >= since + TRIAL_HOLD {
-                state.backoff = BACKOFF_MIN;
-                state.trial = None;
-            }
+        if state
+            .trial
+            .is_some_and(|(_, since)| state.settled(since, dropped, now))
+        {
+            state.trial = None;
+        }
+        // So with a move up the estimate allowed: a fall soon after it (the key frame that
+        // switching up asks for, or the step's own bitrate, congested the path) makes the
+        // wait before the next one twice as long, so that a path that cannot hold a step is
+        // not asked to every few seconds (each attempt costs the publisher a key frame).
+        if state
+            .raised_at
+            .is_some_and(|since| state.settled(since, dropped, now))
+        {
+            state.raised_at = None;
         }
         if dropped {
             state.next_trial_at = Some(now + state.backoff);
@@ -282,6 +313,9 @@ impl Sfu {
             } else if dropped || capped {
                 s.fit
             } else if quiet {
+                if s.fit > s.target {
+                    state.raised_at = Some(now);
+                }
                 s.target.max(s.fit)
             } else {
                 s.target
