@@ -264,3 +264,86 @@ pub fn timeline(sim: &Sim, client: usize, layer: &str, from: Instant, origin: In
         stats.probe_clusters_failed
     );
 }
+
+/// The instants and durations of a link step run ([`link_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LinkStep {
+    /// When the run began (8 s at 3 Mbit/s before the drop).
+    pub start: Instant,
+    /// When the link dropped to 600 kbit/s, and 2 s after (from then on it must fit).
+    pub dropped_at: Instant,
+    pub settled: Instant,
+    /// How long after the drop the consumer left its top layer.
+    pub moved: Duration,
+    /// When the link was back at 3 Mbit/s, and how long after that the consumer was back on
+    /// its top layer (held there for the run's `hold`).
+    pub recovered_at: Instant,
+    pub back: Duration,
+}
+
+/// The link toward one consumer steps 3 Mbit/s → 600 kbit/s (for 6 s) → 3 Mbit/s, and the
+/// figures every layer scheme must meet are asserted: on its top layer before the drop
+/// (`on_top`); off it within 2 s of the drop; from 2 s after the drop to the recovery less
+/// than 2% of the consumer's packets (`ssrc`) lost, less than 600 kbit/s received and less
+/// than 200 ms of queueing delay; back on the top layer within 10 s of the recovery, where it
+/// must stay for `hold` to count. `each` is called after every [`STEP`] with the instant the
+/// step began and the instant the current phase began (for [`timeline`]). What the stream
+/// must be (decodable, which layers) the caller checks on the returned instants.
+pub fn link_step(
+    sim: &mut Sim,
+    client: usize,
+    ssrc: u32,
+    on_top: impl Fn(&Sim) -> bool,
+    hold: Duration,
+    mut each: impl FnMut(&Sim, Instant, Instant),
+) -> LinkStep {
+    let (server, addr) = (sim.server_udp, sim.clients[client].local);
+    sim.net.watch(server, addr);
+    set_capacity_toward(sim, client, 3_000_000);
+    let start = sim.now;
+    sim.run_for(Duration::from_secs(8));
+    assert!(on_top(sim), "the top layer fits");
+
+    set_capacity_toward(sim, client, 600_000);
+    let dropped_at = sim.now;
+    let moved = run_watching(
+        sim,
+        Duration::from_secs(6),
+        |sim| !on_top(sim),
+        |sim, before| each(sim, before, dropped_at),
+    );
+    let moved = moved.expect("moved down a layer");
+    println!("down after {moved:?}");
+    assert!(moved <= Duration::from_secs(2), "{moved:?}");
+    let settled = dropped_at + Duration::from_secs(2);
+    let (loss, rate) = loss_and_rate(sim, client, ssrc, settled, sim.now);
+    let (delay, queue_drops) = queueing(sim, server, addr, settled, sim.now);
+    println!(
+        "after the drop: loss {loss:.4}, {rate} bit/s received, queueing delay at most \
+         {delay:?}, {queue_drops} dropped by the queue"
+    );
+    assert!(loss < 0.02, "loss {loss}");
+    assert!(rate < 600_000, "{rate}");
+    assert!(
+        delay < Duration::from_millis(200),
+        "queueing delay {delay:?}"
+    );
+
+    set_capacity_toward(sim, client, 3_000_000);
+    let recovered_at = sim.now;
+    let back = run_until_held(sim, Duration::from_secs(30), hold, |sim| {
+        each(sim, sim.now - STEP, recovered_at);
+        on_top(sim)
+    });
+    let back = back.expect("back on the top layer within 30 s");
+    println!("back on the top layer {back:?} after the recovery");
+    assert!(back <= Duration::from_secs(10), "{back:?}");
+    LinkStep {
+        start,
+        dropped_at,
+        settled,
+        moved,
+        recovered_at,
+        back,
+    }
+}

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use sfu_core::{ConsumerId, ProducerId, WebRtcTransportOptions};
 use sfu_tests::layers::{
-    self, loss_and_rate, queueing, run_until, run_until_held, run_watching, set_capacity_toward,
-    MAX_FRAME_GAP,
+    self, link_step, loss_and_rate, queueing, run_until, set_capacity_toward, MAX_FRAME_GAP,
 };
 use sfu_tests::media::verify_payload;
 use sfu_tests::netsim::seed_from_env;
@@ -105,11 +104,17 @@ fn a_consumer_behind_a_weak_link_moves_down_a_layer_and_back_up() {
         c.parameters.rtp_parameters.encodings[0].rtx.is_some(),
         "the consumer negotiated RTX, which carries the probes"
     );
-    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
-    sim.net.watch(server, bob_addr);
-    set_capacity_toward(&mut sim, bob, 3_000_000);
-    sim.run_for(Duration::from_secs(8));
-    let started = sim.now;
+    // The top layer fits; the link drops to 600 kbit/s: within 2 s the consumer is on a
+    // layer that fits; the link recovers: it climbs back to the top layer, which holds 3 s.
+    let step = link_step(
+        &mut sim,
+        bob,
+        ssrc,
+        |sim| source_now(sim, bob, ssrc) == Some(7200),
+        Duration::from_secs(3),
+        |sim, before, origin| timeline(sim, bob, ssrc, before, origin),
+    );
+    // What the publisher sends (all its layers, whatever the consumer gets).
     let rates = sim
         .sfu
         .producer_stats(producer)
@@ -117,65 +122,19 @@ fn a_consumer_behind_a_weak_link_moves_down_a_layer_and_back_up() {
         .bitrate_per_encoding;
     println!("measured layer bitrates: {rates:?}");
     assert!(rates[0] < 400_000 && rates[1] < 600_000 && rates[2] > 1_200_000);
-    assert_eq!(
-        source_now(&sim, bob, ssrc),
-        Some(7200),
-        "the top layer fits"
-    );
-
-    // The link drops to 600 kbit/s: within 2 s the consumer is on a layer that fits.
-    set_capacity_toward(&mut sim, bob, 600_000);
-    let dropped_at = sim.now;
-    let moved = run_watching(
-        &mut sim,
-        Duration::from_secs(10),
-        |sim| source_now(sim, bob, ssrc).is_some_and(|s| s < 7200),
-        |sim, before| timeline(sim, bob, ssrc, before, dropped_at),
-    );
-    let moved = moved.expect("moved down a layer");
-    println!("down after {moved:?}");
-    assert!(moved <= Duration::from_secs(2), "{moved:?}");
-    let settled = dropped_at + Duration::from_secs(2);
-    let (loss, rate) = loss_and_rate(&sim, bob, ssrc, settled, sim.now);
-    println!("after the drop: loss {loss:.4}, {rate} bit/s received");
-    assert!(loss < 0.02, "loss {loss}");
-    assert!(rate < 600_000, "{rate}");
-    let (delay, queue_drops) = queueing(&sim, server, bob_addr, settled, sim.now);
-    println!(
-        "after the drop: queueing delay at most {delay:?}, {queue_drops} dropped by the queue"
-    );
-    assert!(delay < Duration::from_millis(200), "{delay:?}");
-    let weak = sim.sfu.transport_stats(sim.clients[bob].id).unwrap();
-    println!(
-        "probe clusters while weak: {} sent, {} carried, {} failed",
-        weak.probe_clusters, weak.probe_clusters_carried, weak.probe_clusters_failed
-    );
     // Only the lower layers: probes, not trials, ask whether the top one fits.
     let late: Vec<u32> = sim.clients[bob]
         .received
         .iter()
-        .filter(|p| p.ssrc == ssrc && p.at >= settled)
+        .filter(|p| p.ssrc == ssrc && p.at >= step.settled && p.at < step.recovered_at)
         .filter_map(|p| verify_payload(&p.payload).map(|i| i.ssrc))
         .collect();
     let top = late.iter().filter(|&&s| s == 7200).count() as f64 / late.len() as f64;
     println!("share of top-layer packets after the drop: {top:.3}");
     assert_eq!(top, 0.0);
-
-    // The link recovers: the consumer climbs back to the top layer.
-    set_capacity_toward(&mut sim, bob, 3_000_000);
-    let recovered_at = sim.now;
-    // Back when the top layer has held for 3 s.
-    let back = run_until_held(
-        &mut sim,
-        Duration::from_secs(30),
-        Duration::from_secs(3),
-        |sim| source_now(sim, bob, ssrc) == Some(7200),
-    );
-    let back = back.expect("back on the top layer within 30 s");
-    println!("back on the top layer {back:?} after the recovery");
-    assert!(back <= Duration::from_secs(10), "{back:?}");
-    let (loss, _) = loss_and_rate(&sim, bob, ssrc, recovered_at, sim.now);
-    let (delay, queue_drops) = queueing(&sim, server, bob_addr, recovered_at, sim.now);
+    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
+    let (loss, _) = loss_and_rate(&sim, bob, ssrc, step.recovered_at, sim.now);
+    let (delay, queue_drops) = queueing(&sim, server, bob_addr, step.recovered_at, sim.now);
     println!("after the recovery: loss {loss:.4}, queueing delay at most {delay:?}, {queue_drops} dropped by the queue");
     assert!(loss < 0.02, "loss {loss}");
     assert!(delay < Duration::from_millis(200), "{delay:?}");
@@ -188,7 +147,7 @@ fn a_consumer_behind_a_weak_link_moves_down_a_layer_and_back_up() {
         stats.probe_clusters_failed
     );
     assert!(stats.probe_clusters_carried >= 1);
-    let (switches, longest) = check_decodable(&sim, bob, ssrc, started);
+    let (switches, longest) = check_decodable(&sim, bob, ssrc, step.start + Duration::from_secs(8));
     println!("{switches} layer switches, at most {longest:?} without media");
     assert!(switches >= 2, "{switches}");
 }
