@@ -347,3 +347,19 @@ pub fn link_step(
         back,
     }
 }
+
+/// Takes consumer `id` to temporal layer 0 and back up to its top, twelve times, each time
+/// at a later phase of a temporal pattern (500 ms plus 11 ms more each time): only switching
+/// points whose references were all sent may add a layer back.
+pub fn temporal_down_and_up(sim: &mut Sim, id: sfu_core::ConsumerId) {
+    for phase in 0..12 {
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(id, Some(0))
+            .unwrap();
+        sim.run_for(Duration::from_millis(500 + 11 * phase));
+        sim.sfu
+            .set_consumer_preferred_temporal_layer(id, None)
+            .unwrap();
+        sim.run_for(Duration::from_millis(500));
+    }
+}

@@ -11,8 +11,8 @@ use sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR;
 use sfu_core::ConsumerId;
 use sfu_tests::dd::Reader;
 use sfu_tests::layers::{
-    consumer_ssrc, link_step, longest_gap, loss_and_rate, queueing, run_until_held, timeline,
-    Stream, MAX_FRAME_GAP,
+    consumer_ssrc, link_step, longest_gap, loss_and_rate, queueing, run_until_held,
+    temporal_down_and_up, timeline, Stream, MAX_FRAME_GAP,
 };
 use sfu_tests::media::verify_av1_payload;
 use sfu_tests::netsim::seed_from_env;
@@ -349,17 +349,7 @@ fn av1_svc_switching_preferred_layers_mid_stream_stays_decodable() {
         );
         assert_eq!(top, (want_s, want_t), "preferred {spatial} {temporal:?}");
     }
-    // Temporal layer 0 and back up to the top, at each phase of the temporal pattern.
-    for phase in 0..12 {
-        sim.sfu
-            .set_consumer_preferred_temporal_layer(c.id, Some(0))
-            .unwrap();
-        sim.run_for(Duration::from_millis(500 + 11 * phase));
-        sim.sfu
-            .set_consumer_preferred_temporal_layer(c.id, None)
-            .unwrap();
-        sim.run_for(Duration::from_millis(500));
-    }
+    temporal_down_and_up(&mut sim, c.id);
     let r = check(&sim, bob, ssrc, t0, sim.now);
     assert_decodable("switching", &r);
 }

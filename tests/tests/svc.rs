@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use sfu_core::ortc::ConsumerType;
 use sfu_core::{ConsumerId, ProducerId};
 use sfu_tests::layers::{
-    consumer_ssrc as ssrc_of, link_step, loss_and_rate, run_watching, set_capacity_toward, Stream,
+    consumer_ssrc as ssrc_of, link_step, loss_and_rate, run_watching, set_capacity_toward,
+    temporal_down_and_up, Stream,
 };
 use sfu_tests::media::SVC_MAGIC;
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
@@ -333,18 +334,7 @@ fn switching_preferred_layers_mid_stream_stays_decodable() {
             "preferred {spatial} {temporal:?}"
         );
     }
-    // Temporal layer 0 and back up to the top, at each phase of the temporal pattern: only
-    // switching points whose references were all sent may add a layer.
-    for phase in 0..12 {
-        sim.sfu
-            .set_consumer_preferred_temporal_layer(c.id, Some(0))
-            .unwrap();
-        sim.run_for(Duration::from_millis(500 + 11 * phase));
-        sim.sfu
-            .set_consumer_preferred_temporal_layer(c.id, None)
-            .unwrap();
-        sim.run_for(Duration::from_millis(500));
-    }
+    temporal_down_and_up(&mut sim, c.id);
     let r = check(&sim, bob, ssrc, t0, sim.now);
     assert_decodable("switching", &r);
 }
@@ -547,7 +537,13 @@ fn svc_with_losses_on_both_sides_numbers_and_repairs_consistently() {
     assert!(r.temporal.iter().all(|&t| t <= 1));
     assert!(r.frames > 100, "{r:?}");
     assert!(r.undecodable.is_empty(), "{:?}", r.undecodable);
-    assert_eq!(r.gaps, 0, "numbers left missing: {r:?}");
+    // A number stays missing only for a packet the SFU never got (the publisher's link lost
+    // it and its retransmissions): whether it was of the consumer's layers nobody can tell.
+    let lost = sim.sfu.producer_stats(producer).unwrap().packets_lost;
+    assert!(
+        r.gaps as i64 <= lost,
+        "numbers left missing: {r:?}, {lost} packets never received from the publisher"
+    );
     let stats = sim.sfu.consumer_stats(c.id).unwrap();
     assert!(
         r.filled > 0 && stats.numbers_filled >= r.filled as u64,

@@ -10,7 +10,7 @@ use common_peers::LAYERS;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use sfu_tests::layers::Stream;
+use sfu_tests::layers::{temporal_down_and_up, Stream};
 use sfu_tests::media::VP8_TEMPORAL_MAGIC;
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
@@ -176,17 +176,7 @@ fn vp8_temporal_layers_follow_the_preference_and_stay_decodable() {
             "{spatial} {temporal:?}"
         );
     }
-    // Temporal layer 0 and back up, at every phase of the pattern.
-    for phase in 0..12 {
-        sim.sfu
-            .set_consumer_preferred_temporal_layer(c.id, Some(0))
-            .unwrap();
-        sim.run_for(Duration::from_millis(500 + 11 * phase));
-        sim.sfu
-            .set_consumer_preferred_temporal_layer(c.id, None)
-            .unwrap();
-        sim.run_for(Duration::from_millis(500));
-    }
+    temporal_down_and_up(&mut sim, c.id);
     // From the first second on: while the encodings start one by one the consumer may begin
     // a key frame of an encoding that is not its own and move on at the next one's.
     let r = check(&sim, bob, ssrc, t0 + Duration::from_secs(1), sim.now);
