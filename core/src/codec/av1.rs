@@ -47,11 +47,20 @@ fn descriptor(f: &FrameInfo, s: &Structure) -> Descriptor {
         begins_frame: f.start_of_frame,
         ends_frame: f.end_of_frame,
         inter_picture: !(key_frame || own_spatial),
-        inter_layer: f.spatial_id > 0 && f.referred().next().is_none(),
+        inter_layer: refers_to_layer_below(f),
         key_frame,
         picture_id: Some(f.frame_number),
         tl0_pic_idx: None,
     }
+}
+
+/// Whether frame `f` refers to a lower spatial layer of its own picture. The frames of a
+/// picture are numbered one after the other from its lowest spatial layer up, so the frames
+/// below spatial layer `s` in the same picture are at most `s` frames back.
+fn refers_to_layer_below(f: &FrameInfo) -> bool {
+    let below = u16::from(f.spatial_id);
+    f.referred()
+        .any(|r| (1..=below).contains(&f.frame_number.wrapping_sub(r)))
 }
 
 #[cfg(test)]
@@ -111,5 +120,35 @@ mod tests {
             "unknown template"
         );
         assert_eq!(s.frame_layers(&[]), None);
+    }
+
+    #[test]
+    fn inter_layer_means_a_reference_to_the_layer_below_in_the_picture() {
+        use crate::media::dd::tests::{l3t1, write, Packet};
+        let desc = l3t1(0);
+        let mut p = Parser::default();
+        let mut frame = |template_id: u8, frame_number: u16, fdiffs: Option<Vec<u16>>| {
+            let bytes = write(&Packet {
+                start: true,
+                end: true,
+                template_id,
+                frame_number,
+                structure: (frame_number == 10).then_some(&desc),
+                fdiffs,
+                ..Packet::default()
+            });
+            parse(&mut p, &bytes).unwrap().inter_layer
+        };
+        // A key picture: S0 refers to nothing, S1 and S2 to the layer below.
+        assert!(!frame(0, 10, None), "the key frame refers to nothing");
+        assert!(frame(2, 11, None), "S1 predicted from S0 of its picture");
+        assert!(frame(4, 12, None), "S2 predicted from S1 of its picture");
+        // A delta picture: S0 refers to its own layer, S1 and S2 to theirs and the one below.
+        assert!(!frame(1, 13, None), "S0 refers to the S0 before");
+        assert!(frame(3, 14, None));
+        assert!(frame(5, 15, None));
+        // Overridden references: to its own layer only, or to nothing at all.
+        assert!(!frame(3, 17, Some(vec![3])), "S1 refers to the S1 before");
+        assert!(!frame(5, 18, Some(vec![])), "S2 refers to nothing");
     }
 }
