@@ -1,26 +1,42 @@
-//! AV1: the dependency descriptor header extension in the codec-neutral view.
+//! The dependency descriptor header extension in the codec-neutral view: the layers of a
+//! stream whose payload does not say them (AV1, and H264 as browsers send temporal layers).
 //!
 //! The descriptor's template structure arrives on the first packet of each coded video
 //! sequence (a key frame); later packets name one of its templates. A key frame is the start
-//! of a spatial layer 0 frame that carries a new structure. A switching-up point is a frame that
+//! of a spatial layer 0 frame that the codec's payload says is one (H264: an IDR slice or a
+//! parameter set) or, for a codec whose payload does not say (AV1), that carries a new
+//! structure. A switching-up point is a frame that
 //! is a switch indication for a decode target of its own temporal layer (from there that target
 //! decodes); a frame that is a switch indication for a target of its own spatial layer needs no
 //! earlier picture of that layer, and a frame that is a switch indication for decode targets of
 //! higher temporal layers lets a receiver that gets it go up to them.
 
 use super::Descriptor;
+use crate::keyframe::{is_key_frame, VideoCodec};
 use crate::media::dd::{Dti, FrameInfo, Parser, Structure};
 
-/// Parses one packet's dependency descriptor with the stream's `parser`. `None` when it does
-/// not parse (see [`Parser::parse`]): no structure yet, an unknown template, garbage.
-pub(crate) fn parse(parser: &mut Parser, bytes: &[u8]) -> Option<Descriptor> {
+/// Parses one packet's dependency descriptor `bytes` with the stream's `parser`; `codec` and
+/// `payload` are the packet's, read only at the start of a frame to tell a key frame. `None`
+/// when the descriptor does not parse (see [`Parser::parse`]): no structure yet, an unknown
+/// template, garbage.
+pub(crate) fn parse(
+    parser: &mut Parser,
+    bytes: &[u8],
+    codec: VideoCodec,
+    payload: &[u8],
+) -> Option<Descriptor> {
     let frame = parser.parse(bytes).ok()?;
     let structure = parser.structure()?;
-    Some(descriptor(&frame, structure))
+    let key_frame = frame.start_of_frame
+        && frame.spatial_id == 0
+        && match codec {
+            VideoCodec::H264 | VideoCodec::Vp8 | VideoCodec::Vp9 => is_key_frame(codec, payload),
+            VideoCodec::Av1 | VideoCodec::Other => frame.new_structure,
+        };
+    Some(descriptor(&frame, structure, key_frame))
 }
 
-fn descriptor(f: &FrameInfo, s: &Structure) -> Descriptor {
-    let key_frame = f.new_structure && f.start_of_frame && f.spatial_id == 0;
+fn descriptor(f: &FrameInfo, s: &Structure, key_frame: bool) -> Descriptor {
     // One pass over the decode targets the frame is a switch indication for: one of its own
     // temporal layer (a switching-up point), one of its own spatial layer (it needs no earlier
     // picture of that layer), and the highest temporal layer among the latter.
@@ -74,40 +90,44 @@ mod tests {
         0xC0, 0x00, 0x64, 0x80, 0x02, 0x17, 0xAA, 0xA1, 0xC1, 0x4D, 0x14, 0x08, 0x21, 0x08,
     ];
 
+    fn av1(parser: &mut Parser, bytes: &[u8]) -> Option<Descriptor> {
+        parse(parser, bytes, VideoCodec::Av1, &[])
+    }
+
     #[test]
     fn frames_in_the_codec_neutral_view() {
         let mut p = Parser::default();
-        let Some(key) = parse(&mut p, &KEY_WITH_STRUCTURE) else {
-            panic!("structure refused: {:?}", p.parse(&KEY_WITH_STRUCTURE));
+        let Some(key) = av1(&mut p, &KEY_WITH_STRUCTURE) else {
+            panic!("structure refused");
         };
         assert!(key.key_frame && key.begins_frame && key.ends_frame && key.switch_up);
         assert!(!key.inter_picture);
         assert_eq!((key.spatial, key.temporal), (0, 0));
         // Template 3 (T2), frame 101, start only.
-        let t2 = parse(&mut p, &[0x83, 0x00, 0x65]).unwrap();
+        let t2 = av1(&mut p, &[0x83, 0x00, 0x65]).unwrap();
         assert!(!t2.key_frame && t2.begins_frame && !t2.ends_frame);
         assert_eq!(t2.temporal, 2);
         assert!(!t2.switch_up, "a discardable frame is no switching point");
         assert_eq!(t2.picture_id, Some(101));
-        assert!(parse(&mut p, &[0x80]).is_none(), "truncated");
+        assert!(av1(&mut p, &[0x80]).is_none(), "truncated");
         assert!(
-            parse(&mut p, &[0x85, 0x00, 0x65]).is_none(),
+            av1(&mut p, &[0x85, 0x00, 0x65]).is_none(),
             "unknown template"
         );
         // Template 2 (T1): a switching point for the T0+T1 target? No: discardable there.
-        let t1 = parse(&mut p, &[0xC2, 0x00, 0x66]).unwrap();
+        let t1 = av1(&mut p, &[0xC2, 0x00, 0x66]).unwrap();
         assert_eq!(t1.temporal, 1);
         assert!(!t1.switch_up && t1.inter_picture);
         assert_eq!(t1.switch_up_to, 0);
         // Template 1 (T0): a switch indication for every target.
-        let t0 = parse(&mut p, &[0xC1, 0x00, 0x68]).unwrap();
+        let t0 = av1(&mut p, &[0xC1, 0x00, 0x68]).unwrap();
         assert!(t0.switch_up && !t0.key_frame && !t0.inter_picture);
         assert_eq!(
             t0.switch_up_to, 2,
             "a switch point for every target up to T2"
         );
         assert!(
-            parse(&mut Parser::default(), &[0x83, 0x00, 0x65]).is_none(),
+            av1(&mut Parser::default(), &[0x83, 0x00, 0x65]).is_none(),
             "no structure"
         );
         // The layers of a stored packet, from its template id alone.
@@ -137,7 +157,7 @@ mod tests {
                 fdiffs,
                 ..Packet::default()
             });
-            parse(&mut p, &bytes).unwrap().inter_layer
+            av1(&mut p, &bytes).unwrap().inter_layer
         };
         // A key picture: S0 refers to nothing, S1 and S2 to the layer below.
         assert!(!frame(0, 10, None), "the key frame refers to nothing");
@@ -150,5 +170,35 @@ mod tests {
         // Overridden references: to its own layer only, or to nothing at all.
         assert!(!frame(3, 17, Some(vec![3])), "S1 refers to the S1 before");
         assert!(!frame(5, 18, Some(vec![])), "S2 refers to nothing");
+    }
+
+    #[test]
+    fn h264_key_frames_come_from_the_payload_and_layers_from_the_descriptor() {
+        let mut p = Parser::default();
+        let h264 = |p: &mut Parser, bytes: &[u8], payload: &[u8]| {
+            parse(p, bytes, VideoCodec::H264, payload).unwrap()
+        };
+        // The structure on an IDR frame's first packet: a STAP-A with SPS and PPS.
+        let stap_a = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
+        let key = h264(&mut p, &KEY_WITH_STRUCTURE, &stap_a);
+        assert!(key.key_frame && key.switch_up && !key.inter_picture);
+        // The same structure again on a frame that is not an IDR (a non-IDR slice, the middle
+        // of an IDR's fragments): no key frame, whatever the descriptor carries.
+        assert!(!h264(&mut p, &KEY_WITH_STRUCTURE, &[0x41, 0x9a]).key_frame);
+        assert!(!h264(&mut p, &KEY_WITH_STRUCTURE, &[0x7c, 0x05, 0x00]).key_frame);
+        // An IDR alone or starting its fragments, at the start of a T0 frame (template 1).
+        for idr in [&[0x65, 0x88][..], &[0x7c, 0x85, 0x00]] {
+            let d = h264(&mut p, &[0xC1, 0x00, 0x68], idr);
+            assert!(d.key_frame && d.switch_up && !d.inter_picture, "{idr:?}");
+        }
+        // An IDR fragment that does not start the frame starts no key frame.
+        assert!(!h264(&mut p, &[0x41, 0x00, 0x68], &[0x7c, 0x85, 0x00]).key_frame);
+        // Layers and switching points from the descriptor: a T2 frame (template 3).
+        let t2 = h264(&mut p, &[0x83, 0x00, 0x69], &[0x41, 0x9a]);
+        assert!(!t2.key_frame && !t2.switch_up && t2.begins_frame && !t2.ends_frame);
+        assert_eq!((t2.spatial, t2.temporal, t2.picture_id), (0, 2, Some(0x69)));
+        // AV1 takes the key frame from the structure, whatever the payload.
+        assert!(av1(&mut p, &KEY_WITH_STRUCTURE).unwrap().key_frame);
+        assert!(!av1(&mut p, &[0xC1, 0x00, 0x6a]).unwrap().key_frame);
     }
 }
