@@ -274,6 +274,11 @@ fn h264_without_the_descriptor_is_one_layer_forwarded_whole() {
     }
     let temporal: BTreeSet<u8> = infos.iter().map(|i| i.temporal).collect();
     assert_eq!(temporal, BTreeSet::from([0, 1, 2]));
+    // The marker on the last packet of each frame alone.
+    for w in stream.packets.windows(2) {
+        let (a, b) = (w[0].1, w[1].1);
+        assert_eq!(a.marker, a.timestamp != b.timestamp, "marker of {}", a.seq);
+    }
     let frames = stream.packets.iter().filter(|(_, p)| p.marker).count();
     println!("{} packets, {frames} frames", infos.len());
     assert!(frames.abs_diff(120) <= 3, "{frames} frames in 4 s");
