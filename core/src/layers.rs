@@ -1,5 +1,6 @@
 //! Which packets of one stream a consumer gets when the stream carries layers in itself: VP9
-//! SVC (spatial and temporal layers) and temporal layers (VP9 `L1T3`, VP8 with TID).
+//! SVC (spatial and temporal layers), temporal layers (VP9 `L1T3`, VP8 with TID) and the
+//! layers the dependency descriptor says (AV1, H264).
 //!
 //! A consumer has a target spatial and temporal layer and a current pair, the layers it is
 //! being sent. Packets above the current pair are dropped. The current pair moves toward the
@@ -148,7 +149,8 @@ impl LayerFilter {
             if picture_start && tt > temporal && d.switch_up && d.temporal == temporal + 1 {
                 temporal = d.temporal;
             }
-            // AV1: a frame the consumer gets that is a switch indication for higher targets.
+            // Dependency descriptor: a frame the consumer gets that is a switch indication for
+            // higher targets.
             if picture_start && tt > temporal && d.temporal <= temporal && d.switch_up_to > temporal
             {
                 temporal = d.switch_up_to.min(tt);

@@ -46,7 +46,8 @@ pub(crate) struct Producer {
     /// `None` for audio.
     pub(crate) video_codec: Option<VideoCodec>,
     pub(crate) encodings: Vec<Encoding>,
-    /// The layers inside its one encoding (VP9 SVC or temporal layers), when it has several.
+    /// The layers inside its one encoding (VP9 SVC, temporal layers, or the layers the
+    /// dependency descriptor says for AV1 and H264), when it has several.
     pub(crate) svc: Option<Box<StreamLayers>>,
     /// Temporal layers inside each VP8 encoding (from the encodings' scalability modes; 1:
     /// none signalled).
@@ -82,8 +83,9 @@ pub(crate) struct StreamLayers {
     pub(crate) last_packet_at: [Option<Instant>; MAX_SPATIAL_LAYERS],
     /// What each temporal layer brings (all spatial layers).
     pub(crate) temporal_bitrate: TemporalRates,
-    /// AV1: the stream's dependency descriptors (its current template structure).
-    pub(crate) dd: crate::media::dd::Parser,
+    /// The stream's dependency descriptors (its current template structure), when they carry
+    /// its layers: a codec whose payload does not say them (AV1, H264).
+    pub(crate) dd: Option<crate::media::dd::Parser>,
 }
 
 /// Temporal layers a stream can carry (the descriptors' TID has at most 3 bits).
@@ -128,8 +130,9 @@ impl TemporalRates {
 }
 
 impl StreamLayers {
-    /// The layers of a stream in scalability mode `mode`; `None` for a single layer.
-    pub(crate) fn new(mode: crate::ortc::ScalabilityMode) -> Option<Box<Self>> {
+    /// The layers of a stream in scalability mode `mode`, read from its dependency
+    /// descriptors when `dd`; `None` for a single layer.
+    pub(crate) fn new(mode: crate::ortc::ScalabilityMode, dd: bool) -> Option<Box<Self>> {
         let spatial = mode.spatial_layers.clamp(1, MAX_SPATIAL_LAYERS as u8);
         let temporal = mode.temporal_layers.clamp(1, 8);
         (spatial > 1 || temporal > 1).then(|| {
@@ -140,7 +143,7 @@ impl StreamLayers {
                 bitrate: Default::default(),
                 last_packet_at: [None; MAX_SPATIAL_LAYERS],
                 temporal_bitrate: Default::default(),
-                dd: Default::default(),
+                dd: dd.then(Default::default),
             })
         })
     }

@@ -43,6 +43,10 @@ pub const CLIENT_VP9_RTX_PT: u8 = 99;
 pub const CLIENT_AV1_PT: u8 = 124;
 /// Client-side AV1 RTX payload type.
 pub const CLIENT_AV1_RTX_PT: u8 = 125;
+/// Client-side H264 payload type.
+pub const CLIENT_H264_PT: u8 = 122;
+/// Client-side H264 RTX payload type.
+pub const CLIENT_H264_RTX_PT: u8 = 123;
 
 /// One packet a client received.
 #[derive(Debug, Clone)]
@@ -157,6 +161,9 @@ pub struct ClientTransport {
     in_band: Vec<ChannelId>,
     next_timeout: Instant,
     produced: HashMap<(Mid, Option<Rid>), (u32, u8)>,
+    /// Produced streams other than AV1 whose payloads carry their dependency descriptor in
+    /// front (see [`crate::media::Source::h264_l1t3`]).
+    descriptor_in_front: Vec<Mid>,
     next_mid: u32,
 }
 
@@ -290,6 +297,14 @@ impl ClientTransport {
             None,
             Default::default(),
         );
+        codecs.add_config(
+            CLIENT_H264_PT.into(),
+            Some(CLIENT_H264_RTX_PT.into()),
+            Codec::H264,
+            Frequency::NINETY_KHZ,
+            None,
+            Default::default(),
+        );
         // Receiving side: the router's payload types, as consumers are sent with them.
         for c in router_caps
             .codecs
@@ -401,6 +416,7 @@ impl ClientTransport {
             send_ids,
             next_timeout: now,
             produced: HashMap::new(),
+            descriptor_in_front: Vec::new(),
             next_mid: 0,
         }
     }
@@ -538,6 +554,51 @@ impl ClientTransport {
         )
     }
 
+    /// As [`prepare_produce_vp9`](Self::prepare_produce_vp9) for H264 (packetization mode 1,
+    /// constrained baseline). With `descriptor` the dependency descriptor is negotiated and
+    /// the payloads carry theirs in front (see [`crate::media::Source::h264_l1t3`]); without
+    /// it the descriptor is not negotiated.
+    pub fn prepare_produce_h264(
+        &mut self,
+        ssrc: u32,
+        scalability_mode: &str,
+        descriptor: bool,
+    ) -> RtpParameters {
+        let mut params = self.prepare_produce_codec(
+            ssrc,
+            "video/H264",
+            (CLIENT_H264_PT, CLIENT_H264_RTX_PT),
+            scalability_mode,
+        );
+        for c in params
+            .codecs
+            .iter_mut()
+            .filter(|c| c.mime_type == "video/H264")
+        {
+            c.parameters = [
+                (
+                    "packetization-mode".to_string(),
+                    sfu_core::ortc::ParameterValue::Number(1),
+                ),
+                (
+                    "profile-level-id".to_string(),
+                    sfu_core::ortc::ParameterValue::String("42e01f".into()),
+                ),
+            ]
+            .into_iter()
+            .collect();
+        }
+        if descriptor {
+            let mid = Mid::from(params.mid.as_deref().expect("mid"));
+            self.descriptor_in_front.push(mid);
+        } else {
+            params
+                .header_extensions
+                .retain(|e| e.uri != sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR);
+        }
+        params
+    }
+
     fn prepare_produce_codec(
         &mut self,
         ssrc: u32,
@@ -632,17 +693,18 @@ impl ClientTransport {
         let Some(&(ssrc, pt)) = self.produced.get(&(mid, rid)) else {
             return;
         };
-        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT || pt == CLIENT_AV1_PT;
+        let video = pt != CLIENT_OPUS_PT;
+        let descriptor_in_front = pt == CLIENT_AV1_PT || self.descriptor_in_front.contains(&mid);
         let raw = self.send_extensions.get(&mid).cloned();
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx(&ssrc.into()) else {
             return;
         };
         for mut p in packets {
-            // AV1: the dependency descriptor travels in front of the payload (one length byte
-            // and its bytes) and leaves as its header extension.
+            // AV1 (and H264 with layers): the dependency descriptor travels in front of the
+            // payload (one length byte and its bytes) and leaves as its header extension.
             let mut raw = raw.clone();
-            if pt == CLIENT_AV1_PT && !p.payload.is_empty() {
+            if descriptor_in_front && !p.payload.is_empty() {
                 let len = usize::from(p.payload[0]).min(p.payload.len() - 1);
                 let dd: Vec<u8> = p.payload.drain(..1 + len).skip(1).collect();
                 let mut values = raw.take().unwrap_or(RawExtensions(Vec::new()));
@@ -688,7 +750,7 @@ impl ClientTransport {
             .iter()
             .find(|((m, _), _)| *m == mid)
             .map_or(CLIENT_OPUS_PT, |(_, &(_, pt))| pt);
-        let video = pt == CLIENT_VP8_PT || pt == CLIENT_VP9_PT || pt == CLIENT_AV1_PT;
+        let video = pt != CLIENT_OPUS_PT;
         let declared = self.rtc.media(mid).is_some();
         let mut api = self.rtc.direct_api();
         if !declared {

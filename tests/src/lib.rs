@@ -2,6 +2,7 @@
 //! mediasoup-client, and pcap replay. The integration tests live in `tests/tests/`.
 pub mod client;
 pub mod dd;
+pub mod decodable;
 pub mod delivery;
 pub mod forge;
 pub mod garble;

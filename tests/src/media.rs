@@ -58,7 +58,8 @@ pub struct Source {
     pub svc_layers_sent: usize,
     /// VP8 with temporal layers instead (see [`Source::vp8_temporal`]).
     vp8_temporal: Option<Vp9Svc>,
-    /// AV1 with dependency descriptors (see [`Source::av1_l1t3`], [`Source::av1_l3t3_key`]).
+    /// AV1 with dependency descriptors (see [`Source::av1_l1t3`], [`Source::av1_l3t3_key`]),
+    /// or H264 laid out the same way (see [`Source::h264_l1t3`]).
     av1: Option<Av1>,
 }
 
@@ -88,6 +89,9 @@ pub const SVC_MAGIC: u8 = 0x59;
 pub const VP8_TEMPORAL_MAGIC: u8 = 0x98;
 /// Marks the synthetic bitstream after an AV1 aggregation header.
 pub const AV1_MAGIC: u8 = 0xa1;
+/// Marks the synthetic bitstream inside an H264 slice (after its NAL unit header, or the FU-A
+/// indicator and header).
+pub const H264_MAGIC: u8 = 0x64;
 
 /// The dependency structure of [`Source::av1_l1t3`] (`L1T3`): see [`av1_ksvc_structure`].
 pub fn av1_l1t3_structure() -> Structure {
@@ -191,9 +195,20 @@ pub fn av1_template(spatial: usize, key: bool, pos: usize) -> u8 {
 /// The render resolution of each spatial layer of the SVC sources.
 pub const SVC_RESOLUTIONS: [(u16, u16); SVC_SPATIAL_LAYERS] = [(320, 180), (640, 360), (1280, 720)];
 
-/// The state of a synthetic AV1 encoder.
+/// The codec of a source whose frames follow a dependency structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayeredCodec {
+    Av1,
+    /// H264, with or without the dependency descriptor.
+    H264 {
+        descriptor: bool,
+    },
+}
+
+/// The state of a synthetic AV1 (or H264) encoder.
 #[derive(Debug, Clone)]
 struct Av1 {
+    codec: LayeredCodec,
     structure: Structure,
     spatial_layers: usize,
     /// The next frame's number.
@@ -280,6 +295,20 @@ impl Source {
         Self::av1(ssrc, start, av1_l1t3_structure(), 1)
     }
 
+    /// An H264 source with three temporal layers (`L1T3`) starting at `start`: the frames,
+    /// packet counts and dependency descriptors of [`Source::av1_l1t3`] (the descriptor in
+    /// front of the payload when `descriptor`, else none), each payload an [`h264_payload`]:
+    /// a key frame is an IDR picture, its first packet a STAP-A of SPS, PPS and an IDR slice
+    /// and the rest FU-A fragments of a second IDR slice; a delta frame of one packet is a
+    /// single non-IDR slice, of more packets FU-A fragments of one.
+    pub fn h264_l1t3(ssrc: u32, start: Instant, descriptor: bool) -> Self {
+        let mut s = Self::av1(ssrc, start, av1_l1t3_structure(), 1);
+        if let Some(a) = s.av1.as_mut() {
+            a.codec = LayeredCodec::H264 { descriptor };
+        }
+        s
+    }
+
     /// An AV1 `L3T3_KEY` source starting at `start`: three spatial layers of the bitrates of
     /// [`Source::vp9_svc`] (see [`SVC_PACKETS`]), three temporal layers in the pattern
     /// [`SVC_TEMPORAL_PATTERN`], K-SVC (upper spatial layers refer to lower ones only in key
@@ -293,6 +322,7 @@ impl Source {
     fn av1(ssrc: u32, start: Instant, structure: Structure, spatial_layers: usize) -> Self {
         let mut s = Self::new(ssrc, true, start);
         s.av1 = Some(Av1 {
+            codec: LayeredCodec::Av1,
             structure,
             spatial_layers,
             frame_number: (ssrc % 50_000) as u16,
@@ -421,16 +451,33 @@ impl Source {
                     dd.structure = Some(av1.structure.clone());
                 }
                 let dd = dd.write(&av1.structure);
-                let body = av1_payload(
-                    self.ssrc,
-                    seq as u16,
-                    (start, end, new_sequence),
-                    (sid as u8, temporal),
-                    size,
-                );
+                let layers = (sid as u8, temporal);
+                let body = match av1.codec {
+                    LayeredCodec::Av1 => av1_payload(
+                        self.ssrc,
+                        seq as u16,
+                        (start, end, new_sequence),
+                        layers,
+                        size,
+                    ),
+                    LayeredCodec::H264 { .. } => {
+                        let part = match (key, n, i) {
+                            (true, _, 0) => H264Packet::StapA,
+                            (_, 1, _) => H264Packet::Single { idr: key },
+                            _ => H264Packet::FuA {
+                                idr: key,
+                                start: i == usize::from(key),
+                                end,
+                            },
+                        };
+                        h264_payload(self.ssrc, seq as u16, part, layers, size)
+                    }
+                };
                 let mut p = Vec::with_capacity(1 + dd.len() + body.len());
-                p.push(dd.len() as u8);
-                p.extend_from_slice(&dd);
+                if av1.codec != (LayeredCodec::H264 { descriptor: false }) {
+                    p.push(dd.len() as u8);
+                    p.extend_from_slice(&dd);
+                }
                 p.extend_from_slice(&body);
                 out.push(OutPacket {
                     seq,
@@ -621,6 +668,128 @@ pub fn av1_payload(
     p.push(temporal);
     fill(&mut p, ssrc, seq, len);
     p
+}
+
+/// How an [`h264_payload`] carries its piece of a frame (RFC 6184 packetization mode 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H264Packet {
+    /// A single NAL unit: an IDR slice (`idr`) or a non-IDR slice.
+    Single {
+        /// An IDR slice.
+        idr: bool,
+    },
+    /// A STAP-A of an SPS, a PPS and an IDR slice.
+    StapA,
+    /// A fragment (FU-A) of an IDR or a non-IDR slice.
+    FuA {
+        /// Of an IDR slice.
+        idr: bool,
+        /// The first fragment.
+        start: bool,
+        /// The last fragment.
+        end: bool,
+    },
+}
+
+impl H264Packet {
+    /// Whether the packet starts an IDR picture as a receiver tells it (RFC 6184: an IDR
+    /// slice or a parameter set, alone, aggregated, or in a first fragment).
+    pub fn starts_idr(self) -> bool {
+        match self {
+            Self::Single { idr } => idr,
+            Self::StapA => true,
+            Self::FuA { idr, start, .. } => idr && start,
+        }
+    }
+}
+
+/// The SPS and PPS of [`H264Packet::StapA`] (constrained baseline, level 3.1).
+const H264_PARAMETER_SETS: [[u8; 4]; 2] = [[0x67, 0x42, 0xe0, 0x1f], [0x68, 0xce, 0x3c, 0x80]];
+
+/// An H264 payload of `len` bytes (at least 24) laid out as `part` says, the slice it carries
+/// being [`H264_MAGIC`], SSRC and sequence number, the frame's spatial and temporal layer,
+/// then filler.
+pub fn h264_payload(
+    ssrc: u32,
+    seq: u16,
+    part: H264Packet,
+    (spatial, temporal): (u8, u8),
+    len: usize,
+) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len);
+    match part {
+        H264Packet::Single { idr } => p.push(if idr { 0x65 } else { 0x41 }),
+        H264Packet::StapA => {
+            p.push(0x78);
+            for nal in H264_PARAMETER_SETS {
+                p.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+                p.extend_from_slice(&nal);
+            }
+            let slice = len.saturating_sub(p.len() + 2).max(9);
+            p.extend_from_slice(&(slice as u16).to_be_bytes());
+            p.push(0x65);
+        }
+        H264Packet::FuA { idr, start, end } => {
+            p.push(if idr { 0x7c } else { 0x5c });
+            p.push(u8::from(start) << 7 | u8::from(end) << 6 | if idr { 5 } else { 1 });
+        }
+    }
+    p.push(H264_MAGIC);
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.push(spatial);
+    p.push(temporal);
+    fill(&mut p, ssrc, seq, len);
+    p
+}
+
+/// What an intact [`h264_payload`] says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H264PayloadInfo {
+    /// How it was packetized.
+    pub packet: H264Packet,
+    /// The source SSRC.
+    pub ssrc: u32,
+    /// The source sequence number.
+    pub seq: u16,
+    /// The frame's spatial layer.
+    pub spatial: u8,
+    /// The frame's temporal layer.
+    pub temporal: u8,
+}
+
+/// Regenerates an [`h264_payload`] from what it embeds and compares every byte. `None` when
+/// it is not one or was altered.
+pub fn verify_h264_payload(p: &[u8]) -> Option<H264PayloadInfo> {
+    let (packet, at) = match *p.first()? & 0x1f {
+        1 => (H264Packet::Single { idr: false }, 1),
+        5 => (H264Packet::Single { idr: true }, 1),
+        24 => (H264Packet::StapA, 1 + 2 * (2 + 4) + 3),
+        28 => {
+            let fu = *p.get(1)?;
+            let packet = H264Packet::FuA {
+                idr: fu & 0x1f == 5,
+                start: fu & 0x80 != 0,
+                end: fu & 0x40 != 0,
+            };
+            (packet, 2)
+        }
+        _ => return None,
+    };
+    if *p.get(at)? != H264_MAGIC {
+        return None;
+    }
+    let ssrc = u32::from_be_bytes(p.get(at + 1..at + 5)?.try_into().ok()?);
+    let seq = u16::from_be_bytes(p.get(at + 5..at + 7)?.try_into().ok()?);
+    let (spatial, temporal) = (*p.get(at + 7)?, *p.get(at + 8)?);
+    let info = H264PayloadInfo {
+        packet,
+        ssrc,
+        seq,
+        spatial,
+        temporal,
+    };
+    (h264_payload(ssrc, seq, packet, (spatial, temporal), p.len()) == p).then_some(info)
 }
 
 /// What an intact [`av1_payload`] says about itself.

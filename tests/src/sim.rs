@@ -485,8 +485,22 @@ impl Sim {
         self.produce_av1(client, ssrc, "L3T3_KEY", source)
     }
 
+    /// Publishes an H264 `L1T3` stream ([`Source::h264_l1t3`]) from `client` on `ssrc`, with
+    /// its dependency descriptors when `descriptor` (without: the descriptor is not
+    /// negotiated, as a sender without it does).
+    pub fn produce_h264_l1t3(&mut self, client: usize, ssrc: u32, descriptor: bool) -> ProducerId {
+        let source = Source::h264_l1t3(ssrc, self.now, descriptor);
+        let params = self.clients[client].prepare_produce_h264(ssrc, "L1T3", descriptor);
+        self.publish(client, params, source)
+    }
+
     fn produce_av1(&mut self, client: usize, ssrc: u32, mode: &str, source: Source) -> ProducerId {
         let params = self.clients[client].prepare_produce_av1(ssrc, mode);
+        self.publish(client, params, source)
+    }
+
+    /// Produces `params` from `client`, fed by `source`.
+    fn publish(&mut self, client: usize, params: RtpParameters, source: Source) -> ProducerId {
         let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
         self.publications.push(Publication {
             client,

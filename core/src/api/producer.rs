@@ -75,10 +75,18 @@ impl Sfu {
                 .map_or(VideoCodec::Other, |c| VideoCodec::from_mime(&c.mime_type))
         });
 
+        // Layers inside one encoding: from the VP9 payload, or from the dependency descriptor
+        // for a codec whose payload does not say them (AV1; H264 only with the descriptor,
+        // without it one layer as ever).
+        let extensions = ProducerExtensions::new(&rtp_parameters.header_extensions);
+        let has_dd = extensions.dependency_descriptor.is_some();
         let svc = match (video_codec, rtp_parameters.encodings.as_slice()) {
-            (Some(VideoCodec::Vp9 | VideoCodec::Av1), [only]) => crate::router::StreamLayers::new(
-                ortc::parse_scalability_mode(only.scalability_mode.as_deref()),
-            ),
+            (Some(codec @ (VideoCodec::Vp9 | VideoCodec::Av1 | VideoCodec::H264)), [only])
+                if codec == VideoCodec::Vp9 || has_dd =>
+            {
+                let mode = ortc::parse_scalability_mode(only.scalability_mode.as_deref());
+                crate::router::StreamLayers::new(mode, codec != VideoCodec::Vp9)
+            }
             _ => None,
         };
         let vp8_temporal_layers = match video_codec {
@@ -143,7 +151,7 @@ impl Sfu {
                 kind,
                 mid,
                 consumable,
-                extensions: ProducerExtensions::new(&rtp_parameters.header_extensions),
+                extensions,
                 paused,
                 consumers: Vec::new(),
                 observers: Vec::new(),

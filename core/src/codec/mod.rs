@@ -1,13 +1,13 @@
-//! Video payload descriptors: what the first bytes of a VP8 or VP9 RTP payload (for AV1, the
-//! dependency descriptor header extension) say about the frame a packet belongs to (its layers,
-//! where it starts and ends, whether it is a key frame).
+//! Video payload descriptors: what the first bytes of a VP8 or VP9 RTP payload (for AV1, and
+//! H264 with layers, the dependency descriptor header extension) say about the frame a packet
+//! belongs to (its layers, where it starts and ends, whether it is a key frame).
 //!
 //! Each incoming packet is parsed once at ingress into a [`Descriptor`], a small `Copy` value
 //! the forwarding code reads for every consumer. Network input is hostile: a truncated or
 //! malformed descriptor parses to `None`, and the packet is then neither a key frame nor a
 //! switching point.
 
-pub(crate) mod av1;
+pub(crate) mod dd;
 pub(crate) mod vp8;
 pub(crate) mod vp9;
 
@@ -25,8 +25,8 @@ pub(crate) struct Descriptor {
     /// A switching-up point: from here a receiver of the lower temporal layers may add this
     /// frame's temporal layer (VP9 U, VP8 Y).
     pub(crate) switch_up: bool,
-    /// AV1: the frame is a switch indication for decode targets of its spatial layer up to
-    /// this temporal layer, so a receiver that gets the frame may go up to it from here (0:
+    /// Dependency descriptor: the frame is a switch indication for decode targets of its
+    /// spatial layer up to this temporal layer, so a receiver that gets the frame may go up to it from here (0:
     /// none; VP8 and VP9 say it per layer with `switch_up` instead).
     pub(crate) switch_up_to: u8,
     /// The packet begins a frame (VP9 B; VP8 S in partition 0).

@@ -472,4 +472,4 @@ impl<'a> Bits<'a> {
 pub(crate) mod write;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

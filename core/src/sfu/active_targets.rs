@@ -1,10 +1,10 @@
-//! AV1: the active decode targets a consumer's receiver is told. A consumer that gets only some
+//! Streams whose layers the dependency descriptor carries (AV1, H264): the active decode
+//! targets a consumer's receiver is told. A consumer that gets only some
 //! of a stream's layers gets each descriptor without a structure written again with the decode
 //! targets within its layers (and active at the producer) as the active ones, so that its
 //! receiver does not wait for frames it will never get; a descriptor with a structure (a key
 //! frame) goes as it came, and makes every decode target active again.
 
-use crate::keyframe::VideoCodec;
 use crate::media::dd::write::{carries_structure, with_active_targets, MAX_LEN};
 use crate::media::packet::RtpPacket;
 use crate::router::{Consumer, Producer};
@@ -14,7 +14,7 @@ pub(crate) type DescriptorBuf = [u8; MAX_LEN];
 
 /// The dependency descriptor consumer `c` gets with `pkt` of producer `p` in place of the
 /// producer's, written into `buf`: its extension id and length. `None` when the packet goes as
-/// it came: not AV1, no descriptor negotiated on either side, a descriptor with a structure,
+/// it came: layers not from the descriptor, no descriptor negotiated on either side, a descriptor with a structure,
 /// or a consumer at the producer's top layers whose receiver was never told otherwise since
 /// the last structure.
 pub(crate) fn rewrite(
@@ -23,13 +23,10 @@ pub(crate) fn rewrite(
     pkt: &RtpPacket<'_>,
     buf: &mut DescriptorBuf,
 ) -> Option<(u8, usize)> {
-    if p.video_codec != Some(VideoCodec::Av1) {
-        return None;
-    }
     let source_id = p.extensions.dependency_descriptor?;
     let id = c.extensions.get(source_id)?;
     let (spatial, temporal) = c.layers.as_ref()?.current()?;
-    let parser = &p.svc.as_deref()?.dd;
+    let parser = p.svc.as_deref()?.dd.as_ref()?;
     let structure = parser.structure()?;
     let src = pkt.extension(source_id)?;
     if carries_structure(src) {

@@ -21,7 +21,9 @@
 //! signal) or the application caps it, and moves up when the estimate says the next step
 //! fits. To learn that, the transport probes ([`crate::media::bwe::probe`]): while a consumer
 //! is below its top step, the allocator asks for what the next step would cost, and clusters
-//! of padding on a consumer's RTX stream find out whether the path carries it. A transport
+//! of padding on a consumer's RTX stream find out whether the path carries it; so does a
+//! stream with layers inside it held to fewer temporal layers than it has (its lowest spatial
+//! layer does not fit), for what its next temporal layer costs. A transport
 //! that cannot probe (no video consumer with RTX and transport-wide sequence numbers) moves
 //! up by a trial instead: after a quiet period one consumer is given the next step; if the
 //! estimate falls while it holds, the trial failed and the wait before the next one doubles.
@@ -337,22 +339,28 @@ impl Sfu {
         let budget = estimate.saturating_sub(audio);
         let base: u64 = slots.iter().map(|s| s.rates[0]).sum();
         let priorities: u64 = slots.iter().map(|s| s.priority).sum::<u64>().max(1);
+        // What would be sent if the first stream held to fewer temporal layers got one more.
+        let mut next_frame_rate: Option<u64> = None;
         for s in &slots {
             // At its top step a consumer has no limit: its preferred layers rule, and a higher
             // preference takes effect at once.
             let (encoding, temporal) = s.steps[s.target];
+            let up_to = |t: u8| s.rates[0] * s.temporal_shares[usize::from(t)] / 1000;
             let temporal = temporal.filter(|_| s.target < s.top).or_else(|| {
-                (budget < base && s.temporal_layers > 1)
+                let t = (budget < base && s.temporal_layers > 1)
                     .then(|| {
                         let share = budget * s.priority / priorities;
                         (0..s.temporal_layers)
                             .rev()
-                            .find(|&t| {
-                                s.rates[0] * s.temporal_shares[usize::from(t)] / 1000 <= share
-                            })
+                            .find(|&t| up_to(t) <= share)
                             .unwrap_or(0)
                     })
-                    .filter(|&t| t + 1 < s.temporal_layers)
+                    .filter(|&t| t + 1 < s.temporal_layers)?;
+                if next_frame_rate.is_none() {
+                    let others = sent.saturating_sub(s.rates[s.target]);
+                    next_frame_rate = Some(others + up_to(t + 1));
+                }
+                Some(t)
             });
             let target = (encoding < s.steps[s.top].0).then_some(encoding);
             if let Some(c) = self.consumers.get_mut(&s.id) {
@@ -365,12 +373,17 @@ impl Sfu {
                 c.stats.target_temporal_layer = temporal;
             }
         }
-        // Probing toward the next step of the first consumer below its top.
+        // Probing toward the next step of the first consumer below its top, or else toward
+        // the next temporal layer of the first stream held to fewer (the estimate, held down
+        // by a cap or by congestion, would not rise by itself to what that layer costs).
         let goal = match slots.iter().find(|s| s.target < s.top) {
             Some(s) if state.prober.is_some() && quiet => {
                 let cost = s.rates[s.target + 1].saturating_sub(s.rates[s.target]);
                 (sent + cost).saturating_mul(PROBE_HEADROOM_PER_MILLE) / 1000
             }
+            None if state.prober.is_some() && quiet => next_frame_rate.map_or(0, |rate| {
+                rate.saturating_mul(PROBE_HEADROOM_PER_MILLE) / 1000
+            }),
             _ => 0,
         };
         if let Some(t) = self.transports.get_mut(&tid) {

@@ -10,7 +10,7 @@ use crate::codec::Descriptor;
 use crate::event::Event;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::io::Output;
-use crate::keyframe::{is_key_frame, VideoCodec};
+use crate::keyframe::is_key_frame;
 use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
@@ -1146,14 +1146,15 @@ fn write_media(
 }
 
 /// The spatial and temporal layer of producer `p`'s stored packet `pkt`, from its payload
-/// descriptor (AV1: its dependency descriptor's template, in the current structure).
+/// descriptor (or its dependency descriptor's template, in the current structure, where that
+/// carries the layers).
 fn packet_layers(p: &Producer, pkt: &RtpPacket<'_>) -> Option<(u8, u8)> {
-    match (p.video_codec?, p.svc.as_deref()) {
-        (VideoCodec::Av1, Some(svc)) => {
-            let dd = pkt.extension(p.extensions.dependency_descriptor?)?;
-            svc.dd.structure()?.frame_layers(dd)
+    match p.svc.as_deref().and_then(|svc| svc.dd.as_ref()) {
+        Some(dd) => {
+            let bytes = pkt.extension(p.extensions.dependency_descriptor?)?;
+            dd.structure()?.frame_layers(bytes)
         }
-        (codec, _) => crate::codec::parse(codec, pkt.payload())
+        None => crate::codec::parse(p.video_codec?, pkt.payload())
             .filter(|d| d.has_layers)
             .map(|d| (d.spatial, d.temporal)),
     }

@@ -6,7 +6,7 @@ use tracing::trace;
 use crate::event::Event;
 use crate::ids::{ConsumerId, Mid, ProducerId, Rid, TransportId};
 use crate::io::Output;
-use crate::keyframe::{is_key_frame, VideoCodec};
+use crate::keyframe::is_key_frame;
 use crate::media::packet::{self, RtpPacket};
 use crate::media::recv::{Arrival, NackGenerator, RecvStream, MAX_DROPOUT};
 use crate::media::rtcp::{self, RtcpPacket};
@@ -162,14 +162,15 @@ impl Sfu {
             e.retransmitted += 1;
         }
         let is_video = kind == MediaKind::Video;
-        // The payload descriptor (AV1: the dependency descriptor), read once for every
-        // consumer.
-        let descriptor = match (p.video_codec, p.svc.as_deref_mut()) {
-            (Some(VideoCodec::Av1), Some(svc)) => p
+        // The payload descriptor (or the dependency descriptor, where it carries the
+        // layers), read once for every consumer.
+        let dd = p.svc.as_deref_mut().and_then(|svc| svc.dd.as_mut());
+        let descriptor = match (p.video_codec, dd) {
+            (Some(codec), Some(dd)) => p
                 .extensions
                 .dependency_descriptor
                 .and_then(|id| pkt.extension(id))
-                .and_then(|bytes| crate::codec::av1::parse(&mut svc.dd, bytes)),
+                .and_then(|bytes| crate::codec::dd::parse(dd, bytes, codec, pkt.payload())),
             (codec, _) => codec.and_then(|codec| crate::codec::parse(codec, pkt.payload())),
         };
         let key_frame = match (p.video_codec, &descriptor) {

@@ -46,7 +46,7 @@ struct Template {
 }
 
 #[derive(Debug, Clone)]
-struct Desc {
+pub(crate) struct Desc {
     offset: u8,
     decode_targets: u8,
     templates: Vec<Template>,
@@ -104,19 +104,19 @@ fn write_structure(w: &mut Writer, s: &Desc) {
 }
 
 #[derive(Default)]
-struct Packet<'a> {
-    start: bool,
-    end: bool,
-    template_id: u8,
-    frame_number: u16,
-    structure: Option<&'a Desc>,
-    active: Option<(u8, u32)>,
-    dtis: Option<Vec<u8>>,
-    fdiffs: Option<Vec<u16>>,
-    chains: Option<Vec<u8>>,
+pub(crate) struct Packet<'a> {
+    pub(crate) start: bool,
+    pub(crate) end: bool,
+    pub(crate) template_id: u8,
+    pub(crate) frame_number: u16,
+    pub(crate) structure: Option<&'a Desc>,
+    pub(crate) active: Option<(u8, u32)>,
+    pub(crate) dtis: Option<Vec<u8>>,
+    pub(crate) fdiffs: Option<Vec<u16>>,
+    pub(crate) chains: Option<Vec<u8>>,
 }
 
-fn write(p: &Packet<'_>) -> Vec<u8> {
+pub(crate) fn write(p: &Packet<'_>) -> Vec<u8> {
     let mut w = Writer::default();
     w.f(1, u64::from(p.start));
     w.f(1, u64::from(p.end));
@@ -184,7 +184,7 @@ fn template(spatial: u8, temporal: u8, dtis: &[u8], fdiffs: &[u8], chains: &[u8]
 }
 
 /// One spatial layer, three temporal layers (T0 T2 T1 T2); decode targets: 7.5, 15 and 30 fps.
-fn l1t3(offset: u8) -> Desc {
+pub(crate) fn l1t3(offset: u8) -> Desc {
     Desc {
         offset,
         decode_targets: 3,
@@ -203,7 +203,7 @@ fn l1t3(offset: u8) -> Desc {
 
 /// Three spatial layers of one temporal layer each, with three decode targets (one per spatial
 /// layer) and a chain per spatial layer.
-fn l3t1(offset: u8) -> Desc {
+pub(crate) fn l3t1(offset: u8) -> Desc {
     Desc {
         offset,
         decode_targets: 3,
