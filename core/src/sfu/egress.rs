@@ -390,11 +390,7 @@ impl Sfu {
                 .send_now(usize::from(sent.size), Class::Control, now);
         }
         let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
-        let dd = self
-            .producers
-            .get(&c.producer)
-            .and_then(|p| active_targets::rewrite(p, c, &pkt, &mut dd_buf))
-            .map(|(id, n)| (id, &dd_buf[..n]));
+        let dd = active_targets::rewrite(p, c, &pkt, &mut dd_buf).map(|(id, n)| (id, &dd_buf[..n]));
         if write_media(
             ct,
             c,
@@ -1108,41 +1104,70 @@ fn write_media(
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> bool {
-    if !ct.has_path() {
-        return false;
-    }
-    let Some(session) = ct.media.as_mut() else {
-        return false;
-    };
-    let tw = session.tw_seq.to_be_bytes();
-    let (own, n_own) = own_extensions(c, &tw, &sent_at);
-    let mut extra: [Extension<'_>; 4] = [(0, &[]); 4];
-    let mut n_extra = 0;
-    for e in descriptor.into_iter().chain(own[..n_own].iter().copied()) {
-        extra[n_extra] = e;
-        n_extra += 1;
-    }
+    let sent = c
+        .transport_cc_extension
+        .map(|_| Sent::Media(if rtx_osn.is_some() { FLAG_RTX } else { 0 }));
     let room = pkt.as_bytes().len() + HEADROOM;
+    let written = queue_rtp(ct, room, ext_seq, sent, (now, buffers), |out, tw| {
+        let (own, n_own) = own_extensions(c, tw, &sent_at);
+        let mut extra: [Extension<'_>; 4] = [(0, &[]); 4];
+        let mut n_extra = 0;
+        for e in descriptor.into_iter().chain(own[..n_own].iter().copied()) {
+            extra[n_extra] = e;
+            n_extra += 1;
+        }
+        packet::write_forwarded(out, pkt, header, &c.extensions, &extra[..n_extra], rtx_osn).ok()
+    });
+    written.is_some()
+}
+
+/// How a packet counts in the estimate's send history.
+#[derive(Debug, Clone, Copy)]
+enum Sent {
+    /// Media, a retransmission ([`FLAG_RTX`]) or a filled number.
+    Media(u8),
+    /// Probe padding.
+    Probe,
+}
+
+/// Writes one RTP packet into transport `ct`'s outbox with `write` (given at most `room`
+/// bytes and the transport-wide sequence number it carries), protects it (`ext_seq`, the
+/// packet's extended sequence number, gives the rollover counter), records it for the
+/// estimate (`sent`, when the consumer has transport-wide sequence numbers) and queues it:
+/// its RTP and its protected length, or nothing queued when there is no path or writing or
+/// protecting failed.
+fn queue_rtp(
+    ct: &mut Transport,
+    room: usize,
+    ext_seq: u64,
+    sent: Option<Sent>,
+    (now, buffers): (Instant, &mut Buffers),
+    write: impl FnOnce(&mut [u8], &[u8; 2]) -> Option<usize>,
+) -> Option<(usize, usize)> {
+    if !ct.has_path() {
+        return None;
+    }
+    let session = ct.media.as_mut()?;
+    let tw = session.tw_seq.to_be_bytes();
     let out = ct.outbox.reserve(room, buffers);
-    let Ok(len) =
-        packet::write_forwarded(out, pkt, header, &c.extensions, &extra[..n_extra], rtx_osn)
-    else {
+    let Some(rtp_len) = write(out, &tw) else {
         ct.outbox.abandon(buffers);
-        return false;
+        return None;
     };
-    let Ok(len) = session.tx.protect_rtp(out, len, (ext_seq >> 16) as u32) else {
+    let Ok(len) = session.tx.protect_rtp(out, rtp_len, (ext_seq >> 16) as u32) else {
         trace!("SRTP protect failed");
         ct.outbox.abandon(buffers);
-        return false;
+        return None;
     };
-    if c.transport_cc_extension.is_some() {
-        let flags = if rtx_osn.is_some() { FLAG_RTX } else { 0 };
-        ct.bwe.on_sent(session.next_tw_seq(), len, now, flags);
+    match sent {
+        Some(Sent::Media(flags)) => ct.bwe.on_sent(session.next_tw_seq(), len, now, flags),
+        Some(Sent::Probe) => ct.bwe.on_probe_sent(session.next_tw_seq(), len, now),
+        None => {}
     }
     ct.outbox.commit(len, buffers);
     ct.stats.datagrams_sent += 1;
     ct.stats.bytes_sent += len as u64;
-    true
+    Some((rtp_len, len))
 }
 
 /// The spatial and temporal layer of producer `p`'s stored packet `pkt`, from its payload
@@ -1207,10 +1232,9 @@ fn write_padding(
     (sent_at, now): ([u8; 3], Instant),
     buffers: &mut Buffers,
 ) -> Option<(OutHeader, usize)> {
-    if !ct.has_path() {
+    if !ct.has_path() || ct.media.is_none() {
         return None;
     }
-    let session = ct.media.as_mut()?;
     let (payload_type, ssrc, seq) = match kind {
         Padding::Probe => {
             let (Some(pt), Some(ssrc), Some(_)) = (
@@ -1231,32 +1255,24 @@ fn write_padding(
         ssrc,
         marker: false,
     };
-    let tw = session.tw_seq.to_be_bytes();
-    let (extra, n_extra) = own_extensions(c, &tw, &sent_at);
     // A probe fills the path; a filled number only needs to exist.
-    let padding = match kind {
-        Padding::Probe => PADDING_BYTES,
-        Padding::Fill(_) => FILL_PADDING_BYTES,
+    let (padding, sent) = match kind {
+        Padding::Probe => (PADDING_BYTES, Sent::Probe),
+        Padding::Fill(_) => (FILL_PADDING_BYTES, Sent::Media(0)),
     };
-    let out = ct.outbox.reserve(padding + HEADROOM, buffers);
-    let Ok(rtp_len) = packet::write_padding(out, header, &extra[..n_extra], padding) else {
-        ct.outbox.abandon(buffers);
-        return None;
-    };
-    let Ok(len) = session.tx.protect_rtp(out, rtp_len, (seq >> 16) as u32) else {
-        trace!("SRTP protect failed");
-        ct.outbox.abandon(buffers);
-        return None;
-    };
-    if c.transport_cc_extension.is_some() {
-        match kind {
-            Padding::Probe => ct.bwe.on_probe_sent(session.next_tw_seq(), len, now),
-            Padding::Fill(_) => ct.bwe.on_sent(session.next_tw_seq(), len, now, 0),
-        }
-    }
-    ct.outbox.commit(len, buffers);
-    ct.stats.datagrams_sent += 1;
-    ct.stats.bytes_sent += len as u64;
+    let sent = c.transport_cc_extension.map(|_| sent);
+    let c = &*c;
+    let (rtp_len, _) = queue_rtp(
+        ct,
+        padding + HEADROOM,
+        seq,
+        sent,
+        (now, buffers),
+        |out, tw| {
+            let (extra, n_extra) = own_extensions(c, tw, &sent_at);
+            packet::write_padding(out, header, &extra[..n_extra], padding).ok()
+        },
+    )?;
     Some((header, rtp_len))
 }
 
