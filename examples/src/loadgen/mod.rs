@@ -955,20 +955,7 @@ impl Harness {
         let (router, caps) = self.room()?;
         let engine = &mut self.engine;
         let send = engine.add_endpoint(router, &caps, Role::Send)?;
-        let a = engine.produce(
-            send,
-            MediaKind::Audio,
-            900_001,
-            captures.audio(),
-            Duration::ZERO,
-        )?;
-        let v = engine.produce(
-            send,
-            MediaKind::Video,
-            900_003,
-            captures.video(),
-            Duration::ZERO,
-        )?;
+        let [a, v] = captures.publish(engine, send)?;
         engine.run_until_connected(Duration::from_secs(10))?;
         engine.run_until(Instant::now() + Duration::from_millis(200))?;
         for k in 0..viewers {
@@ -1006,20 +993,7 @@ impl Harness {
         let engine = &mut self.engine;
         let (ra, caps_a) = routers[0].clone();
         let send = engine.add_endpoint_on(0, ra, &caps_a, Role::Send)?;
-        let a = engine.produce(
-            send,
-            MediaKind::Audio,
-            900_001,
-            captures.audio(),
-            Duration::ZERO,
-        )?;
-        let v = engine.produce(
-            send,
-            MediaKind::Video,
-            900_003,
-            captures.video(),
-            Duration::ZERO,
-        )?;
+        let [a, v] = captures.publish(engine, send)?;
         let mut producers = vec![[engine.pubs[a].producer, engine.pubs[v].producer]];
         let mut pipe_consumers = Vec::new();
         if let Some((rb, _)) = routers.get(1) {
@@ -1288,6 +1262,26 @@ struct Captures {
 }
 
 impl Captures {
+    /// The broadcast's publisher on endpoint `send`: its audio and video publications (from
+    /// the captures, or synthetic).
+    fn publish(&self, engine: &mut Engine, send: usize) -> Result<[usize; 2], Error> {
+        let a = engine.produce(
+            send,
+            MediaKind::Audio,
+            900_001,
+            self.audio(),
+            Duration::ZERO,
+        )?;
+        let v = engine.produce(
+            send,
+            MediaKind::Video,
+            900_003,
+            self.video(),
+            Duration::ZERO,
+        )?;
+        Ok([a, v])
+    }
+
     fn load(path: &std::path::Path) -> Result<Self, Error> {
         let packets = sfu_tests::pcap::read_udp_packets(path)?;
         let streams = sfu_tests::pcap::rtp_streams(&packets);
