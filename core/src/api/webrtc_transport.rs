@@ -181,7 +181,9 @@ impl Sfu {
     pub fn transport_stats(&self, transport: TransportId) -> Result<TransportStats, Error> {
         let t = self.transport(transport)?;
         let mut stats = t.stats.clone();
-        stats.sctp_dropped = t.webrtc().map_or(0, |l| l.key_slot.sctp_dropped());
+        if let Some(link) = t.webrtc() {
+            stats.sctp_dropped = link.key_slot.sctp_dropped();
+        }
         stats.available_outgoing_bitrate = t.bwe.estimate();
         let counters = t.bwe.counters;
         stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;
