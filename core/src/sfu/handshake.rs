@@ -164,7 +164,7 @@ impl Sfu {
                         proto: tuple.proto,
                         source: tuple.local,
                         destination: tuple.remote,
-                        contents: datagram.to_vec(),
+                        contents: self.buffers.copy_of(&datagram),
                         segment_size: None,
                     }));
                 }
