@@ -466,7 +466,7 @@ fn sctp_packet(tag: u32, chunks: &[u8], intact: bool) -> Vec<u8> {
 /// datagrams; SCTP with a broken checksum; SCTP from a stranger; well-checksummed SCTP of
 /// random chunks. A pipe peer that sends on a stream nobody produced has its messages dropped
 /// and counted. A message over the pipe's maximum size is refused and counted, never sent.
-/// Through all of it the pipe keeps relaying.
+/// Through all of it the pipe keeps relaying; closing one side closes the other's association.
 #[test]
 fn garbage_unknown_streams_and_oversize_messages_are_dropped_and_counted() {
     let mut sim = Sim::new(seed_from_env("pipe_data_hostile"));
@@ -628,6 +628,19 @@ fn garbage_unknown_streams_and_oversize_messages_are_dropped_and_counted() {
     );
     let stray = sim.sfu.data_consumer_stats(stray.id).unwrap();
     assert_eq!((stray.messages_sent, stray.messages_dropped), (16, 1));
+
+    // Closing one side shuts the association down: the other side hears of it.
+    sim.sfu.close_transport(pa.id).unwrap();
+    sim.flush();
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(
+        sctp_states(&sim, pb.id),
+        [
+            SctpState::Connecting,
+            SctpState::Connected,
+            SctpState::Closed
+        ]
+    );
 }
 
 /// `sctpParameters` is in a pipe transport's creation response with SCTP, absent without; the

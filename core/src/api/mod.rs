@@ -26,7 +26,7 @@ use crate::forward::Rewriter;
 use crate::ids::{
     ConsumerId, DataConsumerId, DataProducerId, Mid, ProducerId, Rid, RouterId, TransportId,
 };
-use crate::io::Output;
+use crate::io::{Output, Transmit};
 use crate::keyframe::VideoCodec;
 use crate::media::bwe::Bwe;
 use crate::media::packet::{ExtensionIdMap, ExtensionKind};

@@ -21,15 +21,19 @@ pub struct PipeTransportOptions {
     /// Where the peer's RTP and RTCP arrive (one port: RTCP is always muxed).
     pub listen_info: TransportListenInfo,
     /// Data channels over the pipe (default false): SCTP packets as datagrams of their own on
-    /// the pipe, beside RTP and RTCP, with no DTLS (as mediasoup's pipes send them). The
-    /// transport then signals `sctpParameters`, and takes pipe data producers and consumers.
+    /// the pipe, beside RTP and RTCP, with no DTLS (as mediasoup's pipes send them; SRTP does
+    /// not cover them). The transport then signals `sctpParameters`, and takes pipe data
+    /// producers and consumers. The association starts at `connect`: the side whose signaled
+    /// address (its `tuple`, ip then port) sorts lower than the peer's sends INIT, the other
+    /// waits for it; a peer that sends INIT whatever its role (mediasoup) is answered too.
     #[serde(default)]
     pub enable_sctp: bool,
     /// The SCTP streams each way (mediasoup's `numSctpStreams`; default 1024 each).
     #[serde(default)]
     pub num_sctp_streams: NumSctpStreams,
     /// The largest message sent or taken across the pipe (mediasoup's `maxSctpMessageSize`;
-    /// default 262,144 bytes): a larger one is dropped and counted, never buffered.
+    /// default 262,144 bytes): a larger one is dropped and counted, never buffered. The SCTP
+    /// stack refuses one from the peer over twice this size, which ends the association.
     #[serde(default = "default_sctp_size")]
     pub max_sctp_message_size: u32,
     /// The most bytes each data consumer on the pipe may have buffered, sent and not yet

@@ -202,10 +202,31 @@ impl PipeSctp {
             // (A server's association is "closed" until the COOKIE-ECHO: only its events say
             // when it is lost.)
             let Some(event) = association.poll() else {
+                if association.is_closing() && std::mem::take(&mut self.up) {
+                    // The peer shuts the association down (its pipe transport closed).
+                    return PipeSctpOutput::State(SctpState::Closed);
+                }
                 return PipeSctpOutput::Timeout(association.poll_timeout());
             };
             if let Some(state) = self.on_association_event(event) {
                 return PipeSctpOutput::State(state);
+            }
+        }
+    }
+
+    /// The transport closes: the association shuts down gracefully (a SHUTDOWN chunk, once
+    /// nothing sent is unacknowledged), so that the peer learns of it; `send` gets the
+    /// datagrams that go out now.
+    pub(crate) fn shut_down(&mut self, now: Instant, mut send: impl FnMut(&[u8])) {
+        let Some((_, association)) = &mut self.association else {
+            return;
+        };
+        if association.shutdown().is_err() {
+            return;
+        }
+        while let Some(transmit) = association.poll_transmit(now) {
+            if let Payload::RawEncode(datagrams) = transmit.payload {
+                datagrams.iter().for_each(|d| send(d));
             }
         }
     }
