@@ -11,10 +11,9 @@
 //! (the `tuple` its creation returned, as ip and port) sorts lower than its peer's (what
 //! `connect` was given) is the client and sends INIT when it is connected; the other waits for
 //! it. Both ends compare the same two addresses, so two pipe transports of this crate always
-//! agree. A peer that initiates whatever its role (mediasoup does) still connects: when this
-//! side is the client, the peer's own INIT is answered by the association this side started
-//! (its INIT-ACK reaches the peer's, which resolves the collision), and the extra association
-//! the INIT would open here is discarded.
+//! agree. A peer that initiates whatever its role (mediasoup does) still connects: the waiting
+//! side answers its INIT as usual, and the initiating side, when the peer's INIT comes before
+//! its own association is up, gives that association up for the one the peer's INIT opens.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -52,6 +51,8 @@ pub(crate) struct PipeSctp {
     ended: bool,
     /// A state change to report from the next poll.
     pending_state: Option<SctpState>,
+    /// This side initiates by the rule, and so yields to a peer that initiates as well.
+    initiates: bool,
     /// The transport's own signaled address, to decide who initiates.
     pub(crate) signaled: SocketAddr,
     endpoint: Endpoint,
@@ -100,6 +101,7 @@ impl PipeSctp {
             up: false,
             ended: false,
             pending_state: None,
+            initiates: false,
             signaled,
             endpoint: Endpoint::new(Arc::new(config), Some(Arc::new(server))),
             remote: None,
@@ -114,8 +116,15 @@ impl PipeSctp {
     /// `connect` gave the peer's address: the association starts (this side sends INIT when
     /// its signaled address sorts below the peer's). Returns whether this side initiates.
     pub(crate) fn start(&mut self, remote: SocketAddr) -> bool {
-        self.remote = Some(remote);
         let client = self.signaled <= remote;
+        self.initiates = client;
+        self.start_as(remote, client);
+        client
+    }
+
+    /// Starts the association toward `remote`, sending INIT when `client`.
+    fn start_as(&mut self, remote: SocketAddr, client: bool) {
+        self.remote = Some(remote);
         if client {
             let mut config = ClientConfig::new();
             config.transport = Arc::new(transport_config(&self.parameters));
@@ -131,7 +140,6 @@ impl PipeSctp {
             }
         }
         debug!(%remote, client, "pipe SCTP association starting");
-        client
     }
 
     /// A datagram from the peer that looks like SCTP (port 5000 both ways). False when it is no
@@ -149,12 +157,25 @@ impl PipeSctp {
         };
         match event {
             DatagramEvent::NewAssociation(association) => {
-                if self.association.is_none() && !self.ended {
-                    self.association = Some((handle, Box::new(association)));
+                // The peer's INIT. Taken when this side waits for it; or when this side
+                // initiated too and is not up yet (a peer such as mediasoup's initiates
+                // whatever its role): then the peer's association replaces this side's own.
+                let take = match &self.association {
+                    None => !self.ended,
+                    Some(_) => self.initiates && !self.up,
+                };
+                let dropped = if take {
+                    self.association
+                        .replace((handle, Box::new(association)))
+                        .map(|(old, _)| old)
                 } else {
-                    // The peer initiated too (or again): this side's association stays.
                     trace!("extra SCTP association discarded");
-                    let _ = self.endpoint.handle_event(handle, EndpointEvent::drained());
+                    Some(handle)
+                };
+                if let Some(dropped) = dropped {
+                    let _ = self
+                        .endpoint
+                        .handle_event(dropped, EndpointEvent::drained());
                 }
             }
             DatagramEvent::AssociationEvent(event) => match &mut self.association {
@@ -443,5 +464,124 @@ fn reliability(params: &SctpStreamParameters) -> (ReliabilityType, u32) {
         (Some(lifetime), _) => (ReliabilityType::Timed, u32::from(lifetime)),
         (None, Some(retransmits)) => (ReliabilityType::Rexmit, u32::from(retransmits)),
         (None, None) => (ReliabilityType::Reliable, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ortc::SCTP_PORT;
+
+    fn link(signaled: &str) -> PipeSctp {
+        let parameters = SctpParameters {
+            port: SCTP_PORT,
+            os: 16,
+            mis: 16,
+            max_message_size: 4096,
+        };
+        PipeSctp::new(parameters, 65_536, signaled.parse().unwrap())
+    }
+
+    /// Runs both ends for `steps` of 10 ms, carrying every datagram across; the events each
+    /// end reported.
+    fn run(ends: &mut [PipeSctp; 2], now: &mut Instant, steps: usize) -> [Vec<ChannelEvent>; 2] {
+        let mut events = [Vec::new(), Vec::new()];
+        for _ in 0..steps {
+            for from in 0..2 {
+                loop {
+                    match ends[from].poll(*now) {
+                        PipeSctpOutput::Transmit(d) => {
+                            assert!(ends[1 - from].receive(*now, &d), "intact SCTP");
+                        }
+                        PipeSctpOutput::Event(e) => events[from].push(e),
+                        PipeSctpOutput::State(s) => panic!("end {from}: {s:?}"),
+                        PipeSctpOutput::Timeout(_) => break,
+                    }
+                }
+            }
+            *now += Duration::from_millis(10);
+            for end in ends.iter_mut() {
+                end.handle_timeout(*now);
+            }
+        }
+        events
+    }
+
+    fn messages(events: &[ChannelEvent]) -> Vec<(u16, bool, Vec<u8>)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ChannelEvent::Message {
+                    stream_id,
+                    binary,
+                    data,
+                } => Some((*stream_id, *binary, data.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Both ends of ours agree on who initiates; a peer that initiates whatever its role (as
+    /// mediasoup's does) connects as well. Messages then cross both ways with their type.
+    #[test]
+    fn ends_connect_whoever_initiates_and_carry_typed_messages() {
+        for peer_initiates_too in [false, true] {
+            #[allow(clippy::disallowed_methods)] // A test's own clock.
+            let mut now = Instant::now();
+            let (a_addr, b_addr) = ("10.0.0.1:4000", "10.0.0.2:4000");
+            let mut ends = [link(a_addr), link(b_addr)];
+            assert!(
+                ends[0].start(b_addr.parse().unwrap()),
+                "the lower address initiates"
+            );
+            if peer_initiates_too {
+                ends[1].start_as(a_addr.parse().unwrap(), true);
+            } else {
+                assert!(!ends[1].start(a_addr.parse().unwrap()));
+            }
+            let events = run(&mut ends, &mut now, 50);
+            for (i, e) in events.iter().enumerate() {
+                assert_eq!(
+                    e,
+                    &[ChannelEvent::Connected],
+                    "end {i} ({peer_initiates_too})"
+                );
+            }
+            ends[0].open_outbound(&SctpStreamParameters::reliable(3));
+            ends[1].open_outbound(&SctpStreamParameters::reliable(5));
+            let sent = [(false, b"hi".to_vec()), (true, vec![]), (false, vec![])];
+            for (binary, data) in &sent {
+                assert_eq!(ends[0].send(3, *binary, data), SendOutcome::Sent);
+                assert_eq!(ends[1].send(5, *binary, data), SendOutcome::Sent);
+            }
+            assert_eq!(
+                ends[0].send(3, true, &[0; 4097]),
+                SendOutcome::Dropped,
+                "over the maximum message size"
+            );
+            assert_eq!(
+                ends[0].send(4, true, b"x"),
+                SendOutcome::Dropped,
+                "no such stream"
+            );
+            let events = run(&mut ends, &mut now, 20);
+            let expect =
+                |stream| -> Vec<_> { sent.iter().map(|(b, d)| (stream, *b, d.clone())).collect() };
+            assert_eq!(messages(&events[1]), expect(3));
+            assert_eq!(messages(&events[0]), expect(5));
+        }
+    }
+
+    /// Datagrams that are not intact SCTP are refused before the association sees them.
+    #[test]
+    fn broken_packets_are_refused() {
+        let mut end = link("10.0.0.1:4000");
+        end.start("10.0.0.2:4000".parse().unwrap());
+        #[allow(clippy::disallowed_methods)] // A test's own clock.
+        let now = Instant::now();
+        assert!(!end.receive(now, &[]));
+        assert!(!end.receive(now, &[0x13, 0x88, 0x13, 0x88, 0, 0, 0, 0, 1, 2, 3, 4, 0, 0]));
     }
 }
