@@ -83,8 +83,9 @@ pub(crate) enum PipeSctpOutput {
 }
 
 impl PipeSctp {
-    /// An association waiting for `connect`. `max_message_size` bounds what arrives: messages
-    /// up to twice it reach the Sfu (which drops and counts those past it).
+    /// An association waiting for `connect`, with the transport's `sctpParameters` (messages
+    /// up to twice their `max_message_size` reach the Sfu, which drops and counts those past
+    /// it), the send buffer of each data consumer, and the transport's signaled address.
     pub(crate) fn new(
         parameters: SctpParameters,
         send_buffer_size: usize,
