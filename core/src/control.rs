@@ -6,9 +6,10 @@
 //! runtimes ferry exactly these types.
 
 use crate::api::{
-    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PipeToRouterOptions,
-    PipeTransportCreated, PipedProducer, PlainTransportCreated, ProduceDataOptions, ProduceOptions,
-    RouterOptions, WebRtcTransportCreated,
+    ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, PipeDataToRouterOptions,
+    PipeToRouterOptions, PipeTransportCreated, PipedDataProducer, PipedProducer,
+    PlainTransportCreated, ProduceDataOptions, ProduceOptions, RouterOptions,
+    WebRtcTransportCreated,
 };
 use crate::error::Error;
 use crate::ids::{
@@ -91,6 +92,8 @@ pub enum Request {
     /// [`Sfu::pipe_to_router`], for an Sfu whose caller opened the pipes' sockets (the
     /// bundled runtimes pipe with [`runtime::pipe`](crate::runtime::pipe) instead).
     PipeToRouter(PipeToRouterOptions),
+    /// [`Sfu::pipe_data_to_router`], for an Sfu whose caller opened the pipes' sockets.
+    PipeDataToRouter(PipeDataToRouterOptions),
     /// [`Sfu::restart_ice`].
     RestartIce(TransportId),
     /// [`Sfu::close_transport`].
@@ -302,6 +305,8 @@ pub enum Reply {
     PipeTransport(PipeTransportCreated),
     /// A producer piped into another router.
     Piped(PipedProducer),
+    /// What [`Sfu::pipe_data_to_router`] made.
+    PipedData(PipedDataProducer),
     /// New ICE parameters.
     IceParameters(IceParameters),
     /// A new producer.
@@ -372,6 +377,7 @@ impl Sfu {
                 .connect_pipe_transport(transport, &parameters)
                 .map(|()| Reply::Done)?,
             R::PipeToRouter(options) => Reply::Piped(self.pipe_to_router(options)?),
+            R::PipeDataToRouter(options) => Reply::PipedData(self.pipe_data_to_router(options)?),
             R::RestartIce(id) => Reply::IceParameters(self.restart_ice(id)?),
             R::CloseTransport(id) => self.close_transport(id).map(|()| Reply::Done)?,
             R::Produce { transport, options } => Reply::Producer(self.produce(transport, options)?),

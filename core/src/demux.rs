@@ -84,14 +84,20 @@ pub(crate) enum Kind {
     Stun,
     Dtls,
     RtpOrRtcp,
+    /// An SCTP packet sent straight over UDP (a pipe transport's data channels): source and
+    /// destination port [`SCTP_PORT`](crate::ortc::SCTP_PORT) and room for the common header
+    /// and a chunk header. Its first byte (19) is none of the others'.
+    Sctp,
     Unknown,
 }
 
 pub(crate) fn classify(buf: &[u8]) -> Kind {
+    const PORT: [u8; 2] = crate::ortc::SCTP_PORT.to_be_bytes();
     match buf.first() {
         Some(0..=3) if buf.len() >= 20 => Kind::Stun,
         Some(20..=63) => Kind::Dtls,
         Some(128..=191) if buf.len() >= 12 => Kind::RtpOrRtcp,
+        _ if buf.len() >= 16 && buf[..2] == PORT && buf[2..4] == PORT => Kind::Sctp,
         _ => Kind::Unknown,
     }
 }
@@ -150,6 +156,12 @@ mod tests {
         assert_eq!(classify(&[0x80u8; 11]), Kind::Unknown);
         assert_eq!(classify(&[]), Kind::Unknown);
         assert_eq!(classify(&[200u8; 40]), Kind::Unknown);
+        let mut sctp = [0u8; 16];
+        sctp[..4].copy_from_slice(&[0x13, 0x88, 0x13, 0x88]);
+        assert_eq!(classify(&sctp), Kind::Sctp);
+        assert_eq!(classify(&sctp[..15]), Kind::Unknown);
+        sctp[3] = 0x89;
+        assert_eq!(classify(&sctp), Kind::Unknown, "another destination port");
     }
 
     #[test]

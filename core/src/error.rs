@@ -110,10 +110,6 @@ pub enum Error {
     /// The call is for pipe transports and this transport is of another kind.
     #[error("transport {0} is not a pipe transport")]
     NotPipe(TransportId),
-    /// Data channels over pipe transports (`enableSctp`) are not supported: pipes carry media
-    /// only.
-    #[error("pipe transports carry no data channels (enableSctp is not supported)")]
-    PipeSctpUnsupported,
     /// `pipe_to_router` between a router and itself.
     #[error("pipe to router needs two different routers")]
     PipeToSameRouter,

@@ -17,6 +17,8 @@ pub enum DatagramKind {
     Dtls,
     /// RTP or RTCP (first byte 128–191, at least an RTP header).
     RtpOrRtcp,
+    /// SCTP over UDP, port 5000 both ways (a pipe transport's data channels).
+    Sctp,
     /// Anything else: dropped as malformed.
     Unknown,
 }
@@ -27,6 +29,7 @@ pub fn classify(buf: &[u8]) -> DatagramKind {
         Kind::Stun => DatagramKind::Stun,
         Kind::Dtls => DatagramKind::Dtls,
         Kind::RtpOrRtcp => DatagramKind::RtpOrRtcp,
+        Kind::Sctp => DatagramKind::Sctp,
         Kind::Unknown => DatagramKind::Unknown,
     }
 }

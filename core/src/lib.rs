@@ -172,9 +172,10 @@ mod trace;
 mod transport;
 
 pub use api::{
-    pipe_produce_options, ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed,
-    PipeToRouterOptions, PipeTransportCreated, PipedProducer, PlainTransportCreated,
-    ProduceDataOptions, ProduceOptions, RouterOptions, WebRtcTransportCreated,
+    pipe_produce_data_options, pipe_produce_options, ConsumeDataOptions, ConsumeOptions, Consumed,
+    DataConsumed, PipeDataToRouterOptions, PipeToRouterOptions, PipeTransportCreated,
+    PipedDataProducer, PipedProducer, PlainTransportCreated, ProduceDataOptions, ProduceOptions,
+    RouterOptions, WebRtcTransportCreated,
 };
 pub use config::SfuConfig;
 pub use error::Error;

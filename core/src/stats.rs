@@ -114,7 +114,9 @@ pub struct TransportStats {
     /// consumer of this transport sends on, or on a channel the peer opened in-band (DCEP) that
     /// no data producer asked for (such a channel is closed, and its opening counted too);
     /// larger than the transport's `max_sctp_message_size`; DTLS application data on a
-    /// transport without SCTP. (Data on a pre-negotiated stream the Sfu has no channel for is
+    /// transport without SCTP; on a pipe, on a stream no data producer reads (see
+    /// `messages_unknown_stream`), or under a PPID that is neither string nor binary. (On a
+    /// WebRTC transport, data on a pre-negotiated stream the Sfu has no channel for is
     /// discarded by str0m, uncounted.)
     pub data_dropped: u64,
     /// A plain transport's RTCP path when RTCP is not muxed, once known.
@@ -125,8 +127,13 @@ pub struct TransportStats {
     /// that authenticates), each counted once. Such a datagram changes nothing else.
     pub dropped_foreign_source: u64,
     /// DTLS application data that authenticated but held no intact SCTP packet (too short, or
-    /// its CRC-32C checksum fails): dropped before the SCTP stack sees it.
+    /// its CRC-32C checksum fails), or, on a pipe transport with SCTP, an SCTP datagram from
+    /// its peer whose checksum fails: dropped before the SCTP stack sees it.
     pub sctp_dropped: u64,
+    /// Messages that arrived on an SCTP stream no data producer of the transport reads (on a
+    /// pipe: a stream the peer sends on that nobody produced here), each counted once (they
+    /// are in `data_dropped` too).
+    pub messages_unknown_stream: u64,
     /// The bandwidth estimated toward the endpoint, in bits per second (mediasoup's
     /// `availableOutgoingBitrate`): from the endpoint's transport-wide congestion control
     /// feedback, bounded by its REMB and by the transport's minimum and maximum outgoing

@@ -7,15 +7,16 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sfu_core::ortc::{
-    DtlsRole, MediaKind, ParameterValue, PlainTransportConnectParameters, PlainTransportOptions,
-    Protocol as OrtcProtocol, RtcpFeedback, RtcpParameters, RtpCapabilities, RtpCodecCapability,
-    RtpCodecParameters, RtpEncodingParameters, RtpParameters, SctpStreamParameters,
-    SrtpCryptoSuite, TransportListenInfo,
+    DtlsRole, MediaKind, ParameterValue, PipeTransportOptions, PlainTransportConnectParameters,
+    PlainTransportOptions, Protocol as OrtcProtocol, RtcpFeedback, RtcpParameters, RtpCapabilities,
+    RtpCodecCapability, RtpCodecParameters, RtpEncodingParameters, RtpParameters,
+    SctpStreamParameters, SrtpCryptoSuite, TransportListenInfo,
 };
 use sfu_core::{
     ConsumeDataOptions, ConsumeOptions, Consumed, DataConsumed, DataProducerId, Input, ListenInfo,
-    Output, PipeToRouterOptions, PipedProducer, PlainTransportCreated, ProduceDataOptions,
-    ProduceOptions, ProducerId, RouterId, RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions,
+    Output, PipeDataToRouterOptions, PipeToRouterOptions, PipeTransportCreated, PipedDataProducer,
+    PipedProducer, PlainTransportCreated, ProduceDataOptions, ProduceOptions, ProducerId, RouterId,
+    RouterOptions, Sfu, SfuConfig, WebRtcTransportOptions,
 };
 use str0m::net::Protocol;
 
@@ -1018,12 +1019,7 @@ impl Sim {
         enable_rtx: bool,
         enable_srtp: bool,
     ) -> PipedProducer {
-        let ip = self.server_udp.ip();
-        let n = self.server_pipes.len() as u16;
-        let (local, remote) = (
-            SocketAddr::new(ip, 43_000 + n),
-            SocketAddr::new(ip, 43_001 + n),
-        );
+        let (local, remote) = self.next_pipe_addresses();
         let piped = self
             .sfu
             .pipe_to_router(PipeToRouterOptions {
@@ -1033,14 +1029,84 @@ impl Sim {
                 remote_listen_info: TransportListenInfo::at(remote),
                 enable_rtx,
                 enable_srtp,
+                enable_sctp: false,
             })
             .expect("pipe to router");
+        self.note_pipe(local, remote);
+        self.flush();
+        piped
+    }
+
+    /// Pipes `data_producer` into `router` (the Sfu's `pipe_data_to_router`; the pipe pair's
+    /// addresses are the simulation's, made once per pair of routers, with SCTP).
+    pub fn pipe_data_to_router(
+        &mut self,
+        data_producer: DataProducerId,
+        router: RouterId,
+    ) -> PipedDataProducer {
+        let (local, remote) = self.next_pipe_addresses();
+        let piped = self
+            .sfu
+            .pipe_data_to_router(PipeDataToRouterOptions {
+                data_producer,
+                router,
+                listen_info: TransportListenInfo::at(local),
+                remote_listen_info: TransportListenInfo::at(remote),
+                enable_rtx: false,
+                enable_srtp: false,
+            })
+            .expect("pipe data to router");
+        self.note_pipe(local, remote);
+        self.flush();
+        piped
+    }
+
+    /// A pipe transport in each router, made with `options` (but for their listen infos, the
+    /// simulation's) and connected to each other.
+    pub fn add_pipe_pair(
+        &mut self,
+        a: RouterId,
+        b: RouterId,
+        options: &PipeTransportOptions,
+    ) -> (PipeTransportCreated, PipeTransportCreated) {
+        let (local, remote) = self.next_pipe_addresses();
+        let mut create = |router, at| {
+            let options = PipeTransportOptions {
+                listen_info: TransportListenInfo::at(at),
+                ..options.clone()
+            };
+            self.sfu
+                .create_pipe_transport(router, options)
+                .expect("pipe transport")
+        };
+        let (ta, tb) = (create(a, local), create(b, remote));
+        self.note_pipe(local, remote);
+        for (t, peer) in [(&ta, &tb), (&tb, &ta)] {
+            let parameters = peer.connect_parameters().expect("connect parameters");
+            self.sfu
+                .connect_pipe_transport(t.id, &parameters)
+                .expect("connect pipe transport");
+        }
+        self.flush();
+        (ta, tb)
+    }
+
+    /// Two addresses for the server's next pipe pair.
+    fn next_pipe_addresses(&self) -> (SocketAddr, SocketAddr) {
+        let ip = self.server_udp.ip();
+        let n = self.server_pipes.len() as u16;
+        (
+            SocketAddr::new(ip, 43_000 + n),
+            SocketAddr::new(ip, 43_001 + n),
+        )
+    }
+
+    /// Datagrams to these addresses are the server's, and recorded in `pipe_wire`.
+    fn note_pipe(&mut self, local: SocketAddr, remote: SocketAddr) {
         for addr in [local, remote] {
             self.server_plain.insert(addr);
             self.server_pipes.insert(addr);
         }
-        self.flush();
-        piped
     }
 
     /// Sends a raw datagram now from `source` to the server's address `destination`.

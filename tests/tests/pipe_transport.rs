@@ -332,14 +332,6 @@ fn pipe_transport_api_misuse_is_refused() {
     let mut sim = Sim::new(seed_from_env("pipe_misuse"));
     let ra = sim.create_router();
     let addr: SocketAddr = "127.0.0.1:44000".parse().unwrap();
-    let sctp = PipeTransportOptions {
-        enable_sctp: true,
-        ..PipeTransportOptions::new(TransportListenInfo::at(addr))
-    };
-    assert!(matches!(
-        sim.sfu.create_pipe_transport(ra, sctp),
-        Err(Error::PipeSctpUnsupported)
-    ));
     let created = sim
         .sfu
         .create_pipe_transport(ra, PipeTransportOptions::new(TransportListenInfo::at(addr)))
@@ -372,6 +364,7 @@ fn pipe_transport_api_misuse_is_refused() {
         remote_listen_info: TransportListenInfo::at("127.0.0.1:44003".parse().unwrap()),
         enable_rtx: false,
         enable_srtp: false,
+        enable_sctp: false,
     });
     assert!(matches!(same, Err(Error::PipeToSameRouter)));
     // A pipe consumer takes no capabilities: it carries the producer as the router has it.

@@ -7,7 +7,9 @@ impl Sfu {
     /// The Sfu picks the lowest stream id free on the transport; reliability not given in
     /// `options` is the data producer's, and the label and protocol are the data producer's.
     /// On a direct transport the messages reach the application as
-    /// [`Event::DataConsumerMessage`], each once and in order.
+    /// [`Event::DataConsumerMessage`], each once and in order. On a pipe transport with SCTP
+    /// it is a pipe data consumer: the peer pipe transport produces with its
+    /// `sctpStreamParameters` (see [`pipe_produce_data_options`]).
     pub fn consume_data(
         &mut self,
         transport: TransportId,
@@ -34,10 +36,16 @@ impl Sfu {
                 .free_stream_id(u16::MAX)
                 .map(SctpStreamParameters::reliable)
                 .ok_or(Error::NoFreeStreamId(transport))?,
-            // Plain and pipe transports carry no SCTP.
-            TransportKind::Plain(_) | TransportKind::Pipe { .. } => {
-                return Err(Error::SctpNotEnabled(transport))
+            // A pipe data consumer: the peer's pipe data producer reads this stream.
+            TransportKind::Pipe { sctp, .. } => {
+                let sctp = sctp.as_ref().ok_or(Error::SctpNotEnabled(transport))?;
+                let stream_id = t
+                    .free_stream_id(sctp.parameters.os)
+                    .ok_or(Error::NoFreeStreamId(transport))?;
+                consumer_stream(stream_id, &dp.stream, &options).validated()?
             }
+            // Plain transports carry no SCTP.
+            TransportKind::Plain(_) => return Err(Error::SctpNotEnabled(transport)),
         };
         let stream_id = stream.stream_id;
         let (label, protocol) = (dp.label.clone(), dp.protocol.clone());
@@ -47,6 +55,9 @@ impl Sfu {
         t.data_streams.insert(stream_id, DataStream::Consumer(id));
         if let Some(link) = t.webrtc_mut() {
             link.open_channel(&stream, &label, &protocol);
+        }
+        if let Some(sctp) = t.pipe_sctp_mut() {
+            sctp.open_outbound(&stream);
         }
         if let Some(dp) = self.data_producers.get_mut(&options.data_producer) {
             dp.consumers.push(id);
@@ -116,11 +127,11 @@ impl Sfu {
     ) -> Result<usize, Error> {
         let dc = self.data_consumer_mut(data_consumer)?;
         let (tid, stream_id) = (dc.transport, dc.stream.stream_id);
-        Ok(self
-            .transports
-            .get_mut(&tid)
-            .and_then(|t| t.webrtc_mut())
-            .map_or(0, |l| l.buffered_amount(stream_id)))
+        Ok(match self.transports.get_mut(&tid).map(|t| &mut t.kind) {
+            Some(TransportKind::WebRtc(l)) => l.buffered_amount(stream_id),
+            Some(TransportKind::Pipe { sctp: Some(s), .. }) => s.buffered_amount(stream_id),
+            _ => 0,
+        })
     }
 
     /// Reports [`Event::DataConsumerBufferedAmountLow`] when the data consumer's buffered
@@ -132,8 +143,14 @@ impl Sfu {
     ) -> Result<(), Error> {
         let dc = self.data_consumer_mut(data_consumer)?;
         let (tid, stream_id) = (dc.transport, dc.stream.stream_id);
-        if let Some(link) = self.transports.get_mut(&tid).and_then(|t| t.webrtc_mut()) {
-            link.set_buffered_amount_low_threshold(stream_id, threshold);
+        match self.transports.get_mut(&tid).map(|t| &mut t.kind) {
+            Some(TransportKind::WebRtc(l)) => {
+                l.set_buffered_amount_low_threshold(stream_id, threshold);
+            }
+            Some(TransportKind::Pipe { sctp: Some(s), .. }) => {
+                s.set_buffered_amount_low_threshold(stream_id, threshold);
+            }
+            _ => {}
         }
         self.kick(tid);
         Ok(())
@@ -167,6 +184,9 @@ impl Sfu {
             t.data_streams.remove(&dc.stream.stream_id);
             if let Some(link) = t.webrtc_mut() {
                 link.close_channel(dc.stream.stream_id);
+            }
+            if let Some(sctp) = t.pipe_sctp_mut() {
+                sctp.close_stream(dc.stream.stream_id);
             }
         }
         if let Some(reason) = reason {

@@ -5,6 +5,8 @@ use super::*;
 impl Sfu {
     /// Starts receiving a data channel on a transport (mediasoup's `produceData`): messages on
     /// the stream `sctp_stream_parameters.stream_id` go to the data producer's data consumers.
+    /// On a pipe transport with SCTP, that is the stream the peer's pipe data consumer sends
+    /// on (its `sctpStreamParameters`).
     pub fn produce_data(
         &mut self,
         transport: TransportId,
@@ -38,10 +40,24 @@ impl Sfu {
                 .free_stream_id(u16::MAX)
                 .map(SctpStreamParameters::reliable)
                 .ok_or(Error::NoFreeStreamId(transport))?,
-            // Plain and pipe transports carry no SCTP.
-            TransportKind::Plain(_) | TransportKind::Pipe { .. } => {
-                return Err(Error::SctpNotEnabled(transport))
+            // The peer pipe transport's pipe data consumer sends on this stream.
+            TransportKind::Pipe { sctp, .. } => {
+                let stream = sctp_stream_parameters.validated()?;
+                let stream_id = stream.stream_id;
+                let sctp = sctp.as_ref().ok_or(Error::SctpNotEnabled(transport))?;
+                if stream_id >= sctp.parameters.mis {
+                    return Err(Error::StreamIdOutOfRange {
+                        stream_id,
+                        streams: sctp.parameters.mis,
+                    });
+                }
+                if t.data_streams.contains_key(&stream_id) {
+                    return Err(Error::StreamIdInUse(stream_id));
+                }
+                stream
             }
+            // Plain transports carry no SCTP.
+            TransportKind::Plain(_) => return Err(Error::SctpNotEnabled(transport)),
         };
         let stream_id = stream.stream_id;
         let router = t.router;
@@ -83,6 +99,9 @@ impl Sfu {
             t.data_streams.remove(&dp.stream.stream_id);
             if let Some(link) = t.webrtc_mut() {
                 link.close_channel(dp.stream.stream_id);
+            }
+            if let Some(sctp) = t.pipe_sctp_mut() {
+                sctp.close_stream(dp.stream.stream_id);
             }
         }
         self.out

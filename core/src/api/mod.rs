@@ -26,7 +26,7 @@ use crate::forward::Rewriter;
 use crate::ids::{
     ConsumerId, DataConsumerId, DataProducerId, Mid, ProducerId, Rid, RouterId, TransportId,
 };
-use crate::io::Output;
+use crate::io::{Output, Transmit};
 use crate::keyframe::VideoCodec;
 use crate::media::bwe::Bwe;
 use crate::media::packet::{ExtensionIdMap, ExtensionKind};
@@ -50,7 +50,8 @@ use crate::transport::{DirectTransportOptions, WebRtcTransportOptions};
 use crate::transport::{Transport, TransportKind};
 
 pub use pipe_transport::{
-    pipe_produce_options, PipeToRouterOptions, PipeTransportCreated, PipedProducer,
+    pipe_produce_data_options, pipe_produce_options, PipeDataToRouterOptions, PipeToRouterOptions,
+    PipeTransportCreated, PipedDataProducer, PipedProducer,
 };
 pub use plain_transport::PlainTransportCreated;
 

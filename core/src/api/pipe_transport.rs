@@ -14,6 +14,9 @@ use crate::ortc::{
     PIPE_SRTP_CRYPTO_SUITE,
 };
 use crate::router::{PipeSent, PipeStreams};
+use crate::sfu::set_sctp_state;
+use crate::transport::pipe_sctp::PipeSctp;
+use std::net::SocketAddr;
 
 /// A created pipe transport: its id and what the peer's `connect` needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +59,40 @@ pub struct PipeToRouterOptions {
     pub enable_rtx: bool,
     /// SRTP on the pipe.
     pub enable_srtp: bool,
+    /// SCTP on the pipe, so that data producers can be piped through the same pair later
+    /// ([`Sfu::pipe_data_to_router`]; mediasoup's `enableSctp`).
+    pub enable_sctp: bool,
+}
+
+/// Options for [`Sfu::pipe_data_to_router`]: the pipe pair it makes has SCTP (with the
+/// default streams and sizes of [`PipeTransportOptions`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipeDataToRouterOptions {
+    /// The data producer to pipe.
+    pub data_producer: DataProducerId,
+    /// The router to pipe it to (another router of this Sfu).
+    pub router: RouterId,
+    /// Where the pipe transport in the data producer's router listens.
+    pub listen_info: TransportListenInfo,
+    /// Where the pipe transport in `router` listens.
+    pub remote_listen_info: TransportListenInfo,
+    /// Retransmissions across the pipe (for media piped through the same pair).
+    pub enable_rtx: bool,
+    /// SRTP on the pipe (for media piped through the same pair; SCTP is not encrypted).
+    pub enable_srtp: bool,
+}
+
+/// What [`Sfu::pipe_data_to_router`] made or reused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipedDataProducer {
+    /// The pipe transport in the data producer's router.
+    pub local_transport: TransportId,
+    /// The pipe transport in the other router.
+    pub remote_transport: TransportId,
+    /// The pipe data consumer of the data producer.
+    pub pipe_data_consumer: DataConsumerId,
+    /// The data producer in the other router: consume it there like any other.
+    pub pipe_data_producer: DataProducerId,
 }
 
 /// What [`Sfu::pipe_to_router`] made or reused.
@@ -75,34 +112,56 @@ impl Sfu {
     /// Creates a pipe transport in a router, on a socket of its own: its listen info must name
     /// the concrete UDP address of that socket, which the caller opened and feeds datagrams
     /// from. It sends nothing until [`Sfu::connect_pipe_transport`] gives the peer's address
-    /// (and keys, with SRTP). Data channels over pipes (`enable_sctp`) are refused.
+    /// (and keys, with SRTP). With `enable_sctp` it carries data channels too: see
+    /// [`Sfu::produce_data`] and [`Sfu::consume_data`] on a pipe transport.
     pub fn create_pipe_transport(
         &mut self,
         router: RouterId,
         options: PipeTransportOptions,
     ) -> Result<PipeTransportCreated, Error> {
-        if options.enable_sctp {
-            return Err(Error::PipeSctpUnsupported);
-        }
+        let sctp_parameters = options.sctp_parameters();
+        let send_buffer_size = options.sctp_send_buffer_size as usize;
         let plain = PlainTransportOptions {
             enable_srtp: options.enable_srtp,
             srtp_crypto_suite: PIPE_SRTP_CRYPTO_SUITE,
             ..PlainTransportOptions::new(options.listen_info)
         };
         let created = self.create_udp_link(router, plain, Some(options.enable_rtx))?;
+        let tuple = created.parameters.tuple;
+        if let Some(parameters) = &sctp_parameters {
+            let t = self.transport_mut(created.id)?;
+            // The address the peer is given; the socket's own when it is announced by name.
+            let signaled = tuple
+                .local_address
+                .parse()
+                .map(|ip| SocketAddr::new(ip, tuple.local_port))
+                .ok()
+                .or_else(|| t.plain().map(|l| l.local));
+            if let (Some(signaled), TransportKind::Pipe { sctp, .. }) = (signaled, &mut t.kind) {
+                *sctp = Some(Box::new(PipeSctp::new(
+                    parameters.clone(),
+                    send_buffer_size,
+                    signaled,
+                )));
+                t.stats.sctp_state = Some(SctpState::New);
+            }
+        }
         Ok(PipeTransportCreated {
             id: created.id,
             parameters: PipeTransportParameters {
                 id: created.parameters.id,
-                tuple: created.parameters.tuple,
+                tuple,
                 rtx: options.enable_rtx,
                 srtp_parameters: created.parameters.srtp_parameters,
+                sctp_parameters,
             },
         })
     }
 
     /// Gives a pipe transport its peer's address and, with SRTP, the keys the peer sends with
-    /// (mediasoup's `PipeTransport.connect`). Once only.
+    /// (mediasoup's `PipeTransport.connect`). Once only. With SCTP, the association starts:
+    /// the side whose signaled address sorts lower sends INIT (see
+    /// [`PipeTransportOptions::enable_sctp`]).
     pub fn connect_pipe_transport(
         &mut self,
         transport: TransportId,
@@ -117,7 +176,17 @@ impl Sfu {
             rtcp_port: None,
             srtp_parameters: parameters.srtp_parameters.clone(),
         };
-        self.connect_udp_link(transport, &plain)
+        self.connect_udp_link(transport, &plain)?;
+        let remote = SocketAddr::new(parameters.ip, parameters.port);
+        let Some(t) = self.transports.get_mut(&transport) else {
+            return Ok(());
+        };
+        if let Some(sctp) = t.pipe_sctp_mut() {
+            sctp.start(remote);
+            set_sctp_state(t, transport, SctpState::Connecting, &mut self.out);
+            self.drain(transport);
+        }
+        Ok(())
     }
 
     /// Pipes a producer into another router of this Sfu (mediasoup's `pipeToRouter`): a pair
@@ -132,18 +201,14 @@ impl Sfu {
         if !self.routers.contains_key(&options.router) {
             return Err(Error::UnknownRouter(options.router));
         }
-        let (local, remote) = match self.pipes.get(&(from, options.router)) {
-            Some(&(a, b))
-                if self.transports.contains_key(&a) && self.transports.contains_key(&b) =>
-            {
-                (a, b)
-            }
-            _ => {
-                let pair = self.pipe_pair(from, &options)?;
-                self.pipes.insert((from, options.router), pair);
-                pair
-            }
+        let template = PipeTransportOptions {
+            enable_rtx: options.enable_rtx,
+            enable_srtp: options.enable_srtp,
+            enable_sctp: options.enable_sctp,
+            ..PipeTransportOptions::new(options.listen_info.clone())
         };
+        let (local, remote) =
+            self.reusable_pipe_pair(from, options.router, &template, &options.remote_listen_info)?;
         let consumed = self.consume_pipe(local, options.producer, false)?;
         let produced = self.produce(remote, pipe_produce_options(&consumed));
         let pipe_producer = match produced {
@@ -161,19 +226,85 @@ impl Sfu {
         })
     }
 
+    /// Pipes a data producer into another router of this Sfu (mediasoup's `pipeToRouter`
+    /// with a `dataProducerId`): the pair of connected pipe transports between the two routers
+    /// (made with SCTP once per pair of routers, then reused; a pair made without SCTP is
+    /// refused with [`Error::SctpNotEnabled`]), a pipe data consumer of the data producer on
+    /// one, and on the other the data producer it feeds, on the same stream and with the same
+    /// ordering and reliability, label and protocol. Messages sent before the pipe's
+    /// association is up are dropped and counted by the pipe data consumer.
+    pub fn pipe_data_to_router(
+        &mut self,
+        options: PipeDataToRouterOptions,
+    ) -> Result<PipedDataProducer, Error> {
+        let from = self
+            .data_producers
+            .get(&options.data_producer)
+            .ok_or(Error::UnknownDataProducer(options.data_producer))?
+            .router;
+        if from == options.router {
+            return Err(Error::PipeToSameRouter);
+        }
+        if !self.routers.contains_key(&options.router) {
+            return Err(Error::UnknownRouter(options.router));
+        }
+        let template = PipeTransportOptions {
+            enable_rtx: options.enable_rtx,
+            enable_srtp: options.enable_srtp,
+            enable_sctp: true,
+            ..PipeTransportOptions::new(options.listen_info.clone())
+        };
+        let (local, remote) =
+            self.reusable_pipe_pair(from, options.router, &template, &options.remote_listen_info)?;
+        let consumed = self.consume_data(local, ConsumeDataOptions::new(options.data_producer))?;
+        let produced = self.produce_data(remote, pipe_produce_data_options(&consumed));
+        let pipe_data_producer = match produced {
+            Ok(id) => id,
+            Err(e) => {
+                self.remove_data_consumer(consumed.id, None);
+                return Err(e);
+            }
+        };
+        Ok(PipedDataProducer {
+            local_transport: local,
+            remote_transport: remote,
+            pipe_data_consumer: consumed.id,
+            pipe_data_producer,
+        })
+    }
+
+    /// The pipe pair between two routers: the one made before, else a new one from
+    /// `template` (its listen info for `from`'s side, `remote_listen_info` for the other's).
+    fn reusable_pipe_pair(
+        &mut self,
+        from: RouterId,
+        to: RouterId,
+        template: &PipeTransportOptions,
+        remote_listen_info: &TransportListenInfo,
+    ) -> Result<(TransportId, TransportId), Error> {
+        if let Some(&(a, b)) = self.pipes.get(&(from, to)) {
+            if self.transports.contains_key(&a) && self.transports.contains_key(&b) {
+                return Ok((a, b));
+            }
+        }
+        let pair = self.pipe_pair(from, to, template, remote_listen_info)?;
+        self.pipes.insert((from, to), pair);
+        Ok(pair)
+    }
+
     fn pipe_pair(
         &mut self,
         from: RouterId,
-        options: &PipeToRouterOptions,
+        to: RouterId,
+        template: &PipeTransportOptions,
+        remote_listen_info: &TransportListenInfo,
     ) -> Result<(TransportId, TransportId), Error> {
-        let make = |listen_info: &TransportListenInfo| PipeTransportOptions {
-            enable_rtx: options.enable_rtx,
-            enable_srtp: options.enable_srtp,
-            ..PipeTransportOptions::new(listen_info.clone())
+        let a = self.create_pipe_transport(from, template.clone())?;
+        let remote = PipeTransportOptions {
+            listen_info: remote_listen_info.clone(),
+            ..template.clone()
         };
-        let a = self.create_pipe_transport(from, make(&options.listen_info))?;
-        let b = match self.create_pipe_transport(options.router, make(&options.remote_listen_info))
-        {
+        let b = match self.create_pipe_transport(to, remote) {
             Ok(b) => b,
             Err(e) => {
                 self.close_transport(a.id)?;
@@ -316,6 +447,18 @@ pub fn pipe_produce_options(consumed: &Consumed) -> ProduceOptions {
         kind: consumed.parameters.kind,
         rtp_parameters: consumed.parameters.rtp_parameters.clone(),
         paused: consumed.parameters.producer_paused,
+    }
+}
+
+/// What the peer pipe transport produces data with, from a pipe data consumer (mediasoup's
+/// `pipeToRouter` passes the pipe data consumer's stream parameters, label and protocol to the
+/// pipe data producer).
+pub fn pipe_produce_data_options(consumed: &DataConsumed) -> ProduceDataOptions {
+    ProduceDataOptions {
+        sctp_stream_parameters: consumed.parameters.sctp_stream_parameters,
+        label: consumed.parameters.label.clone(),
+        protocol: consumed.parameters.protocol.clone(),
+        paused: false,
     }
 }
 

@@ -117,7 +117,11 @@ impl Sfu {
         let clear = link.srtp.is_none();
         let kind = match pipe_rtx {
             None => TransportKind::Plain(link),
-            Some(rtx) => TransportKind::Pipe { link, rtx },
+            Some(rtx) => TransportKind::Pipe {
+                link,
+                rtx,
+                sctp: None,
+            },
         };
         let mut transport = Transport::new(router, kind, self.config.gso_segments);
         transport.rtcp_separate = rtcp_local.is_some();

@@ -124,7 +124,8 @@ impl Sfu {
         self.pipes
             .retain(|_, (a, b)| *a != transport && *b != transport);
         if let Some(mut t) = self.transports.remove(&transport) {
-            // Say goodbye (DTLS close_notify) before forgetting the transport.
+            // Say goodbye (DTLS close_notify, a pipe's SCTP SHUTDOWN) before forgetting the
+            // transport.
             let mut ice_state = IceState::Closed;
             if let Some(link) = t.webrtc_mut() {
                 link.close(|tx| self.out.push_back(Output::Transmit(tx)));
@@ -133,6 +134,18 @@ impl Sfu {
                 }
                 self.demux.remove_ufrag(&link.ufrag);
                 ice_state = link.ice_state;
+            }
+            if let (Some(tuple), Some(sctp)) = (t.selected, t.pipe_sctp_mut()) {
+                let (out, buffers) = (&mut self.out, &mut self.buffers);
+                sctp.shut_down(self.now, |datagram| {
+                    out.push_back(Output::Transmit(Transmit {
+                        proto: tuple.proto,
+                        source: tuple.local,
+                        destination: tuple.remote,
+                        contents: buffers.copy_of(datagram),
+                        segment_size: None,
+                    }));
+                });
             }
             if let Some(link) = t.plain() {
                 link.unroute(&mut self.demux);
@@ -181,7 +194,9 @@ impl Sfu {
     pub fn transport_stats(&self, transport: TransportId) -> Result<TransportStats, Error> {
         let t = self.transport(transport)?;
         let mut stats = t.stats.clone();
-        stats.sctp_dropped = t.webrtc().map_or(0, |l| l.key_slot.sctp_dropped());
+        if let Some(link) = t.webrtc() {
+            stats.sctp_dropped = link.key_slot.sctp_dropped();
+        }
         stats.available_outgoing_bitrate = t.bwe.estimate();
         let counters = t.bwe.counters;
         stats.feedback_ignored = counters.reports_ignored + counters.feedbacks_ignored;

@@ -27,6 +27,7 @@ impl Sfu {
         let Some(&DataStream::Producer(dpid)) = t.data_streams.get(&stream_id) else {
             trace!(transport = %tid, stream_id, "message on a stream no data producer uses");
             t.stats.data_dropped += 1;
+            t.stats.messages_unknown_stream += 1;
             return;
         };
         if data.len() > max_size {
@@ -69,6 +70,15 @@ impl Sfu {
                     }
                     sent
                 }
+                Some(TransportKind::Pipe {
+                    sctp: Some(sctp), ..
+                }) => {
+                    let sent = sctp.send(dc.stream.stream_id, binary, data) == SendOutcome::Sent;
+                    if sent && !touched.contains(&dc.transport) {
+                        touched.push(dc.transport);
+                    }
+                    sent
+                }
                 Some(TransportKind::Direct(link)) if data.len() <= link.max_message_size => {
                     self.out
                         .push_back(Output::Event(Event::DataConsumerMessage {
@@ -106,7 +116,11 @@ impl Sfu {
         let Some(&DataStream::Consumer(dcid)) = t.data_streams.get(&stream_id) else {
             return;
         };
-        let buffered_amount = t.webrtc_mut().map_or(0, |l| l.buffered_amount(stream_id));
+        let buffered_amount = match &mut t.kind {
+            TransportKind::WebRtc(l) => l.buffered_amount(stream_id),
+            TransportKind::Pipe { sctp: Some(s), .. } => s.buffered_amount(stream_id),
+            _ => 0,
+        };
         self.out
             .push_back(Output::Event(Event::DataConsumerBufferedAmountLow {
                 data_consumer: dcid,

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{SrtpCryptoSuite, SrtpParameters, TransportListenInfo, TupleParameters};
+use super::{
+    NumSctpStreams, SctpParameters, SrtpCryptoSuite, SrtpParameters, TransportListenInfo,
+    TupleParameters, SCTP_PORT,
+};
 
 /// The SRTP suite of pipe transports with `enableSrtp` (mediasoup's choice for pipes).
 pub const PIPE_SRTP_CRYPTO_SUITE: SrtpCryptoSuite = SrtpCryptoSuite::AeadAes256Gcm;
@@ -17,10 +20,27 @@ pub const PIPE_SRTP_CRYPTO_SUITE: SrtpCryptoSuite = SrtpCryptoSuite::AeadAes256G
 pub struct PipeTransportOptions {
     /// Where the peer's RTP and RTCP arrive (one port: RTCP is always muxed).
     pub listen_info: TransportListenInfo,
-    /// Data channels over the pipe (SCTP). Not supported: `true` is refused with
-    /// [`Error::PipeSctpUnsupported`](crate::Error::PipeSctpUnsupported).
+    /// Data channels over the pipe (default false): SCTP packets as datagrams of their own on
+    /// the pipe, beside RTP and RTCP, with no DTLS (as mediasoup's pipes send them; SRTP does
+    /// not cover them). The transport then signals `sctpParameters`, and takes pipe data
+    /// producers and consumers. The association starts at `connect`: the side whose signaled
+    /// address (its `tuple`, ip then port) sorts lower than the peer's sends INIT, the other
+    /// waits for it; a peer that sends INIT whatever its role (mediasoup) is answered too.
     #[serde(default)]
     pub enable_sctp: bool,
+    /// The SCTP streams each way (mediasoup's `numSctpStreams`; default 1024 each).
+    #[serde(default)]
+    pub num_sctp_streams: NumSctpStreams,
+    /// The largest message sent or taken across the pipe (mediasoup's `maxSctpMessageSize`;
+    /// default 262,144 bytes): a larger one is dropped and counted, never buffered. The SCTP
+    /// stack refuses one from the peer over twice this size, which ends the association.
+    #[serde(default = "default_sctp_size")]
+    pub max_sctp_message_size: u32,
+    /// The most bytes each data consumer on the pipe may have buffered, sent and not yet
+    /// acknowledged (mediasoup's `sctpSendBufferSize`; default 262,144). A message that would
+    /// pass it is dropped and counted.
+    #[serde(default = "default_sctp_size")]
+    pub sctp_send_buffer_size: u32,
     /// Retransmissions across the pipe: pipe consumers announce RTX streams and answer the
     /// peer's NACKs, pipe producers ask for what they lost (default false).
     #[serde(default)]
@@ -37,14 +57,32 @@ impl PipeTransportOptions {
         Self {
             listen_info,
             enable_sctp: false,
+            num_sctp_streams: NumSctpStreams::default(),
+            max_sctp_message_size: default_sctp_size(),
+            sctp_send_buffer_size: default_sctp_size(),
             enable_rtx: false,
             enable_srtp: false,
         }
     }
+
+    /// The `sctpParameters` to signal, with SCTP.
+    pub(crate) fn sctp_parameters(&self) -> Option<SctpParameters> {
+        self.enable_sctp.then_some(SctpParameters {
+            port: SCTP_PORT,
+            os: self.num_sctp_streams.os,
+            mis: self.num_sctp_streams.mis,
+            max_message_size: self.max_sctp_message_size,
+        })
+    }
+}
+
+/// The default maximum message size and send buffer size of a pipe's SCTP (bytes).
+fn default_sctp_size() -> u32 {
+    262_144
 }
 
 /// A created pipe transport, as mediasoup's `PipeTransport` shows it: give `tuple` and
-/// `srtpParameters` to the peer's `connect`.
+/// `srtpParameters` to the peer's `connect`; `sctpParameters` with SCTP.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PipeTransportParameters {
@@ -57,6 +95,10 @@ pub struct PipeTransportParameters {
     /// The transport's own SRTP keys, what it sends with (with `enableSrtp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub srtp_parameters: Option<SrtpParameters>,
+    /// The transport's SCTP association (with `enableSctp`): port, streams each way, largest
+    /// message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sctp_parameters: Option<SctpParameters>,
 }
 
 /// What a pipe transport's `connect` takes (mediasoup's `PipeTransport.connect` options): the

@@ -462,11 +462,14 @@ pub struct DtlsParameters {
     pub fingerprints: Vec<DtlsFingerprint>,
 }
 
+/// The SCTP port of every association, at both ends (WebRTC's, and mediasoup's on pipes).
+pub const SCTP_PORT: u16 = 5000;
+
 /// SCTP parameters of a transport (mediasoup's shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SctpParameters {
-    /// SCTP port (always 5000 in WebRTC).
+    /// SCTP port (always [`SCTP_PORT`]).
     pub port: u16,
     /// Number of outgoing streams.
     #[serde(rename = "OS")]

@@ -6,13 +6,16 @@
 //! Across hosts the same steps run on two runtimes, and the application carries between them
 //! what each side must learn of the other: each transport's
 //! [`connect_parameters`](crate::PipeTransportCreated::connect_parameters), then the pipe
-//! consumer's parameters, which [`pipe_produce_options`] turns into the other side's `produce`.
+//! consumer's parameters, which [`pipe_produce_options`] turns into the other side's `produce`
+//! (for a data producer, the pipe data consumer's, which [`pipe_produce_data_options`] turns
+//! into the other side's `produceData`; the pair needs SCTP, see [`connect_pipe_pair_with`]).
 
 use super::call::{self, Call};
 use super::RuntimeError;
 use crate::ortc::{PipeTransportOptions, TransportListenInfo};
 use crate::{
-    pipe_produce_options, ConsumeOptions, PipeTransportCreated, PipedProducer, ProducerId, RouterId,
+    pipe_produce_data_options, pipe_produce_options, ConsumeDataOptions, ConsumeOptions,
+    DataProducerId, PipeTransportCreated, PipedDataProducer, PipedProducer, ProducerId, RouterId,
 };
 
 /// A worker handle that carries typed calls to its worker: both bundled runtimes' handles.
@@ -62,6 +65,17 @@ pub fn connect_pipe_pair<H: CallHandle>(
         enable_srtp,
         ..PipeTransportOptions::new(listen_info.clone())
     };
+    connect_pipe_pair_with(from, to, &options)
+}
+
+/// [`connect_pipe_pair`] with every option of the two pipe transports: SCTP (to pipe data
+/// producers with [`pipe_data_producer`]) and its sizes, RTX, SRTP; each worker opens its
+/// socket on `options.listen_info`'s ip.
+pub fn connect_pipe_pair_with<H: CallHandle>(
+    from: PipeEnd<'_, H>,
+    to: PipeEnd<'_, H>,
+    options: &PipeTransportOptions,
+) -> Result<PipePair, RuntimeError> {
     let create = |end: PipeEnd<'_, H>| {
         end.worker.call_on(call::CreatePipeTransport {
             router: end.router,
@@ -134,6 +148,39 @@ pub fn pipe_producer<H: CallHandle>(
         Err(e) => {
             let _ = from.call_on(call::CloseConsumer {
                 consumer: consumed.id,
+            });
+            Err(e)
+        }
+    }
+}
+
+/// Pipes `data_producer` (in `pair.local`'s router, on `from`) through `pair`, which needs
+/// SCTP: a pipe data consumer on `pair.local`, and on `to` the data producer it feeds, on the
+/// same stream, consumable there like any other.
+pub fn pipe_data_producer<H: CallHandle>(
+    from: &H,
+    to: &H,
+    pair: &PipePair,
+    data_producer: DataProducerId,
+) -> Result<PipedDataProducer, RuntimeError> {
+    let consumed = from.call_on(call::ConsumeData {
+        transport: pair.local.id,
+        options: ConsumeDataOptions::new(data_producer),
+    })?;
+    let produced = to.call_on(call::ProduceData {
+        transport: pair.remote.id,
+        options: pipe_produce_data_options(&consumed),
+    });
+    match produced {
+        Ok(pipe_data_producer) => Ok(PipedDataProducer {
+            local_transport: pair.local.id,
+            remote_transport: pair.remote.id,
+            pipe_data_consumer: consumed.id,
+            pipe_data_producer,
+        }),
+        Err(e) => {
+            let _ = from.call_on(call::CloseDataConsumer {
+                data_consumer: consumed.id,
             });
             Err(e)
         }

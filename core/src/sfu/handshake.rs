@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::event::{IceState, SctpState};
+use crate::transport::pipe_sctp::PipeSctpOutput;
 use crate::transport::webrtc::sctp::ChannelEvent;
 
 impl Sfu {
@@ -100,14 +101,18 @@ impl Sfu {
         Some(tid)
     }
 
-    /// Polls a WebRTC transport's `Rtc` until it names its next deadline. Datagrams go to the
-    /// output queue, events to the work queue.
+    /// Polls a WebRTC transport's `Rtc` (a pipe transport's SCTP association) until it names
+    /// its next deadline. Datagrams go to the output queue, events to the work queue.
     pub(crate) fn drain(&mut self, tid: TransportId) {
         let now = self.now;
         self.stats.transport_polls += 1;
         let Some(t) = self.transports.get_mut(&tid) else {
             return;
         };
+        if t.pipe_sctp().is_some() {
+            self.drain_pipe_sctp(tid);
+            return;
+        }
         loop {
             let Some(link) = t.webrtc_mut() else {
                 return;
@@ -132,6 +137,44 @@ impl Sfu {
                     }
                     self.timers.schedule(TimerKey::Transport(tid), at);
                     break;
+                }
+            }
+        }
+    }
+
+    /// Polls a pipe transport's SCTP association until it names its next deadline: its
+    /// datagrams go to the pipe's peer, its messages to the work queue.
+    fn drain_pipe_sctp(&mut self, tid: TransportId) {
+        let now = self.now;
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        loop {
+            let Some(sctp) = t.pipe_sctp_mut() else {
+                return;
+            };
+            match sctp.poll(now) {
+                PipeSctpOutput::Transmit(datagram) => {
+                    let Some(tuple) = t.selected else {
+                        continue;
+                    };
+                    t.stats.datagrams_sent += 1;
+                    t.stats.bytes_sent += datagram.len() as u64;
+                    self.out.push_back(Output::Transmit(Transmit {
+                        proto: tuple.proto,
+                        source: tuple.local,
+                        destination: tuple.remote,
+                        contents: self.buffers.copy_of(&datagram),
+                        segment_size: None,
+                    }));
+                }
+                PipeSctpOutput::Event(e) => self.work.push_back((tid, LinkEvent::Channel(e))),
+                PipeSctpOutput::State(state) => set_sctp_state(t, tid, state, &mut self.out),
+                PipeSctpOutput::Timeout(at) => {
+                    if let Some(at) = at {
+                        self.timers.schedule(TimerKey::Transport(tid), at.max(now));
+                    }
+                    return;
                 }
             }
         }
@@ -308,22 +351,22 @@ pub(crate) fn set_dtls_state(
 }
 
 /// A transport's SCTP state changes (an event when it does); nothing for a transport without
-/// SCTP. An association fails only before it is up (its DTLS failed).
+/// SCTP. An association fails only before it is up (its DTLS failed, or a pipe's handshake).
 pub(crate) fn set_sctp_state(
     t: &mut Transport,
     tid: TransportId,
     state: SctpState,
     out: &mut VecDeque<Output>,
 ) {
-    let Some(sctp) = t.webrtc_mut().and_then(|l| l.sctp.as_mut()) else {
+    let Some(current) = t.sctp_state_mut() else {
         return;
     };
     let allowed = match state {
-        SctpState::Failed => matches!(sctp.state, SctpState::New | SctpState::Connecting),
+        SctpState::Failed => matches!(current, SctpState::New | SctpState::Connecting),
         _ => true,
     };
-    if sctp.state != state && allowed {
-        sctp.state = state;
+    if *current != state && allowed {
+        *current = state;
         t.stats.sctp_state = Some(state);
         debug!(transport = %tid, ?state, "SCTP state");
         out.push_back(Output::Event(Event::SctpStateChange {

@@ -41,7 +41,7 @@ mod active_targets;
 pub(crate) mod allocate;
 pub(crate) mod egress;
 mod handshake;
-pub(crate) use handshake::set_dtls_state;
+pub(crate) use handshake::{set_dtls_state, set_sctp_state};
 pub(crate) mod ingress;
 mod isolation;
 mod keyframes;
@@ -299,6 +299,10 @@ impl Sfu {
         }
         let tuple: Tuple = (proto, destination, source);
         let routed = self.demux.by_tuple(&tuple);
+        if kind == Kind::Sctp {
+            self.sctp_in(routed, contents);
+            return;
+        }
         let known_path = routed.is_some();
         let tid = match routed {
             Some(tid) => tid,
@@ -384,6 +388,37 @@ impl Sfu {
         self.drain(tid);
     }
 
+    /// An SCTP packet over UDP: only a pipe transport with SCTP takes it, from its peer, and
+    /// only intact (its CRC-32C checksum holds); a broken one is its `sctp_dropped`.
+    fn sctp_in(&mut self, routed: Option<TransportId>, contents: &[u8]) {
+        let now = self.now;
+        let Some(tid) = routed else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        self.serving = Some(tid);
+        // Anywhere else it is as malformed as before SCTP pipes existed.
+        let Some(t) = self
+            .transports
+            .get_mut(&tid)
+            .filter(|t| t.pipe_sctp().is_some())
+        else {
+            self.stats.dropped_malformed += 1;
+            return;
+        };
+        t.stats.datagrams_received += 1;
+        t.stats.bytes_received += contents.len() as u64;
+        let Some(sctp) = t.pipe_sctp_mut() else {
+            return;
+        };
+        if !sctp.receive(now, contents) {
+            trace!(transport = %tid, "SCTP packet not intact");
+            t.stats.sctp_dropped += 1;
+            return;
+        }
+        self.drain(tid);
+    }
+
     /// Wakes everything whose deadline has passed.
     fn timeout(&mut self) {
         let now = self.now;
@@ -402,6 +437,9 @@ impl Sfu {
                     let Some(t) = self.transports.get_mut(&tid) else {
                         return;
                     };
+                    if let Some(sctp) = t.pipe_sctp_mut() {
+                        sctp.handle_timeout(now);
+                    }
                     if let Some(Err(dtls_failed)) = t.webrtc_mut().map(|link| link.timeout(now)) {
                         t.stats.rtc_errors += 1;
                         if dtls_failed {

@@ -10,6 +10,7 @@
 pub(crate) mod direct;
 pub(crate) mod extensions;
 pub(crate) mod outbox;
+pub(crate) mod pipe_sctp;
 pub(crate) mod plain;
 pub(crate) mod webrtc;
 
@@ -27,6 +28,7 @@ use crate::stats::TransportStats;
 use direct::DirectLink;
 use extensions::RxExtensions;
 use outbox::Outbox;
+use pipe_sctp::PipeSctp;
 use plain::PlainLink;
 use webrtc::WebRtcLink;
 
@@ -107,6 +109,8 @@ pub(crate) enum TransportKind {
         link: PlainLink,
         /// Pipe consumers carry RTX and answer NACKs.
         rtx: bool,
+        /// The SCTP association of its data producers and consumers (with `enable_sctp`).
+        sctp: Option<Box<PipeSctp>>,
     },
     /// The application itself.
     Direct(DirectLink),
@@ -120,7 +124,10 @@ impl std::fmt::Debug for Transport {
         match &self.kind {
             TransportKind::WebRtc(w) => d.field("webrtc", w),
             TransportKind::Plain(p) => d.field("plain", p),
-            TransportKind::Pipe { link, rtx } => d.field("pipe", link).field("rtx", rtx),
+            TransportKind::Pipe { link, rtx, sctp } => d
+                .field("pipe", link)
+                .field("rtx", rtx)
+                .field("sctp", &sctp.as_ref().map(|s| s.state)),
             TransportKind::Direct(l) => d.field("direct", l),
         };
         d.finish_non_exhaustive()
@@ -177,6 +184,7 @@ impl Transport {
                 rtcp_tuple: None,
                 dropped_foreign_source: 0,
                 sctp_dropped: 0,
+                messages_unknown_stream: 0,
                 available_outgoing_bitrate: crate::media::bwe::DEFAULT_INITIAL_BITRATE,
                 feedback_ignored: 0,
                 probe_clusters: 0,
@@ -231,6 +239,31 @@ impl Transport {
         }
     }
 
+    /// The SCTP association, for a pipe transport with SCTP.
+    pub(crate) fn pipe_sctp(&self) -> Option<&PipeSctp> {
+        match &self.kind {
+            TransportKind::Pipe { sctp, .. } => sctp.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The SCTP association, for a pipe transport with SCTP.
+    pub(crate) fn pipe_sctp_mut(&mut self) -> Option<&mut PipeSctp> {
+        match &mut self.kind {
+            TransportKind::Pipe { sctp, .. } => sctp.as_deref_mut(),
+            _ => None,
+        }
+    }
+
+    /// The SCTP association's state, for a transport with SCTP (WebRTC or pipe).
+    pub(crate) fn sctp_state_mut(&mut self) -> Option<&mut crate::event::SctpState> {
+        match &mut self.kind {
+            TransportKind::WebRtc(w) => w.sctp.as_mut().map(|s| &mut s.state),
+            TransportKind::Pipe { sctp, .. } => sctp.as_deref_mut().map(|s| &mut s.state),
+            _ => None,
+        }
+    }
+
     /// Whether media written for the transport has somewhere to go: a known path, or the
     /// application (a direct transport).
     pub(crate) fn has_path(&self) -> bool {
@@ -263,7 +296,10 @@ impl Transport {
                 .as_ref()
                 .map_or(0, |s| s.parameters.max_message_size as usize),
             TransportKind::Direct(l) => l.max_message_size,
-            TransportKind::Plain(_) | TransportKind::Pipe { .. } => 0,
+            TransportKind::Pipe { sctp, .. } => sctp
+                .as_ref()
+                .map_or(0, |s| s.parameters.max_message_size as usize),
+            TransportKind::Plain(_) => 0,
         }
     }
 

@@ -34,6 +34,14 @@ impl Buffers {
         }
     }
 
+    /// A copy of `contents` in a kept buffer (a new one when none is kept).
+    pub(crate) fn copy_of(&mut self, contents: &[u8]) -> Vec<u8> {
+        let mut buffer = self.small();
+        buffer.clear();
+        buffer.extend_from_slice(contents);
+        buffer
+    }
+
     /// A buffer for one datagram.
     fn small(&mut self) -> Vec<u8> {
         self.small

@@ -229,13 +229,15 @@ fn read_frames(mut stream: &[u8], max: usize) -> (Vec<Vec<u8>>, Option<FrameTooL
     (frames, None)
 }
 
-/// The demultiplexer's view of a datagram: RFC 7983 class, DTLS record check, STUN username.
+/// The demultiplexer's view of a datagram: RFC 7983 class (and SCTP over UDP), DTLS record
+/// check, STUN username.
 pub fn demux(data: &[u8]) {
     let kind = fuzzing::classify(data);
     match kind {
         DatagramKind::Stun => assert!(data.len() >= 20 && data[0] <= 3),
         DatagramKind::Dtls => assert!((20..=63).contains(&data[0])),
         DatagramKind::RtpOrRtcp => assert!(data.len() >= 12 && (128..=191).contains(&data[0])),
+        DatagramKind::Sctp => assert!(data.len() >= 16 && data[..4] == [0x13, 0x88, 0x13, 0x88]),
         DatagramKind::Unknown => {}
     }
     if fuzzing::is_dtls12_records(data) {

@@ -820,6 +820,120 @@ pub fn pipe_to_router_across_workers<R: Runtime>() {
     runtime.shutdown();
 }
 
+/// Pipe to router for a data producer across two workers, over loopback: a pipe pair with
+/// SCTP (each worker opens its socket), the pipe data consumer on worker 0 and the pipe data
+/// producer on worker 1; the application's messages on worker 0 reach a data consumer on
+/// worker 1 byte-equal, typed and in order, empty ones included.
+pub fn pipe_data_to_router_across_workers<R: Runtime>() {
+    use sfu_core::ortc::{PipeTransportOptions, TransportListenInfo};
+    use sfu_core::runtime::pipe::{connect_pipe_pair_with, pipe_data_producer, PipeEnd};
+    use sfu_core::{ConsumeDataOptions, DirectTransportOptions, ProduceDataOptions, SctpState};
+
+    let runtime = start::<R>(2, vec![ListenOptions::udp(LOCALHOST)]);
+    let workers = runtime.handles();
+    let router = |w: &R::Handle| {
+        R::call(
+            w,
+            call::CreateRouter {
+                options: RouterOptions::default(),
+            },
+        )
+        .unwrap()
+    };
+    let (ra, rb) = (router(&workers[0]), router(&workers[1]));
+    let direct = |w: &R::Handle, router| {
+        R::call(
+            w,
+            call::CreateDirectTransport {
+                router,
+                options: DirectTransportOptions::default(),
+            },
+        )
+        .expect("direct transport")
+    };
+    let (sender, receiver) = (direct(&workers[0], ra), direct(&workers[1], rb));
+    let producer = R::call(
+        &workers[0],
+        call::ProduceData {
+            transport: sender,
+            options: ProduceDataOptions::direct("bot"),
+        },
+    )
+    .expect("data producer");
+    let options = PipeTransportOptions {
+        enable_sctp: true,
+        ..PipeTransportOptions::new(TransportListenInfo::udp(LOCALHOST))
+    };
+    let pair = connect_pipe_pair_with(
+        PipeEnd {
+            worker: &workers[0],
+            router: ra,
+        },
+        PipeEnd {
+            worker: &workers[1],
+            router: rb,
+        },
+        &options,
+    )
+    .expect("pipe pair");
+    assert!(pair.local.parameters.sctp_parameters.is_some());
+    let piped = pipe_data_producer(&workers[0], &workers[1], &pair, producer).expect("piped");
+    let consumer = R::call(
+        &workers[1],
+        call::ConsumeData {
+            transport: receiver,
+            options: ConsumeDataOptions::new(piped.pipe_data_producer),
+        },
+    )
+    .expect("data consumer")
+    .id;
+    let start = Instant::now();
+    let up = |w: &R::Handle, transport| {
+        R::call(w, call::TransportStats { transport })
+            .unwrap()
+            .sctp_state
+            == Some(SctpState::Connected)
+    };
+    while !(up(&workers[0], pair.local.id) && up(&workers[1], pair.remote.id)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "pipe SCTP not up"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent: Vec<(bool, Vec<u8>)> = (0..60u8)
+        .map(|i| (i % 2 == 0, vec![i; usize::from(i) * 101]))
+        .collect();
+    for (binary, data) in &sent {
+        R::call(
+            &workers[0],
+            call::SendData {
+                data_producer: producer,
+                binary: *binary,
+                data: data.clone(),
+            },
+        )
+        .expect("send");
+    }
+    let mut got = Vec::new();
+    while got.len() < sent.len() && start.elapsed() < Duration::from_secs(20) {
+        for (_, e) in runtime.events() {
+            if let Event::DataConsumerMessage {
+                data_consumer,
+                binary,
+                data,
+            } = e
+            {
+                assert_eq!(data_consumer, consumer);
+                got.push((binary, data));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(got, sent);
+    runtime.shutdown();
+}
+
 /// Scores travel through the runtime's event channel: a producer on a direct transport that
 /// the application feeds 50 packets a second reports `score` 10 through the handle's events,
 /// as its stats say; trace events are enabled through the typed call and the plain request,
@@ -972,6 +1086,7 @@ macro_rules! runtime_suite {
             direct_data_through_the_handle,
             plain_transports_open_and_close_their_sockets,
             pipe_to_router_across_workers,
+            pipe_data_to_router_across_workers,
             scores_and_traces_through_the_handle,
         );
     };

@@ -213,7 +213,7 @@ impl DtlsInstance for Instance {
 /// Whether `data` is an SCTP packet (RFC 9260 section 3) whose CRC-32C checksum holds: the
 /// checksum over the whole packet with its own field zeroed, sent least significant byte
 /// first (Appendix A).
-fn sctp_packet_intact(data: &[u8]) -> bool {
+pub(crate) fn sctp_packet_intact(data: &[u8]) -> bool {
     const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
     let (Some(head), Some(&[a, b, c, d]), Some(rest)) =
         (data.get(..8), data.get(8..12), data.get(12..))

@@ -97,7 +97,7 @@ impl WebRtcTransportOptions {
     /// The `sctpParameters` to signal, when SCTP is enabled.
     pub(crate) fn sctp_parameters(&self) -> Option<SctpParameters> {
         self.enable_sctp.then_some(SctpParameters {
-            port: 5000,
+            port: crate::ortc::SCTP_PORT,
             os: self.num_sctp_streams.os,
             mis: self.num_sctp_streams.mis,
             max_message_size: self.max_sctp_message_size,
