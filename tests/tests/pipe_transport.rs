@@ -116,12 +116,14 @@ fn room_over_a_pipe(name: &str, rtx: bool, srtp: bool, pipe_loss: f64) {
                     && verify_payload(&p.payload).is_some_and(|i| i.ssrc == source)
             })
             .unwrap_or(received.len());
-        // Under loss, repairs of packets sent before the check's start can arrive after it:
-        // they are not part of what is checked.
-        let first = received
-            .get(start)
-            .and_then(|p| verify_payload(&p.payload))
-            .map(|i| i.seq);
+        // Under loss, packets sent before the check's window (and their repairs) arrive inside
+        // it, with what the pipe lost of them given up at a key frame, and the last ones sent
+        // may still wait for their repair: only packets sent in the window are checked.
+        let sent_at: HashMap<u16, std::time::Instant> = sim.sent[&source]
+            .packets
+            .iter()
+            .map(|p| (p.seq as u16, p.at))
+            .collect();
         let checked: Vec<_> = received[start..]
             .iter()
             .filter(|p| {
@@ -129,7 +131,7 @@ fn room_over_a_pipe(name: &str, rtx: bool, srtp: bool, pipe_loss: f64) {
                     || p.ssrc != s
                     || !verify_payload(&p.payload).is_some_and(|i| {
                         i.ssrc == source
-                            && first.is_some_and(|f| (i.seq.wrapping_sub(f) as i16) < 0)
+                            && sent_at.get(&i.seq).is_some_and(|&at| at < warm || at > end)
                     })
             })
             .cloned()
