@@ -19,8 +19,8 @@ use sfu_core::ortc::{
 };
 use sfu_core::runtime::{call, ListenOptions, RuntimeConfig};
 use sfu_core::{
-    ConsumeDataOptions, ConsumeOptions, DirectTransportOptions, Event, ProduceDataOptions,
-    ProduceOptions, RouterOptions, SctpState, SfuConfig,
+    ConsumeDataOptions, ConsumeOptions, DirectTransportOptions, Event, PipeTransportCreated,
+    ProduceDataOptions, ProduceOptions, RouterOptions, SctpState, SfuConfig,
 };
 use sfu_runtime_mio::{Runtime, WorkerHandle};
 use sfu_tests::runtime_suite::{opus_packet, plain_opus};
@@ -112,22 +112,18 @@ impl HostB {
     }
 }
 
-/// Host B's part, run by the parent in a process of its own.
-#[test]
-fn host_b() {
-    if std::env::var_os(HOST_B).is_none() {
-        return;
-    }
-    let (runtime, worker, router) = runtime();
+/// Host B's pipe transport: made with `options`, its connect parameters told to host A, and
+/// connected to host A's pipe with the parameters `next` reads.
+fn connect_to_host_a(
+    worker: &WorkerHandle,
+    router: sfu_core::RouterId,
+    options: PipeTransportOptions,
+    next: &mut impl FnMut() -> String,
+) -> PipeTransportCreated {
     let pipe = worker
-        .call(call::CreatePipeTransport {
-            router,
-            options: pipe_options(),
-        })
+        .call(call::CreatePipeTransport { router, options })
         .expect("pipe transport");
     say(serde_json::to_string(&pipe.connect_parameters().unwrap()).unwrap());
-    let mut lines = std::io::stdin().lock().lines();
-    let mut next = || lines.next().expect("a line from host A").unwrap();
     let peer: PipeTransportConnectParameters = serde_json::from_str(&next()).unwrap();
     worker
         .call(call::ConnectPipeTransport {
@@ -135,6 +131,19 @@ fn host_b() {
             parameters: peer,
         })
         .expect("connect");
+    pipe
+}
+
+/// Host B's part, run by the parent in a process of its own.
+#[test]
+fn host_b() {
+    if std::env::var_os(HOST_B).is_none() {
+        return;
+    }
+    let (runtime, worker, router) = runtime();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut next = || lines.next().expect("a line from host A").unwrap();
+    let pipe = connect_to_host_a(&worker, router, pipe_options(), &mut next);
     let consumer: ConsumerParameters = serde_json::from_str(&next()).unwrap();
     let producer = worker
         .call(call::Produce {
@@ -306,22 +315,9 @@ fn host_b_data() {
         return;
     }
     let (runtime, worker, router) = runtime();
-    let pipe = worker
-        .call(call::CreatePipeTransport {
-            router,
-            options: sctp_pipe_options(),
-        })
-        .expect("pipe transport");
-    say(serde_json::to_string(&pipe.connect_parameters().unwrap()).unwrap());
     let mut lines = std::io::stdin().lock().lines();
     let mut next = || lines.next().expect("a line from host A").unwrap();
-    let peer: PipeTransportConnectParameters = serde_json::from_str(&next()).unwrap();
-    worker
-        .call(call::ConnectPipeTransport {
-            transport: pipe.id,
-            parameters: peer,
-        })
-        .expect("connect");
+    let pipe = connect_to_host_a(&worker, router, sctp_pipe_options(), &mut next);
     // What the pipe data consumer on host A says, produced with on this side.
     let consumer: DataConsumerParameters = serde_json::from_str(&next()).unwrap();
     let piped = worker
