@@ -49,9 +49,10 @@ pub(crate) struct Producer {
     /// The layers inside its one encoding (VP9 SVC, temporal layers, or the layers the
     /// dependency descriptor says for AV1 and H264), when it has several.
     pub(crate) svc: Option<Box<StreamLayers>>,
-    /// Temporal layers inside each VP8 encoding (from the encodings' scalability modes; 1:
-    /// none signalled).
-    pub(crate) vp8_temporal_layers: u8,
+    /// Temporal layers inside each encoding when there is no `svc` (from the encodings'
+    /// scalability modes; 1: none signalled): VP8's from its payload descriptor, AV1's and
+    /// H264's from the dependency descriptor.
+    pub(crate) encoding_temporal_layers: u8,
     /// The clock rate of the producer's media codec.
     pub(crate) clock_rate: u32,
     /// The producer's RTX payload types and the media payload type each repairs.
@@ -83,16 +84,14 @@ pub(crate) struct StreamLayers {
     pub(crate) last_packet_at: [Option<Instant>; MAX_SPATIAL_LAYERS],
     /// What each temporal layer brings (all spatial layers).
     pub(crate) temporal_bitrate: TemporalRates,
-    /// The stream's dependency descriptors (its current template structure), when they carry
-    /// its layers: a codec whose payload does not say them (AV1, H264).
-    pub(crate) dd: Option<crate::media::dd::Parser>,
 }
 
 /// Temporal layers a stream can carry (the descriptors' TID has at most 3 bits).
 pub(crate) const MAX_TEMPORAL_LAYERS: usize = 8;
 
-/// Temporal layers a VP8 encoding can carry (the descriptor's TID has 2 bits).
-pub(crate) const MAX_VP8_TEMPORAL_LAYERS: u8 = 4;
+/// Temporal layers an encoding of several can carry (VP8's descriptor's TID has 2 bits; the
+/// allocator has a step for each).
+pub(crate) const MAX_ENCODING_TEMPORAL_LAYERS: u8 = 4;
 
 /// What each temporal layer of a stream brings (its own packets), measured over the last
 /// second: recording a packet adds to one meter.
@@ -130,9 +129,8 @@ impl TemporalRates {
 }
 
 impl StreamLayers {
-    /// The layers of a stream in scalability mode `mode`, read from its dependency
-    /// descriptors when `dd`; `None` for a single layer.
-    pub(crate) fn new(mode: crate::ortc::ScalabilityMode, dd: bool) -> Option<Box<Self>> {
+    /// The layers of a stream in scalability mode `mode`; `None` for a single layer.
+    pub(crate) fn new(mode: crate::ortc::ScalabilityMode) -> Option<Box<Self>> {
         let spatial = mode.spatial_layers.clamp(1, MAX_SPATIAL_LAYERS as u8);
         let temporal = mode.temporal_layers.clamp(1, 8);
         (spatial > 1 || temporal > 1).then(|| {
@@ -143,7 +141,6 @@ impl StreamLayers {
                 bitrate: Default::default(),
                 last_packet_at: [None; MAX_SPATIAL_LAYERS],
                 temporal_bitrate: Default::default(),
-                dd: dd.then(Default::default),
             })
         })
     }
@@ -205,9 +202,13 @@ pub(crate) struct Encoding {
     pub(crate) key_frame_pending: bool,
     /// What the encoding brings, measured over the last second.
     pub(crate) bitrate: BitrateMeter,
-    /// What each temporal layer inside the encoding brings (VP8 with TID), when it has
-    /// several.
+    /// What each temporal layer inside the encoding brings (VP8 with TID, or temporal layers
+    /// the dependency descriptor says), when it has several.
     pub(crate) temporal: Option<Box<TemporalRates>>,
+    /// The encoding's dependency descriptors (its current template structure: each encoding's
+    /// key frames carry their own), when they carry the layers: a codec whose payload does not
+    /// say them (AV1, H264).
+    pub(crate) dd: Option<crate::media::dd::Parser>,
     /// Packets that arrived as retransmissions and filled a gap.
     pub(crate) retransmitted: u64,
     /// The encoding's score (0–10, see [`crate::score`]), the last samples it is the mean of,
@@ -232,6 +233,7 @@ impl Encoding {
             key_frame_pending: false,
             bitrate: BitrateMeter::default(),
             temporal: None,
+            dd: None,
             retransmitted: 0,
             score: 0,
             score_samples: Default::default(),

@@ -570,6 +570,42 @@ impl ClientTransport {
             (CLIENT_H264_PT, CLIENT_H264_RTX_PT),
             scalability_mode,
         );
+        self.h264_parameters(&mut params, descriptor);
+        params
+    }
+
+    /// As [`prepare_produce_simulcast`](Self::prepare_produce_simulcast) for H264 with the
+    /// dependency descriptor, each encoding in `scalability_mode` (as a browser sends
+    /// simulcast `L1T3`); the payloads carry their descriptor in front (see
+    /// [`crate::media::Source::h264_l1t3`]).
+    pub fn prepare_produce_h264_simulcast(
+        &mut self,
+        layers: &[(&str, u32)],
+        scalability_mode: &str,
+    ) -> RtpParameters {
+        let mut params = self.prepare_produce_simulcast(layers);
+        let mid = Mid::from(params.mid.as_deref().expect("mid"));
+        set_video_codec(
+            &mut params,
+            "video/H264",
+            (CLIENT_H264_PT, CLIENT_H264_RTX_PT),
+        );
+        for (rid, _) in layers {
+            if let Some(stream) = self.produced.get_mut(&(mid, Some(Rid::from(*rid)))) {
+                stream.1 = CLIENT_H264_PT;
+            }
+        }
+        for e in &mut params.encodings {
+            e.scalability_mode = Some(scalability_mode.into());
+        }
+        self.h264_parameters(&mut params, true);
+        params
+    }
+
+    /// H264's parameters (packetization mode 1, constrained baseline) on `params`, and the
+    /// dependency descriptor negotiated and carried in front of the payloads when
+    /// `descriptor`, else not negotiated.
+    fn h264_parameters(&mut self, params: &mut RtpParameters, descriptor: bool) {
         for c in params
             .codecs
             .iter_mut()
@@ -596,7 +632,6 @@ impl ClientTransport {
                 .header_extensions
                 .retain(|e| e.uri != sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR);
         }
-        params
     }
 
     fn prepare_produce_codec(
@@ -609,18 +644,7 @@ impl ClientTransport {
         let mut params = self.prepare_produce(MediaKind::Video, ssrc);
         let mid = Mid::from(params.mid.as_deref().expect("mid"));
         self.produced.insert((mid, None), (ssrc, pt));
-        for c in &mut params.codecs {
-            if c.mime_type == "video/VP8" {
-                c.mime_type = mime.into();
-                c.payload_type = pt;
-            } else if c.mime_type == "video/rtx" {
-                c.payload_type = rtx_pt;
-                c.parameters.insert(
-                    "apt".to_string(),
-                    sfu_core::ortc::ParameterValue::Number(i64::from(pt)),
-                );
-            }
-        }
+        set_video_codec(&mut params, mime, (pt, rtx_pt));
         params.encodings[0].scalability_mode = Some(scalability_mode.into());
         params
     }
@@ -1178,4 +1202,21 @@ fn raw_extension_map(router: &RtpCapabilities, ids: ExtensionIds) -> ExtensionMa
         map.set(id, Extension::with_serializer(uri, serializer));
     }
     map
+}
+
+/// Makes the VP8 of `params` (from [`ClientTransport::prepare_produce`]) the codec `mime` on payload
+/// type `pt`, its RTX on `rtx_pt`.
+fn set_video_codec(params: &mut RtpParameters, mime: &str, (pt, rtx_pt): (u8, u8)) {
+    for c in &mut params.codecs {
+        if c.mime_type == "video/VP8" {
+            c.mime_type = mime.into();
+            c.payload_type = pt;
+        } else if c.mime_type == "video/rtx" {
+            c.payload_type = rtx_pt;
+            c.parameters.insert(
+                "apt".to_string(),
+                sfu_core::ortc::ParameterValue::Number(i64::from(pt)),
+            );
+        }
+    }
 }

@@ -61,6 +61,9 @@ pub struct Source {
     /// AV1 with dependency descriptors (see [`Source::av1_l1t3`], [`Source::av1_l3t3_key`]),
     /// or H264 laid out the same way (see [`Source::h264_l1t3`]).
     av1: Option<Av1>,
+    /// AV1 or H264 of one spatial layer: each frame has this many times the packets of
+    /// [`Source::av1_l1t3`]'s (1: its own; a simulcast encoding of a higher resolution more).
+    pub layered_scale: usize,
 }
 
 /// The state of a synthetic VP9 `L3T3_KEY` encoder.
@@ -245,6 +248,7 @@ impl Source {
             svc_layers_sent: SVC_SPATIAL_LAYERS,
             vp8_temporal: None,
             av1: None,
+            layered_scale: 1,
         }
     }
 
@@ -435,8 +439,8 @@ impl Source {
         for sid in 0..av1.spatial_layers {
             let template = av1_template(sid, key, pos);
             let (n, size) = match (single, key) {
-                (true, true) => (6, 700),
-                (true, false) => ([3, 1, 2, 1][pos], 700),
+                (true, true) => (6 * self.layered_scale, 700),
+                (true, false) => ([3, 1, 2, 1][pos] * self.layered_scale, 700),
                 (false, _) => (
                     SVC_PACKETS[sid] * if key { 3 } else { 1 },
                     SVC_PACKET_SIZE[sid],

@@ -527,13 +527,35 @@ impl Sim {
         for e in &mut params.encodings {
             e.scalability_mode = Some("L1T3".into());
         }
+        self.publish_simulcast(client, params, layers, Source::vp8_temporal)
+    }
+
+    /// Publishes simulcast H264 with three temporal layers in each encoding signalled by the
+    /// dependency descriptor (`L1T3`, [`Source::h264_l1t3`], each encoding with its own
+    /// structure), as browsers send it, from `client`: one source per `(rid, ssrc)` layer.
+    pub fn produce_h264_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
+        let params = self.clients[client].prepare_produce_h264_simulcast(layers, "L1T3");
+        self.publish_simulcast(client, params, layers, |ssrc, start| {
+            Source::h264_l1t3(ssrc, start, true)
+        })
+    }
+
+    /// Produces the simulcast `params` from `client`, each `(rid, ssrc)` layer fed by
+    /// `source(ssrc, now)`.
+    fn publish_simulcast(
+        &mut self,
+        client: usize,
+        params: RtpParameters,
+        layers: &[(&str, u32)],
+        source: impl Fn(u32, Instant) -> Source,
+    ) -> ProducerId {
         let (producer, mid) = self.produce_with(client, MediaKind::Video, params);
         for (rid, ssrc) in layers {
             self.publications.push(Publication {
                 client,
                 mid: mid.clone(),
                 producer,
-                source: Source::vp8_temporal(*ssrc, self.now),
+                source: source(*ssrc, self.now),
                 muted: false,
                 key_frame_requests: 0,
                 key_frame_request_times: Vec::new(),

@@ -36,9 +36,9 @@ impl Sfu {
         let simulcast = p.encodings.len() > 1;
         let layers = match &p.svc {
             Some(s) => Some(s.filter()),
-            // VP8 temporal layers, within whichever encoding is forwarded.
-            None => (p.vp8_temporal_layers > 1)
-                .then(|| crate::layers::LayerFilter::new(1, p.vp8_temporal_layers, false)),
+            // Temporal layers inside the encodings, within whichever one is forwarded.
+            None => (p.encoding_temporal_layers > 1)
+                .then(|| crate::layers::LayerFilter::new(1, p.encoding_temporal_layers, false)),
         };
         let preferred_layer = match (&p.svc, &layers) {
             (Some(_), Some(f)) => usize::from(f.spatial_layers() - 1),

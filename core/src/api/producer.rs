@@ -79,32 +79,37 @@ impl Sfu {
         // for a codec whose payload does not say them (AV1; H264 only with the descriptor,
         // without it one layer as ever).
         let extensions = ProducerExtensions::new(&rtp_parameters.header_extensions);
-        let has_dd = extensions.dependency_descriptor.is_some();
-        let svc = match (video_codec, rtp_parameters.encodings.as_slice()) {
-            (Some(codec @ (VideoCodec::Vp9 | VideoCodec::Av1 | VideoCodec::H264)), [only])
-                if codec == VideoCodec::Vp9 || has_dd =>
-            {
-                let mode = ortc::parse_scalability_mode(only.scalability_mode.as_deref());
-                crate::router::StreamLayers::new(mode, codec != VideoCodec::Vp9)
+        let layers_from_dd = match video_codec {
+            Some(VideoCodec::Av1 | VideoCodec::H264) => extensions.dependency_descriptor.is_some(),
+            _ => false,
+        };
+        let svc = match rtp_parameters.encodings.as_slice() {
+            [only] if video_codec == Some(VideoCodec::Vp9) || layers_from_dd => {
+                crate::router::StreamLayers::new(scalability_mode(only))
             }
             _ => None,
         };
-        let vp8_temporal_layers = match video_codec {
-            Some(VideoCodec::Vp8) => rtp_parameters
-                .encodings
-                .iter()
-                .map(|e| ortc::parse_scalability_mode(e.scalability_mode.as_deref()))
-                .map(|m| {
-                    m.temporal_layers
-                        .clamp(1, crate::router::MAX_VP8_TEMPORAL_LAYERS)
-                })
-                .max()
-                .unwrap_or(1),
-            _ => 1,
-        };
-        if vp8_temporal_layers > 1 {
-            for e in &mut encodings {
+        // Temporal layers inside each of several encodings: VP8's from its payload, AV1's and
+        // H264's from the dependency descriptor (each encoding with its own).
+        let temporal_in_encodings =
+            video_codec == Some(VideoCodec::Vp8) || (layers_from_dd && svc.is_none());
+        let encoding_temporal_layers = rtp_parameters
+            .encodings
+            .iter()
+            .filter(|_| temporal_in_encodings)
+            .map(|e| {
+                scalability_mode(e)
+                    .temporal_layers
+                    .clamp(1, crate::router::MAX_ENCODING_TEMPORAL_LAYERS)
+            })
+            .max()
+            .unwrap_or(1);
+        for e in &mut encodings {
+            if encoding_temporal_layers > 1 {
                 e.temporal = Some(Default::default());
+            }
+            if layers_from_dd && (svc.is_some() || encoding_temporal_layers > 1) {
+                e.dd = Some(Default::default());
             }
         }
         let main = rtp_parameters.codecs.iter().find(|c| !c.is_rtx());
@@ -158,7 +163,7 @@ impl Sfu {
                 video_codec,
                 encodings,
                 svc,
-                vp8_temporal_layers,
+                encoding_temporal_layers,
                 clock_rate,
                 rtx_payload_types,
                 nack,
@@ -268,7 +273,7 @@ impl Sfu {
                 .map(|m| m.bitrate(self.now))
                 .collect();
         }
-        let temporal_layers = usize::from(p.vp8_temporal_layers);
+        let temporal_layers = usize::from(p.encoding_temporal_layers);
         stats.bitrate_per_temporal_layer = p
             .encodings
             .iter()
@@ -343,4 +348,9 @@ fn check_producer_fits_transport(
         return Err(Error::PayloadTypeConflict(c.payload_type));
     }
     Ok(())
+}
+
+/// An encoding's scalability mode (one layer when it has none, or one not understood).
+fn scalability_mode(e: &crate::ortc::RtpEncodingParameters) -> ortc::ScalabilityMode {
+    ortc::parse_scalability_mode(e.scalability_mode.as_deref())
 }

@@ -12,13 +12,13 @@ use crate::router::{Consumer, Producer};
 /// Room for a descriptor written again (the longest a header extension carries).
 pub(crate) type DescriptorBuf = [u8; MAX_LEN];
 
-/// The dependency descriptor consumer `c` gets with `pkt` of producer `p` in place of the
-/// producer's, written into `buf`: its extension id and length. `None` when the packet goes as
+/// The dependency descriptor consumer `c` gets with `pkt` of producer `p`'s encoding `layer`
+/// in place of the producer's, written into `buf`: its extension id and length. `None` when the packet goes as
 /// it came: layers not from the descriptor, no descriptor negotiated on either side, a descriptor with a structure,
 /// or a consumer at the producer's top layers whose receiver was never told otherwise since
 /// the last structure.
 pub(crate) fn rewrite(
-    p: &Producer,
+    (p, layer): (&Producer, usize),
     c: &mut Consumer,
     pkt: &RtpPacket<'_>,
     buf: &mut DescriptorBuf,
@@ -26,7 +26,7 @@ pub(crate) fn rewrite(
     let source_id = p.extensions.dependency_descriptor?;
     let id = c.extensions.get(source_id)?;
     let (spatial, temporal) = c.layers.as_ref()?.current()?;
-    let parser = p.svc.as_deref()?.dd.as_ref()?;
+    let parser = p.encodings.get(layer)?.dd.as_ref()?;
     let structure = parser.structure()?;
     let src = pkt.extension(source_id)?;
     if carries_structure(src) {

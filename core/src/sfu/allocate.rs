@@ -8,12 +8,12 @@
 //! moves up one step while the next one fits; what one cannot use goes to the others), never
 //! above a consumer's preferred layers and never below its lowest. A consumer's steps are its
 //! encodings (or spatial layers), lowest first; when the encodings carry temporal layers
-//! (VP8 with TID), the lowest encoding's temporal layers in turn, then each higher encoding
-//! at its full frame rate: encoding 0 at temporal layer 0, 1 and 2, then encoding 1, and so
-//! on (mediasoup also walks the temporal layers of higher encodings; here a tighter path
-//! lowers the resolution before the frame rate, which it gives up only when the lowest
-//! encoding does not fit). A step's cost is its measured bitrate: an encoding's, or what its
-//! temporal layers up to the step's bring.
+//! (VP8 with TID, or AV1 and H264 with the dependency descriptor), the lowest encoding's
+//! temporal layers in turn, then each higher encoding at its full frame rate: encoding 0 at
+//! temporal layer 0, 1 and 2, then encoding 1, and so on (mediasoup also walks the temporal
+//! layers of higher encodings; here a tighter path lowers the resolution before the frame
+//! rate, which it gives up only when the lowest encoding does not fit). A step's cost is its
+//! measured bitrate: an encoding's, or what its temporal layers up to the step's bring.
 //! A preferred temporal layer bounds the steps of every encoding.
 //!
 //! The estimate grows only slowly with what is sent, so it rarely says by itself that a
@@ -46,7 +46,7 @@ use crate::ids::{ConsumerId, TransportId};
 use crate::ortc::MediaKind;
 
 use super::{Sfu, MAX_LAYERS};
-use crate::router::{Consumer, Producer, MAX_TEMPORAL_LAYERS, MAX_VP8_TEMPORAL_LAYERS};
+use crate::router::{Consumer, Producer, MAX_ENCODING_TEMPORAL_LAYERS, MAX_TEMPORAL_LAYERS};
 
 /// The shortest time between two runs on feedback.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(250);
@@ -68,7 +68,7 @@ const DRAIN_PER_MILLE: u64 = 900;
 /// more often while the link is still weak (each failed trial costs losses).
 const TRIAL_HEADROOM_PER_MILLE: u64 = 1150;
 /// The most steps a consumer can climb: every temporal layer of every encoding.
-const MAX_STEPS: usize = MAX_LAYERS * MAX_VP8_TEMPORAL_LAYERS as usize;
+const MAX_STEPS: usize = MAX_LAYERS * MAX_ENCODING_TEMPORAL_LAYERS as usize;
 
 /// A transport's allocation state.
 #[derive(Debug, Clone)]
@@ -183,7 +183,9 @@ impl Slot {
                 let top = c
                     .preferred_layer
                     .min(p.encodings.len().clamp(1, MAX_LAYERS) - 1);
-                let layers = p.vp8_temporal_layers.clamp(1, MAX_VP8_TEMPORAL_LAYERS);
+                let layers = p
+                    .encoding_temporal_layers
+                    .clamp(1, MAX_ENCODING_TEMPORAL_LAYERS);
                 let allowed = c
                     .preferred_temporal_layer
                     .map_or(layers, |t| t.saturating_add(1).min(layers));

@@ -266,7 +266,7 @@ impl Sfu {
             let dd = self
                 .producers
                 .get(&pid)
-                .and_then(|p| active_targets::rewrite(p, c, pkt, &mut dd_buf))
+                .and_then(|p| active_targets::rewrite((p, layer), c, pkt, &mut dd_buf))
                 .map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 ct,
@@ -349,7 +349,9 @@ impl Sfu {
         // A packet of layers above the ones the consumer gets now (it moved down since) would
         // only load the path that made it move down: the receiver cannot use it any more.
         if let Some((spatial, temporal)) = c.layers.as_ref().and_then(|f| f.current()) {
-            if packet_layers(p, &pkt).is_some_and(|(s, t)| s > spatial || t > temporal) {
+            if packet_layers(p, usize::from(sent.layer), &pkt)
+                .is_some_and(|(s, t)| s > spatial || t > temporal)
+            {
                 c.stats.retransmissions_of_dropped_layers += 1;
                 return;
             }
@@ -390,7 +392,9 @@ impl Sfu {
                 .send_now(usize::from(sent.size), Class::Control, now);
         }
         let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
-        let dd = active_targets::rewrite(p, c, &pkt, &mut dd_buf).map(|(id, n)| (id, &dd_buf[..n]));
+        let layer = usize::from(sent.layer);
+        let dd = active_targets::rewrite((p, layer), c, &pkt, &mut dd_buf)
+            .map(|(id, n)| (id, &dd_buf[..n]));
         if write_media(
             ct,
             c,
@@ -680,7 +684,9 @@ impl Sfu {
             let dd = self
                 .producers
                 .get(&c.producer)
-                .and_then(|p| active_targets::rewrite(p, c, &pkt, &mut dd_buf))
+                .and_then(|p| {
+                    active_targets::rewrite((p, usize::from(item.layer)), c, &pkt, &mut dd_buf)
+                })
                 .map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 t,
@@ -1170,11 +1176,11 @@ fn queue_rtp(
     Some((rtp_len, len))
 }
 
-/// The spatial and temporal layer of producer `p`'s stored packet `pkt`, from its payload
-/// descriptor (or its dependency descriptor's template, in the current structure, where that
-/// carries the layers).
-fn packet_layers(p: &Producer, pkt: &RtpPacket<'_>) -> Option<(u8, u8)> {
-    match p.svc.as_deref().and_then(|svc| svc.dd.as_ref()) {
+/// The spatial and temporal layer of the stored packet `pkt` of producer `p`'s encoding
+/// `layer`, from its payload descriptor (or its dependency descriptor's template, in the
+/// encoding's current structure, where that carries the layers).
+fn packet_layers(p: &Producer, layer: usize, pkt: &RtpPacket<'_>) -> Option<(u8, u8)> {
+    match p.encodings.get(layer).and_then(|e| e.dd.as_ref()) {
         Some(dd) => {
             let bytes = pkt.extension(p.extensions.dependency_descriptor?)?;
             dd.structure()?.frame_layers(bytes)

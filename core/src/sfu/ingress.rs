@@ -163,9 +163,8 @@ impl Sfu {
         }
         let is_video = kind == MediaKind::Video;
         // The payload descriptor (or the dependency descriptor, where it carries the
-        // layers), read once for every consumer.
-        let dd = p.svc.as_deref_mut().and_then(|svc| svc.dd.as_mut());
-        let descriptor = match (p.video_codec, dd) {
+        // layers, read with the encoding's own structure), read once for every consumer.
+        let descriptor = match (p.video_codec, e.dd.as_mut()) {
             (Some(codec), Some(dd)) => p
                 .extensions
                 .dependency_descriptor
