@@ -313,6 +313,15 @@ impl Source {
         s
     }
 
+    /// Offsets the template ids of its structure by `offset` (modulo 64): the ids its
+    /// descriptors carry name no template of a structure at another offset, as the encodings
+    /// of one simulcast publisher each count from their own.
+    pub fn set_template_id_offset(&mut self, offset: u8) {
+        if let Some(a) = self.av1.as_mut() {
+            a.structure.template_id_offset = offset % 64;
+        }
+    }
+
     /// An AV1 `L3T3_KEY` source starting at `start`: three spatial layers of the bitrates of
     /// [`Source::vp9_svc`] (see [`SVC_PACKETS`]), three temporal layers in the pattern
     /// [`SVC_TEMPORAL_PATTERN`], K-SVC (upper spatial layers refer to lower ones only in key
@@ -437,7 +446,7 @@ impl Source {
         let temporal = SVC_TEMPORAL_PATTERN[pos];
         let single = av1.spatial_layers == 1;
         for sid in 0..av1.spatial_layers {
-            let template = av1_template(sid, key, pos);
+            let template = (av1_template(sid, key, pos) + av1.structure.template_id_offset) % 64;
             let (n, size) = match (single, key) {
                 (true, true) => (6 * self.layered_scale, 700),
                 (true, false) => ([3, 1, 2, 1][pos] * self.layered_scale, 700),

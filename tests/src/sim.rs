@@ -531,13 +531,22 @@ impl Sim {
     }
 
     /// Publishes simulcast H264 with three temporal layers in each encoding signalled by the
-    /// dependency descriptor (`L1T3`, [`Source::h264_l1t3`], each encoding with its own
-    /// structure), as browsers send it, from `client`: one source per `(rid, ssrc)` layer.
+    /// dependency descriptor (`L1T3`, [`Source::h264_l1t3`]), as browsers send it, from
+    /// `client`: one source per `(rid, ssrc)` layer, each with its own structure (the `n`th
+    /// layer's template ids offset by `20 * n`).
     pub fn produce_h264_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
         let params = self.clients[client].prepare_produce_h264_simulcast(layers, "L1T3");
-        self.publish_simulcast(client, params, layers, |ssrc, start| {
+        let producer = self.publish_simulcast(client, params, layers, |ssrc, start| {
             Source::h264_l1t3(ssrc, start, true)
-        })
+        });
+        let ours = self
+            .publications
+            .iter_mut()
+            .filter(|p| p.producer == producer);
+        for (n, p) in ours.enumerate() {
+            p.source.set_template_id_offset(20 * n as u8);
+        }
+        producer
     }
 
     /// Produces the simulcast `params` from `client`, each `(rid, ssrc)` layer fed by
