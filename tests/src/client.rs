@@ -574,31 +574,36 @@ impl ClientTransport {
         params
     }
 
-    /// As [`prepare_produce_simulcast`](Self::prepare_produce_simulcast) for H264 with the
-    /// dependency descriptor, each encoding in `scalability_mode` (as a browser sends
-    /// simulcast `L1T3`); the payloads carry their descriptor in front (see
+    /// As [`prepare_produce_simulcast`](Self::prepare_produce_simulcast) for `mime` (H264 or
+    /// AV1) with the dependency descriptor, each encoding in `scalability_mode` (as a browser
+    /// sends simulcast `L1T3`); the payloads carry their descriptor in front (see
     /// [`crate::media::Source::h264_l1t3`]).
-    pub fn prepare_produce_h264_simulcast(
+    pub fn prepare_produce_simulcast_with_descriptor(
         &mut self,
         layers: &[(&str, u32)],
+        mime: &str,
         scalability_mode: &str,
     ) -> RtpParameters {
         let mut params = self.prepare_produce_simulcast(layers);
         let mid = Mid::from(params.mid.as_deref().expect("mid"));
-        set_video_codec(
-            &mut params,
-            "video/H264",
-            (CLIENT_H264_PT, CLIENT_H264_RTX_PT),
-        );
+        let h264 = mime == "video/H264";
+        let pts = if h264 {
+            (CLIENT_H264_PT, CLIENT_H264_RTX_PT)
+        } else {
+            (CLIENT_AV1_PT, CLIENT_AV1_RTX_PT)
+        };
+        set_video_codec(&mut params, mime, pts);
         for (rid, _) in layers {
             if let Some(stream) = self.produced.get_mut(&(mid, Some(Rid::from(*rid)))) {
-                stream.1 = CLIENT_H264_PT;
+                stream.1 = pts.0;
             }
         }
         for e in &mut params.encodings {
             e.scalability_mode = Some(scalability_mode.into());
         }
-        self.h264_parameters(&mut params, true);
+        if h264 {
+            self.h264_parameters(&mut params, true);
+        }
         params
     }
 

@@ -535,10 +535,27 @@ impl Sim {
     /// `client`: one source per `(rid, ssrc)` layer, each with its own structure (the `n`th
     /// layer's template ids offset by `20 * n`).
     pub fn produce_h264_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
-        let params = self.clients[client].prepare_produce_h264_simulcast(layers, "L1T3");
-        let producer = self.publish_simulcast(client, params, layers, |ssrc, start| {
+        self.produce_simulcast_with_descriptor(client, layers, "video/H264", |ssrc, start| {
             Source::h264_l1t3(ssrc, start, true)
-        });
+        })
+    }
+
+    /// As [`produce_h264_simulcast`](Self::produce_h264_simulcast) for AV1
+    /// ([`Source::av1_l1t3`]).
+    pub fn produce_av1_simulcast(&mut self, client: usize, layers: &[(&str, u32)]) -> ProducerId {
+        self.produce_simulcast_with_descriptor(client, layers, "video/AV1", Source::av1_l1t3)
+    }
+
+    fn produce_simulcast_with_descriptor(
+        &mut self,
+        client: usize,
+        layers: &[(&str, u32)],
+        mime: &str,
+        source: impl Fn(u32, Instant) -> Source,
+    ) -> ProducerId {
+        let params =
+            self.clients[client].prepare_produce_simulcast_with_descriptor(layers, mime, "L1T3");
+        let producer = self.publish_simulcast(client, params, layers, source);
         let ours = self
             .publications
             .iter_mut()

@@ -1,11 +1,11 @@
 //! H264 simulcast with temporal layers in each encoding signalled by the dependency descriptor
 //! (three encodings, `L1T3` each, as browsers send them; each encoding's key frames carry its
-//! own structure): a consumer gets the encoding and the temporal layers inside it that it
-//! prefers, or that its cap allows (the lowest encoding's temporal layers first, higher
-//! encodings at their full frame rate), and every frame it receives, across switches between
-//! encodings, is decodable, checked from the descriptors it receives (see
-//! [`sfu_tests::decodable`]), with numbering without gaps and the marker on each picture's
-//! last packet.
+//! own structure, its template ids counted from its own offset), and AV1 the same way: a
+//! consumer gets the encoding and the temporal layers inside it that it prefers, or that its
+//! cap allows (the lowest encoding's temporal layers first, higher encodings at their full
+//! frame rate), and every frame it receives, across switches between encodings, is
+//! decodable, checked from the descriptors it receives (see [`sfu_tests::decodable`]), with
+//! numbering without gaps and the marker on each picture's last packet.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use sfu_core::{ProducerId, RouterId, WebRtcTransportOptions};
 use sfu_tests::dd::Reader;
 use sfu_tests::decodable::{self, assert_clean, assert_decodable, PayloadFacts, Report};
 use sfu_tests::layers::{consumer_ssrc, run_until, Stream};
-use sfu_tests::media::verify_h264_payload;
+use sfu_tests::media::{verify_av1_payload, verify_h264_payload};
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
@@ -29,11 +29,25 @@ const LAYERS: [(&str, u32); 3] = [("r0", 7000), ("r1", 17000), ("r2", 27000)];
 /// frames a second about 300 kbit/s, 610 kbit/s and 1.22 Mbit/s.
 const SCALE: [usize; 3] = [1, 2, 4];
 
-/// A room with an H264 simulcast producer of [`LAYERS`] at the rates of [`SCALE`].
-fn room(sim: &mut Sim) -> (ProducerId, RouterId) {
-    let room = sim.create_router();
+/// The codec of the producer.
+#[derive(Debug, Clone, Copy)]
+enum Codec {
+    H264,
+    Av1,
+}
+
+/// A room with a simulcast producer of `codec` of [`LAYERS`] at the rates of [`SCALE`].
+fn room(sim: &mut Sim, codec: Codec) -> (ProducerId, RouterId) {
+    let room = match codec {
+        Codec::H264 => sim.create_router(),
+        // The router whose codecs include VP9 and AV1.
+        Codec::Av1 => sim.create_router_with_vp9(),
+    };
     let alice = sim.add_transport(room, Protocol::Udp);
-    let producer = sim.produce_h264_simulcast(alice, &LAYERS);
+    let producer = match codec {
+        Codec::H264 => sim.produce_h264_simulcast(alice, &LAYERS),
+        Codec::Av1 => sim.produce_av1_simulcast(alice, &LAYERS),
+    };
     for p in &mut sim.publications {
         if p.producer == producer {
             let i = LAYERS
@@ -46,21 +60,40 @@ fn room(sim: &mut Sim) -> (ProducerId, RouterId) {
     (producer, room)
 }
 
+/// What payload `p` of `codec` says about itself, and its source SSRC (`None`: not what the
+/// source wrote).
+fn payload(codec: Codec, p: &[u8]) -> Option<(PayloadFacts, u32)> {
+    match codec {
+        Codec::H264 => verify_h264_payload(p).map(|i| {
+            let key_frame = i.packet.starts_idr();
+            (facts(i.spatial, i.temporal, key_frame), i.ssrc)
+        }),
+        Codec::Av1 => verify_av1_payload(p).map(|i| {
+            let key_frame = p[0] & 0x08 != 0;
+            (facts(i.spatial, i.temporal, key_frame), i.ssrc)
+        }),
+    }
+}
+
+fn facts(spatial: u8, temporal: u8, key_frame: bool) -> PayloadFacts {
+    PayloadFacts {
+        spatial,
+        temporal,
+        key_frame,
+    }
+}
+
 /// What `client` received on `ssrc` from `from` to `to`, decoded from the descriptors, and
 /// the encodings (source SSRCs) of the packets in the window.
 fn check(
     sim: &Sim,
-    client: usize,
-    ssrc: u32,
+    codec: Codec,
+    (client, ssrc): (usize, u32),
     from: Instant,
     to: Instant,
 ) -> (Report, BTreeSet<u32>) {
     let r = decodable::check(sim, client, ssrc, (from, to), |p| {
-        verify_h264_payload(p).map(|i| PayloadFacts {
-            spatial: i.spatial,
-            temporal: i.temporal,
-            key_frame: i.packet.starts_idr(),
-        })
+        payload(codec, p).map(|(f, _)| f)
     });
     let stream = Stream::received(sim, client, ssrc, from, to);
     let start = stream.window_start.unwrap_or(u64::MAX);
@@ -68,7 +101,7 @@ fn check(
         .packets
         .iter()
         .filter(|(seq, p)| *seq >= start && !p.payload.is_empty())
-        .filter_map(|(_, p)| verify_h264_payload(&p.payload).map(|i| i.ssrc))
+        .filter_map(|(_, p)| payload(codec, &p.payload).map(|(_, ssrc)| ssrc))
         .collect();
     (r, sources)
 }
@@ -101,8 +134,19 @@ fn active_targets_told(sim: &Sim, client: usize, ssrc: u32) -> Option<u32> {
 
 #[test]
 fn h264_simulcast_consumers_get_their_encoding_and_temporal_layers_decodable() {
-    let mut sim = Sim::new(seed_from_env("h264_simulcast_preferences"));
-    let (producer, room) = room(&mut sim);
+    preferences(Codec::H264, "h264_simulcast_preferences");
+}
+
+#[test]
+fn av1_simulcast_consumers_get_their_encoding_and_temporal_layers_decodable() {
+    preferences(Codec::Av1, "av1_simulcast_preferences");
+}
+
+/// Consumers of a `codec` simulcast producer preferring (encoding, temporal layer) pairs get
+/// exactly those, decodable, and are told their active decode targets.
+fn preferences(codec: Codec, seed: &str) {
+    let mut sim = Sim::new(seed_from_env(seed));
+    let (producer, room) = room(&mut sim, codec);
     sim.transport_options = WebRtcTransportOptions {
         initial_available_outgoing_bitrate: 3_000_000,
         ..Default::default()
@@ -140,7 +184,7 @@ fn h264_simulcast_consumers_get_their_encoding_and_temporal_layers_decodable() {
     {
         let what = format!("consumer {i}: encoding {encoding}, temporal layer {temporal}");
         let ssrc = consumer_ssrc(c);
-        let (r, sources) = check(&sim, client, ssrc, from, sim.now);
+        let (r, sources) = check(&sim, codec, (client, ssrc), from, sim.now);
         assert_decodable(&what, &r);
         assert_eq!(sources, BTreeSet::from([LAYERS[encoding].1]), "{what}");
         assert_eq!(r.temporal, (0..=temporal).collect(), "{what}");
@@ -176,7 +220,8 @@ struct Step {
 #[test]
 fn a_cap_walks_the_lowest_encodings_temporal_layers_then_the_encodings() {
     let mut sim = Sim::new(seed_from_env("h264_simulcast_cap"));
-    let (producer, room) = room(&mut sim);
+    let codec = Codec::H264;
+    let (producer, room) = room(&mut sim, codec);
     sim.transport_options = WebRtcTransportOptions {
         initial_available_outgoing_bitrate: 300_000,
         ..Default::default()
@@ -241,7 +286,7 @@ fn a_cap_walks_the_lowest_encodings_temporal_layers_then_the_encodings() {
         sim.run_for(Duration::from_secs(2));
         let from = sim.now;
         sim.run_for(Duration::from_secs(2));
-        let (r, sources) = check(&sim, bob, ssrc, from, sim.now);
+        let (r, sources) = check(&sim, codec, (bob, ssrc), from, sim.now);
         let got = r.decoded[0] as f64 / 2.0;
         let measured = sim.sfu.producer_stats(producer).unwrap();
         println!(
@@ -269,7 +314,13 @@ fn a_cap_walks_the_lowest_encodings_temporal_layers_then_the_encodings() {
     // The whole run, through every switch of temporal layer and of encoding, decodes: from
     // the first second on (while the encodings start one by one, the consumer may start one
     // and move on to the next one's key frame in the same batch of packets, as with VP8).
-    let (r, sources) = check(&sim, bob, ssrc, t0 + Duration::from_secs(1), sim.now);
+    let (r, sources) = check(
+        &sim,
+        codec,
+        (bob, ssrc),
+        t0 + Duration::from_secs(1),
+        sim.now,
+    );
     assert_eq!(sources.len(), 3, "{sources:?}");
     assert_decodable("whole run", &r);
     assert!(r.starts_at_key_frame);
