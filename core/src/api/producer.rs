@@ -90,9 +90,15 @@ impl Sfu {
             _ => None,
         };
         // Temporal layers inside each of several encodings: VP8's from its payload, AV1's and
-        // H264's from the dependency descriptor (each encoding with its own).
-        let temporal_in_encodings =
-            video_codec == Some(VideoCodec::Vp8) || (layers_from_dd && svc.is_none());
+        // H264's from the dependency descriptor (each encoding with its own), where no
+        // encoding has spatial layers of its own (those are forwarded whole, as before).
+        let temporal_in_encodings = video_codec == Some(VideoCodec::Vp8)
+            || (layers_from_dd
+                && svc.is_none()
+                && rtp_parameters
+                    .encodings
+                    .iter()
+                    .all(|e| scalability_mode(e).spatial_layers <= 1));
         let encoding_temporal_layers = rtp_parameters
             .encodings
             .iter()
