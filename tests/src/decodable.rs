@@ -222,3 +222,29 @@ pub fn assert_clean(what: &str, r: &Report) {
         "{what}: sequence gaps, bad descriptors, corrupt payloads"
     );
 }
+
+/// The active decode targets the descriptors `client` received on `ssrc` since the last
+/// structure said last (`None`: none said any since).
+pub fn active_targets_told(sim: &Sim, client: usize, ssrc: u32) -> Option<u32> {
+    let mut reader = Reader::default();
+    let mut told = None;
+    for e in sim.clients[client]
+        .received_extensions
+        .iter()
+        .filter(|e| e.ssrc == ssrc)
+    {
+        let Some(f) = e
+            .values
+            .get(DEPENDENCY_DESCRIPTOR)
+            .and_then(|dd| reader.read(dd).ok())
+        else {
+            continue;
+        };
+        if f.new_structure {
+            told = None;
+        } else if f.active_decode_targets.is_some() {
+            told = f.active_decode_targets;
+        }
+    }
+    told
+}

@@ -10,11 +10,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use sfu_core::ortc::ext_uri::DEPENDENCY_DESCRIPTOR;
 use sfu_core::ortc::ConsumerType;
 use sfu_core::{ProducerId, RouterId, WebRtcTransportOptions};
-use sfu_tests::dd::Reader;
-use sfu_tests::decodable::{self, assert_clean, assert_decodable, PayloadFacts, Report};
+use sfu_tests::decodable::{
+    self, active_targets_told, assert_clean, assert_decodable, PayloadFacts, Report,
+};
 use sfu_tests::layers::{consumer_ssrc, run_until, Stream};
 use sfu_tests::media::{verify_av1_payload, verify_h264_payload};
 use sfu_tests::netsim::{seed_from_env, LinkConfig};
@@ -104,32 +104,6 @@ fn check(
         .filter_map(|(_, p)| payload(codec, &p.payload).map(|(_, ssrc)| ssrc))
         .collect();
     (r, sources)
-}
-
-/// The active decode targets the descriptors `client` received on `ssrc` since the last
-/// structure said last (`None`: none said any since).
-fn active_targets_told(sim: &Sim, client: usize, ssrc: u32) -> Option<u32> {
-    let mut reader = Reader::default();
-    let mut told = None;
-    for e in sim.clients[client]
-        .received_extensions
-        .iter()
-        .filter(|e| e.ssrc == ssrc)
-    {
-        let Some(f) = e
-            .values
-            .get(DEPENDENCY_DESCRIPTOR)
-            .and_then(|dd| reader.read(dd).ok())
-        else {
-            continue;
-        };
-        if f.new_structure {
-            told = None;
-        } else if f.active_decode_targets.is_some() {
-            told = f.active_decode_targets;
-        }
-    }
-    told
 }
 
 #[test]
