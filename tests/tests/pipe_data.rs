@@ -6,6 +6,7 @@
 //! `sctpParameters` appear only with SCTP.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sfu_core::ortc::{PipeTransportOptions, SctpStreamParameters, TransportListenInfo};
@@ -175,6 +176,19 @@ fn sctp_on_the_wire(sim: &Sim) -> usize {
 /// Router A: alice sends text and binary messages on a reliable ordered channel. It is piped
 /// to router B (the pipe losing 5% of its datagrams), where bob consumes it: every message
 /// arrives byte-equal, typed and in order, carried as raw SCTP on the pipe.
+/// The local addresses of the two ends of a pipe pair (the pipe's link runs between them).
+fn pipe_addresses(sim: &Sim, pipes: [TransportId; 2]) -> (SocketAddr, SocketAddr) {
+    let local = |t| {
+        sim.sfu
+            .transport_stats(t)
+            .unwrap()
+            .selected_tuple
+            .unwrap()
+            .local
+    };
+    (local(pipes[0]), local(pipes[1]))
+}
+
 #[test]
 fn pipe_to_router_relays_a_data_producer_in_order_byte_equal_over_loss() {
     let mut sim = sctp_sim("pipe_data_ordered");
@@ -222,20 +236,7 @@ fn pipe_to_router_relays_a_data_producer_in_order_byte_equal_over_loss() {
     assert_eq!(consumed.parameters.label, "chat");
     let bob_stream = consumed.parameters.sctp_stream_parameters.stream_id;
     sim.run_for(Duration::from_millis(500));
-    let (a, b) = (
-        sim.sfu
-            .transport_stats(pipes[0])
-            .unwrap()
-            .selected_tuple
-            .unwrap()
-            .local,
-        sim.sfu
-            .transport_stats(pipes[1])
-            .unwrap()
-            .selected_tuple
-            .unwrap()
-            .local,
-    );
+    let (a, b) = pipe_addresses(&sim, pipes);
     let lossy = LinkConfig::default()
         .with_latency(Duration::from_millis(5))
         .with_loss(0.05);
@@ -386,20 +387,7 @@ fn unordered_partially_reliable_parameters_cross_the_pipe() {
     );
     sim.run_for(Duration::from_millis(500));
 
-    let (a, b) = (
-        sim.sfu
-            .transport_stats(pipes[0])
-            .unwrap()
-            .selected_tuple
-            .unwrap()
-            .local,
-        sim.sfu
-            .transport_stats(pipes[1])
-            .unwrap()
-            .selected_tuple
-            .unwrap()
-            .local,
-    );
+    let (a, b) = pipe_addresses(&sim, pipes);
     sim.net.set_link(
         a,
         b,
