@@ -55,6 +55,28 @@ fn pipe_options() -> PipeTransportOptions {
     }
 }
 
+/// Host A's pipe transport, made with `options` and connected to the pipe of host B, which
+/// runs `test` in a process of its own.
+fn pipe_to_host_b(
+    worker: &WorkerHandle,
+    router: sfu_core::RouterId,
+    options: PipeTransportOptions,
+    test: &str,
+) -> (PipeTransportCreated, HostB) {
+    let pipe = worker
+        .call(call::CreatePipeTransport { router, options })
+        .expect("pipe transport");
+    let mut b = HostB::start(test);
+    let peer: PipeTransportConnectParameters = serde_json::from_str(&b.hear()).unwrap();
+    worker
+        .call(call::ConnectPipeTransport {
+            transport: pipe.id,
+            parameters: peer,
+        })
+        .expect("connect");
+    (pipe, b)
+}
+
 /// Writes one line for host A (host B's side of the signaling).
 fn say(line: String) {
     let mut out = std::io::stdout().lock();
@@ -215,22 +237,7 @@ fn a_room_piped_to_another_process() {
             },
         })
         .unwrap();
-    let pipe = worker
-        .call(call::CreatePipeTransport {
-            router,
-            options: pipe_options(),
-        })
-        .expect("pipe transport");
-
-    let mut b = HostB::start("host_b");
-
-    let peer: PipeTransportConnectParameters = serde_json::from_str(&b.hear()).unwrap();
-    worker
-        .call(call::ConnectPipeTransport {
-            transport: pipe.id,
-            parameters: peer,
-        })
-        .expect("connect");
+    let (pipe, mut b) = pipe_to_host_b(&worker, router, pipe_options(), "host_b");
     let consumed = worker
         .call(call::Consume {
             transport: pipe.id,
@@ -385,20 +392,7 @@ fn a_data_producer_piped_to_another_process() {
             options: ProduceDataOptions::direct("chat"),
         })
         .unwrap();
-    let pipe = worker
-        .call(call::CreatePipeTransport {
-            router,
-            options: sctp_pipe_options(),
-        })
-        .expect("pipe transport");
-    let mut b = HostB::start("host_b_data");
-    let peer: PipeTransportConnectParameters = serde_json::from_str(&b.hear()).unwrap();
-    worker
-        .call(call::ConnectPipeTransport {
-            transport: pipe.id,
-            parameters: peer,
-        })
-        .expect("connect");
+    let (pipe, mut b) = pipe_to_host_b(&worker, router, sctp_pipe_options(), "host_b_data");
     let consumed = worker
         .call(call::ConsumeData {
             transport: pipe.id,
