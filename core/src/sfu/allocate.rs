@@ -27,11 +27,12 @@
 //! that cannot probe (no video consumer with RTX and transport-wide sequence numbers) moves
 //! up by a trial instead: after a quiet period one consumer is given the next step; if the
 //! estimate falls while it holds, the trial failed and the wait before the next one doubles.
-//! A move up that probing allowed counts the same way: when the estimate falls within
+//! A move up that probing allowed counts much the same way: when the estimate falls within
 //! [`TRIAL_HOLD`] of it (switching up costs a key frame, whose burst can be what congests a
-//! path with little headroom), the wait before the next move up doubles, so that a path that
-//! cannot hold a step is not asked to every few seconds (mediasoup keeps a consumer from
-//! moving up for 10 s after the estimate moved it down).
+//! path with little headroom), it failed, and from the second failure in a row the wait
+//! before the next move up doubles, so that a path that cannot hold a step is not asked to
+//! every few seconds (mediasoup keeps a consumer from moving up for 10 s after the estimate
+//! moved it down).
 //! Under the application's cap ([`Sfu::set_max_outgoing_bitrate`]) consumers get what fits
 //! at once, with no trials, and probes go no higher than the cap: once the estimate has
 //! been held down by a cap, only probes can find that a raised one fits.
@@ -85,6 +86,8 @@ pub(crate) struct Allocation {
     /// When a consumer last moved up because the estimate (probed) said its next step fits;
     /// cleared once that held for [`TRIAL_HOLD`] or failed.
     raised_at: Option<Instant>,
+    /// Whether the last such move up failed.
+    raised_failed: bool,
     /// The consumer whose RTX stream carries probe padding (none: the transport cannot probe).
     pub(crate) prober: Option<ConsumerId>,
 }
@@ -98,6 +101,7 @@ impl Default for Allocation {
             next_trial_at: None,
             backoff: BACKOFF_MIN,
             raised_at: None,
+            raised_failed: false,
             prober: None,
         }
     }
@@ -105,11 +109,13 @@ impl Default for Allocation {
 
 impl Allocation {
     /// Whether a move up at `since` has settled by `now`: it failed when the estimate
-    /// `dropped` (the wait before the next move up doubles), or it held for [`TRIAL_HOLD`]
-    /// (the wait is back to its least).
-    fn settled(&mut self, since: Instant, dropped: bool, now: Instant) -> bool {
+    /// `dropped` (with `double`, the wait before the next move up doubles), or it held for
+    /// [`TRIAL_HOLD`] (the wait is back to its least).
+    fn settled(&mut self, since: Instant, dropped: bool, now: Instant, double: bool) -> bool {
         if dropped {
-            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            if double {
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            }
             true
         } else if now >= since + TRIAL_HOLD {
             self.backoff = BACKOFF_MIN;
@@ -291,18 +297,22 @@ impl Sfu {
         // The trial in progress: failed on congestion, succeeded after holding.
         if state
             .trial
-            .is_some_and(|(_, since)| state.settled(since, dropped, now))
+            .is_some_and(|(_, since)| state.settled(since, dropped, now, true))
         {
             state.trial = None;
         }
         // So with a move up the estimate allowed: a fall soon after it (the key frame that
-        // switching up asks for, or the step's own bitrate, congested the path) makes the
-        // wait before the next one twice as long, so that a path that cannot hold a step is
-        // not asked to every few seconds (each attempt costs the publisher a key frame).
+        // switching up asks for, or the step's own bitrate, congested the path) is a failed
+        // move up, and from the second in a row on the wait before the next one doubles, so
+        // that a path that cannot hold a step is not asked to every few seconds (each attempt
+        // costs the publisher a key frame), while a single failure right after a path
+        // recovered costs no more than the usual wait.
+        let double = state.raised_failed;
         if state
             .raised_at
-            .is_some_and(|since| state.settled(since, dropped, now))
+            .is_some_and(|since| state.settled(since, dropped, now, double))
         {
+            state.raised_failed = dropped;
             state.raised_at = None;
         }
         if dropped {
