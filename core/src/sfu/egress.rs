@@ -663,14 +663,12 @@ impl Sfu {
             else {
                 continue;
             };
-            let Some(pkt) = self
-                .producers
-                .get(&c.producer)
-                .and_then(|p| p.encodings.get(usize::from(item.layer)))
-                .and_then(|e| e.store.as_ref())
-                .and_then(|s| s.get(item.source_ext_seq))
-                .and_then(|(_, bytes)| RtpPacket::parse(bytes).ok())
-            else {
+            let layer = usize::from(item.layer);
+            let Some((p, pkt)) = self.producers.get(&c.producer).and_then(|p| {
+                let e = p.encodings.get(layer)?;
+                let (_, bytes) = e.store.as_ref()?.get(item.source_ext_seq)?;
+                Some((p, RtpPacket::parse(bytes).ok()?))
+            }) else {
                 t.pacer.counters.lost += 1;
                 continue;
             };
@@ -681,12 +679,7 @@ impl Sfu {
                 ssrc: c.ssrc,
                 marker: item.marker,
             };
-            let dd = self
-                .producers
-                .get(&c.producer)
-                .and_then(|p| {
-                    active_targets::rewrite((p, usize::from(item.layer)), c, &pkt, &mut dd_buf)
-                })
+            let dd = active_targets::rewrite((p, layer), c, &pkt, &mut dd_buf)
                 .map(|(id, n)| (id, &dd_buf[..n]));
             if write_media(
                 t,
@@ -708,8 +701,10 @@ impl Sfu {
                 c.send.on_sent(item.seq, sent, pkt.payload().len(), now);
                 queued = true;
                 let sizes = (&header, pkt.as_bytes().len(), pkt.payload().len());
-                let codec = self.producers.get(&c.producer).and_then(|p| p.video_codec);
-                let key_frame = || codec.is_some_and(|v| is_key_frame(v, pkt.payload()));
+                let key_frame = || {
+                    p.video_codec
+                        .is_some_and(|v| is_key_frame(v, pkt.payload()))
+                };
                 let times = (self.ntp_base.1, now);
                 trace_sent(c, item.consumer, sizes, key_frame, times, &mut self.out);
             }
