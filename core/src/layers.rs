@@ -88,6 +88,17 @@ impl LayerFilter {
         self.current = None;
     }
 
+    /// A packet of temporal layer `temporal` (above 0) already let through did not reach the
+    /// receiver (the pacer dropped it as stale): frames that refer to it must not follow.
+    /// Stops that temporal layer and those above at once, in the middle of a picture too;
+    /// they come back the way temporal layers go up, at a switching-up point, which refers to
+    /// nothing stopped.
+    pub(crate) fn cut(&mut self, temporal: u8) {
+        if let Some((_, t)) = self.current.as_mut() {
+            *t = (*t).min(temporal.saturating_sub(1));
+        }
+    }
+
     /// Whether the packet last decided on was dropped and continues the dropped frame of the
     /// newest packet before it (same picture and spatial layer, not a frame start): packets
     /// missing between the two belong to that frame and will be dropped too if they come.
@@ -262,6 +273,43 @@ mod tests {
             f.on_packet(Some(&two), true, false, false),
             Verdict::Forward { .. }
         ));
+        assert_eq!(f.current(), Some((0, 2)));
+    }
+
+    #[test]
+    fn a_cut_temporal_layer_stays_off_until_a_switching_up_point() {
+        let mut f = LayerFilter::new(1, 3, false);
+        let forwarded = |f: &mut LayerFilter, d: &Descriptor| {
+            matches!(
+                f.on_packet(Some(d), true, false, false),
+                Verdict::Forward { .. }
+            )
+        };
+        let key = pkt(0, 0, true, true, false);
+        assert!(matches!(
+            f.on_packet(Some(&key), true, false, true),
+            Verdict::Forward { .. }
+        ));
+        assert_eq!(f.current(), Some((0, 2)));
+        // A TID 1 frame's first packet went; its second was dropped before it was sent.
+        assert!(forwarded(&mut f, &pkt(0, 1, true, false, true)));
+        f.cut(1);
+        assert_eq!(f.current(), Some((0, 0)));
+        assert!(!forwarded(&mut f, &pkt(0, 1, false, true, true)));
+        // A TID 2 frame (that may refer to it), even at a switching point, does not follow.
+        assert!(!forwarded(&mut f, &pkt(0, 2, true, true, true)));
+        assert!(forwarded(&mut f, &pkt(0, 0, true, true, true)));
+        // Up again one layer at a time, at switching points only.
+        let mut one = pkt(0, 1, true, true, true);
+        one.switch_up = false;
+        assert!(!forwarded(&mut f, &one));
+        one.switch_up = true;
+        assert!(forwarded(&mut f, &one));
+        assert_eq!(f.current(), Some((0, 1)));
+        assert!(forwarded(&mut f, &pkt(0, 2, true, true, true)));
+        assert_eq!(f.current(), Some((0, 2)));
+        // A cut above the current layers changes nothing.
+        f.cut(3);
         assert_eq!(f.current(), Some((0, 2)));
     }
 

@@ -308,6 +308,9 @@ pub(crate) struct Consumer {
     pub(crate) abs_send_time_extension: Option<u8>,
     /// When the first packet was sent to the endpoint.
     pub(crate) first_sent_at: Option<Instant>,
+    /// Whether the last enhancement-layer packet sent left its picture unfinished (the pacer
+    /// sends the rest of that picture even when it is stale).
+    pub(crate) enhancement_picture_open: bool,
     /// Which clock the consumer's sender reports speak, once the first was sent: the
     /// producer's (from its own sender reports) or the Sfu's. Never changes after that.
     pub(crate) report_clock: Option<ReportClock>,

@@ -153,9 +153,16 @@ pub struct TransportStats {
     pub probe_clusters_failed: u64,
     /// Probe padding packets sent.
     pub probe_packets: u64,
-    /// Video packets the pacer dropped: of enhancement layers after they waited too long
-    /// (250 ms) for their turn, or whose producer's copy was gone when their turn came.
+    /// Video packets the pacer dropped: of enhancement layers (see
+    /// [`pacer_dropped_enhancement`](Self::pacer_dropped_enhancement)), or whose producer's
+    /// copy was gone when their turn came.
     pub pacer_dropped: u64,
+    /// Enhancement-layer packets (temporal layers above the lowest, of consumers that select
+    /// layers inside one stream) the pacer dropped: those that waited longer than 100 ms
+    /// behind base layers, and the consumer's queued packets of the same or higher temporal
+    /// layers, which may refer to them. Their sequence numbers are filled with padding, and
+    /// the consumer's layer filter stops those layers until a switching-up point.
+    pub pacer_dropped_enhancement: u64,
     /// Video packets the pacer refused because its queue was full.
     pub pacer_refused: u64,
 }

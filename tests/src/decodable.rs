@@ -154,8 +154,12 @@ pub fn check(
             pic.2 = p.at;
         }
         previous = Some((seq, f.frame_number, f.end_of_frame));
-        // The marker: on the last packet of each picture, nowhere else.
-        let next_timestamp = stream.packets.get(i + 1).map(|(_, n)| n.timestamp);
+        // The marker: on the last packet of each picture, nowhere else (padding carries no
+        // picture).
+        let next_timestamp = stream.packets[i + 1..]
+            .iter()
+            .find(|(_, n)| !n.payload.is_empty())
+            .map(|(_, n)| n.timestamp);
         let last_of_picture = next_timestamp.is_some_and(|t| t != p.timestamp);
         if in_window(seq) && next_timestamp.is_some() && p.marker != last_of_picture {
             r.marker_errors.push(p.timestamp);

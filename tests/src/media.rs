@@ -64,6 +64,8 @@ pub struct Source {
     /// AV1 or H264 of one spatial layer: each frame has this many times the packets of
     /// [`Source::av1_l1t3`]'s (1: its own; a simulcast encoding of a higher resolution more).
     pub layered_scale: usize,
+    /// The time between two video frames ([`VIDEO_INTERVAL`]: 30 a second).
+    pub video_interval: Duration,
 }
 
 /// The state of a synthetic VP9 `L3T3_KEY` encoder.
@@ -249,6 +251,7 @@ impl Source {
             vp8_temporal: None,
             av1: None,
             layered_scale: 1,
+            video_interval: VIDEO_INTERVAL,
         }
     }
 
@@ -376,8 +379,12 @@ impl Source {
         while self.next_at <= now {
             if self.video {
                 self.video_frame(&mut out);
-                self.next_at += VIDEO_INTERVAL;
-                self.timestamp = self.timestamp.wrapping_add(3000);
+                self.next_at += self.video_interval;
+                // 90 kHz ticks, rounded: 3000 at 30 frames a second.
+                let ticks = (self.video_interval.as_micros() * 9 + 50) / 100;
+                self.timestamp = self
+                    .timestamp
+                    .wrapping_add(u32::try_from(ticks).unwrap_or(u32::MAX));
             } else {
                 let seq = self.next_seq();
                 out.push(OutPacket {

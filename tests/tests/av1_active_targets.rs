@@ -36,7 +36,12 @@ fn received(sim: &Sim, client: usize, ssrc: u32) -> Vec<Seen> {
     let mut reader = Reader::default();
     let mut seen = Vec::new();
     let (mut frames, mut references) = (BTreeSet::new(), Vec::new());
-    for p in c.received.iter().filter(|p| p.ssrc == ssrc) {
+    // Padding (an empty payload) fills a number and carries no frame.
+    for p in c
+        .received
+        .iter()
+        .filter(|p| p.ssrc == ssrc && !p.payload.is_empty())
+    {
         let got = c
             .received_extensions
             .iter()

@@ -1,12 +1,17 @@
 //! The pacer in a WebRTC transport's send path: a key frame's burst leaves toward the consumer
 //! spread at the pacing rate (2.5 times the estimate), and audio sent meanwhile never waits
-//! behind it.
+//! behind it. Temporal enhancement layers of another stream on the transport wait behind that
+//! burst, and are dropped rather than delayed long: whole frames, their numbers filled, and
+//! the frames that refer to them held back, so that what arrives still decodes.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sfu_core::ortc::MediaKind;
 use sfu_core::{SfuConfig, WebRtcTransportOptions};
-use sfu_tests::media::{initial_sequence, verify_payload};
+use sfu_tests::decodable::{self, assert_clean, PayloadFacts};
+use sfu_tests::layers::{consumer_ssrc, Stream};
+use sfu_tests::media::{initial_sequence, verify_av1_payload, verify_payload, VIDEO_INTERVAL};
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
 use str0m::net::Protocol;
@@ -189,4 +194,243 @@ fn without_pacing_the_key_frame_leaves_at_once() {
     let span = burst.departures.last().unwrap().0 - burst.departures[0].0;
     println!("key frame without pacing left over {span:?}");
     assert!(span < Duration::from_millis(5), "{span:?}");
+}
+
+const LAYERED_SSRC: u32 = 4700;
+const BIG_SSRC: u32 = 1111;
+/// Packets in each of the other stream's key frames (about 250 KB: a large key frame).
+const BIG_KEY_FRAME_PACKETS: usize = 250;
+
+/// Packets in the other stream's `k`th key frame in the window: 180 to 320, so that its burst
+/// ends at other points of the layered stream's frames.
+fn key_frame_packets(k: u64) -> usize {
+    180 + 10 * k as usize
+}
+/// The consumer transport's estimate, held by its maximum outgoing bitrate: room for both
+/// streams, so that the allocator leaves the layered one all its layers.
+const CAP: u64 = 4_000_000;
+/// Key frames of the other stream.
+const BURSTS: u64 = 16;
+
+/// How long each packet of `client`'s stream `ssrc` (from `publisher`'s source `source`)
+/// received from `from` on waited in the SFU, with its temporal layer and whether it starts a
+/// frame: when it left toward
+/// the client (found by its arrival, one link latency after it left the link) less when its
+/// source made it and the publisher's link latency.
+fn waits(
+    sim: &Sim,
+    (publisher, source): (usize, u32),
+    (client, ssrc): (usize, u32),
+    from: Instant,
+) -> Vec<(u8, bool, Duration)> {
+    let (server, addr) = (sim.server_udp, sim.clients[client].local);
+    let latency = sim.net.link_config(server, addr).latency;
+    let uplink = sim
+        .net
+        .link_config(sim.clients[publisher].local, server)
+        .latency;
+    let made: HashMap<u16, Instant> = sim.sent[&source]
+        .packets
+        .iter()
+        .map(|p| (p.seq as u16, p.at))
+        .collect();
+    let left: HashMap<Instant, Instant> = sim
+        .net
+        .departures(server, addr)
+        .iter()
+        .map(|d| (d.departed + latency, d.sent))
+        .collect();
+    sim.clients[client]
+        .received
+        .iter()
+        .filter(|r| r.ssrc == ssrc && r.at >= from)
+        .filter_map(|r| {
+            let info = verify_av1_payload(&r.payload)?;
+            let made = *made.get(&info.seq)?;
+            let left = *left.get(&r.at)?;
+            // The aggregation header's Z bit: the packet continues a frame.
+            let starts = r.payload[0] & 0x80 == 0;
+            let wait = left.saturating_duration_since(made + uplink);
+            Some((info.temporal, starts, wait))
+        })
+        .collect()
+}
+
+/// One transport carries an AV1 `L1T3` stream at 30 frames a second (its temporal layers
+/// selected by the SFU) and another stream whose key frames are 180 to 330 packets. Each of
+/// those key frames is a burst of base layer that takes the pacer up to 250 ms: the layered
+/// stream's enhancement packets queued behind it would wait as long. They are dropped
+/// instead, most when a newer picture of its base layer is ready.
+#[test]
+fn a_key_frame_burst_goes_first_and_stale_enhancement_layers_are_dropped_whole() {
+    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL);
+}
+
+/// The same at 15 frames a second: its base layer pictures are 267 ms apart, so enhancement
+/// packets that wait behind a burst go stale (100 ms) first.
+#[test]
+fn at_a_lower_frame_rate_stale_enhancement_layers_are_dropped_whole() {
+    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 2);
+}
+
+/// At 7.5 frames a second a frame that refers to a stale one comes after it was dropped: it
+/// is held back too, until the layer's next switching-up point.
+#[test]
+fn frames_that_come_after_a_stale_one_and_refer_to_it_are_held_back() {
+    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 4);
+}
+
+fn enhancement_beside_key_frame_bursts(interval: Duration) {
+    let mut sim = Sim::new(seed_from_env("pacing_enhancement"));
+    let room = sim.create_router_with_vp9();
+    let alice = sim.add_transport(room, Protocol::Udp);
+    let layered = sim.produce_av1_l1t3(alice, LAYERED_SSRC);
+    let big = sim.produce(alice, MediaKind::Video, BIG_SSRC);
+    for p in &mut sim.publications {
+        if p.producer == big {
+            p.source.packets_per_frame = 1;
+            p.source.key_frame_packets = Some(BIG_KEY_FRAME_PACKETS);
+            p.source.key_frame_every = 100_000;
+        } else {
+            // Frames of 5 to 30 packets (about 1.3 Mbit/s at 30 frames a second).
+            p.source.layered_scale = 5;
+            p.source.video_interval = interval;
+        }
+    }
+    sim.transport_options = WebRtcTransportOptions {
+        initial_available_outgoing_bitrate: CAP,
+        ..Default::default()
+    };
+    let bob = sim.add_transport(room, Protocol::Udp);
+    let bob_id = sim.clients[bob].id;
+    sim.sfu.set_max_outgoing_bitrate(bob_id, CAP).unwrap();
+    let caps = sim.device_caps(room);
+    let l = sim.consume(bob, layered, caps.clone(), false);
+    let b = sim.consume(bob, big, caps, false);
+    let (ssrc, big_ssrc) = (consumer_ssrc(&l), consumer_ssrc(&b));
+    let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
+    sim.net.watch(server, bob_addr);
+    sim.run_for(Duration::from_secs(3));
+    let before = sim.sfu.transport_stats(bob_id).unwrap();
+    let filled_before = sim.sfu.consumer_stats(l.id).unwrap().numbers_filled;
+    let from = sim.now;
+    // Large key frames about 2 s apart, each at another point of the layered stream's
+    // temporal pattern (four frames, 133 ms).
+    for k in 0..BURSTS {
+        for p in &mut sim.publications {
+            if p.producer == big {
+                p.source.key_frame_packets = Some(key_frame_packets(k));
+                p.source.request_key_frame();
+            }
+        }
+        sim.run_for(Duration::from_millis(1_000 + 11 * k));
+    }
+    let to = sim.now;
+    let stats = sim.sfu.transport_stats(bob_id).unwrap();
+    let dropped = stats.pacer_dropped_enhancement - before.pacer_dropped_enhancement;
+    let filled = sim.sfu.consumer_stats(l.id).unwrap().numbers_filled - filled_before;
+    let layered_stats = sim.sfu.consumer_stats(l.id).unwrap();
+    println!(
+        "pacer dropped {dropped} enhancement packets, {filled} numbers filled, \
+         layers now {:?}/{:?}",
+        layered_stats.current_spatial_layer, layered_stats.current_temporal_layer
+    );
+    assert!(
+        dropped >= BURSTS,
+        "the enhancement layers were not dropped: {dropped}"
+    );
+    // (A start-up burst may fill the base queue: two key frames at once.)
+    assert_eq!(stats.pacer_refused, before.pacer_refused);
+    // Each dropped packet's number was filled with padding.
+    assert!(
+        filled >= dropped,
+        "{filled} numbers filled for {dropped} dropped"
+    );
+
+    // What the layered stream's receiver got decodes: whole frames whose references all
+    // arrived, no sequence gaps (padding filled them), markers right.
+    let r = decodable::check(&sim, bob, ssrc, (from, to), |p| {
+        verify_av1_payload(p).map(|i| PayloadFacts {
+            spatial: i.spatial,
+            temporal: i.temporal,
+            key_frame: p[0] & 0x08 != 0,
+        })
+    });
+    assert_clean("layered stream beside key frame bursts", &r);
+    assert!(r.frames > 100, "{r:?}");
+    assert!(r.temporal.contains(&2), "{r:?}");
+    // In order: a packet is never sent after one its stream numbered after it (a receiver's
+    // replay window is no larger than 128 numbers).
+    let mut highest: Option<u16> = None;
+    let mut out_of_order = 0;
+    for r in sim.clients[bob]
+        .received
+        .iter()
+        .filter(|r| r.ssrc == ssrc && r.at >= from)
+    {
+        match highest {
+            Some(h) if (r.seq.wrapping_sub(h) as i16) < 0 => out_of_order += 1,
+            _ => highest = Some(r.seq),
+        }
+    }
+    assert_eq!(out_of_order, 0, "packets received out of order");
+    let padding = Stream::received(&sim, bob, ssrc, from, to).filled();
+    assert!(
+        padding as u64 >= dropped,
+        "{padding} numbers filled, {dropped} dropped"
+    );
+    // The dropped layers come back once the burst is gone.
+    assert_eq!(layered_stats.current_temporal_layer, Some(2));
+
+    // Bounded waits: a frame of the enhancement layers started within their 100 ms (the rest
+    // of a frame whose start went out follows it, as base layers do), the base layer's within
+    // the 250 ms every base layer packet gets.
+    let waited = waits(&sim, (alice, LAYERED_SSRC), (bob, ssrc), from);
+    let longest = |keep: &dyn Fn(u8, bool) -> bool| {
+        waited
+            .iter()
+            .filter(|(t, starts, _)| keep(*t, *starts))
+            .map(|(_, _, w)| *w)
+            .max()
+            .unwrap()
+    };
+    let base_wait = longest(&|t, _| t == 0);
+    let start_wait = longest(&|t, starts| t > 0 && starts);
+    let enhancement_wait = longest(&|t, _| t > 0);
+    println!(
+        "longest wait in the SFU: base {base_wait:?}, enhancement frame start {start_wait:?}, \
+         any enhancement {enhancement_wait:?}"
+    );
+    assert!(base_wait <= Duration::from_millis(260), "{base_wait:?}");
+    assert!(
+        base_wait >= Duration::from_millis(100),
+        "the bursts did not hold the base layer: {base_wait:?}"
+    );
+    assert!(start_wait <= Duration::from_millis(101), "{start_wait:?}");
+    assert!(
+        enhancement_wait <= Duration::from_millis(260),
+        "{enhancement_wait:?}"
+    );
+
+    // The key frames themselves all arrived: base layers are never dropped.
+    let big_received = Stream::received(&sim, bob, big_ssrc, from, to);
+    assert_eq!(big_received.gaps(), 0);
+    let received: std::collections::HashSet<u16> = big_received
+        .packets
+        .iter()
+        .filter_map(|(_, p)| Some(verify_payload(&p.payload)?.seq))
+        .collect();
+    let made: Vec<u16> = sim.sent[&BIG_SSRC]
+        .packets
+        .iter()
+        .filter(|p| p.at >= from && p.at + Duration::from_millis(500) < to)
+        .map(|p| p.seq as u16)
+        .collect();
+    assert!(
+        made.len() > (0..BURSTS).map(key_frame_packets).sum(),
+        "{} made",
+        made.len()
+    );
+    let missing = made.iter().filter(|s| !received.contains(s)).count();
+    assert_eq!(missing, 0, "of the other stream's {} packets", made.len());
 }

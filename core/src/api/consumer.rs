@@ -107,6 +107,7 @@ impl Sfu {
                 transport_cc_extension,
                 abs_send_time_extension,
                 first_sent_at: None,
+                enhancement_picture_open: false,
                 report_clock: None,
                 stats: ConsumerStats {
                     priority: 1,

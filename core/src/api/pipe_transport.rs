@@ -400,6 +400,7 @@ impl Sfu {
                 transport_cc_extension: None,
                 abs_send_time_extension: None,
                 first_sent_at: None,
+                enhancement_picture_open: false,
                 report_clock: None,
                 stats: ConsumerStats {
                     priority: 1,

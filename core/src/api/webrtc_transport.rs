@@ -205,7 +205,9 @@ impl Sfu {
         stats.probe_clusters_carried = probes.carried;
         stats.probe_clusters_failed = probes.failed;
         stats.probe_packets = probes.packets;
-        stats.pacer_dropped = t.pacer.counters.dropped_stale + t.pacer.counters.lost;
+        let counters = t.pacer.counters;
+        stats.pacer_dropped_enhancement = counters.dropped_stale + counters.dropped_dependent;
+        stats.pacer_dropped = stats.pacer_dropped_enhancement + counters.lost;
         stats.pacer_refused = t.pacer.counters.refused;
         Ok(stats)
     }

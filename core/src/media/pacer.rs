@@ -9,9 +9,15 @@
 //! audio); what they send still counts against it, so video makes room for them. Video leaves
 //! when the bucket has drained what went before it.
 //!
-//! Queueing delay is bounded: an enhancement packet that has waited [`PacerConfig::max_delay`]
-//! is dropped (it is stale; the allocator will pick a lower layer), and when the base layers'
-//! backlog could not drain within that delay at the pacing rate, the rate rises to drain it.
+//! Queueing delay is bounded, by a different means for each video class. When the base
+//! layers' backlog could not drain within [`PacerConfig::max_delay`] at the pacing rate, the
+//! rate rises to drain it: base layers are what every receiver needs. Enhancement layers are
+//! not given that rise: they leave after the base layers, and one that has waited
+//! [`PacerConfig::enhancement_max_delay`] is stale and is handed back to the caller as
+//! dropped ([`Polled::Stale`]), which stops the frames that refer to it (see
+//! [`Pacer::take_enhancement`]). So a burst of base layers (a key frame) delays other streams'
+//! enhancement layers a little, drops them when it would delay them long, and never delays a
+//! base layer longer than the maximum.
 //!
 //! A packet that finds nothing queued before it and the bucket within its burst allowance
 //! leaves at once ([`Pacer::send_now`]): a pacer that keeps up costs a little arithmetic per
@@ -49,8 +55,10 @@ const BURST_WINDOW: Duration = Duration::from_millis(5);
 pub(crate) struct PacerConfig {
     /// The pacing rate is this multiple of the estimate.
     pub(crate) multiplier: f64,
-    /// The longest a video packet should wait.
+    /// The longest a base layer packet should wait.
     pub(crate) max_delay: Duration,
+    /// The longest an enhancement layer packet waits before it is dropped.
+    pub(crate) enhancement_max_delay: Duration,
     /// The most packets each queue holds.
     pub(crate) capacity: usize,
     /// How far ahead of its budget the bucket lets video go (a burst allowance), in bytes.
@@ -62,6 +70,7 @@ impl Default for PacerConfig {
         Self {
             multiplier: 2.5,
             max_delay: Duration::from_millis(250),
+            enhancement_max_delay: Duration::from_millis(100),
             capacity: 512,
             burst_bytes: 1500,
         }
@@ -75,6 +84,9 @@ pub(crate) struct PacerCounters {
     pub(crate) refused: u64,
     /// Enhancement packets dropped after waiting too long.
     pub(crate) dropped_stale: u64,
+    /// Enhancement packets dropped with a stale one (frames that may refer to it), or taken
+    /// out of the queue in place of their stream's base layer packets.
+    pub(crate) dropped_dependent: u64,
     /// Packets that could not be sent when their turn came (their source was gone).
     pub(crate) lost: u64,
 }
@@ -86,13 +98,36 @@ struct Queued<T> {
     at: Instant,
 }
 
+/// What [`Pacer::poll`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Polled<T> {
+    /// A packet to send now.
+    Send(T),
+    /// An enhancement packet that waited too long. The caller drops it
+    /// ([`Pacer::count_stale`]), or sends it all the same when it continues a frame whose
+    /// start was sent, so that the receiver does not get part of a frame
+    /// ([`Pacer::charge`]).
+    Stale(T),
+}
+
+/// What becomes of an enhancement packet [`Pacer::take_enhancement`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken<T> {
+    /// It joins the base layers.
+    Promote,
+    /// It is dropped, and this item of that many bytes joins the base layers in its place
+    /// (what keeps its place in its stream: a padding packet with its number).
+    Replace(T, usize),
+}
+
 /// The pacer, over items of type `T` (what the caller needs to send a packet later).
 #[derive(Debug)]
 pub(crate) struct Pacer<T> {
     config: PacerConfig,
     queues: [VecDeque<Queued<T>>; CLASSES],
-    /// Bytes queued in the video queues.
-    video_bytes: u64,
+    /// Bytes queued in the base and the enhancement queues.
+    base_bytes: u64,
+    enhancement_bytes: u64,
     /// The pacing rate, bits per second.
     rate_bps: f64,
     /// The estimate it follows, bits per second.
@@ -121,7 +156,8 @@ impl<T: Copy> Pacer<T> {
                 VecDeque::new(),
                 VecDeque::new(),
             ],
-            video_bytes: 0,
+            base_bytes: 0,
+            enhancement_bytes: 0,
             rate_bps: (estimate_bps as f64 * config.multiplier).max(1.0),
             estimate_bps: estimate_bps as f64,
             window_bytes: 0,
@@ -164,7 +200,7 @@ impl<T: Copy> Pacer<T> {
         let video_waiting = match class {
             Class::Audio | Class::Control => false,
             Class::Base => !self.queues[Class::Base as usize].is_empty(),
-            Class::Enhancement => self.video_bytes > 0,
+            Class::Enhancement => self.base_bytes + self.enhancement_bytes > 0,
         };
         if video_waiting {
             return false;
@@ -202,21 +238,26 @@ impl<T: Copy> Pacer<T> {
             size,
             at: now,
         });
-        if matches!(class, Class::Base | Class::Enhancement) {
-            self.video_bytes += u64::from(size);
+        match class {
+            Class::Base => self.base_bytes += u64::from(size),
+            Class::Enhancement => self.enhancement_bytes += u64::from(size),
+            Class::Audio | Class::Control => {}
         }
         Ok(())
     }
 
-    /// The next packet that may leave at `now`, if any.
-    pub(crate) fn poll(&mut self, now: Instant) -> Option<T> {
+    /// The next packet that may leave at `now`, or the next stale enhancement packet; `None`
+    /// when neither.
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<Polled<T>> {
         self.drain(now);
-        self.drop_stale(now);
+        if let Some(item) = self.pop_stale(now) {
+            return Some(Polled::Stale(item));
+        }
         for class in [Class::Audio, Class::Control] {
             if let Some(q) = self.queues[class as usize].pop_front() {
                 self.debt += f64::from(q.size);
                 self.count(q.size, now);
-                return Some(q.item);
+                return Some(Polled::Send(q.item));
             }
         }
         if self.debt > self.allowance() {
@@ -224,34 +265,82 @@ impl<T: Copy> Pacer<T> {
         }
         for class in [Class::Base, Class::Enhancement] {
             if let Some(q) = self.queues[class as usize].pop_front() {
-                self.video_bytes -= u64::from(q.size);
+                match class {
+                    Class::Base => self.base_bytes -= u64::from(q.size),
+                    _ => self.enhancement_bytes -= u64::from(q.size),
+                }
                 self.debt += f64::from(q.size);
                 self.count(q.size, now);
-                return Some(q.item);
+                return Some(Polled::Send(q.item));
             }
         }
         None
     }
 
+    /// Whether enhancement packets are queued.
+    pub(crate) fn has_enhancement(&self) -> bool {
+        !self.queues[Class::Enhancement as usize].is_empty()
+    }
+
+    /// Takes the queued enhancement packets `pick` selects out of their queue, oldest first,
+    /// and hands each to `decide`: each joins the base queue's tail in its order, itself
+    /// ([`Taken::Promote`]) or replaced ([`Taken::Replace`]: counted as dropped). Scans the
+    /// enhancement queue: it is called on a drop, or for a stream that has packets of both
+    /// classes queued, not for every packet.
+    pub(crate) fn take_enhancement(
+        &mut self,
+        mut pick: impl FnMut(&T) -> bool,
+        mut decide: impl FnMut(T) -> Taken<T>,
+    ) {
+        let mut queue = std::mem::take(&mut self.queues[Class::Enhancement as usize]);
+        for _ in 0..queue.len() {
+            let Some(q) = queue.pop_front() else {
+                break;
+            };
+            if !pick(&q.item) {
+                queue.push_back(q);
+                continue;
+            }
+            self.enhancement_bytes -= u64::from(q.size);
+            let q = match decide(q.item) {
+                Taken::Promote => q,
+                Taken::Replace(item, size) => {
+                    self.counters.dropped_dependent += 1;
+                    Queued {
+                        item,
+                        size: u32::try_from(size).unwrap_or(u32::MAX),
+                        at: q.at,
+                    }
+                }
+            };
+            self.base_bytes += u64::from(q.size);
+            self.queues[Class::Base as usize].push_back(q);
+        }
+        self.queues[Class::Enhancement as usize] = queue;
+    }
     /// When [`poll`](Self::poll) next has something: `now` when a packet may leave now,
     /// `None` when nothing is queued.
     pub(crate) fn next_at(&self, now: Instant) -> Option<Instant> {
         if self.queues[..2].iter().any(|q| !q.is_empty()) {
             return Some(now);
         }
-        let oldest = self.queues[2..]
-            .iter()
-            .filter_map(|q| q.front())
-            .map(|q| q.at)
-            .min()?;
+        if self.is_empty() {
+            return None;
+        }
         let level = self.level_at(now);
         // Wake when half the allowance is free, to send a burst of about that much.
         let over = level - f64::from(self.config.burst_bytes).max(self.allowance() / 2.0);
         if over <= 0.0 {
             return Some(now);
         }
-        let wait = Duration::from_secs_f64(over * 8.0 / self.effective_rate(now, oldest));
-        Some(now + wait.max(Duration::from_micros(100)))
+        let wait = Duration::from_secs_f64(over * 8.0 / self.effective_rate(now));
+        let mut at = now + wait.max(Duration::from_micros(100));
+        // A stale enhancement packet is handed back when it is stale, not when it would
+        // have left.
+        if let Some(q) = self.queues[Class::Enhancement as usize].front() {
+            at = at.min((q.at + self.config.enhancement_max_delay).max(now));
+        }
+        Some(at)
     }
 
     /// Packets queued, all classes.
@@ -260,21 +349,24 @@ impl<T: Copy> Pacer<T> {
         self.queues.iter().map(VecDeque::len).sum()
     }
 
-    /// The pacing rate, raised when the video backlog could not otherwise drain within the
-    /// maximum delay of its oldest packet.
     /// How far ahead of the pacing rate video may go, in bytes.
     fn allowance(&self) -> f64 {
         f64::from(self.config.burst_bytes).max(self.rate_bps * BURST_WINDOW.as_secs_f64() / 8.0)
     }
 
-    fn effective_rate(&self, now: Instant, oldest: Instant) -> f64 {
-        let waited = now.saturating_duration_since(oldest);
+    /// The pacing rate, raised when the base layers' backlog could not otherwise drain within
+    /// the maximum delay of its oldest packet.
+    fn effective_rate(&self, now: Instant) -> f64 {
+        let Some(oldest) = self.queues[Class::Base as usize].front() else {
+            return self.rate_bps;
+        };
+        let waited = now.saturating_duration_since(oldest.at);
         let left = self
             .config
             .max_delay
             .saturating_sub(waited)
             .max(Duration::from_millis(10));
-        let needed = self.video_bytes as f64 * 8.0 / left.as_secs_f64();
+        let needed = self.base_bytes as f64 * 8.0 / left.as_secs_f64();
         self.rate_bps.max(needed)
     }
 
@@ -282,13 +374,7 @@ impl<T: Copy> Pacer<T> {
         let elapsed = self
             .drained_at
             .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
-        let oldest = self.queues[2..]
-            .iter()
-            .filter_map(|q| q.front())
-            .map(|q| q.at)
-            .min()
-            .unwrap_or(now);
-        (self.debt - elapsed * self.effective_rate(now, oldest) / 8.0).max(0.0)
+        (self.debt - elapsed * self.effective_rate(now) / 8.0).max(0.0)
     }
 
     fn drain(&mut self, now: Instant) {
@@ -296,16 +382,28 @@ impl<T: Copy> Pacer<T> {
         self.drained_at = Some(now);
     }
 
-    fn drop_stale(&mut self, now: Instant) {
+    fn pop_stale(&mut self, now: Instant) -> Option<T> {
         let queue = &mut self.queues[Class::Enhancement as usize];
-        while let Some(front) = queue.front() {
-            if now.saturating_duration_since(front.at) < self.config.max_delay {
-                break;
-            }
-            self.video_bytes -= u64::from(front.size);
-            queue.pop_front();
-            self.counters.dropped_stale += 1;
+        let front = queue.front()?;
+        if now.saturating_duration_since(front.at) < self.config.enhancement_max_delay {
+            return None;
         }
+        let q = queue.pop_front()?;
+        self.enhancement_bytes -= u64::from(q.size);
+        Some(q.item)
+    }
+
+    /// Counts a stale packet ([`Polled::Stale`]) dropped.
+    pub(crate) fn count_stale(&mut self) {
+        self.counters.dropped_stale += 1;
+    }
+
+    /// Counts a stale packet ([`Polled::Stale`]) of `size` bytes sent all the same, against
+    /// the budget.
+    pub(crate) fn charge(&mut self, size: usize, now: Instant) {
+        let size = u32::try_from(size).unwrap_or(u32::MAX);
+        self.debt += f64::from(size);
+        self.count(size, now);
     }
 }
 
@@ -329,8 +427,10 @@ mod tests {
             if now > end {
                 break;
             }
-            while let Some(item) = p.poll(now) {
-                out.push((now, item));
+            while let Some(polled) = p.poll(now) {
+                if let Polled::Send(item) = polled {
+                    out.push((now, item));
+                }
             }
         }
         out
@@ -390,7 +490,7 @@ mod tests {
             }
             let at = p.next_at(now).unwrap_or(next_audio).min(next_audio);
             now = at.max(now);
-            while let Some(item) = p.poll(now) {
+            while let Some(Polled::Send(item)) = p.poll(now) {
                 if item >= 1000 {
                     let queued = t0 + Duration::from_millis(20 * u64::from(item - 1000));
                     audio_waits.push(now - queued);
@@ -424,8 +524,8 @@ mod tests {
             p.push(i as u32, 1200, class, t0).unwrap();
         }
         // Audio and control go at once; then base, before enhancement.
-        assert_eq!(p.poll(t0), Some(3));
-        assert_eq!(p.poll(t0), Some(2));
+        assert_eq!(p.poll(t0), Some(Polled::Send(3)));
+        assert_eq!(p.poll(t0), Some(Polled::Send(2)));
         assert_eq!(p.poll(t0), None, "over the budget: video waits");
         let sent = serve(&mut p, t0, t0 + Duration::from_secs(2));
         assert_eq!(sent.iter().map(|s| s.1).collect::<Vec<_>>(), [1, 0]);
@@ -435,8 +535,13 @@ mod tests {
         }
         assert_eq!(p.push(99, 1200, Class::Enhancement, t0), Err(99));
         assert_eq!(p.counters.refused, 1);
-        // Long after: stale, dropped rather than sent.
-        assert_eq!(p.poll(t0 + Duration::from_secs(1)), None);
+        // Long after: stale, handed back as dropped rather than sent, oldest first.
+        let later = t0 + Duration::from_secs(1);
+        for i in 0..4 {
+            assert_eq!(p.poll(later), Some(Polled::Stale(10 + i)));
+            p.count_stale();
+        }
+        assert_eq!(p.poll(later), None);
         assert_eq!(p.counters.dropped_stale, 4);
         assert_eq!(p.len(), 0);
     }
@@ -475,8 +580,126 @@ mod tests {
         );
         assert!(p.send_now(1200, Class::Base, later), "a base packet may");
         assert!(!p.is_empty());
-        assert_eq!(p.poll(later + Duration::from_millis(10)), Some(1));
+        assert_eq!(
+            p.poll(later + Duration::from_millis(10)),
+            Some(Polled::Send(1))
+        );
         assert!(p.is_empty());
         assert_eq!(p.next_at(later), None);
+    }
+
+    /// A key frame's burst of base layer (100 packets, 480 ms at a 2.5 Mbit/s pacing rate)
+    /// with another stream's enhancement and base layers arriving behind it every 10 ms.
+    #[test]
+    fn a_base_burst_goes_first_and_stale_enhancement_is_dropped_not_delayed() {
+        let t0 = start();
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 1_000_000);
+        for i in 0..100 {
+            p.push(i, 1200, Class::Base, t0).unwrap();
+        }
+        // Items 1000.. are enhancement, 2000.. base, one of each every 10 ms for 400 ms.
+        let (mut now, end) = (t0, t0 + Duration::from_secs(2));
+        let mut next_arrival = t0;
+        let mut arrivals = 0u32;
+        let mut sent = Vec::new();
+        let mut stale = Vec::new();
+        let mut steps = 0;
+        while now < end {
+            steps += 1;
+            assert!(steps < 100_000, "the pacer's deadlines make no progress");
+            if arrivals < 40 && now >= next_arrival {
+                p.push(1000 + arrivals, 1200, Class::Enhancement, now)
+                    .unwrap();
+                p.push(2000 + arrivals, 1200, Class::Base, now).unwrap();
+                arrivals += 1;
+                next_arrival += Duration::from_millis(10);
+            }
+            let wake = if arrivals < 40 { next_arrival } else { end };
+            now = p.next_at(now).unwrap_or(wake).min(wake).max(now);
+            while let Some(polled) = p.poll(now) {
+                match polled {
+                    Polled::Send(item) => sent.push((now, item)),
+                    Polled::Stale(item) => {
+                        p.count_stale();
+                        stale.push((now, item));
+                    }
+                }
+            }
+        }
+        let queued_at = |item: u32| t0 + Duration::from_millis(10 * u64::from(item % 1000));
+        // Every base packet left within the maximum delay (the rate rose for them), in order.
+        let base: Vec<_> = sent.iter().filter(|s| s.1 < 1000 || s.1 >= 2000).collect();
+        assert_eq!(base.len(), 140);
+        // The rate rose only as far as the base layers needed: the burst took most of the
+        // 250 ms (at the pacing rate alone it would take 384 ms).
+        let burst = base[99].0 - t0;
+        assert!(burst >= Duration::from_millis(200), "{burst:?}");
+        assert!(base.windows(2).all(|w| w[0].1 < w[1].1));
+        for (at, item) in &base {
+            let queued = if *item < 1000 { t0 } else { queued_at(*item) };
+            assert!(*at - queued <= Duration::from_millis(250), "{item}");
+        }
+        // Enhancement waited for them: what left had waited less than its own maximum, the
+        // rest was handed back as stale at its maximum, not later.
+        let enhancement: Vec<_> = sent
+            .iter()
+            .filter(|s| (1000..2000).contains(&s.1))
+            .collect();
+        assert_eq!(enhancement.len() + stale.len(), 40);
+        assert!(stale.len() >= 10, "{} stale", stale.len());
+        for (at, item) in enhancement.iter().copied().chain(&stale) {
+            let waited = *at - queued_at(*item);
+            assert!(
+                waited <= Duration::from_millis(101),
+                "{item} waited {waited:?}"
+            );
+        }
+        assert_eq!(p.counters.dropped_stale, stale.len() as u64);
+        // Base first: no enhancement packet left while a base packet was waiting.
+        for (at, _) in &enhancement {
+            let waiting = base.iter().any(|(left, item)| {
+                let queued = if *item < 1000 { t0 } else { queued_at(*item) };
+                queued < *at && *left > *at
+            });
+            assert!(!waiting, "an enhancement packet left at {:?}", *at - t0);
+        }
+    }
+
+    #[test]
+    fn enhancement_packets_taken_are_dropped_or_join_the_base_layers() {
+        let t0 = start();
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 1_000_000);
+        for i in 0..10 {
+            p.push(i, 1200, Class::Base, t0).unwrap();
+            p.push(100 + i, 1200, Class::Enhancement, t0).unwrap();
+        }
+        assert!(p.has_enhancement());
+        let mut taken = Vec::new();
+        // The even ones: 100 and 102 join the base layers, the others are replaced by 1000+.
+        p.take_enhancement(
+            |item| item % 2 == 0,
+            |item| {
+                taken.push(item);
+                if item < 104 {
+                    Taken::Promote
+                } else {
+                    Taken::Replace(item + 900, 50)
+                }
+            },
+        );
+        assert_eq!(
+            taken,
+            [100, 102, 104, 106, 108],
+            "only enhancement, in order"
+        );
+        assert_eq!(p.counters.dropped_dependent, 3);
+        let sent = serve(&mut p, t0, t0 + Duration::from_millis(90));
+        let items: Vec<u32> = sent.iter().map(|s| s.1).collect();
+        assert_eq!(
+            items,
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100, 102, 1004, 1006, 1008, 101, 103, 105, 107, 109]
+        );
+        assert!(p.is_empty() && !p.has_enhancement());
+        assert_eq!(p.next_at(t0 + Duration::from_millis(90)), None);
     }
 }

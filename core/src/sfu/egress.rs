@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use tracing::trace;
 
 use crate::codec::Descriptor;
@@ -15,7 +16,7 @@ use crate::layers::Verdict;
 use crate::media::bwe::history::FLAG_RTX;
 use crate::media::bwe::probe::PADDING_BYTES;
 use crate::media::dd::write::MAX_LEN;
-use crate::media::pacer::Class;
+use crate::media::pacer::{Class, Polled, Taken};
 use crate::media::packet::{self, OutHeader, RtpPacket};
 use crate::media::rtcp;
 use crate::media::send::{SenderReportData, SentPacket, PADDING_SOURCE};
@@ -40,7 +41,25 @@ pub(crate) struct Paced {
     seq: u64,
     timestamp: u32,
     marker: bool,
+    /// Its temporal layer (of an enhancement layer packet; zero otherwise), and whether it
+    /// begins a picture (whose end is the packet with the marker bit).
+    temporal: u8,
+    begins_picture: bool,
+    /// Whether it was dropped and stands for the padding packet that fills its number.
+    fill: bool,
 }
+
+impl Paced {
+    /// What stands for a dropped packet in its place in the queue: the padding packet that
+    /// fills its number.
+    fn as_fill(self) -> Self {
+        Self { fill: true, ..self }
+    }
+}
+
+/// What a queued fill counts for against the pacing budget: a padding packet's size on the
+/// wire, about.
+const FILL_WIRE_BYTES: usize = 64;
 
 /// A header extension element: its id and value.
 type Extension<'a> = (u8, &'a [u8]);
@@ -90,6 +109,7 @@ impl Sfu {
         self.scratch_consumers.clear();
         self.scratch_consumers.extend_from_slice(&p.consumers);
         self.scratch_key_frames.clear();
+        self.scratch_unsent.clear();
         // The layer each preference resolves to, computed once per packet.
         let layers = p.encodings.len().clamp(1, MAX_LAYERS);
         let mut best = [0usize; MAX_LAYERS];
@@ -236,9 +256,23 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
-            // A simulcast consumer's stream is one encoding: all of it base layer, so that a
+            // Temporal layers above the lowest of a stream whose layers the consumer selects are
+            // enhancement: they leave after base layers and are dropped when stale. A
+            // simulcast consumer's stream is one encoding: all of it base layer, so that a
             // switch between encodings never reorders its packets.
-            let class = if is_video { Class::Base } else { Class::Audio };
+            let (class, temporal) = match descriptor.as_ref() {
+                Some(d) if !simulcast && d.temporal > 0 && c.layers.is_some() => {
+                    (Class::Enhancement, d.temporal)
+                }
+                _ if is_video => (Class::Base, 0),
+                _ => (Class::Audio, 0),
+            };
+            let begins_picture = descriptor
+                .as_ref()
+                .is_none_or(|d| d.begins_frame && d.spatial == 0);
+            if pacing && ct.paced && class == Class::Base && c.layers.is_some() {
+                settle_enhancement(ct, (cid, &mut *c));
+            }
             if pacing && ct.paced && !ct.pacer.send_now(usize::from(sent.size), class, now) {
                 let item = Paced {
                     consumer: cid,
@@ -247,6 +281,9 @@ impl Sfu {
                     seq,
                     timestamp: ts,
                     marker,
+                    temporal,
+                    begins_picture,
+                    fill: false,
                 };
                 if hold(
                     ct,
@@ -260,6 +297,9 @@ impl Sfu {
                     // Recorded for retransmission when it leaves (a held packet dropped
                     // before that was never sent).
                     c.first_sent_at.get_or_insert(now);
+                } else {
+                    // Its number is taken: padding fills it.
+                    self.scratch_unsent.push((cid, seq));
                 }
                 continue;
             }
@@ -279,6 +319,9 @@ impl Sfu {
             ) {
                 count_sent(c, pkt.payload().len(), now);
                 c.send.on_sent(seq, sent, pkt.payload().len(), now);
+                if class == Class::Enhancement {
+                    c.enhancement_picture_open = !marker;
+                }
                 queue_flush_of(ct, ctid, &mut self.flush_queue);
                 let sizes = (&header, pkt.as_bytes().len(), pkt.payload().len());
                 let times = (self.ntp_base.1, now);
@@ -296,6 +339,17 @@ impl Sfu {
             let (pid, layer) = self.scratch_key_frames[i];
             self.request_key_frame(pid, layer);
         }
+        self.fill_unsent((sent_at, now));
+    }
+
+    /// Fills with padding the numbers in `scratch_unsent` (consumers' packets numbered but
+    /// not sent), so that receivers do not ask for them.
+    fn fill_unsent(&mut self, times: ([u8; 3], Instant)) {
+        for i in 0..self.scratch_unsent.len() {
+            let (cid, seq) = self.scratch_unsent[i];
+            self.fill_number(cid, seq, times, false);
+        }
+        self.scratch_unsent.clear();
     }
 
     /// A consumer's endpoint asks for packets again.
@@ -655,7 +709,34 @@ impl Sfu {
         t.pacer.set_estimate(t.bwe.estimate());
         let mut queued = false;
         let mut dd_buf: DescriptorBuf = [0; MAX_LEN];
-        while let Some(item) = t.pacer.poll(now) {
+        self.scratch_unsent.clear();
+        while let Some(polled) = t.pacer.poll(now) {
+            let (item, stale) = match polled {
+                Polled::Send(item) => (item, false),
+                Polled::Stale(item) => {
+                    // The rest of a picture whose start was sent goes all the same: the
+                    // receiver gets whole pictures.
+                    let continues = !item.begins_picture
+                        && self
+                            .consumers
+                            .get(&item.consumer)
+                            .is_some_and(|c| c.enhancement_picture_open);
+                    if !continues {
+                        t.pacer.count_stale();
+                        if !drop_stale(t, &mut self.consumers, item, now) {
+                            self.scratch_unsent.push((item.consumer, item.seq));
+                        }
+                        continue;
+                    }
+                    (item, true)
+                }
+            };
+            if item.fill {
+                if let Some(c) = self.consumers.get_mut(&item.consumer) {
+                    queued |= write_fill(t, c, item.seq, (sent_at, now), &mut self.buffers);
+                }
+                continue;
+            }
             let Some(c) = self
                 .consumers
                 .get_mut(&item.consumer)
@@ -670,8 +751,12 @@ impl Sfu {
                 Some((p, RtpPacket::parse(bytes).ok()?))
             }) else {
                 t.pacer.counters.lost += 1;
+                self.scratch_unsent.push((item.consumer, item.seq));
                 continue;
             };
+            if stale {
+                t.pacer.charge(pkt.as_bytes().len(), now);
+            }
             let header = OutHeader {
                 payload_type: c.payload_type,
                 sequence_number: item.seq as u16,
@@ -699,6 +784,9 @@ impl Sfu {
                     size: pkt.as_bytes().len().min(usize::from(u16::MAX)) as u16,
                 };
                 c.send.on_sent(item.seq, sent, pkt.payload().len(), now);
+                if item.temporal > 0 {
+                    c.enhancement_picture_open = !item.marker;
+                }
                 queued = true;
                 let sizes = (&header, pkt.as_bytes().len(), pkt.payload().len());
                 let key_frame = || {
@@ -712,6 +800,7 @@ impl Sfu {
         if queued {
             queue_flush_of(t, tid, &mut self.flush_queue);
         }
+        self.fill_unsent((sent_at, now));
     }
 
     /// Sends the probe padding due: padding-only packets on the RTX stream of the consumer
@@ -776,20 +865,14 @@ impl Sfu {
         let Some(ct) = self.transports.get_mut(&tid) else {
             return;
         };
-        if write_padding(ct, c, Padding::Fill(seq), times, &mut self.buffers).is_none() {
-            return;
-        }
-        queue_flush_of(ct, tid, &mut self.flush_queue);
-        if again {
-            return;
-        }
-        c.stats.numbers_filled += 1;
-        let sent = SentPacket {
-            source_ext_seq: PADDING_SOURCE,
-            timestamp: c.send.last_timestamp().unwrap_or(0),
-            ..SentPacket::default()
+        let written = if again {
+            write_padding(ct, c, Padding::Fill(seq), times, &mut self.buffers).is_some()
+        } else {
+            write_fill(ct, c, seq, times, &mut self.buffers)
         };
-        c.send.on_sent(seq, sent, 0, times.1);
+        if written {
+            queue_flush_of(ct, tid, &mut self.flush_queue);
+        }
     }
 
     fn send_transport_feedback(&mut self, tid: TransportId) {
@@ -1043,6 +1126,84 @@ fn count_sent(c: &mut crate::router::Consumer, payload: usize, now: Instant) {
     c.stats.packets_sent += 1;
     c.stats.bytes_sent += payload as u64;
     c.first_sent_at.get_or_insert(now);
+}
+
+/// Drops a stale enhancement packet of transport `t`'s pacer: its consumer's layer filter
+/// stops its layer and those above until a switching-up point (frames that come may refer to
+/// it), and the consumer's packets of those layers still queued are dropped too (queued
+/// frames may). Each dropped packet's number is filled with padding, queued with the base
+/// layers so that the consumer's stream stays in order. False when the stale packet's fill
+/// found the base queue full (the caller fills it at once).
+fn drop_stale(
+    t: &mut Transport,
+    consumers: &mut FxHashMap<ConsumerId, Consumer>,
+    item: Paced,
+    now: Instant,
+) -> bool {
+    let cid = item.consumer;
+    if let Some(f) = consumers.get_mut(&cid).and_then(|c| c.layers.as_mut()) {
+        f.cut(item.temporal);
+    }
+    let queued = t
+        .pacer
+        .push(item.as_fill(), FILL_WIRE_BYTES, Class::Base, now)
+        .is_ok();
+    t.pacer.take_enhancement(
+        |q| q.consumer == cid && q.temporal >= item.temporal,
+        |q| Taken::Replace(q.as_fill(), FILL_WIRE_BYTES),
+    );
+    queued
+}
+
+/// Before a base layer packet of consumer `c` (`cid`) is sent or queued on transport `t`:
+/// the consumer's enhancement packets still queued would leave after it, out of order. The
+/// rest of a picture whose start was sent joins the base layers (the receiver gets whole
+/// pictures); the others are dropped, as a newer base layer picture is ready and they would
+/// hold it back, and padding that fills their numbers joins the base layers in their place.
+/// The layer filter stops the temporal layers dropped until a switching-up point.
+fn settle_enhancement(t: &mut Transport, (cid, c): (ConsumerId, &mut Consumer)) {
+    if !t.pacer.has_enhancement() {
+        return;
+    }
+    let mut open = c.enhancement_picture_open;
+    let mut lowest: Option<u8> = None;
+    t.pacer.take_enhancement(
+        |q| q.consumer == cid,
+        |q| {
+            if open && !q.begins_picture {
+                open = !q.marker;
+                return Taken::Promote;
+            }
+            open = false;
+            lowest = Some(lowest.map_or(q.temporal, |l| l.min(q.temporal)));
+            Taken::Replace(q.as_fill(), FILL_WIRE_BYTES)
+        },
+    );
+    if let (Some(temporal), Some(f)) = (lowest, c.layers.as_mut()) {
+        f.cut(temporal);
+    }
+}
+
+/// Fills consumer `c`'s number `seq` with a padding packet (see [`Padding::Fill`]),
+/// remembered so that a NACK for it sends padding again. False when it could not be sent.
+fn write_fill(
+    ct: &mut Transport,
+    c: &mut Consumer,
+    seq: u64,
+    times: ([u8; 3], Instant),
+    buffers: &mut Buffers,
+) -> bool {
+    if write_padding(ct, c, Padding::Fill(seq), times, buffers).is_none() {
+        return false;
+    }
+    c.stats.numbers_filled += 1;
+    let sent = SentPacket {
+        source_ext_seq: PADDING_SOURCE,
+        timestamp: c.send.last_timestamp().unwrap_or(0),
+        ..SentPacket::default()
+    };
+    c.send.on_sent(seq, sent, 0, times.1);
+    true
 }
 
 /// Queues a consumer's video packet in its transport's pacer and sets the pacing timer. False

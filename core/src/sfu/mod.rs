@@ -118,6 +118,8 @@ pub struct Sfu {
     scratch_consumers: Vec<ConsumerId>,
     /// Key frame requests raised while forwarding one packet.
     scratch_key_frames: Vec<(ProducerId, usize)>,
+    /// Consumers' numbers the pacer dropped, to fill with padding.
+    scratch_unsent: Vec<(ConsumerId, u64)>,
     /// Reused list of transports a relayed message was written to.
     pub(crate) scratch_data_transports: Vec<TransportId>,
     /// Consumer transports written to since the last [`poll_output`](Sfu::poll_output): their
@@ -173,6 +175,7 @@ impl Sfu {
             pipes: HashMap::new(),
             scratch_consumers: Vec::new(),
             scratch_key_frames: Vec::new(),
+            scratch_unsent: Vec::new(),
             scratch_data_transports: Vec::new(),
             flush_queue: VecDeque::new(),
             serving: None,

@@ -192,6 +192,7 @@ impl Transport {
                 probe_clusters_failed: 0,
                 probe_packets: 0,
                 pacer_dropped: 0,
+                pacer_dropped_enhancement: 0,
                 pacer_refused: 0,
             },
             panic_on_next_datagram: false,

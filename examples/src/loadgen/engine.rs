@@ -150,7 +150,7 @@ pub struct Capture {
 }
 
 enum Media {
-    Synth(Source),
+    Synth(Box<Source>),
     Pcap {
         capture: Arc<Capture>,
         start: Instant,
@@ -724,9 +724,9 @@ impl Engine {
             },
             (None, None) => {
                 if publication.kind == MediaKind::Video {
-                    Media::Synth(Source::video(publication.ssrc, start))
+                    Media::Synth(Box::new(Source::video(publication.ssrc, start)))
                 } else {
-                    Media::Synth(Source::audio(publication.ssrc, start))
+                    Media::Synth(Box::new(Source::audio(publication.ssrc, start)))
                 }
             }
         };
