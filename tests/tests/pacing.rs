@@ -214,7 +214,7 @@ const BURSTS: u64 = 16;
 
 /// How long each packet of `client`'s stream `ssrc` (from `publisher`'s source `source`)
 /// received from `from` on waited in the SFU, with its temporal layer and whether it starts a
-/// frame: when it left toward
+/// picture: when it left toward
 /// the client (found by its arrival, one link latency after it left the link) less when its
 /// source made it and the publisher's link latency.
 fn waits(
@@ -248,8 +248,9 @@ fn waits(
             let info = verify_av1_payload(&r.payload)?;
             let made = *made.get(&info.seq)?;
             let left = *left.get(&r.at)?;
-            // The aggregation header's Z bit: the packet continues a frame.
-            let starts = r.payload[0] & 0x80 == 0;
+            // The aggregation header's Z bit: the packet continues a frame; a picture starts
+            // with spatial layer 0.
+            let starts = r.payload[0] & 0x80 == 0 && info.spatial == 0;
             let wait = left.saturating_duration_since(made + uplink);
             Some((info.temporal, starts, wait))
         })
@@ -263,28 +264,41 @@ fn waits(
 /// instead, most when a newer picture of its base layer is ready.
 #[test]
 fn a_key_frame_burst_goes_first_and_stale_enhancement_layers_are_dropped_whole() {
-    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL);
+    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL, false);
+}
+
+/// The same with three spatial layers (AV1 `L3T3_KEY`): pictures of the enhancement layers
+/// are dropped or sent whole, every spatial layer's frame of them, marker bit included.
+#[test]
+fn spatial_layers_of_a_dropped_picture_go_with_it() {
+    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL, true);
 }
 
 /// The same at 15 frames a second: its base layer pictures are 267 ms apart, so enhancement
 /// packets that wait behind a burst go stale (100 ms) first.
 #[test]
 fn at_a_lower_frame_rate_stale_enhancement_layers_are_dropped_whole() {
-    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 2);
+    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 2, false);
 }
 
 /// At 7.5 frames a second a frame that refers to a stale one comes after it was dropped: it
 /// is held back too, until the layer's next switching-up point.
 #[test]
 fn frames_that_come_after_a_stale_one_and_refer_to_it_are_held_back() {
-    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 4);
+    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 4, false);
 }
 
-fn enhancement_beside_key_frame_bursts(interval: Duration) {
+/// The scenario of these tests: the layered stream at one frame every `interval`, `L1T3`
+/// (or `L3T3_KEY` when `spatial`).
+fn enhancement_beside_key_frame_bursts(interval: Duration, spatial: bool) {
     let mut sim = Sim::new(seed_from_env("pacing_enhancement"));
     let room = sim.create_router_with_vp9();
     let alice = sim.add_transport(room, Protocol::Udp);
-    let layered = sim.produce_av1_l1t3(alice, LAYERED_SSRC);
+    let layered = if spatial {
+        sim.produce_av1_l3t3_key(alice, LAYERED_SSRC)
+    } else {
+        sim.produce_av1_l1t3(alice, LAYERED_SSRC)
+    };
     let big = sim.produce(alice, MediaKind::Video, BIG_SSRC);
     for p in &mut sim.publications {
         if p.producer == big {
@@ -382,8 +396,8 @@ fn enhancement_beside_key_frame_bursts(interval: Duration) {
     // The dropped layers come back once the burst is gone.
     assert_eq!(layered_stats.current_temporal_layer, Some(2));
 
-    // Bounded waits: a frame of the enhancement layers started within their 100 ms (the rest
-    // of a frame whose start went out follows it, as base layers do), the base layer's within
+    // Bounded waits: a picture of the enhancement layers started within their 100 ms (the rest
+    // of a picture whose start went out follows it, as base layers do), the base layer's within
     // the 250 ms every base layer packet gets.
     let waited = waits(&sim, (alice, LAYERED_SSRC), (bob, ssrc), from);
     let longest = |keep: &dyn Fn(u8, bool) -> bool| {
@@ -398,7 +412,7 @@ fn enhancement_beside_key_frame_bursts(interval: Duration) {
     let start_wait = longest(&|t, starts| t > 0 && starts);
     let enhancement_wait = longest(&|t, _| t > 0);
     println!(
-        "longest wait in the SFU: base {base_wait:?}, enhancement frame start {start_wait:?}, \
+        "longest wait in the SFU: base {base_wait:?}, enhancement picture start {start_wait:?}, \
          any enhancement {enhancement_wait:?}"
     );
     assert!(base_wait <= Duration::from_millis(260), "{base_wait:?}");
