@@ -13,11 +13,13 @@
 //! layers' backlog could not drain within [`PacerConfig::max_delay`] at the pacing rate, the
 //! rate rises to drain it: base layers are what every receiver needs. Enhancement layers are
 //! not given that rise: they leave after the base layers, and one that has waited
-//! [`PacerConfig::enhancement_max_delay`] is stale and is handed back to the caller as
-//! dropped ([`Polled::Stale`]), which stops the frames that refer to it (see
-//! [`Pacer::take_enhancement`]). So a burst of base layers (a key frame) delays other streams'
-//! enhancement layers a little, drops them when it would delay them long, and never delays a
-//! base layer longer than the maximum.
+//! [`PacerConfig::enhancement_max_delay`] is stale and is handed back to the caller
+//! ([`Polled::Stale`]), which drops it or, to finish a picture whose start was sent, sends it.
+//! The caller takes the packets of a stream out of the enhancement queue
+//! ([`Pacer::take_enhancement`]) when they must not follow: those that may refer to a stale
+//! one, or those that its next base layer packet would otherwise overtake. So a burst of base
+//! layers (a key frame) delays other streams' enhancement layers a little, drops them when it
+//! would delay them long, and never delays a base layer longer than the maximum.
 //!
 //! A packet that finds nothing queued before it and the bucket within its burst allowance
 //! leaves at once ([`Pacer::send_now`]): a pacer that keeps up costs a little arithmetic per
