@@ -13,3 +13,4 @@ pub mod pcap;
 pub mod plain;
 pub mod runtime_suite;
 pub mod sim;
+pub mod vp8_temporal;

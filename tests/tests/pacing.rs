@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 
 use sfu_core::ortc::MediaKind;
 use sfu_core::{SfuConfig, WebRtcTransportOptions};
+use sfu_tests::client::Received;
 use sfu_tests::decodable::{self, assert_clean, PayloadFacts};
 use sfu_tests::layers::{consumer_ssrc, Stream};
 use sfu_tests::media::{initial_sequence, verify_av1_payload, verify_payload, VIDEO_INTERVAL};
 use sfu_tests::netsim::seed_from_env;
 use sfu_tests::sim::Sim;
+use sfu_tests::vp8_temporal;
 use str0m::net::Protocol;
 
 /// Video packets in the key frame.
@@ -214,14 +216,15 @@ const BURSTS: u64 = 16;
 
 /// How long each packet of `client`'s stream `ssrc` (from `publisher`'s source `source`)
 /// received from `from` on waited in the SFU, with its temporal layer and whether it starts a
-/// picture: when it left toward
-/// the client (found by its arrival, one link latency after it left the link) less when its
-/// source made it and the publisher's link latency.
+/// picture (`read` tells both and the source's sequence number from a packet): when it left
+/// toward the client (found by its arrival, one link latency after it left the link) less
+/// when its source made it and the publisher's link latency.
 fn waits(
     sim: &Sim,
     (publisher, source): (usize, u32),
     (client, ssrc): (usize, u32),
     from: Instant,
+    read: impl Fn(&Received) -> Option<(u8, bool, u16)>,
 ) -> Vec<(u8, bool, Duration)> {
     let (server, addr) = (sim.server_udp, sim.clients[client].local);
     let latency = sim.net.link_config(server, addr).latency;
@@ -245,16 +248,34 @@ fn waits(
         .iter()
         .filter(|r| r.ssrc == ssrc && r.at >= from)
         .filter_map(|r| {
-            let info = verify_av1_payload(&r.payload)?;
-            let made = *made.get(&info.seq)?;
+            let (temporal, starts, seq) = read(r)?;
+            let made = *made.get(&seq)?;
             let left = *left.get(&r.at)?;
-            // The aggregation header's Z bit: the packet continues a frame; a picture starts
-            // with spatial layer 0.
-            let starts = r.payload[0] & 0x80 == 0 && info.spatial == 0;
-            let wait = left.saturating_duration_since(made + uplink);
-            Some((info.temporal, starts, wait))
+            Some((
+                temporal,
+                starts,
+                left.saturating_duration_since(made + uplink),
+            ))
         })
         .collect()
+}
+
+/// An AV1 payload's temporal layer, whether it starts a picture (the aggregation header's Z
+/// bit clear: it does not continue a frame; spatial layer 0) and its source sequence number.
+fn read_av1(r: &Received) -> Option<(u8, bool, u16)> {
+    let info = verify_av1_payload(&r.payload)?;
+    let starts = r.payload[0] & 0x80 == 0 && info.spatial == 0;
+    Some((info.temporal, starts, info.seq))
+}
+
+/// A VP8 payload's temporal layer, whether it starts a picture and its source sequence
+/// number (of the top encoding's packets only).
+fn read_vp8(r: &Received) -> Option<(u8, bool, u16)> {
+    let info = vp8_temporal::parse(&r.payload, r.at, r.marker)?;
+    if info.source != LAYERED_SSRC {
+        return None;
+    }
+    Some((info.temporal, info.start, info.source_seq))
 }
 
 /// One transport carries an AV1 `L1T3` stream at 30 frames a second (its temporal layers
@@ -264,40 +285,61 @@ fn waits(
 /// instead, most when a newer picture of its base layer is ready.
 #[test]
 fn a_key_frame_burst_goes_first_and_stale_enhancement_layers_are_dropped_whole() {
-    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL, false);
+    enhancement_beside_key_frame_bursts(Layered::Av1, VIDEO_INTERVAL);
 }
 
 /// The same with three spatial layers (AV1 `L3T3_KEY`): pictures of the enhancement layers
 /// are dropped or sent whole, every spatial layer's frame of them, marker bit included.
 #[test]
 fn spatial_layers_of_a_dropped_picture_go_with_it() {
-    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL, true);
+    enhancement_beside_key_frame_bursts(Layered::Av1Spatial, VIDEO_INTERVAL);
 }
 
 /// The same at 15 frames a second: its base layer pictures are 267 ms apart, so enhancement
 /// packets that wait behind a burst go stale (100 ms) first.
 #[test]
 fn at_a_lower_frame_rate_stale_enhancement_layers_are_dropped_whole() {
-    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 2, false);
+    enhancement_beside_key_frame_bursts(Layered::Av1, VIDEO_INTERVAL * 2);
+}
+
+/// VP8 simulcast with temporal layers in each encoding (as Chromium sends it): frames above
+/// layer 0 that are not switching points refer to earlier ones of their layer, so the layers
+/// dropped wait for a switching point (the Y bit).
+#[test]
+fn simulcast_temporal_layers_are_dropped_whole_and_come_back_at_switching_points() {
+    enhancement_beside_key_frame_bursts(Layered::Vp8Simulcast, VIDEO_INTERVAL);
 }
 
 /// At 7.5 frames a second a frame that refers to a stale one comes after it was dropped: it
 /// is held back too, until the layer's next switching-up point.
 #[test]
 fn frames_that_come_after_a_stale_one_and_refer_to_it_are_held_back() {
-    enhancement_beside_key_frame_bursts(VIDEO_INTERVAL * 4, false);
+    enhancement_beside_key_frame_bursts(Layered::Av1, VIDEO_INTERVAL * 4);
 }
 
-/// The scenario of these tests: the layered stream at one frame every `interval`, `L1T3`
-/// (or `L3T3_KEY` when `spatial`).
-fn enhancement_beside_key_frame_bursts(interval: Duration, spatial: bool) {
+/// The layered stream of these tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layered {
+    /// AV1 `L1T3` with the dependency descriptor.
+    Av1,
+    /// AV1 `L3T3_KEY`.
+    Av1Spatial,
+    /// VP8 simulcast, `L1T3` in each of three encodings; the consumer gets the top one.
+    Vp8Simulcast,
+}
+
+/// The simulcast encodings: rid and SSRC, the top one [`LAYERED_SSRC`].
+const VP8_ENCODINGS: [(&str, u32); 3] = [("r0", 4500), ("r1", 4600), ("r2", LAYERED_SSRC)];
+
+/// The scenario of these tests: the `layered` stream at one frame every `interval`.
+fn enhancement_beside_key_frame_bursts(layered: Layered, interval: Duration) {
     let mut sim = Sim::new(seed_from_env("pacing_enhancement"));
     let room = sim.create_router_with_vp9();
     let alice = sim.add_transport(room, Protocol::Udp);
-    let layered = if spatial {
-        sim.produce_av1_l3t3_key(alice, LAYERED_SSRC)
-    } else {
-        sim.produce_av1_l1t3(alice, LAYERED_SSRC)
+    let producer = match layered {
+        Layered::Av1 => sim.produce_av1_l1t3(alice, LAYERED_SSRC),
+        Layered::Av1Spatial => sim.produce_av1_l3t3_key(alice, LAYERED_SSRC),
+        Layered::Vp8Simulcast => sim.produce_simulcast_temporal(alice, &VP8_ENCODINGS),
     };
     let big = sim.produce(alice, MediaKind::Video, BIG_SSRC);
     for p in &mut sim.publications {
@@ -306,8 +348,14 @@ fn enhancement_beside_key_frame_bursts(interval: Duration, spatial: bool) {
             p.source.key_frame_packets = Some(BIG_KEY_FRAME_PACKETS);
             p.source.key_frame_every = 100_000;
         } else {
-            // Frames of 5 to 30 packets (about 1.3 Mbit/s at 30 frames a second).
+            // AV1 frames of 5 to 30 packets (about 1.3 Mbit/s at 30 frames a second), VP8
+            // ones of 1, 2 and 6 packets in the three encodings.
             p.source.layered_scale = 5;
+            p.source.packets_per_frame = match p.source.ssrc {
+                4500 => 1,
+                4600 => 2,
+                _ => 6,
+            };
             p.source.video_interval = interval;
         }
     }
@@ -319,7 +367,7 @@ fn enhancement_beside_key_frame_bursts(interval: Duration, spatial: bool) {
     let bob_id = sim.clients[bob].id;
     sim.sfu.set_max_outgoing_bitrate(bob_id, CAP).unwrap();
     let caps = sim.device_caps(room);
-    let l = sim.consume(bob, layered, caps.clone(), false);
+    let l = sim.consume(bob, producer, caps.clone(), false);
     let b = sim.consume(bob, big, caps, false);
     let (ssrc, big_ssrc) = (consumer_ssrc(&l), consumer_ssrc(&b));
     let (server, bob_addr) = (sim.server_udp, sim.clients[bob].local);
@@ -363,16 +411,26 @@ fn enhancement_beside_key_frame_bursts(interval: Duration, spatial: bool) {
 
     // What the layered stream's receiver got decodes: whole frames whose references all
     // arrived, no sequence gaps (padding filled them), markers right.
-    let r = decodable::check(&sim, bob, ssrc, (from, to), |p| {
-        verify_av1_payload(p).map(|i| PayloadFacts {
-            spatial: i.spatial,
-            temporal: i.temporal,
-            key_frame: p[0] & 0x08 != 0,
-        })
-    });
-    assert_clean("layered stream beside key frame bursts", &r);
-    assert!(r.frames > 100, "{r:?}");
-    assert!(r.temporal.contains(&2), "{r:?}");
+    let what = "layered stream beside key frame bursts";
+    if layered == Layered::Vp8Simulcast {
+        let r = vp8_temporal::check(&sim, bob, ssrc, from, to);
+        println!("{what}: {r:?}");
+        assert!(r.undecodable.is_empty(), "{:?}", r.undecodable);
+        assert_eq!(r.gaps, 0);
+        assert!(r.frames > 100 && r.temporal.contains(&2), "{r:?}");
+        // The allocator may move it to the middle encoding while the bursts count.
+        assert!(r.sources.contains(&LAYERED_SSRC), "{r:?}");
+    } else {
+        let r = decodable::check(&sim, bob, ssrc, (from, to), |p| {
+            verify_av1_payload(p).map(|i| PayloadFacts {
+                spatial: i.spatial,
+                temporal: i.temporal,
+                key_frame: p[0] & 0x08 != 0,
+            })
+        });
+        assert_clean(what, &r);
+        assert!(r.frames > 100 && r.temporal.contains(&2), "{r:?}");
+    }
     // In order: a packet is never sent after one its stream numbered after it (a receiver's
     // replay window is no larger than 128 numbers).
     let mut highest: Option<u16> = None;
@@ -399,7 +457,11 @@ fn enhancement_beside_key_frame_bursts(interval: Duration, spatial: bool) {
     // Bounded waits: a picture of the enhancement layers started within their 100 ms (the rest
     // of a picture whose start went out follows it, as base layers do), the base layer's within
     // the 250 ms every base layer packet gets.
-    let waited = waits(&sim, (alice, LAYERED_SSRC), (bob, ssrc), from);
+    let read = match layered {
+        Layered::Vp8Simulcast => read_vp8,
+        _ => read_av1,
+    };
+    let waited = waits(&sim, (alice, LAYERED_SSRC), (bob, ssrc), from, read);
     let longest = |keep: &dyn Fn(u8, bool) -> bool| {
         waited
             .iter()

@@ -256,14 +256,12 @@ impl Sfu {
                 continue;
             };
             let ctid = c.transport;
-            // Temporal layers above the lowest of a stream whose layers the consumer selects are
-            // enhancement: they leave after base layers and are dropped when stale. A
-            // simulcast consumer's stream is one encoding: all of it base layer, so that a
-            // switch between encodings never reorders its packets.
+            // Temporal layers above the lowest of a stream whose layers the consumer selects
+            // (inside one stream, or inside a simulcast encoding) are enhancement: they leave
+            // after base layers and are dropped when stale, or when a base layer packet of the
+            // stream would otherwise overtake them (see `settle_enhancement`).
             let (class, temporal) = match descriptor.as_ref() {
-                Some(d) if !simulcast && d.temporal > 0 && c.layers.is_some() => {
-                    (Class::Enhancement, d.temporal)
-                }
+                Some(d) if d.temporal > 0 && c.layers.is_some() => (Class::Enhancement, d.temporal),
                 _ if is_video => (Class::Base, 0),
                 _ => (Class::Audio, 0),
             };
