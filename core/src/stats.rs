@@ -157,10 +157,11 @@ pub struct TransportStats {
     /// [`pacer_dropped_enhancement`](Self::pacer_dropped_enhancement)), or whose producer's
     /// copy was gone when their turn came.
     pub pacer_dropped: u64,
-    /// Enhancement-layer packets (temporal layers above the lowest, of consumers that select
-    /// layers inside one stream) the pacer dropped: those that waited longer than 100 ms
-    /// behind base layers, and the consumer's queued packets of the same or higher temporal
-    /// layers, which may refer to them. Their sequence numbers are filled with padding, and
+    /// Enhancement-layer packets (temporal layers above the lowest, of consumers whose layers
+    /// the SFU selects) the pacer dropped, whole pictures at a time: pictures not started
+    /// within 100 ms behind base layers, with the consumer's queued packets of the same or
+    /// higher temporal layers (which may refer to them), and those still queued when a base
+    /// layer packet of their stream was ready. Padding takes each one's place and number, and
     /// the consumer's layer filter stops those layers until a switching-up point.
     pub pacer_dropped_enhancement: u64,
     /// Video packets the pacer refused because its queue was full.
