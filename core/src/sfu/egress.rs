@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
 use tracing::trace;
 
 use crate::codec::Descriptor;
@@ -295,8 +294,11 @@ impl Sfu {
                     // Recorded for retransmission when it leaves (a held packet dropped
                     // before that was never sent).
                     c.first_sent_at.get_or_insert(now);
-                } else {
-                    // Its number is taken: padding fills it.
+                } else if class != Class::Enhancement
+                    || !drop_enhancement(ct, Some(&mut *c), item, now)
+                {
+                    // Its number is taken: padding fills it. (A refused enhancement packet
+                    // is dropped as a stale one is.)
                     self.scratch_unsent.push((cid, seq));
                 }
                 continue;
@@ -721,7 +723,8 @@ impl Sfu {
                             .is_some_and(|c| c.enhancement_picture_open);
                     if !continues {
                         t.pacer.count_stale();
-                        if !drop_stale(t, &mut self.consumers, item, now) {
+                        let c = self.consumers.get_mut(&item.consumer);
+                        if !drop_enhancement(t, c, item, now) {
                             self.scratch_unsent.push((item.consumer, item.seq));
                         }
                         continue;
@@ -1126,20 +1129,21 @@ fn count_sent(c: &mut crate::router::Consumer, payload: usize, now: Instant) {
     c.first_sent_at.get_or_insert(now);
 }
 
-/// Drops a stale enhancement packet of transport `t`'s pacer: its consumer's layer filter
-/// stops its layer and those above until a switching-up point (frames that come may refer to
-/// it), and the consumer's packets of those layers still queued are dropped too (queued
-/// frames may). Each dropped packet's number is filled with padding, queued with the base
-/// layers so that the consumer's stream stays in order. False when the stale packet's fill
-/// found the base queue full (the caller fills it at once).
-fn drop_stale(
+/// Drops an enhancement packet of transport `t`'s pacer that will not be sent (stale, or
+/// refused by a full queue): its consumer `c`'s layer filter stops its layer and those above
+/// until a switching-up point (frames that come may refer to it), and the consumer's packets
+/// of those layers still queued are dropped too (queued frames may). Each dropped packet's
+/// number is filled with padding, queued with the base layers so that the consumer's stream
+/// stays in order. False when the first padding found the base queue full (the caller fills
+/// that number at once).
+fn drop_enhancement(
     t: &mut Transport,
-    consumers: &mut FxHashMap<ConsumerId, Consumer>,
+    c: Option<&mut Consumer>,
     item: Paced,
     now: Instant,
 ) -> bool {
     let cid = item.consumer;
-    if let Some(f) = consumers.get_mut(&cid).and_then(|c| c.layers.as_mut()) {
+    if let Some(f) = c.and_then(|c| c.layers.as_mut()) {
         f.cut(item.temporal);
     }
     let queued = t
