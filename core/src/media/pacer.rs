@@ -106,8 +106,8 @@ pub(crate) enum Polled<T> {
     /// A packet to send now.
     Send(T),
     /// An enhancement packet that waited too long. The caller drops it
-    /// ([`Pacer::count_stale`]), or sends it all the same when it continues a frame whose
-    /// start was sent, so that the receiver does not get part of a frame
+    /// ([`Pacer::count_stale`]), or sends it all the same when it continues a picture whose
+    /// start was sent, so that the receiver does not get part of a picture
     /// ([`Pacer::charge`]).
     Stale(T),
 }
@@ -287,8 +287,9 @@ impl<T: Copy> Pacer<T> {
     /// Takes the queued enhancement packets `pick` selects out of their queue, oldest first,
     /// and hands each to `decide`: each joins the base queue's tail in its order, itself
     /// ([`Taken::Promote`]) or replaced ([`Taken::Replace`]: counted as dropped). Scans the
-    /// enhancement queue: it is called on a drop, or for a stream that has packets of both
-    /// classes queued, not for every packet.
+    /// enhancement queue (at most [`PacerConfig::capacity`] packets, without allocating): the
+    /// caller calls it on a drop, and for a layered stream's base layer packet only while
+    /// enhancement packets are queued, which lasts no longer than their maximum delay.
     pub(crate) fn take_enhancement(
         &mut self,
         mut pick: impl FnMut(&T) -> bool,
