@@ -547,6 +547,13 @@ mod tests {
         assert_eq!(p.poll(later), None);
         assert_eq!(p.counters.dropped_stale, 4);
         assert_eq!(p.len(), 0);
+        assert!(
+            p.send_now(1200, Class::Enhancement, later),
+            "nothing queued any more: an enhancement packet may leave at once"
+        );
+        // A stale packet sent all the same counts against the budget.
+        p.charge(100_000, later);
+        assert!(!p.send_now(1200, Class::Base, later));
     }
 
     #[test]
@@ -605,6 +612,52 @@ mod tests {
         );
         assert!(p.is_empty());
         assert_eq!(p.next_at(later), None);
+        let much_later = later + Duration::from_millis(100);
+        assert!(
+            p.send_now(1200, Class::Enhancement, much_later),
+            "nothing queued any more: an enhancement packet may leave at once"
+        );
+    }
+
+    #[test]
+    fn the_rate_follows_the_estimate_or_what_was_sent_when_that_is_more() {
+        let t0 = start();
+        // Raised from 100 kbit/s to 1 Mbit/s: 60 packets leave at 2.5 Mbit/s, over about
+        // 225 ms (at 250 kbit/s they would take the 250 ms the maximum delay allows).
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 100_000);
+        p.set_estimate(1_000_000);
+        for i in 0..60 {
+            p.push(i, 1200, Class::Base, t0).unwrap();
+        }
+        let sent = serve(&mut p, t0, t0 + Duration::from_secs(1));
+        let span = sent[59].0 - sent[0].0;
+        assert!(
+            (Duration::from_millis(210)..Duration::from_millis(235)).contains(&span),
+            "{span:?}"
+        );
+
+        // 1,200 bytes of audio a millisecond sent at 10 Mbit/s: over the first 500 ms, 9.6
+        // Mbit/s. The estimate falls to 100 kbit/s, but the rate stays 2.5 times what was sent:
+        // 60 packets leave over about 24 ms.
+        let mut p = Pacer::<u32>::new(PacerConfig::default(), 10_000_000);
+        for ms in 0..=500 {
+            assert!(p.send_now(1200, Class::Audio, t0 + Duration::from_millis(ms)));
+        }
+        p.set_estimate(100_000);
+        let t1 = t0 + Duration::from_millis(500);
+        for i in 0..60 {
+            p.push(i, 1200, Class::Base, t1).unwrap();
+        }
+        let sent = serve(&mut p, t1, t1 + Duration::from_secs(1));
+        assert_eq!(sent.len(), 60);
+        let span = sent[59].0 - t1;
+        assert!(
+            (Duration::from_millis(15)..Duration::from_millis(40)).contains(&span),
+            "{span:?}"
+        );
+        // At that rate the burst allowance (5 ms of it) is 15 kB: a dozen packets at once.
+        let at_once = sent.iter().filter(|s| s.0 == t1).count();
+        assert!((10..=14).contains(&at_once), "{at_once} at once");
     }
 
     /// A key frame's burst of base layer (100 packets, 384 ms at a 2.5 Mbit/s pacing rate)
@@ -715,6 +768,11 @@ mod tests {
             [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 100, 102, 1004, 1006, 1008, 101, 103, 105, 107, 109]
         );
         assert!(p.is_empty() && !p.has_enhancement());
+        let later = t0 + Duration::from_millis(200);
+        assert!(
+            p.send_now(1200, Class::Enhancement, later),
+            "nothing queued any more: an enhancement packet may leave at once"
+        );
         assert_eq!(p.next_at(t0 + Duration::from_millis(90)), None);
     }
 }
