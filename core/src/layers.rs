@@ -89,7 +89,7 @@ impl LayerFilter {
     }
 
     /// A packet of temporal layer `temporal` (above 0) already let through did not reach the
-    /// receiver (the pacer dropped it as stale): frames that refer to it must not follow.
+    /// receiver (the pacer dropped it): frames that refer to it must not follow.
     /// Stops that temporal layer and those above at once, in the middle of a picture too;
     /// they come back the way temporal layers go up, at a switching-up point, which refers to
     /// nothing stopped.

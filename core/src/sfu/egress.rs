@@ -716,14 +716,11 @@ impl Sfu {
                 Polled::Stale(item) => {
                     // The rest of a picture whose start was sent goes all the same: the
                     // receiver gets whole pictures.
+                    let c = self.consumers.get_mut(&item.consumer);
                     let continues = !item.begins_picture
-                        && self
-                            .consumers
-                            .get(&item.consumer)
-                            .is_some_and(|c| c.enhancement_picture_open);
+                        && c.as_ref().is_some_and(|c| c.enhancement_picture_open);
                     if !continues {
                         t.pacer.count_stale();
-                        let c = self.consumers.get_mut(&item.consumer);
                         if !drop_enhancement(t, c, item, now) {
                             self.scratch_unsent.push((item.consumer, item.seq));
                         }

@@ -118,7 +118,7 @@ pub struct Sfu {
     scratch_consumers: Vec<ConsumerId>,
     /// Key frame requests raised while forwarding one packet.
     scratch_key_frames: Vec<(ProducerId, usize)>,
-    /// Consumers' numbers the pacer dropped, to fill with padding.
+    /// Consumers' numbers given to packets that were not sent, to fill with padding.
     scratch_unsent: Vec<(ConsumerId, u64)>,
     /// Reused list of transports a relayed message was written to.
     pub(crate) scratch_data_transports: Vec<TransportId>,
